@@ -1,0 +1,108 @@
+"""`tf.summary`-style writer ops: record a layer's nine-pair explanation at a step.
+
+Each op writes one tensor summary (the record layout is `metadata.py`'s) under the tag `name` (inside the
+current name scope), and, unless `scalars=False`, two plain scalars that TensorBoard's Scalars dashboard shows:
+`<tag>/near_zero_fraction` (near-zero result cells / all result cells) and `<tag>/dead_unit_fraction` (units
+whose results are near zero in every cell / units).
+
+Like `tf.summary.histogram`: `step=None` takes `tf.summary.experimental.get_step()`; the ops return a bool (True
+if written); they work eagerly and inside `tf.function`; and they are lazy: nothing is computed unless a default
+writer is set and `tf.summary.should_record_summaries()` is true (so `tf.summary.record_if(False)` costs nothing).
+
+Common keyword arguments (see `aggregates` for their meaning): `confidence=0.95`; `thresholds` (None, one number,
+or a triple first operand / second operand / result, entries may be None); `threshold_method="sampled"` or
+"exact"; `near_zero="exact"`, "sampled" or "off"; `sample_size`; `max_units` (per-unit detail up to this many
+units, grouped beyond); `layer` (the layer's name for the UI, default `name`) and `layer_index` (its position in
+the model, for ordering); `description`.
+"""
+
+import tensorflow as tf
+
+from tb_matmul_explainer import aggregates, metadata
+
+
+def dense(name, x, kernel, result=None, step=None, *, layer=None, layer_index=0, description=None, **options):
+    """Explains `x @ kernel` (x of rank >= 2); units are the kernel's output units."""
+    return _write(name, "forward", "dense", int(kernel.shape[-1]), step, layer, layer_index, description, options,
+                  lambda kw: aggregates.dense(x, kernel, result=result, **kw))
+
+
+def conv(name, inputs, kernel, strides=1, padding="VALID", result=None, step=None, *, layer=None, layer_index=0,
+         description=None, **options):
+    """Explains an NHWC 1D/2D/3D convolution; units are the output channels."""
+    return _write(name, "forward", _conv_op(kernel), int(kernel.shape[-1]), step, layer, layer_index, description,
+                  options, lambda kw: aggregates.conv(inputs, kernel, strides, padding, result=result, **kw))
+
+
+def dense_kernel_gradient(name, x, d_out, result=None, step=None, *, layer=None, layer_index=0, description=None,
+                          **options):
+    """Explains the kernel gradient `x^T @ d_out`; units are the output units."""
+    return _write(name, "kernel_gradient", "dense", int(d_out.shape[-1]), step, layer, layer_index, description,
+                  options, lambda kw: aggregates.dense_kernel_gradient(x, d_out, result=result, **kw))
+
+
+def conv_kernel_gradient(name, x, d_out, kernel_shape, strides=1, padding="VALID", result=None, step=None, *,
+                         layer=None, layer_index=0, description=None, **options):
+    """Explains a convolution's kernel gradient; units are the output channels."""
+    return _write(name, "kernel_gradient", _conv_op(kernel_shape), int(kernel_shape[-1]), step, layer, layer_index,
+                  description, options,
+                  lambda kw: aggregates.conv_kernel_gradient(x, d_out, kernel_shape, strides, padding, result=result,
+                                                             **kw))
+
+
+def dense_input_gradient(name, d_out, kernel, result=None, step=None, *, layer=None, layer_index=0,
+                         description=None, **options):
+    """Explains the input gradient `d_out @ kernel^T`; units are the input features."""
+    return _write(name, "input_gradient", "dense", int(kernel.shape[-2]), step, layer, layer_index, description,
+                  options, lambda kw: aggregates.dense_input_gradient(d_out, kernel, result=result, **kw))
+
+
+def conv_input_gradient(name, d_out, kernel, input_shape, strides=1, padding="VALID", result=None, step=None, *,
+                        layer=None, layer_index=0, description=None, **options):
+    """Explains a convolution's input gradient; units are the input channels."""
+    return _write(name, "input_gradient", _conv_op(kernel), int(kernel.shape[-2]), step, layer, layer_index,
+                  description, options,
+                  lambda kw: aggregates.conv_input_gradient(d_out, kernel, input_shape, strides, padding,
+                                                            result=result, **kw))
+
+
+def _conv_op(kernel_or_shape):
+    rank = len(kernel_or_shape.shape) if hasattr(kernel_or_shape, "shape") else len(kernel_or_shape)
+    if rank not in (3, 4, 5):
+        raise ValueError(f"kernel must have rank 3, 4 or 5 (1D to 3D convolution), got rank {rank}")
+    return f"conv{rank - 2}d"
+
+
+_AGGREGATE_OPTIONS = ("confidence", "thresholds", "threshold_method", "near_zero", "sample_size", "seed")
+
+
+def _write(name, role, op, units, step, layer, layer_index, description, options, totals_fn):
+    unknown = set(options) - set(_AGGREGATE_OPTIONS) - {"max_units", "scalars"}
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
+    max_units = options.pop("max_units", metadata.DEFAULT_MAX_UNITS)
+    scalars = options.pop("scalars", True)
+    if not isinstance(max_units, int) or isinstance(max_units, bool) or max_units < 1:
+        raise ValueError(f"max_units must be a positive int, got {max_units!r}")
+    confidence = options.get("confidence", 0.95)
+    thresholds = options.get("thresholds")
+    if thresholds is None or not hasattr(thresholds, "__len__"):
+        thresholds = (thresholds,) * 3
+    summary_metadata = metadata.create_summary_metadata(
+        layer or name, description, role=role, op=op, layer=layer or name, index=layer_index, units=units,
+        confidence=confidence, thresholds=[t if t is None else float(t) for t in thresholds])
+    with tf.summary.experimental.summary_scope(name, "matmul_explainer_summary") as (tag, _):
+        def record():
+            totals = totals_fn(options)
+            written = tf.summary.write(tag, metadata.pack_record(totals, max_units), step,
+                                       metadata=summary_metadata)
+            if scalars:
+                cells = tf.reduce_sum(totals.cells)
+                near_zero = tf.math.divide_no_nan(tf.reduce_sum(totals.near_zero_cells), cells)
+                dead = tf.reduce_mean(tf.cast((totals.cells > 0) & (totals.near_zero_cells >= totals.cells),
+                                              tf.float64))
+                tf.summary.scalar("near_zero_fraction", near_zero, step)
+                tf.summary.scalar("dead_unit_fraction", dead, step)
+            return written
+
+        return tf.cond(tf.summary.should_record_summaries(), record, lambda: tf.constant(False))

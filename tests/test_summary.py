@@ -1,0 +1,205 @@
+"""Writer ops and the on-disk contract, read back through TensorBoard's own multiplexer and data provider."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.compat.proto import summary_pb2
+
+from tb_matmul_explainer import aggregates, metadata, ops, summary
+from tests import tb_reader
+
+
+def operands(seed=0, n=12, k=6, m=5):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, k)).astype(np.float32)
+    x[x < 0] = 0  # ReLU-like input: half exact zeros
+    return x, rng.normal(size=(k, m)).astype(np.float32)
+
+
+def per_unit_from_classifier(x, kernel, confidence):
+    """The per-cell route: classify every cell, then reduce over each unit's cells."""
+    counts, sums = ops.matmul_classify(x, kernel, confidence=confidence)
+    return np.sum(counts, axis=0), np.sum(sums, axis=0)
+
+
+def test_dense_record_reads_back_through_tensorboard(tmp_path):
+    x, kernel = operands()
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        for step in (0, 5):
+            assert summary.dense("dense_1/forward", x, kernel, step=step, layer="dense_1", layer_index=2,
+                                 threshold_method="exact", confidence=0.9)
+    records = tb_reader.read_records(str(tmp_path))
+    assert list(records) == ["run"]
+    series, data = records["run"]["dense_1/forward"]
+    assert [d.step for d in data] == [0, 5]
+    parsed = metadata.parse_plugin_metadata(series.plugin_content)
+    assert (parsed.role, parsed.op, parsed.layer, parsed.index, parsed.units) == ("forward", "dense", "dense_1", 2, 5)
+    assert parsed.operands == ("input", "kernel") and parsed.confidence == 0.9
+    record = metadata.unpack_record(data[0].numpy)
+    counts, sums = per_unit_from_classifier(x, kernel, 0.9)
+    np.testing.assert_array_equal(record.counts, counts)
+    np.testing.assert_allclose(record.sums, sums, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(record.cells, np.full(5, 12))
+    assert record.units == 5 and record.group_size == 1
+    np.testing.assert_allclose(np.sum(record.sums, axis=1), np.sum(x @ kernel, axis=0), rtol=1e-5, atol=1e-5)
+
+
+def test_scalars_show_in_the_scalars_dashboard(tmp_path):
+    x, kernel = operands()
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        summary.dense("layer/forward", x, kernel, step=3, thresholds=(None, None, 0.0))
+    scalars = tb_reader.read_scalars(str(tmp_path))["run"]
+    assert set(scalars) == {"layer/forward/near_zero_fraction", "layer/forward/dead_unit_fraction"}
+    # With a result threshold of 0 only exact zeros are near zero.
+    expected = np.mean(x @ kernel == 0)
+    assert scalars["layer/forward/near_zero_fraction"] == [(3, pytest.approx(expected))]
+
+
+def test_scalars_can_be_turned_off(tmp_path):
+    x, kernel = operands()
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        summary.dense("layer/forward", x, kernel, step=0, scalars=False)
+    assert tb_reader.read_scalars(str(tmp_path)) in ({}, {"run": {}})
+
+
+def test_dead_unit_fraction_counts_units_that_are_always_near_zero(tmp_path):
+    x, kernel = operands()
+    kernel[:, :2] = 0  # two dead output units
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        summary.dense("layer/forward", x, kernel, step=0, thresholds=(None, None, 1e-6))
+    scalars = tb_reader.read_scalars(str(tmp_path))["run"]
+    assert scalars["layer/forward/dead_unit_fraction"] == [(0, pytest.approx(2 / 5))]
+
+
+class CountingAggregates:
+    """Counts calls of the aggregate kernels (Python-side: eager calls or traces)."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        original = aggregates.dense
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(aggregates, "dense", counted)
+
+
+def test_nothing_is_computed_unless_recording(tmp_path, monkeypatch):
+    counter = CountingAggregates(monkeypatch)
+    x, kernel = operands()
+    assert summary.dense("no_writer", x, kernel, step=0) is not True  # no default writer
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        with tf.summary.record_if(False):
+            assert not summary.dense("layer/forward", x, kernel, step=0)
+        assert counter.calls == 0
+        assert summary.dense("layer/forward", x, kernel, step=1)
+    assert counter.calls == 1
+
+
+def test_kernels_never_run_in_a_graph_under_record_if_false(tmp_path):
+    runs = tf.Variable(0)
+    original = aggregates.dense
+
+    def counted(*args, **kwargs):
+        with tf.control_dependencies([runs.assign_add(1)]):
+            totals = original(*args, **kwargs)
+        return aggregates.UnitTotals(*[tf.identity(t) for t in totals])
+
+    x, kernel = operands()
+    writer = tf.summary.create_file_writer(str(tmp_path / "run"))
+
+    @tf.function
+    def step_fn(step, record):
+        with writer.as_default(), tf.summary.record_if(record):
+            return summary.dense("layer/forward", x, kernel, step=step)
+
+    aggregates_dense, aggregates.dense = aggregates.dense, counted
+    try:
+        for step in range(6):
+            step_fn(tf.constant(step, tf.int64), tf.constant(step % 3 == 0))
+    finally:
+        aggregates.dense = aggregates_dense
+    writer.flush()
+    assert int(runs.numpy()) == 2
+    _, data = tb_reader.read_records(str(tmp_path))["run"]["layer/forward"]
+    assert [d.step for d in data] == [0, 3]
+
+
+def test_units_beyond_max_units_are_grouped(tmp_path):
+    x, kernel = operands(m=10)
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        summary.dense("layer/forward", x, kernel, step=0, max_units=4, threshold_method="exact")
+    _, data = tb_reader.read_records(str(tmp_path))["run"]["layer/forward"]
+    record = metadata.unpack_record(data[0].numpy)
+    assert (record.units, record.group_size, record.counts.shape) == (10, 3, (4, 9))
+    counts, _ = per_unit_from_classifier(x, kernel, 0.95)
+    np.testing.assert_array_equal(record.counts, [counts[0:3].sum(0), counts[3:6].sum(0), counts[6:9].sum(0),
+                                                  counts[9:].sum(0)])
+    assert data[0].numpy.nbytes <= metadata.record_bytes(10, 4)
+
+
+def test_all_roles_write_their_records(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 6, 6, 3)).astype(np.float32)
+    kernel = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
+    d_out = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
+    xd, kd = operands()
+    dd = rng.normal(size=(12, 5)).astype(np.float32)
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        assert summary.conv("c/forward", x, kernel, padding="same", step=0, layer="c", layer_index=0)
+        assert summary.conv_kernel_gradient("c/kernel_gradient", x, d_out, kernel.shape, padding="SAME", step=0,
+                                            layer="c")
+        assert summary.conv_input_gradient("c/input_gradient", d_out, kernel, x.shape, padding="SAME", step=0,
+                                           layer="c")
+        assert summary.dense_kernel_gradient("d/kernel_gradient", xd, dd, step=0, layer="d", layer_index=1)
+        assert summary.dense_input_gradient("d/input_gradient", dd, kd, step=0, layer="d", layer_index=1)
+    records = tb_reader.read_records(str(tmp_path))["run"]
+    expected = {"c/forward": ("forward", "conv2d", 4), "c/kernel_gradient": ("kernel_gradient", "conv2d", 4),
+                "c/input_gradient": ("input_gradient", "conv2d", 3),
+                "d/kernel_gradient": ("kernel_gradient", "dense", 5), "d/input_gradient": ("input_gradient", "dense", 6)}
+    for tag, (role, op, units) in expected.items():
+        series, data = records[tag]
+        parsed = metadata.parse_plugin_metadata(series.plugin_content)
+        assert (parsed.role, parsed.op, parsed.units) == (role, op, units), tag
+        assert metadata.unpack_record(data[0].numpy).units == units
+    # The convolution's kernel gradient totals add up to the gradient itself.
+    record = metadata.unpack_record(records["c/kernel_gradient"][1][0].numpy)
+    _, sums = ops.conv_backprop_filter_classify(x, d_out, kernel.shape, padding="SAME")
+    np.testing.assert_allclose(record.sums, np.sum(sums, axis=(0, 1, 2)), rtol=1e-4, atol=1e-4)
+
+
+def test_metadata_is_tiny_tensor_class_and_versioned():
+    md = metadata.create_summary_metadata("d", None, role="forward", op="dense", layer="d", index=0, units=8,
+                                          confidence=0.95)
+    assert md.data_class == summary_pb2.DATA_CLASS_TENSOR
+    assert md.plugin_data.plugin_name == "matmul_explainer"
+    assert len(md.plugin_data.content) < 200
+    newer = json.loads(md.plugin_data.content)
+    newer["v"] = 2
+    with pytest.raises(metadata.ContractError, match="contract version 2"):
+        metadata.parse_plugin_metadata(json.dumps(newer).encode())
+    with pytest.raises(metadata.ContractError, match="JSON"):
+        metadata.parse_plugin_metadata(b"\xff")
+    with pytest.raises(ValueError, match="role"):
+        metadata.create_summary_metadata("d", None, role="sideways", op="dense", layer="d", index=0, units=1,
+                                         confidence=0.9)
+
+
+def test_unpack_rejects_malformed_records():
+    with pytest.raises(metadata.ContractError, match="shape"):
+        metadata.unpack_record(np.zeros((3, 5)))
+    bad = np.zeros((3, metadata.COLUMNS))
+    bad[0, metadata.HEADER_UNITS], bad[0, metadata.HEADER_GROUP_SIZE] = 5, 1
+    with pytest.raises(metadata.ContractError, match="rows"):
+        metadata.unpack_record(bad)
+
+
+def test_bad_arguments_are_named():
+    x, kernel = operands()
+    with pytest.raises(ValueError, match="max_units"):
+        summary.dense("a", x, kernel, step=0, max_units=0)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        summary.dense("a", x, kernel, step=0, confidance=0.9)
