@@ -1,0 +1,251 @@
+"""Diagnosis: what makes a layer's near-zero results near zero, which units are dead, and ranked alerts.
+
+Inputs are recorded per-unit totals (`metadata.Record`). Every figure below is a layer total (summed over units)
+unless it says per unit. "Products" are the operand pairs that make up a result cell; shares are of products.
+
+Causes of near-zero results, from the products inside near-zero result cells:
+  * near-zero first operand: products in ZP, ZZ, ZN;  near-zero second operand: PZ, ZZ, NZ;  either: any Z.
+    A Z share only explains something when it is *above what is normal for the layer*: it is compared with the
+    same share over all cells (after a ReLU about half of every input is an exact zero, everywhere, and a
+    percentile threshold puts at least `1 - confidence` of each operand in Z by construction). A cause is
+    named when its share in near-zero cells exceeds its share over all cells by LIFT (1.25x) and 10 points.
+  * cancellation: the products with no Z operand (PP, PN, NP, NN) in near-zero cells are large but cancel.
+    Their magnitude `PP + NN - PN - NP` is compared with the largest total the near-zero results could have,
+    `result threshold x near-zero cells`; at CANCELLATION_RATIO (4x) or more they cancel. Which operand's signs
+    cancel: first operand (PP ~ NP and PN ~ NN), second operand (PP ~ PN and NP ~ NN), both (PP + NN ~ NP + PN);
+    the largest matched magnitude names it.
+
+Alerts (each with a severity in [0, 1] and the first recorded step from which it held continuously):
+  * dead units (forward): units whose results are near zero in at least DEAD_CELLS (99%) of their cells; raised
+    when at least DEAD_UNITS (10%) of the units are dead. Severity = dead share.
+  * excess near-zero results: the near-zero result fraction exceeds what the threshold makes normal
+    (`1 - confidence` for a derived result threshold) by EXCESS (20 points). Severity = the excess.
+  * vanishing gradients (kernel_gradient, across layers): a layer's mean gradient magnitude per cell is at most
+    1/VANISHING_RATIO (1/100) of the largest layer's. Severity = log10(ratio) / 4, at most 1.
+  * collapsed weights (forward): at least COLLAPSED (50%) of the kernel is exactly zero or near zero with a zero
+    threshold (the threshold collapses to 0 when most weights are 0).
+  * non-finite values in an operand or the result. Severity 1.
+With none of these, the diagnosis says nothing is wrong.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from tb_matmul_explainer import metadata
+
+LIFT = 1.25
+LIFT_POINTS = 0.10
+CANCELLATION_RATIO = 4.0
+DEAD_CELLS = 0.99
+DEAD_UNITS = 0.10
+EXCESS = 0.20
+VANISHING_RATIO = 100.0
+COLLAPSED = 0.50
+
+_T = {t: i for i, t in enumerate(metadata.TERMS)}
+_FIRST_Z = [_T["ZP"], _T["ZZ"], _T["ZN"]]
+_SECOND_Z = [_T["PZ"], _T["ZZ"], _T["NZ"]]
+_NO_Z = [_T["PP"], _T["PN"], _T["NP"], _T["NN"]]
+
+
+@dataclasses.dataclass
+class Alert:
+    kind: str            # dead_units | excess_near_zero | vanishing_gradient | collapsed_weights | non_finite
+    layer: str
+    role: str
+    first_step: int
+    severity: float
+    message: str
+    run: str = ""
+
+
+@dataclasses.dataclass
+class Diagnosis:
+    layer: str
+    role: str
+    step: int
+    near_zero_fraction: float
+    causes: dict         # cause name -> share of near-zero cells' products it accounts for
+    dead_rows: list      # stored row indices that are dead at this step
+    text: str
+    alerts: list
+
+
+def _shares(counts):
+    total = counts.sum()
+    if total <= 0:
+        return {"first": 0.0, "second": 0.0, "either": 0.0}
+    return {"first": counts[_FIRST_Z].sum() / total, "second": counts[_SECOND_Z].sum() / total,
+            "either": 1.0 - counts[_NO_Z].sum() / total}
+
+
+def _operand_names(info):
+    first, second = info.operands if info is not None else ("first operand", "second operand")
+    return first.replace("_", " "), second.replace("_", " ")
+
+
+def _cancellation(record):
+    """(ratio of cancelling magnitude to the near-zero results' bound, which operand's signs cancel)."""
+    s = record.near_zero_sums.sum(axis=0)
+    pp, pn, np_, nn = s[_T["PP"]], s[_T["PN"]], s[_T["NP"]], s[_T["NN"]]
+    magnitude = pp + nn - pn - np_
+    bound = record.thresholds[2] * record.near_zero_cells.sum()
+    ratio = math.inf if bound <= 0 and magnitude > 0 else (magnitude / bound if bound > 0 else 0.0)
+    matched = {"first": min(pp, -np_) + min(-pn, nn), "second": min(pp, -pn) + min(-np_, nn),
+               "both": min(pp + nn, -(np_ + pn))}
+    return ratio, max(matched, key=matched.get)
+
+
+def dead_rows(record):
+    """Indices of stored rows whose results are near zero in at least DEAD_CELLS of their cells."""
+    cells = record.cells
+    return [int(i) for i in np.flatnonzero((cells > 0) & (record.near_zero_cells >= DEAD_CELLS * cells))]
+
+
+def expected_near_zero_fraction(info):
+    """What the result threshold makes normal: 1 - confidence for a derived threshold, else unknown (None)."""
+    if info is None or (len(info.thresholds) > 2 and info.thresholds[2] is not None):
+        return None
+    return 1.0 - info.confidence
+
+
+def diagnose(record, *, layer="", role="forward", step=0, info=None, history=()):
+    """Diagnoses one record. `history` is the layer's earlier `(step, Record)` pairs (for "since which step").
+
+    Returns a `Diagnosis` whose `text` is one or two plain sentences.
+    """
+    first_name, second_name = _operand_names(info)
+    cells = record.cells.sum()
+    nz_cells = record.near_zero_cells.sum()
+    fraction = float(nz_cells / cells) if cells > 0 else 0.0
+    alerts, causes, because = [], {}, ""
+
+    if nz_cells > 0:
+        near, overall = _shares(record.near_zero_counts.sum(0)), _shares(record.counts.sum(0))
+        for key, label in (("first", f"near-zero {first_name}"), ("second", f"near-zero {second_name}")):
+            if near[key] >= LIFT * overall[key] and near[key] >= overall[key] + LIFT_POINTS:
+                causes[label] = float(near[key])
+        ratio, which = _cancellation(record)
+        no_z_share = 1.0 - near["either"]
+        if ratio >= CANCELLATION_RATIO and no_z_share > 0:
+            label = {"first": f"{first_name} +/- cancelling", "second": f"{second_name} +/- cancelling",
+                     "both": "both operands +/- cancelling"}[which]
+            causes[label] = float(no_z_share)
+        if causes:
+            parts = [f"{name} ({share:.0%} of their products)" for name, share in
+                     sorted(causes.items(), key=lambda kv: -kv[1])]
+            because = "mostly because of " + ", ".join(parts)
+
+    dead = dead_rows(record) if role == "forward" else []
+    rows = len(record.cells)
+    if rows and len(dead) / rows >= DEAD_UNITS:
+        since = _held_since(step, history, lambda r: rows and len(dead_rows(r)) / len(r.cells) >= DEAD_UNITS)
+        units = "units" if record.group_size == 1 else f"groups of {record.group_size} units"
+        alerts.append(Alert("dead_units", layer, role, since, len(dead) / rows,
+                            f"{len(dead)} of {rows} {units} are dead (near zero in every cell) since step {since}."))
+
+    expected = expected_near_zero_fraction(info)
+    if expected is not None and fraction - expected >= EXCESS:
+        since = _held_since(step, history, lambda r: r.cells.sum() > 0 and
+                            r.near_zero_cells.sum() / r.cells.sum() - expected >= EXCESS)
+        alerts.append(Alert("excess_near_zero", layer, role, since, min(1.0, fraction - expected),
+                            f"{fraction:.0%} of results are near zero where about {expected:.0%} is normal, "
+                            f"since step {since}."))
+
+    if role == "forward":
+        kernel_zero = _shares(record.counts.sum(0))["second"]
+        if kernel_zero >= COLLAPSED and record.thresholds[1] == 0:
+            alerts.append(Alert("collapsed_weights", layer, role, step, float(kernel_zero),
+                                f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights "
+                                f"have collapsed."))
+
+    if np.any(record.nonfinite > 0):
+        names = [n for n, c in zip((first_name, second_name, "result"), record.nonfinite) if c > 0]
+        alerts.append(Alert("non_finite", layer, role, step, 1.0,
+                            f"non-finite values (NaN or inf) in the {', '.join(names)}."))
+
+    if alerts:
+        sentences = [f"{fraction:.0%} of results are near zero{', ' + because if because else ''}."]
+        sentences += [_sentence(a.message) for a in alerts if a.kind != "excess_near_zero"]
+        if any(a.kind == "excess_near_zero" for a in alerts):
+            sentences[0] = sentences[0][:-1] + f" (about {expected:.0%} is normal)."
+    elif nz_cells:
+        sentences = [f"Nothing wrong: {fraction:.0%} of results are near zero, as expected for this layer."]
+        if because:
+            sentences.append(f"They are near zero {because}.")
+    else:
+        sentences = ["Nothing wrong: no result is near zero."]
+    return Diagnosis(layer, role, step, fraction, causes, dead, " ".join(sentences), alerts)
+
+
+def _sentence(text):
+    return text[0].upper() + text[1:]
+
+
+def _held_since(step, history, condition):
+    """The first step of the latest unbroken run of records (ending at `step`) for which `condition` holds."""
+    since = step
+    for earlier_step, earlier in sorted(history, key=lambda h: h[0], reverse=True):
+        if earlier_step >= step:
+            continue
+        if not condition(earlier):
+            break
+        since = earlier_step
+    return since
+
+
+def gradient_scale(record):
+    """Mean magnitude per result cell, bounded from above by the pair sums: sum(|pair sums|) / cells."""
+    cells = record.cells.sum()
+    return float(np.abs(record.sums.sum(0)).sum() / cells) if cells > 0 else 0.0
+
+
+def vanishing_gradient_alerts(kernel_gradients, step):
+    """Alerts for layers whose kernel-gradient scale is at most 1/VANISHING_RATIO of the largest layer's.
+
+    `kernel_gradients`: [(layer, Record)] at one step, in model order.
+    """
+    scales = [(layer, gradient_scale(r)) for layer, r in kernel_gradients]
+    top = max((s for _, s in scales), default=0.0)
+    alerts = []
+    for layer, s in scales:
+        if top > 0 and s * VANISHING_RATIO <= top:
+            ratio = top / s if s > 0 else math.inf
+            severity = 1.0 if math.isinf(ratio) else min(1.0, math.log10(ratio) / 4)
+            alerts.append(Alert("vanishing_gradient", layer, "kernel_gradient", step, severity,
+                                f"kernel gradients are {ratio:.3g}x smaller than in the layer with the largest "
+                                f"(vanishing gradients)."))
+    return alerts
+
+
+def diagnose_run(layers, step=None):
+    """Diagnoses every (layer, role) of a run at `step` (default: each layer's latest record).
+
+    `layers`: {(layer, role): loader.LayerSeries} in model order. Returns (diagnoses, alerts), alerts ranked
+    worst first (severity, then earliest step).
+    """
+    diagnoses, alerts, gradients = [], [], {}
+    for (layer, role), series in layers.items():
+        picked = [(s, r) for s, r in zip(series.steps, series.records) if step is None or s <= step]
+        if not picked:
+            continue
+        at_step, record = picked[-1]
+        d = diagnose(record, layer=layer, role=role, step=at_step, info=series.info, history=picked[:-1])
+        diagnoses.append(d)
+        alerts.extend(d.alerts)
+        if role == "kernel_gradient":
+            gradients[layer] = (at_step, record)
+    if len(gradients) >= 2:
+        latest = max(s for s, _ in gradients.values())
+        vanishing = vanishing_gradient_alerts([(l, r) for l, (_, r) in gradients.items()], latest)
+        alerts.extend(vanishing)
+        for d in diagnoses:
+            for a in vanishing:
+                if (d.layer, d.role) == (a.layer, a.role):
+                    d.alerts.append(a)
+                    kept = "" if d.text.startswith("Nothing wrong") else d.text + " "
+                    d.text = kept + _sentence(a.message)
+    alerts.sort(key=lambda a: (-a.severity, a.first_step, a.layer))
+    return diagnoses, alerts

@@ -1,0 +1,87 @@
+"""Reads our summaries from a log directory into plain arrays, without starting TensorBoard.
+
+    series = loader.load(logdir)            # {run: {(layer, role): LayerSeries}}
+    frame = loader.to_dataframe(series)     # one row per (run, layer, role, step, pair) if pandas is installed
+
+Uses TensorBoard's own event multiplexer, keeping every record. Tags written by an unknown contract version are
+not dropped silently: they are listed in `LoadResult.unreadable` with the reason.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from tb_matmul_explainer import metadata
+
+
+@dataclasses.dataclass
+class LayerSeries:
+    """One (layer, role) tag of a run: its metadata and its records in step order."""
+    tag: str
+    info: metadata.PluginMetadata
+    steps: list
+    records: list  # metadata.Record per step
+
+    def layer_totals(self, field):
+        """[steps, ...] array of a Record field summed over units (e.g. "near_zero_counts" -> [steps, 9])."""
+        return np.stack([getattr(r, field).sum(axis=0) for r in self.records]) if self.records else np.zeros((0,))
+
+
+@dataclasses.dataclass
+class LoadResult:
+    runs: dict        # {run: {(layer, role): LayerSeries}}, layers in model order
+    unreadable: list  # [(run, tag, reason)]
+
+
+def load(logdir):
+    """Loads every run under `logdir` that holds matmul-explainer summaries.
+
+    Raises FileNotFoundError if `logdir` does not exist and ValueError if it holds no such summaries.
+    """
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+    from tensorboard.util import tensor_util
+
+    if not os.path.isdir(logdir):
+        raise FileNotFoundError(f"logdir {logdir!r} is not a directory")
+    mux = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={metadata.PLUGIN_NAME: 0})
+    mux.AddRunsFromDirectory(logdir)
+    mux.Reload()
+    runs, unreadable = {}, []
+    for run, tag_contents in sorted(mux.PluginRunToTagToContent(metadata.PLUGIN_NAME).items()):
+        series = []
+        for tag, content in sorted(tag_contents.items()):
+            try:
+                info = metadata.parse_plugin_metadata(content)
+                events = mux.Tensors(run, tag)
+                records = [metadata.unpack_record(tensor_util.make_ndarray(e.tensor_proto)) for e in events]
+            except metadata.ContractError as e:
+                unreadable.append((run, tag, str(e)))
+                continue
+            series.append(LayerSeries(tag, info, [e.step for e in events], records))
+        if series:
+            series.sort(key=lambda s: (s.info.index, s.info.layer, metadata.ROLES.index(s.info.role)))
+            runs[run] = {(s.info.layer, s.info.role): s for s in series}
+    if not runs and not unreadable:
+        raise ValueError(f"logdir {logdir!r} holds no matmul-explainer summaries (record some with "
+                         f"tb_matmul_explainer.keras.ExplainerCallback or tb_matmul_explainer.summary)")
+    return LoadResult(runs, unreadable)
+
+
+def to_dataframe(result):
+    """A long pandas DataFrame: run, layer, index, role, step, pair, count, sum, near_zero_count, near_zero_sum,
+    cells, near_zero_cells (layer totals). Raises ImportError naming pandas if it is not installed."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("to_dataframe needs pandas: pip install pandas") from None
+    rows = []
+    for run, layers in result.runs.items():
+        for (layer, role), s in layers.items():
+            for step, r in zip(s.steps, s.records):
+                totals = [r.counts.sum(0), r.sums.sum(0), r.near_zero_counts.sum(0), r.near_zero_sums.sum(0)]
+                for i, pair in enumerate(metadata.TERMS):
+                    rows.append((run, layer, s.info.index, role, step, pair, *(t[i] for t in totals),
+                                 r.cells.sum(), r.near_zero_cells.sum()))
+    return pd.DataFrame(rows, columns=["run", "layer", "index", "role", "step", "pair", "count", "sum",
+                                       "near_zero_count", "near_zero_sum", "cells", "near_zero_cells"])

@@ -1,0 +1,105 @@
+"""Diagnosis rules on records written by our own writer for situations whose cause we know."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tb_matmul_explainer import __main__ as cli
+from tb_matmul_explainer import explain, loader, summary
+
+
+def write(logdir, run, layers):
+    """layers: [(name, role, [(step, first, second)])] written with the summary ops (exact thresholds)."""
+    ops = {"forward": summary.dense, "kernel_gradient": summary.dense_kernel_gradient}
+    with tf.summary.create_file_writer(str(logdir / run)).as_default():
+        for index, (name, role, steps) in enumerate(layers):
+            for step, first, second in steps:
+                ops[role](f"{name}/{role}", first, second, step=step, layer=name, layer_index=index,
+                          threshold_method="exact")
+    return loader.load(str(logdir)).runs[run]
+
+
+def rng_normal(seed, shape):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def test_healthy_layer_says_nothing_is_wrong(tmp_path):
+    layers = write(tmp_path, "ok", [("dense", "forward", [(0, rng_normal(0, (64, 16)), rng_normal(1, (16, 8)))])])
+    diagnoses, alerts = explain.diagnose_run(layers)
+    assert alerts == []
+    assert diagnoses[0].text.startswith("Nothing wrong")
+
+
+def test_dead_units_are_named_with_the_step_they_died(tmp_path):
+    x = np.maximum(rng_normal(0, (64, 16)), 0)
+    kernel = rng_normal(1, (16, 8))
+    dead_kernel = kernel.copy()
+    dead_kernel[:, :4] = 0
+    layers = write(tmp_path, "dying", [("dense", "forward", [(0, x, kernel), (10, x, dead_kernel),
+                                                             (20, x, dead_kernel)])])
+    diagnoses, alerts = explain.diagnose_run(layers)
+    dead = [a for a in alerts if a.kind == "dead_units"]
+    assert len(dead) == 1 and dead[0].first_step == 10 and dead[0].severity == pytest.approx(0.5)
+    assert "4 of 8 units are dead" in diagnoses[0].text and "since step 10" in diagnoses[0].text
+    assert diagnoses[0].dead_rows == [0, 1, 2, 3]
+
+
+def test_near_zero_inputs_are_named_as_the_cause(tmp_path):
+    x = np.abs(rng_normal(0, (100, 16))) + 0.5
+    x[:40] = 0  # 40% of the samples are all zeros: their outputs are zero because the input is
+    layers = write(tmp_path, "zeros", [("dense", "forward", [(0, x, rng_normal(1, (16, 8)))])])
+    diagnosis = explain.diagnose_run(layers)[0][0]
+    assert list(diagnosis.causes) == ["near-zero input"]
+    assert diagnosis.causes["near-zero input"] > 0.95
+    assert "near-zero input" in diagnosis.text
+
+
+def test_cancellation_is_told_apart_from_near_zero_operands(tmp_path):
+    x = np.abs(rng_normal(0, (64, 2))) + 1.0
+    x[:, 1] = x[:, 0]                                   # two equal, large, positive inputs ...
+    kernel = np.array([[3.0, 1.0, 2.0], [-3.0, 1.0, 0.5]], np.float32)  # ... weighted +3 and -3 in unit 0
+    layers = write(tmp_path, "cancel", [("dense", "forward", [(0, x, kernel)])])
+    diagnosis = explain.diagnose_run(layers)[0][0]
+    assert "kernel +/- cancelling" in diagnosis.causes
+    assert not any(cause.startswith("near-zero") for cause in diagnosis.causes)
+
+
+def test_vanishing_gradients_are_ranked_first(tmp_path):
+    x = rng_normal(0, (32, 8))
+    layers = write(tmp_path, "deep", [
+        ("first", "kernel_gradient", [(0, x, 1e-6 * rng_normal(1, (32, 8)))]),
+        ("middle", "kernel_gradient", [(0, x, 1e-3 * rng_normal(2, (32, 8)))]),
+        ("last", "kernel_gradient", [(0, x, rng_normal(3, (32, 8)))]),
+    ])
+    diagnoses, alerts = explain.diagnose_run(layers)
+    assert [(a.kind, a.layer) for a in alerts] == [("vanishing_gradient", "first"), ("vanishing_gradient", "middle")]
+    assert alerts[0].severity > alerts[1].severity
+    assert "vanishing gradients" in diagnoses[0].text and diagnoses[2].text.startswith("Nothing wrong")
+
+
+def test_non_finite_values_raise_an_alert(tmp_path):
+    x = rng_normal(0, (16, 4))
+    x[3, 1] = np.nan
+    layers = write(tmp_path, "nan", [("dense", "forward", [(0, x, rng_normal(1, (4, 3)))])])
+    _, alerts = explain.diagnose_run(layers)
+    assert any(a.kind == "non_finite" and "input" in a.message for a in alerts)
+
+
+def test_report_command_prints_alerts_worst_first(tmp_path, capsys):
+    x = np.maximum(rng_normal(0, (64, 16)), 0)
+    kernel = rng_normal(1, (16, 8))
+    kernel[:, :6] = 0
+    write(tmp_path, "dying", [("dense", "forward", [(0, x, kernel)])])
+    assert cli.main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "== run dying" in out and "6 of 8 units are dead" in out and "Alerts, worst first" in out
+
+
+def test_report_command_errors_are_clear(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path / "missing")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["report", str(tmp_path / "empty")]) == 2
+    assert "holds no matmul-explainer summaries" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["report", str(tmp_path), "--step", "-3"])
