@@ -19,6 +19,9 @@ setuptools.setup(
         "numpy>=1.26",
         "werkzeug>=2.0",
     ],
+    entry_points={
+        "tensorboard_plugins": ["matmul_explainer = tb_matmul_explainer.plugin:MatmulExplainerLoader"],
+    },
     extras_require={
         "test": ["tensorflow-probability==0.25.0", "hypothesis>=6.100", "pytest>=8"],
     },

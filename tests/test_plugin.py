@@ -1,0 +1,634 @@
+"""The TensorBoard plugin backend (`plugin.py`) over real log directories written by our own writer.
+
+The app is TensorBoard's own WSGI app (`application.TensorBoardWSGIApp`, with its error middleware) over an
+`EventMultiplexer` + `MultiplexerDataProvider`, driven by a werkzeug `Client`. Expected values come from reading
+the event files directly (`summary_iterator`), independently of the data provider and of the plugin.
+"""
+
+import argparse
+import collections
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from werkzeug import test as werkzeug_test
+
+from tensorboard import program
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester
+from tensorboard.backend.event_processing import data_provider as multiplexer_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins import base_plugin
+from tensorboard.plugins.core import core_plugin
+
+from tb_matmul_explainer import metadata
+from tb_matmul_explainer import plugin as plugin_lib
+
+PREFIX = "/data/plugin/matmul_explainer"
+
+
+# ----------------------------------------------------------------------------------------------- writing logs
+
+def _summary_module():
+    """Our writer ops, once they (and the aggregates they use) are importable; None before."""
+    try:
+        from tb_matmul_explainer import summary
+        return summary
+    except ImportError:
+        return None
+
+
+def _fallback_totals(a, b, threshold):
+    """Per-unit totals of `a @ b` (units = columns of b), a UnitTotals-like tuple; used only until summary.py."""
+    Totals = collections.namedtuple("Totals", "counts sums near_zero_counts near_zero_sums cells near_zero_cells "
+                                              "thresholds nonfinite")
+
+    def classes(x):
+        zero = (np.abs(x) < threshold) | np.isnan(x)
+        return [(x > 0) & ~zero, zero, (x < 0) & ~zero]
+
+    result = a @ b
+    near = (np.abs(result) < threshold).astype(np.float64)
+    ca, cb = classes(a), classes(b)
+    counts, sums, nz_counts, nz_sums = [], [], [], []
+    for ma in ca:
+        for mb in cb:
+            fa, fb = ma.astype(np.float64), mb.astype(np.float64)
+            va, vb = np.where(ma, a, 0.0), np.where(mb, b, 0.0)
+            counts.append(fa.sum(0) @ fb)
+            sums.append(va.sum(0) @ vb)
+            nz_counts.append(((fa.T @ near) * fb).sum(0))
+            nz_sums.append(((va.T @ near) * vb).sum(0))
+    n = a.shape[0]
+    return Totals(np.stack(counts, 1), np.stack(sums, 1), np.stack(nz_counts, 1), np.stack(nz_sums, 1),
+                  np.full(b.shape[1], float(n)), near.sum(0), np.array([threshold] * 3),
+                  np.array([np.isnan(a).sum(), np.isnan(b).sum(), np.isnan(result).sum()], np.float64))
+
+
+def write_layer(role, layer, index, first, second, step):
+    """Writes one record with our writer: `summary.dense` / `summary.dense_kernel_gradient`."""
+    summary = _summary_module()
+    first = np.asarray(first, np.float32)
+    second = np.asarray(second, np.float32)
+    name = "%s_%s" % (layer, role)
+    if summary is not None:
+        op = summary.dense if role == "forward" else summary.dense_kernel_gradient
+        written = op(name, tf.constant(first), tf.constant(second), step=step, layer=layer, layer_index=index,
+                     confidence=0.9, threshold_method="exact")
+        if tf.executing_eagerly():
+            assert bool(written)
+        return
+    a, b = (first, second) if role == "forward" else (first.T, second)
+    totals = _fallback_totals(a.astype(np.float64), b.astype(np.float64), 0.05)
+    md = metadata.create_summary_metadata(layer, None, role=role, op="dense", layer=layer, index=index,
+                                          units=b.shape[1], confidence=0.9, thresholds=(0.05, 0.05, 0.05))
+    tf.summary.write(name, metadata.pack_record(totals), step, metadata=md)
+
+
+def write_future_tag(tag, step):
+    """A tag whose metadata claims contract version 2 (built by hand: it tests the rejection)."""
+    md = metadata.create_summary_metadata("future", None, role="forward", op="dense", layer="d9", index=9,
+                                          units=2, confidence=0.9)
+    content = json.loads(md.plugin_data.content)
+    content["v"] = 2
+    md.plugin_data.content = json.dumps(content).encode()
+    tf.summary.write(tag, tf.zeros([3, metadata.COLUMNS], tf.float64), step, metadata=md)
+
+
+# Layers: name -> (index, inputs, units); run beta lacks d2, and records d1 forward only at some steps.
+LAYERS = {"d0": (0, 6, 5), "d1": (1, 5, 3), "d2": (2, 6, 300)}
+
+
+def _layer_data(rng, inputs, units, batch=8):
+    x = rng.normal(size=(batch, inputs))
+    x[rng.random(x.shape) < 0.4] = 0.0          # ReLU-like exact zeros
+    kernel = rng.normal(size=(inputs, units)) * 0.5
+    d_out = rng.normal(size=(batch, units)) * 0.1
+    return x, kernel, d_out
+
+
+def write_logdir(logdir, seed=0):
+    """Runs alpha, beta (without d2), gamma (with a contract-version-2 tag), nan (non-finite data), and
+    scalars_only (not ours)."""
+    rng = np.random.default_rng(seed)
+    plan = {"alpha": ([0, 10, 20, 30], ["d0", "d1", "d2"]), "beta": ([5, 15, 25], ["d0", "d1"])}
+    for run, (steps, layers) in plan.items():
+        with tf.summary.create_file_writer(os.path.join(logdir, run)).as_default():
+            for step in steps:
+                for layer in layers:
+                    index, inputs, units = LAYERS[layer]
+                    x, kernel, d_out = _layer_data(rng, inputs, units)
+                    if not (run == "beta" and layer == "d1" and step == 5):
+                        write_layer("forward", layer, index, x, kernel, step)
+                    write_layer("kernel_gradient", layer, index, x, d_out, step)
+    with tf.summary.create_file_writer(os.path.join(logdir, "gamma")).as_default():
+        x, kernel, _ = _layer_data(rng, 6, 5)
+        write_layer("forward", "d0", 0, x, kernel, 3)
+        write_future_tag("d9_forward", 3)
+    with tf.summary.create_file_writer(os.path.join(logdir, "nan")).as_default():
+        x, kernel, _ = _layer_data(rng, 6, 5)
+        x[0, 0] = np.nan
+        kernel[1, 2] = np.inf
+        write_layer("forward", "d0", 0, x, kernel, 1)
+    with tf.summary.create_file_writer(os.path.join(logdir, "scalars_only")).as_default():
+        tf.summary.scalar("loss", 1.0, step=0)
+
+
+def read_written(logdir):
+    """{run: {tag: {"content": bytes, "records": {step: array}}}} read straight from the event files."""
+    out = {}
+    for path in sorted(glob.glob(os.path.join(logdir, "*", "events.out.tfevents.*"))):
+        run = os.path.basename(os.path.dirname(path))
+        tags = {}
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
+                    tags.setdefault(value.tag, {"content": value.metadata.plugin_data.content, "records": {}})
+                if value.tag in tags:
+                    tags[value.tag]["records"][event.step] = tf.make_ndarray(value.tensor)
+        if tags:
+            out.setdefault(run, {}).update(tags)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- app
+
+def make_flags(logdir, *argv):
+    """TensorBoard's real flag parser (core flags + ours), with every loader's fix_flags applied."""
+    tb = program.TensorBoard(plugins=[core_plugin.CorePluginLoader, plugin_lib.MatmulExplainerLoader])
+    tb.configure(("", "--logdir", logdir) + argv)
+    return tb.flags
+
+
+def make_client(logdir, *argv):
+    flags = make_flags(logdir, *argv)
+    guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE)
+    guidance.update(flags.samples_per_plugin)  # as TensorBoard's LocalDataIngester does
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance=guidance)
+    multiplexer.AddRunsFromDirectory(logdir)
+    multiplexer.Reload()
+    provider = multiplexer_provider.MultiplexerDataProvider(multiplexer, logdir)
+    app = application.TensorBoardWSGIApp(flags, [plugin_lib.MatmulExplainerLoader], data_provider=provider)
+    return werkzeug_test.Client(app), app
+
+
+def _reject_constant(token):
+    raise AssertionError("response has a non-JSON constant %r" % token)
+
+
+def get_json(client, path, **params):
+    response = client.get(PREFIX + path, query_string=params)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.headers["Content-Type"].startswith("application/json")
+    return json.loads(response.get_data(as_text=True), parse_constant=_reject_constant)
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("logs"))
+    write_logdir(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def written(logdir):
+    return read_written(logdir)
+
+
+@pytest.fixture(scope="module")
+def client(logdir):
+    return make_client(logdir)[0]
+
+
+# ----------------------------------------------------------------------------------------------- expectations
+
+def tag_of(written, run, role, layer):
+    for tag, entry in written[run].items():
+        meta = json.loads(entry["content"])
+        if meta.get("v") == 1 and meta["role"] == role and meta["layer"] == layer:
+            return tag
+    return None
+
+
+def records(written, run, role, layer):
+    entry = written[run][tag_of(written, run, role, layer)]["records"]
+    return sorted(entry.items())
+
+
+def at_or_before(recs, step):
+    chosen = [(s, a) for s, a in recs if step is None or s <= step]
+    return chosen[-1] if chosen else (None, None)
+
+
+def none_for_nan(values):
+    values = np.asarray(values, np.float64)
+    return [None if not np.isfinite(v) else float(v) for v in values.ravel()]
+
+
+def close(actual, expected):
+    """Equal up to float rounding; None where expected is not finite."""
+    actual = [None if a is None else float(a) for a in np.asarray(actual, dtype=object).ravel()]
+    expected = none_for_nan(expected)
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert (a is None) == (e is None), (actual, expected)
+        if e is not None:
+            assert a == pytest.approx(e, rel=1e-12, abs=1e-12)
+
+
+def fraction(near, cells):
+    return near / cells if cells > 0 else np.nan
+
+
+# ----------------------------------------------------------------------------------------------- /runs
+
+def test_runs_lists_our_runs_layers_in_model_order_and_roles(client, written):
+    body = get_json(client, "/runs")
+    assert body["version"] == metadata.CONTRACT_VERSION
+    runs = {r["run"]: r for r in body["runs"]}
+    assert sorted(runs) == ["alpha", "beta", "gamma", "nan"]  # scalars_only holds none of ours
+    assert [l["name"] for l in runs["alpha"]["layers"]] == ["d0", "d1", "d2"]
+    assert [l["name"] for l in runs["beta"]["layers"]] == ["d0", "d1"]
+    assert runs["alpha"]["roles"] == ["forward", "kernel_gradient"]
+    d2 = runs["alpha"]["layers"][2]
+    assert (d2["index"], d2["op"], d2["units"]) == (2, "dense", 300)
+    forward = d2["roles"]["forward"]
+    assert forward["last_step"] == 30
+    assert forward["confidence"] == pytest.approx(0.9)
+    assert forward["operands"] == ["input", "kernel"]
+    assert d2["roles"]["kernel_gradient"]["operands"] == ["input", "output_gradient"]
+    assert runs["beta"]["layers"][1]["roles"]["forward"]["last_step"] == 25
+    assert runs["alpha"]["unreadable"] == []
+
+
+def test_unknown_contract_version_is_reported_and_rejected(client):
+    gamma = {r["run"]: r for r in get_json(client, "/runs")["runs"]}["gamma"]
+    assert [l["name"] for l in gamma["layers"]] == ["d0"]
+    (entry,) = gamma["unreadable"]
+    assert entry["tag"].startswith("d9_forward")
+    assert "contract version 2" in entry["reason"]
+    response = client.get(PREFIX + "/timeline", query_string={"run": "gamma", "role": "forward", "layer": "d9"})
+    assert response.status_code == 400
+    assert "contract version 2" in response.get_data(as_text=True)
+    response = client.get(PREFIX + "/units", query_string={"run": "gamma", "role": "forward", "layer": "d9"})
+    assert response.status_code == 400
+    # the readable layer of the same run still works
+    assert get_json(client, "/overview", run="gamma", role="forward")["layers"][0]["name"] == "d0"
+
+
+# ----------------------------------------------------------------------------------------------- /overview
+
+@pytest.mark.parametrize("step", [None, 0, 12, 30, 10**6])
+def test_overview_equals_sum_of_written_rows(client, written, step):
+    params = {"run": "alpha", "role": "forward"}
+    if step is not None:
+        params["step"] = str(step)
+    body = get_json(client, "/overview", **params)
+    assert body["run"] == "alpha" and body["role"] == "forward"
+    assert body["step"] == (30 if step is None else step)
+    assert [l["name"] for l in body["layers"]] == ["d0", "d1", "d2"]
+    for entry in body["layers"]:
+        at, array = at_or_before(records(written, "alpha", "forward", entry["name"]), step)
+        assert entry["step"] == at
+        rows = array[1:]
+        total = rows.sum(axis=0)
+        close(entry["counts"], total[0:9])
+        close(entry["sums"], total[9:18])
+        close(entry["near_zero_counts"], total[18:27])
+        close(entry["near_zero_sums"], total[27:36])
+        close([entry["cells"], entry["near_zero_cells"]], total[36:38])
+        close([entry["near_zero_fraction"]], [fraction(total[37], total[36])])
+        assert entry["dead_units"] == int(((rows[:, 36] > 0) & (rows[:, 37] >= rows[:, 36])).sum())
+        close(entry["thresholds"], array[0, 0:3])
+        close(entry["nonfinite"], array[0, 3:6])
+        assert entry["units"] == int(array[0, 6])
+
+
+def test_overview_step_between_records_uses_latest_before_per_layer(client, written):
+    body = get_json(client, "/overview", run="beta", role="forward", step="7")
+    # d1 has no forward record at or before 7: it is left out
+    assert [(l["name"], l["step"]) for l in body["layers"]] == [("d0", 5)]
+
+
+def test_overview_before_first_record_is_404(client):
+    response = client.get(PREFIX + "/overview", query_string={"run": "beta", "role": "forward", "step": "4"})
+    assert response.status_code == 404
+
+
+# ----------------------------------------------------------------------------------------------- /timeline
+
+@pytest.mark.parametrize("run,role,layer", [("alpha", "forward", "d2"), ("beta", "forward", "d1"),
+                                            ("beta", "kernel_gradient", "d0")])
+def test_timeline_equals_written_records(client, written, run, role, layer):
+    body = get_json(client, "/timeline", run=run, role=role, layer=layer)
+    recs = records(written, run, role, layer)
+    assert body["steps"] == [s for s, _ in recs]
+    assert body["layer"] == layer
+    totals = np.stack([a[1:].sum(axis=0) for _, a in recs])
+    close(body["counts"], totals[:, 0:9])
+    close(body["sums"], totals[:, 9:18])
+    close(body["near_zero_counts"], totals[:, 18:27])
+    close(body["near_zero_sums"], totals[:, 27:36])
+    close(body["cells"], totals[:, 36])
+    close(body["near_zero_cells"], totals[:, 37])
+    close(body["near_zero_fraction"], [fraction(t[37], t[36]) for t in totals])
+
+
+# ----------------------------------------------------------------------------------------------- /heatmap
+
+def test_heatmap_is_layers_by_union_of_steps_with_null_for_missing(client, written):
+    body = get_json(client, "/heatmap", run="beta", role="forward")
+    assert body["layers"] == ["d0", "d1"]
+    assert body["steps"] == [5, 15, 25]
+    d0 = [fraction(a[1:, 37].sum(), a[1:, 36].sum()) for _, a in records(written, "beta", "forward", "d0")]
+    d1 = [fraction(a[1:, 37].sum(), a[1:, 36].sum()) for _, a in records(written, "beta", "forward", "d1")]
+    close(body["values"][0], d0)
+    assert body["values"][1][0] is None
+    close(body["values"][1][1:], d1)
+
+
+# ----------------------------------------------------------------------------------------------- /units
+
+@pytest.mark.parametrize("layer,step", [("d0", None), ("d0", 11), ("d2", 20)])
+def test_units_are_the_written_rows(client, written, layer, step):
+    params = {"run": "alpha", "role": "kernel_gradient", "layer": layer}
+    if step is not None:
+        params["step"] = str(step)
+    body = get_json(client, "/units", **params)
+    at, array = at_or_before(records(written, "alpha", "kernel_gradient", layer), step)
+    rows = array[1:]
+    assert body["step"] == at
+    assert body["units"] == LAYERS[layer][2]
+    assert body["group_size"] == int(array[0, 7])
+    assert len(body["counts"]) == rows.shape[0]
+    close(body["counts"], rows[:, 0:9])
+    close(body["sums"], rows[:, 9:18])
+    close(body["near_zero_counts"], rows[:, 18:27])
+    close(body["near_zero_sums"], rows[:, 27:36])
+    close(body["cells"], rows[:, 36])
+    close(body["near_zero_cells"], rows[:, 37])
+    close(body["near_zero_fraction"], [fraction(r[37], r[36]) for r in rows])
+
+
+def test_units_group_beyond_max_units(client):
+    body = get_json(client, "/units", run="alpha", role="forward", layer="d2")
+    assert body["units"] == 300
+    assert body["group_size"] == 2 and len(body["counts"]) == 150
+
+
+# ----------------------------------------------------------------------------------------------- /unit_heatmap
+
+def test_unit_heatmap_json_and_f32_agree_with_written_rows(client, written):
+    recs = records(written, "alpha", "forward", "d1")
+    expected = np.stack([[fraction(r[37], r[36]) for r in a[1:]] for _, a in recs], axis=1)  # [rows, steps]
+    body = get_json(client, "/unit_heatmap", run="alpha", role="forward", layer="d1")
+    assert body["steps"] == [s for s, _ in recs]
+    assert body["rows"] == 3 and body["group_size"] == 1
+    close(body["values"], expected)
+    response = client.get(PREFIX + "/unit_heatmap",
+                          query_string={"run": "alpha", "role": "forward", "layer": "d1", "format": "f32"})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert response.headers["X-Rows"] == "3"
+    assert response.headers["X-Steps"] == ",".join(str(s) for s, _ in recs)
+    assert response.headers["X-Group-Size"] == "1"
+    values = np.frombuffer(response.get_data(), "<f4").reshape(3, len(recs))
+    np.testing.assert_allclose(values, expected.astype(np.float32), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- /compare
+
+def test_compare_overview_aligns_layers_with_null_for_missing(client, written):
+    body = get_json(client, "/compare", view="overview", run=["alpha", "beta"])
+    assert body["view"] == "overview" and body["role"] == "forward" and body["runs"] == ["alpha", "beta"]
+    assert body["layers"] == ["d0", "d1", "d2"]
+    alpha, beta = body["results"]
+    single = get_json(client, "/overview", run="alpha", role="forward")
+    assert alpha["layers"] == single["layers"]
+    assert [l and l["name"] for l in beta["layers"]] == ["d0", "d1", None]
+    assert beta["layers"][0] == get_json(client, "/overview", run="beta", role="forward")["layers"][0]
+
+
+def test_compare_heatmap_and_timeline(client):
+    body = get_json(client, "/compare", view="heatmap", run=["beta", "alpha"], role="kernel_gradient")
+    assert body["layers"] == ["d0", "d1", "d2"]
+    beta, alpha = body["results"]
+    assert beta["values"][2] is None and len(beta["values"][0]) == len(beta["steps"]) == 3
+    assert alpha["values"] == get_json(client, "/heatmap", run="alpha", role="kernel_gradient")["values"]
+    body = get_json(client, "/compare", view="timeline", run=["alpha", "beta"], layer="d2")
+    assert body["results"][1] is None
+    assert body["results"][0] == get_json(client, "/timeline", run="alpha", role="forward", layer="d2")
+
+
+# ----------------------------------------------------------------------------------------------- non-finite data
+
+def test_non_finite_values_are_null_in_strict_json(client, written):
+    body = get_json(client, "/units", run="nan", role="forward", layer="d0")  # get_json rejects NaN/Infinity
+    (_, array), = records(written, "nan", "forward", "d0")
+    close(body["sums"], array[1:, 9:18])
+    close(get_json(client, "/overview", run="nan", role="forward")["layers"][0]["sums"], array[1:, 9:18].sum(0))
+    assert array[0, 3:6].sum() > 0  # the writer counted the non-finite inputs
+
+
+# ----------------------------------------------------------------------------------------------- errors
+
+BAD_REQUESTS = [
+    ("/overview", {"role": "forward"}, 400),                                   # missing run
+    ("/overview", {"run": "alpha"}, 400),                                      # missing role
+    ("/overview", {"run": "alpha", "role": "sideways"}, 400),                  # malformed role
+    ("/overview", {"run": "alpha", "role": "input_gradient"}, 404),            # role without data
+    ("/overview", {"run": "nope", "role": "forward"}, 404),                    # unknown run
+    ("/overview", {"run": "scalars_only", "role": "forward"}, 404),            # run without our data
+    ("/overview", {"run": ["alpha", "beta"], "role": "forward"}, 400),         # repeated run
+    ("/overview", {"run": "alpha", "role": "forward", "step": "-1"}, 400),
+    ("/overview", {"run": "alpha", "role": "forward", "step": "1.5"}, 400),
+    ("/overview", {"run": "alpha", "role": "forward", "step": "ten"}, 400),
+    ("/overview", {"run": "alpha", "role": "forward", "step": ""}, 400),
+    ("/overview", {"run": "alpha", "role": "forward", "step": "+3"}, 400),
+    ("/overview", {"run": "alpha", "role": "forward", "step": "\uff13"}, 400),  # a non-ASCII digit
+    ("/overview", {"run": "alpha", "role": "forward", "step": "9" * 40}, 400),
+    ("/overview", {"run": "alpha", "role": "forward", "step": str(2**63)}, 400),
+    ("/overview", {"run": "alpha", "role": "forward", "step": ["1", "2"]}, 400),
+    ("/timeline", {"run": "alpha", "role": "forward"}, 400),                   # missing layer
+    ("/timeline", {"run": "alpha", "role": "forward", "layer": "zz"}, 404),
+    ("/timeline", {"run": "beta", "role": "forward", "layer": "d2"}, 404),     # layer missing in this run
+    ("/heatmap", {"run": "alpha"}, 400),
+    ("/units", {"run": "alpha", "role": "forward", "layer": "d0", "step": "abc"}, 400),
+    ("/units", {"run": "beta", "role": "forward", "layer": "d1", "step": "16"}, 200),
+    ("/units", {"run": "beta", "role": "forward", "layer": "d1", "step": "14"}, 404),
+    ("/units", {"run": "beta", "role": "forward", "layer": "d1", "step": "5"}, 404),
+    ("/unit_heatmap", {"run": "alpha", "role": "forward", "layer": "d0", "format": "png"}, 400),
+    ("/unit_heatmap", {"run": "alpha", "role": "forward", "layer": "nope"}, 404),
+    ("/compare", {"run": "alpha"}, 400),                                       # missing view
+    ("/compare", {"view": "table", "run": "alpha"}, 400),
+    ("/compare", {"view": "overview"}, 400),                                   # no run
+    ("/compare", {"view": "overview", "run": ["r%d" % i for i in range(9)]}, 400),
+    ("/compare", {"view": "overview", "run": ["alpha", "nope"]}, 404),
+    ("/compare", {"view": "timeline", "run": "alpha"}, 400),                   # timeline needs layer
+    ("/compare", {"view": "heatmap", "run": "alpha", "role": "up"}, 400),
+    ("/compare", {"view": "overview", "run": "alpha", "step": "x"}, 400),
+]
+
+
+@pytest.mark.parametrize("path,params,code", BAD_REQUESTS)
+def test_bad_requests_give_4xx_with_a_message(client, path, params, code):
+    response = client.get(PREFIX + path, query_string=params)
+    assert response.status_code == code, response.get_data(as_text=True)
+    if code != 200:
+        # TensorBoard's error middleware turned our tensorboard.errors exception into a plain-text response
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.get_data(as_text=True)
+        assert text.startswith("Invalid argument" if code == 400 else "Not found"), text
+
+
+def test_non_utf8_query_is_not_a_server_error(client):
+    for url in (PREFIX + "/overview?run=%ff%fe&role=forward", PREFIX + "/overview?run=alpha&role=%c3%28",
+                PREFIX + "/timeline?run=alpha&role=forward&layer=%80", PREFIX + "/units?run=alpha&role=forward"
+                "&layer=d0&step=%ff", PREFIX + "/%ff%fe.js"):
+        response = client.get(url)
+        assert 400 <= response.status_code < 500, (url, response.status_code)
+
+
+# ----------------------------------------------------------------------------------------------- static files
+
+def test_serves_index_js_as_a_module(client):
+    response = client.get(PREFIX + "/index.js")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/javascript")
+    assert b"export" in response.get_data()
+
+
+@pytest.mark.parametrize("path", [
+    "/../../etc/passwd", "/..%2F..%2Fetc%2Fpasswd", "/%2e%2e/%2e%2e/etc/passwd", "/..%5c..%5cetc%5cpasswd",
+    "//etc/passwd", "/%2Fetc%2Fpasswd", "/static/../../plugin.py", "/../plugin.py", "/%2e%2e%2fplugin.py",
+    "/index.js%00.png", "/nothing.js", "/", "/.", "/..",
+])
+def test_static_files_are_guarded(client, path):
+    response = client.get(PREFIX + path)
+    assert response.status_code == 404, (path, response.get_data()[:200])
+    assert b"root:" not in response.get_data() and b"import" not in response.get_data()
+
+
+def test_static_guard_direct_paths(logdir):
+    """Paths as a WSGI server may hand them over (already decoded, not normalised)."""
+    _, app = make_client(logdir)
+    for raw in ("/data/plugin/matmul_explainer/../../../../etc/passwd",
+                "/data/plugin/matmul_explainer/../metadata.py",
+                "/data/plugin/matmul_explainer/" + os.path.abspath(__file__)):
+        environ = werkzeug_test.EnvironBuilder(path="/").get_environ()
+        environ["PATH_INFO"] = raw
+        status = []
+        body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
+        assert status[0].startswith("404"), (raw, status, body[:100])
+
+
+# ----------------------------------------------------------------------------------------------- TensorBoard integration
+
+def test_plugins_listing_enables_the_tab(client):
+    listing = json.loads(client.get("/data/plugins_listing").get_data())
+    entry = listing[metadata.PLUGIN_NAME]
+    assert entry["enabled"] is True
+    assert entry["tab_name"] == "Matmul Explainer"
+    assert entry["loading_mechanism"] == {"type": "IFRAME", "module_path": PREFIX + "/index.js"}
+
+
+def test_is_active_exactly_when_a_run_holds_our_summaries(tmp_path):
+    empty = tmp_path / "empty"
+    with tf.summary.create_file_writer(str(empty / "run")).as_default():
+        tf.summary.scalar("loss", 1.0, step=0)
+    _, app = make_client(str(empty))
+    plugin = _plugin_of(app)
+    assert plugin.is_active() is False
+    _, app = make_client(str(tmp_path / "missing"))
+    assert _plugin_of(app).is_active() is False
+    ours = tmp_path / "ours"
+    with tf.summary.create_file_writer(str(ours / "run")).as_default():
+        rng = np.random.default_rng(1)
+        x, kernel, _ = _layer_data(rng, 4, 3)
+        write_layer("forward", "d", 0, x, kernel, 0)
+    _, app = make_client(str(ours))
+    assert _plugin_of(app).is_active() is True
+
+
+def _plugin_of(app):
+    (plugin,) = [p for p in app._plugins if p.plugin_name == metadata.PLUGIN_NAME]
+    return plugin
+
+
+# ----------------------------------------------------------------------------------------------- flags / retention
+
+def test_fix_flags_adds_our_default_retention(tmp_path):
+    assert make_flags(str(tmp_path)).samples_per_plugin == {"matmul_explainer": plugin_lib.DEFAULT_SAMPLES_PER_TAG}
+    assert plugin_lib.DEFAULT_SAMPLES_PER_TAG >= 300
+    flags = make_flags(str(tmp_path), "--samples_per_plugin=images=3,scalars=40")
+    assert flags.samples_per_plugin == {"images": 3, "scalars": 40, "matmul_explainer": 500}
+
+
+@pytest.mark.parametrize("value,expected", [("7", 7), ("0", 0), ("5000", 5000)])
+def test_explicit_retention_wins(tmp_path, value, expected):
+    flags = make_flags(str(tmp_path), "--samples_per_plugin=matmul_explainer=%s,images=2" % value)
+    assert flags.samples_per_plugin == {"matmul_explainer": expected, "images": 2}
+
+
+def test_with_default_retention_accepts_every_form():
+    assert plugin_lib.with_default_retention(None) == {"matmul_explainer": 500}
+    assert plugin_lib.with_default_retention("") == {"matmul_explainer": 500}
+    assert plugin_lib.with_default_retention("matmul_explainer=0") == {"matmul_explainer": 0}
+    assert plugin_lib.with_default_retention({"x": 1}) == {"x": 1, "matmul_explainer": 500}
+    with pytest.raises(base_plugin.FlagsError):
+        plugin_lib.with_default_retention("matmul_explainer=lots")
+
+
+def test_read_downsample_is_never_zero():
+    ctx = base_plugin.TBContext(sampling_hints={"matmul_explainer": 0}, flags=argparse.Namespace())
+    assert plugin_lib.MatmulExplainerPlugin(ctx)._downsample >= 10**6
+    ctx = base_plugin.TBContext(sampling_hints={"matmul_explainer": 7}, flags=argparse.Namespace())
+    assert plugin_lib.MatmulExplainerPlugin(ctx)._downsample == 7
+
+
+def test_our_flag_does_not_clash_and_is_validated(tmp_path):
+    flags = make_flags(str(tmp_path), "--matmul_explainer_cache_mb=0")
+    assert flags.matmul_explainer_cache_mb == 0
+    with pytest.raises(base_plugin.FlagsError):
+        make_flags(str(tmp_path), "--matmul_explainer_cache_mb=-1")
+
+
+def test_default_retention_keeps_hundreds_of_records_with_the_legacy_loader(tmp_path):
+    """TensorBoard keeps 10 samples of a third-party tensor summary by default; our fix_flags keeps 500."""
+    rng = np.random.default_rng(2)
+    x, kernel, _ = _layer_data(rng, 3, 2, batch=2)
+    write = tf.function(lambda step: write_layer("forward", "d", 0, x, kernel, step))  # traced once: fast
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        for step in range(520):
+            write(tf.constant(step, tf.int64))
+    client, _ = make_client(str(tmp_path))
+    assert len(get_json(client, "/timeline", run="run", role="forward", layer="d")["steps"]) == 500
+    client, _ = make_client(str(tmp_path), "--samples_per_plugin=matmul_explainer=0")
+    assert len(get_json(client, "/timeline", run="run", role="forward", layer="d")["steps"]) == 520
+
+
+def test_cache_is_invalidated_by_new_data(tmp_path):
+    rng = np.random.default_rng(3)
+    x, kernel, _ = _layer_data(rng, 3, 2)
+    run = str(tmp_path / "run")
+    with tf.summary.create_file_writer(run).as_default():
+        write_layer("forward", "d", 0, x, kernel, 0)
+    flags = make_flags(str(tmp_path))
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance=flags.samples_per_plugin)
+    multiplexer.AddRunsFromDirectory(str(tmp_path))
+    multiplexer.Reload()
+    provider = multiplexer_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
+    client = werkzeug_test.Client(application.TensorBoardWSGIApp(flags, [plugin_lib.MatmulExplainerLoader],
+                                                                 data_provider=provider))
+    assert get_json(client, "/timeline", run="run", role="forward", layer="d")["steps"] == [0]
+    assert get_json(client, "/units", run="run", role="forward", layer="d")["step"] == 0
+    with tf.summary.create_file_writer(run).as_default():
+        write_layer("forward", "d", 0, x, kernel, 1)
+    multiplexer.Reload()
+    assert get_json(client, "/timeline", run="run", role="forward", layer="d")["steps"] == [0, 1]
+    assert get_json(client, "/units", run="run", role="forward", layer="d")["step"] == 1
