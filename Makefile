@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 PIP    := $(PYTHON) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean frontend frontend-test browser-test
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -18,13 +18,39 @@ $(STAMP): $(PYTHON) setup.py constraints.txt
 	$(PIP) install --quiet --no-deps -c constraints.txt tf-keras
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) frontend
 
 demo: install
 	$(PYTHON) demo/smoke.py
 
 test: install
 	$(PYTHON) -m pytest -q tests
+	$(MAKE) --no-print-directory frontend-test browser-test
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# ---- frontend: the TensorBoard tab (TypeScript in frontend/, see frontend/README.md) ----------------------------
+# `npm ci` from the committed lock file, then Vite bundles everything into ONE ES module,
+# tb_matmul_explainer/static/index.js (not committed). `install` builds it, so an editable install serves it and
+# a wheel built after `make install` ships it as package data.
+FRONTEND_DEPS := frontend/node_modules/.package-lock.json
+BUNDLE        := tb_matmul_explainer/static/index.js
+
+$(FRONTEND_DEPS): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+$(BUNDLE): $(FRONTEND_DEPS) $(wildcard frontend/src/*.ts frontend/src/*/*.ts) frontend/vite.config.ts frontend/tsconfig.json
+	cd frontend && npm run --silent build
+
+frontend: $(BUNDLE)
+
+# Unit tests (Vitest): data transforms, scales, layout, CSV export, run alignment, difference view, DOM.
+frontend-test: $(FRONTEND_DEPS)
+	cd frontend && npm test
+
+# Browser tests: headless Chromium (/usr/bin/chromium, driven by playwright-core) against real TensorBoard
+# servers over logs written by our summary ops; saves docs/*.png and docs/browser_figures.txt.
+browser-test: install
+	cd frontend && MMX_PYTHON=$(abspath $(PYTHON)) npm run e2e

@@ -1,0 +1,308 @@
+/**
+ * The tab in a real TensorBoard (two servers over logs written by our own summary ops), in headless Debian
+ * Chromium. Saves screenshots under docs/ and writes the measured figures to docs/browser_figures.txt.
+ * Timing figures are printed and recorded, never asserted.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Browser, Frame, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { TAB, XSS_RUN, hoverTooltip, launch, median, route, samplePixels, tabFrame, watch } from './browser';
+
+const docs = resolve(import.meta.dirname, '../../docs');
+const demoUrl = inject('demoUrl');
+const bigUrl = inject('bigUrl');
+const figures: string[] = [];
+let browser: Browser;
+
+function figure(what: string, value: number, bound: number, unit = 'ms', note = ''): void {
+  const line = `target ${what}: ${value.toFixed(1)} ${unit} (bound ${bound} ${unit}): ${value <= bound ? 'met' : 'missed'}${note ? ` [${note}]` : ''}`;
+  console.log(line);
+  figures.push(line);
+}
+
+function info(line: string): void {
+  console.log(line);
+  figures.push(line);
+}
+
+beforeAll(async () => {
+  mkdirSync(docs, { recursive: true });
+  browser = await launch(inject('chromium'));
+});
+
+afterAll(async () => {
+  await browser?.close();
+  if (figures.length) {
+    const head = [
+      '# Browser figures of the Matmul Explainer tab (frontend/e2e/tab.e2e.ts, `make test`).',
+      `# ${new Date().toISOString()} · headless Chromium ${browser?.version() ?? ''} · logs written by tb_matmul_explainer.summary`,
+    ];
+    writeFileSync(join(docs, 'browser_figures.txt'), `${[...head, ...figures].join('\n')}\n`);
+  }
+});
+
+async function openEntry(page: Page, base: string): Promise<Frame> {
+  await page.goto(`${base}/data/plugin_entry.html?name=${TAB}`);
+  await page.waitForSelector('[data-heatmap="overview"]', { timeout: 30_000 });
+  return page.mainFrame();
+}
+
+/** Element screenshots without the sticky control bar drawn over them. */
+async function unstick(frame: Frame): Promise<void> {
+  await frame.addStyleTag({ content: '.mmx-controls { position: static !important; }' });
+}
+
+/** Waits until every view of the layer detail has drawn. */
+async function waitViews(frame: Frame, ids = ['overview', 'wherewhen', 'units', 'unitsteps', 'timeline']): Promise<void> {
+  for (const id of ids) await frame.waitForSelector(`[data-heatmap="${id}"] canvas.mmx-hm-cells`, { timeout: 30_000 });
+}
+
+async function selectRuns(frame: Frame, runs: string[]): Promise<void> {
+  for (const r of runs) {
+    const box = frame.locator('.mmx-run', { has: frame.locator('.mmx-run-name', { hasText: r }) }).locator('input[type=checkbox]');
+    if (!(await box.isChecked())) await box.check();
+  }
+}
+
+describe('the tab in TensorBoard', () => {
+  it('is listed by TensorBoard and opens in the real UI', async () => {
+    const listing = (await (await fetch(`${demoUrl}/data/plugins_listing`)).json()) as Record<string, { enabled: boolean; tab_name: string; loading_mechanism: { type: string; module_path: string } }>;
+    expect(listing[TAB].enabled).toBe(true);
+    expect(listing[TAB].tab_name).toBe('Matmul Explainer');
+    expect(listing[TAB].loading_mechanism).toEqual({ type: 'IFRAME', module_path: `/data/plugin/${TAB}/index.js` });
+
+    const page = await browser.newPage({ viewport: { width: 1500, height: 1100 } });
+    const w = watch(page);
+    await page.goto(`${demoUrl}/#${TAB}`);
+    const frame = await tabFrame(page);
+    await waitViews(frame);
+    await expect.poll(() => page.getByText('Matmul Explainer', { exact: true }).first().isVisible()).toBe(true);
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: join(docs, 'tab.png') });
+    expect(w.csp).toEqual([]);
+    expect(w.errors).toEqual([]);
+    expect(w.failed).toEqual([]);
+    await page.close();
+  });
+
+  it(`renders a run named ${XSS_RUN} as text (no dialog, no element)`, async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const w = watch(page);
+    const frame = await openEntry(page, demoUrl);
+    await selectRuns(frame, [XSS_RUN]);
+    await waitViews(frame);
+    const name = frame.locator('.mmx-run-name', { hasText: XSS_RUN });
+    await expect.poll(() => name.isVisible()).toBe(true);
+    expect(await name.textContent()).toBe(XSS_RUN);
+    const titles = await frame.locator('[data-heatmap="overview"] h3').allTextContents();
+    expect(titles.join(' ')).toContain(XSS_RUN);
+    expect(await frame.locator('img').count()).toBe(0);
+    await page.waitForTimeout(500);
+    expect(w.dialogs).toEqual([]);
+    expect(w.errors).toEqual([]);
+    await page.close();
+  });
+
+  it('draws every single-run view with non-blank pixels, and saves screenshots', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const frame = await openEntry(page, demoUrl);
+    // Show the run with dying ReLUs alone.
+    await selectRuns(frame, ['dying']);
+    await frame.locator('.mmx-run', { hasText: XSS_RUN }).locator('input').uncheck();
+    await expect.poll(() => frame.locator('[data-heatmap="overview"] h3').textContent()).toContain('dying');
+    await waitViews(frame);
+    for (const id of ['overview', 'wherewhen', 'units', 'unitsteps', 'timeline']) {
+      const px = await samplePixels(frame, id);
+      expect(px.painted, `${id} painted pixels`).toBeGreaterThan(0.3 * px.width * px.height);
+      expect(px.colours, `${id} distinct colours`).toBeGreaterThan(2);
+    }
+    await unstick(frame);
+    await frame.locator('#mmx-overview').screenshot({ path: join(docs, 'overview.png') });
+    await frame.locator('#mmx-wherewhen').screenshot({ path: join(docs, 'where-and-when.png') });
+    await frame.locator('#mmx-layer').screenshot({ path: join(docs, 'layer-detail.png') });
+    await page.close();
+  });
+
+  it('tooltips show the exact values the backend sent', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const frame = await openEntry(page, demoUrl);
+    await selectRuns(frame, ['healthy']);
+    await frame.locator('.mmx-run', { hasText: XSS_RUN }).locator('input').uncheck();
+    await expect.poll(() => frame.locator('[data-heatmap="overview"] h3').textContent()).toContain('healthy');
+    await waitViews(frame);
+    type Ov = { layers: { name: string; near_zero_counts: number[]; near_zero_sums: number[]; near_zero_fraction: number }[] };
+    const ov = await route<Ov>(frame, './overview?run=healthy&role=forward');
+    // Overview row 1, first column (PP); default measure: share of counts within near-zero results.
+    const tip = await hoverTooltip(page, frame, 'overview', 1, 0);
+    expect(tip.title).toBe(`${ov.layers[1].name} · PP`);
+    expect(Number(tip.rows.count)).toBe(ov.layers[1].near_zero_counts[0]);
+    expect(Number(tip.rows.sum)).toBe(ov.layers[1].near_zero_sums[0]);
+    // The near-zero fraction column.
+    const tip2 = await hoverTooltip(page, frame, 'overview', 2, 9);
+    expect(Number(tip2.rows['near-zero fraction'].split(' ')[0])).toBe(ov.layers[2].near_zero_fraction);
+    // Where and when: layer 0 at the first step.
+    const h = await route<{ layers: string[]; steps: number[]; values: number[][] }>(frame, './heatmap?run=healthy&role=forward');
+    const tip3 = await hoverTooltip(page, frame, 'wherewhen', 0, 0);
+    expect(tip3.title).toBe(`${h.layers[0]} · step ${h.steps[0]}`);
+    expect(Number(tip3.rows['near-zero fraction'].split(' ')[0])).toBe(h.values[0][0]);
+    await page.close();
+  });
+
+  it('clicking a where-and-when cell selects that layer and step', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const frame = await openEntry(page, demoUrl);
+    await waitViews(frame);
+    const h = await route<{ layers: string[]; steps: number[] }>(frame, `./heatmap?run=${encodeURIComponent(XSS_RUN)}&role=forward`);
+    const { cellPoint } = await import('./browser');
+    const p = await cellPoint(frame, 'wherewhen', 2, 1);
+    await page.mouse.click(p.x, p.y);
+    await expect.poll(() => frame.locator('.mmx-layer-select').inputValue()).toBe(h.layers[2]);
+    await expect.poll(() => frame.locator('.mmx-step-value').textContent()).toContain(String(h.steps[1]));
+    await expect.poll(() => frame.locator('[data-heatmap="units"] h3').textContent()).toContain(`step ${h.steps[1]}`);
+    await page.close();
+  });
+
+  it('compares runs side by side and as a difference, missing layers shown as missing', async () => {
+    const page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
+    const frame = await openEntry(page, demoUrl);
+    await selectRuns(frame, ['healthy', 'dying']);
+    await frame.locator('.mmx-run', { hasText: XSS_RUN }).locator('input').uncheck();
+    await frame.waitForSelector('[data-heatmap="compare-diff"] canvas', { timeout: 30_000 });
+    const runs = await frame.locator('[data-heatmap^="compare-overview-"]').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.run));
+    expect(runs.sort()).toEqual(['dying', 'healthy']);
+    for (const id of ['compare-overview-0', 'compare-overview-1', 'compare-diff', 'compare-fractions', 'compare-wherewhen-0', 'compare-wherewhen-1', 'compare-wherewhen-diff']) {
+      const px = await samplePixels(frame, id);
+      expect(px.painted, `${id} painted`).toBeGreaterThan(0.3 * px.width * px.height);
+    }
+    await unstick(frame);
+    await frame.locator('#mmx-compare').screenshot({ path: join(docs, 'compare.png') });
+    // Add the run that has a differently named layer: it is missing in the others, not zero.
+    await selectRuns(frame, [XSS_RUN]);
+    await expect.poll(() => frame.locator('[data-heatmap^="compare-overview-"]').count()).toBe(3);
+    await frame.waitForSelector('[data-heatmap="compare-fractions"] .mmx-legend-missing');
+    const runs3 = ['healthy', 'dying', XSS_RUN];
+    const c = await route<{ runs: string[]; layers: string[]; results: { layers: (object | null)[] }[] }>(
+      frame,
+      `./compare?view=overview&role=forward&${runs3.map((r) => `run=${encodeURIComponent(r)}`).join('&')}`,
+    );
+    const row = c.layers.indexOf('dense_1');
+    const col = c.runs.indexOf(XSS_RUN);
+    expect(c.results[col].layers[row]).toBeNull();
+    const tip = await hoverTooltip(page, frame, 'compare-fractions', row, col);
+    expect(tip.title).toBe(`dense_1 · ${XSS_RUN}`);
+    expect(tip.rows.layer).toBe('missing in this run');
+    const px = await samplePixels(frame, 'compare-fractions');
+    expect(px.colours).toBeGreaterThan(2);
+    await page.close();
+  });
+
+  it('exports the current heatmap as CSV and PNG', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const frame = await openEntry(page, demoUrl);
+    const card = frame.locator('[data-heatmap="overview"]');
+    const [csv] = await Promise.all([page.waitForEvent('download'), card.getByRole('button', { name: 'CSV' }).click()]);
+    const text = readFileSync((await csv.path())!, 'utf8');
+    expect(text.split('\r\n')[0]).toBe('layer,PP,PN,NP,NN,ZP,ZN,ZZ,PZ,NZ,near-zero results');
+    expect(text.split('\r\n')[1].startsWith('dense,')).toBe(true);
+    expect(csv.suggestedFilename()).toMatch(/\.csv$/);
+    const [png] = await Promise.all([page.waitForEvent('download'), card.getByRole('button', { name: 'PNG' }).click()]);
+    const bytes = readFileSync((await png.path())!);
+    expect([...bytes.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    await page.close();
+  });
+
+  it('shows a visible error state and an empty state', async () => {
+    const page = await browser.newPage();
+    await page.route(`**/plugin/${TAB}/runs`, (r) => r.fulfill({ status: 500, contentType: 'text/plain', body: 'the data provider failed' }));
+    await page.goto(`${demoUrl}/data/plugin_entry.html?name=${TAB}`);
+    const err = page.locator('[data-state="error"]');
+    await err.waitFor();
+    expect(await err.textContent()).toContain('the data provider failed');
+    expect(await err.isVisible()).toBe(true);
+    await page.unroute(`**/plugin/${TAB}/runs`);
+    await page.route(`**/plugin/${TAB}/runs`, (r) => r.fulfill({ status: 200, contentType: 'application/json', body: '{"version":1,"runs":[]}' }));
+    await page.reload();
+    const empty = page.locator('[data-state="empty"]');
+    await empty.waitFor();
+    expect(await empty.textContent()).toContain('tb_matmul_explainer.keras.ExplainerCallback(log_dir)');
+    await page.screenshot({ path: join(docs, 'empty-state.png') });
+    await page.close();
+  });
+});
+
+describe('figures', () => {
+  it('time from opening the tab to the first heatmap (demo-like logs)', async () => {
+    const clicks: number[] = [];
+    const cold: number[] = [];
+    const inFrame: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      // Opening the tab from another TensorBoard dashboard (fresh browser context: nothing cached).
+      const ctx = await browser.newContext({ viewport: { width: 1500, height: 1000 } });
+      const page = await ctx.newPage();
+      await page.goto(`${demoUrl}/#scalars`);
+      const tab = page.getByText('Matmul Explainer', { exact: true }).first();
+      await tab.waitFor({ timeout: 30_000 });
+      await page.waitForLoadState('networkidle');
+      const t0 = Date.now();
+      await tab.click();
+      const frame = await tabFrame(page);
+      await frame.waitForSelector('body[data-first-heatmap-at]', { timeout: 30_000 });
+      clicks.push(Number(await frame.evaluate(() => document.body.dataset.firstHeatmapAt)) - t0);
+      inFrame.push(Number(await frame.evaluate(() => document.body.dataset.firstHeatmapMs)));
+      await ctx.close();
+      // A cold page load of TensorBoard straight into the tab.
+      const ctx2 = await browser.newContext({ viewport: { width: 1500, height: 1000 } });
+      const page2 = await ctx2.newPage();
+      const t1 = Date.now();
+      await page2.goto(`${demoUrl}/#${TAB}`);
+      const frame2 = await tabFrame(page2);
+      await frame2.waitForSelector('body[data-first-heatmap-at]', { timeout: 30_000 });
+      cold.push(Number(await frame2.evaluate(() => document.body.dataset.firstHeatmapAt)) - t1);
+      await ctx2.close();
+    }
+    figure('time from clicking the tab to the first heatmap, median of 3', median(clicks), 1000, 'ms', `runs: ${clicks.map((x) => x.toFixed(0)).join(', ')}`);
+    info(`info: of which inside the tab's iframe (document start to first heatmap): median ${median(inFrame).toFixed(1)} ms`);
+    info(`info: cold TensorBoard page load straight into the tab (URL #matmul_explainer, TensorBoard's own UI loads first) to the first heatmap: median ${median(cold).toFixed(0)} ms (runs: ${cold.map((x) => x.toFixed(0)).join(', ')})`);
+    expect(clicks.length).toBe(3);
+  });
+
+  it('time to render a 1024-unit x 200-step heatmap', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const frame = await openEntry(page, bigUrl);
+    await frame.waitForSelector('[data-heatmap="unitsteps"][data-frame-ms]', { timeout: 60_000 });
+    const attrs = () =>
+      frame.evaluate(() => {
+        const e = document.querySelector<HTMLElement>('[data-heatmap="unitsteps"]')!;
+        return { rows: Number(e.dataset.rows), cols: Number(e.dataset.cols), render: Number(e.dataset.renderMs), frame: Number(e.dataset.frameMs ?? NaN) };
+      });
+    const first = await attrs();
+    expect(first.rows).toBe(1024);
+    expect(first.cols).toBe(200);
+    expect((await samplePixels(frame, 'unitsteps')).colours).toBeGreaterThan(10);
+    // Redraw it several times (switching the unit order re-renders it from the cached data).
+    const draws: number[] = [first.render];
+    const frames: number[] = [first.frame];
+    const sorts = ['unit', 'near_zero', 'pair:0', 'near_zero', 'unit', 'near_zero'];
+    for (const s of sorts) {
+      const count = () => performance.getEntriesByName('mmx:heatmap:unitsteps').length;
+      const before = await frame.evaluate(count);
+      await frame.locator('select.mmx-sort').selectOption(s);
+      await frame.waitForFunction(
+        (n) => performance.getEntriesByName('mmx:heatmap:unitsteps').length > n && !!document.querySelector<HTMLElement>('[data-heatmap="unitsteps"]')?.dataset.frameMs,
+        before,
+      );
+      const a = await attrs();
+      draws.push(a.render);
+      frames.push(a.frame);
+    }
+    figure('render a 1024-unit x 200-step heatmap (data to pixels, incl. axes and legend), median of 7', median(draws), 100, 'ms', `runs: ${draws.map((x) => x.toFixed(1)).join(', ')}`);
+    figure('render a 1024-unit x 200-step heatmap, first (cold) draw', draws[0], 100);
+    info(`info: same, until the next animation frame: median ${median(frames).toFixed(1)} ms`);
+    const units = await frame.evaluate(() => Number(document.querySelector<HTMLElement>('[data-heatmap="units"]')!.dataset.renderMs));
+    info(`info: render the 1024-unit x 9-pair heatmap: ${units.toFixed(1)} ms`);
+    await unstick(frame);
+    await frame.locator('#mmx-layer').screenshot({ path: join(docs, 'units-1024x200.png') });
+    await page.close();
+  });
+});

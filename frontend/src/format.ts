@@ -1,0 +1,39 @@
+/** Number formatting. Tooltips show exact values: the shortest text that reads back as the same double. */
+
+/** The exact value as the backend sent it (shortest round-trip form); '–' for missing. */
+export function exact(v: number | null | undefined): string {
+  if (v === null || v === undefined || Number.isNaN(v)) return '–';
+  if (Object.is(v, -0)) return '0';
+  return String(v);
+}
+
+/** A share in [0, 1] as a percentage with up to `digits` decimals. */
+export function pct(v: number | null | undefined, digits = 1): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–';
+  const s = (v * 100).toFixed(digits);
+  // No "-0%" for tiny negative differences.
+  return `${Number(s) === 0 ? (0).toFixed(digits) : s}%`;
+}
+
+/** A signed difference of shares in percentage points, e.g. "+12", "-3", "0". */
+export function signedPoints(v: number): string {
+  const r = Math.round(v * 100);
+  return r === 0 ? '0' : `${r > 0 ? '+' : ''}${r}`;
+}
+
+/** A compact human-readable number for cell text and axis ticks. */
+export function compact(v: number | null | undefined): string {
+  if (v === null || v === undefined || Number.isNaN(v)) return '–';
+  if (!Number.isFinite(v)) return v > 0 ? '+inf' : '-inf';
+  const a = Math.abs(v);
+  if (a === 0) return '0';
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(1).replace('e+', 'e');
+  if (a >= 100) return v.toFixed(0);
+  if (a >= 10) return v.toFixed(1);
+  return v.toPrecision(2);
+}
+
+/** Integer counts with thousands separators (for prose, not for the exact tooltip value). */
+export function int(v: number): string {
+  return Math.round(v).toLocaleString('en-US');
+}

@@ -1,0 +1,340 @@
+/**
+ * Layer detail: the 3x3 pair matrix with exact counts and sums, the diagnosis (when the backend has one),
+ * units x pairs at the step (sortable), units x steps of the near-zero share, and pairs x steps.
+ */
+import { exact, pct, compact } from '../format';
+import { createHeatmap } from '../heatmap';
+import { CLASS_LETTERS, CLASS_NAMES, DISPLAY_ORDER, measureValues, pairStats, scoped, type Scope } from '../pairs';
+import { textOn } from '../scales';
+import { type State, operandsOf, roleLabel } from '../state';
+import { type UnitSort, permuteRows, sortOrder, stepIndex, termOfColumn, timelineGrid, unitHeatmapGrid, unitsGrid } from '../transforms';
+import { type LayerTotals, TERMS, type UnitsResponse } from '../types';
+import {
+  type View,
+  type ViewContext,
+  Slot,
+  el,
+  exactF32,
+  fractionScale,
+  measureScale,
+  pairGroups,
+  pairMissingLabel,
+  pairRows,
+  pairSubtitle,
+  pairValues,
+  section,
+} from './common';
+
+const RELEVANT: (keyof State)[] = ['selected', 'role', 'measure', 'scope', 'step', 'layer', 'sequential', 'diverging', 'unitSort', 'runs'];
+
+export class LayerView implements View {
+  readonly el: HTMLElement;
+  private picker = el('div', 'mmx-layer-picker');
+  private matrix = new Slot('mmx-slot mmx-matrix-slot');
+  private diagnosis = new Slot('mmx-slot mmx-diagnosis-slot');
+  private units = new Slot();
+  private unitSteps = new Slot();
+  private timeline = new Slot();
+
+  constructor(private ctx: ViewContext) {
+    const s = section(
+      'layer',
+      'Layer detail',
+      'One layer at the selected step: the nine pairs as a 3×3 matrix (rows: first operand, columns: second operand) with exact counts and sums, then per unit.',
+    );
+    this.el = s.root;
+    s.head.appendChild(this.picker);
+    const top = el('div', 'mmx-row');
+    top.append(this.matrix.el, this.diagnosis.el);
+    s.body.append(top, this.units.el, this.unitSteps.el, this.timeline.el);
+  }
+
+  update(s: State, changed: Set<keyof State> | 'all'): void {
+    if (changed !== 'all' && !RELEVANT.some((k) => changed.has(k))) return;
+    const run = s.selected[0];
+    if (!run) return;
+    const api = this.ctx.api;
+    void this.matrix.load(
+      () => api.overview(run, s.role, s.step),
+      (ov) => {
+        const names = ov.layers.map((l) => l.name);
+        let layer = s.layer && names.includes(s.layer) ? s.layer : null;
+        if (!layer) {
+          // Default: the layer with the largest near-zero fraction at this step.
+          const worst = ov.layers.reduce<LayerTotals | null>((a, l) => (!a || (l.near_zero_fraction ?? -1) > (a.near_zero_fraction ?? -1) ? l : a), null);
+          layer = worst?.name ?? null;
+          if (layer) {
+            // Selecting it makes every view agree (this view redraws with the layer set).
+            queueMicrotask(() => this.ctx.store.set({ layer }));
+            return;
+          }
+          this.matrix.clear('No layers.');
+          return;
+        }
+        this.drawPicker(s, names, layer);
+        const totals = ov.layers.find((l) => l.name === layer)!;
+        this.drawMatrix(s, run, totals);
+        this.loadRest(s, run, layer, changed);
+      },
+    );
+  }
+
+  private drawPicker(s: State, names: string[], layer: string): void {
+    this.picker.textContent = '';
+    const lab = el('label', 'mmx-field');
+    lab.appendChild(el('span', 'mmx-field-label', 'Layer'));
+    const sel = el('select');
+    sel.className = 'mmx-layer-select';
+    for (const n of names) sel.options.add(new Option(n, n, false, n === layer));
+    sel.value = layer;
+    sel.addEventListener('change', () => this.ctx.store.set({ layer: sel.value }));
+    lab.appendChild(sel);
+    this.picker.appendChild(lab);
+    void s;
+  }
+
+  private loadRest(s: State, run: string, layer: string, changed: Set<keyof State> | 'all'): void {
+    const api = this.ctx.api;
+
+    void this.diagnosis.load(
+      () => api.diagnosis(run, s.role, layer, s.step),
+      (d) => {
+        if (!d) return; // no diagnosis route or none for this layer: show nothing
+        const box = el('div', 'mmx-card mmx-diagnosis');
+        box.appendChild(el('h3', undefined, 'Diagnosis'));
+        box.appendChild(el('p', 'mmx-diagnosis-text', d.text));
+        if (d.details.length) {
+          const ul = el('ul');
+          for (const x of d.details) ul.appendChild(el('li', undefined, x));
+          box.appendChild(ul);
+        }
+        this.diagnosis.el.appendChild(box);
+      },
+    );
+
+    // Units x pairs at the step; its sort order also orders the units x steps view.
+    const unitsP = api.units(run, s.role, layer, s.step);
+    void this.units.load(
+      () => unitsP,
+      (u) => this.drawUnits(s, run, layer, u),
+    );
+    void this.unitSteps.load(
+      async () => {
+        const [uh, u] = await Promise.all([api.unitHeatmap(run, s.role, layer), unitsP.catch(() => null)]);
+        return { uh, u };
+      },
+      ({ uh, u }) => {
+        let grid = unitHeatmapGrid(uh, u?.units ?? uh.rows * uh.groupSize);
+        let order: number[] | null = null;
+        if (u && u.counts.length === uh.rows && s.unitSort !== 'unit') {
+          order = sortOrder(unitsGrid(u, s.measure, s.scope), s.unitSort);
+          grid = permuteRows(grid, order);
+        }
+        const col = stepIndex(uh.steps, s.step);
+        const hm = createHeatmap({
+          id: 'unitsteps',
+          title: `${layer} · units × steps`,
+          subtitle: `near-zero share per ${uh.groupSize > 1 ? `group of ${uh.groupSize} units` : 'unit'}, ${uh.rows} rows × ${uh.steps.length} steps${order ? ', sorted as above' : ''}`,
+          grid,
+          scale: fractionScale(s),
+          rowTitle: uh.groupSize > 1 ? 'units' : 'unit',
+          colTitle: 'step',
+          width: this.ctx.width(),
+          maxPlotHeight: 420,
+          minCellW: 2,
+          maxCellW: 30,
+          minCellH: 0.25,
+          maxCellH: 16,
+          selected: { row: null, col },
+          fileBase: [run, s.role, layer],
+          onCellClick: (_r, c) => this.ctx.store.set({ step: c === uh.steps.length - 1 ? null : uh.steps[c] }),
+          tooltip: (r, c) => {
+            const v = grid.values[r * grid.cols + c];
+            return {
+              title: `${layer} · unit ${grid.rowLabels[r]} · step ${uh.steps[c]}`,
+              rows: [{ label: 'near-zero fraction', value: Number.isNaN(v) ? 'no record at this step' : `${exactF32(v)} (${pct(v, 2)})` }],
+            };
+          },
+        });
+        this.unitSteps.el.appendChild(hm.root);
+      },
+    );
+    // The pairs-over-steps view does not depend on the unit sort.
+    if (changed === 'all' || [...changed].some((k) => k !== 'unitSort')) {
+      void this.timeline.load(
+        () => api.timeline(run, s.role, layer),
+        (t) => {
+          const grid = timelineGrid(t, s.measure, s.scope);
+          const operands = operandsOf(s, run, layer, s.role);
+          const hm = createHeatmap({
+            id: 'timeline',
+            title: `${layer} · pairs over steps`,
+            subtitle: `${t.steps.length} recorded steps`,
+            grid,
+            scale: measureScale(s, [grid.values]),
+            rowTitle: 'pair',
+            colTitle: 'step',
+            width: this.ctx.width(),
+            maxPlotHeight: 9 * 18,
+            minCellW: 2,
+            maxCellW: 30,
+            minCellH: 12,
+            maxCellH: 18,
+            selected: { row: null, col: stepIndex(t.steps, s.step) },
+            fileBase: [run, s.role, layer],
+            onCellClick: (_r, c) => this.ctx.store.set({ step: c === t.steps.length - 1 ? null : t.steps[c] }),
+            tooltip: (r, c) => {
+              const term = DISPLAY_ORDER[r];
+              const rec = { counts: t.counts[c], sums: t.sums[c], near_zero_counts: t.near_zero_counts[c], near_zero_sums: t.near_zero_sums[c] };
+              const { counts, sums } = scoped(rec, s.scope);
+              return {
+                title: `${layer} · ${TERMS[term]} · step ${t.steps[c]}`,
+                subtitle: pairSubtitle(term, operands),
+                rows: pairRows(pairStats(counts, sums, term), s.scope),
+              };
+            },
+          });
+          this.timeline.el.appendChild(hm.root);
+        },
+      );
+    }
+  }
+
+  private drawUnits(s: State, run: string, layer: string, u: UnitsResponse): void {
+    const full = unitsGrid(u, s.measure, s.scope);
+    const order = sortOrder(full, s.unitSort);
+    const grid = permuteRows(full, order);
+    const mScale = measureScale(s, [pairValues(full)]);
+    const operands = operandsOf(s, run, layer, s.role);
+
+    const sortSel = el('select');
+    sortSel.className = 'mmx-sort';
+    sortSel.title = 'Order of the unit rows';
+    const opts: { value: UnitSort; label: string }[] = [
+      { value: 'near_zero', label: 'near zero most often first' },
+      { value: 'unit', label: 'unit order' },
+      ...DISPLAY_ORDER.map((term, c) => ({ value: `pair:${c}` as UnitSort, label: `largest ${TERMS[term]} first` })),
+    ];
+    for (const o of opts) sortSel.options.add(new Option(`sort: ${o.label}`, o.value, false, o.value === s.unitSort));
+    sortSel.value = s.unitSort;
+    sortSel.addEventListener('change', () => this.ctx.store.set({ unitSort: sortSel.value as UnitSort }));
+
+    const hm = createHeatmap({
+      id: 'units',
+      title: `${layer} · units × pairs at step ${u.step}`,
+      subtitle: `${u.units} units${u.group_size > 1 ? ` in ${u.counts.length} groups of ${u.group_size}` : ''}`,
+      grid,
+      scale: mScale,
+      groups: pairGroups(mScale, fractionScale(s), s.measure),
+      missingLabel: pairMissingLabel(s),
+      rowTitle: u.group_size > 1 ? 'units' : 'unit',
+      colTitle: 'pair',
+      width: Math.min(this.ctx.width(), 760),
+      maxPlotHeight: 420,
+      minCellW: 24,
+      maxCellW: 48,
+      minCellH: 0.25,
+      maxCellH: 18,
+      headerExtras: [sortSel],
+      fileBase: [run, s.role, layer, `step${u.step}`],
+      onCellClick: (_r, c) => {
+        const next: UnitSort = c === grid.cols - 1 ? 'near_zero' : `pair:${c}`;
+        this.ctx.store.set({ unitSort: next });
+      },
+      tooltip: (r, c) => {
+        const src = order[r];
+        const term = termOfColumn(c);
+        if (term < 0) {
+          const f = u.near_zero_fraction[src];
+          return {
+            title: `${layer} · unit ${grid.rowLabels[r]} · near-zero results`,
+            subtitle: `step ${u.step}`,
+            rows: [
+              { label: 'near-zero fraction', value: `${exact(f)} (${pct(f, 2)})` },
+              { label: 'near-zero cells', value: `${exact(u.near_zero_cells[src])} of ${exact(u.cells[src])}` },
+            ],
+          };
+        }
+        const rec = { counts: u.counts[src], sums: u.sums[src], near_zero_counts: u.near_zero_counts[src], near_zero_sums: u.near_zero_sums[src] };
+        const { counts, sums } = scoped(rec, s.scope);
+        return {
+          title: `${layer} · unit ${grid.rowLabels[r]} · ${TERMS[term]}`,
+          subtitle: `${pairSubtitle(term, operands)} · step ${u.step}`,
+          rows: pairRows(pairStats(counts, sums, term), s.scope),
+        };
+      },
+    });
+    this.units.el.appendChild(hm.root);
+  }
+
+  private drawMatrix(s: State, run: string, t: LayerTotals): void {
+    const operands = operandsOf(s, run, t.name, s.role);
+    const card = el('div', 'mmx-card mmx-matrix');
+    card.dataset.layer = t.name;
+    const head = el('div', 'mmx-card-head');
+    head.appendChild(el('h3', undefined, `${t.name} · 3×3 pair matrix`));
+    head.appendChild(el('span', 'mmx-sub', `${t.op}, ${t.units} units, ${roleLabel(s.role)}, step ${t.step}`));
+    card.appendChild(head);
+
+    const facts = el('dl', 'mmx-facts');
+    const fact = (k: string, v: string) => {
+      facts.append(el('dt', undefined, k), el('dd', undefined, v));
+    };
+    fact('near-zero results', `${exact(t.near_zero_cells)} of ${exact(t.cells)} (${pct(t.near_zero_fraction, 2)})`);
+    fact('dead units', exact(t.dead_units));
+    fact('thresholds', `${operands[0]} ${exact(t.thresholds[0])}, ${operands[1]} ${exact(t.thresholds[1])}, result ${exact(t.thresholds[2])}`);
+    if (t.nonfinite.some((x) => x)) fact('non-finite values', t.nonfinite.map((x) => exact(x)).join(' / '));
+    card.appendChild(facts);
+
+    const tables = el('div', 'mmx-row');
+    for (const scope of ['near_zero', 'all'] as Scope[]) tables.appendChild(this.matrixTable(s, t, scope, operands));
+    card.appendChild(tables);
+    this.matrix.el.appendChild(card);
+  }
+
+  private matrixTable(s: State, t: LayerTotals, scope: Scope, operands: string[]): HTMLElement {
+    const { counts, sums } = scoped(t, scope);
+    const vals = measureValues(counts, sums, s.measure);
+    const scale = measureScale(s, [Float64Array.from(vals, (v) => (v === null ? NaN : v))]);
+    const wrap = el('div', 'mmx-matrix-wrap');
+    wrap.dataset.scope = scope;
+    wrap.appendChild(el('div', 'mmx-matrix-title', scope === 'near_zero' ? 'near-zero result cells' : 'all result cells'));
+    const table = el('table', 'mmx-matrix-table');
+    const thead = el('thead');
+    const hr = el('tr');
+    hr.appendChild(el('th', 'mmx-corner-cell', `${operands[0]} ↓ / ${operands[1]} →`));
+    for (let b = 0; b < 3; b++) hr.appendChild(el('th', b === 1 ? 'mmx-z' : undefined, `${CLASS_LETTERS[b]} · ${CLASS_NAMES[b]}`));
+    thead.appendChild(hr);
+    table.appendChild(thead);
+    const tbody = el('tbody');
+    for (let a = 0; a < 3; a++) {
+      const tr = el('tr');
+      tr.appendChild(el('th', a === 1 ? 'mmx-z' : undefined, `${CLASS_LETTERS[a]} · ${CLASS_NAMES[a]}`));
+      for (let b = 0; b < 3; b++) {
+        const i = 3 * a + b;
+        const p = pairStats(counts, sums, i);
+        const v = vals[i];
+        const td = el('td', a === 1 || b === 1 ? 'mmx-zpair' : undefined);
+        td.dataset.term = TERMS[i];
+        if (v !== null && Number.isFinite(v)) {
+          const bg = scale.colour(v);
+          td.style.background = bg;
+          td.style.color = textOn(bg);
+        }
+        td.appendChild(el('div', 'mmx-term', TERMS[i]));
+        td.appendChild(el('div', 'mmx-big', s.measure === 'signed_sum' ? compact(p.sum) : s.measure === 'count_share' ? pct(p.countShare, 1) : pct(p.absSumShare, 1)));
+        const small = el('div', 'mmx-small');
+        small.appendChild(el('div', undefined, `count ${exact(p.count)}`));
+        small.appendChild(el('div', undefined, `sum ${exact(p.sum)}`));
+        small.appendChild(el('div', undefined, `mean ${p.mean === null ? '–' : compact(p.mean)}`));
+        td.appendChild(small);
+        td.title = `${TERMS[i]}: ${pairSubtitle(i, operands)}\ncount ${exact(p.count)}\nshare of counts ${exact(p.countShare)}\nsum ${exact(p.sum)}\nshare of |sums| ${exact(p.absSumShare)}\nmean ${exact(p.mean)}`;
+        tr.appendChild(td);
+      }
+      tbody.appendChild(tr);
+    }
+    table.appendChild(tbody);
+    wrap.appendChild(table);
+    return wrap;
+  }
+}
