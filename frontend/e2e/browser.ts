@@ -32,7 +32,7 @@ export function watch(page: Page): Watch {
     if (/Content Security Policy/i.test(t)) w.csp.push(t);
   });
   page.on('response', (r) => {
-    if (r.status() >= 400 && r.url().includes(`/plugin/${TAB}/`) && !r.url().includes('/diagnosis')) w.failed.push(`${r.status()} ${r.url()}`);
+    if (r.status() >= 400 && r.url().includes(`/plugin/${TAB}/`) && !/\/(diagnosis|alerts)\?/.test(r.url())) w.failed.push(`${r.status()} ${r.url()}`);
   });
   return w;
 }

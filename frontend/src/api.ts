@@ -75,6 +75,13 @@ export function normaliseDiagnosis(body: unknown): Diagnosis | null {
   const text = str(o.text) ?? str(o.diagnosis) ?? str(o.summary) ?? str(o.message) ?? str(o.headline);
   const list = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && !!x.trim()) : []);
   let details = [...list(o.sentences), ...list(o.lines), ...list(o.details)];
+  if (o.causes && typeof o.causes === 'object' && !Array.isArray(o.causes)) {
+    // {cause name: share of the near-zero cells' products}, largest first.
+    const entries = Object.entries(o.causes as Record<string, unknown>).filter((e): e is [string, number] => typeof e[1] === 'number');
+    entries.sort((a, b) => b[1] - a[1]);
+    for (const [name, share] of entries) details.push(`${name.replace(/_/g, ' ')}: ${(share * 100).toFixed(0)}% of the near-zero results’ products`);
+  }
+  if (Array.isArray(o.alerts)) for (const a of normaliseAlerts(o.alerts)) details.push(`alert: ${a.message}`);
   if (Array.isArray(o.causes)) {
     for (const c of o.causes) {
       if (typeof c === 'string') details.push(c);
@@ -98,6 +105,42 @@ export function normaliseDiagnosis(body: unknown): Diagnosis | null {
   return { text, details };
 }
 
+/** One ranked alert of a run, as the (optional) `/alerts` route or a diagnosis may carry it. */
+export interface Alert {
+  kind: string;
+  layer: string;
+  role: string;
+  firstStep: number | null;
+  severity: number;
+  message: string;
+}
+
+/** Accepts a list of alerts (or {alerts: [...]}) and returns the readable ones, most severe first. */
+export function normaliseAlerts(body: unknown): Alert[] {
+  const list = Array.isArray(body) ? body : body && typeof body === 'object' && Array.isArray((body as { alerts?: unknown }).alerts) ? (body as { alerts: unknown[] }).alerts : [];
+  const out: Alert[] = [];
+  for (const a of list) {
+    if (typeof a === 'string') {
+      if (a.trim()) out.push({ kind: '', layer: '', role: '', firstStep: null, severity: 0, message: a.trim() });
+      continue;
+    }
+    if (!a || typeof a !== 'object') continue;
+    const o = a as Record<string, unknown>;
+    const message = [o.message, o.text, o.description].find((x): x is string => typeof x === 'string' && !!x.trim());
+    if (!message) continue;
+    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+    out.push({
+      kind: typeof o.kind === 'string' ? o.kind : '',
+      layer: typeof o.layer === 'string' ? o.layer : '',
+      role: typeof o.role === 'string' ? o.role : '',
+      firstStep: num(o.first_step),
+      severity: num(o.severity) ?? 0,
+      message: message.trim(),
+    });
+  }
+  return out.sort((x, y) => y.severity - x.severity);
+}
+
 export interface Api {
   runs(): Promise<RunsResponse>;
   overview(run: string, role: Role, step?: number | null): Promise<OverviewResponse>;
@@ -109,6 +152,8 @@ export interface Api {
   compareHeatmap(runs: string[], role: Role): Promise<CompareHeatmapResponse>;
   /** The diagnosis for a layer, or null where the backend has none (404: route or record absent). */
   diagnosis(run: string, role: Role, layer: string, step?: number | null): Promise<Diagnosis | null>;
+  /** The run's ranked alerts, or null where the backend has no such route (404). */
+  alerts(run: string): Promise<Alert[] | null>;
   clear(): void;
 }
 
@@ -168,6 +213,15 @@ export function createApi(fetchFn: FetchFn = (u, i) => fetch(u, i)): Api {
         if (!res.ok) throw await errorOf(res, url);
         const type = res.headers.get('Content-Type') ?? '';
         return normaliseDiagnosis(type.includes('json') ? await res.json() : await res.text());
+      });
+    },
+    alerts: (run) => {
+      const url = buildUrl('alerts', { run });
+      return cached(url, async () => {
+        const res = await fetchFn(url, { credentials: 'same-origin' });
+        if (res.status === 404) return null;
+        if (!res.ok) throw await errorOf(res, url);
+        return normaliseAlerts(await res.json());
       });
     },
     clear: () => cache.clear(),

@@ -8,6 +8,7 @@ import { onHeatmapRendered } from './heatmap';
 import { type State, Store, availableRoles, initialState } from './state';
 import { injectStyles } from './styles';
 import { el, errorBox } from './views/common';
+import { AlertsView } from './views/alerts';
 import { CompareView } from './views/compare';
 import { LayerView } from './views/layer';
 import { OverviewView } from './views/overview';
@@ -84,7 +85,8 @@ export class App {
     return {
       api: this.api,
       store: this.store,
-      width: () => Math.max(360, (this.main.clientWidth || document.documentElement.clientWidth || 1000) - 8),
+      // Inside a section: its padding and border take 30 px.
+      width: () => Math.max(360, (this.main.clientWidth || document.documentElement.clientWidth || 1000) - 40),
     };
   }
 
@@ -111,7 +113,7 @@ export class App {
     this.applyRuns(runs);
     this.main.appendChild(createControls(this.store, () => void this.reload()));
     const ctx = this.ctx();
-    this.views = [new OverviewView(ctx), new WhereWhenView(ctx), new LayerView(ctx), new CompareView(ctx)];
+    this.views = [new AlertsView(ctx), new OverviewView(ctx), new WhereWhenView(ctx), new LayerView(ctx), new CompareView(ctx)];
     for (const v of this.views) this.viewsEl.appendChild(v.el);
     this.main.appendChild(this.viewsEl);
     this.store.subscribe((s, changed) => this.onChange(s, changed));

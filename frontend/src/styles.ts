@@ -99,6 +99,13 @@ body { margin: 0; background: #f5f5f5; }
 .mmx-big { font-size: 15px; font-weight: 500; }
 .mmx-small { font-size: 10px; opacity: .9; overflow-wrap: anywhere; }
 .mmx-layer-picker { display: flex; gap: 12px; }
+.mmx-alerts { background: #fff; border: 1px solid #e0e0e0; border-left: 4px solid #D55E00; border-radius: 6px; padding: 10px 14px; margin-bottom: 14px; }
+.mmx-alerts ol { margin: 6px 0 0; padding-left: 0; list-style: none; }
+.mmx-alerts li { display: flex; gap: 10px; align-items: baseline; padding: 3px 4px; border-radius: 4px; }
+.mmx-alerts li.mmx-clickable { cursor: pointer; }
+.mmx-alerts li.mmx-clickable:hover { background: #f5f5f5; }
+.mmx-severity { flex: none; width: 48px; height: 8px; border-radius: 4px; background: linear-gradient(90deg, #D55E00 calc(var(--sev) * 100%), #eeeeee 0); }
+.mmx-alert-text { flex: 1 1 auto; }
 `;
 
 export function injectStyles(doc: Document = document): void {

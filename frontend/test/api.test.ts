@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { ApiError, buildUrl, createApi, normaliseDiagnosis, parseF32 } from '../src/api';
+import { ApiError, buildUrl, createApi, normaliseAlerts, normaliseDiagnosis, parseF32 } from '../src/api';
 import { runs } from './fixtures';
 
 function headers(h: Record<string, string>) {
@@ -95,5 +95,32 @@ describe('createApi', () => {
     expect(normaliseDiagnosis({ diagnosis: 'y', details: ['y', 'z'] })).toEqual({ text: 'y', details: ['z'] });
     expect(normaliseDiagnosis({})).toBeNull();
     expect(normaliseDiagnosis(42)).toBeNull();
+  });
+
+  it('normaliseDiagnosis reads causes as {name: share}, largest first, and alerts', () => {
+    const d = normaliseDiagnosis({
+      text: 'Near-zero inputs explain it.',
+      causes: { near_zero_first_operand: 0.7, cancellation: 0.2 },
+      alerts: [{ message: 'dead units: 40%', severity: 0.4 }],
+    });
+    expect(d).toEqual({
+      text: 'Near-zero inputs explain it.',
+      details: ['near zero first operand: 70% of the near-zero results’ products', 'cancellation: 20% of the near-zero results’ products', 'alert: dead units: 40%'],
+    });
+  });
+
+  it('alerts: worst first, 404 means no route', async () => {
+    const alerts = normaliseAlerts({
+      alerts: [
+        { kind: 'dead_units', layer: 'dense_1', role: 'forward', first_step: 40, severity: 0.3, message: 'a' },
+        { kind: 'non_finite', layer: 'logits', role: 'forward', first_step: 0, severity: 1, message: 'b' },
+        { severity: 2 },
+        'plain text alert',
+      ],
+    });
+    expect(alerts.map((a) => a.message)).toEqual(['b', 'a', 'plain text alert']);
+    expect(alerts[1]).toEqual({ kind: 'dead_units', layer: 'dense_1', role: 'forward', firstStep: 40, severity: 0.3, message: 'a' });
+    expect(normaliseAlerts([])).toEqual([]);
+    expect(await createApi(async () => new Response('Not found', { status: 404 })).alerts('r')).toBeNull();
   });
 });

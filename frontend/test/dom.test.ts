@@ -148,6 +148,24 @@ describe('tab DOM', () => {
     expect(tip.querySelector('td[data-label="mean"]')!.textContent).toBe('0.125');
   });
 
+  it('shows the diagnosis and the ranked alerts when the backend serves them, and nothing on 404', async () => {
+    await mount();
+    expect(document.querySelector('.mmx-diagnosis')).toBeNull();
+    expect(document.querySelector('[data-view="alerts"]')).toBeNull();
+    document.body.textContent = '';
+    const app = await mount({
+      ...routes,
+      diagnosis: (p) => ({ text: `Layer ${p.get('layer')}: near-zero inputs.`, causes: { near_zero_first_operand: 0.8 } }),
+      alerts: () => ({ alerts: [{ kind: 'dead_units', layer: 'dense', role: 'forward', first_step: 100, severity: 0.5, message: '<i>dense</i>: 50% dead units' }] }),
+    });
+    expect(document.querySelector('.mmx-diagnosis-text')!.textContent).toBe('Layer dense_1: near-zero inputs.');
+    const alert = document.querySelector<HTMLElement>('[data-view="alerts"] li')!;
+    expect(alert.textContent).toContain('<i>dense</i>: 50% dead units');
+    expect(document.querySelectorAll('i').length).toBe(0);
+    alert.click();
+    expect(app.store.get().layer).toBe('dense');
+  });
+
   it('clicking a where-and-when cell selects layer and step', async () => {
     const app = await mount();
     const hm = document.querySelector<HTMLElement>('[data-heatmap="wherewhen"]')!;
