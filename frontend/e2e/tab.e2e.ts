@@ -78,6 +78,11 @@ describe('the tab in TensorBoard', () => {
     const frame = await tabFrame(page);
     await waitViews(frame);
     await expect.poll(() => page.getByText('Matmul Explainer', { exact: true }).first().isVisible()).toBe(true);
+    // The picture for the README: the run with dying ReLUs.
+    await selectRuns(frame, ['dying']);
+    await frame.locator('.mmx-run', { hasText: XSS_RUN }).locator('input').uncheck();
+    await expect.poll(() => frame.locator('[data-heatmap="overview"] h3').textContent()).toContain('dying');
+    await waitViews(frame);
     await page.waitForTimeout(300);
     await page.screenshot({ path: join(docs, 'tab.png') });
     expect(w.csp).toEqual([]);
