@@ -9,11 +9,12 @@ retention of `DEFAULT_SAMPLES_PER_TAG` records per tag (TensorBoard keeps only 1
 third-party tensor summary otherwise) unless the user passed `--samples_per_plugin=matmul_explainer=N`
 (N = 0 keeps all).
 
-Reading strategy: every request lists our tags once (one `list_tensors` call, with the metadata parsed through a
-small memo), and reads only the tags it needs, one tag per `read_tensors` call. Each tag read is reduced to a
+Reading strategy: requests share one listing of our tags (one `list_tensors` call, reused for `LISTING_TTL_S`
+seconds, metadata parsed once), and read only the tags they need, one tag per `read_tensors` call. Each tag read is reduced to a
 `_Digest` (per-step totals over units and per-row near-zero fractions) that is cached under the tag's
 (max_step, max_wall_time) from `list_tensors`, so new data invalidates it. The per-unit view at one step reads the
-tag's records again (the data provider has no step filter); the last few such reads are kept in a small cache.
+tag's records again (the data provider has no step filter; the latest record alone is read with `downsample=1`);
+the last few such reads are kept in a small cache.
 """
 
 import collections
@@ -23,6 +24,7 @@ import math
 import mimetypes
 import os
 import threading
+import time
 
 import numpy as np
 from werkzeug import wrappers
@@ -41,6 +43,9 @@ PLUGIN_NAME = metadata.PLUGIN_NAME
 DEFAULT_SAMPLES_PER_TAG = 500
 #: Default size of the plugin's in-memory caches (`--matmul_explainer_cache_mb`).
 DEFAULT_CACHE_MB = 256
+#: Seconds a tag listing is reused across requests (TensorBoard reloads logs every 5 s by default; each call to
+#: the Rust data server costs ~40 ms however small, so the requests of one page view share one listing).
+LISTING_TTL_S = 2.0
 #: `downsample` passed to `read_tensors` when every record is kept (never 0: that returns nothing).
 _READ_ALL = 10**9
 #: Upper bound on the bytes one `read_tensors` call may return (the data server's gRPC channel takes 256 MiB).
@@ -272,8 +277,9 @@ def _fractions(near, cells):
 
 
 def _respond_json(request, obj):
-    body = json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    return http_util.Respond(request, body.encode("utf-8"), _JSON)
+    # ASCII escapes keep any str valid, even run names with lone surrogates from non-UTF-8 directory names.
+    body = json.dumps(obj, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return http_util.Respond(request, body.encode("ascii"), _JSON)
 
 
 # --------------------------------------------------------------------------------------------- parameters
@@ -327,6 +333,9 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         self._records = _LruBytes(cache_bytes // 4)
         self._meta_memo = {}
         self._meta_lock = threading.Lock()
+        self._listing_ttl = LISTING_TTL_S
+        self._listings = {}  # experiment id -> (monotonic time, {run: _RunIndex})
+        self._listing_lock = threading.Lock()
 
     # ------------------------------------------------------------------ TBPlugin interface
 
@@ -372,9 +381,21 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
 
     def _index(self, ctx, eid, runs=None):
         """{run: _RunIndex} for runs holding our summaries (restricted to `runs` if given)."""
-        rtf = provider.RunTagFilter(runs=runs) if runs is not None else None
-        mapping = self._data_provider.list_tensors(
-            ctx, experiment_id=eid, plugin_name=PLUGIN_NAME, run_tag_filter=rtf)
+        now = time.monotonic()
+        with self._listing_lock:
+            hit = self._listings.get(eid)
+        if hit is not None and now - hit[0] < self._listing_ttl:
+            full = hit[1]
+        else:
+            full = self._list(ctx, eid)
+            with self._listing_lock:
+                if len(self._listings) > 64:
+                    self._listings.clear()
+                self._listings[eid] = (now, full)
+        return full if runs is None else {r: full[r] for r in runs if r in full}
+
+    def _list(self, ctx, eid):
+        mapping = self._data_provider.list_tensors(ctx, experiment_id=eid, plugin_name=PLUGIN_NAME)
         result = {}
         for run in sorted(mapping):
             tags = mapping[run]
@@ -430,10 +451,10 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
                 raise errors.InvalidArgumentError("run %r, role %r: %s" % (index.name, role, reason))
         raise errors.NotFoundError("run %r has no %r records" % (index.name, role))
 
-    def _read(self, ctx, eid, series):
-        """The tag's data points from the data provider (one `read_tensors` call)."""
+    def _read(self, ctx, eid, series, latest_only=False):
+        """The tag's data points from the data provider (one `read_tensors` call); only the last if `latest_only`."""
         per_record = metadata.record_bytes(max(1, series.meta.units))
-        downsample = max(1, min(self._downsample, _MAX_READ_BYTES // per_record))
+        downsample = 1 if latest_only else max(1, min(self._downsample, _MAX_READ_BYTES // per_record))
         data = self._data_provider.read_tensors(
             ctx, experiment_id=eid, plugin_name=PLUGIN_NAME, downsample=downsample,
             run_tag_filter=provider.RunTagFilter(runs=[series.run], tags=[series.tag]))
@@ -462,6 +483,11 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         """(step, Record) of the latest record at or before `step` (latest if None)."""
         key = self._key(eid, series)
         cached = self._records.get_value(key)
+        if cached is None and (step is None or step >= series.max_step):
+            # the latest record: `downsample=1` returns exactly it (the data provider always keeps the last)
+            (point,) = self._read(ctx, eid, series, latest_only=True)[-1:]
+            if step is None or point.step <= step:  # (newer data than the listing: read them all below)
+                return int(point.step), _unpack_all(series, [point.numpy])[0]
         if cached is None:
             points = self._read(ctx, eid, series)
             if self._digests.get_value(key) is None:

@@ -10,6 +10,7 @@ import collections
 import glob
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -354,7 +355,7 @@ def test_heatmap_is_layers_by_union_of_steps_with_null_for_missing(client, writt
 
 # ----------------------------------------------------------------------------------------------- /units
 
-@pytest.mark.parametrize("layer,step", [("d0", None), ("d0", 11), ("d2", 20)])
+@pytest.mark.parametrize("layer,step", [("d0", None), ("d0", 11), ("d2", 20), ("d2", 30), ("d1", 10**6)])
 def test_units_are_the_written_rows(client, written, layer, step):
     params = {"run": "alpha", "role": "kernel_gradient", "layer": layer}
     if step is not None:
@@ -612,7 +613,10 @@ def test_default_retention_keeps_hundreds_of_records_with_the_legacy_loader(tmp_
     assert len(get_json(client, "/timeline", run="run", role="forward", layer="d")["steps"]) == 520
 
 
-def test_cache_is_invalidated_by_new_data(tmp_path):
+def test_cache_is_invalidated_by_new_data(tmp_path, monkeypatch):
+    """Cached digests and records are keyed by the listing's (max_step, max_wall_time); a listing is reused for
+    LISTING_TTL_S seconds, so new data shows once that has passed."""
+    monkeypatch.setattr(plugin_lib, "LISTING_TTL_S", 0.3)
     rng = np.random.default_rng(3)
     x, kernel, _ = _layer_data(rng, 3, 2)
     run = str(tmp_path / "run")
@@ -630,5 +634,6 @@ def test_cache_is_invalidated_by_new_data(tmp_path):
     with tf.summary.create_file_writer(run).as_default():
         write_layer("forward", "d", 0, x, kernel, 1)
     multiplexer.Reload()
+    time.sleep(0.35)
     assert get_json(client, "/timeline", run="run", role="forward", layer="d")["steps"] == [0, 1]
     assert get_json(client, "/units", run="run", role="forward", layer="d")["step"] == 1

@@ -1,0 +1,364 @@
+"""Latency of the plugin's routes on a large log directory, served by a real TensorBoard process.
+
+Generates (by default through the writer's packing path: `metadata.pack_record` + `tf.summary.write` with our
+metadata; `--generator summary` uses the writer ops themselves, which take ~10 minutes to trace) a log directory of RUNS x LAYERS x 2 roles x STEPS records of UNITS units (default 3 x 30 x 2 x 200 x 256:
+36,000 records of 78 kB, 2.8 GB), starts `tensorboard` on it (default loader: the Rust data server), waits until
+everything is loaded, measures the first ("cold") request of each route, warms up, then sends REQUESTS requests
+per route with varied parameters and prints p50/p95 latency per route and the peak resident memory (VmHWM) of
+the TensorBoard process and its children (the data server).
+
+    python bench/plugin_latency.py [--runs 3 --layers 30 --steps 200 --units 256 --requests 50]
+                                   [--logdir DIR (reuse or keep)] [--load_fast true|false|auto]
+
+Ends with one `target p95 <= 150 ms (<route>): <ms> (bound 150 ms): met|missed` line per route; exits 0.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+TARGET_MS = 150.0
+PREFIX = "/data/plugin/matmul_explainer"
+
+
+# ----------------------------------------------------------------------------------------------- generation
+
+def generate(logdir, runs, layers, steps, units, generator="pack", inputs=64, batch=32):
+    """Writes the log directory; `generator` is "summary" (our writer ops) or "pack" (the writer's packing path)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    (generate_with_summary_ops if generator == "summary" else generate_with_packing)(
+        logdir, runs, layers, steps, units, inputs, batch)
+
+
+def generate_with_summary_ops(logdir, runs, layers, steps, units, inputs, batch):
+    """`summary.dense` / `summary.dense_kernel_gradient` for every layer, one `tf.function` per run. Exact, but
+    tracing costs seconds per summary op (about 3 s each here: 10 minutes for 3 x 60 ops)."""
+    import tensorflow as tf
+    from tb_matmul_explainer import summary
+
+    def layer_tensors(step, run, layer):
+        seed = tf.stack([tf.cast(step, tf.int32), run * 1000 + layer])
+        x = tf.nn.relu(tf.random.stateless_normal([batch, inputs], seed=seed))
+        drift = 1.0 + tf.cast(step, tf.float32) / float(steps)
+        kernel = tf.random.stateless_normal([inputs, units], seed=[run, layer]) * 0.1 * drift
+        kernel = tf.where(tf.random.stateless_uniform([inputs, units], seed=[layer, 7]) < 0.02 * layer, 0.0, kernel)
+        d_out = tf.random.stateless_normal([batch, units], seed=seed + 1) * 0.01
+        return x, kernel, d_out
+
+    for run in range(runs):
+        writer = tf.summary.create_file_writer(os.path.join(logdir, "run_%d" % run), max_queue=200)
+
+        @tf.function
+        def write_step(step):
+            for layer in range(layers):
+                x, kernel, d_out = layer_tensors(step, run, layer)
+                name = "layer_%02d" % layer
+                summary.dense(name + "/forward", x, kernel, step=step, layer=name, layer_index=layer)
+                summary.dense_kernel_gradient(name + "/kernel_gradient", x, d_out, step=step, layer=name,
+                                              layer_index=layer)
+
+        start = time.monotonic()
+        with writer.as_default():
+            for step in range(steps):
+                write_step(tf.constant(step, tf.int64))
+                if (step + 1) % 50 == 0 or step + 1 == steps:
+                    print("  run %d/%d: %d/%d steps (%.0f s)" % (run + 1, runs, step + 1, steps,
+                                                                 time.monotonic() - start), flush=True)
+        writer.close()
+
+
+def generate_with_packing(logdir, runs, layers, steps, units, inputs, batch):
+    """Per-unit totals drawn in NumPy (consistent: counts of each unit add up to cells x inputs, near-zero parts
+    scale with the near-zero cells), packed by `metadata.pack_record` and written by `tf.summary.write` with our
+    `create_summary_metadata`: the same records and metadata the writer ops produce, minutes faster."""
+    import collections
+
+    import numpy as np
+    import tensorflow as tf
+    from tb_matmul_explainer import metadata
+
+    Totals = collections.namedtuple("Totals", "counts sums near_zero_counts near_zero_sums cells near_zero_cells "
+                                              "thresholds nonfinite")
+    pack = tf.function(lambda t: metadata.pack_record(t), reduce_retracing=True)
+    rng = np.random.default_rng(0)
+    for run in range(runs):
+        start = time.monotonic()
+        writer = tf.summary.create_file_writer(os.path.join(logdir, "run_%d" % run), max_queue=500)
+        mds = {}
+        for layer in range(layers):
+            name = "layer_%02d" % layer
+            for role in ("forward", "kernel_gradient"):
+                mds[layer, role] = metadata.create_summary_metadata(
+                    name, None, role=role, op="dense", layer=name, index=layer, units=units, confidence=0.95)
+        with writer.as_default():
+            for step in range(steps):
+                for layer in range(layers):
+                    name = "layer_%02d" % layer
+                    for role in ("forward", "kernel_gradient"):
+                        cells = float(batch if role == "forward" else inputs)
+                        products = cells * (inputs if role == "forward" else batch)
+                        shares = rng.dirichlet(np.ones(9), size=units)
+                        counts = np.floor(shares * products)
+                        counts[:, 4] += products - counts.sum(axis=1)
+                        sums = rng.normal(size=(units, 9)) * counts * 0.01
+                        p = min(0.9, 0.05 + 0.02 * layer + 0.2 * step / steps)
+                        near = rng.binomial(int(cells), p, size=units).astype(np.float64)
+                        frac = (near / cells)[:, None]
+                        totals = Totals(counts, sums, np.floor(counts * frac), sums * frac,
+                                        np.full(units, cells), near, rng.random(3) * 0.01, np.zeros(3))
+                        tf.summary.write("%s/%s" % (name, role), pack(Totals(*map(tf.constant, totals))), step,
+                                         metadata=mds[layer, role])
+                if (step + 1) % 50 == 0 or step + 1 == steps:
+                    print("  run %d/%d: %d/%d steps (%.0f s)" % (run + 1, runs, step + 1, steps,
+                                                                 time.monotonic() - start), flush=True)
+        writer.close()
+
+
+def dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+# ----------------------------------------------------------------------------------------------- server
+
+def start_tensorboard(logdir, load_fast):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", "0",
+         "--load_fast", load_fast],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    found, url, lines = threading.Event(), {}, []
+
+    def drain():
+        for line in proc.stderr:
+            lines.append(line)
+            match = re.search(r"TensorBoard \S+ at (http://[^/\s]+)/", line)
+            if match and not found.is_set():
+                url["base"] = match.group(1)
+                found.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not found.wait(120):
+        proc.kill()
+        raise SystemExit("TensorBoard did not start:\n" + "".join(lines[-20:]))
+    return proc, url["base"]
+
+
+def get(base, path):
+    request = urllib.request.Request(base + path, headers={"Accept-Encoding": "gzip"})
+    start = time.perf_counter()
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            body = response.read()
+            status, encoding = response.status, response.headers.get("Content-Encoding")
+    except urllib.error.HTTPError as e:
+        body, status, encoding = e.read(), e.code, e.headers.get("Content-Encoding")
+    elapsed = (time.perf_counter() - start) * 1000
+    if encoding == "gzip":
+        body = gzip.decompress(body)
+    return status, body, elapsed
+
+
+def wait_loaded(base, runs, layers, steps, timeout):
+    start = time.monotonic()
+    last = None
+    while time.monotonic() - start < timeout:
+        status, body, _ = get(base, PREFIX + "/runs")
+        if status == 200:
+            listing = json.loads(body)["runs"]
+            tags = sum(len(l["roles"]) for r in listing for l in r["layers"])
+            done = len(listing) == runs and tags == runs * layers * 2 and all(
+                role["last_step"] == steps - 1 for r in listing for l in r["layers"] for role in l["roles"].values())
+            if tags != last:
+                print("  loaded: %d runs, %d tags (%.0f s)" % (len(listing), tags, time.monotonic() - start),
+                      flush=True)
+                last = tags
+            if done:
+                # the last step is visible; wait until every record of the last-loaded tags is too
+                q = "/timeline?run=run_%d&role=kernel_gradient&layer=layer_%02d" % (runs - 1, layers - 1)
+                status, body, _ = get(base, PREFIX + q)
+                if status == 200 and len(json.loads(body)["steps"]) == steps:
+                    return time.monotonic() - start
+        time.sleep(1.0)
+    raise SystemExit("data did not load within %d s" % timeout)
+
+
+def peak_rss_kib(pid):
+    """VmHWM of `pid` and of its descendants: {pid: (name, KiB)}."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    out, todo = {}, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            with open("/proc/%d/status" % p) as f:
+                status = f.read()
+            name = re.search(r"^Name:\s*(\S+)", status, re.M).group(1)
+            hwm = re.search(r"^VmHWM:\s*(\d+) kB", status, re.M)
+            out[p] = (name, int(hwm.group(1)) if hwm else 0)
+        except OSError:
+            pass
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- measurement
+
+def route_queries(runs, layers, steps, rng, n):
+    run = lambda: "run_%d" % rng.randrange(runs)
+    role = lambda: rng.choice(["forward", "kernel_gradient"])
+    layer = lambda: "layer_%02d" % rng.randrange(layers)
+    step = lambda: str(rng.randrange(steps))
+    q = urllib.parse.urlencode
+    all_runs = [("run", "run_%d" % r) for r in range(runs)]
+    makers = {
+        "runs": lambda: "/runs",
+        "overview": lambda: "/overview?" + q({"run": run(), "role": role(), "step": step()}),
+        "timeline": lambda: "/timeline?" + q({"run": run(), "role": role(), "layer": layer()}),
+        "heatmap": lambda: "/heatmap?" + q({"run": run(), "role": role()}),
+        "units": lambda: "/units?" + q({"run": run(), "role": role(), "layer": layer(), "step": step()}),
+        "units latest": lambda: "/units?" + q({"run": run(), "role": role(), "layer": layer()}),
+        "unit_heatmap": lambda: "/unit_heatmap?" + q({"run": run(), "role": role(), "layer": layer()}),
+        "unit_heatmap f32": lambda: "/unit_heatmap?" + q({"run": run(), "role": role(), "layer": layer(),
+                                                          "format": "f32"}),
+        "compare overview": lambda: "/compare?" + q([("view", "overview")] + all_runs + [("role", role()),
+                                                                                         ("step", step())]),
+        "compare heatmap": lambda: "/compare?" + q([("view", "heatmap")] + all_runs + [("role", role())]),
+        "compare timeline": lambda: "/compare?" + q([("view", "timeline")] + all_runs + [("role", role()),
+                                                                                         ("layer", layer())]),
+    }
+    return {name: [make() for _ in range(n)] for name, make in makers.items()}
+
+
+def percentile(values, p):
+    values = sorted(values)
+    k = (len(values) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--layers", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--logdir", help="use (and keep) this log directory; generated if empty or missing")
+    parser.add_argument("--load_fast", default="auto", choices=["auto", "true", "false"])
+    parser.add_argument("--generator", default="pack", choices=["pack", "summary"],
+                        help="pack: the writer's packing path (fast); summary: our writer ops (slow to trace)")
+    parser.add_argument("--load_timeout", type=int, default=900)
+    args = parser.parse_args()
+
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M).group(1)
+    except (OSError, AttributeError):
+        pass
+    print("machine: %d CPUs (%s), python %s, load average %.1f" % (os.cpu_count(), cpu, sys.version.split()[0],
+                                                                     os.getloadavg()[0]))
+    print("data: %d runs x %d layers x 2 roles x %d steps x %d units" % (args.runs, args.layers, args.steps,
+                                                                         args.units))
+
+    keep = args.logdir is not None
+    logdir = args.logdir or tempfile.mkdtemp(prefix="mmx_bench_")
+    try:
+        if not (os.path.isdir(logdir) and os.listdir(logdir)):
+            os.makedirs(logdir, exist_ok=True)
+            print("generating into %s" % logdir, flush=True)
+            start = time.monotonic()
+            generate(logdir, args.runs, args.layers, args.steps, args.units, args.generator)
+            print("generated %.2f GB in %.0f s" % (dir_bytes(logdir) / 1e9, time.monotonic() - start), flush=True)
+        else:
+            print("reusing %s (%.2f GB)" % (logdir, dir_bytes(logdir) / 1e9))
+
+        proc, base = start_tensorboard(logdir, args.load_fast)
+        try:
+            print("tensorboard pid %d at %s (--load_fast=%s); loading…" % (proc.pid, base, args.load_fast),
+                  flush=True)
+            load_s = wait_loaded(base, args.runs, args.layers, args.steps, args.load_timeout)
+            print("loaded in %.0f s" % load_s)
+            rng = random.Random(0)
+            queries = route_queries(args.runs, args.layers, args.steps, rng, args.requests)
+            cold = {}
+            for name, qs in queries.items():
+                status, body, ms = get(base, PREFIX + qs[0])
+                assert status == 200, (name, qs[0], status, body[:300])
+                cold[name] = ms
+            # warm-up: every series once (fills the plugin's digest cache), then a few requests per route
+            start = time.monotonic()
+            for run in range(args.runs):
+                for role in ("forward", "kernel_gradient"):
+                    get(base, PREFIX + "/heatmap?run=run_%d&role=%s" % (run, role))
+            warmup_s = time.monotonic() - start
+            for name, qs in queries.items():
+                for path in qs[:3]:
+                    get(base, PREFIX + path)
+            rows = []
+            for name, qs in queries.items():
+                times, sizes = [], []
+                for path in qs:
+                    status, body, ms = get(base, PREFIX + path)
+                    assert status == 200, (name, path, status, body[:300])
+                    times.append(ms)
+                    sizes.append(len(body))
+                rows.append((name, cold[name], percentile(times, 50), percentile(times, 95), max(times),
+                             statistics.mean(sizes)))
+            rss = peak_rss_kib(proc.pid)
+            load = os.getloadavg()[0]
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    finally:
+        if not keep:
+            shutil.rmtree(logdir, ignore_errors=True)
+
+    print()
+    print("first ms: the route's first request, in table order after TensorBoard loaded (the plugin reads a tag on")
+    print("first use: %d-tag heatmaps are seconds cold); then warm-up: every heatmap once (%.1f s), 3 requests per"
+          % (args.layers, warmup_s))
+    print("route; then p50/p95/max over %d requests per route with varied run/role/layer/step (gzip accepted)."
+          % args.requests)
+    print("%-18s %9s %9s %9s %9s %11s" % ("route", "first ms", "p50 ms", "p95 ms", "max ms", "body kB"))
+    for name, c, p50, p95, mx, size in rows:
+        print("%-18s %9.1f %9.1f %9.1f %9.1f %11.1f" % (name, c, p50, p95, mx, size / 1000))
+    print()
+    total = 0
+    for pid, (name, kib) in sorted(rss.items()):
+        print("peak RSS (VmHWM) pid %d %-24s %8.0f MiB" % (pid, name, kib / 1024))
+        total += kib
+    print("peak RSS, TensorBoard + children (sum of peaks): %.0f MiB" % (total / 1024))
+    print("load average during the measurement: %.1f (1 min), on %d CPUs" % (load, os.cpu_count()))
+    print()
+    for name, _, _, p95, _, _ in rows:
+        print("target p95 <= %.0f ms (%s): %.1f ms (bound %.0f ms): %s"
+              % (TARGET_MS, name, p95, TARGET_MS, "met" if p95 <= TARGET_MS else "missed"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
