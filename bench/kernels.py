@@ -1,0 +1,181 @@
+"""Benchmark of the per-unit aggregate kernels (`tb_matmul_explainer.aggregates`) against the op itself and the
+per-cell route (classify every cell with `ops`, then reduce per unit).
+
+Run: `.venv/bin/python bench/kernels.py [--repeats N] [--quick]`. Prints one table (each figure the median of
+interleaved repeats after warm-up, everything in `tf.function`, all in one process) and one line per target.
+
+Columns: `op` the layer's own product (ms, for reference); `all` per-unit totals over all cells (near_zero="off",
+ratio to op); `near0` with near-zero cells too (near_zero="exact", the result passed in as a layer has it, ratio
+to op); `cell` the per-cell route: nine products of class masks and nine of class-masked values, reduced per unit
+over all cells and over near-zero cells (ratio to op); `all/cell`, `near0/cell`: speed-ups over the per-cell
+route. Every explanation column includes computing its thresholds: rows `sampled` (threshold.sampled_threshold)
+and `exact` (threshold.percentile_threshold).
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from tb_matmul_explainer import aggregates, conv as conv_lib, ops, threshold  # noqa: E402
+
+TARGET_ALL = 1.0
+TARGET_NEAR_ZERO = 5.0
+TARGET_SPEEDUP = 20.0
+
+
+def _processor():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape):
+        return tf.constant(rng.standard_normal(shape).astype(np.float32))
+
+    relu = lambda t: tf.nn.relu(t)  # noqa: E731  (layer inputs after a ReLU: about half exact zeros)
+    return {
+        "dense": dict(x=relu(normal(256, 1024)), w=normal(1024, 1024) * 0.03, d=normal(256, 1024) * 1e-3),
+        "conv": dict(x=relu(normal(32, 32, 32, 64)), w=normal(3, 3, 64, 64) * 0.04, d=normal(32, 32, 32, 64) * 1e-3),
+    }
+
+
+def _per_cell(classify, result, opts_thresholds, unit_axis_last=True):
+    """The per-cell route: classify every cell, then reduce counts and sums per unit (all and near-zero)."""
+    counts, sums = classify(opts_thresholds[:2])
+    _, zero, _, _ = ops.classification_mask(result, threshold=opts_thresholds[2])
+    axes = list(range(counts.shape.rank - 2))
+    zf = tf.cast(zero, counts.dtype)[..., None]
+    return (tf.reduce_sum(counts, axes), tf.reduce_sum(sums, axes), tf.reduce_sum(counts * zf, axes),
+            tf.reduce_sum(sums * zf, axes))
+
+
+def _thresholds(tensors, method, confidence=0.95):
+    if method == "exact":
+        return tuple(threshold.percentile_threshold(t, confidence) for t in tensors)
+    return tuple(threshold.sampled_threshold(t, confidence) for t in tensors)
+
+
+def build_cases():
+    data = _data()
+    dn, cv = data["dense"], data["conv"]
+    strides, padding = (1, 1), "SAME"
+    kshape = cv["w"].shape.as_list()
+    in_shape = cv["x"].shape.as_list()
+    cases = []
+
+    def add(name, op, operands, agg, classify):
+        result = tf.function(op)(*operands)
+        fns = {"op": (tf.function(op), operands)}
+        for method in ("sampled", "exact"):
+            fns[f"all {method}"] = (tf.function(lambda *a, m=method: agg(*a, near_zero="off", threshold_method=m)),
+                                    operands)
+            fns[f"near0 {method}"] = (tf.function(
+                lambda *a, m=method: agg(*a[:-1], result=a[-1], near_zero="exact", threshold_method=m)),
+                operands + (result,))
+            fns[f"cell {method}"] = (tf.function(
+                lambda *a, m=method: _per_cell(lambda th: classify(*a[:-1], th), a[-1],
+                                               _thresholds(a, m))), operands + (result,))
+        cases.append((name, fns))
+
+    add("dense 256x1024 @ 1024x1024", lambda x, w: x @ w, (dn["x"], dn["w"]),
+        lambda x, w, **k: aggregates.dense(x, w, **k),
+        lambda x, w, th: ops.matmul_classify(x, w, thresholds=th))
+    add("dense kernel gradient", lambda x, d: tf.linalg.matmul(x, d, transpose_a=True), (dn["x"], dn["d"]),
+        lambda x, d, **k: aggregates.dense_kernel_gradient(x, d, **k),
+        lambda x, d, th: ops.matmul_classify(tf.transpose(x), d, thresholds=th))
+    add("dense input gradient", lambda d, w: tf.linalg.matmul(d, w, transpose_b=True), (dn["d"], dn["w"]),
+        lambda d, w, **k: aggregates.dense_input_gradient(d, w, **k),
+        lambda d, w, th: ops.matmul_classify(d, tf.transpose(w), thresholds=th))
+    add("conv2d 32x32x32x64 * 3x3x64x64 SAME", lambda x, w: conv_lib.forward(x, w, strides, padding),
+        (cv["x"], cv["w"]),
+        lambda x, w, **k: aggregates.conv(x, w, strides, padding, **k),
+        lambda x, w, th: ops.conv_classify(x, w, strides, padding, thresholds=th))
+    add("conv2d kernel gradient", lambda x, d: conv_lib.backprop_filter(x, d, kshape, strides, padding),
+        (cv["x"], cv["d"]),
+        lambda x, d, **k: aggregates.conv_kernel_gradient(x, d, kshape, strides, padding, **k),
+        lambda x, d, th: ops.conv_backprop_filter_classify(x, d, kshape, strides, padding, thresholds=th))
+    add("conv2d input gradient", lambda d, w: conv_lib.backprop_input(d, w, in_shape, strides, padding),
+        (cv["d"], cv["w"]),
+        lambda d, w, **k: aggregates.conv_input_gradient(d, w, in_shape, strides, padding, **k),
+        lambda d, w, th: ops.conv_backprop_input_classify(d, w, in_shape, strides, padding, thresholds=th))
+    return cases
+
+
+def _run(fn, args):
+    out = fn(*args)
+    for t in tf.nest.flatten(out):
+        t.numpy()
+
+
+def measure(cases, repeats, warmup=2):
+    times = {(c, k): [] for c, fns in cases for k in fns}
+    for _ in range(warmup):
+        for c, fns in cases:
+            for fn, args in fns.values():
+                _run(fn, args)
+    for _ in range(repeats):
+        for c, fns in cases:
+            for k, (fn, args) in fns.items():
+                start = time.perf_counter()
+                _run(fn, args)
+                times[(c, k)].append(time.perf_counter() - start)
+    return {key: statistics.median(v) * 1e3 for key, v in times.items()}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--no-xla", action="store_true", help="run the aggregate kernels without XLA")
+    args = parser.parse_args(argv)
+    aggregates.XLA = not args.no_xla
+
+    print(f"machine: {os.cpu_count()} CPUs, {_processor()}; {platform.platform()}; TensorFlow {tf.__version__}; "
+          f"devices: {', '.join(d.device_type for d in tf.config.list_logical_devices())}")
+    cases = build_cases()
+    med = measure(cases, args.repeats)
+
+    header = (f"{'case':38s} {'thresholds':10s} {'op ms':>8s} {'all x':>7s} {'near0 x':>8s} {'cell x':>8s} "
+              f"{'all/cell':>9s} {'near0/cell':>10s}")
+    print(header)
+    print("-" * len(header))
+    worst = {"all": 0.0, "near0": 0.0, "speedup": float("inf")}
+    for name, _ in cases:
+        op = med[(name, "op")]
+        for method in ("sampled", "exact"):
+            a, n, c = (med[(name, f"{k} {method}")] for k in ("all", "near0", "cell"))
+            print(f"{name:38s} {method:10s} {op:8.2f} {a / op:7.2f} {n / op:8.2f} {c / op:8.1f} {c / a:9.1f} "
+                  f"{c / n:10.1f}")
+            if method == "sampled":
+                worst["all"] = max(worst["all"], a / op)
+                worst["near0"] = max(worst["near0"], n / op)
+                worst["speedup"] = min(worst["speedup"], c / a, c / n)
+    print(f"(ratios to the op; each figure the median of {args.repeats} interleaved repeats)")
+    lines = [("all-cells totals / op, worst case", worst["all"], f"<= {TARGET_ALL:.1f}x",
+              worst["all"] <= TARGET_ALL),
+             ("near-zero totals / op, worst case", worst["near0"], f"<= {TARGET_NEAR_ZERO:.1f}x",
+              worst["near0"] <= TARGET_NEAR_ZERO),
+             ("speed-up over the per-cell route, worst case", worst["speedup"], f">= {TARGET_SPEEDUP:.0f}x",
+              worst["speedup"] >= TARGET_SPEEDUP)]
+    for what, figure, bound, ok in lines:
+        print(f"target {what}: {figure:.2f}x (bound {bound}): {'met' if ok else 'missed'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

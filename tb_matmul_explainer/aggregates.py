@@ -1,0 +1,1057 @@
+"""Fast per-unit nine-pair totals for summaries: factorised reductions instead of per-cell classification.
+
+Each function explains one product `result = op(first, second)` and returns a `UnitTotals`: for every unit u
+and pair t in `ops.TERMS` (PP PZ PN ZP ZZ ZN NP NZ NN, first letter = first operand), the number of products
+(`counts[u, t]`) and their sum (`sums[u, t]`) over all result cells of the unit, and the same over only the cells
+whose result is near zero (`near_zero_counts`, `near_zero_sums`). They equal the per-cell classifiers of `ops`
+reduced over the unit's cells: counts exactly, sums to float tolerance.
+
+  role             function                 first, second      result                    unit (cells of a unit)
+  forward          dense                    x, kernel          x @ kernel                output unit (all rows of x)
+                   conv                     inputs, kernel     convolution               out channel (batch, positions)
+  kernel_gradient  dense_kernel_gradient    x, d_out           x^T @ d_out  [k, m]       output unit (the k inputs)
+                   conv_kernel_gradient     x, d_out           backprop-filter           out channel (offsets, in ch.)
+  input_gradient   dense_input_gradient     d_out, kernel      d_out @ kernel^T          input feature (all rows)
+                   conv_input_gradient      d_out, kernel      backprop-input            in channel (batch, positions)
+
+Dense `x`/`d_out` have rank >= 2 (all leading axes are aggregated); convolutions are NHWC 1D/2D/3D with int or
+per-axis strides and VALID/SAME padding (padding is in no class).
+
+Classes follow `ops`: Z is `v == 0`, `|v| < thr` or NaN; P is `v > 0`, N is `v < 0`, otherwise. A result cell is
+near zero when it is Z under the same rule with the result's threshold (so a NaN result cell is near zero).
+
+How (U units, Xa = the first operand masked to class a, Yb likewise, M = the near-zero result mask):
+  all cells   sum over a unit's cells of op(Xa, Yb) factorises: `(1^T Xa) @ Yb` for dense forward (rows summed
+              first), `(Xa 1)^T Yb` for the kernel gradient, `(1^T Da) Wb^T` for the input gradient; for
+              convolutions the batch-summed operand's patch sums per kernel offset (one tiny backprop-filter), a
+              box filter of channel sums, or the batch-summed d_out's patch sums. Cost O(operands + 9 * k * U).
+  near zero   one stacked product of the operand's variants with M: `Xa^T @ M` (dense forward, input gradient),
+              `Xa @ M` (kernel gradient), backprop-filter(Xa, M) (conv forward), conv(Xa, M) (conv kernel
+              gradient), backprop-filter(M, Da) (conv input gradient); then an elementwise product with Yb.
+              The variants are the P and N masks (packed into one operand as P + 4096 N where the count bound
+              allows) and the P, Z, N values: 4 or 5 times the op's multiply-adds. The Z-mask products follow
+              exactly from the totals (integers), so they are never multiplied.
+
+Exactness: counts are integers carried in float32 only where a static bound keeps them below 2**24 (otherwise in
+float64, or split into bit planes); totals are summed in float64. Sums are accumulated in the compute dtype and
+returned as float64.
+
+Thresholds: `thresholds` is None, one number (both operands and the result) or a triple (first, second, result)
+whose None entries are derived from `confidence` with `threshold_method`: "sampled" (`threshold.sampled_threshold`,
+`sample_size` draws, the default: a fixed cost) or "exact" (`threshold.percentile_threshold`, O(N)). Given its
+thresholds the all-cells totals are exact.
+
+near_zero: "exact" (default); "off" (near-zero totals and cells are zeros, the result is never touched, and its
+threshold and non-finite count are NaN); "sampled": the near-zero pair totals are estimated from
+`near_zero_sample_size` batch rows (dense) or batch positions (convolutions) drawn without replacement and
+rescaled (exact when there are no more rows than that); `near_zero_cells` stays exact. Measured error
+(tests/test_aggregates.py::test_near_zero_sampled_error, conv 2D with 8192 positions, 1024 sampled, Gaussian data):
+the near-zero pair shares (counts / total) of every unit are within about 0.02 of the exact ones (typically
+0.005), and the relative error of a unit's total near-zero count is about 1/sqrt(sampled near-zero positions).
+
+Non-finite values: NaN is Z, +inf P, -inf N (as in `ops`); sums that meet them are not finite; `nonfinite` counts
+them per tensor. Dtypes follow `validation` (float16/bfloat16 computed in float32, mixed floats promoted); every
+output is float64. Zero-size batches give zeros. Everything works eagerly and in `tf.function` with unknown batch
+dimensions.
+"""
+
+import functools
+import itertools
+import math
+import numbers
+from typing import NamedTuple
+
+import tensorflow as tf
+
+from tb_matmul_explainer import conv as conv_lib
+from tb_matmul_explainer import threshold as threshold_lib
+from tb_matmul_explainer import validation
+
+ROLES = ("forward", "kernel_gradient", "input_gradient")
+THRESHOLD_METHODS = ("sampled", "exact")
+NEAR_ZERO_MODES = ("exact", "sampled", "off")
+NEAR_ZERO_SAMPLE_SIZE = 1024
+
+_F32_EXACT = 1 << 24          # float32 holds every integer up to 2**24
+_PACK = 4096                  # P and N counts share one float32 operand as P + _PACK * N ...
+_PACK_LIMIT = _PACK - 1       # ... while a count is at most _PACK_LIMIT: _PACK_LIMIT * (_PACK + 1) < 2**24
+_INT32_MAX = (1 << 31) - 1
+
+# Compile the kernels with XLA (fuses the elementwise class masks into few passes; measured in bench/kernels.py).
+XLA = True
+
+
+def _kernel(fn):
+    """Runs `fn` as one XLA-compiled function when `XLA` is set (static Python arguments key the cache)."""
+    compiled = tf.function(fn, jit_compile=True)
+
+    @functools.wraps(fn)
+    def call(*args):
+        return compiled(*args) if XLA else fn(*args)
+
+    return call
+
+
+class UnitTotals(NamedTuple):
+    """Per-unit nine-pair totals (all float64; pairs in `ops.TERMS` order)."""
+    counts: tf.Tensor            # [U, 9] exact
+    sums: tf.Tensor              # [U, 9]
+    near_zero_counts: tf.Tensor  # [U, 9] exact (estimates with near_zero="sampled")
+    near_zero_sums: tf.Tensor    # [U, 9]
+    cells: tf.Tensor             # [U] result cells of each unit
+    near_zero_cells: tf.Tensor   # [U] near-zero result cells of each unit
+    thresholds: tf.Tensor        # [3] first operand, second operand, result
+    nonfinite: tf.Tensor         # [3] non-finite values in first operand, second operand, result
+
+
+class _Options(NamedTuple):
+    confidence: float
+    thresholds: tuple
+    method: str
+    near_zero: str
+    sample_size: int
+    seed: object
+    nz_sample_size: int
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Options, thresholds, classes
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _options(confidence, thresholds, threshold_method, near_zero, sample_size, seed, near_zero_sample_size):
+    confidence = validation.check_confidence(confidence)
+    thresholds = validation.parse_thresholds(thresholds, 3, "thresholds")
+    if not isinstance(threshold_method, str) or threshold_method not in THRESHOLD_METHODS:
+        raise ValueError(f"threshold_method must be one of {THRESHOLD_METHODS}, got {threshold_method!r}")
+    if not isinstance(near_zero, str) or near_zero not in NEAR_ZERO_MODES:
+        raise ValueError(f"near_zero must be one of {NEAR_ZERO_MODES}, got {near_zero!r}")
+    sample_size = threshold_lib.DEFAULT_SAMPLE_SIZE if sample_size is None else _positive_int(sample_size,
+                                                                                            "sample_size")
+    near_zero_sample_size = _positive_int(near_zero_sample_size, "near_zero_sample_size")
+    if seed is not None and not (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        seed = tf.convert_to_tensor(seed)
+        if seed.shape.rank != 1 or seed.shape[0] != 2 or not seed.dtype.is_integer:
+            raise ValueError(f"seed must be None, an int, or a shape-[2] integer tensor, got {seed!r}")
+    return _Options(confidence, thresholds, threshold_method, near_zero, sample_size, seed, near_zero_sample_size)
+
+
+def _sub_seed(seed, index):
+    """A distinct stateless seed per use (0, 1, 2: thresholds of first, second, result; 3: row sample)."""
+    if seed is None:
+        return None
+    if isinstance(seed, numbers.Integral):
+        return tf.constant([int(seed), index], tf.int64)
+    return tf.cast(seed, tf.int64) + tf.constant([0, index], tf.int64)
+
+
+def _threshold(t, index, opts):
+    given = opts.thresholds[index]
+    if given is not None:
+        return tf.cast(given, t.dtype)
+    if opts.method == "exact":
+        return threshold_lib.percentile_threshold(t, opts.confidence)
+    return threshold_lib.sampled_threshold(t, opts.confidence, opts.sample_size, seed=_sub_seed(opts.seed, index))
+
+
+def _masks(t, thr):
+    """P and N masks (Z is neither; NaN falls in neither)."""
+    return (t >= thr) & (t > 0), (t <= -thr) & (t < 0)
+
+
+def _values(t, pos, neg):
+    """The operand masked to P, Z and N."""
+    zero = tf.zeros_like(t)
+    return [tf.where(pos, t, zero), tf.where(pos | neg, zero, t), tf.where(neg, t, zero)]
+
+
+def _near_zero_mask(result, thr):
+    pos, neg = _masks(result, thr)
+    return ~(pos | neg)
+
+
+def _operands(first, second, names):
+    first = validation.as_float_tensor(first, names[0])
+    second = validation.as_float_tensor(second, names[1])
+    return validation.promote_floats(first, second)
+
+
+def _given_result(result, dtype, expected_shape):
+    """The caller's result in the compute dtype, its static shape checked against `expected_shape`."""
+    result = validation.as_float_tensor(result, "result")
+    if result.dtype != dtype:
+        result = tf.cast(result, dtype)
+    if result.shape.rank is not None:
+        ok = result.shape.rank == len(expected_shape) and all(
+            a is None or b is None or a == b for a, b in zip(result.shape.as_list(), expected_shape))
+        if not ok:
+            raise ValueError(f"result must have the op's result shape {expected_shape}, got {result.shape}")
+    return result
+
+
+def _f64(t):
+    return tf.cast(t, tf.float64)
+
+
+def _count_nonfinite(t):
+    """Non-finite values in t; one cheap sum decides whether they need counting."""
+    return tf.cond(tf.math.is_finite(tf.reduce_sum(t)), lambda: tf.constant(0.0, tf.float64),
+                   lambda: _f64(threshold_lib.count_nonfinite(t)))
+
+
+def _to_units(t):
+    """[3, 3, U] -> [U, 9] in TERMS order."""
+    return tf.reshape(tf.transpose(t, [2, 0, 1]), [-1, 9])
+
+
+def _zeros_totals(units):
+    z = tf.zeros([3, 3, units], tf.float64)
+    return z, z, tf.zeros([units], tf.float64)
+
+
+def _assemble(all_totals, nz_totals, cells, thresholds, nonfinite):
+    counts, sums = all_totals
+    nz_counts, nz_sums, nz_cells = nz_totals
+    return UnitTotals(_to_units(counts), _to_units(sums), _to_units(nz_counts), _to_units(nz_sums),
+                      cells, nz_cells, tf.stack([_f64(t) for t in thresholds]), tf.stack(nonfinite))
+
+
+def _finish(opts, first, second, thr_first, thr_second, all_totals, units, result_fn, nz_fn):
+    """Shared tail: the result's threshold, the near-zero totals (or zeros), and the UnitTotals."""
+    nonfinite = [_count_nonfinite(first), _count_nonfinite(second)]
+    counts, sums, cells = all_totals
+    if opts.near_zero == "off":
+        nan = tf.constant(math.nan, tf.float64)
+        thr_result = nan if opts.thresholds[2] is None else tf.constant(opts.thresholds[2], tf.float64)
+        nonfinite.append(nan)
+        nz = _zeros_totals(units)
+    else:
+        result = result_fn()
+        thr_result = _threshold(result, 2, opts)
+        nonfinite.append(_count_nonfinite(result))
+        nz = nz_fn(result, thr_result)
+    return _assemble((counts, sums), nz, cells, [thr_first, thr_second, thr_result], nonfinite)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Exact integer arithmetic helpers
+
+
+def _exact_sum(t, axis, elem_bound, length):
+    """Exact float64 sum of non-negative integer-valued `t` (each entry <= elem_bound) along `axis`."""
+    if t.dtype == tf.float64:
+        return tf.reduce_sum(t, axis)
+    if length is not None and elem_bound * length <= _F32_EXACT:
+        return _f64(tf.reduce_sum(t, axis))
+    return tf.reduce_sum(_f64(t), axis)
+
+
+def _exact_matmul(left, right, bound, length, transpose_a=False, transpose_b=False):
+    """Exact float64 `left @ right` for non-negative int32 `left` (entries <= bound) and a 0/1 float32 `right`,
+    contracting over `length` terms (None if unknown). Runs in float32 on bit planes of `left`, each small enough
+    that every partial sum stays below 2**24; falls back to float64 when `length` is unknown or too large."""
+    def mm(a, b):
+        return tf.linalg.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+
+    if length is None or length > _F32_EXACT // 2:
+        return mm(_f64(left), _f64(right))
+    if length == 0:
+        return _f64(mm(tf.cast(left, tf.float32), right))
+    bits = int(math.floor(math.log2(_F32_EXACT // length + 1)))  # (2**bits - 1) * length <= 2**24
+    planes = max(1, math.ceil(max(int(bound), 1).bit_length() / bits))
+    if planes == 1:
+        return _f64(mm(tf.cast(left, tf.float32), right))
+    mask = tf.constant((1 << bits) - 1, tf.int32)
+    parts = [tf.bitwise.bitwise_and(tf.bitwise.right_shift(left, tf.constant(bits * i, tf.int32)), mask)
+             for i in range(planes)]
+    axis = -1 if transpose_a else -2
+    stacked = tf.cast(tf.concat(parts, axis), tf.float32)
+    product = _f64(mm(stacked, right))
+    pieces = tf.split(product, planes, axis=-2)
+    return tf.add_n([p * float(1 << (bits * i)) for i, p in enumerate(pieces)])
+
+
+def _strategy(bound, dtype):
+    """How stage-1 near-zero products carry counts that are at most `bound`."""
+    if dtype == tf.float64 or bound > _F32_EXACT:
+        return "f64"
+    if bound <= _PACK_LIMIT:
+        return "packed"
+    return "f32"
+
+
+def _by_bound(static_bound, dynamic_bound, dtype, fn):
+    """fn(strategy, bound) with the strategy fixed by a static bound, else chosen at run time by tf.cond."""
+    if static_bound is not None or dtype == tf.float64:
+        bound = _INT32_MAX if static_bound is None else static_bound
+        return fn(_strategy(bound, dtype), bound)
+    dynamic_bound = tf.cast(dynamic_bound, tf.int64)
+    return tf.cond(dynamic_bound <= _PACK_LIMIT,
+                   lambda: fn("packed", _PACK_LIMIT),
+                   lambda: tf.cond(dynamic_bound <= _F32_EXACT,
+                                   lambda: fn("f32", _F32_EXACT),
+                                   lambda: fn("f64", _INT32_MAX)))
+
+
+def _variants(t, pos, neg, strategy, valid=None):
+    """Stage-1 operand variants: the count variant(s) then the P, Z, N values, in the strategy's dtype.
+    `valid` (optional) marks entries that exist (not padding); others are in no class."""
+    dtype = tf.float64 if strategy == "f64" else t.dtype
+    if strategy == "packed":
+        counts = [tf.where(pos, tf.constant(1, dtype), tf.where(neg, tf.constant(_PACK, dtype),
+                                                                 tf.constant(0, dtype)))]
+    else:
+        counts = [tf.cast(pos, dtype), tf.cast(neg, dtype)]
+    values = [tf.cast(v, dtype) for v in _values(t, pos, neg)]
+    if valid is not None:
+        values[1] = tf.where(valid, values[1], tf.zeros_like(values[1]))
+    return counts + values
+
+
+def _decode(count_parts, strategy):
+    """The P and N count products from the count variant product(s)."""
+    if strategy != "packed":
+        return count_parts[0], count_parts[1]
+    packed = count_parts[0]
+    neg = tf.math.floor(packed / _PACK)
+    return packed - _PACK * neg, neg
+
+
+def _n_variants(strategy):
+    return 4 if strategy == "packed" else 5
+
+
+def _pair_counts(cross, total_a, col_b, mcount, size):
+    """Assembles [3, 3, U] exact counts from the P/N x P/N products.
+
+    cross[a][b]: sum of A_a * mask_b for a, b in (P, N);  total_a[a]: sum of A_a (a in P, N);
+    col_b[b]: sum of mcount * mask_b over the second operand's cells (b in P, N), i.e. the products whose
+    second factor is b and whose first factor is anything; size: all products (any classes).
+    """
+    rows = []
+    for a in range(2):
+        p, n = cross[a][0], cross[a][1]
+        rows.append([p, total_a[a] - p - n, n])
+    zp = col_b[0] - rows[0][0] - rows[1][0]
+    zn = col_b[1] - rows[0][2] - rows[1][2]
+    zz = size - zp - zn - sum(rows[0]) - sum(rows[1])
+    table = [rows[0], [zp, zz, zn], rows[1]]
+    return tf.stack([tf.stack(r) for r in table])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dense: one core for the three roles. The logical first operand F is [r, c], the second S is [c, u] and the
+# result R is [r, u]; units are u. F may be stored transposed ([c, r], the kernel gradient) and S too ([u, c],
+# the input gradient).
+
+
+def _dense_all(F, S, f_t, s_t, f_thr, s_thr):
+    r_axis = 1 if f_t else 0
+    fp, fn = _masks(F, f_thr)
+    r = tf.shape(F)[r_axis]
+    cnt_p = tf.reduce_sum(tf.cast(fp, tf.int32), r_axis)
+    cnt_n = tf.reduce_sum(tf.cast(fn, tf.int32), r_axis)
+    cnt = tf.stack([cnt_p, r - cnt_p - cnt_n, cnt_n])                      # [3, c] int32, exact
+    sv = tf.stack([tf.reduce_sum(v, r_axis) for v in _values(F, fp, fn)])   # [3, c]
+
+    sp, sn = _masks(S, s_thr)
+    u_axis = 0 if s_t else 1
+    s_counts = tf.concat([tf.cast(sp, tf.float32), tf.cast(sn, tf.float32)], u_axis)
+    s_values = tf.concat(_values(S, sp, sn), u_axis)
+    c_len = S.shape[1 if s_t else 0]
+    r_static = F.shape[r_axis]
+    pn = _exact_matmul(cnt, s_counts, _INT32_MAX if r_static is None else r_static, c_len, transpose_b=s_t)
+    units = tf.shape(S)[u_axis]
+    pn = tf.reshape(pn, [3, 2, units])
+    total = tf.reduce_sum(_f64(cnt), 1)[:, None]
+    counts = tf.stack([pn[:, 0], total - pn[:, 0] - pn[:, 1], pn[:, 1]], axis=1)
+    sums = _f64(tf.reshape(tf.linalg.matmul(sv, s_values, transpose_b=s_t), [3, 3, units]))
+    cells = tf.fill([units], _f64(r))
+    return counts, sums, cells
+
+
+@_kernel
+def _stacked_variants(t, thr, strategy, axis):
+    """The stage-1 variants of `t` (see `_variants`) concatenated along `axis`: one fused pass."""
+    pos, neg = _masks(t, thr)
+    return tf.concat(_variants(t, pos, neg, strategy), axis)
+
+
+@_kernel
+def _result_mask(R, r_thr, unit_axes):
+    """The near-zero result mask as 0/1 in R's dtype, and the near-zero cells per unit."""
+    M = _near_zero_mask(R, r_thr)
+    return tf.cast(M, R.dtype), _f64(tf.math.count_nonzero(M, list(unit_axes)))
+
+
+@_kernel
+def _dense_stage2(a, S, s_thr, mf, strategy, bound, s_t, exact):
+    """Pair totals from the stage-1 product `a` ([v*c, u]) and the second operand's classes (elementwise)."""
+    if s_t:
+        S = tf.transpose(S)
+    c_len, c_dyn, units = S.shape[0], tf.shape(S)[0], tf.shape(mf)[1]
+    v = _n_variants(strategy)
+    a = tf.reshape(a, [v, -1, units])
+    sp, sn = _masks(S, s_thr)
+    spf, snf = tf.cast(sp, a.dtype), tf.cast(sn, a.dtype)
+    a_p, a_n = _decode(tf.unstack(a[: v - 3]), strategy)
+    total = _exact_sum if exact else (lambda t, axis, *_: tf.reduce_sum(_f64(t), axis))
+    cross, totals = [], []
+    for a_x in (a_p, a_n):
+        red = total(tf.stack([a_x * spf, a_x * snf, a_x]), 1, bound, c_len)
+        cross.append([red[0], red[1]])
+        totals.append(red[2])
+    mcol = tf.reduce_sum(_f64(mf), 0)
+    s_col = [_exact_sum(tf.cast(sp, tf.float32), 0, 1, c_len), _exact_sum(tf.cast(sn, tf.float32), 0, 1, c_len)]
+    counts = _pair_counts(cross, totals, [mcol * s_col[0], mcol * s_col[1]], mcol, mcol * _f64(c_dyn))
+    s_values = tf.stack(_values(tf.cast(S, a.dtype), sp, sn))                          # [3, c, u]
+    a_v = a[v - 3:]
+    sums = _f64(tf.stack([tf.reduce_sum(a_v[i][None] * s_values, 1) for i in range(3)]))
+    return counts, sums
+
+
+def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
+    """Near-zero totals: one stacked product `F_variants^T @ M` (TensorFlow's matmul), then elementwise with S."""
+    def compute(strategy, bound):
+        fs = _stacked_variants(F, f_thr, strategy, 0 if f_t else 1)
+        m = tf.cast(mf, fs.dtype)
+        a = tf.linalg.matmul(fs, m) if f_t else tf.linalg.matmul(fs, m, transpose_a=True)   # [v*c, u]
+        return _dense_stage2(a, S, s_thr, mf, strategy, bound, s_t, exact)
+
+    if not exact:
+        return compute("f64" if F.dtype == tf.float64 else "f32", _INT32_MAX)
+    return _by_bound(r_static, tf.shape(mf)[0], F.dtype, compute)
+
+
+def _sample_rows(n, size, seed):
+    """`size` distinct row indices out of n (all rows, in order, when n <= size)."""
+    def sample():
+        if seed is None:
+            keys = tf.random.uniform([n])
+        else:
+            keys = tf.random.stateless_uniform([n], seed=seed)
+        return tf.sort(tf.math.top_k(keys, k=size).indices)
+    return tf.cond(n <= size, lambda: tf.range(n), sample)
+
+
+@_kernel
+def _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr):
+    return _dense_all(F, S, f_t, s_t, f_thr, s_thr)
+
+
+def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx):
+    """Near-zero totals; `idx` (or None) holds the sampled batch rows: rows of F and M (forward, input
+    gradient) or of stored F and S (kernel gradient)."""
+    mf, nz_cells = _result_mask(R, r_thr, (0,))
+    if idx is None:
+        counts, sums = _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, F.shape[1 if f_t else 0])
+        return counts, sums, nz_cells
+    scale = _f64(tf.shape(F)[0]) / _f64(tf.maximum(tf.size(idx), 1))
+    F_s = tf.gather(F, idx)
+    S_s, m_s = (tf.gather(S, idx), mf) if f_t else (S, tf.gather(mf, idx))
+    counts, sums = _dense_near_zero(F_s, S_s, m_s, f_t, s_t, f_thr, s_thr, None, exact=False)
+    return counts * scale, sums * scale, nz_cells
+
+
+def _dense_role(F, S, R_fn, f_t, s_t, opts):
+    f_thr = _threshold(F, 0, opts)
+    s_thr = _threshold(S, 1, opts)
+    all_totals = _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr)
+    units = tf.shape(S)[0 if s_t else 1]
+
+    def nz_fn(R, r_thr):
+        idx = None
+        if opts.near_zero == "sampled":  # stored axis 0 of F holds the batch rows in every dense role
+            idx = _sample_rows(tf.shape(F)[0], opts.nz_sample_size, _sub_seed(opts.seed, 3))
+        return _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx)
+
+    return _finish(opts, F, S, f_thr, s_thr, all_totals, units, R_fn, nz_fn)
+
+
+def _flatten_rows(t, name):
+    validation.check_rank(t, name, 2)
+    return tf.reshape(t, [-1, tf.shape(t)[-1]]) if t.shape.rank != 2 else t
+
+
+def _check_dim(a, b, message):
+    if a is not None and b is not None and a != b:
+        raise ValueError(message)
+
+
+def dense(x, kernel, *, result=None, confidence=0.95, thresholds=None, threshold_method="sampled",
+          near_zero="exact", sample_size=None, seed=None, near_zero_sample_size=NEAR_ZERO_SAMPLE_SIZE):
+    """Per-output-unit totals of the dense forward product `x @ kernel`.
+
+    Args:
+      x: `[..., k]` (rank >= 2; all leading axes are aggregated). First operand.
+      kernel: `[k, m]`. Second operand.
+      result: optional `x @ kernel` (`[..., m]`), e.g. the layer's pre-activation; computed when needed.
+      confidence, thresholds, threshold_method, near_zero, sample_size, seed, near_zero_sample_size: see the
+        module docstring.
+    Returns:
+      `UnitTotals` with U = m; a unit's cells are all rows of x.
+    """
+    opts = _options(confidence, thresholds, threshold_method, near_zero, sample_size, seed, near_zero_sample_size)
+    x, kernel = _operands(x, kernel, ("x", "kernel"))
+    validation.check_rank(x, "x", 2)
+    validation.check_rank(kernel, "kernel", 2, 2)
+    _check_dim(x.shape[-1], kernel.shape[0],
+               f"x's last axis ({x.shape[-1]}) must equal kernel's first axis ({kernel.shape[0]}): "
+               f"shapes {x.shape} and {kernel.shape}")
+    F = _flatten_rows(x, "x")
+    expected = x.shape.as_list()[:-1] + [kernel.shape[1]]
+
+    def result_fn():
+        if result is None:
+            return tf.linalg.matmul(F, kernel)
+        return tf.reshape(_given_result(result, F.dtype, expected), [-1, tf.shape(kernel)[1]])
+
+    return _dense_role(F, kernel, result_fn, False, False, opts)
+
+
+def dense_kernel_gradient(x, d_out, *, result=None, confidence=0.95, thresholds=None, threshold_method="sampled",
+                          near_zero="exact", sample_size=None, seed=None,
+                          near_zero_sample_size=NEAR_ZERO_SAMPLE_SIZE):
+    """Per-output-unit totals of the dense kernel gradient `x^T @ d_out` (`[k, m]`, leading axes contracted).
+
+    Args:
+      x: `[..., k]` the layer's input (first operand). d_out: `[..., m]`, same leading axes (second operand).
+      result: optional gradient `[k, m]`.
+    Returns:
+      `UnitTotals` with U = m; a unit's cells are its k kernel entries.
+    """
+    opts = _options(confidence, thresholds, threshold_method, near_zero, sample_size, seed, near_zero_sample_size)
+    x, d_out = _operands(x, d_out, ("x", "d_out"))
+    validation.check_rank(x, "x", 2)
+    validation.check_rank(d_out, "d_out", 2)
+    lead_x, lead_d = x.shape[:-1], d_out.shape[:-1]
+    if not lead_x.is_compatible_with(lead_d):
+        raise ValueError(f"x and d_out must have the same leading axes: shapes {x.shape} and {d_out.shape}")
+    F = _flatten_rows(x, "x")         # stored [n, k] = logical F^T ([k, n])
+    S = _flatten_rows(d_out, "d_out")  # [n, m]
+    expected = [x.shape[-1], d_out.shape[-1]]
+
+    def result_fn():
+        if result is None:
+            return tf.linalg.matmul(F, S, transpose_a=True)
+        return _given_result(result, F.dtype, expected)
+
+    return _dense_role(F, S, result_fn, True, False, opts)
+
+
+def dense_input_gradient(d_out, kernel, *, result=None, confidence=0.95, thresholds=None,
+                         threshold_method="sampled", near_zero="exact", sample_size=None, seed=None,
+                         near_zero_sample_size=NEAR_ZERO_SAMPLE_SIZE):
+    """Per-input-feature totals of the dense input gradient `d_out @ kernel^T` (`[..., k]`).
+
+    Args:
+      d_out: `[..., m]` (first operand; leading axes aggregated). kernel: `[k, m]` (second operand).
+      result: optional gradient `[..., k]`.
+    Returns:
+      `UnitTotals` with U = k; a unit's cells are all rows of d_out.
+    """
+    opts = _options(confidence, thresholds, threshold_method, near_zero, sample_size, seed, near_zero_sample_size)
+    d_out, kernel = _operands(d_out, kernel, ("d_out", "kernel"))
+    validation.check_rank(d_out, "d_out", 2)
+    validation.check_rank(kernel, "kernel", 2, 2)
+    _check_dim(d_out.shape[-1], kernel.shape[1],
+               f"d_out's last axis ({d_out.shape[-1]}) must equal kernel's last axis ({kernel.shape[1]}): "
+               f"shapes {d_out.shape} and {kernel.shape}")
+    F = _flatten_rows(d_out, "d_out")
+    expected = d_out.shape.as_list()[:-1] + [kernel.shape[0]]
+
+    def result_fn():
+        if result is None:
+            return tf.linalg.matmul(F, kernel, transpose_b=True)
+        return tf.reshape(_given_result(result, F.dtype, expected), [-1, tf.shape(kernel)[0]])
+
+    return _dense_role(F, kernel, result_fn, False, True, opts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Convolutions
+
+
+def _spatial_size(shape):
+    """Product of the spatial dims (None if any is unknown)."""
+    dims = shape[1:-1]
+    return None if any(d is None for d in dims) else int(math.prod(dims))
+
+
+def _batch_positions_static(shape):
+    n = shape[0]
+    p = _spatial_size(shape)
+    return None if n is None or p is None else n * p
+
+
+def _conv_geometry(input_shape, kernel_shape, strides, padding, d_out=None, input_name="inputs",
+                   kernel_name="kernel"):
+    """Validates the geometry; returns (strides tuple, padding, static output shape list)."""
+    padding = validation.normalize_padding(padding)
+    spatial_rank = conv_lib.check_operands(input_shape, kernel_shape, input_name, kernel_name)
+    strides = validation.normalize_strides(strides, spatial_rank)
+    out_shape = conv_lib.output_shape(tf.TensorShape(input_shape).as_list(), tf.TensorShape(kernel_shape).as_list(),
+                                      strides, padding)
+    if d_out is not None:
+        validation.check_rank(d_out, "d_out", len(out_shape), len(out_shape))
+        for got, want in zip(d_out.shape.as_list(), out_shape):
+            if got is not None and want is not None and got != want:
+                raise ValueError(f"d_out must have the convolution's result shape {out_shape}, got {d_out.shape}")
+    return strides, padding, out_shape
+
+
+def _static_dims(shape, name, allow_batch_none=True):
+    try:
+        dims = [None if d is None else int(d) for d in tf.TensorShape(shape).as_list()]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of ints, got {shape!r}") from None
+    unknown = dims[1:] if allow_batch_none else dims
+    if any(d is None for d in unknown) or any(d is not None and d < 0 for d in dims):
+        raise ValueError(f"{name} must hold non-negative ints (None only for the batch axis), got {shape!r}")
+    return dims
+
+
+def _kernel_offsets(kernel_shape):
+    return int(math.prod(kernel_shape[:-2]))
+
+
+def _per_tap_valid_ones(spatial, dtype):
+    return tf.ones([1] + list(spatial) + [1], dtype)
+
+
+def _conv_forward_all(x, W, strides, padding, x_thr, w_thr):
+    """All-cells totals of conv forward: patch sums per kernel offset of the batch-summed classes."""
+    kshape = W.shape.as_list()
+    cin, cout = kshape[-2], kshape[-1]
+    kp = _kernel_offsets(kshape)
+    xp, xn = _masks(x, x_thr)
+    b = tf.shape(x)[0]
+    cnt_p = tf.reduce_sum(tf.cast(xp, tf.int32), 0)
+    cnt_n = tf.reduce_sum(tf.cast(xn, tf.int32), 0)
+    counts = [cnt_p, b - cnt_p - cnt_n, cnt_n]
+    values = [tf.reduce_sum(v, 0) for v in _values(x, xp, xn)]
+    xbar = tf.concat([_f64(t) for t in counts + values], -1)[None]         # [1, S, 6 cin] float64
+    out_spatial = conv_lib.output_shape([1] + x.shape.as_list()[1:], kshape, strides, padding)[1:-1]
+    ones = _per_tap_valid_ones(out_spatial, tf.float64)
+    pat = conv_lib.backprop_filter(xbar, ones, kshape[:-2] + [6 * cin, 1], strides, padding)
+    pat = tf.transpose(tf.reshape(pat, [kp, 6, cin]), [1, 0, 2])            # [6, kp, cin]
+    wp, wn = _masks(W, w_thr)
+    w_counts = tf.reshape(tf.stack([_f64(wp), _f64(~(wp | wn)), _f64(wn)]), [3, kp, cin, cout])
+    w_values = tf.reshape(_f64(tf.stack(_values(W, wp, wn))), [3, kp, cin, cout])
+    counts = tf.einsum("akc,bkcd->abd", pat[:3], w_counts)
+    sums = tf.einsum("akc,bkcd->abd", pat[3:], w_values)
+    positions = int(math.prod(out_spatial))
+    cells = tf.fill([cout], _f64(b) * positions)
+    return counts, sums, cells
+
+
+@_kernel
+def _conv_small_stage2(a, W, w_thr, any_first, strategy, units_of):
+    """Pair totals from a kernel-shaped stage-1 product `a` ([kp, v, cin, cout] for "forward",
+    [kp, cin, v, cout] for "input_gradient") and the kernel's classes. any_first: products in near-zero cells
+    whose first factor is of any class, per kernel entry."""
+    kshape = W.shape.as_list()
+    cin, cout = kshape[-2], kshape[-1]
+    kp = _kernel_offsets(kshape)
+    v = _n_variants(strategy)
+    if units_of == "forward":
+        a = tf.transpose(tf.reshape(a, [kp, v, cin, cout]), [1, 0, 2, 3])          # [v, kp, cin, cout]
+    else:
+        a = tf.transpose(tf.reshape(a, [kp, cin, v, cout]), [2, 0, 1, 3])
+    a_p, a_n = (_f64(t) for t in _decode(tf.unstack(a[: v - 3]), strategy))
+    a_counts = tf.stack([a_p, any_first - a_p - a_n, a_n])
+    wp, wn = _masks(W, w_thr)
+    w_full = tf.reshape(tf.stack([_f64(wp), _f64(~(wp | wn)), _f64(wn)]), [3, kp, cin, cout])
+    w_values = tf.reshape(_f64(tf.stack(_values(W, wp, wn))), [3, kp, cin, cout])
+    spec = "akcd,bkcd->abd" if units_of == "forward" else "akcd,bkcd->abc"
+    return tf.einsum(spec, a_counts, w_full), tf.einsum(spec, _f64(a[v - 3:]), w_values)
+
+
+def _conv_forward_near_zero(x, W, mf, strides, padding, x_thr, w_thr):
+    """Near-zero totals of conv forward: backprop_filter(x variants, M) (TensorFlow), then against the kernel."""
+    kshape = W.shape.as_list()
+    cin, cout = kshape[-2], kshape[-1]
+    kp = _kernel_offsets(kshape)
+    # Products whose first factor is anything: patch counts of the valid input (padding excluded) against M.
+    msum = tf.reduce_sum(_f64(mf), 0)[None]                                 # [1, S', cout]
+    any_first = conv_lib.backprop_filter(_per_tap_valid_ones(x.shape[1:-1], tf.float64), msum,
+                                         kshape[:-2] + [1, cout], strides, padding)
+    any_first = tf.reshape(any_first, [kp, 1, cout]) * tf.ones([1, cin, 1], tf.float64)   # [kp, cin, cout]
+
+    def compute(strategy, bound):
+        xs = _stacked_variants(x, x_thr, strategy, -1)
+        v = _n_variants(strategy)
+        a = conv_lib.backprop_filter(xs, tf.cast(mf, xs.dtype), kshape[:-2] + [v * cin, cout], strides, padding)
+        return _conv_small_stage2(a, W, w_thr, any_first, strategy, "forward")
+
+    bound_static = _batch_positions_static(mf.shape.as_list())
+    bound_dynamic = tf.size(mf, out_type=tf.int64) // max(cout, 1)
+    return _by_bound(bound_static, bound_dynamic, x.dtype, compute)
+
+
+def conv(inputs, kernel, strides=1, padding="VALID", *, result=None, confidence=0.95, thresholds=None,
+         threshold_method="sampled", near_zero="exact", sample_size=None, seed=None,
+         near_zero_sample_size=NEAR_ZERO_SAMPLE_SIZE):
+    """Per-output-channel totals of the convolution `tf.nn.convolution(inputs, kernel, strides, padding)`.
+
+    Args:
+      inputs: `(batch,) + spatial + (in_channels,)`, 1 to 3 spatial axes (NHWC). First operand.
+      kernel: `kernel_spatial + (in_channels, out_channels)`. Second operand.
+      strides: int or one int per spatial axis. padding: 'VALID' or 'SAME' (any case); padding is in no class.
+      result: optional convolution result `(batch,) + out_spatial + (out_channels,)`.
+    Returns:
+      `UnitTotals` with U = out_channels; a unit's cells are all batch entries and output positions.
+    """
+    opts = _options(confidence, thresholds, threshold_method, near_zero, sample_size, seed, near_zero_sample_size)
+    x, W = _operands(inputs, kernel, ("inputs", "kernel"))
+    strides, padding, out_shape = _conv_geometry(x.shape, W.shape, strides, padding)
+    if None in W.shape.as_list() or None in x.shape.as_list()[1:]:
+        raise ValueError(f"inputs (except the batch axis) and kernel need known shapes, got {x.shape}, {W.shape}")
+    def result_fn():
+        if result is None:
+            if x.shape[0] is not None:
+                return conv_lib.forward(x, W, strides, padding)
+            # TensorFlow's convolution returns the input's shape for an empty batch: guard it.
+            empty = tf.zeros([0] + out_shape[1:], x.dtype)
+            return tf.cond(tf.shape(x)[0] > 0, lambda: conv_lib.forward(x, W, strides, padding), lambda: empty)
+        return _given_result(result, x.dtype, out_shape)
+
+    return _conv_role("forward", x, W, tuple(W.shape.as_list()), strides, padding, result_fn, opts)
+
+
+def _identity_box_kernel(kernel_spatial, channels, dtype):
+    """A kernel summing each of `channels` channels over the kernel window separately."""
+    eye = tf.eye(channels, dtype=dtype)
+    return tf.tile(tf.reshape(eye, [1] * len(kernel_spatial) + [channels, channels]), list(kernel_spatial) + [1, 1])
+
+
+def _rows(t):
+    return tf.reshape(t, [-1, t.shape[-1]])
+
+
+def _conv_kernel_gradient_all(x, D, kshape, strides, padding, x_thr, d_thr):
+    """All-cells totals of the conv kernel gradient: box filter of channel sums against d_out's classes."""
+    cin, cout = kshape[-2], kshape[-1]
+    kp = _kernel_offsets(kshape)
+    xp, xn = _masks(x, x_thr)
+    cnt_p = tf.reduce_sum(tf.cast(xp, x.dtype), -1)
+    cnt_n = tf.reduce_sum(tf.cast(xn, x.dtype), -1)
+    # Box filters of the channel sums; counts and values filtered apart so a non-finite value cannot reach a count.
+    box_kernel = _identity_box_kernel(kshape[:-2], 3, x.dtype)
+    box = [conv_lib.forward(tf.stack(chans, -1), box_kernel, strides, padding) for chans in
+           ([cnt_p, cin - cnt_p - cnt_n, cnt_n], [tf.reduce_sum(v, -1) for v in _values(x, xp, xn)])]
+    positions = _spatial_size(D.shape.as_list())
+    b = tf.shape(D)[0]
+    box = tf.reshape(tf.concat(box, -1), [b, positions, 6])
+    dp, dn = _masks(D, d_thr)
+    d_counts = tf.reshape(tf.concat([tf.cast(dp, tf.float32), tf.cast(dn, tf.float32)], -1), [b, positions, 2 * cout])
+    d_values = tf.reshape(tf.concat(_values(D, dp, dn), -1), [b, positions, 3 * cout])
+    # Counts: exact per image (box counts <= kp * cin), then summed over the batch in float64.
+    box_counts = tf.cast(box[..., :3], tf.int32)
+    per_image = _exact_matmul(box_counts, d_counts, kp * cin, positions, transpose_a=True)   # [B, 3, 2 cout]
+    pn = tf.reshape(tf.reduce_sum(per_image, 0), [3, 2, cout])
+    total = tf.reduce_sum(_f64(box_counts), [0, 1])[:, None]
+    counts = tf.stack([pn[:, 0], total - pn[:, 0] - pn[:, 1], pn[:, 1]], axis=1)
+    sums = tf.linalg.matmul(_rows(box[..., 3:]), _rows(d_values), transpose_a=True)
+    sums = _f64(tf.reshape(sums, [3, 3, cout]))
+    cells = tf.fill([cout], tf.constant(float(kp * cin), tf.float64))
+    return counts, sums, cells
+
+
+@_kernel
+def _conv_kernel_gradient_stage2(a, D, d_thr, any_first, strategy, bound):
+    """Pair totals from a = conv(x variants, M) ([v*B, S', cout]) and d_out's classes, elementwise."""
+    cout = D.shape[-1]
+    positions = _spatial_size(D.shape.as_list())
+    b = tf.shape(D)[0]
+    v = _n_variants(strategy)
+    a = tf.reshape(a, [v, b, positions, cout])
+    dp, dn = _masks(D, d_thr)
+    dpf = tf.reshape(tf.cast(dp, a.dtype), [b, positions, cout])
+    dnf = tf.reshape(tf.cast(dn, a.dtype), [b, positions, cout])
+    a_p, a_n = _decode(tf.unstack(a[: v - 3]), strategy)
+    cross, totals = [], []
+    for a_x in (a_p, a_n):
+        per_image = _exact_sum(tf.stack([a_x * dpf, a_x * dnf, a_x]), 2, bound, positions)   # [3, B, cout]
+        red = tf.reduce_sum(per_image, 1)
+        cross.append([red[0], red[1]])
+        totals.append(red[2])
+    # Products whose first factor is anything, per position (the same for every image).
+    d_batch = [tf.reshape(_f64(tf.reduce_sum(tf.cast(t, tf.int32), 0)), [positions, cout]) for t in (dp, dn)]
+    col_b = [tf.reduce_sum(any_first * t, 0) for t in d_batch]
+    size = _f64(b) * tf.reduce_sum(any_first, 0)
+    counts = _pair_counts(cross, totals, col_b, None, size)
+    d_values = tf.reshape(tf.stack(_values(tf.cast(D, a.dtype), dp, dn)), [3, b, positions, cout])
+    a_v = a[v - 3:]
+    sums = _f64(tf.stack([tf.reduce_sum(a_v[i][None] * d_values, [1, 2]) for i in range(3)]))
+    return counts, sums
+
+
+def _conv_kernel_gradient_near_zero(x, D, mf, kshape, strides, padding, x_thr, d_thr):
+    """Near-zero totals of the conv kernel gradient: conv(x variants, M) (TensorFlow), then against d_out."""
+    cin, cout = kshape[-2], kshape[-1]
+    kp = _kernel_offsets(kshape)
+    positions = _spatial_size(D.shape.as_list())
+    ones = tf.ones([1] + x.shape.as_list()[1:-1] + [cin], tf.float32)
+    any_first = conv_lib.forward(ones, tf.cast(mf, tf.float32), strides, padding)            # [1, S', cout]
+    any_first = tf.reshape(_f64(any_first), [positions, cout])
+    bound = kp * cin
+    strategy = _strategy(bound, x.dtype)
+    xs = _stacked_variants(x, x_thr, strategy, 0)                                           # [v*B, S, cin]
+    a = conv_lib.forward(xs, tf.cast(mf, xs.dtype), strides, padding)                       # [v*B, S', cout]
+    return _conv_kernel_gradient_stage2(a, D, d_thr, any_first, strategy, bound)
+
+
+def conv_kernel_gradient(x, d_out, kernel_shape, strides=1, padding="VALID", *, result=None, confidence=0.95,
+                         thresholds=None, threshold_method="sampled", near_zero="exact", sample_size=None,
+                         seed=None, near_zero_sample_size=NEAR_ZERO_SAMPLE_SIZE):
+    """Per-output-channel totals of the convolution's kernel gradient `backprop_filter(x, d_out)`.
+
+    Args:
+      x: the convolution's input `(batch,) + spatial + (in_channels,)` (first operand).
+      d_out: gradient of the result `(batch,) + out_spatial + (out_channels,)` (second operand).
+      kernel_shape: `kernel_spatial + (in_channels, out_channels)`.
+      result: optional kernel gradient of shape `kernel_shape`.
+    Returns:
+      `UnitTotals` with U = out_channels; a unit's cells are its kernel offsets x in-channels.
+    """
+    opts = _options(confidence, thresholds, threshold_method, near_zero, sample_size, seed, near_zero_sample_size)
+    x, D = _operands(x, d_out, ("x", "d_out"))
+    kshape = _static_dims(kernel_shape, "kernel_shape", allow_batch_none=False)
+    strides, padding, out_shape = _conv_geometry(x.shape, kshape, strides, padding, d_out=D, input_name="x",
+                                                 kernel_name="kernel_shape")
+    if None in x.shape.as_list()[1:]:
+        raise ValueError(f"x needs known shape except the batch axis, got {x.shape}")
+    def result_fn():
+        if result is None:
+            return conv_lib.backprop_filter(x, D, kshape, strides, padding)
+        return _given_result(result, x.dtype, kshape)
+
+    return _conv_role("kernel_gradient", x, D, tuple(kshape), strides, padding, result_fn, opts)
+
+
+def _conv_input_gradient_all(D, W, input_shape, strides, padding, d_thr, w_thr):
+    """All-cells totals of the conv input gradient: patch sums of the batch-summed d_out classes per offset."""
+    kshape = W.shape.as_list()
+    cin, cout = kshape[-2], kshape[-1]
+    kp = _kernel_offsets(kshape)
+    dp, dn = _masks(D, d_thr)
+    b = tf.shape(D)[0]
+    cnt_p = tf.reduce_sum(tf.cast(dp, tf.int32), 0)
+    cnt_n = tf.reduce_sum(tf.cast(dn, tf.int32), 0)
+    chans = [cnt_p, b - cnt_p - cnt_n, cnt_n] + [tf.reduce_sum(v, 0) for v in _values(D, dp, dn)]
+    dbar = tf.concat([_f64(t) for t in chans], -1)[None]                    # [1, S', 6 cout]
+    ones = _per_tap_valid_ones(input_shape[1:-1], tf.float64)
+    pat = conv_lib.backprop_filter(ones, dbar, kshape[:-2] + [1, 6 * cout], strides, padding)
+    pat = tf.transpose(tf.reshape(pat, [kp, 6, cout]), [1, 0, 2])            # [6, kp, cout]
+    wp, wn = _masks(W, w_thr)
+    w_counts = tf.reshape(tf.stack([_f64(wp), _f64(~(wp | wn)), _f64(wn)]), [3, kp, cin, cout])
+    w_values = tf.reshape(_f64(tf.stack(_values(W, wp, wn))), [3, kp, cin, cout])
+    counts = tf.einsum("akd,bkcd->abc", pat[:3], w_counts)
+    sums = tf.einsum("akd,bkcd->abc", pat[3:], w_values)
+    cells = tf.fill([cin], _f64(b) * float(math.prod(input_shape[1:-1])))
+    return counts, sums, cells
+
+
+def _conv_input_gradient_near_zero(D, W, mf, input_shape, strides, padding, d_thr, w_thr):
+    """Near-zero totals of the conv input gradient: backprop_filter(M, d_out variants) (TensorFlow), then
+    against the kernel."""
+    kshape = W.shape.as_list()
+    cin, cout = kshape[-2], kshape[-1]
+    kp = _kernel_offsets(kshape)
+    # Products whose first factor is anything: d_out positions reaching each near-zero input cell.
+    msum = tf.reduce_sum(_f64(mf), 0)[None]                                 # [1, S, cin]
+    any_first = conv_lib.backprop_filter(msum, _per_tap_valid_ones(D.shape.as_list()[1:-1], tf.float64),
+                                         kshape[:-2] + [cin, 1], strides, padding)
+    any_first = tf.reshape(any_first, [kp, cin, 1])
+
+    def compute(strategy, bound):
+        ds = _stacked_variants(D, d_thr, strategy, -1)
+        v = _n_variants(strategy)
+        a = conv_lib.backprop_filter(tf.cast(mf, ds.dtype), ds, kshape[:-2] + [cin, v * cout], strides, padding)
+        return _conv_small_stage2(a, W, w_thr, any_first, strategy, "input_gradient")
+
+    bound_static = _batch_positions_static(D.shape.as_list())
+    bound_dynamic = tf.size(D, out_type=tf.int64) // max(cout, 1)
+    return _by_bound(bound_static, bound_dynamic, D.dtype, compute)
+
+
+def conv_input_gradient(d_out, kernel, input_shape, strides=1, padding="VALID", *, result=None, confidence=0.95,
+                        thresholds=None, threshold_method="sampled", near_zero="exact", sample_size=None,
+                        seed=None, near_zero_sample_size=NEAR_ZERO_SAMPLE_SIZE):
+    """Per-input-channel totals of the convolution's input gradient `backprop_input(d_out, kernel)`.
+
+    Args:
+      d_out: gradient of the result `(batch,) + out_spatial + (out_channels,)` (first operand).
+      kernel: `kernel_spatial + (in_channels, out_channels)` (second operand).
+      input_shape: the convolution input's shape `(batch,) + spatial + (in_channels,)` (batch may be None).
+      result: optional input gradient of shape `input_shape`.
+    Returns:
+      `UnitTotals` with U = in_channels; a unit's cells are all batch entries and input positions.
+    """
+    opts = _options(confidence, thresholds, threshold_method, near_zero, sample_size, seed, near_zero_sample_size)
+    D, W = _operands(d_out, kernel, ("d_out", "kernel"))
+    in_shape = _static_dims(input_shape, "input_shape")
+    strides, padding, out_shape = _conv_geometry(in_shape, W.shape, strides, padding, d_out=D,
+                                                 input_name="input_shape")
+    if None in W.shape.as_list():
+        raise ValueError(f"kernel needs a known shape, got {W.shape}")
+    def result_fn():
+        if result is None:
+            return conv_lib.backprop_input(D, W, in_shape, strides, padding)
+        return _given_result(result, D.dtype, in_shape)
+
+    return _conv_role("input_gradient", D, W, tuple(in_shape), strides, padding, result_fn, opts)
+
+
+@_kernel
+def _conv_all_kernel(role, first, second, geometry, strides, padding, thr_first, thr_second):
+    geometry = list(geometry)
+    if role == "forward":
+        return _conv_forward_all(first, second, strides, padding, thr_first, thr_second)
+    if role == "kernel_gradient":
+        return _conv_kernel_gradient_all(first, second, geometry, strides, padding, thr_first, thr_second)
+    return _conv_input_gradient_all(first, second, geometry, strides, padding, thr_first, thr_second)
+
+
+def _conv_near_zero_totals(role, first, second, R, geometry, strides, padding, thr_first, thr_second, r_thr,
+                           positions):
+    """Near-zero totals; `positions` (or None) holds sampled flat (batch, output position) indices."""
+    geometry = list(geometry)
+    mf, nz_cells = _result_mask(R, r_thr, tuple(range(R.shape.rank - 1)))
+    if positions is not None:
+        counts, sums = _conv_sampled_kernel(role, first, second, mf, tuple(geometry), strides, padding, thr_first,
+                                            thr_second, positions)
+    elif role == "forward":
+        counts, sums = _conv_forward_near_zero(first, second, mf, strides, padding, thr_first, thr_second)
+    elif role == "kernel_gradient":
+        counts, sums = _conv_kernel_gradient_near_zero(first, second, mf, geometry, strides, padding, thr_first,
+                                                       thr_second)
+    else:
+        counts, sums = _conv_input_gradient_near_zero(first, second, mf, geometry, strides, padding, thr_first,
+                                                      thr_second)
+    return counts, sums, nz_cells
+
+
+def _conv_role(role, first, second, geometry, strides, padding, result_fn, opts):
+    """Shared driver of the three convolution roles. geometry: kernel shape (forward, kernel gradient: the
+    kernel's shape) or input shape (input gradient)."""
+    thr_first = _threshold(first, 0, opts)
+    thr_second = _threshold(second, 1, opts)
+    all_totals = _conv_all_kernel(role, first, second, geometry, strides, padding, thr_first, thr_second)
+    units = geometry[-1] if role != "input_gradient" else geometry[-1]
+
+    def nz_fn(R, r_thr):
+        positions = None
+        if opts.near_zero == "sampled":
+            d_like = second if role == "kernel_gradient" else (first if role == "input_gradient" else R)
+            total = tf.size(d_like) // tf.shape(d_like)[-1]
+            positions = _sample_rows(total, opts.nz_sample_size, _sub_seed(opts.seed, 3))
+        return _conv_near_zero_totals(role, first, second, R, geometry, strides, padding, thr_first, thr_second,
+                                      r_thr, positions)
+
+    return _finish(opts, first, second, thr_first, thr_second, all_totals, units, result_fn, nz_fn)
+
+
+def _pad_before(size, k, stride, padding):
+    if padding == "VALID":
+        return 0
+    out = -(-size // stride)
+    return max((out - 1) * stride + k - size, 0) // 2
+
+
+def _patches(t, positions, kernel_spatial, out_spatial, strides, padding):
+    """The patches of `t` read at sampled flat (batch, output position) indices: values `[s, kp, C]` (zero where
+    the tap falls in padding) and validity `[s, kp]`."""
+    in_spatial = t.shape.as_list()[1:-1]
+    rest, spatial_coords = tf.cast(positions, tf.int64), []
+    for size in reversed(out_spatial):
+        spatial_coords.append(rest % size)
+        rest = rest // size
+    coords = tf.stack([rest] + spatial_coords[::-1], -1)                                   # [s, 1 + d]
+    offsets = tf.constant(list(itertools.product(*[range(k) for k in kernel_spatial])), tf.int64)  # [kp, d]
+    pads = tf.constant([_pad_before(n, k, st, padding) for n, k, st in zip(in_spatial, kernel_spatial, strides)],
+                       tf.int64)
+    where = coords[:, None, 1:] * tf.constant(strides, tf.int64) + offsets[None] - pads             # [s, kp, d]
+    valid = tf.reduce_all((where >= 0) & (where < tf.constant(in_spatial, tf.int64)), -1)
+    where = tf.clip_by_value(where, 0, tf.constant(in_spatial, tf.int64) - 1)
+    batch = tf.broadcast_to(coords[:, None, :1], tf.concat([tf.shape(where)[:2], [1]], 0))
+    values = tf.gather_nd(t, tf.concat([batch, where], -1))                                # [s, kp, C]
+    values = tf.where(valid[..., None], values, tf.zeros_like(values))
+    return values, valid
+
+
+def _sampled_variants(t, thr, valid=None):
+    """P and N masks and the P, Z, N values of sampled patches (padding in no class), float."""
+    pos, neg = _masks(t, thr)
+    if valid is not None:
+        pos, neg = pos & valid, neg & valid
+    vals = _values(t, pos, neg)
+    return [tf.cast(pos, t.dtype), tf.cast(neg, t.dtype)] + vals
+
+
+@_kernel
+def _conv_sampled_kernel(role, first, second, M, geometry, strides, padding, thr_first, thr_second, positions):
+    """Near-zero totals estimated from sampled (batch, output position) pairs, rescaled to all of them.
+    M: the near-zero result mask as 0/1 floats."""
+    geometry = list(geometry)
+    if role == "input_gradient":
+        kshape = second.shape.as_list()
+        in_shape = geometry
+    else:
+        kshape = geometry if role == "kernel_gradient" else second.shape.as_list()
+        in_shape = first.shape.as_list()
+    kspatial, cin, cout = kshape[:-2], kshape[-2], kshape[-1]
+    kp = _kernel_offsets(kshape)
+    out_spatial = conv_lib.output_shape([1] + list(in_shape[1:]), kshape, strides, padding)[1:-1]
+    d_like = {"forward": M, "kernel_gradient": second, "input_gradient": first}[role]
+    total = tf.size(d_like, out_type=tf.int64) // d_like.shape[-1]
+    scale = _f64(total) / _f64(tf.maximum(tf.size(positions), 1))
+    rows = lambda t: tf.gather(tf.reshape(t, [-1, t.shape[-1]]), positions)  # noqa: E731
+    dtype = first.dtype
+
+    if role == "input_gradient":
+        patch_m, valid = _patches(tf.cast(M, dtype), positions, kspatial, out_spatial, strides, padding)
+        d_s = rows(first)                                                                  # [s, cout]
+        parts = _sampled_variants(d_s, thr_first)
+        a = tf.linalg.matmul(tf.reshape(patch_m, [-1, kp * cin]), tf.concat(parts, -1), transpose_a=True)
+        a = tf.transpose(tf.reshape(_f64(a), [kp, cin, 5, cout]), [2, 0, 1, 3]) * scale
+        any_first = tf.reshape(_f64(tf.reduce_sum(patch_m, 0)), [kp, cin, 1]) * scale
+        w_thr, w = thr_second, second
+    elif role == "forward":
+        patch_x, valid = _patches(first, positions, kspatial, out_spatial, strides, padding)
+        parts = _sampled_variants(patch_x, thr_first, valid[..., None])
+        m_s = tf.cast(rows(M), dtype)                                                      # [s, cout]
+        a = tf.linalg.matmul(tf.concat([tf.reshape(p, [-1, kp * cin]) for p in parts], -1), m_s, transpose_a=True)
+        a = tf.reshape(_f64(a), [5, kp, cin, cout]) * scale
+        any_first = _f64(tf.linalg.matmul(tf.cast(valid, dtype), m_s, transpose_a=True))    # [kp, cout]
+        any_first = tf.reshape(any_first, [kp, 1, cout]) * scale
+        w_thr, w = thr_second, second
+    else:
+        patch_x, valid = _patches(first, positions, kspatial, out_spatial, strides, padding)
+        parts = _sampled_variants(patch_x, thr_first, valid[..., None])
+        m = tf.reshape(tf.cast(M, dtype), [kp * cin, cout])
+        a = tf.stack([tf.linalg.matmul(tf.reshape(p, [-1, kp * cin]), m) for p in parts])  # [5, s, cout]
+        d_s = rows(second)
+        dp, dn = _masks(d_s, thr_second)
+        d_full = tf.stack([_f64(dp), _f64(~(dp | dn)), _f64(dn)])                          # [3, s, cout]
+        d_values = _f64(tf.stack(_values(d_s, dp, dn)))
+        any_first = tf.linalg.matmul(tf.cast(tf.repeat(valid, cin, axis=1), dtype), m)      # [s, cout]
+        a = _f64(a)
+        a_counts = tf.stack([a[0], _f64(any_first) - a[0] - a[1], a[1]])
+        counts = tf.einsum("asd,bsd->abd", a_counts, d_full) * scale
+        sums = tf.einsum("asd,bsd->abd", a[2:], d_values) * scale
+        return counts, sums
+
+    wp, wn = _masks(w, w_thr)
+    w_full = tf.reshape(tf.stack([_f64(wp), _f64(~(wp | wn)), _f64(wn)]), [3, kp, cin, cout])
+    w_values = tf.reshape(_f64(tf.stack(_values(w, wp, wn))), [3, kp, cin, cout])
+    a_counts = tf.stack([a[0], any_first - a[0] - a[1], a[1]])
+    counts = tf.einsum("akcd,bkcd->abd" if role == "forward" else "akcd,bkcd->abc", a_counts, w_full)
+    sums = tf.einsum("akcd,bkcd->abd" if role == "forward" else "akcd,bkcd->abc", a[2:], w_values)
+    return counts, sums
