@@ -111,8 +111,22 @@ def expected_near_zero_fraction(info):
     return 1.0 - info.confidence
 
 
+@dataclasses.dataclass(frozen=True)
+class StepSummary:
+    """What the "since which step" rules need of an earlier record."""
+    step: int
+    dead_share: float          # dead stored rows / stored rows
+    near_zero_fraction: float  # near-zero result cells / result cells
+
+
+def summarise(step, record):
+    rows, cells = len(record.cells), record.cells.sum()
+    return StepSummary(int(step), len(dead_rows(record)) / rows if rows else 0.0,
+                       float(record.near_zero_cells.sum() / cells) if cells > 0 else 0.0)
+
+
 def diagnose(record, *, layer="", role="forward", step=0, info=None, history=()):
-    """Diagnoses one record. `history` is the layer's earlier `(step, Record)` pairs (for "since which step").
+    """Diagnoses one record. `history`: `StepSummary`s of the layer's earlier records (for "since which step").
 
     Returns a `Diagnosis` whose `text` is one or two plain sentences.
     """
@@ -141,15 +155,14 @@ def diagnose(record, *, layer="", role="forward", step=0, info=None, history=())
     dead = dead_rows(record) if role == "forward" else []
     rows = len(record.cells)
     if rows and len(dead) / rows >= DEAD_UNITS:
-        since = _held_since(step, history, lambda r: rows and len(dead_rows(r)) / len(r.cells) >= DEAD_UNITS)
+        since = _held_since(step, history, lambda h: h.dead_share >= DEAD_UNITS)
         units = "units" if record.group_size == 1 else f"groups of {record.group_size} units"
         alerts.append(Alert("dead_units", layer, role, since, len(dead) / rows,
                             f"{len(dead)} of {rows} {units} are dead (near zero in every cell) since step {since}."))
 
     expected = expected_near_zero_fraction(info)
     if expected is not None and fraction - expected >= EXCESS:
-        since = _held_since(step, history, lambda r: r.cells.sum() > 0 and
-                            r.near_zero_cells.sum() / r.cells.sum() - expected >= EXCESS)
+        since = _held_since(step, history, lambda h: h.near_zero_fraction - expected >= EXCESS)
         alerts.append(Alert("excess_near_zero", layer, role, since, min(1.0, fraction - expected),
                             f"{fraction:.0%} of results are near zero where about {expected:.0%} is normal, "
                             f"since step {since}."))
@@ -187,12 +200,12 @@ def _sentence(text):
 def _held_since(step, history, condition):
     """The first step of the latest unbroken run of records (ending at `step`) for which `condition` holds."""
     since = step
-    for earlier_step, earlier in sorted(history, key=lambda h: h[0], reverse=True):
-        if earlier_step >= step:
+    for earlier in sorted(history, key=lambda h: h.step, reverse=True):
+        if earlier.step >= step:
             continue
         if not condition(earlier):
             break
-        since = earlier_step
+        since = earlier.step
     return since
 
 
@@ -223,16 +236,18 @@ def vanishing_gradient_alerts(kernel_gradients, step):
 def diagnose_run(layers, step=None):
     """Diagnoses every (layer, role) of a run at `step` (default: each layer's latest record).
 
-    `layers`: {(layer, role): loader.LayerSeries} in model order. Returns (diagnoses, alerts), alerts ranked
-    worst first (severity, then earliest step).
+    `layers`: {(layer, role): view} in model order, where a view has `info` (`metadata.PluginMetadata`),
+    `record_at(step)` -> `(step, Record)` of the latest record at or before `step` (latest for None), or None,
+    and `history(step)` -> `StepSummary`s of the records before `step` (`loader.LayerSeries` is one).
+    Returns (diagnoses, alerts), alerts ranked worst first (severity, then earliest step).
     """
     diagnoses, alerts, gradients = [], [], {}
-    for (layer, role), series in layers.items():
-        picked = [(s, r) for s, r in zip(series.steps, series.records) if step is None or s <= step]
-        if not picked:
+    for (layer, role), view in layers.items():
+        picked = view.record_at(step)
+        if picked is None:
             continue
-        at_step, record = picked[-1]
-        d = diagnose(record, layer=layer, role=role, step=at_step, info=series.info, history=picked[:-1])
+        at_step, record = picked
+        d = diagnose(record, layer=layer, role=role, step=at_step, info=view.info, history=view.history(at_step))
         diagnoses.append(d)
         alerts.extend(d.alerts)
         if role == "kernel_gradient":

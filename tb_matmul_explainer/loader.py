@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from tb_matmul_explainer import metadata
+from tb_matmul_explainer import explain, metadata
 
 
 @dataclasses.dataclass
@@ -22,6 +22,15 @@ class LayerSeries:
     info: metadata.PluginMetadata
     steps: list
     records: list  # metadata.Record per step
+
+    def record_at(self, step=None):
+        """(step, Record) of the latest record at or before `step` (the latest if None), or None."""
+        picked = [i for i, s in enumerate(self.steps) if step is None or s <= step]
+        return (self.steps[picked[-1]], self.records[picked[-1]]) if picked else None
+
+    def history(self, step):
+        """`explain.StepSummary` of every record before `step`."""
+        return [explain.summarise(s, r) for s, r in zip(self.steps, self.records) if s < step]
 
     def layer_totals(self, field):
         """[steps, ...] array of a Record field summed over units (e.g. "near_zero_counts" -> [steps, 9])."""

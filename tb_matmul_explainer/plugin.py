@@ -36,7 +36,7 @@ from tensorboard.backend import http_util
 from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 
-from tb_matmul_explainer import metadata
+from tb_matmul_explainer import explain, metadata
 
 PLUGIN_NAME = metadata.PLUGIN_NAME
 #: Records kept per tag when the user gave no `--samples_per_plugin` for our plugin.
@@ -148,6 +148,33 @@ def _best_effort_key(content):
         return None
 
 
+def _alert_json(alert):
+    return {"kind": alert.kind, "layer": alert.layer, "role": alert.role, "first_step": int(alert.first_step),
+            "severity": _float(alert.severity), "message": alert.message}
+
+
+class _LayerView:
+    """One tag as `explain.diagnose_run` reads it, over the plugin's cached reads and digests."""
+
+    def __init__(self, plugin, ctx, eid, series):
+        self._plugin, self._ctx, self._eid, self._series = plugin, ctx, eid, series
+        self.info = series.meta
+
+    def record_at(self, step):
+        try:
+            return self._plugin._record_at(self._ctx, self._eid, self._series, step)
+        except errors.NotFoundError:
+            return None
+
+    def history(self, step):
+        d = self._plugin._digest(self._ctx, self._eid, self._series)
+        rows = d.row_fraction.shape[0]
+        cells, near = d.totals[:, metadata.CELLS], d.totals[:, metadata.NEAR_ZERO_CELLS]
+        return [explain.StepSummary(int(s), d.dead_units[i] / rows if rows else 0.0,
+                                    float(near[i] / cells[i]) if cells[i] > 0 else 0.0)
+                for i, s in enumerate(d.steps) if s < step]
+
+
 # --------------------------------------------------------------------------------------------- digests
 
 @dataclasses.dataclass(frozen=True)
@@ -157,7 +184,7 @@ class _Digest:
     totals: np.ndarray       # [S, 38] rows summed over units (columns as in the record rows)
     thresholds: np.ndarray   # [S, 3]
     nonfinite: np.ndarray    # [S, 3]
-    dead_units: np.ndarray   # [S] int64: rows with every cell near zero
+    dead_units: np.ndarray   # [S] int64: dead rows (`explain.dead_rows`)
     row_fraction: np.ndarray  # [R, S] float32 near-zero fraction per row (NaN: no cells or another row count)
     units: int               # of the latest record
     group_size: int          # of the latest record
@@ -200,7 +227,7 @@ def _digest(series, data):
         thresholds[i] = record.thresholds
         nonfinite[i] = record.nonfinite
         cells, near = record.cells, record.near_zero_cells
-        dead[i] = int(np.count_nonzero((cells > 0) & (near >= cells)))
+        dead[i] = len(explain.dead_rows(record))
         if body.shape[0] == rows:
             with np.errstate(divide="ignore", invalid="ignore"):
                 fraction[:, i] = np.where(cells > 0, near / np.where(cells > 0, cells, 1), np.nan)
@@ -348,6 +375,8 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
             "/units": self._serve_units,
             "/unit_heatmap": self._serve_unit_heatmap,
             "/compare": self._serve_compare,
+            "/diagnosis": self._serve_diagnosis,
+            "/alerts": self._serve_alerts,
             "/*": self._serve_static,
         }
 
@@ -594,6 +623,12 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         return {"run": index.name, "role": role, "layers": names, "steps": steps,
                 "values": [rows[n] for n in names]}
 
+    def _layer_views(self, ctx, eid, index, keep):
+        """{(layer, role): _LayerView} in model order, for the (layer name, role) pairs `keep` accepts."""
+        return {(layer.name, role): _LayerView(self, ctx, eid, layer.roles[role])
+                for layer in index.ordered_layers() for role in metadata.ROLES
+                if role in layer.roles and keep(layer.name, role)}
+
     # ------------------------------------------------------------------ routes
 
     @staticmethod
@@ -698,6 +733,37 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
                     results.append(self._timeline_view(ctx, eid, index, role, layer_obj.roles[role]))
         return _respond_json(request, {"view": view, "role": role, "runs": runs, "layers": names,
                                        "results": results})
+
+    @wrappers.Request.application
+    def _serve_diagnosis(self, request):
+        ctx, eid = self._request(request)
+        run, role, layer = _param(request, "run"), _role_param(request), _param(request, "layer")
+        step = _step_param(request)
+        index = self._run(ctx, eid, run)
+        self._series(index, role, layer)  # 404/400 for an unknown or unreadable layer
+        # Vanishing gradients compare a layer's kernel gradient with the other layers'.
+        views = self._layer_views(ctx, eid, index, lambda name, r: r == role and (
+            name == layer or role == "kernel_gradient"))
+        diagnoses, _ = explain.diagnose_run(views, step)
+        found = [d for d in diagnoses if d.layer == layer]
+        if not found:
+            raise errors.NotFoundError("run %r, layer %r, role %r has no record at or before step %s"
+                                       % (run, layer[:200], role, step))
+        d = found[0]
+        return _respond_json(request, {
+            "run": run, "role": role, "layer": layer, "step": d.step, "text": d.text,
+            "causes": {k: _float(v) for k, v in d.causes.items()}, "near_zero_fraction": _float(d.near_zero_fraction),
+            "dead_rows": d.dead_rows, "alerts": [_alert_json(a) for a in d.alerts]})
+
+    @wrappers.Request.application
+    def _serve_alerts(self, request):
+        ctx, eid = self._request(request)
+        run, step = _param(request, "run"), _step_param(request)
+        index = self._run(ctx, eid, run)
+        diagnoses, alerts = explain.diagnose_run(self._layer_views(ctx, eid, index, lambda name, r: True), step)
+        return _respond_json(request, {
+            "run": run, "step": step, "alerts": [_alert_json(a) for a in alerts],
+            "diagnoses": [{"layer": d.layer, "role": d.role, "step": d.step, "text": d.text} for d in diagnoses]})
 
     @wrappers.Request.application
     def _serve_static(self, request):

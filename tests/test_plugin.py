@@ -6,7 +6,6 @@ the event files directly (`summary_iterator`), independently of the data provide
 """
 
 import argparse
-import collections
 import glob
 import json
 import os
@@ -26,7 +25,7 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins import base_plugin
 from tensorboard.plugins.core import core_plugin
 
-from tb_matmul_explainer import metadata
+from tb_matmul_explainer import explain, loader, metadata, summary
 from tb_matmul_explainer import plugin as plugin_lib
 
 PREFIX = "/data/plugin/matmul_explainer"
@@ -34,60 +33,14 @@ PREFIX = "/data/plugin/matmul_explainer"
 
 # ----------------------------------------------------------------------------------------------- writing logs
 
-def _summary_module():
-    """Our writer ops, once they (and the aggregates they use) are importable; None before."""
-    try:
-        from tb_matmul_explainer import summary
-        return summary
-    except ImportError:
-        return None
-
-
-def _fallback_totals(a, b, threshold):
-    """Per-unit totals of `a @ b` (units = columns of b), a UnitTotals-like tuple; used only until summary.py."""
-    Totals = collections.namedtuple("Totals", "counts sums near_zero_counts near_zero_sums cells near_zero_cells "
-                                              "thresholds nonfinite")
-
-    def classes(x):
-        zero = (np.abs(x) < threshold) | np.isnan(x)
-        return [(x > 0) & ~zero, zero, (x < 0) & ~zero]
-
-    result = a @ b
-    near = (np.abs(result) < threshold).astype(np.float64)
-    ca, cb = classes(a), classes(b)
-    counts, sums, nz_counts, nz_sums = [], [], [], []
-    for ma in ca:
-        for mb in cb:
-            fa, fb = ma.astype(np.float64), mb.astype(np.float64)
-            va, vb = np.where(ma, a, 0.0), np.where(mb, b, 0.0)
-            counts.append(fa.sum(0) @ fb)
-            sums.append(va.sum(0) @ vb)
-            nz_counts.append(((fa.T @ near) * fb).sum(0))
-            nz_sums.append(((va.T @ near) * vb).sum(0))
-    n = a.shape[0]
-    return Totals(np.stack(counts, 1), np.stack(sums, 1), np.stack(nz_counts, 1), np.stack(nz_sums, 1),
-                  np.full(b.shape[1], float(n)), near.sum(0), np.array([threshold] * 3),
-                  np.array([np.isnan(a).sum(), np.isnan(b).sum(), np.isnan(result).sum()], np.float64))
-
-
 def write_layer(role, layer, index, first, second, step):
     """Writes one record with our writer: `summary.dense` / `summary.dense_kernel_gradient`."""
-    summary = _summary_module()
-    first = np.asarray(first, np.float32)
-    second = np.asarray(second, np.float32)
-    name = "%s_%s" % (layer, role)
-    if summary is not None:
-        op = summary.dense if role == "forward" else summary.dense_kernel_gradient
-        written = op(name, tf.constant(first), tf.constant(second), step=step, layer=layer, layer_index=index,
-                     confidence=0.9, threshold_method="exact")
-        if tf.executing_eagerly():
-            assert bool(written)
-        return
-    a, b = (first, second) if role == "forward" else (first.T, second)
-    totals = _fallback_totals(a.astype(np.float64), b.astype(np.float64), 0.05)
-    md = metadata.create_summary_metadata(layer, None, role=role, op="dense", layer=layer, index=index,
-                                          units=b.shape[1], confidence=0.9, thresholds=(0.05, 0.05, 0.05))
-    tf.summary.write(name, metadata.pack_record(totals), step, metadata=md)
+    op = summary.dense if role == "forward" else summary.dense_kernel_gradient
+    written = op("%s_%s" % (layer, role), tf.constant(np.asarray(first, np.float32)),
+                 tf.constant(np.asarray(second, np.float32)), step=step, layer=layer, layer_index=index,
+                 confidence=0.9, threshold_method="exact")
+    if tf.executing_eagerly():
+        assert bool(written)
 
 
 def write_future_tag(tag, step):
@@ -473,6 +426,13 @@ BAD_REQUESTS = [
     ("/compare", {"view": "timeline", "run": "alpha"}, 400),                   # timeline needs layer
     ("/compare", {"view": "heatmap", "run": "alpha", "role": "up"}, 400),
     ("/compare", {"view": "overview", "run": "alpha", "step": "x"}, 400),
+    ("/diagnosis", {"run": "alpha", "role": "forward"}, 400),                  # missing layer
+    ("/diagnosis", {"run": "alpha", "role": "forward", "layer": "zz"}, 404),
+    ("/diagnosis", {"run": "beta", "role": "forward", "layer": "d1", "step": "4"}, 404),
+    ("/diagnosis", {"run": "gamma", "role": "forward", "layer": "d9"}, 400),   # unknown contract version
+    ("/alerts", {}, 400),
+    ("/alerts", {"run": "nope"}, 404),
+    ("/alerts", {"run": "alpha", "step": "-2"}, 400),
 ]
 
 
@@ -485,6 +445,29 @@ def test_bad_requests_give_4xx_with_a_message(client, path, params, code):
         assert response.headers["Content-Type"].startswith("text/plain")
         text = response.get_data(as_text=True)
         assert text.startswith("Invalid argument" if code == 400 else "Not found"), text
+
+
+# ----------------------------------------------------------------------------------------------- diagnosis
+
+@pytest.mark.parametrize("run,step", [("alpha", None), ("alpha", 15), ("beta", None), ("nan", None)])
+def test_alerts_and_diagnoses_equal_explain_over_the_loader(client, logdir, run, step):
+    params = {"run": run} if step is None else {"run": run, "step": step}
+    body = get_json(client, "/alerts", **params)
+    diagnoses, alerts = explain.diagnose_run(loader.load(logdir).runs[run], step)
+    assert [(a["kind"], a["layer"], a["role"], a["first_step"], a["message"]) for a in body["alerts"]] == \
+        [(a.kind, a.layer, a.role, a.first_step, a.message) for a in alerts]
+    assert body["diagnoses"] == [{"layer": d.layer, "role": d.role, "step": d.step, "text": d.text}
+                                 for d in diagnoses]
+    for d in diagnoses:
+        one = get_json(client, "/diagnosis", run=run, role=d.role, layer=d.layer, **({} if step is None else
+                                                                                    {"step": step}))
+        assert (one["step"], one["text"], one["dead_rows"]) == (d.step, d.text, d.dead_rows)
+        assert one["causes"] == pytest.approx(d.causes)
+
+
+def test_non_finite_values_are_alerted(client):
+    body = get_json(client, "/alerts", run="nan")
+    assert "non_finite" in [a["kind"] for a in body["alerts"]]
 
 
 def test_non_utf8_query_is_not_a_server_error(client):
