@@ -1,15 +1,17 @@
 """Benchmark of the per-unit aggregate kernels (`tb_matmul_explainer.aggregates`) against the op itself and the
 per-cell route (classify every cell with `ops`, then reduce per unit).
 
-Run: `.venv/bin/python bench/kernels.py [--repeats N] [--quick]`. Prints one table (each figure the median of
-interleaved repeats after warm-up, everything in `tf.function`, all in one process) and one line per target.
+Run: `.venv/bin/python bench/kernels.py [--repeats N] [--no-xla]`. Prints the machine, one table (each figure
+the median of interleaved repeats after warm-up, everything in `tf.function`, all in one process) and one line per
+target (`target <what>: <figure> (bound <bound>): met|missed`); exits 0 either way.
 
-Columns: `op` the layer's own product (ms, for reference); `all` per-unit totals over all cells (near_zero="off",
-ratio to op); `near0` with near-zero cells too (near_zero="exact", the result passed in as a layer has it, ratio
-to op); `cell` the per-cell route: nine products of class masks and nine of class-masked values, reduced per unit
-over all cells and over near-zero cells (ratio to op); `all/cell`, `near0/cell`: speed-ups over the per-cell
-route. Every explanation column includes computing its thresholds: rows `sampled` (threshold.sampled_threshold)
-and `exact` (threshold.percentile_threshold).
+Columns: `op ms` the layer's own product (reference); `all x` per-unit totals over all cells (near_zero="off") as
+a ratio to the op; `near0 x` with near-zero cells too (near_zero="exact"; the result passed in, as a layer has it);
+`near0s x` the same with near_zero="sampled" (1024 batch rows/positions; exact when there are no more);
+`cell x` the per-cell route: nine products of class masks and nine of class-masked values, reduced per unit over
+all cells and over near-zero cells; `all/cell`, `near0/cell` the speed-ups over the per-cell route. Every
+explanation column includes computing its thresholds: rows `sampled` (threshold.sampled_threshold) and `exact`
+(threshold.percentile_threshold). Targets are judged on the `sampled` rows.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the table readable
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -88,6 +91,9 @@ def build_cases():
             fns[f"near0 {method}"] = (tf.function(
                 lambda *a, m=method: agg(*a[:-1], result=a[-1], near_zero="exact", threshold_method=m)),
                 operands + (result,))
+            fns[f"near0s {method}"] = (tf.function(
+                lambda *a, m=method: agg(*a[:-1], result=a[-1], near_zero="sampled", threshold_method=m)),
+                operands + (result,))
             fns[f"cell {method}"] = (tf.function(
                 lambda *a, m=method: _per_cell(lambda th: classify(*a[:-1], th), a[-1],
                                                _thresholds(a, m))), operands + (result,))
@@ -150,30 +156,37 @@ def main(argv=None):
     cases = build_cases()
     med = measure(cases, args.repeats)
 
-    header = (f"{'case':38s} {'thresholds':10s} {'op ms':>8s} {'all x':>7s} {'near0 x':>8s} {'cell x':>8s} "
-              f"{'all/cell':>9s} {'near0/cell':>10s}")
+    header = (f"{'case':38s} {'thresholds':10s} {'op ms':>8s} {'all x':>7s} {'near0 x':>8s} {'near0s x':>9s} "
+              f"{'cell x':>8s} {'all/cell':>9s} {'near0/cell':>10s}")
     print(header)
     print("-" * len(header))
-    worst = {"all": 0.0, "near0": 0.0, "speedup": float("inf")}
+    worst = {"all": 0.0, "near0": 0.0, "near0s": 0.0, "all_speedup": float("inf"), "near0_speedup": float("inf")}
     for name, _ in cases:
         op = med[(name, "op")]
         for method in ("sampled", "exact"):
-            a, n, c = (med[(name, f"{k} {method}")] for k in ("all", "near0", "cell"))
-            print(f"{name:38s} {method:10s} {op:8.2f} {a / op:7.2f} {n / op:8.2f} {c / op:8.1f} {c / a:9.1f} "
-                  f"{c / n:10.1f}")
+            a, n, ns, c = (med[(name, f"{k} {method}")] for k in ("all", "near0", "near0s", "cell"))
+            print(f"{name:38s} {method:10s} {op:8.2f} {a / op:7.2f} {n / op:8.2f} {ns / op:9.2f} {c / op:8.1f} "
+                  f"{c / a:9.1f} {c / n:10.1f}")
             if method == "sampled":
                 worst["all"] = max(worst["all"], a / op)
                 worst["near0"] = max(worst["near0"], n / op)
-                worst["speedup"] = min(worst["speedup"], c / a, c / n)
-    print(f"(ratios to the op; each figure the median of {args.repeats} interleaved repeats)")
-    lines = [("all-cells totals / op, worst case", worst["all"], f"<= {TARGET_ALL:.1f}x",
-              worst["all"] <= TARGET_ALL),
-             ("near-zero totals / op, worst case", worst["near0"], f"<= {TARGET_NEAR_ZERO:.1f}x",
-              worst["near0"] <= TARGET_NEAR_ZERO),
-             ("speed-up over the per-cell route, worst case", worst["speedup"], f">= {TARGET_SPEEDUP:.0f}x",
-              worst["speedup"] >= TARGET_SPEEDUP)]
-    for what, figure, bound, ok in lines:
-        print(f"target {what}: {figure:.2f}x (bound {bound}): {'met' if ok else 'missed'}")
+                worst["near0s"] = max(worst["near0s"], ns / op)
+                worst["all_speedup"] = min(worst["all_speedup"], c / a)
+                worst["near0_speedup"] = min(worst["near0_speedup"], c / n)
+    print(f"(op in ms, other columns ratios; each figure the median of {args.repeats} interleaved repeats; "
+          f"XLA {'on' if aggregates.XLA else 'off'})")
+    print(f"note: near_zero='sampled' instead of 'exact', worst case: {worst['near0s']:.2f}x the op")
+    targets = [
+        ("all-cells totals / op, worst case", worst["all"], TARGET_ALL, "<=", worst["all"] <= TARGET_ALL),
+        ("near-zero totals / op, worst case", worst["near0"], TARGET_NEAR_ZERO, "<=",
+         worst["near0"] <= TARGET_NEAR_ZERO),
+        ("all-cells speed-up over the per-cell route, worst case", worst["all_speedup"], TARGET_SPEEDUP, ">=",
+         worst["all_speedup"] >= TARGET_SPEEDUP),
+        ("near-zero speed-up over the per-cell route, worst case", worst["near0_speedup"], TARGET_SPEEDUP, ">=",
+         worst["near0_speedup"] >= TARGET_SPEEDUP),
+    ]
+    for what, figure, bound, rel, ok in targets:
+        print(f"target {what}: {figure:.2f}x (bound {rel} {bound:g}x): {'met' if ok else 'missed'}")
     return 0
 
 

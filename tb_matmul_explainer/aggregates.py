@@ -1,58 +1,43 @@
-"""Fast per-unit nine-pair totals for summaries: factorised reductions instead of per-cell classification.
+"""Per-unit nine-pair totals for summaries: factorised reductions instead of per-cell classification.
 
-Each function explains one product `result = op(first, second)` and returns a `UnitTotals`: for every unit u
-and pair t in `ops.TERMS` (PP PZ PN ZP ZZ ZN NP NZ NN, first letter = first operand), the number of products
-(`counts[u, t]`) and their sum (`sums[u, t]`) over all result cells of the unit, and the same over only the cells
-whose result is near zero (`near_zero_counts`, `near_zero_sums`). They equal the per-cell classifiers of `ops`
-reduced over the unit's cells: counts exactly, sums to float tolerance.
+Each function explains `result = op(first, second)` and returns a `UnitTotals` (all float64): per unit u and pair
+t in `ops.TERMS` (first letter = first operand) the number of products `counts[u, t]` and their sum `sums[u, t]`
+over the unit's result cells, and the same over its near-zero cells only (`near_zero_counts`, `near_zero_sums`).
+They equal `ops`' per-cell classifiers reduced over those cells: counts exactly, sums to float tolerance.
 
-  role             function                 first, second      result                    unit (cells of a unit)
-  forward          dense                    x, kernel          x @ kernel                output unit (all rows of x)
-                   conv                     inputs, kernel     convolution               out channel (batch, positions)
-  kernel_gradient  dense_kernel_gradient    x, d_out           x^T @ d_out  [k, m]       output unit (the k inputs)
-                   conv_kernel_gradient     x, d_out           backprop-filter           out channel (offsets, in ch.)
-  input_gradient   dense_input_gradient     d_out, kernel      d_out @ kernel^T          input feature (all rows)
-                   conv_input_gradient      d_out, kernel      backprop-input            in channel (batch, positions)
+  role             function               first, second   result             unit (its cells)       near zero
+  forward          dense                  x, kernel       x @ kernel         out unit (all rows)    x_a^T @ M
+                   conv                   inputs, kernel  convolution        out ch. (batch, pos.)  bpf(x_a, M)
+  kernel_gradient  dense_kernel_gradient  x, d_out        x^T @ d_out [k,m]  out unit (its k)       x_a @ M
+                   conv_kernel_gradient   x, d_out        bpf(x, d_out)      out ch. (taps x in)    conv(x_a, M)
+  input_gradient   dense_input_gradient   d_out, kernel   d_out @ kernel^T   in feature (all rows)  d_a^T @ M
+                   conv_input_gradient    d_out, kernel   backprop_input     in ch. (batch, pos.)   bpf(M, d_a)
 
-Dense `x`/`d_out` have rank >= 2 (all leading axes are aggregated); convolutions are NHWC 1D/2D/3D with int or
-per-axis strides and VALID/SAME padding (padding is in no class).
+Dense x/d_out: rank >= 2, leading axes aggregated. Convolutions: NHWC 1D/2D/3D, int or per-axis strides,
+VALID/SAME (padding is in no class). Classes as in `ops` (Z: v == 0, |v| < thr or NaN; P: v > 0; N: v < 0); a
+result cell is near zero when it is Z under the result's threshold. M is that near-zero mask.
 
-Classes follow `ops`: Z is `v == 0`, `|v| < thr` or NaN; P is `v > 0`, N is `v < 0`, otherwise. A result cell is
-near zero when it is Z under the same rule with the result's threshold (so a NaN result cell is near zero).
+All cells: sum_cells op(Xa, Yb) factorises, e.g. `(1^T Xa) @ Yb` for dense forward, so the cost is O(operands +
+9 k U): rows (or batch and positions) are summed first, then one small product per class. Near zero: one stacked
+product of the first operand's variants with M (last column; bpf = backprop-filter; variants: P and N masks, packed as
+P + 4096 N where the count bound allows, and P, Z, N values: 4-5x the op's multiply-adds), then an elementwise
+pass with the second operand's classes. Counts stay exact: integers ride in float32 only under a static bound
+below 2**24 (else bit planes or float64); totals are float64. Sums accumulate in the compute dtype (float16 and
+bfloat16 computed in float32, mixed floats promoted, as in `validation`).
 
-How (U units, Xa = the first operand masked to class a, Yb likewise, M = the near-zero result mask):
-  all cells   sum over a unit's cells of op(Xa, Yb) factorises: `(1^T Xa) @ Yb` for dense forward (rows summed
-              first), `(Xa 1)^T Yb` for the kernel gradient, `(1^T Da) Wb^T` for the input gradient; for
-              convolutions the batch-summed operand's patch sums per kernel offset (one tiny backprop-filter), a
-              box filter of channel sums, or the batch-summed d_out's patch sums. Cost O(operands + 9 * k * U).
-  near zero   one stacked product of the operand's variants with M: `Xa^T @ M` (dense forward, input gradient),
-              `Xa @ M` (kernel gradient), backprop-filter(Xa, M) (conv forward), conv(Xa, M) (conv kernel
-              gradient), backprop-filter(M, Da) (conv input gradient); then an elementwise product with Yb.
-              The variants are the P and N masks (packed into one operand as P + 4096 N where the count bound
-              allows) and the P, Z, N values: 4 or 5 times the op's multiply-adds. The Z-mask products follow
-              exactly from the totals (integers), so they are never multiplied.
+thresholds: None, one number (both operands and the result) or (first, second, result), None entries derived from
+`confidence` by `threshold_method` "sampled" (`threshold.sampled_threshold`, default) or "exact" (O(N) percentile).
+near_zero: "exact" (default); "off" (near-zero outputs zero, the result untouched, its threshold and non-finite
+count NaN); "sampled": near-zero pair totals estimated from `near_zero_sample_size` batch rows (dense) or (batch,
+position) pairs (convs) and rescaled, exact when there are no more; measured (test_near_zero_sampled_error, 1024 of
+8192): pair shares within 0.02-0.05 of exact, a unit's near-zero count within ~2/sqrt(its near-zero cells in the
+sample) (3% for kernel gradients).
 
-Exactness: counts are integers carried in float32 only where a static bound keeps them below 2**24 (otherwise in
-float64, or split into bit planes); totals are summed in float64. Sums are accumulated in the compute dtype and
-returned as float64.
-
-Thresholds: `thresholds` is None, one number (both operands and the result) or a triple (first, second, result)
-whose None entries are derived from `confidence` with `threshold_method`: "sampled" (`threshold.sampled_threshold`,
-`sample_size` draws, the default: a fixed cost) or "exact" (`threshold.percentile_threshold`, O(N)). Given its
-thresholds the all-cells totals are exact.
-
-near_zero: "exact" (default); "off" (near-zero totals and cells are zeros, the result is never touched, and its
-threshold and non-finite count are NaN); "sampled": the near-zero pair totals are estimated from
-`near_zero_sample_size` batch rows (dense) or batch positions (convolutions) drawn without replacement and
-rescaled (exact when there are no more rows than that); `near_zero_cells` stays exact. Measured error
-(tests/test_aggregates.py::test_near_zero_sampled_error, conv 2D with 8192 positions, 1024 sampled, Gaussian data):
-the near-zero pair shares (counts / total) of every unit are within about 0.02 of the exact ones (typically
-0.005), and the relative error of a unit's total near-zero count is about 1/sqrt(sampled near-zero positions).
-
-Non-finite values: NaN is Z, +inf P, -inf N (as in `ops`); sums that meet them are not finite; `nonfinite` counts
-them per tensor. Dtypes follow `validation` (float16/bfloat16 computed in float32, mixed floats promoted); every
-output is float64. Zero-size batches give zeros. Everything works eagerly and in `tf.function` with unknown batch
-dimensions.
+Non-finite: NaN is Z, +inf P, -inf N; counts stay exact; sums are non-finite wherever the per-cell route's are
+(the factorised products may spread a NaN further, as 0 * inf); `nonfinite` counts them per tensor. Zero-size
+batches give zeros. Works eagerly and in `tf.function` with unknown batch dims; with `XLA` (default) the masks and
+elementwise stages are XLA-compiled while the big product runs on TensorFlow's kernels (faster on CPU).
+Cost on 2 CPU cores: bench/kernels.py.
 """
 
 import functools
@@ -276,6 +261,45 @@ def _exact_matmul(left, right, bound, length, transpose_a=False, transpose_b=Fal
     return tf.add_n([p * float(1 << (bits * i)) for i, p in enumerate(pieces)])
 
 
+def _packed_plan(length, bound):
+    """(bits per plane, base) such that a float32 product of a `bits`-bit plane of the counts with the packed
+    mask `P + base * N` stays exact (every partial sum below 2**24) over `length` terms; None if none fits."""
+    if length is None:
+        return None
+    for bits in range(max(1, min(24, int(bound).bit_length())), 0, -1):
+        most = ((1 << bits) - 1) * max(length, 1)        # largest P (or N) part of one product
+        base = 1 << most.bit_length()                     # > most
+        if most * (base + 1) <= _F32_EXACT:
+            return bits, base
+    return None
+
+
+def _count_pair_matmul(left, pos, neg, bound, length, transpose_a=False, transpose_b=False):
+    """Exact float64 `(left @ pos, left @ neg)` for non-negative int32 `left` (entries <= bound) and boolean
+    masks, contracting over `length` terms: one float32 matmul of bit planes of `left` with the packed mask
+    `pos + base * neg` when that stays exact, else `_exact_matmul` per mask."""
+    plan = _packed_plan(length, bound)
+    if plan is None:
+        return tuple(_exact_matmul(left, tf.cast(m, tf.float32), bound, length, transpose_a, transpose_b)
+                     for m in (pos, neg))
+    bits, base = plan
+    planes = max(1, math.ceil(max(int(bound), 1).bit_length() / bits))
+    code = tf.where(pos, tf.constant(1.0), tf.where(neg, tf.constant(float(base)), tf.constant(0.0)))
+    mask = tf.constant((1 << bits) - 1, tf.int32)
+    parts = [tf.bitwise.bitwise_and(tf.bitwise.right_shift(left, tf.constant(bits * i, tf.int32)), mask)
+             for i in range(planes)]
+    stacked = tf.cast(tf.concat(parts, -1 if transpose_a else -2), tf.float32)
+    product = tf.linalg.matmul(stacked, code, transpose_a=transpose_a, transpose_b=transpose_b)
+    n_part = tf.math.floor(product / base)
+    p_part = product - base * n_part
+    weights = [float(1 << (bits * i)) for i in range(planes)]
+
+    def combine(t):
+        return tf.add_n([w * _f64(piece) for w, piece in zip(weights, tf.split(t, planes, axis=-2))])
+
+    return combine(p_part), combine(n_part)
+
+
 def _strategy(bound, dtype):
     """How stage-1 near-zero products carry counts that are at most `bound`."""
     if dtype == tf.float64 or bound > _F32_EXACT:
@@ -298,19 +322,15 @@ def _by_bound(static_bound, dynamic_bound, dtype, fn):
                                    lambda: fn("f64", _INT32_MAX)))
 
 
-def _variants(t, pos, neg, strategy, valid=None):
-    """Stage-1 operand variants: the count variant(s) then the P, Z, N values, in the strategy's dtype.
-    `valid` (optional) marks entries that exist (not padding); others are in no class."""
+def _variants(t, pos, neg, strategy):
+    """Stage-1 operand variants: the count variant(s) then the P, Z, N values, in the strategy's dtype."""
     dtype = tf.float64 if strategy == "f64" else t.dtype
     if strategy == "packed":
         counts = [tf.where(pos, tf.constant(1, dtype), tf.where(neg, tf.constant(_PACK, dtype),
                                                                  tf.constant(0, dtype)))]
     else:
         counts = [tf.cast(pos, dtype), tf.cast(neg, dtype)]
-    values = [tf.cast(v, dtype) for v in _values(t, pos, neg)]
-    if valid is not None:
-        values[1] = tf.where(valid, values[1], tf.zeros_like(values[1]))
-    return counts + values
+    return counts + [tf.cast(v, dtype) for v in _values(t, pos, neg)]
 
 
 def _decode(count_parts, strategy):
@@ -326,12 +346,12 @@ def _n_variants(strategy):
     return 4 if strategy == "packed" else 5
 
 
-def _pair_counts(cross, total_a, col_b, mcount, size):
+def _pair_counts(cross, total_a, col_b, size):
     """Assembles [3, 3, U] exact counts from the P/N x P/N products.
 
     cross[a][b]: sum of A_a * mask_b for a, b in (P, N);  total_a[a]: sum of A_a (a in P, N);
-    col_b[b]: sum of mcount * mask_b over the second operand's cells (b in P, N), i.e. the products whose
-    second factor is b and whose first factor is anything; size: all products (any classes).
+    col_b[b]: the products whose second factor is b and whose first factor is anything (b in P, N);
+    size: all products (any classes).
     """
     rows = []
     for a in range(2):
@@ -360,17 +380,14 @@ def _dense_all(F, S, f_t, s_t, f_thr, s_thr):
     sv = tf.stack([tf.reduce_sum(v, r_axis) for v in _values(F, fp, fn)])   # [3, c]
 
     sp, sn = _masks(S, s_thr)
-    u_axis = 0 if s_t else 1
-    s_counts = tf.concat([tf.cast(sp, tf.float32), tf.cast(sn, tf.float32)], u_axis)
-    s_values = tf.concat(_values(S, sp, sn), u_axis)
     c_len = S.shape[1 if s_t else 0]
     r_static = F.shape[r_axis]
-    pn = _exact_matmul(cnt, s_counts, _INT32_MAX if r_static is None else r_static, c_len, transpose_b=s_t)
-    units = tf.shape(S)[u_axis]
-    pn = tf.reshape(pn, [3, 2, units])
+    cnt_pos, cnt_neg = _count_pair_matmul(cnt, sp, sn, _INT32_MAX if r_static is None else r_static, c_len,
+                                          transpose_b=s_t)                  # [3, u] each
+    units = tf.shape(S)[0 if s_t else 1]
     total = tf.reduce_sum(_f64(cnt), 1)[:, None]
-    counts = tf.stack([pn[:, 0], total - pn[:, 0] - pn[:, 1], pn[:, 1]], axis=1)
-    sums = _f64(tf.reshape(tf.linalg.matmul(sv, s_values, transpose_b=s_t), [3, 3, units]))
+    counts = tf.stack([cnt_pos, total - cnt_pos - cnt_neg, cnt_neg], axis=1)
+    sums = tf.stack([_f64(tf.linalg.matmul(sv, v, transpose_b=s_t)) for v in _values(S, sp, sn)], axis=1)
     cells = tf.fill([units], _f64(r))
     return counts, sums, cells
 
@@ -408,7 +425,7 @@ def _dense_stage2(a, S, s_thr, mf, strategy, bound, s_t, exact):
         totals.append(red[2])
     mcol = tf.reduce_sum(_f64(mf), 0)
     s_col = [_exact_sum(tf.cast(sp, tf.float32), 0, 1, c_len), _exact_sum(tf.cast(sn, tf.float32), 0, 1, c_len)]
-    counts = _pair_counts(cross, totals, [mcol * s_col[0], mcol * s_col[1]], mcol, mcol * _f64(c_dyn))
+    counts = _pair_counts(cross, totals, [mcol * s_col[0], mcol * s_col[1]], mcol * _f64(c_dyn))
     s_values = tf.stack(_values(tf.cast(S, a.dtype), sp, sn))                          # [3, c, u]
     a_v = a[v - 3:]
     sums = _f64(tf.stack([tf.reduce_sum(a_v[i][None] * s_values, 1) for i in range(3)]))
@@ -417,6 +434,9 @@ def _dense_stage2(a, S, s_thr, mf, strategy, bound, s_t, exact):
 
 def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
     """Near-zero totals: one stacked product `F_variants^T @ M` (TensorFlow's matmul), then elementwise with S."""
+    if s_t:  # stage 2 wants S as [c, u]; TensorFlow's transpose (multithreaded) beats one inside XLA
+        S, s_t = tf.transpose(S), False
+
     def compute(strategy, bound):
         fs = _stacked_variants(F, f_thr, strategy, 0 if f_t else 1)
         m = tf.cast(mf, fs.dtype)
@@ -429,14 +449,16 @@ def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
 
 
 def _sample_rows(n, size, seed):
-    """`size` distinct row indices out of n (all rows, in order, when n <= size)."""
-    def sample():
-        if seed is None:
-            keys = tf.random.uniform([n])
-        else:
-            keys = tf.random.stateless_uniform([n], seed=seed)
-        return tf.sort(tf.math.top_k(keys, k=size).indices)
-    return tf.cond(n <= size, lambda: tf.range(n), sample)
+    """`size` distinct row indices out of n > size, in order."""
+    keys = tf.random.uniform([n]) if seed is None else tf.random.stateless_uniform([n], seed=seed)
+    return tf.sort(tf.math.top_k(keys, k=size).indices)
+
+
+def _exact_or_sampled(rows_static, rows, size, exact_fn, sampled_fn):
+    """near_zero="sampled": the exact totals when the sample would hold every row, else the estimate."""
+    if rows_static is not None:
+        return exact_fn() if rows_static <= size else sampled_fn()
+    return tf.cond(rows <= size, exact_fn, sampled_fn)
 
 
 @_kernel
@@ -465,10 +487,16 @@ def _dense_role(F, S, R_fn, f_t, s_t, opts):
     units = tf.shape(S)[0 if s_t else 1]
 
     def nz_fn(R, r_thr):
-        idx = None
-        if opts.near_zero == "sampled":  # stored axis 0 of F holds the batch rows in every dense role
+        def exact():
+            return _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, None)
+
+        def sampled():  # stored axis 0 of F holds the batch rows in every dense role
             idx = _sample_rows(tf.shape(F)[0], opts.nz_sample_size, _sub_seed(opts.seed, 3))
-        return _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx)
+            return _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx)
+
+        if opts.near_zero == "exact":
+            return exact()
+        return _exact_or_sampled(F.shape[0], tf.shape(F)[0], opts.nz_sample_size, exact, sampled)
 
     return _finish(opts, F, S, f_thr, s_thr, all_totals, units, R_fn, nz_fn)
 
@@ -749,16 +777,17 @@ def _conv_kernel_gradient_all(x, D, kshape, strides, padding, x_thr, d_thr):
     b = tf.shape(D)[0]
     box = tf.reshape(tf.concat(box, -1), [b, positions, 6])
     dp, dn = _masks(D, d_thr)
-    d_counts = tf.reshape(tf.concat([tf.cast(dp, tf.float32), tf.cast(dn, tf.float32)], -1), [b, positions, 2 * cout])
-    d_values = tf.reshape(tf.concat(_values(D, dp, dn), -1), [b, positions, 3 * cout])
     # Counts: exact per image (box counts <= kp * cin), then summed over the batch in float64.
     box_counts = tf.cast(box[..., :3], tf.int32)
-    per_image = _exact_matmul(box_counts, d_counts, kp * cin, positions, transpose_a=True)   # [B, 3, 2 cout]
-    pn = tf.reshape(tf.reduce_sum(per_image, 0), [3, 2, cout])
+    per_pos, per_neg = _count_pair_matmul(box_counts, tf.reshape(dp, [b, positions, cout]),
+                                          tf.reshape(dn, [b, positions, cout]), kp * cin, positions,
+                                          transpose_a=True)                  # [B, 3, cout] each
+    cnt_pos, cnt_neg = tf.reduce_sum(per_pos, 0), tf.reduce_sum(per_neg, 0)
     total = tf.reduce_sum(_f64(box_counts), [0, 1])[:, None]
-    counts = tf.stack([pn[:, 0], total - pn[:, 0] - pn[:, 1], pn[:, 1]], axis=1)
-    sums = tf.linalg.matmul(_rows(box[..., 3:]), _rows(d_values), transpose_a=True)
-    sums = _f64(tf.reshape(sums, [3, 3, cout]))
+    counts = tf.stack([cnt_pos, total - cnt_pos - cnt_neg, cnt_neg], axis=1)
+    box_values = _rows(box[..., 3:])
+    sums = tf.stack([_f64(tf.linalg.matmul(box_values, _rows(v), transpose_a=True)) for v in _values(D, dp, dn)],
+                    axis=1)
     cells = tf.fill([cout], tf.constant(float(kp * cin), tf.float64))
     return counts, sums, cells
 
@@ -785,7 +814,7 @@ def _conv_kernel_gradient_stage2(a, D, d_thr, any_first, strategy, bound):
     d_batch = [tf.reshape(_f64(tf.reduce_sum(tf.cast(t, tf.int32), 0)), [positions, cout]) for t in (dp, dn)]
     col_b = [tf.reduce_sum(any_first * t, 0) for t in d_batch]
     size = _f64(b) * tf.reduce_sum(any_first, 0)
-    counts = _pair_counts(cross, totals, col_b, None, size)
+    counts = _pair_counts(cross, totals, col_b, size)
     d_values = tf.reshape(tf.stack(_values(tf.cast(D, a.dtype), dp, dn)), [3, b, positions, cout])
     a_v = a[v - 3:]
     sums = _f64(tf.stack([tf.reduce_sum(a_v[i][None] * d_values, [1, 2]) for i in range(3)]))
@@ -944,16 +973,26 @@ def _conv_role(role, first, second, geometry, strides, padding, result_fn, opts)
     thr_first = _threshold(first, 0, opts)
     thr_second = _threshold(second, 1, opts)
     all_totals = _conv_all_kernel(role, first, second, geometry, strides, padding, thr_first, thr_second)
-    units = geometry[-1] if role != "input_gradient" else geometry[-1]
+    units = geometry[-1]
 
     def nz_fn(R, r_thr):
-        positions = None
-        if opts.near_zero == "sampled":
-            d_like = second if role == "kernel_gradient" else (first if role == "input_gradient" else R)
-            total = tf.size(d_like) // tf.shape(d_like)[-1]
+        def exact():
+            return _conv_near_zero_totals(role, first, second, R, geometry, strides, padding, thr_first,
+                                          thr_second, r_thr, None)
+
+        # near_zero="sampled": (batch, output position) pairs of d_out (gradients) or of the result (forward).
+        d_like = second if role == "kernel_gradient" else (first if role == "input_gradient" else R)
+        total = tf.size(d_like) // tf.shape(d_like)[-1]
+
+        def sampled():
             positions = _sample_rows(total, opts.nz_sample_size, _sub_seed(opts.seed, 3))
-        return _conv_near_zero_totals(role, first, second, R, geometry, strides, padding, thr_first, thr_second,
-                                      r_thr, positions)
+            return _conv_near_zero_totals(role, first, second, R, geometry, strides, padding, thr_first,
+                                          thr_second, r_thr, positions)
+
+        if opts.near_zero == "exact":
+            return exact()
+        return _exact_or_sampled(_batch_positions_static(d_like.shape.as_list()), total, opts.nz_sample_size,
+                                 exact, sampled)
 
     return _finish(opts, first, second, thr_first, thr_second, all_totals, units, result_fn, nz_fn)
 

@@ -5,8 +5,6 @@ reduced over each unit's cells; near-zero cells are the result cells that `ops.c
 the result's threshold. Counts must match exactly, sums to float tolerance.
 """
 
-import itertools
-
 import numpy as np
 import pytest
 import tensorflow as tf
