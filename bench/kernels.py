@@ -29,6 +29,8 @@ import tensorflow as tf  # noqa: E402
 
 from tb_matmul_explainer import aggregates, conv as conv_lib, ops, threshold  # noqa: E402
 
+tf.get_logger().setLevel("ERROR")  # several tf.functions share one lambda's source: retracing notes are noise
+
 TARGET_ALL = 1.0
 TARGET_NEAR_ZERO = 5.0
 TARGET_SPEEDUP = 20.0
