@@ -8,7 +8,9 @@ Causes of near-zero results, from the products inside near-zero result cells:
     A Z share only explains something when it is *above what is normal for the layer*: it is compared with the
     same share over all cells (after a ReLU about half of every input is an exact zero, everywhere, and a
     percentile threshold puts at least `1 - confidence` of each operand in Z by construction). A cause is
-    named when its share in near-zero cells exceeds its share over all cells by LIFT (1.25x) and 10 points.
+    named when its share in near-zero cells exceeds its share over all cells by LIFT (1.25x) and 10 points, or
+    when it accounts for DOMINANT (90%) of them (then nearly every cell is near zero and there is nothing to
+    compare with: a dead layer's input).
   * cancellation: the products with no Z operand (PP, PN, NP, NN) in near-zero cells are large but cancel.
     Their magnitude `PP + NN - PN - NP` is compared with the largest total the near-zero results could have,
     `result threshold x near-zero cells`; at CANCELLATION_RATIO (4x) or more they cancel. Which operand's signs
@@ -37,6 +39,7 @@ from tb_matmul_explainer import metadata
 
 LIFT = 1.25
 LIFT_POINTS = 0.10
+DOMINANT = 0.90
 CANCELLATION_RATIO = 4.0
 DEAD_CELLS = 0.99
 DEAD_UNITS = 0.10
@@ -139,7 +142,8 @@ def diagnose(record, *, layer="", role="forward", step=0, info=None, history=())
     if nz_cells > 0:
         near, overall = _shares(record.near_zero_counts.sum(0)), _shares(record.counts.sum(0))
         for key, label in (("first", f"near-zero {first_name}"), ("second", f"near-zero {second_name}")):
-            if near[key] >= LIFT * overall[key] and near[key] >= overall[key] + LIFT_POINTS:
+            lifted = near[key] >= LIFT * overall[key] and near[key] >= overall[key] + LIFT_POINTS
+            if lifted or near[key] >= DOMINANT:
                 causes[label] = float(near[key])
         ratio, which = _cancellation(record)
         no_z_share = 1.0 - near["either"]
