@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 // Browser tests: headless Debian Chromium (playwright-core) against a real TensorBoard serving log
-// directories written by tb_matmul_explainer's own writer. See e2e/README.md.
+// directories written by tb_matmul_explainer's own writer. See README.md (Tests): screenshots and figures go to
+// e2e/out/, or to docs/ with UPDATE_DOCS=1.
 export default defineConfig({
   test: {
     include: ['e2e/**/*.e2e.ts'],

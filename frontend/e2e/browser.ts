@@ -19,7 +19,7 @@ export interface Watch {
   failed: string[];
 }
 
-/** Records dialogs (dismissed), page errors, CSP violations and failed requests. */
+/** Records dialogs (dismissed), page errors, CSP violations and failed requests to the plugin. */
 export function watch(page: Page): Watch {
   const w: Watch = { dialogs: [], errors: [], csp: [], failed: [] };
   page.on('dialog', (d) => {
@@ -32,7 +32,8 @@ export function watch(page: Page): Watch {
     if (/Content Security Policy/i.test(t)) w.csp.push(t);
   });
   page.on('response', (r) => {
-    if (r.status() >= 400 && r.url().includes(`/plugin/${TAB}/`) && !/\/(diagnosis|alerts)\?/.test(r.url())) w.failed.push(`${r.status()} ${r.url()}`);
+    // A 404 from /diagnosis is an answer (the layer has no record at or before the step); any other is a failure.
+    if (r.status() >= 400 && r.url().includes(`/plugin/${TAB}/`) && !(r.status() === 404 && /\/diagnosis\?/.test(r.url()))) w.failed.push(`${r.status()} ${r.url()}`);
   });
   return w;
 }

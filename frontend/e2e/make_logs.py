@@ -7,7 +7,9 @@ OUT_DIR/demo: a small custom training loop (GradientTape) on synthetic data, rec
   healthy                       a ReLU MLP trained normally
   dying                         the same MLP with a negative bias and a large learning rate (dying ReLUs)
   <img src=x onerror=alert(1)>  a run whose NAME is an HTML injection attempt, with one layer renamed (so the
-                                compare view has layers missing in one run or the other)
+                                compare view has layers missing in one run or the other); from step 60 on, 16 of
+                                that layer's (hidden_b) 96 kernel columns are zeroed, so 16 units are dead and the
+                                backend raises a `dead_units` alert that began at step 60
 OUT_DIR/big: one run `wide` whose layer has 1024 units, recorded with max_units=1024 at 200 steps (the
 1024-unit x 200-step heatmap the render-time figure is measured on).
 """
@@ -38,9 +40,12 @@ def mlp(sizes, rng, bias):
     return layers
 
 
-def train_run(logdir, run, *, names, bias, lr, steps, every, seed, sizes=(32, 96, 96, 64, 10)):
+def train_run(logdir, run, *, names, bias, lr, steps, every, seed, sizes=(32, 96, 96, 64, 10), dead=None):
+    """`dead`: (layer index, number of units, first step): from that step on, that many of the layer's kernel
+    columns are zeroed (masked in the forward pass, so they stay zero): those units' results are exactly zero."""
     rng = np.random.default_rng(seed)
     params = mlp(sizes, rng, bias)
+    masks = [tf.Variable(np.ones((b,), np.float32), trainable=False, name=f"mask{i}") for i, b in enumerate(sizes[1:])]
     x_all = rng.normal(0, 1, (2048, sizes[0])).astype(np.float32)
     w_true = rng.normal(0, 1, (sizes[0], sizes[-1])).astype(np.float32)
     y_all = np.argmax(x_all @ w_true, axis=1)
@@ -54,7 +59,7 @@ def train_run(logdir, run, *, names, bias, lr, steps, every, seed, sizes=(32, 96
             inputs, zs = [], []
             for i, (k, c) in enumerate(params):
                 inputs.append(h)
-                z = h @ k
+                z = h @ (k * masks[i])
                 zs.append(z)
                 h = z + c
                 if i < len(params) - 1:
@@ -74,16 +79,19 @@ def train_run(logdir, run, *, names, bias, lr, steps, every, seed, sizes=(32, 96
         loss, inputs, zs, grads, d_outs = forward_backward(x, y)
         for i, (k, _) in enumerate(params):
             kw = dict(step=step, layer=names[i], layer_index=i, scalars=False)
-            summary.dense(f"{names[i]}/forward", inputs[i], k, result=zs[i], **kw)
+            summary.dense(f"{names[i]}/forward", inputs[i], k * masks[i], result=zs[i], **kw)
             summary.dense_kernel_gradient(f"{names[i]}/kernel_gradient", inputs[i], d_outs[i], **kw)
             if i > 0:
-                summary.dense_input_gradient(f"{names[i]}/input_gradient", d_outs[i], k, **kw)
+                summary.dense_input_gradient(f"{names[i]}/input_gradient", d_outs[i], k * masks[i], **kw)
         tf.summary.scalar("loss", loss, step=step)
         opt.apply_gradients(zip(grads, variables))
         return loss
 
     with writer.as_default():
         for step in range(steps):
+            if dead is not None and step == dead[2]:
+                layer, n, _ = dead
+                masks[layer].assign(np.where(np.arange(sizes[layer + 1]) < n, 0.0, 1.0).astype(np.float32))
             idx = rng.integers(0, len(x_all), 64)
             x, y = tf.constant(x_all[idx]), tf.constant(y_all[idx])
             if step % every == 0:
@@ -98,7 +106,7 @@ def write_demo(out):
     train_run(out, "healthy", names=names, bias=0.0, lr=0.05, steps=300, every=10, seed=1)
     train_run(out, "dying", names=names, bias=-1.5, lr=0.6, steps=300, every=10, seed=2)
     train_run(out, XSS_RUN, names=["dense", "hidden_b", "dense_2", "logits"], bias=0.1, lr=0.05, steps=200,
-              every=20, seed=3)
+              every=20, seed=3, dead=(1, 16, 60))
 
 
 def write_big(out, units=1024, steps=200):

@@ -1,15 +1,19 @@
 /**
  * The tab in a real TensorBoard (two servers over logs written by our own summary ops), in headless Debian
- * Chromium. Saves screenshots under docs/ and writes the measured figures to docs/browser_figures.txt.
- * Timing figures are printed and recorded, never asserted.
+ * Chromium. Saves screenshots and writes the measured figures (browser_figures.txt) to e2e/out/ (ignored by
+ * git); with UPDATE_DOCS=1 to docs/ instead, refreshing the committed ones. Timing figures are printed and
+ * recorded, never asserted.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, Frame, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { AlertsResponse as Alerts, DiagnosisResponse as Diagnosis } from '../src/types';
 import { TAB, XSS_RUN, hoverTooltip, launch, median, route, samplePixels, tabFrame, watch } from './browser';
 
-const docs = resolve(import.meta.dirname, '../../docs');
+/** Where screenshots and figures go: e2e/out/ (git-ignored) unless UPDATE_DOCS=1 asks to refresh docs/. */
+const updateDocs = process.env.UPDATE_DOCS === '1';
+const out = updateDocs ? resolve(import.meta.dirname, '../../docs') : resolve(import.meta.dirname, 'out');
 const demoUrl = inject('demoUrl');
 const bigUrl = inject('bigUrl');
 const figures: string[] = [];
@@ -27,7 +31,7 @@ function info(line: string): void {
 }
 
 beforeAll(async () => {
-  mkdirSync(docs, { recursive: true });
+  mkdirSync(out, { recursive: true });
   browser = await launch(inject('chromium'));
 });
 
@@ -35,10 +39,11 @@ afterAll(async () => {
   await browser?.close();
   if (figures.length) {
     const head = [
-      '# Browser figures of the Matmul Explainer tab (frontend/e2e/tab.e2e.ts, `make test`).',
+      '# Browser figures of the Matmul Explainer tab (frontend/e2e/tab.e2e.ts, `make browser-test`; UPDATE_DOCS=1 writes them here).',
       `# ${new Date().toISOString()} · headless Chromium ${browser?.version() ?? ''} · logs written by tb_matmul_explainer.summary`,
     ];
-    writeFileSync(join(docs, 'browser_figures.txt'), `${[...head, ...figures].join('\n')}\n`);
+    writeFileSync(join(out, 'browser_figures.txt'), `${[...head, ...figures].join('\n')}\n`);
+    console.log(`e2e: screenshots and figures in ${out}${updateDocs ? '' : ' (UPDATE_DOCS=1 writes them to docs/)'}`);
   }
 });
 
@@ -56,6 +61,14 @@ async function unstick(frame: Frame): Promise<void> {
 /** Waits until every view of the layer detail has drawn. */
 async function waitViews(frame: Frame, ids = ['overview', 'wherewhen', 'units', 'unitsteps', 'timeline']): Promise<void> {
   for (const id of ids) await frame.waitForSelector(`[data-heatmap="${id}"] canvas.mmx-hm-cells`, { timeout: 30_000 });
+}
+
+/** Waits until the alerts panel, the overview's diagnosis lines and the layer's diagnosis card show `run`. */
+async function waitDiagnosis(frame: Frame, run: string): Promise<void> {
+  await expect.poll(() => frame.locator('[data-view="alerts"] h2').textContent(), { timeout: 30_000 }).toContain(run);
+  for (const slot of ['.mmx-alerts-slot', '.mmx-diagnoses-slot', '.mmx-diagnosis-slot']) {
+    await frame.waitForSelector(`${slot}:not(.mmx-loading) > *`, { timeout: 30_000 });
+  }
 }
 
 async function selectRuns(frame: Frame, runs: string[]): Promise<void> {
@@ -83,8 +96,9 @@ describe('the tab in TensorBoard', () => {
     await frame.locator('.mmx-run', { hasText: XSS_RUN }).locator('input').uncheck();
     await expect.poll(() => frame.locator('[data-heatmap="overview"] h3').textContent()).toContain('dying');
     await waitViews(frame);
+    await waitDiagnosis(frame, 'dying');
     await page.waitForTimeout(300);
-    await page.screenshot({ path: join(docs, 'tab.png') });
+    await page.screenshot({ path: join(out, 'tab.png') });
     expect(w.csp).toEqual([]);
     expect(w.errors).toEqual([]);
     expect(w.failed).toEqual([]);
@@ -122,10 +136,14 @@ describe('the tab in TensorBoard', () => {
       expect(px.painted, `${id} painted pixels`).toBeGreaterThan(0.3 * px.width * px.height);
       expect(px.colours, `${id} distinct colours`).toBeGreaterThan(2);
     }
+    // The alerts panel, the overview's diagnosis lines and the layer detail's diagnosis card have arrived.
+    await waitDiagnosis(frame, 'dying');
+    await frame.waitForSelector('.mmx-diagnosis .mmx-diagnosis-text', { timeout: 30_000 });
     await unstick(frame);
-    await frame.locator('#mmx-overview').screenshot({ path: join(docs, 'overview.png') });
-    await frame.locator('#mmx-wherewhen').screenshot({ path: join(docs, 'where-and-when.png') });
-    await frame.locator('#mmx-layer').screenshot({ path: join(docs, 'layer-detail.png') });
+    await frame.locator('#mmx-alerts').screenshot({ path: join(out, 'alerts.png') });
+    await frame.locator('#mmx-overview').screenshot({ path: join(out, 'overview.png') });
+    await frame.locator('#mmx-wherewhen').screenshot({ path: join(out, 'where-and-when.png') });
+    await frame.locator('#mmx-layer').screenshot({ path: join(out, 'layer-detail.png') });
     await page.close();
   });
 
@@ -136,6 +154,7 @@ describe('the tab in TensorBoard', () => {
     await frame.locator('.mmx-run', { hasText: XSS_RUN }).locator('input').uncheck();
     await expect.poll(() => frame.locator('[data-heatmap="overview"] h3').textContent()).toContain('healthy');
     await waitViews(frame);
+    await waitDiagnosis(frame, 'healthy'); // what arrives late moves the heatmaps: hover only after it
     type Ov = { layers: { name: string; near_zero_counts: number[]; near_zero_sums: number[]; near_zero_fraction: number }[] };
     const ov = await route<Ov>(frame, './overview?run=healthy&role=forward');
     // Overview row 1, first column (PP); default measure: share of counts within near-zero results.
@@ -158,6 +177,7 @@ describe('the tab in TensorBoard', () => {
     const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const frame = await openEntry(page, demoUrl);
     await waitViews(frame);
+    await waitDiagnosis(frame, XSS_RUN);
     const h = await route<{ layers: string[]; steps: number[] }>(frame, `./heatmap?run=${encodeURIComponent(XSS_RUN)}&role=forward`);
     const { cellPoint } = await import('./browser');
     const p = await cellPoint(frame, 'wherewhen', 2, 1);
@@ -165,6 +185,95 @@ describe('the tab in TensorBoard', () => {
     await expect.poll(() => frame.locator('.mmx-layer-select').inputValue()).toBe(h.layers[2]);
     await expect.poll(() => frame.locator('.mmx-step-value').textContent()).toContain(String(h.steps[1]));
     await expect.poll(() => frame.locator('[data-heatmap="units"] h3').textContent()).toContain(`step ${h.steps[1]}`);
+    await page.close();
+  });
+
+  it('the layer detail shows /diagnosis\'s text, causes and alerts for the layer', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const w = watch(page);
+    const frame = await openEntry(page, demoUrl);
+    await waitViews(frame);
+    const check = async (run: string, layer: string, step: number | null) => {
+      const q = `run=${encodeURIComponent(run)}&role=forward&layer=${encodeURIComponent(layer)}${step === null ? '' : `&step=${step}`}`;
+      const d = await route<Diagnosis>(frame, `./diagnosis?${q}`);
+      const card = frame.locator(`.mmx-diagnosis[data-layer="${layer}"]`);
+      await expect.poll(() => card.locator('.mmx-diagnosis-text').textContent(), { timeout: 30_000 }).toBe(d.text);
+      const causes = Object.entries(d.causes).sort((a, b) => (b[1] ?? -1) - (a[1] ?? -1));
+      expect(await card.locator('.mmx-cause-name').allTextContents()).toEqual(causes.map(([name]) => name));
+      expect(await card.locator('.mmx-cause').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.share))).toEqual(causes.map(([, v]) => String(v)));
+      expect(await card.locator('.mmx-layer-alerts .mmx-alert-text').allTextContents()).toEqual(d.alerts.map((a) => a.message));
+      return d;
+    };
+    // The default run (named like an HTML injection) opens on hidden_b, the layer with the most near-zero results:
+    // its 16 zeroed kernel columns are dead units, and the diagnosis says so.
+    await selectRuns(frame, [XSS_RUN]);
+    const layer = await frame.locator('.mmx-layer-select').inputValue();
+    expect(layer).toBe('hidden_b');
+    const d = await check(XSS_RUN, layer, null);
+    expect(d.alerts.map((a) => a.kind)).toEqual(['dead_units']);
+    expect(d.dead_rows.length).toBe(16);
+    expect(await frame.locator('.mmx-diagnosis .mmx-dead-rows').textContent()).toContain('0, 1, 2');
+    // Another layer.
+    await frame.locator('.mmx-layer-select').selectOption('dense');
+    await check(XSS_RUN, 'dense', null);
+    // The overview's line for each layer is /alerts's diagnosis text for the role.
+    const al = await route<Alerts>(frame, `./alerts?run=${encodeURIComponent(XSS_RUN)}`);
+    const lines = al.diagnoses.filter((x) => x.role === 'forward');
+    await expect.poll(() => frame.locator('.mmx-diagnoses li').count()).toBe(lines.length);
+    expect(await frame.locator('.mmx-diagnoses .mmx-diagnoses-layer').allTextContents()).toEqual(lines.map((x) => x.layer));
+    expect(await frame.locator('.mmx-diagnoses .mmx-diagnoses-text').allTextContents()).toEqual(lines.map((x) => x.text));
+    expect(await frame.locator('img').count()).toBe(0);
+    expect(w.errors).toEqual([]);
+    expect(w.failed).toEqual([]);
+    await page.close();
+  });
+
+  it('the alerts panel lists /alerts\'s alerts in order; a click selects the layer, role and first step', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const w = watch(page);
+    const frame = await openEntry(page, demoUrl);
+    const panel = async (run: string) => {
+      const al = await route<Alerts>(frame, `./alerts?run=${encodeURIComponent(run)}`);
+      await expect.poll(() => frame.locator('[data-view="alerts"] h2').textContent(), { timeout: 30_000 }).toContain(run);
+      const items = frame.locator('[data-view="alerts"] li');
+      expect(await items.count()).toBe(al.alerts.length);
+      expect(await items.locator('.mmx-alert-text').allTextContents()).toEqual(al.alerts.map((a) => a.message));
+      expect(await items.locator('.mmx-alert-layer').allTextContents()).toEqual(al.alerts.map((a) => a.layer));
+      expect(await items.locator('.mmx-alert-step').allTextContents()).toEqual(al.alerts.map((a) => `since step ${a.first_step}`));
+      expect(await items.locator('.mmx-alert-sev').allTextContents()).toEqual(al.alerts.map((a) => `${(a.severity * 100).toFixed(0)}%`));
+      expect(await items.locator('.mmx-severity').evaluateAll((els) => els.map((e) => Number((e as HTMLElement).style.getPropertyValue('--sev'))))).toEqual(
+        al.alerts.map((a) => a.severity),
+      );
+      return al;
+    };
+    // The default run: one alert, the dead units of hidden_b since step 60.
+    const al = await panel(XSS_RUN);
+    expect(al.alerts.map((a) => [a.kind, a.layer, a.role, a.first_step])).toEqual([['dead_units', 'hidden_b', 'forward', 60]]);
+    await frame.locator('.mmx-layer-select').selectOption('dense');
+    await frame.locator('[data-view="alerts"] li').first().click();
+    await expect.poll(() => frame.locator('.mmx-layer-select').inputValue()).toBe('hidden_b');
+    await expect.poll(() => frame.locator('.mmx-step-value').textContent()).toMatch(/^60 /);
+    const d = await route<Diagnosis>(frame, `./diagnosis?run=${encodeURIComponent(XSS_RUN)}&role=forward&layer=hidden_b&step=60`);
+    await expect.poll(() => frame.locator('.mmx-diagnosis[data-layer="hidden_b"] .mmx-diagnosis-text').textContent(), { timeout: 30_000 }).toBe(d.text);
+    expect(d.step).toBe(60);
+    expect(d.alerts.map((a) => a.kind)).toContain('dead_units');
+    await expect.poll(() => frame.locator('[data-heatmap="units"] h3').textContent()).toContain('step 60');
+    // The run with dying ReLUs: several alerts of several roles, in the backend's order.
+    await selectRuns(frame, ['dying']);
+    await frame.locator('.mmx-run', { hasText: XSS_RUN }).locator('input').uncheck();
+    const al2 = await panel('dying');
+    expect(al2.alerts.length).toBeGreaterThan(1);
+    const sev = al2.alerts.map((a) => a.severity);
+    expect(sev).toEqual([...sev].sort((a, b) => b - a));
+    const i = al2.alerts.findIndex((a) => a.role !== 'forward');
+    expect(i).toBeGreaterThanOrEqual(0);
+    const a = al2.alerts[i];
+    await frame.locator('[data-view="alerts"] li').nth(i).click();
+    await expect.poll(() => frame.locator('select.mmx-role').inputValue()).toBe(a.role);
+    await expect.poll(() => frame.locator('.mmx-layer-select').inputValue()).toBe(a.layer);
+    await expect.poll(() => frame.locator('[data-heatmap="overview"] h3').textContent()).toContain('kernel gradient');
+    expect(w.errors).toEqual([]);
+    expect(w.failed).toEqual([]);
     await page.close();
   });
 
@@ -181,11 +290,12 @@ describe('the tab in TensorBoard', () => {
       expect(px.painted, `${id} painted`).toBeGreaterThan(0.3 * px.width * px.height);
     }
     await unstick(frame);
-    await frame.locator('#mmx-compare').screenshot({ path: join(docs, 'compare.png') });
+    await frame.locator('#mmx-compare').screenshot({ path: join(out, 'compare.png') });
     // Add the run that has a differently named layer: it is missing in the others, not zero.
     await selectRuns(frame, [XSS_RUN]);
     await expect.poll(() => frame.locator('[data-heatmap^="compare-overview-"]').count()).toBe(3);
     await frame.waitForSelector('[data-heatmap="compare-fractions"] .mmx-legend-missing');
+    await waitDiagnosis(frame, 'healthy');
     const runs3 = ['healthy', 'dying', XSS_RUN];
     const c = await route<{ runs: string[]; layers: string[]; results: { layers: (object | null)[] }[] }>(
       frame,
@@ -231,7 +341,7 @@ describe('the tab in TensorBoard', () => {
     const empty = page.locator('[data-state="empty"]');
     await empty.waitFor();
     expect(await empty.textContent()).toContain('tb_matmul_explainer.keras.ExplainerCallback(log_dir)');
-    await page.screenshot({ path: join(docs, 'empty-state.png') });
+    await page.screenshot({ path: join(out, 'empty-state.png') });
     await page.close();
   });
 });
@@ -307,7 +417,7 @@ describe('figures', () => {
     const units = await frame.evaluate(() => Number(document.querySelector<HTMLElement>('[data-heatmap="units"]')!.dataset.renderMs));
     info(`info: render the 1024-unit x 9-pair heatmap: ${units.toFixed(1)} ms`);
     await unstick(frame);
-    await frame.locator('#mmx-layer').screenshot({ path: join(docs, 'units-1024x200.png') });
+    await frame.locator('#mmx-layer').screenshot({ path: join(out, 'units-1024x200.png') });
     await page.close();
   });
 });

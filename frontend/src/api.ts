@@ -4,9 +4,12 @@
  * (the reload button), and concurrent requests for one URL share one fetch.
  */
 import type {
+  Alert,
+  AlertsResponse,
   CompareHeatmapResponse,
   CompareOverviewResponse,
-  Diagnosis,
+  DiagnosisResponse,
+  LayerDiagnosis,
   HeatmapResponse,
   OverviewResponse,
   Role,
@@ -66,79 +69,84 @@ export function parseF32(buf: ArrayBuffer, headers: { get(name: string): string 
   return { steps, rows, groupSize, values };
 }
 
-/** Accepts the likely shapes of the diagnosis route's answer and returns its sentences, or null. */
-export function normaliseDiagnosis(body: unknown): Diagnosis | null {
-  if (typeof body === 'string') return body.trim() ? { text: body.trim(), details: [] } : null;
-  if (!body || typeof body !== 'object') return null;
-  const o = body as Record<string, unknown>;
-  const str = (v: unknown) => (typeof v === 'string' && v.trim() ? v.trim() : null);
-  const text = str(o.text) ?? str(o.diagnosis) ?? str(o.summary) ?? str(o.message) ?? str(o.headline);
-  const list = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string' && !!x.trim()) : []);
-  let details = [...list(o.sentences), ...list(o.lines), ...list(o.details)];
-  if (o.causes && typeof o.causes === 'object' && !Array.isArray(o.causes)) {
-    // {cause name: share of the near-zero cells' products}, largest first.
-    const entries = Object.entries(o.causes as Record<string, unknown>).filter((e): e is [string, number] => typeof e[1] === 'number');
-    entries.sort((a, b) => b[1] - a[1]);
-    for (const [name, share] of entries) details.push(`${name.replace(/_/g, ' ')}: ${(share * 100).toFixed(0)}% of the near-zero results’ products`);
+/** A route answered JSON that is not the documented shape. */
+export class ShapeError extends Error {
+  constructor(route: string, path: string, expected: string, got: unknown) {
+    const seen = got === null ? 'null' : Array.isArray(got) ? 'an array' : typeof got === 'string' ? `"${got.slice(0, 40)}"` : typeof got;
+    super(`malformed ${route} answer: ${path} should be ${expected}, got ${seen}`);
+    this.name = 'ShapeError';
   }
-  if (Array.isArray(o.alerts)) for (const a of normaliseAlerts(o.alerts)) details.push(`alert: ${a.message}`);
-  if (Array.isArray(o.causes)) {
-    for (const c of o.causes) {
-      if (typeof c === 'string') details.push(c);
-      else if (c && typeof c === 'object') {
-        const cc = c as Record<string, unknown>;
-        const t = str(cc.text) ?? str(cc.description) ?? str(cc.cause) ?? str(cc.name);
-        if (t) details.push(typeof cc.share === 'number' ? `${t} (${(cc.share * 100).toFixed(0)}%)` : t);
-      }
-    }
-  }
-  if (o.diagnosis && typeof o.diagnosis === 'object') {
-    const inner = normaliseDiagnosis(o.diagnosis);
-    if (inner) return { text: text ?? inner.text, details: [...details, ...inner.details] };
-  }
-  if (!text && !details.length) return null;
-  if (!text) {
-    const [first, ...rest] = details;
-    return { text: first, details: rest };
-  }
-  details = details.filter((d) => d !== text);
-  return { text, details };
 }
 
-/** One ranked alert of a run, as the (optional) `/alerts` route or a diagnosis may carry it. */
-export interface Alert {
-  kind: string;
-  layer: string;
-  role: string;
-  firstStep: number | null;
-  severity: number;
-  message: string;
+/** Readers of one route's JSON that throw a ShapeError naming the route and field that do not fit. */
+function reader(route: string) {
+  const fail = (path: string, expected: string, got: unknown): never => {
+    throw new ShapeError(route, path, expected, got);
+  };
+  const obj = (v: unknown, path: string): Record<string, unknown> =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : fail(path, 'an object', v);
+  const str = (v: unknown, path: string): string => (typeof v === 'string' ? v : fail(path, 'a string', v));
+  const int = (v: unknown, path: string): number => (Number.isInteger(v) ? (v as number) : fail(path, 'an integer', v));
+  const num = (v: unknown, path: string): number => (typeof v === 'number' && Number.isFinite(v) ? v : fail(path, 'a number', v));
+  const numOrNull = (v: unknown, path: string): number | null => (v === null ? null : num(v, path));
+  const list = <T>(v: unknown, path: string, item: (x: unknown, path: string) => T): T[] =>
+    Array.isArray(v) ? v.map((x, i) => item(x, `${path}[${i}]`)) : fail(path, 'an array', v);
+  const alert = (v: unknown, path: string): Alert => {
+    const o = obj(v, path);
+    return {
+      kind: str(o.kind, `${path}.kind`),
+      layer: str(o.layer, `${path}.layer`),
+      role: str(o.role, `${path}.role`),
+      first_step: int(o.first_step, `${path}.first_step`),
+      severity: num(o.severity, `${path}.severity`),
+      message: str(o.message, `${path}.message`),
+    };
+  };
+  return { obj, str, int, numOrNull, list, alert };
 }
 
-/** Accepts a list of alerts (or {alerts: [...]}) and returns the readable ones, most severe first. */
-export function normaliseAlerts(body: unknown): Alert[] {
-  const list = Array.isArray(body) ? body : body && typeof body === 'object' && Array.isArray((body as { alerts?: unknown }).alerts) ? (body as { alerts: unknown[] }).alerts : [];
-  const out: Alert[] = [];
-  for (const a of list) {
-    if (typeof a === 'string') {
-      if (a.trim()) out.push({ kind: '', layer: '', role: '', firstStep: null, severity: 0, message: a.trim() });
-      continue;
-    }
-    if (!a || typeof a !== 'object') continue;
-    const o = a as Record<string, unknown>;
-    const message = [o.message, o.text, o.description].find((x): x is string => typeof x === 'string' && !!x.trim());
-    if (!message) continue;
-    const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-    out.push({
-      kind: typeof o.kind === 'string' ? o.kind : '',
-      layer: typeof o.layer === 'string' ? o.layer : '',
-      role: typeof o.role === 'string' ? o.role : '',
-      firstStep: num(o.first_step),
-      severity: num(o.severity) ?? 0,
-      message: message.trim(),
-    });
-  }
-  return out.sort((x, y) => y.severity - x.severity);
+/** The `/diagnosis` answer (http_api.md), checked field by field. */
+export function parseDiagnosis(body: unknown): DiagnosisResponse {
+  const r = reader('/diagnosis');
+  const o = r.obj(body, 'the answer');
+  const shares = (v: unknown, path: string): Record<string, number | null> => {
+    const out: Record<string, number | null> = {};
+    for (const [name, share] of Object.entries(r.obj(v, path))) out[name] = r.numOrNull(share, `${path}[${JSON.stringify(name)}]`);
+    return out;
+  };
+  return {
+    run: r.str(o.run, 'run'),
+    role: r.str(o.role, 'role'),
+    layer: r.str(o.layer, 'layer'),
+    step: r.int(o.step, 'step'),
+    text: r.str(o.text, 'text'),
+    causes: shares(o.causes, 'causes'),
+    near_zero_fraction: r.numOrNull(o.near_zero_fraction, 'near_zero_fraction'),
+    dead_rows: r.list(o.dead_rows, 'dead_rows', r.int),
+    alerts: r.list(o.alerts, 'alerts', r.alert),
+  };
+}
+
+/** The `/alerts` answer (http_api.md), checked field by field; the alerts keep the backend's ranking. */
+export function parseAlerts(body: unknown): AlertsResponse {
+  const r = reader('/alerts');
+  const o = r.obj(body, 'the answer');
+  return {
+    run: r.str(o.run, 'run'),
+    step: o.step === null ? null : r.int(o.step, 'step'),
+    alerts: r.list(o.alerts, 'alerts', r.alert),
+    diagnoses: r.list(o.diagnoses, 'diagnoses', (v, path): LayerDiagnosis => {
+      const d = r.obj(v, path);
+      return { layer: r.str(d.layer, `${path}.layer`), role: r.str(d.role, `${path}.role`), step: r.int(d.step, `${path}.step`), text: r.str(d.text, `${path}.text`) };
+    }),
+  };
+}
+
+/** Causes of a diagnosis, largest share first (a null share last). */
+export function rankedCauses(d: DiagnosisResponse): { name: string; share: number | null }[] {
+  return Object.entries(d.causes)
+    .map(([name, share]) => ({ name, share }))
+    .sort((a, b) => (b.share ?? -1) - (a.share ?? -1));
 }
 
 export interface Api {
@@ -150,10 +158,10 @@ export interface Api {
   unitHeatmap(run: string, role: Role, layer: string): Promise<UnitHeatmap>;
   compareOverview(runs: string[], role: Role, step?: number | null): Promise<CompareOverviewResponse>;
   compareHeatmap(runs: string[], role: Role): Promise<CompareHeatmapResponse>;
-  /** The diagnosis for a layer, or null where the backend has none (404: route or record absent). */
-  diagnosis(run: string, role: Role, layer: string, step?: number | null): Promise<Diagnosis | null>;
-  /** The run's ranked alerts, or null where the backend has no such route (404). */
-  alerts(run: string): Promise<Alert[] | null>;
+  /** A layer's diagnosis, or null where the layer has no record at or before `step` (404). */
+  diagnosis(run: string, role: Role, layer: string, step?: number | null): Promise<DiagnosisResponse | null>;
+  /** The run's alerts, ranked worst first, and every layer and role's diagnosis line at `step`. */
+  alerts(run: string, step?: number | null): Promise<AlertsResponse>;
   clear(): void;
 }
 
@@ -209,21 +217,12 @@ export function createApi(fetchFn: FetchFn = (u, i) => fetch(u, i)): Api {
       const url = buildUrl('diagnosis', { run, role, layer, step });
       return cached(url, async () => {
         const res = await fetchFn(url, { credentials: 'same-origin' });
-        if (res.status === 404) return null;
+        if (res.status === 404) return null; // the layer has no record at or before the step
         if (!res.ok) throw await errorOf(res, url);
-        const type = res.headers.get('Content-Type') ?? '';
-        return normaliseDiagnosis(type.includes('json') ? await res.json() : await res.text());
+        return parseDiagnosis(await res.json());
       });
     },
-    alerts: (run) => {
-      const url = buildUrl('alerts', { run });
-      return cached(url, async () => {
-        const res = await fetchFn(url, { credentials: 'same-origin' });
-        if (res.status === 404) return null;
-        if (!res.ok) throw await errorOf(res, url);
-        return normaliseAlerts(await res.json());
-      });
-    },
+    alerts: (run, step) => json<unknown>('alerts', { run, step }).then(parseAlerts),
     clear: () => cache.clear(),
   };
 }

@@ -139,7 +139,9 @@ export function createControls(store: Store, onReload: () => void): HTMLElement 
     roleSlot.textContent = '';
     const roles = availableRoles(s);
     const opts = (roles.length ? roles : [s.role]).map((r) => ({ value: r, label: roleLabel(r) }));
-    roleSlot.appendChild(select(opts, s.role, (v) => store.set({ role: v, step: null, layer: s.layer })));
+    const sel = select(opts, s.role, (v) => store.set({ role: v, step: null, layer: s.layer }));
+    sel.classList.add('mmx-role');
+    roleSlot.appendChild(sel);
   };
 
   const renderMeasure = (s: State) => {

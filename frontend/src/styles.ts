@@ -100,12 +100,32 @@ body { margin: 0; background: #f5f5f5; }
 .mmx-small { font-size: 10px; opacity: .9; overflow-wrap: anywhere; }
 .mmx-layer-picker { display: flex; gap: 12px; }
 .mmx-alerts { background: #fff; border: 1px solid #e0e0e0; border-left: 4px solid #D55E00; border-radius: 6px; padding: 10px 14px; margin-bottom: 14px; }
-.mmx-alerts ol { margin: 6px 0 0; padding-left: 0; list-style: none; }
-.mmx-alerts li { display: flex; gap: 10px; align-items: baseline; padding: 3px 4px; border-radius: 4px; }
-.mmx-alerts li.mmx-clickable { cursor: pointer; }
-.mmx-alerts li.mmx-clickable:hover { background: #f5f5f5; }
-.mmx-severity { flex: none; width: 48px; height: 8px; border-radius: 4px; background: linear-gradient(90deg, #D55E00 calc(var(--sev) * 100%), #eeeeee 0); }
-.mmx-alert-text { flex: 1 1 auto; }
+.mmx-alerts.mmx-alerts-none { border-left-color: #009E73; }
+.mmx-alerts-head { display: flex; flex-wrap: wrap; gap: 4px 12px; align-items: baseline; }
+.mmx-alert-list { margin: 6px 0 0; padding: 0; list-style: none; max-height: 280px; overflow-y: auto;
+  display: grid; grid-template-columns: 48px max-content minmax(60px, max-content) max-content max-content minmax(200px, 1fr); gap: 0 10px; }
+.mmx-alert-list li { grid-column: 1 / -1; display: grid; grid-template-columns: subgrid; align-items: baseline; padding: 3px 4px; border-radius: 4px; }
+.mmx-alert-list li:focus-visible { outline: 2px solid #0072B2; }
+.mmx-clickable { cursor: pointer; }
+.mmx-clickable:hover { background: #f5f5f5; }
+.mmx-severity, .mmx-share { flex: none; display: inline-block; width: 48px; height: 8px; border-radius: 4px;
+  background: linear-gradient(90deg, #D55E00 calc(var(--sev) * 100%), #eeeeee 0); }
+.mmx-share { background: linear-gradient(90deg, #0072B2 calc(var(--share) * 100%), #eeeeee 0); }
+.mmx-alert-sev, .mmx-cause-share { font-variant-numeric: tabular-nums; color: #616161; text-align: right; min-width: 3em; }
+.mmx-alert-layer, .mmx-diagnoses-layer { font-weight: 500; overflow-wrap: anywhere; }
+.mmx-alert-role, .mmx-alert-step { color: #616161; white-space: nowrap; }
+.mmx-alert-text { flex: 1 1 auto; min-width: 0; }
+.mmx-diagnosis-label { color: #757575; font-size: 11px; text-transform: uppercase; letter-spacing: .04em; margin: 10px 0 3px; }
+.mmx-causes, .mmx-layer-alerts { margin: 0; padding: 0; list-style: none; }
+.mmx-causes li, .mmx-layer-alerts li { display: flex; gap: 8px; align-items: baseline; padding: 2px 0; }
+.mmx-dead-rows { margin: 8px 0 0; color: #424242; overflow-wrap: anywhere; }
+.mmx-diagnoses { margin-top: 8px; }
+.mmx-diagnoses ul { margin: 0; padding: 0; list-style: none; }
+.mmx-diagnoses li { display: flex; gap: 12px; align-items: baseline; padding: 2px 4px; border-radius: 4px; }
+.mmx-diagnoses li.mmx-current { background: #e3f2fd; }
+.mmx-diagnoses-layer { flex: 0 0 140px; }
+.mmx-diagnoses-text { flex: 1 1 auto; min-width: 0; color: #424242; }
+.mmx-tooltip td[data-label="diagnosis"] { word-break: normal; overflow-wrap: anywhere; }
 `;
 
 export function injectStyles(doc: Document = document): void {

@@ -138,8 +138,51 @@ export interface CompareHeatmapResponse {
   results: (CompareHeatmapResult | null)[];
 }
 
-/** Normalised answer of the (optional) `/diagnosis` route. */
-export interface Diagnosis {
+/** Kinds of alert the backend raises (rules in explain.py); an unknown kind is shown as it is. */
+export const ALERT_KINDS = ['dead_units', 'excess_near_zero', 'vanishing_gradient', 'collapsed_weights', 'non_finite'] as const;
+
+/** One alert: `/diagnosis` lists a layer's, `/alerts` a run's (ranked worst first). */
+export interface Alert {
+  kind: string;
+  layer: string;
+  role: Role;
+  /** First recorded step from which the alert held continuously. */
+  first_step: number;
+  /** In [0, 1]. */
+  severity: number;
+  message: string;
+}
+
+/** `/diagnosis?run&role&layer[&step]`: one layer's diagnosis at its latest record at or before `step`. */
+export interface DiagnosisResponse {
+  run: string;
+  role: Role;
+  layer: string;
+  /** The record's step. */
+  step: number;
   text: string;
-  details: string[];
+  /** Cause -> share of the near-zero cells' products it accounts for (null: not finite). */
+  causes: Record<string, Num>;
+  near_zero_fraction: Num;
+  /** Stored rows (see /units) that are dead at this step. */
+  dead_rows: number[];
+  alerts: Alert[];
+}
+
+/** One layer and role's diagnosis line in `/alerts`. */
+export interface LayerDiagnosis {
+  layer: string;
+  role: Role;
+  step: number;
+  text: string;
+}
+
+/** `/alerts?run[&step]`: every layer and role of a run diagnosed at `step` (null: each layer's latest record). */
+export interface AlertsResponse {
+  run: string;
+  step: number | null;
+  /** Worst first. */
+  alerts: Alert[];
+  /** Model order. */
+  diagnoses: LayerDiagnosis[];
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
-import { ApiError, buildUrl, createApi, normaliseAlerts, normaliseDiagnosis, parseF32 } from '../src/api';
-import { runs } from './fixtures';
+import { ApiError, ShapeError, buildUrl, createApi, parseAlerts, parseDiagnosis, parseF32, rankedCauses } from '../src/api';
+import { alert, alerts, diagnosis, runs } from './fixtures';
 
 function headers(h: Record<string, string>) {
   const m = new Map(Object.entries(h).map(([k, v]) => [k.toLowerCase(), v]));
@@ -78,49 +78,55 @@ describe('createApi', () => {
     expect(Array.from(h.values)).toEqual([0.5, 1]);
   });
 
-  it('diagnosis: 404 means none; JSON and text answers are normalised', async () => {
-    const api404 = createApi(async () => respond('Not found', { status: 404 }));
-    expect(await api404.diagnosis('r', 'forward', 'dense')).toBeNull();
-    const apiJson = createApi(async () => respond({ text: 'Inputs are near zero.', causes: [{ text: 'near-zero input', share: 0.8 }] }));
-    expect(await apiJson.diagnosis('r', 'forward', 'dense')).toEqual({ text: 'Inputs are near zero.', details: ['near-zero input (80%)'] });
-    const apiText = createApi(async () => respond('All good.', { headers: { 'Content-Type': 'text/plain' } }));
-    expect(await apiText.diagnosis('r', 'forward', 'dense')).toEqual({ text: 'All good.', details: [] });
+  it('diagnosis: the documented shape, 404 = no record at or before the step, other errors thrown', async () => {
+    const f = vi.fn(async (_url: string) => respond(diagnosis('dense')));
+    const d = await createApi(f).diagnosis('r', 'forward', 'dense', 300);
+    expect(f.mock.calls[0][0]).toBe('./diagnosis?run=r&role=forward&layer=dense&step=300');
+    expect(d).toEqual(diagnosis('dense'));
+    const api404 = createApi(async () => respond("Not found: run 'r', layer 'dense', role 'forward' has no record at or before step 0", { status: 404, headers: { 'Content-Type': 'text/plain' } }));
+    expect(await api404.diagnosis('r', 'forward', 'dense', 0)).toBeNull();
+    const api400 = createApi(async () => respond('bad step', { status: 400, headers: { 'Content-Type': 'text/plain' } }));
+    await expect(api400.diagnosis('r', 'forward', 'dense', -1)).rejects.toBeInstanceOf(ApiError);
     const api500 = createApi(async () => respond('boom', { status: 500 }));
     await expect(api500.diagnosis('r', 'forward', 'dense')).rejects.toBeInstanceOf(ApiError);
   });
 
-  it('normaliseDiagnosis accepts several shapes', () => {
-    expect(normaliseDiagnosis({ sentences: ['a', 'b'] })).toEqual({ text: 'a', details: ['b'] });
-    expect(normaliseDiagnosis({ diagnosis: { summary: 'x' } })).toEqual({ text: 'x', details: [] });
-    expect(normaliseDiagnosis({ diagnosis: 'y', details: ['y', 'z'] })).toEqual({ text: 'y', details: ['z'] });
-    expect(normaliseDiagnosis({})).toBeNull();
-    expect(normaliseDiagnosis(42)).toBeNull();
+  it('parseDiagnosis keeps exactly the documented fields and rejects other shapes', () => {
+    expect(parseDiagnosis({ ...diagnosis('dense'), extra: 1 })).toEqual(diagnosis('dense'));
+    expect(parseDiagnosis(diagnosis('dense', { causes: { x: null }, near_zero_fraction: null, alerts: [], dead_rows: [] })).causes).toEqual({ x: null });
+    // The shapes the old client guessed are errors now, naming the field.
+    expect(() => parseDiagnosis('All good.')).toThrow(ShapeError);
+    expect(() => parseDiagnosis({ sentences: ['a', 'b'] })).toThrow(/\/diagnosis answer: run should be a string/);
+    expect(() => parseDiagnosis({ ...diagnosis(), causes: [{ text: 'near-zero input', share: 0.8 }] })).toThrow(/causes should be an object, got an array/);
+    expect(() => parseDiagnosis({ ...diagnosis(), causes: { a: '80%' } })).toThrow(/causes\["a"\] should be a number/);
+    expect(() => parseDiagnosis({ ...diagnosis(), step: 1.5 })).toThrow(/step should be an integer/);
+    expect(() => parseDiagnosis({ ...diagnosis(), dead_rows: ['1'] })).toThrow(/dead_rows\[0\] should be an integer/);
+    expect(() => parseDiagnosis({ ...diagnosis(), alerts: [{ ...alert(), severity: null }] })).toThrow(/alerts\[0\]\.severity should be a number, got null/);
+    expect(() => parseDiagnosis({ ...diagnosis(), alerts: ['plain text alert'] })).toThrow(/alerts\[0\] should be an object/);
   });
 
-  it('normaliseDiagnosis reads causes as {name: share}, largest first, and alerts', () => {
-    const d = normaliseDiagnosis({
-      text: 'Near-zero inputs explain it.',
-      causes: { near_zero_first_operand: 0.7, cancellation: 0.2 },
-      alerts: [{ message: 'dead units: 40%', severity: 0.4 }],
-    });
-    expect(d).toEqual({
-      text: 'Near-zero inputs explain it.',
-      details: ['near zero first operand: 70% of the near-zero results’ products', 'cancellation: 20% of the near-zero results’ products', 'alert: dead units: 40%'],
-    });
+  it('rankedCauses: largest share first, a null share last', () => {
+    expect(rankedCauses(diagnosis('dense', { causes: { a: 0.1, b: null, c: 0.8 } }))).toEqual([
+      { name: 'c', share: 0.8 },
+      { name: 'a', share: 0.1 },
+      { name: 'b', share: null },
+    ]);
   });
 
-  it('alerts: worst first, 404 means no route', async () => {
-    const alerts = normaliseAlerts({
-      alerts: [
-        { kind: 'dead_units', layer: 'dense_1', role: 'forward', first_step: 40, severity: 0.3, message: 'a' },
-        { kind: 'non_finite', layer: 'logits', role: 'forward', first_step: 0, severity: 1, message: 'b' },
-        { severity: 2 },
-        'plain text alert',
-      ],
-    });
-    expect(alerts.map((a) => a.message)).toEqual(['b', 'a', 'plain text alert']);
-    expect(alerts[1]).toEqual({ kind: 'dead_units', layer: 'dense_1', role: 'forward', firstStep: 40, severity: 0.3, message: 'a' });
-    expect(normaliseAlerts([])).toEqual([]);
-    expect(await createApi(async () => new Response('Not found', { status: 404 })).alerts('r')).toBeNull();
+  it('alerts: the documented shape in the backend\'s order (not re-ranked); a 404 is an error', async () => {
+    const f = vi.fn(async (_url: string) => respond(alerts('r', 300)));
+    const a = await createApi(f).alerts('r', 300);
+    expect(f.mock.calls[0][0]).toBe('./alerts?run=r&step=300');
+    expect(a).toEqual(alerts('r', 300));
+    const reversed = { ...alerts(), alerts: [...alerts().alerts].reverse() };
+    expect(parseAlerts(reversed).alerts.map((x) => x.severity)).toEqual([0.25, 0.45]);
+    expect(parseAlerts({ ...alerts(), alerts: [] }).alerts).toEqual([]);
+    expect(() => parseAlerts([alert()])).toThrow(/\/alerts answer: the answer should be an object, got an array/);
+    expect(() => parseAlerts({ ...alerts(), step: 'latest' })).toThrow(/step should be an integer/);
+    expect(() => parseAlerts({ ...alerts(), diagnoses: [{ layer: 'dense', role: 'forward', step: 1 }] })).toThrow(/diagnoses\[0\]\.text should be a string/);
+    expect(() => parseAlerts({ ...alerts(), alerts: [{ ...alert(), first_step: null }] })).toThrow(/alerts\[0\]\.first_step should be an integer/);
+    const err = await createApi(async () => respond("Not found: no Matmul Explainer data for run 'nope'", { status: 404 })).alerts('nope').catch((e) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.status).toBe(404);
   });
 });

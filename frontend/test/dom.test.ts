@@ -6,8 +6,9 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApi } from '../src/api';
 import { App } from '../src/app';
+import { alertSelection } from '../src/views/alerts';
 import type { CompareOverviewResponse, RunsResponse } from '../src/types';
-import { heatmap, layer, overview, runs, units } from './fixtures';
+import { alert, alerts, diagnosis, heatmap, layer, overview, runs, units } from './fixtures';
 
 const EVIL = '<img src=x onerror=alert(1)>';
 
@@ -48,8 +49,16 @@ function fakeFetch(routes: Record<string, Route>) {
 
 const evilOverview = () => ({ run: EVIL, role: 'forward', step: 900, layers: [layer('<b>evil</b>', 0)] });
 
+const evilAlerts = () => ({
+  ...alerts(EVIL),
+  alerts: [alert({ layer: '<b>evil</b>', message: '<i>evil</i>: 2 of 4 units are dead' })],
+  diagnoses: [{ layer: '<b>evil</b>', role: 'forward', step: 900, text: '<i>evil</i> diagnosis' }],
+});
+
 const routes: Record<string, Route> = {
   runs: () => runs,
+  diagnosis: (p) => diagnosis(p.get('layer')!, { run: p.get('run')!, role: p.get('role')! }),
+  alerts: (p) => (p.get('run') === EVIL ? evilAlerts() : { ...alerts(p.get('run')!), step: p.has('step') ? Number(p.get('step')) : null }),
   overview: (p) => (p.get('run') === EVIL ? evilOverview() : overview()),
   heatmap: (p) => (p.get('run') === EVIL ? { ...heatmap(EVIL), layers: ['<b>evil</b>'], values: [[0.1, 0.2, 0.3]] } : heatmap()),
   units: () => units(),
@@ -148,22 +157,89 @@ describe('tab DOM', () => {
     expect(tip.querySelector('td[data-label="mean"]')!.textContent).toBe('0.125');
   });
 
-  it('shows the diagnosis and the ranked alerts when the backend serves them, and nothing on 404', async () => {
+  it('layer detail shows the diagnosis text, its causes with shares, dead rows and the layer\'s alerts', async () => {
     await mount();
-    expect(document.querySelector('.mmx-diagnosis')).toBeNull();
-    expect(document.querySelector('[data-view="alerts"]')).toBeNull();
+    const card = document.querySelector<HTMLElement>('.mmx-diagnosis')!;
+    expect(card.dataset.layer).toBe('dense_1');
+    expect(card.querySelector('.mmx-diagnosis-text')!.textContent).toBe(diagnosis('dense_1').text);
+    const causes = [...card.querySelectorAll('.mmx-cause')].map((li) => [li.querySelector('.mmx-cause-name')!.textContent, li.querySelector('.mmx-cause-share')!.textContent]);
+    expect(causes).toEqual([
+      ['near-zero input', '80%'],
+      ['input +/- cancelling', '10%'],
+    ]);
+    expect(card.querySelector('.mmx-dead-rows')!.textContent).toContain('1, 3');
+    const layerAlerts = [...card.querySelectorAll('.mmx-layer-alerts li')].map((li) => li.textContent);
+    expect(layerAlerts).toEqual([alert().message]);
+  });
+
+  it('layer detail says so where the layer has no record at the step (404), and shows other errors', async () => {
+    await mount({ ...routes, diagnosis: () => new Response('Not found: no record at or before step 0', { status: 404 }) });
+    const card = document.querySelector<HTMLElement>('.mmx-diagnosis')!;
+    expect(card.classList.contains('mmx-diagnosis-none')).toBe(true);
+    expect(card.textContent).toContain('has no forward (outputs) record');
+    expect(document.querySelector('.mmx-diagnosis-slot .mmx-error')).toBeNull();
     document.body.textContent = '';
-    const app = await mount({
-      ...routes,
-      diagnosis: (p) => ({ text: `Layer ${p.get('layer')}: near-zero inputs.`, causes: { near_zero_first_operand: 0.8 } }),
-      alerts: () => ({ alerts: [{ kind: 'dead_units', layer: 'dense', role: 'forward', first_step: 100, severity: 0.5, message: '<i>dense</i>: 50% dead units' }] }),
-    });
-    expect(document.querySelector('.mmx-diagnosis-text')!.textContent).toBe('Layer dense_1: near-zero inputs.');
-    const alert = document.querySelector<HTMLElement>('[data-view="alerts"] li')!;
-    expect(alert.textContent).toContain('<i>dense</i>: 50% dead units');
-    expect(document.querySelectorAll('i').length).toBe(0);
-    alert.click();
+    await mount({ ...routes, diagnosis: () => ({ text: 'an old shape' }) });
+    expect(document.querySelector('.mmx-diagnosis-slot .mmx-error')!.textContent).toContain('malformed /diagnosis answer');
+  });
+
+  it('alerts panel lists the ranked alerts in order; a click selects layer, role and first step', async () => {
+    const app = await mount();
+    const items = [...document.querySelectorAll<HTMLElement>('[data-view="alerts"] li')];
+    const expected = alerts().alerts;
+    expect(items.map((li) => li.querySelector('.mmx-alert-text')!.textContent)).toEqual(expected.map((a) => a.message));
+    expect(items.map((li) => li.querySelector('.mmx-alert-layer')!.textContent)).toEqual(['dense_1', 'dense']);
+    expect(items[0].querySelector('.mmx-alert-role')!.textContent).toBe('forward (outputs)');
+    expect(items[0].querySelector('.mmx-alert-step')!.textContent).toBe('since step 100');
+    expect(items[0].querySelector('.mmx-alert-sev')!.textContent).toBe('45%');
+    items[1].click();
+    await settle();
+    expect(app.store.get()).toMatchObject({ layer: 'dense', role: 'forward', step: 0 });
+    expect(document.querySelector<HTMLSelectElement>('.mmx-layer-select')!.value).toBe('dense');
+    expect(document.querySelector<HTMLElement>('.mmx-diagnosis')!.dataset.layer).toBe('dense');
+    // Enter on a focused alert selects it too.
+    document.querySelector<HTMLElement>('[data-view="alerts"] li')!.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter' }));
+    expect(app.store.get()).toMatchObject({ layer: 'dense_1', step: 100 });
+    // An alert that began at the latest step follows the latest step (null); another role's is left to that role's steps.
+    expect(alertSelection(app.store.get(), alert({ first_step: 900 }))).toEqual({ layer: 'dense_1', role: 'forward', step: null });
+    expect(alertSelection(app.store.get(), alert({ role: 'kernel_gradient', first_step: 900 }))).toEqual({ layer: 'dense_1', role: 'kernel_gradient', step: 900 });
+  });
+
+  it('alerts panel: none is said so, and an error is shown, not hidden', async () => {
+    await mount({ ...routes, alerts: (p) => ({ ...alerts(p.get('run')!), alerts: [] }) });
+    expect(document.querySelector('[data-view="alerts"] h2')!.textContent).toBe('No alerts for mlp: nothing looks wrong.');
+    document.body.textContent = '';
+    await mount({ ...routes, alerts: () => new Response('boom', { status: 500 }) });
+    expect(document.querySelector('.mmx-alerts-slot .mmx-error')!.textContent).toContain('boom');
+    // The overview still draws without its diagnosis lines.
+    expect(document.querySelector('[data-heatmap="overview"]')).not.toBeNull();
+    expect(document.querySelector('.mmx-diagnoses')).toBeNull();
+  });
+
+  it('overview lists each layer\'s diagnosis line of the role, and its tooltips carry it', async () => {
+    const app = await mount();
+    const lines = [...document.querySelectorAll<HTMLElement>('.mmx-diagnoses li')];
+    expect(lines.map((li) => [li.dataset.layer, li.querySelector('.mmx-diagnoses-text')!.textContent])).toEqual([
+      ['dense', 'Nothing wrong: 12% of results are near zero.'],
+      ['dense_1', '50% of results are near zero.'],
+    ]);
+    lines[0].click();
     expect(app.store.get().layer).toBe('dense');
+    await settle();
+    const ov = document.querySelector<HTMLElement>('[data-heatmap="overview"]')!;
+    const l = JSON.parse(ov.dataset.layout!);
+    ov.querySelector('.mmx-hm-overlay')!.dispatchEvent(new MouseEvent('mousemove', { clientX: l.groupX[0] + l.cellW / 2, clientY: l.cellH / 2, bubbles: true }));
+    expect(document.querySelector('.mmx-tooltip td[data-label="diagnosis"]')!.textContent).toBe('Nothing wrong: 12% of results are near zero.');
+  });
+
+  it('alerts, diagnoses and their messages are text, never HTML', async () => {
+    const app = await mount();
+    app.store.set({ selected: [EVIL] });
+    await settle();
+    expect(document.querySelector('[data-view="alerts"] .mmx-alert-layer')!.textContent).toBe('<b>evil</b>');
+    expect(document.querySelector('[data-view="alerts"] .mmx-alert-text')!.textContent).toBe('<i>evil</i>: 2 of 4 units are dead');
+    expect(document.querySelector('.mmx-diagnoses-text')!.textContent).toBe('<i>evil</i> diagnosis');
+    expect(document.querySelectorAll('img, b, i').length).toBe(0);
   });
 
   it('clicking a where-and-when cell selects layer and step', async () => {

@@ -1,5 +1,16 @@
 /** API answers shaped exactly like tb_matmul_explainer/http_api.md, for unit tests. */
-import type { CompareHeatmapResponse, CompareOverviewResponse, HeatmapResponse, LayerTotals, OverviewResponse, RunsResponse, UnitsResponse } from '../src/types';
+import type {
+  Alert,
+  AlertsResponse,
+  CompareHeatmapResponse,
+  CompareOverviewResponse,
+  DiagnosisResponse,
+  HeatmapResponse,
+  LayerTotals,
+  OverviewResponse,
+  RunsResponse,
+  UnitsResponse,
+} from '../src/types';
 
 export function layer(name: string, index: number, over: Partial<LayerTotals> = {}): LayerTotals {
   return {
@@ -95,6 +106,49 @@ export function compareHeatmap(): CompareHeatmapResponse {
     results: [
       { run: 'a', role: 'forward', layers: ['dense', 'extra'], steps: [0, 100], values: [[0.1, 0.2], [0.3, 0.4]] },
       { run: 'b', role: 'forward', layers: ['dense', 'extra'], steps: [0, 50, 100], values: [[0.05, 0.5, 0.1], null] },
+    ],
+  };
+}
+
+export function alert(over: Partial<Alert> = {}): Alert {
+  return {
+    kind: 'dead_units',
+    layer: 'dense_1',
+    role: 'forward',
+    first_step: 100,
+    severity: 0.5,
+    message: '2 of 4 units are dead (near zero in every cell) since step 100.',
+    ...over,
+  };
+}
+
+export function diagnosis(layerName = 'dense_1', over: Partial<DiagnosisResponse> = {}): DiagnosisResponse {
+  return {
+    run: 'mlp',
+    role: 'forward',
+    layer: layerName,
+    step: 900,
+    text: `50% of ${layerName}'s results are near zero, mostly because of near-zero input (80% of their products).`,
+    causes: { 'input +/- cancelling': 0.1, 'near-zero input': 0.8 },
+    near_zero_fraction: 0.5,
+    dead_rows: [1, 3],
+    alerts: [alert({ layer: layerName })],
+    ...over,
+  };
+}
+
+export function alerts(run = 'mlp', step: number | null = null): AlertsResponse {
+  return {
+    run,
+    step,
+    alerts: [
+      alert({ kind: 'excess_near_zero', layer: 'dense_1', severity: 0.45, first_step: 100, message: '50% of results are near zero where about 5% is normal, since step 100.' }),
+      alert({ layer: 'dense', severity: 0.25, first_step: 0, message: '1 of 4 units are dead (near zero in every cell) since step 0.' }),
+    ],
+    diagnoses: [
+      { layer: 'dense', role: 'forward', step: 900, text: 'Nothing wrong: 12% of results are near zero.' },
+      { layer: 'dense', role: 'kernel_gradient', step: 900, text: 'kernel gradient line' },
+      { layer: 'dense_1', role: 'forward', step: 900, text: '50% of results are near zero.' },
     ],
   };
 }

@@ -1,11 +1,29 @@
 /**
- * Alerts of the primary run, worst first, when the backend serves them (`./alerts?run=R`; nothing is shown on
- * 404). Clicking an alert selects its layer and role.
+ * Alerts panel: the primary run's alerts at each layer's latest record (`./alerts?run=R`), in the backend's
+ * ranking (worst first), each with its severity, layer, role, first step and message. Clicking one selects its
+ * layer, role and first step in every view.
  */
-import type { Alert } from '../api';
-import { exact } from '../format';
+import { exact, pct } from '../format';
 import { roleLabel, type State } from '../state';
+import type { Alert, AlertsResponse } from '../types';
 import { type View, type ViewContext, Slot, el } from './common';
+
+/** A severity in [0, 1] as a small bar (its value in the title and as text for screen readers). */
+export function severityBar(severity: number): HTMLElement {
+  const sev = el('span', 'mmx-severity');
+  sev.style.setProperty('--sev', String(Math.max(0, Math.min(1, severity))));
+  sev.title = `severity ${exact(severity)}`;
+  sev.setAttribute('role', 'img');
+  sev.setAttribute('aria-label', `severity ${pct(severity, 0)}`);
+  return sev;
+}
+
+/** The patch that shows an alert: its layer and role at its first step (null: the latest step). */
+export function alertSelection(s: State, a: Alert): Partial<State> {
+  const last = s.steps.length ? s.steps[s.steps.length - 1] : null;
+  const latest = a.role === s.role && last !== null && a.first_step >= last;
+  return { layer: a.layer, role: a.role, step: latest ? null : a.first_step };
+}
 
 export class AlertsView implements View {
   readonly el: HTMLElement;
@@ -20,40 +38,55 @@ export class AlertsView implements View {
     const run = s.selected[0];
     if (!run) return this.slot.clear();
     void this.slot.load(
-      () => this.ctx.api.alerts(run).catch(() => null), // alerts are optional: never an error box
-      (alerts) => this.draw(run, alerts),
+      () => this.ctx.api.alerts(run),
+      (r) => this.draw(r),
     );
   }
 
-  private draw(run: string, alerts: Alert[] | null): void {
-    if (!alerts) return;
+  private draw(r: AlertsResponse): void {
     const box = el('section', 'mmx-alerts');
+    box.id = 'mmx-alerts';
     box.dataset.view = 'alerts';
-    box.setAttribute('role', 'status');
-    const head = el('h2', undefined, alerts.length ? `Alerts for ${run}, worst first` : `No alerts for ${run}: nothing looks wrong.`);
+    box.dataset.count = String(r.alerts.length);
+    const head = el('div', 'mmx-alerts-head');
+    head.appendChild(
+      el('h2', undefined, r.alerts.length ? `${r.alerts.length} alert${r.alerts.length > 1 ? 's' : ''} for ${r.run}, worst first` : `No alerts for ${r.run}: nothing looks wrong.`),
+    );
+    head.appendChild(el('span', 'mmx-sub', 'at each layer’s latest record · click an alert to show its layer from the step it began'));
     box.appendChild(head);
-    const list = el('ol');
-    for (const a of alerts.slice(0, 12)) {
-      const li = el('li');
-      const sev = el('span', 'mmx-severity');
-      sev.style.setProperty('--sev', String(Math.max(0, Math.min(1, a.severity))));
-      sev.title = `severity ${exact(a.severity)}`;
-      const msg = el('span', 'mmx-alert-text', a.message);
-      const where = el('span', 'mmx-sub', [a.layer, a.role ? roleLabel(a.role) : '', a.firstStep !== null ? `since step ${a.firstStep}` : ''].filter(Boolean).join(' · '));
-      li.append(sev, msg, where);
-      if (a.layer) {
-        li.classList.add('mmx-clickable');
-        li.title = 'Show this layer';
-        li.addEventListener('click', () => {
-          const patch: Partial<State> = { layer: a.layer };
-          if (a.role) patch.role = a.role;
-          this.ctx.store.set(patch);
-          document.getElementById('mmx-layer')?.scrollIntoView?.({ behavior: 'smooth', block: 'start' });
-        });
-      }
-      list.appendChild(li);
-    }
-    if (alerts.length) box.appendChild(list);
+    if (r.alerts.length) {
+      const list = el('ol', 'mmx-alert-list');
+      r.alerts.forEach((a, i) => list.appendChild(this.item(a, i)));
+      box.appendChild(list);
+    } else box.classList.add('mmx-alerts-none');
     this.slot.el.appendChild(box);
+  }
+
+  private item(a: Alert, rank: number): HTMLElement {
+    const li = el('li', 'mmx-alert mmx-clickable');
+    li.dataset.rank = String(rank);
+    li.dataset.kind = a.kind;
+    li.tabIndex = 0;
+    li.title = `Show ${a.layer} (${roleLabel(a.role)}) at step ${a.first_step}`;
+    li.append(
+      severityBar(a.severity),
+      el('span', 'mmx-alert-sev', pct(a.severity, 0)),
+      el('span', 'mmx-alert-layer', a.layer),
+      el('span', 'mmx-alert-role', roleLabel(a.role)),
+      el('span', 'mmx-alert-step', `since step ${a.first_step}`),
+      el('span', 'mmx-alert-text', a.message),
+    );
+    const select = () => {
+      this.ctx.store.set(alertSelection(this.ctx.store.get(), a));
+      document.getElementById('mmx-layer')?.scrollIntoView?.({ behavior: 'smooth', block: 'start' });
+    };
+    li.addEventListener('click', select);
+    li.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' || e.key === ' ') {
+        e.preventDefault();
+        select();
+      }
+    });
+    return li;
   }
 }

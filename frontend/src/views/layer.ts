@@ -1,14 +1,17 @@
 /**
- * Layer detail: the 3x3 pair matrix with exact counts and sums, the diagnosis (when the backend has one),
+ * Layer detail: the 3x3 pair matrix with exact counts and sums, the diagnosis (text, causes with shares, dead
+ * rows and the layer's alerts; a note where the layer has no record at the step),
  * units x pairs at the step (sortable), units x steps of the near-zero share, and pairs x steps.
  */
+import { rankedCauses } from '../api';
 import { exact, pct, compact } from '../format';
 import { createHeatmap } from '../heatmap';
 import { CLASS_LETTERS, CLASS_NAMES, DISPLAY_ORDER, measureValues, pairStats, scoped, type Scope } from '../pairs';
 import { textOn } from '../scales';
 import { type State, operandsOf, roleLabel } from '../state';
 import { type UnitSort, permuteRows, sortOrder, stepIndex, termOfColumn, timelineGrid, unitHeatmapGrid, unitsGrid } from '../transforms';
-import { type LayerTotals, TERMS, type UnitsResponse } from '../types';
+import { type DiagnosisResponse, type LayerTotals, TERMS, type UnitsResponse } from '../types';
+import { severityBar } from './alerts';
 import {
   type View,
   type ViewContext,
@@ -98,18 +101,7 @@ export class LayerView implements View {
 
     void this.diagnosis.load(
       () => api.diagnosis(run, s.role, layer, s.step),
-      (d) => {
-        if (!d) return; // no diagnosis route or none for this layer: show nothing
-        const box = el('div', 'mmx-card mmx-diagnosis');
-        box.appendChild(el('h3', undefined, 'Diagnosis'));
-        box.appendChild(el('p', 'mmx-diagnosis-text', d.text));
-        if (d.details.length) {
-          const ul = el('ul');
-          for (const x of d.details) ul.appendChild(el('li', undefined, x));
-          box.appendChild(ul);
-        }
-        this.diagnosis.el.appendChild(box);
-      },
+      (d) => this.drawDiagnosis(s, layer, d),
     );
 
     // Units x pairs at the step; its sort order also orders the units x steps view.
@@ -198,6 +190,57 @@ export class LayerView implements View {
         },
       );
     }
+  }
+
+  /** The diagnosis card: its text, the causes with their shares, dead rows, and the layer's alerts. */
+  private drawDiagnosis(s: State, layer: string, d: DiagnosisResponse | null): void {
+    const box = el('div', 'mmx-card mmx-diagnosis');
+    box.dataset.layer = layer;
+    const head = el('div', 'mmx-card-head');
+    head.appendChild(el('h3', undefined, 'Diagnosis'));
+    box.appendChild(head);
+    if (!d) {
+      box.classList.add('mmx-diagnosis-none');
+      box.appendChild(el('p', 'mmx-muted', `${layer} has no ${roleLabel(s.role)} record at or before step ${s.step ?? 'latest'}.`));
+      this.diagnosis.el.appendChild(box);
+      return;
+    }
+    head.appendChild(el('span', 'mmx-sub', `${roleLabel(d.role)}, step ${d.step}`));
+    box.appendChild(el('p', 'mmx-diagnosis-text', d.text));
+
+    const causes = rankedCauses(d);
+    if (causes.length) {
+      box.appendChild(el('div', 'mmx-diagnosis-label', 'Causes (share of the near-zero results’ products)'));
+      const ul = el('ul', 'mmx-causes');
+      for (const c of causes) {
+        const li = el('li', 'mmx-cause');
+        li.dataset.share = String(c.share);
+        const bar = el('span', 'mmx-share');
+        bar.style.setProperty('--share', String(Math.max(0, Math.min(1, c.share ?? 0))));
+        bar.title = `share ${exact(c.share)}`;
+        li.append(bar, el('span', 'mmx-cause-share', pct(c.share, 0)), el('span', 'mmx-cause-name', c.name));
+        ul.appendChild(li);
+      }
+      box.appendChild(ul);
+    }
+    if (d.dead_rows.length) {
+      const shown = d.dead_rows.slice(0, 24).join(', ');
+      const more = d.dead_rows.length > 24 ? `, … (${d.dead_rows.length} in all)` : '';
+      box.appendChild(el('p', 'mmx-dead-rows', `Dead rows (near zero in every cell): ${shown}${more}`));
+    }
+    if (d.alerts.length) {
+      box.appendChild(el('div', 'mmx-diagnosis-label', `Alerts for this layer (${d.alerts.length})`));
+      const ul = el('ul', 'mmx-layer-alerts');
+      for (const a of d.alerts) {
+        const li = el('li', 'mmx-alert');
+        li.dataset.kind = a.kind;
+        li.append(severityBar(a.severity), el('span', 'mmx-alert-text', a.message));
+        li.title = `${a.kind.replace(/_/g, ' ')} · severity ${exact(a.severity)} · since step ${a.first_step}`;
+        ul.appendChild(li);
+      }
+      box.appendChild(ul);
+    }
+    this.diagnosis.el.appendChild(box);
   }
 
   private drawUnits(s: State, run: string, layer: string, u: UnitsResponse): void {

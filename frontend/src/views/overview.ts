@@ -1,18 +1,26 @@
-/** Model overview: layers (model order) x the nine pairs, near-zero pairs grouped, near-zero fraction beside. */
+/**
+ * Model overview: layers (model order) x the nine pairs, near-zero pairs grouped, near-zero fraction beside;
+ * below it each layer's diagnosis line (from /alerts at the same step), also in the cells' tooltips.
+ */
 import { exact, pct } from '../format';
 import { createHeatmap } from '../heatmap';
 import { pairStats, scoped } from '../pairs';
 import { operandsOf, roleLabel, type State } from '../state';
 import { overviewGridOf, termOfColumn } from '../transforms';
-import type { OverviewResponse } from '../types';
+import type { TooltipRow } from '../tooltip';
+import type { AlertsResponse, LayerDiagnosis, OverviewResponse } from '../types';
 import { TERMS } from '../types';
-import { type View, type ViewContext, Slot, fractionScale, measureScale, pairGroups, pairMissingLabel, pairRows, pairSubtitle, pairValues, section } from './common';
+import { type View, type ViewContext, Slot, el, fractionScale, measureScale, pairGroups, pairMissingLabel, pairRows, pairSubtitle, pairValues, section } from './common';
 
 const RELEVANT: (keyof State)[] = ['selected', 'role', 'measure', 'scope', 'step', 'layer', 'sequential', 'diverging'];
 
 export class OverviewView implements View {
   readonly el: HTMLElement;
   private slot = new Slot();
+  private list = new Slot('mmx-slot mmx-diagnoses-slot');
+  /** Diagnosis lines by layer name, for the run, role and step in `linesKey`. */
+  private lines = new Map<string, LayerDiagnosis>();
+  private linesKey = '';
 
   constructor(private ctx: ViewContext) {
     const s = section(
@@ -22,20 +30,37 @@ export class OverviewView implements View {
         'Pairs with a near-zero operand are grouped on the right; the last column is the share of the layer’s results that are near zero. Click a row to open the layer.',
     );
     this.el = s.root;
-    s.body.appendChild(this.slot.el);
+    s.body.append(this.slot.el, this.list.el);
   }
 
   update(s: State, changed: Set<keyof State> | 'all'): void {
     if (changed !== 'all' && !RELEVANT.some((k) => changed.has(k))) return;
     const run = s.selected[0];
-    if (!run) return this.slot.clear();
+    if (!run) {
+      this.slot.clear();
+      this.list.clear();
+      return;
+    }
+    const api = this.ctx.api;
+    const key = JSON.stringify([run, s.role, s.step]);
     void this.slot.load(
-      () => this.ctx.api.overview(run, s.role, s.step),
-      (ov) => this.draw(s, ov),
+      () => api.overview(run, s.role, s.step),
+      (ov) => this.draw(s, ov, key),
+    );
+    // Each layer's diagnosis line comes from /alerts at the same step, drawn when it arrives (the heatmap does
+    // not wait for it); without it the overview is complete all the same (the alerts panel shows the error).
+    void this.list.load(
+      () => api.alerts(run, s.step).catch(() => null),
+      (al) => {
+        this.lines = diagnosisLines(al, s.role);
+        this.linesKey = key;
+        if (this.lines.size) this.list.el.appendChild(this.diagnosisList(s, this.lines));
+      },
     );
   }
 
-  private draw(s: State, ov: OverviewResponse): void {
+  private draw(s: State, ov: OverviewResponse, key: string): void {
+    const line = (layer: string) => (this.linesKey === key ? this.lines.get(layer) : undefined);
     if (!ov.layers.length) {
       this.slot.clear(`Run has no layers recorded for the role “${roleLabel(s.role)}”.`);
       return;
@@ -77,6 +102,7 @@ export class OverviewView implements View {
               { label: 'near-zero cells', value: `${exact(layer.near_zero_cells)} of ${exact(layer.cells)}` },
               { label: 'dead units', value: exact(layer.dead_units) },
               { label: 'thresholds', value: layer.thresholds.map((t) => exact(t)).join(' / ') },
+              ...diagnosisRow(line(layer.name)),
             ],
           };
         }
@@ -84,10 +110,39 @@ export class OverviewView implements View {
         return {
           title: `${layer.name} · ${TERMS[term]}`,
           subtitle: `${pairSubtitle(term, operands)} · step ${layer.step}`,
-          rows: pairRows(pairStats(counts, sums, term), s.scope),
+          rows: [...pairRows(pairStats(counts, sums, term), s.scope), ...diagnosisRow(line(layer.name))],
         };
       },
     });
     this.slot.el.appendChild(hm.root);
   }
+
+  /** One line per layer (model order): the layer's name and its diagnosis; a click opens the layer. */
+  private diagnosisList(s: State, lines: Map<string, LayerDiagnosis>): HTMLElement {
+    const box = el('div', 'mmx-diagnoses');
+    box.appendChild(el('div', 'mmx-diagnosis-label', `Diagnosis per layer (${roleLabel(s.role)})`));
+    const ul = el('ul');
+    for (const [name, d] of lines) {
+      const li = el('li', 'mmx-clickable');
+      li.dataset.layer = name;
+      if (name === s.layer) li.classList.add('mmx-current');
+      li.title = `Open ${name} (step ${d.step})`;
+      li.append(el('span', 'mmx-diagnoses-layer', name), el('span', 'mmx-diagnoses-text', d.text));
+      li.addEventListener('click', () => this.ctx.store.set({ layer: name }));
+      ul.appendChild(li);
+    }
+    box.appendChild(ul);
+    return box;
+  }
+}
+
+/** The diagnosis lines of one role by layer name, in model order. */
+export function diagnosisLines(al: AlertsResponse | null, role: string): Map<string, LayerDiagnosis> {
+  const m = new Map<string, LayerDiagnosis>();
+  for (const d of al?.diagnoses ?? []) if (d.role === role) m.set(d.layer, d);
+  return m;
+}
+
+function diagnosisRow(d: LayerDiagnosis | undefined): TooltipRow[] {
+  return d ? [{ label: 'diagnosis', value: d.text }] : [];
 }
