@@ -1,0 +1,230 @@
+"""Training-time overhead of `ExplainerCallback`: plain `model.fit` vs `model.fit` with the callback.
+
+Run: `.venv/bin/python bench/training_overhead.py [--repeats N] [--problems mlp,cnn] [--quick]`.
+
+Two problems shaped like Cockpit's (DeepOBS) benchmark problems, on synthetic data (8 distinct batches cycled):
+  mlp  784-1000-500-100-10, ReLU, batch 128
+  cnn  "3c3d" on 32x32x3, batch 128: conv 64 5x5 valid, max-pool 3/2, conv 96 3x3 valid, max-pool 3/2,
+       conv 128 3x3 same, max-pool 3/2, dense 512, dense 256, dense 10 (ReLU), like DeepOBS cifar10_3c3d
+SGD, sparse categorical cross-entropy. The callback records every Dense/Conv layer, roles forward +
+kernel_gradient, with its default settings (sampled thresholds, exact near-zero totals), at `update_freq` 1, 16,
+100 and a cadence that never fires within the measurement (update_freq=10**9; its step 0 falls in the warm-up);
+then again with exact thresholds (threshold_method="exact", near_zero="exact").
+
+Method: one process, one model per problem, every configuration's callback made once (so each compiled function
+is traced once, in a warm-up fit). Each measurement is one `fit` of 3 warm-up steps + a window of W steps; a
+timing callback listed first takes the start of every step (so every callback's per-step hooks are inside a
+step's time) and notes which steps ran the recording function. W is a multiple of `update_freq` (plain 30,
+every step 10, every 16: 16, every 100: 100, never 30), so a window holds exactly W / update_freq recording
+steps. Time per step at cadence N = (median recording step + (N - 1) x median other step) / N within a window,
+which a burst of other load on the machine moves far less than the window's mean (also printed).
+Configurations are interleaved round-robin; each figure is the median over repeats; ratios are to the plain fit
+(the median of its steps).
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+
+from tb_matmul_explainer.keras import ExplainerCallback  # noqa: E402
+
+NEVER = 10 ** 9
+TARGETS = {1: 3.0, 16: 1.15, 100: 1.02, NEVER: 1.01}
+BATCH = 128
+WARMUP = 3
+# Steps timed per measurement: a multiple of the cadence, so that a window holds window / update_freq records.
+WINDOWS = {"plain": 30, 1: 10, 16: 16, 100: 100, NEVER: 30}
+
+
+def _processor():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _machine():
+    gpus = tf.config.list_physical_devices("GPU")
+    gpu = ""
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        gpu = f"; GPU: {details.get('device_name', gpus[0].name)} (x{len(gpus)})"
+    return (f"{os.cpu_count()} CPUs, {_processor()}{gpu}; {platform.platform()}; TensorFlow {tf.__version__}, "
+            f"Keras {keras.__version__}")
+
+
+def build(problem):
+    keras.utils.set_random_seed(0)
+    relu = "relu"
+    if problem == "mlp":
+        layers = [keras.Input((784,)), keras.layers.Dense(1000, relu), keras.layers.Dense(500, relu),
+                  keras.layers.Dense(100, relu), keras.layers.Dense(10)]
+        shape = (784,)
+    else:
+        pool = lambda: keras.layers.MaxPooling2D(3, 2, padding="same")  # noqa: E731
+        layers = [keras.Input((32, 32, 3)), keras.layers.Conv2D(64, 5, activation=relu), pool(),
+                  keras.layers.Conv2D(96, 3, activation=relu), pool(),
+                  keras.layers.Conv2D(128, 3, padding="same", activation=relu), pool(), keras.layers.Flatten(),
+                  keras.layers.Dense(512, relu), keras.layers.Dense(256, relu), keras.layers.Dense(10)]
+        shape = (32, 32, 3)
+    model = keras.Sequential(layers)
+    model.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8 * BATCH,) + shape).astype(np.float32)
+    y = rng.integers(0, 10, 8 * BATCH).astype(np.int32)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True).cache().repeat().prefetch(2)
+    return model, data
+
+
+class _Timer(keras.callbacks.Callback):
+    """Listed first: the start of every step, and whether the step before it ran the explainer's recording
+    function (the explainer swaps functions in its own `on_train_batch_begin`, after this one). Only a batch-begin
+    hook, so that Keras keeps dispatching batch-end callbacks asynchronously, as in a plain fit."""
+
+    def __init__(self, explainer):
+        super().__init__()
+        self.explainer = explainer
+        self.begins, self.recorded = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.begins.append(time.perf_counter())
+        if batch > 0:
+            self.recorded.append(self.explainer is not None
+                                 and self.model.train_function is self.explainer._instrumented)
+
+
+def measure(model, data, window, explainer):
+    """One fit: WARMUP steps, then `window` timed steps. Returns (mean time per step over the window,
+    [durations of recording steps], [durations of the other steps])."""
+    timer = _Timer(explainer)
+    model.fit(data, epochs=1, steps_per_epoch=WARMUP + window + 1,
+              callbacks=[timer] + ([explainer] if explainer else []), verbose=0)
+    steps = range(WARMUP, WARMUP + window)
+    durations = [timer.begins[i + 1] - timer.begins[i] for i in steps]
+    recording = [d for d, i in zip(durations, steps) if timer.recorded[i]]
+    other = [d for d, i in zip(durations, steps) if not timer.recorded[i]]
+    return sum(durations) / window, recording, other
+
+
+def composed(freq, recording, other):
+    """Time per step at cadence `freq` from the median recording step and the median other step."""
+    if freq == 1:
+        return statistics.median(recording)
+    if freq == NEVER or not recording:
+        return statistics.median(other)
+    return (statistics.median(recording) + (freq - 1) * statistics.median(other)) / freq
+
+
+def configurations(log_dir, quick):
+    """(label, cadence, exact, window, callback factory)."""
+    configs = [("plain", None, False, WINDOWS["plain"] // (2 if quick else 1))]
+    for exact in (False, True):
+        for freq in (1, 16, 100, NEVER):
+            if exact and freq == NEVER:
+                continue
+            window = WINDOWS[freq] // (2 if quick and freq in (1, NEVER) else 1)
+            configs.append(("exact" if exact else "default", freq, exact, window))
+    return configs
+
+
+def run_problem(problem, repeats, quick, log_root):
+    model, data = build(problem)
+    configs = configurations(log_root, quick)
+    callbacks = {}
+    for label, freq, exact, window in configs:
+        if freq is None:
+            continue
+        options = {"threshold_method": "exact", "near_zero": "exact"} if exact else {}
+        callbacks[(label, freq)] = ExplainerCallback(os.path.join(log_root, problem, f"{label}_{freq}"),
+                                                     update_freq=freq, roles=("forward", "kernel_gradient"),
+                                                     **options)
+    window_means = {(label, freq): [] for label, freq, _, _ in configs}
+    composed_times = {(label, freq): [] for label, freq, _, _ in configs}
+    # Warm-up: trace every function once (a window holding a recording step).
+    for label, freq, _, _ in configs:
+        measure(model, data, freq if freq in (1, 16, 100) else 2, callbacks.get((label, freq)))
+    for _ in range(repeats):
+        for label, freq, _, window in configs:
+            mean, recording, other = measure(model, data, window, callbacks.get((label, freq)))
+            if freq is not None and freq != NEVER:
+                assert len(recording) == window // freq, (label, freq, len(recording))
+            window_means[(label, freq)].append(mean)
+            composed_times[(label, freq)].append(composed(freq or NEVER, recording, other))
+    skipped = {name for cb in callbacks.values() for name in cb.skipped}
+    return ({key: statistics.median(v) for key, v in composed_times.items()},
+            {key: statistics.median(v) for key, v in window_means.items()}, skipped)
+
+
+HEADER = (f"{'problem':8} {'settings':9} {'plain ms':>9} "
+          + " ".join(f"{'every ' + str(f) if f != NEVER else 'never':>16}" for f in (1, 16, 100, NEVER)))
+
+
+def table_rows(problem, medians):
+    plain = medians[("plain", None)]
+    rows = []
+    for label in ("default", "exact"):
+        cells = []
+        for freq in (1, 16, 100, NEVER):
+            t = medians.get((label, freq))
+            cells.append(f"{'-':>16}" if t is None else f"{t * 1e3:8.2f} {t / plain:6.3f}x")
+        rows.append(f"{problem:8} {label:9} {plain * 1e3:9.2f} " + " ".join(cells))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--problems", default="mlp,cnn")
+    parser.add_argument("--quick", action="store_true", help="shorter plain, every-step and never windows")
+    args = parser.parse_args(argv)
+    print(f"machine: {_machine()}")
+    print(f"batch {BATCH}; median of {args.repeats} interleaved repeats; time per step in ms and ratio to the plain "
+          "fit; default = the callback's defaults (sampled thresholds, sampled near-zero rows/positions), "
+          "exact = threshold_method='exact', near_zero='exact'", flush=True)
+    results, window_results = {}, {}
+    with tempfile.TemporaryDirectory() as log_root:
+        for problem in args.problems.split(","):
+            started = time.perf_counter()
+            medians, means, skipped = run_problem(problem, args.repeats, args.quick, log_root)
+            results[problem], window_results[problem] = medians, means
+            if skipped:
+                print(f"{problem}: layers not recorded: {sorted(skipped)}")
+            print(f"{problem}: measured in {time.perf_counter() - started:.0f} s")
+            print("\n".join([HEADER] + table_rows(problem, medians)), flush=True)
+    print()
+    print("time per step = (median recording step + (N - 1) x median other step) / N, medians over repeats:")
+    print(HEADER)
+    for problem, medians in results.items():
+        print("\n".join(table_rows(problem, medians)))
+    print()
+    print("for comparison, the mean over each window (every 16: 16 steps, every 100: 100 steps), medians over "
+          "repeats (sensitive to other load on the machine):")
+    print(HEADER)
+    for problem, means in window_results.items():
+        print("\n".join(table_rows(problem, means)))
+    print()
+    for problem, medians in results.items():
+        plain = medians[("plain", None)]
+        for freq, bound in TARGETS.items():
+            ratio = medians[("default", freq)] / plain
+            what = "never fires" if freq == NEVER else f"every {freq} steps"
+            print(f"target {problem} {what}: {ratio:.3f}x (bound {bound}x): {'met' if ratio <= bound else 'missed'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

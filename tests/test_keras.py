@@ -1,0 +1,463 @@
+"""ExplainerCallback: records of real `model.fit` runs, read back through TensorBoard's own multiplexer and data
+provider, equal a direct computation with the per-cell classifiers on the same batch and weights."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tb_matmul_explainer import aggregates, metadata, ops, threshold
+from tb_matmul_explainer import keras as tk
+from tests import tb_reader
+
+EXACT = dict(threshold_method="exact", near_zero="exact")
+ALL_ROLES = ("forward", "kernel_gradient", "input_gradient")
+
+
+@pytest.fixture
+def no_xla(monkeypatch):
+    """Runs the aggregate kernels without XLA (same values; spares the compile time of every small shape)."""
+    monkeypatch.setattr(aggregates, "XLA", False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Oracle: per-unit totals from the per-cell classifiers
+
+
+def _near_zero(result, thr):
+    result = np.asarray(result)
+    return (result == 0) | (np.abs(result) < thr) | np.isnan(result)
+
+
+def oracle(counts, sums, result, units_axis, thresholds, confidence=0.95):
+    """Per-unit totals from per-cell classifier output ([..., U, 9] with units on `units_axis`)."""
+    counts, sums, result = (np.asarray(t, np.float64) for t in (counts, sums, result))
+    thr_r = float(threshold.percentile_threshold(tf.constant(result, tf.float32), confidence))
+    nz = _near_zero(result, thr_r)[..., None]
+    axes = tuple(a for a in range(result.ndim) if a != units_axis % result.ndim)
+    return dict(counts=counts.sum(axes), sums=sums.sum(axes), near_zero_counts=(counts * nz).sum(axes),
+                near_zero_sums=(sums * nz).sum(axes), cells=np.ones_like(result).sum(axes),
+                near_zero_cells=nz[..., 0].sum(axes), thresholds=[float(t) for t in thresholds] + [thr_r])
+
+
+def dense_forward_oracle(x, kernel, confidence=0.95):
+    counts, sums, thr = ops.matmul_classify(x, kernel, confidence, return_thresholds=True)
+    return oracle(counts, sums, tf.constant(x) @ tf.constant(kernel), -1, thr, confidence)
+
+
+def dense_kernel_gradient_oracle(x, d_out, confidence=0.95):
+    xt = np.ascontiguousarray(np.asarray(x).T)
+    counts, sums, thr = ops.matmul_classify(xt, d_out, confidence, return_thresholds=True)
+    return oracle(counts, sums, tf.constant(xt) @ tf.constant(d_out), -1, thr, confidence)
+
+
+def dense_input_gradient_oracle(d_out, kernel, confidence=0.95):
+    kt = np.ascontiguousarray(np.asarray(kernel).T)
+    counts, sums, thr = ops.matmul_classify(d_out, kt, confidence, return_thresholds=True)
+    return oracle(counts, sums, tf.constant(d_out) @ tf.constant(kt), -1, thr, confidence)
+
+
+def assert_record_equals(record, expected, rtol=1e-4, atol=1e-5):
+    np.testing.assert_array_equal(record.counts, expected["counts"])
+    np.testing.assert_allclose(record.sums, expected["sums"], rtol=rtol, atol=atol)
+    np.testing.assert_array_equal(record.near_zero_counts, expected["near_zero_counts"])
+    np.testing.assert_allclose(record.near_zero_sums, expected["near_zero_sums"], rtol=rtol, atol=atol)
+    np.testing.assert_array_equal(record.cells, expected["cells"])
+    np.testing.assert_array_equal(record.near_zero_cells, expected["near_zero_cells"])
+    np.testing.assert_allclose(record.thresholds, expected["thresholds"], rtol=1e-6)
+
+
+def records(log_dir, run="train"):
+    """{tag: (parsed metadata, [(step, Record)])} of one run."""
+    out = {}
+    for tag, (series, data) in tb_reader.read_records(str(log_dir))[run].items():
+        out[tag] = (metadata.parse_plugin_metadata(series.plugin_content),
+                    [(d.step, metadata.unpack_record(d.numpy)) for d in data])
+    return out
+
+
+def steps_of(recs, tag):
+    return [step for step, _ in recs[tag][1]]
+
+
+def record_at(recs, tag, step):
+    return dict(recs[tag][1])[step]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A small deterministic MLP and its gradients, computed directly
+
+
+def mlp_data(n=48, k=8, m=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, k)).astype(np.float32), rng.normal(size=(n, m)).astype(np.float32)
+
+
+def mlp(k=8, hidden=6, m=3, functional=False):
+    keras.utils.set_random_seed(1)
+    if functional:
+        inputs = keras.Input((k,))
+        h = keras.layers.Dense(hidden, activation="relu", name="hidden")(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(m, name="out")(h))
+    else:
+        model = keras.Sequential([keras.Input((k,)), keras.layers.Dense(hidden, activation="relu", name="hidden"),
+                                  keras.layers.Dense(m, name="out")])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    return model
+
+
+def mlp_gradients(weights, x, y):
+    """(inputs, d_out) of both layers for the mean squared error, computed directly."""
+    w1, b1, w2, b2 = (tf.constant(w) for w in weights)
+    x, y = tf.constant(x), tf.constant(y)
+    with tf.GradientTape() as tape:
+        z1 = x @ w1
+        tape.watch(z1)
+        a1 = tf.nn.relu(z1 + b1)
+        z2 = a1 @ w2
+        tape.watch(z2)
+        loss = keras.losses.MeanSquaredError()(y, z2 + b2)
+    d1, d2 = tape.gradient(loss, [z1, z2])
+    return (x.numpy(), d1.numpy()), (a1.numpy(), d2.numpy())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_sequential_records_equal_the_classifiers_on_the_same_batch(tmp_path):
+    """Default XLA kernels; all three roles; every value of the step-0 record against the classifiers."""
+    x, y = mlp_data()
+    model = mlp()
+    model.build((None, 8))
+    w0 = [w.numpy() for w in model.weights]
+    callback = tk.ExplainerCallback(tmp_path, update_freq=2, roles=ALL_ROLES, **EXACT)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+    recs = records(tmp_path)
+    assert set(recs) == {f"{layer}/{role}" for layer in ("hidden", "out") for role in ALL_ROLES}
+    for tag in recs:
+        assert steps_of(recs, tag) == [0, 2], tag
+    for tag, (md, _) in recs.items():
+        layer, role = tag.split("/")
+        assert (md.layer, md.role, md.op) == (layer, role, "dense")
+        assert md.index == {"hidden": 0, "out": 1}[layer]
+        assert md.units == {("hidden", "input_gradient"): 8, ("out", "input_gradient"): 6}.get((layer, role),
+                                                                                           6 if layer == "hidden" else 3)
+    (x1, d1), (x2, d2) = mlp_gradients(w0, x[:16], y[:16])
+    assert_record_equals(record_at(recs, "hidden/forward", 0), dense_forward_oracle(x1, w0[0]))
+    assert_record_equals(record_at(recs, "out/forward", 0), dense_forward_oracle(x2, w0[2]))
+    assert_record_equals(record_at(recs, "hidden/kernel_gradient", 0), dense_kernel_gradient_oracle(x1, d1))
+    assert_record_equals(record_at(recs, "out/kernel_gradient", 0), dense_kernel_gradient_oracle(x2, d2))
+    assert_record_equals(record_at(recs, "hidden/input_gradient", 0), dense_input_gradient_oracle(d1, w0[0]))
+    assert_record_equals(record_at(recs, "out/input_gradient", 0), dense_input_gradient_oracle(d2, w0[2]))
+    # The Scalars dashboard gets the two fractions per tag.
+    scalars = tb_reader.read_scalars(str(tmp_path))["train"]
+    assert [s for s, _ in scalars["hidden/forward/near_zero_fraction"]] == [0, 2]
+    assert "out/kernel_gradient/dead_unit_fraction" in scalars
+    # The model is left as it was.
+    assert all("call" not in vars(layer) for layer in model.layers)
+    assert model.train_function is callback._plain
+
+
+def test_functional_conv_model_records_match_the_conv_classifiers(tmp_path, no_xla):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(8, 9, 9, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((9, 9, 2))
+    h = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu", name="conv")(inputs)
+    h = keras.layers.Flatten()(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(h))
+    model.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    kernel = model.get_layer("conv").kernel.numpy()
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, **EXACT)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[callback], verbose=0)
+    recs = records(tmp_path)
+    assert set(recs) == {"conv/forward", "conv/kernel_gradient", "logits/forward", "logits/kernel_gradient"}
+    md = recs["conv/forward"][0]
+    assert (md.op, md.index, md.units) == ("conv2d", 0, 4) and recs["logits/forward"][0].index == 2
+    counts, sums, thr = ops.conv_classify(x, kernel, 2, "SAME", return_thresholds=True)
+    z = tf.nn.convolution(x, kernel, 2, "SAME")
+    assert_record_equals(record_at(recs, "conv/forward", 0), oracle(counts, sums, z, -1, thr))
+    # The kernel gradient: d_out from a direct tape over the same computation.
+    dense = model.get_layer("logits")
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        logits = tf.reshape(tf.nn.relu(z + model.get_layer("conv").bias), [8, -1]) @ dense.kernel + dense.bias
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+    d_out = tape.gradient(loss, z)
+    counts, sums, thr = ops.conv_backprop_filter_classify(x, d_out, kernel.shape, 2, "SAME", return_thresholds=True)
+    gradient = tf.reduce_sum(sums, -1)
+    assert_record_equals(record_at(recs, "conv/kernel_gradient", 0), oracle(counts, sums, gradient, -1, thr),
+                         rtol=1e-3, atol=1e-6)
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.conv = keras.layers.Conv1D(3, 3, padding="causal", activation="relu", name="causal")
+        self.pool = keras.layers.GlobalAveragePooling1D()
+        self.mix = keras.layers.EinsumDense("ab,bc->ac", output_shape=4, bias_axes="c", name="mix")
+        self.head = keras.layers.Dense(1, name="head")
+
+    def call(self, x):
+        return self.head(self.mix(self.pool(self.conv(x))))
+
+
+def test_subclassed_model_with_causal_conv1d_and_einsum_dense(tmp_path, no_xla):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(12, 7, 2)).astype(np.float32)
+    y = rng.normal(size=(12, 1)).astype(np.float32)
+    keras.utils.set_random_seed(5)
+    model = Subclassed()
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    model(x[:1])
+    kernels = {name: model.get_layer(name).kernel.numpy() for name in ("causal", "mix")}
+    callback = tk.ExplainerCallback(tmp_path, update_freq=3, **EXACT)
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+    recs = records(tmp_path)
+    assert sorted(recs) == sorted(f"{n}/{r}" for n in ("causal", "mix", "head") for r in tk.DEFAULT_ROLES)
+    assert [recs[f"{n}/forward"][0].index for n in ("causal", "mix", "head")] == [0, 2, 3]
+    assert recs["causal/forward"][0].op == "conv1d" and recs["mix/forward"][0].op == "einsum_dense"
+    assert steps_of(recs, "mix/forward") == [0]
+    # Causal: the VALID convolution over the left-padded input (padding zeros are near-zero inputs).
+    padded = np.pad(x[:4], [(0, 0), (2, 0), (0, 0)])
+    counts, sums, thr = ops.conv_classify(padded, kernels["causal"], 1, "VALID", return_thresholds=True)
+    z = tf.nn.convolution(padded, kernels["causal"], 1, "VALID")
+    assert_record_equals(record_at(recs, "causal/forward", 0), oracle(counts, sums, z, -1, thr))
+    pooled = tf.reduce_mean(tf.nn.relu(z + model.get_layer("causal").bias), axis=1).numpy()
+    assert_record_equals(record_at(recs, "mix/forward", 0), dense_forward_oracle(pooled, kernels["mix"]))
+
+
+class ScaledDense(keras.layers.Dense):
+    def call(self, inputs, training=None):
+        return 2.0 * super().call(inputs)
+
+
+def test_unsupported_layer_is_named_with_the_reason_and_the_others_are_recorded(tmp_path, no_xla):
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 8, 8, 1)).astype(np.float32)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, dilation_rate=2, name="dilated"),
+                              keras.layers.Conv2D(2, 3, name="plain_conv"), keras.layers.SeparableConv2D(2, 1, name="sep"),
+                              keras.layers.Flatten(), ScaledDense(3, name="scaled"), keras.layers.Dense(1, name="head")])
+    model.compile("sgd", "mse")
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",))
+    with pytest.warns(tk.UnsupportedLayerWarning) as caught:
+        model.fit(x, np.zeros((4, 1), np.float32), batch_size=4, epochs=1, callbacks=[callback], verbose=0)
+    messages = [str(w.message) for w in caught]
+    assert any("'dilated'" in m and "dilation_rate=(2, 2)" in m for m in messages)
+    assert any("'sep'" in m and "SeparableConv2D" in m for m in messages)
+    assert any("'scaled'" in m and "overrides call()" in m for m in messages)
+    assert set(callback.skipped) == {"dilated", "sep", "scaled"}
+    assert sorted(records(tmp_path)) == ["head/forward", "plain_conv/forward"]
+
+
+def test_layers_can_be_chosen_by_name_or_object(tmp_path, no_xla):
+    x, y = mlp_data(n=16)
+    model = mlp()
+    model.build((None, 8))
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, layers=[model.get_layer("out")], roles=("forward",))
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[callback], verbose=0)
+    assert list(records(tmp_path)) == ["out/forward"]
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[tk.ExplainerCallback(tmp_path / "b", layers=["nope"])])
+    for bad, match in [(dict(update_freq=0), "update_freq"), (dict(roles=("sideways",)), "roles"),
+                       (dict(near_zero="maybe"), "near_zero"), (dict(confidence=2.0), "confidence"),
+                       (dict(thresholds=(1, 2)), "thresholds")]:
+        with pytest.raises(ValueError, match=match):
+            tk.ExplainerCallback(tmp_path, **bad)
+
+
+def count_kernel_runs(monkeypatch):
+    """Patches `aggregates.dense` to count, in the graph, how many times it runs."""
+    runs = tf.Variable(0)
+    original = aggregates.dense
+
+    def counted(*args, **kwargs):
+        with tf.control_dependencies([runs.assign_add(1)]):
+            totals = original(*args, **kwargs)
+        return aggregates.UnitTotals(*[tf.identity(t) for t in totals])
+
+    monkeypatch.setattr(aggregates, "dense", counted)
+    return runs
+
+
+def test_steps_that_do_not_record_never_run_the_kernels(tmp_path, no_xla, monkeypatch):
+    """Steps that do not record run the model's own train function: the kernels run only on recording steps."""
+    runs = count_kernel_runs(monkeypatch)
+    x, y = mlp_data(n=40)
+    model = mlp()
+    callback = tk.ExplainerCallback(tmp_path, update_freq=4, roles=("forward",))
+    functions = []
+
+    class After(keras.callbacks.Callback):  # listed after the explainer: sees the function it chose
+        def on_train_batch_begin(self, batch, logs=None):
+            functions.append(self.model.train_function is callback._instrumented)
+
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, callbacks=[callback, After()], verbose=0)
+    assert functions == [True, False, False, False, True, False, False, False, True, False]
+    assert int(runs.numpy()) == 3 * 2  # recording steps 0, 4, 8; two layers
+    assert steps_of(records(tmp_path), "hidden/forward") == [0, 4, 8]
+
+
+def test_epochs_keep_counting_and_validation_batches_are_not_recorded(tmp_path, no_xla):
+    x, y = mlp_data(n=12)
+    model = mlp()
+    callback = tk.ExplainerCallback(tmp_path, update_freq=2, roles=("forward",))
+    model.fit(x, y, batch_size=4, epochs=3, validation_data=mlp_data(n=8, seed=9), callbacks=[callback], verbose=0)
+    assert steps_of(records(tmp_path), "out/forward") == [0, 2, 4, 6, 8]
+    # A second fit continues from the optimizer's step count.
+    model.fit(x, y, batch_size=4, epochs=1, callbacks=[callback], verbose=0)
+    assert steps_of(records(tmp_path), "out/forward") == [0, 2, 4, 6, 8, 10]
+    assert callback.recorded_steps == [0, 2, 4, 6, 8, 10]
+
+
+def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, no_xla, monkeypatch):
+    """With 3 steps per execution, steps 0, 4, 8, 12 are recorded, each explaining its own batch (SGD with a zero
+    learning rate keeps the weights, so each record equals the classifiers on that step's batch); the other steps
+    of an execution that records skip the kernels."""
+    runs = count_kernel_runs(monkeypatch)
+    x, y = mlp_data(n=64)
+    model = mlp()
+    model.compile(keras.optimizers.SGD(0.0), "mse", steps_per_execution=3)
+    model.build((None, 8))
+    kernel = model.get_layer("hidden").kernel.numpy()
+    callback = tk.ExplainerCallback(tmp_path, update_freq=4, roles=("forward",), **EXACT)
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, callbacks=[callback], verbose=0)
+    recs = records(tmp_path)
+    assert steps_of(recs, "hidden/forward") == [0, 4, 8, 12]
+    assert int(runs.numpy()) == 4 * 2  # 4 recorded steps x 2 layers, though 4 executions x 3 steps were instrumented
+    for step in (0, 4, 12):
+        batch = x[(step % 8) * 8:(step % 8) * 8 + 8]
+        assert_record_equals(record_at(recs, "hidden/forward", step), dense_forward_oracle(batch, kernel))
+
+
+def test_nan_loss_is_recorded_and_training_goes_on(tmp_path, no_xla):
+    x, y = mlp_data(n=16)
+    x[3, 2] = np.nan
+    model = mlp()
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1)
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, callbacks=[callback], verbose=0)
+    assert len(history.history["loss"]) == 2 and np.isnan(history.history["loss"][0])
+    recs = records(tmp_path)
+    assert steps_of(recs, "hidden/forward") == [0, 1, 2, 3]
+    first = record_at(recs, "hidden/forward", 0)
+    assert first.nonfinite[0] == 1 and first.nonfinite[2] > 0  # the NaN input and the results it reached
+    assert record_at(recs, "hidden/kernel_gradient", 0).nonfinite[1] > 0  # d_out is NaN
+
+
+def test_mixed_precision_records_in_float32_with_the_loss_scale_divided_out(tmp_path, no_xla):
+    x, y = mlp_data(n=16)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = mlp()
+        model.build((None, 8))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        w0 = [w.numpy() for w in model.weights]
+        callback = tk.ExplainerCallback(tmp_path, update_freq=1, **EXACT)
+        model.fit(x, y, batch_size=16, epochs=1, callbacks=[callback], verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    recs = records(tmp_path)
+    (x1, d1), _ = mlp_gradients(w0, x, y)
+    record = record_at(recs, "hidden/kernel_gradient", 0)
+    # Sums over the nine pairs give back the (unscaled) kernel gradient, to float16 precision.
+    np.testing.assert_allclose(record.sums.sum(1), (x1.T @ d1).sum(0), rtol=0.05, atol=1e-3)
+    forward = record_at(recs, "hidden/forward", 0)
+    np.testing.assert_allclose(forward.sums.sum(1), (x1 @ w0[0]).sum(0), rtol=0.02, atol=0.02)
+    assert forward.counts.sum() == 16 * 8 * 6
+
+
+def test_patched_layers_compute_what_the_layers_compute(tmp_path, no_xla):
+    """Outputs and gradients of every supported layer are unchanged while it is instrumented."""
+    rng = np.random.default_rng(7)
+    cases = [
+        (keras.layers.Dense(5, activation="tanh"), (4, 3, 6)),
+        (keras.layers.EinsumDense("abc,cde->abde", output_shape=(3, 2, 4), bias_axes="de"), (2, 3, 5)),
+        (keras.layers.Conv1D(4, 3, padding="causal", activation="relu"), (2, 9, 3)),
+        (keras.layers.Conv2D(4, 3, strides=2, padding="same"), (2, 7, 7, 3)),
+        (keras.layers.Conv3D(2, 2, strides=(1, 2, 1)), (1, 4, 5, 4, 2)),
+    ]
+    for layer, shape in cases:
+        x = tf.constant(rng.normal(size=shape).astype(np.float32))
+        layer(x)
+        recorder = tk.LayerRecorder(layer, tmp_path, roles=ALL_ROLES)
+        assert len(recorder.targets) == 1
+
+        def run(instrumented):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                if instrumented:
+                    with recorder.recording(0, True):
+                        out = layer(x)
+                        loss = tf.reduce_sum(out * out)
+                        grads = tape.gradient(loss, [x] + layer.trainable_weights)
+                else:
+                    out = layer(x)
+                    loss = tf.reduce_sum(out * out)
+            if not instrumented:
+                grads = tape.gradient(loss, [x] + layer.trainable_weights)
+            return [out] + grads
+
+        for got, want in zip(run(True), run(False)):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6, atol=1e-6, err_msg=layer.name)
+        assert "call" not in vars(layer)
+    recorder.flush()
+    recs = records(tmp_path)
+    assert {md.op for md, _ in recs.values()} == {"conv1d", "conv2d", "conv3d", "dense", "einsum_dense"}
+
+
+MIRRORED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tb_matmul_explainer import aggregates, keras as tk
+    aggregates.XLA = False
+    from tests.test_keras import mlp, mlp_data
+    x, y = mlp_data()
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = mlp()
+        model.build((None, 8))
+    np.savez(sys.argv[1] + "/weights.npz", *[w.numpy() for w in model.weights])
+    callback = tk.ExplainerCallback(sys.argv[1], update_freq=2, threshold_method="exact", near_zero="exact")
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+    print("replicas", strategy.num_replicas_in_sync)
+""")
+
+
+def test_mirrored_strategy_sums_replicas_into_one_record_of_the_global_batch(tmp_path):
+    """Two logical CPUs (set before TensorFlow starts, hence a subprocess): each replica explains its half of
+    the batch with its own thresholds, the totals are summed, and one writer writes one record per step."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path)], cwd=root, capture_output=True, text=True,
+                          timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "replicas 2" in done.stdout
+    recs = records(tmp_path)
+    assert steps_of(recs, "hidden/forward") == [0, 2]  # once per step, not once per replica
+    x, y = mlp_data()
+    w0 = list(np.load(tmp_path / "weights.npz").values())
+    halves = [slice(0, 8), slice(8, 16)]
+    # Forward: the sum of each replica's totals (each half with its own exact thresholds).
+    parts = [dense_forward_oracle(x[h], w0[0]) for h in halves]
+    expected = {key: sum(np.asarray(p[key]) for p in parts) for key in parts[0]}
+    expected["thresholds"] = np.mean([p["thresholds"] for p in parts], axis=0)
+    assert_record_equals(record_at(recs, "hidden/forward", 0), expected)
+    # Kernel gradient: near-zero cells of the global gradient; each replica's d_out is d(global loss)/dz.
+    (x1, d1), _ = mlp_gradients(w0, x[:16], y[:16])
+    record = record_at(recs, "hidden/kernel_gradient", 0)
+    whole = dense_kernel_gradient_oracle(x1, d1)
+    np.testing.assert_array_equal(record.cells, whole["cells"])  # k cells per unit, not k per replica
+    np.testing.assert_array_equal(record.near_zero_cells, whole["near_zero_cells"])
+    np.testing.assert_allclose(record.thresholds[2], whole["thresholds"][2], rtol=1e-5)
+    np.testing.assert_array_equal(record.counts.sum(1), np.full(6, 8 * 16))  # every product of the global batch
+    np.testing.assert_allclose(record.sums.sum(1), whole["sums"].sum(1), rtol=1e-4, atol=1e-6)
