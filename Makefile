@@ -20,8 +20,15 @@ $(STAMP): $(PYTHON) setup.py constraints.txt
 
 install: $(STAMP) frontend
 
+# Trains the demo runs (synthetic data, no downloads) and serves them; PORT=6007 make demo for another port.
+PORT      ?= 6006
+DEMO_LOGS := demo/logs
+
 demo: install
-	$(PYTHON) demo/smoke.py
+	$(PYTHON) demo/train.py --logdir $(DEMO_LOGS)
+	$(PYTHON) -m tb_matmul_explainer report $(DEMO_LOGS)
+	@echo "Starting TensorBoard: open http://localhost:$(PORT)/#matmul_explainer (Ctrl-C stops it)"
+	$(VENV)/bin/tensorboard --logdir $(DEMO_LOGS) --port $(PORT)
 
 test: install
 	$(PYTHON) -m pytest -q tests
@@ -51,6 +58,7 @@ frontend-test: $(FRONTEND_DEPS)
 	cd frontend && npm test
 
 # Browser tests: headless Chromium (/usr/bin/chromium, driven by playwright-core) against real TensorBoard
-# servers over logs written by our summary ops; saves docs/*.png and docs/browser_figures.txt.
+# servers over logs written by our summary ops; screenshots and figures go to frontend/e2e/out/ (docs/ with
+# UPDATE_DOCS=1).
 browser-test: install
 	cd frontend && MMX_PYTHON=$(abspath $(PYTHON)) npm run e2e

@@ -1,0 +1,43 @@
+"""The bundled demo: each run's diagnosis names the problem planted in it (and nothing for the healthy one)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tb_matmul_explainer import explain, loader
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def demo_runs(tmp_path_factory):
+    logdir = str(tmp_path_factory.mktemp("demo"))
+    subprocess.run([sys.executable, os.path.join(ROOT, "demo", "train.py"), "--logdir", logdir, "--epochs", "1",
+                    "--update-freq", "20"], check=True, cwd=ROOT)
+    return loader.load(logdir).runs
+
+
+def alerts_of(runs, run):
+    return explain.diagnose_run(runs[run])[1]
+
+
+def test_the_healthy_runs_have_nothing_wrong(demo_runs):
+    for run in ("healthy_mlp/train", "small_cnn/train"):
+        diagnoses, alerts = explain.diagnose_run(demo_runs[run])
+        assert alerts == [], run
+        assert all(d.text.startswith("Nothing wrong") for d in diagnoses), run
+
+
+def test_dying_relus_are_named(demo_runs):
+    diagnoses, alerts = explain.diagnose_run(demo_runs["dying_relu_mlp/train"])
+    assert alerts[0].kind == "dead_units" and alerts[0].layer == "logits"
+    logits = next(d for d in diagnoses if (d.layer, d.role) == ("logits", "forward"))
+    assert "near-zero input" in logits.causes and "dead" in logits.text
+
+
+def test_vanishing_gradients_are_named_in_the_first_layers(demo_runs):
+    alerts = alerts_of(demo_runs, "sigmoid_deep_mlp/train")
+    assert {a.kind for a in alerts} == {"vanishing_gradient"}
+    assert alerts[0].layer == "sigmoid_1"
