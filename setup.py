@@ -23,6 +23,6 @@ setuptools.setup(
         "tensorboard_plugins": ["matmul_explainer = tb_matmul_explainer.plugin:MatmulExplainerLoader"],
     },
     extras_require={
-        "test": ["tensorflow-probability==0.25.0", "hypothesis>=6.100", "pytest>=8"],
+        "test": ["tensorflow-probability==0.25.0", "hypothesis>=6.100", "pytest>=8", "pandas>=2"],
     },
 )
