@@ -24,6 +24,8 @@ def check_operands(input_shape, kernel_shape, inputs_name="inputs", kernel_name=
     if kernel_shape.rank != input_shape.rank:
         raise ValueError(f"{kernel_name} must have the same rank as {inputs_name} ({input_shape.rank}), "
                          f"got {kernel_name} shape {kernel_shape} and {inputs_name} shape {input_shape}")
+    if any(d == 0 for d in kernel_shape[:-2]):
+        raise ValueError(f"{kernel_name} must have a non-empty window (spatial sizes >= 1), got shape {kernel_shape}")
     cin, kcin = input_shape[-1], kernel_shape[-2]
     if cin is not None and kcin is not None and cin != kcin:
         raise ValueError(f"{kernel_name} in-channels ({kcin}) must equal {inputs_name} channels ({cin}): "
@@ -56,11 +58,21 @@ def _as_2d(tensor):
     return tf.expand_dims(tensor, 1)
 
 
+def _zeros(shape, batch_from, dtype):
+    """Zeros of a static `shape` whose batch entry (first) may be None: then it is taken from `batch_from`."""
+    if shape[0] is not None:
+        return tf.zeros(shape, dtype)
+    return tf.zeros(tf.concat([tf.shape(batch_from)[:1], tf.constant(shape[1:], tf.int32)], 0), dtype)
+
+
 def forward(inputs, kernel, strides, padding):
-    """The convolution itself; zeros of the right shape when an operand is empty."""
-    if _statically_empty(inputs, kernel):
-        shape = output_shape(inputs.shape.as_list(), kernel.shape.as_list(), strides, padding)
-        return tf.zeros([d if d is not None else 0 for d in shape], inputs.dtype)
+    """The convolution itself; zeros of the right shape when an operand or the result is empty.
+
+    (With VALID padding and a kernel larger than the input the result has a zero-size spatial axis; TensorFlow's
+    kernels then return a wrong shape or raise.)"""
+    shape = output_shape(inputs.shape.as_list(), kernel.shape.as_list(), strides, padding)
+    if _statically_empty(inputs, kernel) or 0 in shape:
+        return _zeros(shape, inputs, inputs.dtype)
     return tf.nn.convolution(inputs, kernel, strides=strides, padding=padding)
 
 
@@ -89,9 +101,7 @@ def backprop_input(d_out, kernel, input_shape, strides, padding):
 
     `input_shape` may hold None for the batch axis; it is then taken from `d_out` at run time.
     """
-    static = [d if d is not None else 0 for d in input_shape]
     if _statically_empty(d_out, kernel) or 0 in [d for d in input_shape if d is not None]:
-        if all(d is not None for d in input_shape):
-            return tf.zeros(static, d_out.dtype)
+        return _zeros(list(input_shape), d_out, d_out.dtype)
     dynamic = tf.concat([tf.shape(d_out)[:1], tf.constant(list(input_shape[1:]), tf.int32)], 0)
     return tf.nn.conv_transpose(d_out, kernel, output_shape=dynamic, strides=list(strides), padding=padding)

@@ -150,7 +150,7 @@ def tensordot_classify(x, y, axes, confidence=0.95, thresholds=None, return_thre
         try:
             tf.tensordot(tf.zeros([d or 1 for d in x.shape], x.dtype), tf.zeros([d or 1 for d in y.shape], y.dtype),
                          axes)
-        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
+        except (ValueError, TypeError, IndexError, tf.errors.InvalidArgumentError) as e:  # IndexError: axis out of range
             raise ValueError(f"axes {axes!r} do not fit x shape {x.shape} and y shape {y.shape}: {e}") from None
 
     return _classify(lambda a, b: tf.tensordot(a, b, axes), x, y, confidence, thresholds, return_thresholds,
