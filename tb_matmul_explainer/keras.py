@@ -10,15 +10,21 @@ What is recorded. For each chosen layer and role, one tag `<layer name>/<role>` 
 `<log_dir>/<run>` (`run="train"` by default, the directory Keras' own `TensorBoard` callback writes its training
 scalars to; `run=None` writes into `log_dir` itself), holding one `metadata.py` record per recorded step, plus the
 two plain scalars `<tag>/near_zero_fraction` and `<tag>/dead_unit_fraction` (unless `scalars=False`). Roles:
-  forward          the layer's input  x  and kernel, result z = x @ kernel (the convolution), before bias/activation
-  kernel_gradient  x and d_out = d(loss)/dz, result = the kernel gradient
-  input_gradient   d_out and the kernel, result = d(loss)/dx
+  forward          the layer's input x and kernel; result z = x @ kernel (the convolution), before bias/activation
+  kernel_gradient  x and d_out = d(loss)/dz; result = the kernel gradient TensorFlow computes for the step
+  input_gradient   d_out and the kernel; result = d(loss)/dx
+An operand is classed the same way in every record of the step that uses it (x in forward and kernel_gradient,
+the kernel in forward and input_gradient, d_out in both gradients): its threshold is computed once.
+Defaults: `threshold_method="sampled"` (a percentile of `sample_size` random values) and `near_zero="sampled"`
+(near-zero totals from `DEFAULT_NEAR_ZERO_SAMPLE` batch rows of a Dense layer or batch positions of a
+convolution, rescaled; `near_zero_sample_size` sets both); all-cells totals and near-zero cell counts are exact.
 Supported layers: `Dense`, `EinsumDense` whose equation is a matmul over trailing input axes (e.g. `ab,bc->ac`,
 `abc,cd->abd`, `...b,bcd->...cd`; the kernel's output axes are flattened into units), and `Conv1D/2D/3D` with
 `channels_last`, any strides, `valid`/`same` padding (`causal` for Conv1D: explained as the VALID convolution over
-the left-padded input, the padding zeros counted as near-zero inputs), `dilation_rate=1` and `groups=1`.
-Any other layer that has a kernel (and any unsupported setting) is skipped with an `UnsupportedLayerWarning` naming
-the layer and the reason; the other layers are still recorded (`skipped` lists them).
+the left-padded input, the padding zeros counted as near-zero inputs), `dilation_rate=1` and `groups=1`, that do
+not override `call`. Any other layer that has a kernel (and any unsupported setting) is skipped with an
+`UnsupportedLayerWarning` naming the layer and the reason; the other layers are still recorded (`skipped` lists
+them). A layer called several times in one step is explained at its first call.
 
 Cadence (callback). Steps are 0-based global training steps: the number of optimizer steps taken before the step
 (`model.optimizer.iterations` at `on_train_begin`, then counted by the callback; it keeps counting over epochs
@@ -27,13 +33,17 @@ recorded.
 
 How it stays cheap. A recording step and a plain step are different compiled functions: the callback keeps the
 model's own `train_function` for the steps that do not record (they cost nothing extra, and keep TensorFlow's
-fused matmul + bias + activation kernels) and swaps in an instrumented train function (built by Keras' own
-`_make_function` around the model's own `train_step`, so custom `train_step`s, loss scaling and metrics keep
-working; compiled once and cached) just before a step that records. While the instrumented function is traced,
-the chosen layers' `call` is replaced by an equivalent that computes z explicitly, writes the forward record with
-result=z, and passes z through an identity whose gradient function receives d_out and writes the gradient
+fused matmul + bias + activation kernels; the callback's only per-step work is a Python check in
+`on_train_batch_begin`, and it defines no batch-end hook, so Keras keeps dispatching those asynchronously) and
+swaps in an instrumented train function (built by Keras' own `_make_function` around the model's own
+`train_step`, so custom `train_step`s, loss scaling and metrics keep working; compiled once and cached) just
+before a step that records. While the instrumented function is traced, the chosen layers' `call` is replaced by
+an equivalent that computes z explicitly, writes the forward record with result=z, and passes z and the kernel
+through identities whose gradient functions receive d_out and the kernel gradient and write the gradient
 records (those ops become part of the same compiled step). Nothing is run twice: the records explain the batch
-that the step trains on, with the weights before the step's update.
+that the step trains on, with the weights before the step's update. The kernel-gradient record needs the
+kernel's gradient to be computed (the layer is trainable and the train step differentiates its kernel); for a
+frozen layer the record computes it.
 
 `steps_per_execution=K > 1`: an execution (K steps in one compiled call) that contains a recording step runs the
 instrumented function for all K steps; exactly the steps s with s % N == 0 are recorded, each with its own step
@@ -242,7 +252,8 @@ class LayerRecorder:
       log_dir: the log directory; records go to `<log_dir>/<run>`.
       layers: None (every supported layer) or a list of layer names and/or layer objects.
       roles: any of "forward", "kernel_gradient", "input_gradient".
-      confidence, thresholds, threshold_method, near_zero, sample_size: as for the `summary` ops.
+      confidence, thresholds, threshold_method, near_zero, sample_size, near_zero_sample_size, seed: as for the
+        `summary` ops and `aggregates` (defaults: sampled thresholds, sampled near-zero totals, see above).
       max_units: per-unit detail up to this many units (grouped beyond), as for the `summary` ops.
       scalars: also write `<tag>/near_zero_fraction` and `<tag>/dead_unit_fraction`.
       run: the run subdirectory of `log_dir` ("train"), or None for `log_dir` itself.
@@ -734,9 +745,8 @@ class ExplainerCallback(keras.callbacks.Callback):
       update_freq: record the global steps 0, N, 2N, ... (an int >= 1).
       layers: None (every supported layer) or layer names / layer objects.
       roles: any of "forward", "kernel_gradient", "input_gradient".
-      confidence, thresholds, threshold_method, near_zero, sample_size, max_units, scalars: as for the
-        `summary` ops (None = their defaults).
-      run: the run subdirectory ("train"), or None to write into `log_dir` itself.
+      confidence, thresholds, threshold_method, near_zero, sample_size, near_zero_sample_size, seed, max_units,
+        scalars, run: as for `LayerRecorder`.
 
     After `fit`, `skipped` maps the names of layers that could not be recorded to the reason, and `recorded_steps`
     lists the steps recorded (in this process).
