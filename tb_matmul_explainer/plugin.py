@@ -311,8 +311,37 @@ def _respond_json(request, obj):
 
 # --------------------------------------------------------------------------------------------- parameters
 
+class _MethodNotAllowedError(errors.PublicError):
+    """405 for any method but GET and HEAD (TensorBoard's error middleware answers it, with an Allow header)."""
+
+    http_code = 405
+
+    def __init__(self, method):
+        super().__init__("method %s is not allowed: the Matmul Explainer routes are GET only" % method[:20])
+        self.headers = [("Allow", "GET, HEAD")]
+
+
+def _get_only(app):
+    """Wraps a route's WSGI app so that only GET and HEAD reach it (every route is read-only)."""
+    def get_only(environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            raise _MethodNotAllowedError(method)
+        return app(environ, start_response)
+
+    return get_only
+
+
+def _args(request):
+    """The query parameters; a 400 (not a 500) when the raw query string is not UTF-8 (werkzeug decodes strictly)."""
+    try:
+        return request.args
+    except UnicodeDecodeError:
+        raise errors.InvalidArgumentError("the query string is not valid UTF-8 (percent-encode it)") from None
+
+
 def _param(request, name, required=True):
-    values = request.args.getlist(name)
+    values = _args(request).getlist(name)
     if len(values) > 1:
         raise errors.InvalidArgumentError("parameter %r must be given once, got %d values" % (name, len(values)))
     if not values:
@@ -367,7 +396,7 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
     # ------------------------------------------------------------------ TBPlugin interface
 
     def get_plugin_apps(self):
-        return {
+        apps = {
             "/runs": self._serve_runs,
             "/overview": self._serve_overview,
             "/timeline": self._serve_timeline,
@@ -379,6 +408,7 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
             "/alerts": self._serve_alerts,
             "/*": self._serve_static,
         }
+        return {route: _get_only(app) for route, app in apps.items()}
 
     def is_active(self):
         if self._data_provider is None:
@@ -698,7 +728,7 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         if view not in ("overview", "heatmap", "timeline"):
             raise errors.InvalidArgumentError(
                 "parameter 'view' must be overview, heatmap or timeline, got %r" % view[:40])
-        runs = request.args.getlist("run")
+        runs = _args(request).getlist("run")
         if not 1 <= len(runs) <= _MAX_COMPARE_RUNS:
             raise errors.InvalidArgumentError("give 1 to %d 'run' parameters, got %d" % (_MAX_COMPARE_RUNS, len(runs)))
         role = _role_param(request, default="forward")
