@@ -14,7 +14,8 @@ seconds, metadata parsed once), and read only the tags they need, one tag per `r
 `_Digest` (per-step totals over units and per-row near-zero fractions) that is cached under the tag's
 (max_step, max_wall_time) from `list_tensors`, so new data invalidates it. The per-unit view at one step reads the
 tag's records again (the data provider has no step filter; the latest record alone is read with `downsample=1`);
-the last few such reads are kept in a small cache.
+the last few such reads are kept in a small cache, and each tag's latest record (which /alerts and /diagnosis
+read for every layer) in another, under the same key.
 """
 
 import collections
@@ -386,7 +387,8 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         cache_mb = getattr(context.flags, "matmul_explainer_cache_mb", DEFAULT_CACHE_MB)
         cache_bytes = max(0, int(cache_mb)) * 2**20
         self._digests = _LruBytes(cache_bytes * 3 // 4)
-        self._records = _LruBytes(cache_bytes // 4)
+        self._records = _LruBytes(cache_bytes // 4 - cache_bytes // 16)
+        self._latest = _LruBytes(cache_bytes // 16)  # latest record per tag (read alone): /alerts reads every tag's
         self._meta_memo = {}
         self._meta_lock = threading.Lock()
         self._listing_ttl = LISTING_TTL_S
@@ -544,9 +546,13 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         cached = self._records.get_value(key)
         if cached is None and (step is None or step >= series.max_step):
             # the latest record: `downsample=1` returns exactly it (the data provider always keeps the last)
-            (point,) = self._read(ctx, eid, series, latest_only=True)[-1:]
-            if step is None or point.step <= step:  # (newer data than the listing: read them all below)
-                return int(point.step), _unpack_all(series, [point.numpy])[0]
+            latest = self._latest.get_value(key)
+            if latest is None:
+                (point,) = self._read(ctx, eid, series, latest_only=True)[-1:]
+                latest = (int(point.step), point.numpy)
+                self._latest.put(key, latest, point.numpy.nbytes + 200)
+            if step is None or latest[0] <= step:  # (newer data than the listing: read them all below)
+                return latest[0], _unpack_all(series, [latest[1]])[0]
         if cached is None:
             points = self._read(ctx, eid, series)
             if self._digests.get_value(key) is None:

@@ -18,6 +18,7 @@ import glob
 import json
 import os
 import random
+import time
 import urllib.parse
 
 import pytest
@@ -336,3 +337,79 @@ def test_errors_that_echo_hostile_names_are_plain_text(app, forbidden, static_fi
             check_response(status, headers, body, route, forbidden, static_files, (route, params))
             assert status in (400, 404)
             assert headers["Content-Type"].startswith("text/plain")
+
+
+# ----------------------------------------------------------------------------------------------- under load
+
+def test_latest_records_are_read_once_per_tag(logdir):
+    """/alerts reads every tag's latest record: repeated requests reuse it (found under load: every /alerts made
+    one data-provider call per tag, ~40 ms each with the Rust data server) until the tag gets new data."""
+    from tensorboard.backend.event_processing import data_provider as multiplexer_provider
+
+    client, _ = test_plugin.make_client(logdir)
+    calls = []
+    original = multiplexer_provider.MultiplexerDataProvider.read_tensors
+
+    def counting(self, ctx, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None):
+        calls.append(downsample)
+        return original(self, ctx, experiment_id=experiment_id, plugin_name=plugin_name, downsample=downsample,
+                        run_tag_filter=run_tag_filter)
+
+    multiplexer_provider.MultiplexerDataProvider.read_tensors = counting
+    try:
+        first = client.get(PREFIX + "/alerts?run=alpha")
+        assert first.status_code == 200
+        n_first = len(calls)
+        assert calls.count(1) == 6  # alpha: 3 layers x 2 roles, latest record alone
+        second = client.get(PREFIX + "/alerts?run=alpha")
+        assert second.status_code == 200 and second.get_data() == first.get_data()
+        assert len(calls) == n_first  # nothing read again
+    finally:
+        multiplexer_provider.MultiplexerDataProvider.read_tensors = original
+
+
+def _bench_module(name):
+    import importlib.util
+    import sys
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)  # bench/load.py imports its neighbour plugin_latency
+    spec = importlib.util.spec_from_file_location("bench_" + name, os.path.join(bench, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_concurrent_load_on_a_real_tensorboard(logdir):
+    """A small `bench/load.py`: 16 clients x 20 requests across every route against a real TensorBoard (default
+    loader) on loopback: zero errors (no timing assertion; bench/load.py reports latency)."""
+    load = _bench_module("load")
+    latency = _bench_module("plugin_latency")
+    proc, base = latency.start_tensorboard(logdir, "auto")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            status, body, _ = latency.get(base, PREFIX + "/timeline?run=alpha&role=kernel_gradient&layer=d2")
+            if status == 200 and len(json.loads(body)["steps"]) == 4:
+                status, body, _ = latency.get(base, PREFIX + "/runs")
+                if len(json.loads(body)["runs"]) == 5:
+                    break
+            assert time.monotonic() < deadline, "TensorBoard did not load the logs in 60 s"
+            time.sleep(0.3)
+        paths = [(route, route + "?" + urllib.parse.urlencode(params), 200) for route, params in VALID.items()]
+        paths += [("hostile", "/overview?" + urllib.parse.urlencode({"run": HOSTILE_RUN, "role": "forward"}), 200),
+                  ("gamma unreadable", "/timeline?run=gamma&role=forward&layer=d9", 400),
+                  ("unknown run", "/heatmap?run=nope&role=forward", 404)]
+        rng = random.Random(SEED)
+        plans = [[rng.choice(paths) for _ in range(20)] for _ in range(16)]
+        results, _ = load.run_load(base, plans)
+        errors, _, times = load.summarise(results)
+        assert proc.poll() is None, "TensorBoard died under load"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except Exception:
+            proc.kill()
+    assert len(results) == 320 and len(times) == 320
+    assert errors == [], errors[:5]
