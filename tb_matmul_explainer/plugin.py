@@ -189,6 +189,7 @@ class _Digest:
     row_fraction: np.ndarray  # [R, S] float32 near-zero fraction per row (NaN: no cells or another row count)
     units: int               # of the latest record
     group_size: int          # of the latest record
+    skipped: tuple = ()      # (step, reason) of records that do not follow the contract (left out above)
 
     @property
     def nbytes(self):
@@ -205,16 +206,35 @@ def _sorted_unique(data):
     return steps, [by_step[s] for s in steps]
 
 
-def _unpack_all(series, arrays):
-    try:
-        return [metadata.unpack_record(a) for a in arrays]
-    except metadata.ContractError as e:
-        raise errors.InvalidArgumentError("run %r, tag %r: %s" % (series.run, series.tag, e)) from None
+def _readable(series, steps, arrays):
+    """(steps, arrays, records) of the records that follow the contract, and [(step, reason)] of the others.
+
+    A record the contract does not describe (e.g. appended by a newer writer to a tag whose first record set its
+    metadata) is left out rather than hiding the tag's readable records; a tag with none readable is a 400."""
+    kept_steps, kept_arrays, records, skipped = [], [], [], []
+    for step, array in zip(steps, arrays):
+        try:
+            records.append(metadata.unpack_record(array))
+        except metadata.ContractError as e:
+            skipped.append((int(step), str(e)))
+            continue
+        kept_steps.append(step)
+        kept_arrays.append(array)
+    if skipped and not records:
+        raise errors.InvalidArgumentError("run %r, tag %r: %s" % (series.run, series.tag, skipped[-1][1]))
+    return kept_steps, kept_arrays, records, skipped
+
+
+def _skipped_reason(skipped):
+    steps = [step for step, _ in skipped]
+    shown = ", ".join(map(str, steps[:10])) + (", ..." if len(steps) > 10 else "")
+    return "%d of its records (step %s) cannot be read: %s; its other records are shown" % (
+        len(steps), shown, skipped[-1][1])
 
 
 def _digest(series, data):
     steps, arrays = _sorted_unique(data)
-    records = _unpack_all(series, arrays)
+    steps, arrays, records, skipped = _readable(series, steps, arrays)
     n = len(records)
     totals = np.zeros((n, metadata.COLUMNS), np.float64)
     thresholds = np.zeros((n, 3), np.float64)
@@ -234,7 +254,7 @@ def _digest(series, data):
                 fraction[:, i] = np.where(cells > 0, near / np.where(cells > 0, cells, 1), np.nan)
     return _Digest(steps=np.asarray(steps, np.int64), totals=totals, thresholds=thresholds, nonfinite=nonfinite,
                    dead_units=dead, row_fraction=fraction, units=records[-1].units if n else 0,
-                   group_size=records[-1].group_size if n else 1)
+                   group_size=records[-1].group_size if n else 1, skipped=tuple(skipped))
 
 
 class _LruBytes:
@@ -552,12 +572,15 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
                 latest = (int(point.step), point.numpy)
                 self._latest.put(key, latest, point.numpy.nbytes + 200)
             if step is None or latest[0] <= step:  # (newer data than the listing: read them all below)
-                return latest[0], _unpack_all(series, [latest[1]])[0]
+                try:
+                    return latest[0], metadata.unpack_record(latest[1])
+                except metadata.ContractError:
+                    pass  # an unreadable latest record: the latest readable one is found below
         if cached is None:
             points = self._read(ctx, eid, series)
             if self._digests.get_value(key) is None:
                 self._digest_of(series, key, points)
-            steps, arrays = _sorted_unique(points)
+            steps, arrays, _, _ = _readable(series, *_sorted_unique(points))
             cached = (np.asarray(steps, np.int64), arrays)
             self._records.put(key, cached, sum(a.nbytes for a in arrays) + 8 * len(steps) + 200)
         steps, arrays = cached
@@ -565,7 +588,7 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         if i < 0:
             raise errors.NotFoundError("run %r, layer %r, role %r has no record at or before step %d (first: %d)"
                                        % (series.run, series.meta.layer, series.meta.role, step, steps[0]))
-        return int(steps[i]), _unpack_all(series, [arrays[i]])[0]
+        return int(steps[i]), metadata.unpack_record(arrays[i])  # readable: `_readable` kept it
 
     # ------------------------------------------------------------------ views (return JSON-ready dicts)
 
@@ -573,12 +596,16 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         runs = []
         for run, index in self._index(ctx, eid).items():
             layers = []
+            unreadable = list(index.unreadable)
             for layer in index.ordered_layers():
                 roles = {}
                 for role in metadata.ROLES:
                     s = layer.roles.get(role)
                     if s is None:
                         continue
+                    digest = self._digests.get_value(self._key(eid, s))  # known once the tag has been read
+                    if digest is not None and digest.skipped:
+                        unreadable.append({"tag": s.tag, "reason": _skipped_reason(digest.skipped)})
                     roles[role] = {"last_step": s.max_step, "units": s.meta.units, "confidence": s.meta.confidence,
                                    "operands": list(s.meta.operands), "thresholds": [
                                        None if t is None else _float(t) for t in s.meta.thresholds],
@@ -586,7 +613,7 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
                 first = layer.roles.get("forward") or next(iter(layer.roles.values()))
                 layers.append({"name": layer.name, "index": layer.index, "op": first.meta.op,
                                "units": first.meta.units, "roles": roles})
-            runs.append({"run": run, "roles": index.roles(), "layers": layers, "unreadable": index.unreadable})
+            runs.append({"run": run, "roles": index.roles(), "layers": layers, "unreadable": unreadable})
         return {"version": metadata.CONTRACT_VERSION, "runs": runs}
 
     @staticmethod
