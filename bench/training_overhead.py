@@ -20,8 +20,9 @@ steps. Time per step at cadence N = (median recording step + (N - 1) x median ot
 which a burst of other load on the machine moves far less than the window's mean (also printed).
 The exact settings' every-100 figure is derived the same way from the exact every-16 fit's recording and other
 steps (it runs the same kind of function; this keeps the run under 10 minutes on 2 CPUs). Configurations are
-interleaved round-robin, each repeat starting with a plain fit; a ratio is the median over
-repeats of (time per step / the same repeat's plain time per step). The never-firing cadence gets extra adjacent
+interleaved: each repeat runs the every-step and every-16 fits, then a plain fit, then the every-100 and never
+fits (a plain fit right after a recording-heavy one measured up to 10% slow here, which the finest comparisons
+must not see); a ratio is the median over repeats of (time per step / the same repeat's plain time per step). The never-firing cadence gets extra adjacent
 (plain, never) pairs, and the Python cost of the callback's per-step hook is timed on its own.
 """
 
@@ -169,10 +170,15 @@ def run_problem(problem, repeats, quick, log_root):
         measure(model, data, window, callbacks.get((label, freq)))
         assert freq in (None, NEVER) or callbacks[(label, freq)]._instrumented is not None, (label, freq)
 
+    window_of = {(label, freq): w for label, freq, _, w in configs}
+
     def measure_config(label, freq, window, plain, keep=True):
         mean, recording, other = measure(model, data, window, callbacks.get((label, freq)))
         if not keep:
             return composed(NEVER, recording, other), mean
+        return record_result(label, freq, window, mean, recording, other, plain)
+
+    def record_result(label, freq, window, mean, recording, other, plain):
         if freq is not None and freq != NEVER:
             assert len(recording) == window // freq, (label, freq, len(recording))
         if freq == NEVER:
@@ -189,11 +195,22 @@ def run_problem(problem, repeats, quick, log_root):
             composed_ratios.setdefault(("exact", 100), []).append(derived / plain[0])
         return t, mean
 
+    # Each repeat: the recording-heavy fits first, then the plain fit right before the light ones it is compared
+    # with most finely (a plain fit measured just after a heavy one ran up to 10% slow here); ratios use the
+    # repeat's own plain fit.
+    heavy = [c for c in configs if c[1] in (1, 16)]
+    light = [c for c in configs if c[1] not in (None, 1, 16)]
+    plain_config = configs[0]
     for _ in range(repeats):
-        plain = None
-        for label, freq, _, window in configs:
-            result = measure_config(label, freq, window, plain)
-            plain = plain or result
+        measured = {}
+        for label, freq, _, window in heavy:
+            mean, recording, other = measure(model, data, window, callbacks[(label, freq)])
+            measured[(label, freq)] = (freq, mean, recording, other)
+        plain = measure_config(*plain_config[:2], plain_config[3], None)
+        for (label, freq), (_, mean, recording, other) in measured.items():
+            record_result(label, freq, window_of[(label, freq)], mean, recording, other, plain)
+        for label, freq, _, window in light:
+            measure_config(label, freq, window, plain)
     # The never-firing cadence against plain fits, in extra adjacent pairs (the smallest difference to resolve).
     window = dict(((label, freq), w) for label, freq, _, w in configs)
     for _ in range(NEVER_PAIRS[problem]):
