@@ -277,6 +277,23 @@ def test_traversal_is_404_raw_and_decoded(app, forbidden, static_files, path):
         assert status == 404, (raw, status)
 
 
+def test_symlinks_out_of_the_static_folder_are_not_followed(app, forbidden, static_files, tmp_path, monkeypatch):
+    """A static folder holding links to files and folders outside it (e.g. a bundle built with symlinks): the links
+    are not served; the real file is."""
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "index.js").write_bytes(b"export function render() {}\n")
+    (static / "leak.js").symlink_to("/etc/passwd")
+    (static / "pkg").symlink_to(PACKAGE_DIR, target_is_directory=True)
+    monkeypatch.setattr(plugin_lib, "_STATIC_DIR", str(static))
+    for path in ("/leak.js", "/pkg/plugin.py", "/pkg/static/index.js", "/pkg/../../etc/passwd"):
+        status, headers, body = request(app, (PREFIX + path).encode(), raw_path=(PREFIX + path).encode())
+        check_response(status, headers, body, "core", forbidden, static_files, path)
+        assert status == 404, (path, status)
+    status, _, body = request(app, (PREFIX + "/index.js").encode(), raw_path=(PREFIX + "/index.js").encode())
+    assert status == 200 and body == b"export function render() {}\n"
+
+
 # ----------------------------------------------------------------------------------------------- GET only
 
 @pytest.mark.parametrize("route", list(DATA_ROUTES) + ["/index.js", "/no_such_file.js"])
