@@ -137,6 +137,8 @@ def _sub_seed(seed, index):
 
 def _threshold(t, index, opts):
     given = opts.thresholds[index]
+    if isinstance(given, float):
+        return tf.constant(given, t.dtype)  # tf.cast would round a Python float through float32
     if given is not None:
         return tf.cast(given, t.dtype)
     if opts.method == "exact":

@@ -754,9 +754,7 @@ def _zeros(*shape):
 # Zero-size cases the per-unit kernels crash on (TensorFlow InvalidArgumentError instead of zeros or a
 # ValueError) or get wrong (one row where there are none), found by the tests above and left out of them. Root
 # causes: `tf.reshape(t, [-1, d])` of an empty tensor with d == 0 infers one row, and `tf.size(t) // shape[-1]`
-# divides by zero output channels. Also one semantic difference from `ops`: `aggregates._threshold` casts an
-# explicit Python-float threshold with `tf.cast`, which rounds it through float32 for float64 operands (the
-# random cases above use thresholds exact in float32). aggregates.py belongs to another change: the marks
+# divides by zero output channels. aggregates.py belongs to another change: the marks
 # are strict, so a fix shows up as XPASS here and the entry can go.
 KNOWN_AGGREGATES_BUGS = {
     "dense, empty x and kernel with zero units, result given (reshape [-1, 0])":
@@ -766,10 +764,6 @@ KNOWN_AGGREGATES_BUGS = {
             aggregates.dense(_zeros(0, 0, 0), _zeros(0, 1), thresholds=0.5).cells.numpy(), [0.0]),
     "dense_kernel_gradient, x of rank 3 with zero-size leading and last axes":
         lambda: aggregates.dense_kernel_gradient(_zeros(0, 0, 0), _zeros(0, 0, 1), thresholds=0.5),
-    "float64 operands, explicit Python-float thresholds rounded through float32 (ops keeps 0.3 exact)":
-        lambda: np.testing.assert_array_equal(
-            aggregates.dense(np.array([[0.3, 1.0]]), np.ones((2, 1)), thresholds=0.3).counts.numpy(),
-            np.asarray(ops.matmul_classify(np.array([[0.3, 1.0]]), np.ones((2, 1)), thresholds=0.3)[0]).sum(0)),
     "conv, zero output channels (integer division by zero, aggregates.py `tf.size(d_like) // shape[-1]`)":
         lambda: aggregates.conv(_zeros(1, 3, 3, 1), _zeros(1, 1, 1, 0), thresholds=0.5),
     "conv_kernel_gradient, zero output channels":
