@@ -24,7 +24,10 @@ Supported layers: `Dense`, `EinsumDense` whose equation is a matmul over trailin
 the left-padded input, the padding zeros counted as near-zero inputs), `dilation_rate=1` and `groups=1`, that do
 not override `call`. Any other layer that has a kernel (and any unsupported setting) is skipped with an
 `UnsupportedLayerWarning` naming the layer and the reason; the other layers are still recorded (`skipped` lists
-them). A layer called several times in one step is explained at its first call.
+them). A layer called several times in one step is explained at its first call. The skipped layers are also
+recorded in the run, for TensorBoard: one standard text summary per layer, tag
+`matmul_explainer/not_recorded/<layer name>` (`NOT_RECORDED_TAG_PREFIX`), holding the warning's reason, written once
+at the first recorded step (by the callback; in a custom loop, `LayerRecorder.write_not_recorded(step)`).
 
 Cadence (callback). Steps are 0-based global training steps: the number of optimizer steps taken before the step
 (`model.optimizer.iterations` at `on_train_begin`, then counted by the callback; it keeps counting over epochs
@@ -86,6 +89,8 @@ from tb_matmul_explainer import conv as conv_lib
 from tb_matmul_explainer import threshold as threshold_lib
 
 DEFAULT_RUN = "train"
+# Tag prefix of the text summaries naming the layers that are not recorded (one per layer, the reason as text).
+NOT_RECORDED_TAG_PREFIX = "matmul_explainer/not_recorded/"
 DEFAULT_ROLES = ("forward", "kernel_gradient")
 # near_zero="sampled" (the default): batch rows (dense) or batch positions (convolutions) whose near-zero cells are
 # explained, the totals rescaled to the whole batch (see `aggregates`); all-cells totals are always exact.
@@ -348,6 +353,18 @@ class LayerRecorder:
             with tf.init_scope():
                 self._writer = tf.summary.create_file_writer(path, filename_suffix=".matmul_explainer")
         return self._writer
+
+    def write_not_recorded(self, step):
+        """Writes, with the recorder's writer, one standard text summary per skipped layer (see `skipped`): tag
+        `NOT_RECORDED_TAG_PREFIX + layer name`, the text the reason `UnsupportedLayerWarning` gave, at `step`.
+        Call it eagerly (outside `tf.function`), once: the callback does at its first recorded step. Returns the
+        number of summaries written."""
+        if not self.skipped:
+            return 0
+        with self.writer.as_default(), tf.summary.record_if(True):
+            for name, reason in self.skipped.items():
+                tf.summary.text(NOT_RECORDED_TAG_PREFIX + name, tf.constant(reason), step=int(step))
+        return len(self.skipped)
 
     def flush(self):
         if self._writer is not None:
@@ -770,6 +787,7 @@ class ExplainerCallback(keras.callbacks.Callback):
         self.recorder = None
         self.skipped = {}
         self.recorded_steps = []
+        self._not_recorded_written = False
         self._plain = None
         self._instrumented = None
         self._step = 0
@@ -786,6 +804,7 @@ class ExplainerCallback(keras.callbacks.Callback):
         if self.recorder is None or self._model_id != id(model):
             self.recorder = LayerRecorder(model, self.log_dir, loss_scale=self._loss_scale, **self._recorder_args)
             self.skipped = dict(self.recorder.skipped)
+            self._not_recorded_written = False
             self._model_id = id(model)
             self._instrumented = None
             self._step_variable = None  # (created in the model's strategy scope)
@@ -848,7 +867,11 @@ class ExplainerCallback(keras.callbacks.Callback):
         if (-first) % self.update_freq < k:  # a multiple of N in [first, first + k)
             self._step_variable.assign(first)
             self.model.train_function = self._instrumented_function()
-            self.recorded_steps.extend(s for s in range(first, first + k) if s % self.update_freq == 0)
+            recorded = [s for s in range(first, first + k) if s % self.update_freq == 0]
+            if not self._not_recorded_written:
+                self._not_recorded_written = True
+                self.recorder.write_not_recorded(recorded[0])
+            self.recorded_steps.extend(recorded)
         elif self.model.train_function is not self._plain:
             self.model.train_function = self._plain
 

@@ -255,6 +255,24 @@ def test_unsupported_layer_is_named_with_the_reason_and_the_others_are_recorded(
     assert any("'scaled'" in m and "overrides call()" in m for m in messages)
     assert set(callback.skipped) == {"dilated", "sep", "scaled"}
     assert sorted(records(tmp_path)) == ["head/forward", "plain_conv/forward"]
+    # Each skipped layer is also in the run, for TensorBoard: a standard text summary with the warning's reason,
+    # written once, at the first recorded step.
+    model.fit(x, np.zeros((4, 1), np.float32), batch_size=4, epochs=1, callbacks=[callback], verbose=0)
+    texts = tb_reader.read_records(str(tmp_path), plugin_name="text")["train"]
+    assert sorted(texts) == [f"matmul_explainer/not_recorded/{name}" for name in ("dilated", "scaled", "sep")]
+    for name, reason in callback.skipped.items():
+        _, data = texts[tk.NOT_RECORDED_TAG_PREFIX + name]
+        assert [(d.step, d.numpy.item().decode()) for d in data] == [(0, reason)]
+        assert any(f"'{name}'" in m and reason in m for m in messages)
+    assert "dilation_rate=(2, 2) is not supported (dilation 1 only)" == callback.skipped["dilated"]
+
+
+def test_nothing_skipped_writes_no_not_recorded_text(tmp_path, no_xla):
+    x, y = mlp_data(n=8)
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",))
+    mlp().fit(x, y, batch_size=8, epochs=1, callbacks=[callback], verbose=0)
+    assert callback.skipped == {}
+    assert tb_reader.read_records(str(tmp_path), plugin_name="text") == {}
 
 
 def test_layers_can_be_chosen_by_name_or_object(tmp_path, no_xla):
