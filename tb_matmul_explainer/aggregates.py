@@ -503,9 +503,18 @@ def _dense_role(F, S, R_fn, f_t, s_t, opts):
     return _finish(opts, F, S, f_thr, s_thr, all_totals, units, R_fn, nz_fn)
 
 
+def _leading_size(t):
+    """The number of rows of `t` flattened to `[rows, last axis]` (no -1 inference: the last axis may be 0)."""
+    return tf.reduce_prod(tf.shape(t)[:-1])
+
+
+def _as_rows(t):
+    return tf.reshape(t, tf.stack([_leading_size(t), tf.shape(t)[-1]]))
+
+
 def _flatten_rows(t, name):
     validation.check_rank(t, name, 2)
-    return tf.reshape(t, [-1, tf.shape(t)[-1]]) if t.shape.rank != 2 else t
+    return _as_rows(t) if t.shape.rank != 2 else t
 
 
 def _check_dim(a, b, message):
@@ -539,7 +548,7 @@ def dense(x, kernel, *, result=None, confidence=0.95, thresholds=None, threshold
     def result_fn():
         if result is None:
             return tf.linalg.matmul(F, kernel)
-        return tf.reshape(_given_result(result, F.dtype, expected), [-1, tf.shape(kernel)[1]])
+        return _as_rows(_given_result(result, F.dtype, expected))
 
     return _dense_role(F, kernel, result_fn, False, False, opts)
 
@@ -598,7 +607,7 @@ def dense_input_gradient(d_out, kernel, *, result=None, confidence=0.95, thresho
     def result_fn():
         if result is None:
             return tf.linalg.matmul(F, kernel, transpose_b=True)
-        return tf.reshape(_given_result(result, F.dtype, expected), [-1, tf.shape(kernel)[0]])
+        return _as_rows(_given_result(result, F.dtype, expected))
 
     return _dense_role(F, kernel, result_fn, False, True, opts)
 
@@ -760,10 +769,6 @@ def _identity_box_kernel(kernel_spatial, channels, dtype):
     return tf.tile(tf.reshape(eye, [1] * len(kernel_spatial) + [channels, channels]), list(kernel_spatial) + [1, 1])
 
 
-def _rows(t):
-    return tf.reshape(t, [-1, t.shape[-1]])
-
-
 def _conv_kernel_gradient_all(x, D, kshape, strides, padding, x_thr, d_thr):
     """All-cells totals of the conv kernel gradient: box filter of channel sums against d_out's classes."""
     cin, cout = kshape[-2], kshape[-1]
@@ -787,8 +792,8 @@ def _conv_kernel_gradient_all(x, D, kshape, strides, padding, x_thr, d_thr):
     cnt_pos, cnt_neg = tf.reduce_sum(per_pos, 0), tf.reduce_sum(per_neg, 0)
     total = tf.reduce_sum(_f64(box_counts), [0, 1])[:, None]
     counts = tf.stack([cnt_pos, total - cnt_pos - cnt_neg, cnt_neg], axis=1)
-    box_values = _rows(box[..., 3:])
-    sums = tf.stack([_f64(tf.linalg.matmul(box_values, _rows(v), transpose_a=True)) for v in _values(D, dp, dn)],
+    box_values = _as_rows(box[..., 3:])
+    sums = tf.stack([_f64(tf.linalg.matmul(box_values, _as_rows(v), transpose_a=True)) for v in _values(D, dp, dn)],
                     axis=1)
     cells = tf.fill([cout], tf.constant(float(kp * cin), tf.float64))
     return counts, sums, cells
@@ -984,7 +989,7 @@ def _conv_role(role, first, second, geometry, strides, padding, result_fn, opts)
 
         # near_zero="sampled": (batch, output position) pairs of d_out (gradients) or of the result (forward).
         d_like = second if role == "kernel_gradient" else (first if role == "input_gradient" else R)
-        total = tf.size(d_like) // tf.shape(d_like)[-1]
+        total = _leading_size(d_like)
 
         def sampled():
             positions = _sample_rows(total, opts.nz_sample_size, _sub_seed(opts.seed, 3))
@@ -1051,7 +1056,7 @@ def _conv_sampled_kernel(role, first, second, M, geometry, strides, padding, thr
     kp = _kernel_offsets(kshape)
     out_spatial = conv_lib.output_shape([1] + list(in_shape[1:]), kshape, strides, padding)[1:-1]
     d_like = {"forward": M, "kernel_gradient": second, "input_gradient": first}[role]
-    total = tf.size(d_like, out_type=tf.int64) // d_like.shape[-1]
+    total = tf.cast(_leading_size(d_like), tf.int64)
     scale = _f64(total) / _f64(tf.maximum(tf.size(positions), 1))
     rows = lambda t: tf.gather(tf.reshape(t, [-1, t.shape[-1]]), positions)  # noqa: E731
     dtype = first.dtype

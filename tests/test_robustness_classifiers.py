@@ -402,11 +402,11 @@ def test_tensor_classify_masks_and_threshold(data):
 
 # ----------------------------------------------------------------------------------------------- convolutions
 
-def conv_geometry(data, allow_bad=True, min_cout=0):
+def conv_geometry(data, allow_bad=True):
     """Shapes of a random NHWC convolution (possibly invalid): a dict."""
     rank = data.draw(st.integers(1, 3))
     batch = data.draw(st.sampled_from([0, 1, 2]))
-    cin, cout = data.draw(st.integers(0, 2)), data.draw(st.integers(min_cout, 2))
+    cin, cout = data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))
     max_side = {1: 6, 2: 4, 3: 3}[rank]
     spatial = [data.draw(st.integers(0, max_side)) for _ in range(rank)]
     kernel = [data.draw(st.integers(1, 3)) for _ in range(rank)]
@@ -444,8 +444,8 @@ def _out_shape(g):
     return [g["x"][0]] + out_sp + [g["k"][-1]]
 
 
-def _conv_case(data, role, min_cout=0):
-    g = conv_geometry(data, min_cout=min_cout)
+def _conv_case(data, role):
+    g = conv_geometry(data)
     if g["bad"] in ("channels", "rank", "kernel0", "padding") or g["bad"] and role != "forward":
         shapes = {"forward": [g["x"], g["k"]], "kernel_gradient": [g["x"], [1] * len(g["x"])],
                   "input_gradient": [[1] * len(g["x"]), g["k"]]}[role]
@@ -600,8 +600,6 @@ def check_aggregate(name, op_name, g, args, data):
         given = tuple(data.draw(st.none() | AGG_THRESHOLDS) for _ in range(3))
     result = tf_result(op_name, g, x, y)
     pass_result = data.draw(st.booleans())
-    if pass_result and result.size == 0 and result.shape[-1] == 0 and x.size == 0 and op_name.startswith("dense"):
-        pass_result = False  # a known bug of the kernels (KNOWN_AGGREGATES_BUGS), left out here
     got = fn(f_arg, s_arg, result=result if pass_result else None, confidence=confidence, thresholds=given,
              threshold_method="exact")
     got = {k: np.asarray(v) for k, v in got._asdict().items()}
@@ -640,9 +638,6 @@ def test_aggregates_dense(data):
     op_name = data.draw(st.sampled_from(["dense", "dense_kernel_gradient", "dense_input_gradient"]))
     lead = tuple(data.draw(st.lists(st.integers(0, 4), min_size=1, max_size=2)))
     k, m = data.draw(st.integers(0, 5)), data.draw(st.integers(0, 4))
-    flattened_last = {"dense": [k], "dense_kernel_gradient": [k, m], "dense_input_gradient": [m]}[op_name]
-    if len(lead) > 1 and 0 in lead and 0 in flattened_last:
-        lead = (0,)  # a known bug of the kernels (KNOWN_AGGREGATES_BUGS), left out here
     shapes = {"dense": [lead + (k,), (k, m)], "dense_kernel_gradient": [lead + (k,), lead + (m,)],
               "dense_input_gradient": [lead + (m,), (k, m)]}[op_name]
     bad = data.draw(st.integers(0, 9)) == 0
@@ -663,8 +658,7 @@ def test_aggregates_conv(data):
     op_name = data.draw(st.sampled_from(["conv", "conv_kernel_gradient", "conv_input_gradient"]))
     role = {"conv": "forward", "conv_kernel_gradient": "kernel_gradient",
             "conv_input_gradient": "input_gradient"}[op_name]
-    # zero output channels: a known bug of the kernels (KNOWN_AGGREGATES_BUGS), left out here
-    g, args = _conv_case(data, role, min_cout=1)
+    g, args = _conv_case(data, role)
     if g["bad"]:
         fn, _ = AGG_ROLES[op_name](g)
         expect_error(lambda: fn(args[0][0], args[1][0], thresholds=0.5))
@@ -751,36 +745,45 @@ def _zeros(*shape):
     return np.zeros(shape, np.float32)
 
 
-# Zero-size cases the per-unit kernels crash on (TensorFlow InvalidArgumentError instead of zeros or a
-# ValueError) or get wrong (one row where there are none), found by the tests above and left out of them. Root
-# causes: `tf.reshape(t, [-1, d])` of an empty tensor with d == 0 infers one row, and `tf.size(t) // shape[-1]`
-# divides by zero output channels. aggregates.py belongs to another change: the marks
-# are strict, so a fix shows up as XPASS here and the entry can go.
-KNOWN_AGGREGATES_BUGS = {
-    "dense, empty x and kernel with zero units, result given (reshape [-1, 0])":
-        lambda: aggregates.dense(_zeros(0, 0), _zeros(0, 0), result=_zeros(0, 0), thresholds=0.5),
-    "dense, x of rank 3 with zero-size leading and last axes (rows come out as 1)":
-        lambda: np.testing.assert_array_equal(
-            aggregates.dense(_zeros(0, 0, 0), _zeros(0, 1), thresholds=0.5).cells.numpy(), [0.0]),
+# Zero-size cases the hypothesis tests above first found the kernels crashing on (`tf.reshape(t, [-1, 0])` infers one
+# row; `tf.size(t) // shape[-1]` divides by zero channels), each with its exact expected cells per unit.
+ZERO_SIZE_CASES = {
+    "dense, empty x and kernel with zero units, result given":
+        (lambda: aggregates.dense(_zeros(0, 0), _zeros(0, 0), result=_zeros(0, 0), thresholds=0.5), []),
+    "dense, x of rank 3 with zero-size leading and last axes":
+        (lambda: aggregates.dense(_zeros(0, 0, 0), _zeros(0, 1), thresholds=0.5), [0.0]),
+    "dense, x of rank 3 with a zero-size middle axis, result given":
+        (lambda: aggregates.dense(_zeros(2, 0, 3), _zeros(3, 0), result=_zeros(2, 0, 0), thresholds=0.5), []),
     "dense_kernel_gradient, x of rank 3 with zero-size leading and last axes":
-        lambda: aggregates.dense_kernel_gradient(_zeros(0, 0, 0), _zeros(0, 0, 1), thresholds=0.5),
-    "conv, zero output channels (integer division by zero, aggregates.py `tf.size(d_like) // shape[-1]`)":
-        lambda: aggregates.conv(_zeros(1, 3, 3, 1), _zeros(1, 1, 1, 0), thresholds=0.5),
+        (lambda: aggregates.dense_kernel_gradient(_zeros(0, 0, 0), _zeros(0, 0, 1), thresholds=0.5), [0.0]),
+    "dense_input_gradient, zero units out, rank 3":
+        (lambda: aggregates.dense_input_gradient(_zeros(2, 3, 0), _zeros(2, 0), thresholds=0.5), [6.0, 6.0]),
+    "conv, zero output channels":
+        (lambda: aggregates.conv(_zeros(1, 3, 3, 1), _zeros(1, 1, 1, 0), thresholds=0.5), []),
+    "conv, zero output channels, near_zero sampled":
+        (lambda: aggregates.conv(_zeros(1, 3, 3, 1), _zeros(1, 1, 1, 0), thresholds=0.5, near_zero="sampled",
+                                 near_zero_sample_size=2), []),
     "conv_kernel_gradient, zero output channels":
-        lambda: aggregates.conv_kernel_gradient(_zeros(1, 3, 2), _zeros(1, 3, 0), [1, 2, 0], thresholds=0.5),
-    "conv_kernel_gradient, empty batch, zero in and out channels (MatMul size mismatch)":
-        lambda: aggregates.conv_kernel_gradient(_zeros(0, 0, 0), _zeros(0, 0, 0), [1, 0, 0], thresholds=0.5),
+        (lambda: aggregates.conv_kernel_gradient(_zeros(1, 3, 2), _zeros(1, 3, 0), [1, 2, 0], thresholds=0.5), []),
+    "conv_kernel_gradient, empty batch, zero in and out channels":
+        (lambda: aggregates.conv_kernel_gradient(_zeros(0, 0, 0), _zeros(0, 0, 0), [1, 0, 0], thresholds=0.5), []),
     "conv_input_gradient, zero output channels":
-        lambda: aggregates.conv_input_gradient(_zeros(1, 3, 3, 0), _zeros(1, 1, 2, 0), (1, 3, 3, 2),
-                                               thresholds=0.5),
+        (lambda: aggregates.conv_input_gradient(_zeros(1, 3, 3, 0), _zeros(1, 1, 2, 0), (1, 3, 3, 2),
+                                                thresholds=0.5), [9.0, 9.0]),
 }
 
 
-@pytest.mark.parametrize("case", sorted(KNOWN_AGGREGATES_BUGS))
-@pytest.mark.xfail(strict=True, raises=(tf.errors.InvalidArgumentError, AssertionError),
-                   reason="known aggregates.py bug")
-def test_known_aggregates_zero_size_bugs(case):
-    either(KNOWN_AGGREGATES_BUGS[case])
+@pytest.mark.parametrize("case", sorted(ZERO_SIZE_CASES))
+def test_aggregates_zero_size(case):
+    """Zero-size axes give zero totals of the right shape: no TensorFlow error, no phantom row."""
+    call, cells = ZERO_SIZE_CASES[case]
+    got = call()
+    np.testing.assert_array_equal(got.cells.numpy(), cells)
+    for name in ("counts", "sums", "near_zero_counts", "near_zero_sums"):
+        value = getattr(got, name).numpy()
+        assert value.shape == (len(cells), 9), (name, value.shape)
+        np.testing.assert_array_equal(value, 0.0, err_msg=name)
+    np.testing.assert_array_equal(got.nonfinite.numpy(), [0, 0, 0])
 
 
 # ----------------------------------------------------------------------------------------------- totals
