@@ -16,6 +16,11 @@ seconds, metadata parsed once), and read only the tags they need, one tag per `r
 tag's records again (the data provider has no step filter; the latest record alone is read with `downsample=1`);
 the last few such reads are kept in a small cache, and each tag's latest record (which /alerts and /diagnosis
 read for every layer) in another, under the same key.
+
+Layers the writer could not record: the Keras callback writes, once per run, a standard TensorBoard text summary
+`NOT_RECORDED_PREFIX + layer name` holding the reason (a scalar string). `/runs` lists them per run as
+`notRecorded`, read through the data provider's "text" plugin data (latest value of each such tag; listed and read
+at most once per `LISTING_TTL_S`, a value read once per tag version).
 """
 
 import collections
@@ -61,6 +66,11 @@ _CONTENT_TYPES = {
     ".woff2": "font/woff2", ".woff": "font/woff", ".txt": "text/plain", ".wasm": "application/wasm",
 }
 _JSON = "application/json; charset=utf-8"
+#: Tag prefix of the text summaries naming a layer the writer could not record (the rest of the tag is its name).
+NOT_RECORDED_PREFIX = "matmul_explainer/not_recorded/"
+_TEXT_PLUGIN = "text"
+_MAX_REASON_CHARS = 2000
+_UNREADABLE_REASON = "not recorded (its reason could not be read: the text summary is not a single string)"
 
 
 # --------------------------------------------------------------------------------------------- loader / flags
@@ -147,6 +157,20 @@ def _best_effort_key(content):
         return (str(raw["layer"]), str(raw["role"]))
     except Exception:  # any malformed content: we just cannot name it
         return None
+
+
+def _not_recorded_reason(array):
+    """The reason text of a not-recorded note (a scalar string tensor), or `_UNREADABLE_REASON`."""
+    try:
+        value = np.asarray(array)
+        item = value.item() if value.shape == () else None
+    except Exception:  # anything a data provider could hand over that is not an array
+        item = None
+    if isinstance(item, bytes):
+        item = item.decode("utf-8", errors="replace")
+    if not isinstance(item, str):
+        return _UNREADABLE_REASON
+    return item[:_MAX_REASON_CHARS]
 
 
 def _alert_json(alert):
@@ -414,6 +438,8 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         self._listing_ttl = LISTING_TTL_S
         self._listings = {}  # experiment id -> (monotonic time, {run: _RunIndex})
         self._listing_lock = threading.Lock()
+        self._notes = {}  # experiment id -> (monotonic time, {run: [{"layer", "reason"}]})
+        self._note_values = {}  # (eid, run, tag, max_step, max_wall_time) -> reason
 
     # ------------------------------------------------------------------ TBPlugin interface
 
@@ -505,6 +531,45 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
             result[run] = index
         return result
 
+    def _not_recorded(self, ctx, eid):
+        """{run: [{"layer": name, "reason": text}]} from the not-recorded text summaries (sorted by layer)."""
+        now = time.monotonic()
+        with self._listing_lock:
+            hit = self._notes.get(eid)
+        if hit is not None and now - hit[0] < self._listing_ttl:
+            return hit[1]
+        mapping = self._data_provider.list_tensors(ctx, experiment_id=eid, plugin_name=_TEXT_PLUGIN)
+        notes = {}  # (run, tag) -> memo key
+        for run, tags in mapping.items():
+            for tag, ts in (tags or {}).items():
+                if tag.startswith(NOT_RECORDED_PREFIX) and len(tag) > len(NOT_RECORDED_PREFIX):
+                    notes[run, tag] = (eid, run, tag, int(ts.max_step), float(ts.max_wall_time))
+        with self._listing_lock:
+            values = {k: self._note_values[k] for k in notes.values() if k in self._note_values}
+        missing = [(run, tag) for (run, tag), k in notes.items() if k not in values]
+        if missing:
+            data = self._data_provider.read_tensors(
+                ctx, experiment_id=eid, plugin_name=_TEXT_PLUGIN, downsample=1,
+                run_tag_filter=provider.RunTagFilter(runs=sorted({r for r, _ in missing}),
+                                                     tags=sorted({t for _, t in missing})))
+            for run, tag in missing:
+                points = (data.get(run) or {}).get(tag)
+                if points:
+                    values[notes[run, tag]] = _not_recorded_reason(points[-1].numpy)
+            with self._listing_lock:
+                if len(self._note_values) > 10_000:
+                    self._note_values.clear()
+                self._note_values.update(values)
+        result = {}
+        for (run, tag), k in sorted(notes.items()):
+            if k in values:
+                result.setdefault(run, []).append({"layer": tag[len(NOT_RECORDED_PREFIX):], "reason": values[k]})
+        with self._listing_lock:
+            if len(self._notes) > 64:
+                self._notes.clear()
+            self._notes[eid] = (now, result)
+        return result
+
     def _run(self, ctx, eid, run):
         index = self._index(ctx, eid, runs=[run]).get(run)
         if index is None:
@@ -594,6 +659,7 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
 
     def _runs_view(self, ctx, eid):
         runs = []
+        not_recorded = self._not_recorded(ctx, eid)
         for run, index in self._index(ctx, eid).items():
             layers = []
             unreadable = list(index.unreadable)
@@ -613,7 +679,8 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
                 first = layer.roles.get("forward") or next(iter(layer.roles.values()))
                 layers.append({"name": layer.name, "index": layer.index, "op": first.meta.op,
                                "units": first.meta.units, "roles": roles})
-            runs.append({"run": run, "roles": index.roles(), "layers": layers, "unreadable": unreadable})
+            runs.append({"run": run, "roles": index.roles(), "layers": layers, "unreadable": unreadable,
+                         "notRecorded": not_recorded.get(run, [])})
         return {"version": metadata.CONTRACT_VERSION, "runs": runs}
 
     @staticmethod

@@ -53,6 +53,14 @@ def write_future_tag(tag, step):
     tf.summary.write(tag, tf.zeros([3, metadata.COLUMNS], tf.float64), step, metadata=md)
 
 
+NOT_RECORDED = "matmul_explainer/not_recorded/"  # tag prefix of the Keras callback's "not recorded" text notes
+
+
+def write_not_recorded(layer, reason, step):
+    """The note the Keras callback writes for a layer it cannot record: a standard TensorBoard text summary."""
+    assert tf.summary.text(NOT_RECORDED + layer, reason, step=step)
+
+
 # Layers: name -> (index, inputs, units); run beta lacks d2, and records d1 forward only at some steps.
 LAYERS = {"d0": (0, 6, 5), "d1": (1, 5, 3), "d2": (2, 6, 300)}
 
@@ -66,8 +74,8 @@ def _layer_data(rng, inputs, units, batch=8):
 
 
 def write_logdir(logdir, seed=0):
-    """Runs alpha, beta (without d2), gamma (with a contract-version-2 tag), nan (non-finite data), and
-    scalars_only (not ours)."""
+    """Runs alpha (with a "not recorded" note for layer lstm), beta (without d2), gamma (with a contract-version-2
+    tag), nan (non-finite data), and scalars_only (not ours)."""
     rng = np.random.default_rng(seed)
     plan = {"alpha": ([0, 10, 20, 30], ["d0", "d1", "d2"]), "beta": ([5, 15, 25], ["d0", "d1"])}
     for run, (steps, layers) in plan.items():
@@ -79,6 +87,8 @@ def write_logdir(logdir, seed=0):
                     if not (run == "beta" and layer == "d1" and step == 5):
                         write_layer("forward", layer, index, x, kernel, step)
                     write_layer("kernel_gradient", layer, index, x, d_out, step)
+    with tf.summary.create_file_writer(os.path.join(logdir, "alpha")).as_default():
+        write_not_recorded("lstm", "LSTM is not supported: <no kernel matmul> & nothing to explain", 0)
     with tf.summary.create_file_writer(os.path.join(logdir, "gamma")).as_default():
         x, kernel, _ = _layer_data(rng, 6, 5)
         write_layer("forward", "d0", 0, x, kernel, 3)
@@ -218,6 +228,61 @@ def test_runs_lists_our_runs_layers_in_model_order_and_roles(client, written):
     assert d2["roles"]["kernel_gradient"]["operands"] == ["input", "output_gradient"]
     assert runs["beta"]["layers"][1]["roles"]["forward"]["last_step"] == 25
     assert runs["alpha"]["unreadable"] == []
+
+
+def test_runs_list_the_layers_not_recorded(client):
+    runs = {r["run"]: r for r in get_json(client, "/runs")["runs"]}
+    assert runs["alpha"]["notRecorded"] == [
+        {"layer": "lstm", "reason": "LSTM is not supported: <no kernel matmul> & nothing to explain"}]
+    assert all(runs[r]["notRecorded"] == [] for r in ("beta", "gamma", "nan"))
+
+
+def test_not_recorded_notes_next_to_records(tmp_path):
+    """Text summaries under the not-recorded prefix, in event files next to our records, read through the data
+    provider: the latest value per layer, plain text; other text tags, runs without notes, and values that are
+    not a scalar string do not break /runs."""
+    rng = np.random.default_rng(4)
+    x, kernel, _ = _layer_data(rng, 4, 3)
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        write_layer("forward", "dense", 0, x, kernel, 0)
+        write_not_recorded("lstm", "an old reason", 0)
+        write_not_recorded("zeta<script>alert(1)</script>", "custom layer \u00e9 \"quoted\"\n<b>not html</b>", 0)
+        write_not_recorded("vector", ["two", "strings"], 0)  # not a scalar string: a generic reason
+        tf.summary.write(NOT_RECORDED + "number", tf.constant(3.5), step=0,  # a text tag holding a float
+                         metadata=summary_pb2.SummaryMetadata(
+                             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text"),
+                             data_class=summary_pb2.DATA_CLASS_TENSOR))
+        write_layer("forward", "dense", 0, x, kernel, 5)
+        write_not_recorded("lstm", "LSTM is not supported", 5)  # written again (a resumed job): the latest wins
+        tf.summary.text("notes/matmul_explainer/not_recorded/other", "not ours: another prefix", step=0)
+        tf.summary.text(NOT_RECORDED, "no layer name", step=0)  # the bare prefix names no layer: left out
+    with tf.summary.create_file_writer(str(tmp_path / "plain")).as_default():
+        write_layer("forward", "dense", 0, x, kernel, 0)
+    with tf.summary.create_file_writer(str(tmp_path / "text_only")).as_default():
+        write_not_recorded("dense", "a run without records is not listed", 0)
+    client, _ = make_client(str(tmp_path))
+    runs = {r["run"]: r for r in get_json(client, "/runs")["runs"]}
+    assert sorted(runs) == ["plain", "run"]
+    assert runs["plain"]["notRecorded"] == []
+    notes = runs["run"]["notRecorded"]
+    assert [n["layer"] for n in notes] == ["lstm", "number", "vector", "zeta<script>alert(1)</script>"]
+    by_layer = {n["layer"]: n["reason"] for n in notes}
+    assert by_layer["lstm"] == "LSTM is not supported"
+    assert by_layer["zeta<script>alert(1)</script>"] == 'custom layer \u00e9 "quoted"\n<b>not html</b>'
+    assert by_layer["vector"] == by_layer["number"] == plugin_lib._UNREADABLE_REASON
+    assert [l["name"] for l in runs["run"]["layers"]] == ["dense"]  # the records are unaffected
+    assert get_json(client, "/timeline", run="run", role="forward", layer="dense")["steps"] == [0, 5]
+    assert client.get(PREFIX + "/runs").headers["Content-Type"].startswith("application/json")  # never HTML
+
+
+def test_runs_without_any_text_tag(tmp_path):
+    rng = np.random.default_rng(5)
+    x, kernel, _ = _layer_data(rng, 4, 3)
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        write_layer("forward", "dense", 0, x, kernel, 0)
+    client, _ = make_client(str(tmp_path))
+    (run,) = get_json(client, "/runs")["runs"]
+    assert run["notRecorded"] == []
 
 
 def test_unknown_contract_version_is_reported_and_rejected(client):
