@@ -84,7 +84,7 @@ import keras
 import tensorflow as tf
 from keras import ops as kops
 
-from tb_matmul_explainer import aggregates, metadata, validation
+from tb_matmul_explainer import aggregates, metadata, summary, validation
 from tb_matmul_explainer import conv as conv_lib
 from tb_matmul_explainer import threshold as threshold_lib
 
@@ -560,11 +560,8 @@ class LayerRecorder:
     def _write(self, tag, summary_metadata, fields, step):
         totals = aggregates.UnitTotals(**dict(zip(_FIELDS, fields)))
         with _default_writer(self.writer), tf.summary.record_if(True):
-            written = tf.summary.write(tag, metadata.pack_record(totals, self.max_units), step,
-                                       metadata=summary_metadata)
-            if self.scalars:
-                _write_scalars(tag, totals, step)
-        return written
+            return summary.write_totals(tag, totals, step, summary_metadata, max_units=self.max_units,
+                                        scalars=self.scalars)
 
 
 class _Recording:
@@ -625,17 +622,6 @@ class _default_writer:
             return self._context.__exit__(*exc)
         self._state.writer = self._previous
         return False
-
-
-def _write_scalars(tag, totals, step):
-    from tensorboard.plugins.scalar import metadata as scalar_metadata
-
-    cells = tf.reduce_sum(totals.cells)
-    near_zero = tf.math.divide_no_nan(tf.reduce_sum(totals.near_zero_cells), cells)
-    dead = tf.reduce_mean(tf.cast((totals.cells > 0) & (totals.near_zero_cells >= totals.cells), tf.float64))
-    md = scalar_metadata.create_summary_metadata(display_name=None, description=None)
-    tf.summary.write(f"{tag}/near_zero_fraction", tf.cast(near_zero, tf.float32), step, metadata=md)
-    tf.summary.write(f"{tag}/dead_unit_fraction", tf.cast(dead, tf.float32), step, metadata=md)
 
 
 def _gradient_hook(z, on_gradient):

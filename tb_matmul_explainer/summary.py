@@ -14,11 +14,41 @@ or a triple first operand / second operand / result, entries may be None); `thre
 "exact"; `near_zero="exact"`, "sampled" or "off"; `sample_size`; `max_units` (per-unit detail up to this many
 units, grouped beyond); `layer` (the layer's name for the UI, default `name`) and `layer_index` (its position in
 the model, for ordering); `description`.
+
+`write_totals(tag, totals, step, summary_metadata)` is the writing step alone, for callers that compute the totals
+themselves (the Keras instrumentation does): one record plus its two scalars, under exactly the tags given.
 """
 
 import tensorflow as tf
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 from tb_matmul_explainer import aggregates, metadata
+
+
+def write_totals(tag, totals, step, summary_metadata, *, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True):
+    """Writes one record and, unless `scalars=False`, its two scalars, to the default writer.
+
+    Contract:
+      * the record: `metadata.pack_record(totals, max_units)` (`totals` an `aggregates.UnitTotals`) under exactly
+        `tag` with `summary_metadata` (from `metadata.create_summary_metadata`);
+      * the scalars: `<tag>/near_zero_fraction` (near-zero result cells / all result cells, 0 with no cells) and
+        `<tag>/dead_unit_fraction` (share of the record's unit rows whose cells are all near zero, a row without
+        cells not counting as dead), computed in the totals' dtype and written as float32 with TensorBoard's
+        scalar plugin metadata, exactly what `tf.summary.scalar` writes, so the Scalars dashboard shows them.
+    Tags are used as given: no name scope is prepended (inside `tf.function` or `tf.cond`, TensorFlow's name scopes
+    would otherwise leak into them). Like `tf.summary.write` it writes only with a default writer and when
+    `tf.summary.should_record_summaries()`; it computes nothing lazily itself (the caller decides whether to compute
+    the totals). Returns the record's `tf.summary.write` result (a bool tensor). Eager or inside `tf.function`.
+    """
+    written = tf.summary.write(tag, metadata.pack_record(totals, max_units), step, metadata=summary_metadata)
+    if scalars:
+        cells = tf.reduce_sum(totals.cells)
+        near_zero = tf.math.divide_no_nan(tf.reduce_sum(totals.near_zero_cells), cells)
+        dead = tf.reduce_mean(tf.cast((totals.cells > 0) & (totals.near_zero_cells >= totals.cells), tf.float64))
+        md = scalar_metadata.create_summary_metadata(display_name=None, description=None)
+        tf.summary.write(f"{tag}/near_zero_fraction", tf.cast(near_zero, tf.float32), step, metadata=md)
+        tf.summary.write(f"{tag}/dead_unit_fraction", tf.cast(dead, tf.float32), step, metadata=md)
+    return written
 
 
 def dense(name, x, kernel, result=None, step=None, *, layer=None, layer_index=0, description=None, **options):
@@ -93,16 +123,7 @@ def _write(name, role, op, units, step, layer, layer_index, description, options
         confidence=confidence, thresholds=[t if t is None else float(t) for t in thresholds])
     with tf.summary.experimental.summary_scope(name, "matmul_explainer_summary") as (tag, _):
         def record():
-            totals = totals_fn(options)
-            written = tf.summary.write(tag, metadata.pack_record(totals, max_units), step,
-                                       metadata=summary_metadata)
-            if scalars:
-                cells = tf.reduce_sum(totals.cells)
-                near_zero = tf.math.divide_no_nan(tf.reduce_sum(totals.near_zero_cells), cells)
-                dead = tf.reduce_mean(tf.cast((totals.cells > 0) & (totals.near_zero_cells >= totals.cells),
-                                              tf.float64))
-                tf.summary.scalar("near_zero_fraction", near_zero, step)
-                tf.summary.scalar("dead_unit_fraction", dead, step)
-            return written
+            return write_totals(tag, totals_fn(options), step, summary_metadata, max_units=max_units,
+                                scalars=scalars)
 
         return tf.cond(tf.summary.should_record_summaries(), record, lambda: tf.constant(False))

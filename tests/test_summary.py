@@ -57,6 +57,46 @@ def test_scalars_show_in_the_scalars_dashboard(tmp_path):
     assert scalars["layer/forward/near_zero_fraction"] == [(3, pytest.approx(expected))]
 
 
+def test_scalars_follow_the_record_tag_inside_tf_function(tmp_path):
+    """Inside `tf.function` the scalars are `<record tag>/...` too (tf.summary.scalar there would put the graph's
+    name scopes into them: `layer/forward/cond/near_zero_fraction`, `layer/forward_1/...`)."""
+    x, kernel = operands()
+
+    @tf.function
+    def record(step):
+        summary.dense("layer/forward", x, kernel, step=step)
+        with tf.name_scope("outer"):
+            summary.dense("inner", x, kernel, step=step)
+
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        record(tf.constant(0, tf.int64))
+        record(tf.constant(1, tf.int64))
+    scalars = tb_reader.read_scalars(str(tmp_path))["run"]
+    assert set(scalars) == {f"{tag}/{name}" for tag in ("layer/forward", "outer/inner")
+                            for name in ("near_zero_fraction", "dead_unit_fraction")}
+    assert [step for step, _ in scalars["layer/forward/near_zero_fraction"]] == [0, 1]
+    assert set(tb_reader.read_records(str(tmp_path))["run"]) == {"layer/forward", "outer/inner"}
+
+
+def test_write_totals_writes_what_tf_summary_scalar_would(tmp_path):
+    totals = aggregates.UnitTotals(*[tf.constant(v, tf.float64) for v in (
+        np.ones((2, 9)), np.ones((2, 9)), np.zeros((2, 9)), np.zeros((2, 9)), [4.0, 0.0], [4.0, 0.0],
+        [0.1, 0.2, 0.3], [0.0, 0.0, 0.0])])
+    md = metadata.create_summary_metadata("t", None, role="forward", op="dense", layer="t", index=0, units=2,
+                                          confidence=0.95, thresholds=[None, None, None])
+    with tf.summary.create_file_writer(str(tmp_path / "ours")).as_default():
+        assert bool(summary.write_totals("t", totals, 5, md))
+    with tf.summary.create_file_writer(str(tmp_path / "tf")).as_default():
+        tf.summary.scalar("t/near_zero_fraction", 1.0, step=5)
+        tf.summary.scalar("t/dead_unit_fraction", 0.5, step=5)
+    scalars = tb_reader.read_scalars(str(tmp_path))
+    assert scalars["ours"] == scalars["tf"] == {"t/near_zero_fraction": [(5, 1.0)], "t/dead_unit_fraction": [(5, 0.5)]}
+    record = metadata.unpack_record(tb_reader.read_records(str(tmp_path))["ours"]["t"][1][0].numpy)
+    np.testing.assert_array_equal(record.cells, [4.0, 0.0])
+    with tf.summary.create_file_writer(str(tmp_path / "off")).as_default(), tf.summary.record_if(False):
+        assert not bool(summary.write_totals("t", totals, 5, md))
+
+
 def test_scalars_can_be_turned_off(tmp_path):
     x, kernel = operands()
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
