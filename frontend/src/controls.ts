@@ -1,7 +1,7 @@
 /** The control bar: run selector (each run with its colour), role, measure, scope, step slider, colours. */
 import { MEASURES, SCOPES, type Measure, type Scope } from './pairs';
 import { type DivergingScheme, type SequentialScheme, runColour } from './scales';
-import { type State, type Store, availableRoles, roleLabel, runIndex } from './state';
+import { type State, type Store, availableRoles, notRecordedOf, roleLabel, runIndex } from './state';
 import { stepIndex } from './transforms';
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
@@ -130,6 +130,12 @@ export function createControls(store: Store, onReload: () => void): HTMLElement 
         const warn = el('span', 'mmx-badge mmx-badge-warn', `${r.unreadable.length} unreadable`);
         warn.title = r.unreadable.map((u) => `${u.tag}: ${u.reason}`).join('\n');
         lab.appendChild(warn);
+      }
+      const skipped = notRecordedOf(r);
+      if (skipped.length) {
+        const note = el('span', 'mmx-badge mmx-badge-note', `${skipped.length} not recorded`);
+        note.title = skipped.map((n) => `${n.layer}: ${n.reason}`).join('\n');
+        lab.appendChild(note);
       }
       runsList.appendChild(lab);
     }

@@ -33,6 +33,19 @@ export function compact(v: number | null | undefined): string {
   return v.toPrecision(2);
 }
 
+/**
+ * A record header's non-finite counts [first operand, second operand, result] as text naming only the nonzero
+ * ones, e.g. "input 3, result 12"; '' when all are zero.
+ */
+export function nonFiniteText(counts: readonly number[], operands: readonly string[]): string {
+  const names = [operands[0] ?? 'first operand', operands[1] ?? 'second operand', 'result'];
+  return counts
+    .slice(0, 3)
+    .map((c, i) => (c ? `${names[i]} ${exact(c)}` : ''))
+    .filter(Boolean)
+    .join(', ');
+}
+
 /** Integer counts with thousands separators (for prose, not for the exact tooltip value). */
 export function int(v: number): string {
   return Math.round(v).toLocaleString('en-US');

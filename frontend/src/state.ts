@@ -5,7 +5,7 @@
 import type { Measure, Scope } from './pairs';
 import type { DivergingScheme, SequentialScheme } from './scales';
 import type { UnitSort } from './transforms';
-import type { RunInfo } from './types';
+import type { NotRecorded, RunInfo } from './types';
 
 export interface State {
   /** All runs with our data, as /runs lists them (their order fixes each run's colour). */
@@ -99,6 +99,24 @@ export function runIndex(s: State, run: string): number {
 
 export function runInfo(s: State, run: string | undefined): RunInfo | undefined {
   return s.runs.find((r) => r.run === run);
+}
+
+/**
+ * The layers of a run that were not recorded, with their reasons, as /runs lists them. A backend without the
+ * `notRecorded` field (or a value that is not a list) means none; an entry without a string layer name is left
+ * out, and one without a string reason gets a generic one.
+ */
+export function notRecordedOf(info: RunInfo | undefined): NotRecorded[] {
+  const list: unknown = info?.notRecorded;
+  if (!Array.isArray(list)) return [];
+  const out: NotRecorded[] = [];
+  for (const item of list) {
+    if (item === null || typeof item !== 'object') continue;
+    const { layer, reason } = item as Record<string, unknown>;
+    if (typeof layer !== 'string' || !layer) continue;
+    out.push({ layer, reason: typeof reason === 'string' && reason ? reason : 'no reason given' });
+  }
+  return out;
 }
 
 /** Operand names of the role for a layer (e.g. ["input", "kernel"]), from /runs. */

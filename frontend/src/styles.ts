@@ -22,6 +22,7 @@ body { margin: 0; background: #f5f5f5; }
 .mmx-swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; flex: none; }
 .mmx-badge { font-size: 10px; background: #eeeeee; border-radius: 8px; padding: 0 6px; color: #424242; }
 .mmx-badge-warn { background: #fff3e0; color: #e65100; }
+.mmx-badge-note { background: #ede7f6; color: #4527a0; }
 .mmx-field { display: inline-flex; align-items: center; gap: 6px; }
 .mmx-field-label { color: #616161; }
 .mmx-app select, .mmx-app input, .mmx-app button { font: inherit; }
@@ -120,6 +121,13 @@ body { margin: 0; background: #f5f5f5; }
 .mmx-causes li, .mmx-layer-alerts li { display: flex; gap: 8px; align-items: baseline; padding: 2px 0; }
 .mmx-dead-rows { margin: 8px 0 0; color: #424242; overflow-wrap: anywhere; }
 .mmx-diagnoses { margin-top: 8px; }
+.mmx-not-recorded { margin-top: 8px; border-left: 3px solid #b39ddb; padding: 2px 8px; color: #424242; }
+.mmx-not-recorded ul { margin: 0; padding: 0; list-style: none; }
+.mmx-not-recorded-label { color: #4527a0; font-weight: 500; }
+.mmx-not-recorded-layer { font-weight: 500; overflow-wrap: anywhere; }
+.mmx-not-recorded-reason { overflow-wrap: anywhere; }
+.mmx-nonfinite-steps { margin-top: 8px; }
+.mmx-step-link { margin: 1px 0; }
 .mmx-diagnoses ul { margin: 0; padding: 0; list-style: none; }
 .mmx-diagnoses li { display: flex; gap: 12px; align-items: baseline; padding: 2px 4px; border-radius: 4px; }
 .mmx-diagnoses li.mmx-current { background: #e3f2fd; }

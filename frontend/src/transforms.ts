@@ -169,6 +169,15 @@ export function timelineGrid(t: TimelineResponse, measure: Measure, scope: Scope
 }
 
 /**
+ * The steps of a layer's timeline at which a pair sum is not finite (the backend sends null for NaN and inf): NaN
+ * or inf reached the layer's products at those steps. (A null near-zero fraction only means no cells: not counted.)
+ */
+export function nonFiniteSteps(t: TimelineResponse): number[] {
+  const bad = (row: (number | null)[] | undefined) => !!row && row.some((v) => v === null || !Number.isFinite(v));
+  return t.steps.filter((_, c) => bad(t.sums[c]) || bad(t.near_zero_sums[c]));
+}
+
+/**
  * Union of several runs' layer names, keeping model order: each run's order is respected, and a layer
  * only one run has is placed after the layers that precede it in that run.
  */

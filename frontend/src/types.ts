@@ -34,11 +34,22 @@ export interface Unreadable {
   reason: string;
 }
 
+/**
+ * A layer the writer could not record, and why (the Keras callback writes one text summary
+ * `matmul_explainer/not_recorded/<layer>` per such layer; /runs reads them). Both are plain text.
+ */
+export interface NotRecorded {
+  layer: string;
+  reason: string;
+}
+
 export interface RunInfo {
   run: string;
   roles: Role[];
   layers: LayerInfo[];
   unreadable?: Unreadable[];
+  /** Absent from a backend older than the field: read it with `notRecordedOf` (absent = none). */
+  notRecorded?: NotRecorded[];
 }
 
 export interface RunsResponse {

@@ -252,6 +252,69 @@ describe('tab DOM', () => {
     expect(app.store.get().step).toBe(100);
   });
 
+  it('layers that were not recorded are listed per run as text; a backend without the field shows nothing', async () => {
+    const withNotes: RunsResponse = {
+      ...runs,
+      runs: [{ ...runs.runs[0], notRecorded: [{ layer: 'dilated', reason: 'dilation_rate=(2,) is not supported (dilation 1 only)' }, { layer: '<b>x</b>', reason: '<img src=x onerror=alert(1)> overrides call()' }] }, runs.runs[1]],
+    };
+    const app = await mount({ ...routes, runs: () => withNotes });
+    const items = [...document.querySelectorAll<HTMLElement>('.mmx-not-recorded li')];
+    expect(items.map((li) => li.textContent)).toEqual([
+      'Not recorded: dilated — dilation_rate=(2,) is not supported (dilation 1 only)',
+      'Not recorded: <b>x</b> — <img src=x onerror=alert(1)> overrides call()',
+    ]);
+    expect(items.map((li) => li.dataset.layer)).toEqual(['dilated', '<b>x</b>']);
+    expect(document.querySelector('.mmx-not-recorded')!.getAttribute('role')).toBe('note');
+    expect(document.querySelectorAll('img, b').length).toBe(0);
+    const badge = document.querySelector<HTMLElement>('.mmx-run .mmx-badge-note')!;
+    expect(badge.textContent).toBe('2 not recorded');
+    expect(badge.title).toBe('dilated: dilation_rate=(2,) is not supported (dilation 1 only)\n<b>x</b>: <img src=x onerror=alert(1)> overrides call()');
+    // The other run has no `notRecorded` field (an older backend): no notice, no badge, no error.
+    app.store.set({ selected: [EVIL] });
+    await settle();
+    expect(document.querySelector('.mmx-not-recorded')).toBeNull();
+    expect(document.querySelectorAll('.mmx-badge-note').length).toBe(1);
+    expect(document.querySelector('.mmx-error')).toBeNull();
+    // The default fixture has no `notRecorded` anywhere.
+    document.body.textContent = '';
+    await mount();
+    expect(document.querySelector('.mmx-not-recorded, .mmx-badge-note')).toBeNull();
+  });
+
+  it('non-finite values: the matrix names them, the timeline lists their steps and a click selects one', async () => {
+    const l = layer('dense', 0);
+    const bad = [...l.sums];
+    bad[0] = null;
+    const nonFinite = layer('dense_1', 1, { near_zero_fraction: 0.5, near_zero_cells: 8, nonfinite: [2, 0, 7], sums: bad });
+    const app = await mount({
+      ...routes,
+      overview: () => ({ ...overview(), layers: [layer('dense', 0), nonFinite] }),
+      timeline: () => ({
+        run: 'mlp', role: 'forward', layer: 'dense_1', steps: [0, 100, 900], counts: [l.counts, l.counts, l.counts], sums: [l.sums, bad, bad],
+        near_zero_counts: [l.near_zero_counts, l.near_zero_counts, l.near_zero_counts], near_zero_sums: [l.near_zero_sums, l.near_zero_sums, l.near_zero_sums],
+        cells: [16, 16, 16], near_zero_cells: [2, 2, 2], near_zero_fraction: [0.125, 0.125, 0.125],
+      }),
+    });
+    const matrix = document.querySelector<HTMLElement>('.mmx-matrix')!;
+    expect(matrix.dataset.layer).toBe('dense_1');
+    expect(matrix.classList.contains('mmx-has-nonfinite')).toBe(true);
+    const facts = [...matrix.querySelectorAll('dt')].map((dt) => [dt.textContent, dt.nextElementSibling!.textContent]);
+    expect(facts).toContainEqual(['non-finite values', 'input 2, result 7 (NaN or inf)']);
+    const note = document.querySelector<HTMLElement>('.mmx-nonfinite-steps')!;
+    expect(note.dataset.steps).toBe('100,900');
+    expect(note.textContent).toContain('Non-finite values (NaN or inf) in dense_1’s products at 2 of 3 recorded steps');
+    const buttons = [...note.querySelectorAll<HTMLButtonElement>('button')];
+    expect(buttons.map((b) => b.textContent)).toEqual(['100', '900']);
+    buttons[0].click();
+    expect(app.store.get().step).toBe(100);
+    buttons[1].click();
+    expect(app.store.get().step).toBeNull(); // the latest step: follow the latest
+    // A layer without non-finite values has neither.
+    app.store.set({ layer: 'dense' });
+    await settle();
+    expect(document.querySelector('.mmx-matrix')!.classList.contains('mmx-has-nonfinite')).toBe(false);
+  });
+
   it('compare view shows both runs, aligned by name, missing layers labelled', async () => {
     const app = await mount();
     app.store.set({ selected: ['mlp', EVIL] });

@@ -4,12 +4,12 @@
  * units x pairs at the step (sortable), units x steps of the near-zero share, and pairs x steps.
  */
 import { rankedCauses } from '../api';
-import { exact, pct, compact } from '../format';
+import { exact, nonFiniteText, pct, compact } from '../format';
 import { createHeatmap } from '../heatmap';
 import { CLASS_LETTERS, CLASS_NAMES, DISPLAY_ORDER, measureValues, pairStats, scoped, type Scope } from '../pairs';
 import { textOn } from '../scales';
 import { type State, operandsOf, roleLabel } from '../state';
-import { type UnitSort, permuteRows, sortOrder, stepIndex, termOfColumn, timelineGrid, unitHeatmapGrid, unitsGrid } from '../transforms';
+import { type UnitSort, nonFiniteSteps, permuteRows, sortOrder, stepIndex, termOfColumn, timelineGrid, unitHeatmapGrid, unitsGrid } from '../transforms';
 import { type DiagnosisResponse, type LayerTotals, TERMS, type UnitsResponse } from '../types';
 import { severityBar } from './alerts';
 import {
@@ -187,9 +187,29 @@ export class LayerView implements View {
             },
           });
           this.timeline.el.appendChild(hm.root);
+          const bad = nonFiniteSteps(t);
+          if (bad.length) this.timeline.el.appendChild(this.nonFiniteNote(layer, bad, t.steps));
         },
       );
     }
+  }
+
+  /** Which recorded steps of the layer saw NaN or inf in its products; a step's button selects it. */
+  private nonFiniteNote(layer: string, bad: number[], steps: number[]): HTMLElement {
+    const box = el('div', 'mmx-warning mmx-nonfinite-steps');
+    box.setAttribute('role', 'status');
+    box.dataset.steps = bad.join(',');
+    box.appendChild(el('strong', undefined, `Non-finite values (NaN or inf) in ${layer}’s products at ${bad.length} of ${steps.length} recorded steps: `));
+    const shown = bad.slice(0, 20);
+    shown.forEach((step, i) => {
+      const b = el('button', 'mmx-btn mmx-btn-small mmx-step-link', String(step));
+      b.type = 'button';
+      b.title = `Show step ${step}`;
+      b.addEventListener('click', () => this.ctx.store.set({ step: step === steps[steps.length - 1] ? null : step }));
+      box.append(i ? ' ' : '', b);
+    });
+    if (bad.length > shown.length) box.append(` … (${bad.length - shown.length} more)`);
+    return box;
   }
 
   /** The diagnosis card: its text, the causes with their shares, dead rows, and the layer's alerts. */
@@ -326,7 +346,11 @@ export class LayerView implements View {
     fact('near-zero results', `${exact(t.near_zero_cells)} of ${exact(t.cells)} (${pct(t.near_zero_fraction, 2)})`);
     fact('dead units', exact(t.dead_units));
     fact('thresholds', `${operands[0]} ${exact(t.thresholds[0])}, ${operands[1]} ${exact(t.thresholds[1])}, result ${exact(t.thresholds[2])}`);
-    if (t.nonfinite.some((x) => x)) fact('non-finite values', t.nonfinite.map((x) => exact(x)).join(' / '));
+    const nonFinite = nonFiniteText(t.nonfinite, operands);
+    if (nonFinite) {
+      fact('non-finite values', `${nonFinite} (NaN or inf)`);
+      card.classList.add('mmx-has-nonfinite');
+    }
     card.appendChild(facts);
 
     const tables = el('div', 'mmx-row');

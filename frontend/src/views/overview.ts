@@ -1,22 +1,24 @@
 /**
  * Model overview: layers (model order) x the nine pairs, near-zero pairs grouped, near-zero fraction beside;
- * below it each layer's diagnosis line (from /alerts at the same step), also in the cells' tooltips.
+ * below it the layers that were not recorded, with why (from /runs), and each layer's diagnosis line (from /alerts
+ * at the same step), also in the cells' tooltips.
  */
-import { exact, pct } from '../format';
+import { exact, nonFiniteText, pct } from '../format';
 import { createHeatmap } from '../heatmap';
 import { pairStats, scoped } from '../pairs';
-import { operandsOf, roleLabel, type State } from '../state';
+import { notRecordedOf, operandsOf, roleLabel, runInfo, type State } from '../state';
 import { overviewGridOf, termOfColumn } from '../transforms';
 import type { TooltipRow } from '../tooltip';
-import type { AlertsResponse, LayerDiagnosis, OverviewResponse } from '../types';
+import type { AlertsResponse, LayerDiagnosis, NotRecorded, OverviewResponse } from '../types';
 import { TERMS } from '../types';
 import { type View, type ViewContext, Slot, el, fractionScale, measureScale, pairGroups, pairMissingLabel, pairRows, pairSubtitle, pairValues, section } from './common';
 
-const RELEVANT: (keyof State)[] = ['selected', 'role', 'measure', 'scope', 'step', 'layer', 'sequential', 'diverging'];
+const RELEVANT: (keyof State)[] = ['selected', 'role', 'measure', 'scope', 'step', 'layer', 'sequential', 'diverging', 'runs'];
 
 export class OverviewView implements View {
   readonly el: HTMLElement;
   private slot = new Slot();
+  private notRecorded = el('div', 'mmx-not-recorded-slot');
   private list = new Slot('mmx-slot mmx-diagnoses-slot');
   /** Diagnosis lines by layer name, for the run, role and step in `linesKey`. */
   private lines = new Map<string, LayerDiagnosis>();
@@ -30,17 +32,20 @@ export class OverviewView implements View {
         'Pairs with a near-zero operand are grouped on the right; the last column is the share of the layer’s results that are near zero. Click a row to open the layer.',
     );
     this.el = s.root;
-    s.body.append(this.slot.el, this.list.el);
+    s.body.append(this.slot.el, this.notRecorded, this.list.el);
   }
 
   update(s: State, changed: Set<keyof State> | 'all'): void {
     if (changed !== 'all' && !RELEVANT.some((k) => changed.has(k))) return;
     const run = s.selected[0];
+    this.notRecorded.textContent = '';
     if (!run) {
       this.slot.clear();
       this.list.clear();
       return;
     }
+    const skipped = notRecordedNotice(notRecordedOf(runInfo(s, run)));
+    if (skipped) this.notRecorded.appendChild(skipped);
     const api = this.ctx.api;
     const key = JSON.stringify([run, s.role, s.step]);
     void this.slot.load(
@@ -102,6 +107,7 @@ export class OverviewView implements View {
               { label: 'near-zero cells', value: `${exact(layer.near_zero_cells)} of ${exact(layer.cells)}` },
               { label: 'dead units', value: exact(layer.dead_units) },
               { label: 'thresholds', value: layer.thresholds.map((t) => exact(t)).join(' / ') },
+              ...nonFiniteRow(layer.nonfinite, operands),
               ...diagnosisRow(line(layer.name)),
             ],
           };
@@ -134,6 +140,31 @@ export class OverviewView implements View {
     box.appendChild(ul);
     return box;
   }
+}
+
+/**
+ * The notice of the layers that were not recorded: one line per layer, "Not recorded: <layer> — <reason>" (text
+ * only); null when there are none.
+ */
+export function notRecordedNotice(items: NotRecorded[]): HTMLElement | null {
+  if (!items.length) return null;
+  const box = el('div', 'mmx-not-recorded');
+  box.setAttribute('role', 'note');
+  box.dataset.count = String(items.length);
+  const ul = el('ul');
+  for (const n of items) {
+    const li = el('li');
+    li.dataset.layer = n.layer;
+    li.append(el('span', 'mmx-not-recorded-label', 'Not recorded: '), el('span', 'mmx-not-recorded-layer', n.layer), ' — ', el('span', 'mmx-not-recorded-reason', n.reason));
+    ul.appendChild(li);
+  }
+  box.appendChild(ul);
+  return box;
+}
+
+function nonFiniteRow(counts: number[], operands: string[]): TooltipRow[] {
+  const text = nonFiniteText(counts, operands);
+  return text ? [{ label: 'non-finite values', value: text }] : [];
 }
 
 /** The diagnosis lines of one role by layer name, in model order. */
