@@ -20,8 +20,9 @@ result cell is near zero when it is Z under the result's threshold. M is that ne
 All cells: sum_cells op(Xa, Yb) factorises, e.g. `(1^T Xa) @ Yb` for dense forward, so the cost is O(operands +
 9 k U): rows (or batch and positions) are summed first, then one small product per class. Near zero: one stacked
 product of the first operand's variants with M (last column; bpf = backprop-filter; variants: P and N masks, packed as
-P + 4096 N where the count bound allows, and P, Z, N values: 4-5x the op's multiply-adds), then an elementwise
-pass with the second operand's classes. Counts stay exact: integers ride in float32 only under a static bound
+P + 4096 N where the count bound allows, and P, Z, N values: 4-5x the op's multiply-adds), then against the second
+operand's classes: one batched product per unit with the kernel's five class variants (`[u, 5, c]`) where the
+contraction runs over the kernel (dense forward and input gradient), an elementwise pass elsewhere. Counts stay exact: integers ride in float32 only under a static bound
 below 2**24 (else bit planes or float64); totals are float64. Sums accumulate in the compute dtype (float16 and
 bfloat16 computed in float32, mixed floats promoted, as in `validation`).
 
@@ -409,10 +410,8 @@ def _result_mask(R, r_thr, unit_axes):
 
 
 @_kernel
-def _dense_stage2(a, S, s_thr, mf, strategy, bound, s_t, exact):
+def _dense_stage2(a, S, s_thr, mf, strategy, bound, exact):
     """Pair totals from the stage-1 product `a` ([v*c, u]) and the second operand's classes (elementwise)."""
-    if s_t:
-        S = tf.transpose(S)
     c_len, c_dyn, units = S.shape[0], tf.shape(S)[0], tf.shape(mf)[1]
     v = _n_variants(strategy)
     a = tf.reshape(a, [v, -1, units])
@@ -434,16 +433,60 @@ def _dense_stage2(a, S, s_thr, mf, strategy, bound, s_t, exact):
     return counts, sums
 
 
+@_kernel
+def _unit_variants(S_units, thr, dtype):
+    """The second operand's class variants, units-major: `[u, 5, c]` (P mask, N mask, P, Z, N values) in
+    `dtype`, from `S_units` = S as `[u, c]`."""
+    pos, neg = _masks(S_units, thr)
+    parts = [tf.cast(pos, dtype), tf.cast(neg, dtype)] + [tf.cast(v, dtype) for v in _values(S_units, pos, neg)]
+    return tf.stack(parts, 1)
+
+
+def _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy):
+    """Near-zero totals when the contraction runs over the kernel (forward, input gradient): stage 1
+    `M^T @ F_variants` as `[u, 5, c]`, then one batched product per unit with S's class variants (`[u, 5, c]`),
+    both on TensorFlow's matmul. strategy "f32" keeps counts exact only while rows * c <= 2**24."""
+    dtype = tf.float64 if strategy == "f64" else F.dtype
+    units, c_len = tf.shape(mf)[1], tf.shape(F)[1]
+    fs = _stacked_variants(F, f_thr, strategy, 1)                                  # [r, 5c]
+    a = tf.linalg.matmul(tf.cast(mf, dtype), fs, transpose_a=True)                 # [u, 5c]
+    a = tf.reshape(a, tf.stack([units, 5, c_len]))
+    # TensorFlow's transpose (multithreaded) beats one inside XLA
+    sv = _unit_variants(S if s_t else tf.transpose(S), tf.cast(s_thr, S.dtype), dtype)   # [u, 5, c]
+    prod = _f64(tf.linalg.matmul(a, sv, transpose_b=True))                         # [u, 5, 5]
+    totals = _f64(tf.reduce_sum(a[:, :2], -1))                                     # [u, 2]: A_P, A_N over c
+    s_col = _f64(tf.reduce_sum(sv[:, :2], -1))                                     # [u, 2]: S's P, N per unit
+    mcol = tf.reduce_sum(_f64(mf), 0)
+    cross = [[prod[:, i, j] for j in range(2)] for i in range(2)]
+    counts = _pair_counts(cross, [totals[:, 0], totals[:, 1]], [mcol * s_col[:, 0], mcol * s_col[:, 1]],
+                          mcol * _f64(c_len))
+    sums = tf.transpose(prod[:, 2:, 2:], [1, 2, 0])                                # [3, 3, u]
+    return counts, sums
+
+
 def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
-    """Near-zero totals: one stacked product `F_variants^T @ M` (TensorFlow's matmul), then elementwise with S."""
-    if s_t:  # stage 2 wants S as [c, u]; TensorFlow's transpose (multithreaded) beats one inside XLA
-        S, s_t = tf.transpose(S), False
+    """Near-zero totals: one stacked product of F's variants with M (TensorFlow's matmul), then against S's
+    classes: elementwise for the kernel gradient (contraction over the batch), a batched product per unit
+    otherwise (contraction over the kernel)."""
+    if not f_t:
+        c_len = F.shape[1]
+        fits = lambda rows: rows * c_len <= _F32_EXACT  # noqa: E731  (integer counts exact in float32)
+        if F.dtype == tf.float64 or c_len is None or c_len > _F32_EXACT:
+            strategy = "f64"
+        elif not exact:
+            strategy = "f32"
+        elif r_static is not None:
+            strategy = "f32" if fits(r_static) else "f64"
+        else:
+            return tf.cond(tf.shape(mf)[0] * c_len <= _F32_EXACT,
+                           lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f32"),
+                           lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f64"))
+        return _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy)
 
     def compute(strategy, bound):
-        fs = _stacked_variants(F, f_thr, strategy, 0 if f_t else 1)
-        m = tf.cast(mf, fs.dtype)
-        a = tf.linalg.matmul(fs, m) if f_t else tf.linalg.matmul(fs, m, transpose_a=True)   # [v*c, u]
-        return _dense_stage2(a, S, s_thr, mf, strategy, bound, s_t, exact)
+        fs = _stacked_variants(F, f_thr, strategy, 0)
+        a = tf.linalg.matmul(fs, tf.cast(mf, fs.dtype))                            # [v*n, u]
+        return _dense_stage2(a, S, s_thr, mf, strategy, bound, exact)
 
     if not exact:
         return compute("f64" if F.dtype == tf.float64 else "f32", _INT32_MAX)

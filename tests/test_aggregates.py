@@ -214,6 +214,27 @@ def test_dense_counts_exact_beyond_float32():
     assert got.counts.numpy().sum(1).tolist() == [float(n * k)] * m
 
 
+@compiled
+@pytest.mark.parametrize("role", ["forward", "input_gradient"])
+def test_dense_near_zero_counts_exact_beyond_float32(role):
+    # Every result cell near zero (result threshold 1e30), so the near-zero counts must equal the all-cells ones;
+    # rows x contraction > 2**24 needs the float64 stage 2, chosen statically and (unknown batch) at run time.
+    n, k, m = 4097, 4099, 3
+    x = np.ones((n, k), np.float32)
+    w = normal(k, m)
+    w[:, 0] = 1.0  # unit 0: every product is PP, n * k of them: odd and above 2**24, so not a float32
+    fn = ag.dense if role == "forward" else ag.dense_input_gradient
+    kernel = w if role == "forward" else w.T
+    options = dict(thresholds=(0.5, 0.5, 1e30), near_zero="exact")
+    dynamic = tf.function(lambda a, b: fn(a, b, **options),
+                          input_signature=[tf.TensorSpec([None, k], tf.float32), tf.TensorSpec(kernel.shape)])
+    assert n * k > 2 ** 24
+    for got in (fn(x, kernel, **options), dynamic(x, kernel)):
+        np.testing.assert_array_equal(got.near_zero_counts.numpy(), got.counts.numpy())
+        assert got.near_zero_counts.numpy().sum(1).tolist() == [float(n * k)] * m
+        assert got.near_zero_counts.numpy()[0, 0] == n * k
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Convolutions
 
