@@ -28,6 +28,10 @@ Alerts (each with a severity in [0, 1] and the first recorded step from which it
     threshold (the threshold collapses to 0 when most weights are 0).
   * non-finite values in an operand or the result. Severity 1.
 With none of these, the diagnosis says nothing is wrong.
+
+Every rule reads a record through its `Totals` (rows summed over units, and the dead rows), so a reader that keeps
+`totals(record)` per step (the TensorBoard plugin does, in its per-tag digest) diagnoses any step without keeping
+or re-reading the records, with exactly the same results.
 """
 
 import dataclasses
@@ -76,6 +80,33 @@ class Diagnosis:
     alerts: list
 
 
+@dataclasses.dataclass(frozen=True)
+class Totals:
+    """What the diagnosis reads of one record (`totals(record)`): its rows summed over units, and its dead rows."""
+    counts: np.ndarray            # [9] products per pair, all cells
+    sums: np.ndarray              # [9]
+    near_zero_counts: np.ndarray  # [9] products per pair, near-zero result cells
+    near_zero_sums: np.ndarray    # [9]
+    cells: np.float64             # result cells
+    near_zero_cells: np.float64   # near-zero result cells
+    thresholds: np.ndarray        # [3] first, second, result
+    nonfinite: np.ndarray         # [3]
+    rows: int                     # stored rows
+    group_size: int
+    dead_rows: tuple              # `dead_rows(record)`
+
+
+def totals(record):
+    """The `Totals` of a `metadata.Record` (a `Totals` is returned as it is)."""
+    if isinstance(record, Totals):
+        return record
+    return Totals(counts=record.counts.sum(0), sums=record.sums.sum(0),
+                  near_zero_counts=record.near_zero_counts.sum(0), near_zero_sums=record.near_zero_sums.sum(0),
+                  cells=record.cells.sum(), near_zero_cells=record.near_zero_cells.sum(),
+                  thresholds=np.asarray(record.thresholds), nonfinite=np.asarray(record.nonfinite),
+                  rows=len(record.cells), group_size=int(record.group_size), dead_rows=tuple(dead_rows(record)))
+
+
 def _shares(counts):
     total = counts.sum()
     if total <= 0:
@@ -89,12 +120,12 @@ def _operand_names(info):
     return first.replace("_", " "), second.replace("_", " ")
 
 
-def _cancellation(record):
-    """(ratio of cancelling magnitude to the near-zero results' bound, which operand's signs cancel)."""
-    s = record.near_zero_sums.sum(axis=0)
+def _cancellation(t):
+    """(ratio of cancelling magnitude to the near-zero results' bound, which operand's signs cancel); t: `Totals`."""
+    s = t.near_zero_sums
     pp, pn, np_, nn = s[_T["PP"]], s[_T["PN"]], s[_T["NP"]], s[_T["NN"]]
     magnitude = pp + nn - pn - np_
-    bound = record.thresholds[2] * record.near_zero_cells.sum()
+    bound = t.thresholds[2] * t.near_zero_cells
     ratio = math.inf if bound <= 0 and magnitude > 0 else (magnitude / bound if bound > 0 else 0.0)
     matched = {"first": min(pp, -np_) + min(-pn, nn), "second": min(pp, -pn) + min(-np_, nn),
                "both": min(pp + nn, -(np_ + pn))}
@@ -123,29 +154,37 @@ class StepSummary:
 
 
 def summarise(step, record):
-    rows, cells = len(record.cells), record.cells.sum()
-    return StepSummary(int(step), len(dead_rows(record)) / rows if rows else 0.0,
-                       float(record.near_zero_cells.sum() / cells) if cells > 0 else 0.0)
+    """The `StepSummary` of a record (or of its `Totals`)."""
+    t = totals(record)
+    return step_summary(step, len(t.dead_rows), t.rows, t.cells, t.near_zero_cells)
+
+
+def step_summary(step, dead, rows, cells, near_zero_cells):
+    """The `StepSummary` of a record with `dead` dead rows of `rows`, and these result cell totals."""
+    return StepSummary(int(step), dead / rows if rows else 0.0,
+                       float(near_zero_cells / cells) if cells > 0 else 0.0)
 
 
 def diagnose(record, *, layer="", role="forward", step=0, info=None, history=()):
-    """Diagnoses one record. `history`: `StepSummary`s of the layer's earlier records (for "since which step").
+    """Diagnoses one record (a `metadata.Record` or its `Totals`). `history`: `StepSummary`s of the layer's
+    earlier records (for "since which step").
 
     Returns a `Diagnosis` whose `text` is one or two plain sentences.
     """
     first_name, second_name = _operand_names(info)
-    cells = record.cells.sum()
-    nz_cells = record.near_zero_cells.sum()
+    t = totals(record)
+    cells = t.cells
+    nz_cells = t.near_zero_cells
     fraction = float(nz_cells / cells) if cells > 0 else 0.0
     alerts, causes, because = [], {}, ""
 
     if nz_cells > 0:
-        near, overall = _shares(record.near_zero_counts.sum(0)), _shares(record.counts.sum(0))
+        near, overall = _shares(t.near_zero_counts), _shares(t.counts)
         for key, label in (("first", f"near-zero {first_name}"), ("second", f"near-zero {second_name}")):
             lifted = near[key] >= LIFT * overall[key] and near[key] >= overall[key] + LIFT_POINTS
             if lifted or near[key] >= DOMINANT:
                 causes[label] = float(near[key])
-        ratio, which = _cancellation(record)
+        ratio, which = _cancellation(t)
         no_z_share = 1.0 - near["either"]
         if ratio >= CANCELLATION_RATIO and no_z_share > 0:
             label = {"first": f"{first_name} +/- cancelling", "second": f"{second_name} +/- cancelling",
@@ -156,11 +195,11 @@ def diagnose(record, *, layer="", role="forward", step=0, info=None, history=())
                      sorted(causes.items(), key=lambda kv: -kv[1])]
             because = "mostly because of " + ", ".join(parts)
 
-    dead = dead_rows(record) if role == "forward" else []
-    rows = len(record.cells)
+    dead = list(t.dead_rows) if role == "forward" else []
+    rows = t.rows
     if rows and len(dead) / rows >= DEAD_UNITS:
         since = _held_since(step, history, lambda h: h.dead_share >= DEAD_UNITS)
-        units = "units" if record.group_size == 1 else f"groups of {record.group_size} units"
+        units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
         alerts.append(Alert("dead_units", layer, role, since, len(dead) / rows,
                             f"{len(dead)} of {rows} {units} are dead (near zero in every cell) since step {since}."))
 
@@ -172,14 +211,14 @@ def diagnose(record, *, layer="", role="forward", step=0, info=None, history=())
                             f"since step {since}."))
 
     if role == "forward":
-        kernel_zero = _shares(record.counts.sum(0))["second"]
-        if kernel_zero >= COLLAPSED and record.thresholds[1] == 0:
+        kernel_zero = _shares(t.counts)["second"]
+        if kernel_zero >= COLLAPSED and t.thresholds[1] == 0:
             alerts.append(Alert("collapsed_weights", layer, role, step, float(kernel_zero),
                                 f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights "
                                 f"have collapsed."))
 
-    if np.any(record.nonfinite > 0):
-        names = [n for n, c in zip((first_name, second_name, "result"), record.nonfinite) if c > 0]
+    if np.any(t.nonfinite > 0):
+        names = [n for n, c in zip((first_name, second_name, "result"), t.nonfinite) if c > 0]
         alerts.append(Alert("non_finite", layer, role, step, 1.0,
                             f"non-finite values (NaN or inf) in the {', '.join(names)}."))
 
@@ -214,17 +253,23 @@ def _held_since(step, history, condition):
 
 
 def gradient_scale(record):
-    """Mean magnitude per result cell, bounded from above by the pair sums: sum(|pair sums|) / cells."""
-    cells = record.cells.sum()
-    return float(np.abs(record.sums.sum(0)).sum() / cells) if cells > 0 else 0.0
+    """Mean magnitude per result cell, bounded from above by the pair sums: sum(|pair sums|) / cells.
+
+    `record`: a `metadata.Record` or its `Totals`."""
+    t = totals(record)
+    return float(np.abs(t.sums).sum() / t.cells) if t.cells > 0 else 0.0
 
 
 def vanishing_gradient_alerts(kernel_gradients, step):
     """Alerts for layers whose kernel-gradient scale is at most 1/VANISHING_RATIO of the largest layer's.
 
-    `kernel_gradients`: [(layer, Record)] at one step, in model order.
+    `kernel_gradients`: [(layer, Record or Totals)] at one step, in model order.
     """
-    scales = [(layer, gradient_scale(r)) for layer, r in kernel_gradients]
+    return _vanishing_alerts([(layer, gradient_scale(r)) for layer, r in kernel_gradients], step)
+
+
+def _vanishing_alerts(scales, step):
+    """`vanishing_gradient_alerts` over [(layer, gradient scale)]."""
     top = max((s for _, s in scales), default=0.0)
     alerts = []
     for layer, s in scales:
@@ -241,8 +286,8 @@ def diagnose_run(layers, step=None):
     """Diagnoses every (layer, role) of a run at `step` (default: each layer's latest record).
 
     `layers`: {(layer, role): view} in model order, where a view has `info` (`metadata.PluginMetadata`),
-    `record_at(step)` -> `(step, Record)` of the latest record at or before `step` (latest for None), or None,
-    and `history(step)` -> `StepSummary`s of the records before `step` (`loader.LayerSeries` is one).
+    `record_at(step)` -> `(step, Record or Totals)` of the latest record at or before `step` (latest for None),
+    or None, and `history(step)` -> `StepSummary`s of the records before `step` (`loader.LayerSeries` is one).
     Returns (diagnoses, alerts), alerts ranked worst first (severity, then earliest step).
     """
     diagnoses, alerts, gradients = [], [], {}
@@ -255,10 +300,10 @@ def diagnose_run(layers, step=None):
         diagnoses.append(d)
         alerts.extend(d.alerts)
         if role == "kernel_gradient":
-            gradients[layer] = (at_step, record)
+            gradients[layer] = (at_step, gradient_scale(record))
     if len(gradients) >= 2:
         latest = max(s for s, _ in gradients.values())
-        vanishing = vanishing_gradient_alerts([(l, r) for l, (_, r) in gradients.items()], latest)
+        vanishing = _vanishing_alerts([(l, scale) for l, (_, scale) in gradients.items()], latest)
         alerts.extend(vanishing)
         for d in diagnoses:
             for a in vanishing:

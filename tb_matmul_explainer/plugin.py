@@ -10,12 +10,13 @@ third-party tensor summary otherwise) unless the user passed `--samples_per_plug
 (N = 0 keeps all).
 
 Reading strategy: requests share one listing of our tags (one `list_tensors` call, reused for `LISTING_TTL_S`
-seconds, metadata parsed once), and read only the tags they need, one tag per `read_tensors` call. Each tag read is reduced to a
-`_Digest` (per-step totals over units and per-row near-zero fractions) that is cached under the tag's
-(max_step, max_wall_time) from `list_tensors`, so new data invalidates it. The per-unit view at one step reads the
-tag's records again (the data provider has no step filter; the latest record alone is read with `downsample=1`);
-the last few such reads are kept in a small cache, and each tag's latest record (which /alerts and /diagnosis
-read for every layer) in another, under the same key.
+seconds, metadata parsed once), and read only the tags they need, one tag per `read_tensors` call. Each tag read is
+reduced to a `_Digest` (per-step totals over units, per-row near-zero fractions, and per step what the diagnosis
+rules read of a record: `explain.Totals` and `explain.StepSummary`) that is cached under the tag's
+(max_step, max_wall_time) from `list_tensors`, so new data invalidates it. /diagnosis and /alerts are answered
+from digests alone, at any step. Only the per-unit view (/units) needs a whole record: the latest one is read
+alone (`downsample=1`) and kept per tag; one at an earlier step needs the tag's records again (the data provider
+has no step filter), which are kept in an LRU cache that gets whatever part of the cache budget the digests leave.
 
 Layers the writer could not record: the Keras callback writes, once per run, a standard TensorBoard text summary
 `NOT_RECORDED_PREFIX + layer name` holding the reason (a scalar string). `/runs` lists them per run as
@@ -82,8 +83,8 @@ class MatmulExplainerLoader(base_plugin.TBLoader):
         group = parser.add_argument_group("matmul_explainer plugin")
         group.add_argument(
             "--matmul_explainer_cache_mb", metavar="MB", type=int, default=DEFAULT_CACHE_MB,
-            help="Memory the Matmul Explainer plugin may use to cache digests of read records "
-                 "(default: %(default)s; 0 disables caching).")
+            help="Memory the Matmul Explainer plugin may use to cache digests of read records and the records "
+                 "of recently viewed layers (default: %(default)s; 0 disables caching).")
 
     def fix_flags(self, flags):
         flags.samples_per_plugin = with_default_retention(getattr(flags, "samples_per_plugin", None))
@@ -185,19 +186,21 @@ class _LayerView:
         self._plugin, self._ctx, self._eid, self._series = plugin, ctx, eid, series
         self.info = series.meta
 
+    def _digest(self):
+        return self._plugin._digest(self._ctx, self._eid, self._series)
+
     def record_at(self, step):
+        """(step, `explain.Totals`) of the latest record at or before `step` (latest if None), from the digest."""
         try:
-            return self._plugin._record_at(self._ctx, self._eid, self._series, step)
+            d = self._digest()
         except errors.NotFoundError:
             return None
+        i = d.index_at(step)
+        return None if i < 0 else (int(d.steps[i]), d.diagnosis_totals(i))
 
     def history(self, step):
-        d = self._plugin._digest(self._ctx, self._eid, self._series)
-        rows = d.row_fraction.shape[0]
-        cells, near = d.totals[:, metadata.CELLS], d.totals[:, metadata.NEAR_ZERO_CELLS]
-        return [explain.StepSummary(int(s), d.dead_units[i] / rows if rows else 0.0,
-                                    float(near[i] / cells[i]) if cells[i] > 0 else 0.0)
-                for i, s in enumerate(d.steps) if s < step]
+        d = self._digest()
+        return list(d.summaries[:int(np.searchsorted(d.steps, step, side="left"))])
 
 
 # --------------------------------------------------------------------------------------------- digests
@@ -214,11 +217,33 @@ class _Digest:
     units: int               # of the latest record
     group_size: int          # of the latest record
     skipped: tuple = ()      # (step, reason) of records that do not follow the contract (left out above)
+    # What the diagnosis reads of each record, exactly as `explain.totals(record)` computed it:
+    diag_pairs: np.ndarray = None   # [S, 4, 9] counts, sums, near-zero counts, near-zero sums summed over units
+    diag_cells: np.ndarray = None   # [S, 2] cells, near-zero cells
+    diag_rows: np.ndarray = None    # [S, 2] int64 stored rows, group size
+    dead_rows: tuple = ()           # [S] tuples of dead row indices
+    summaries: tuple = ()           # [S] `explain.StepSummary` (`explain.summarise`)
 
     @property
     def nbytes(self):
-        return sum(a.nbytes for a in (self.steps, self.totals, self.thresholds, self.nonfinite,
-                                      self.dead_units, self.row_fraction)) + 200
+        return (sum(a.nbytes for a in (self.steps, self.totals, self.thresholds, self.nonfinite, self.dead_units,
+                                       self.row_fraction, self.diag_pairs, self.diag_cells, self.diag_rows))
+                + 8 * int(self.dead_units.sum()) + 150 * len(self.summaries) + 200)
+
+    def index_at(self, step):
+        """Index of the latest record at or before `step` (the latest if None); -1 if none."""
+        if step is None:
+            return len(self.steps) - 1
+        return int(np.searchsorted(self.steps, step, side="right")) - 1
+
+    def diagnosis_totals(self, i):
+        """The `explain.Totals` of record i."""
+        pairs = self.diag_pairs[i]
+        return explain.Totals(counts=pairs[0], sums=pairs[1], near_zero_counts=pairs[2], near_zero_sums=pairs[3],
+                              cells=self.diag_cells[i, 0], near_zero_cells=self.diag_cells[i, 1],
+                              thresholds=self.thresholds[i], nonfinite=self.nonfinite[i],
+                              rows=int(self.diag_rows[i, 0]), group_size=int(self.diag_rows[i, 1]),
+                              dead_rows=self.dead_rows[i])
 
 
 def _sorted_unique(data):
@@ -266,19 +291,34 @@ def _digest(series, data):
     dead = np.zeros(n, np.int64)
     rows = arrays[-1].shape[0] - 1 if n else 0
     fraction = np.full((rows, n), np.nan, np.float32)
-    for i, (array, record) in enumerate(zip(arrays, records)):
+    diag_pairs = np.zeros((n, 4, 9), np.float64)
+    diag_cells = np.zeros((n, 2), np.float64)
+    diag_rows = np.zeros((n, 2), np.int64)
+    dead_rows, summaries = [], []
+    for i, (step, array, record) in enumerate(zip(steps, arrays, records)):
         body = np.asarray(array, np.float64)[1:]
         totals[i] = body.sum(axis=0)
         thresholds[i] = record.thresholds
         nonfinite[i] = record.nonfinite
         cells, near = record.cells, record.near_zero_cells
-        dead[i] = len(explain.dead_rows(record))
+        # `explain.totals(record)`, without its per-record overhead: summing a record's [rows, 9] pair columns
+        # over rows adds the same values in the same (row) order as summing its whole [rows, 38] body, so the
+        # pairs are bit-identical (tests/test_plugin.py checks every record against `explain.totals`).
+        diag_pairs[i] = totals[i, :36].reshape(4, 9)
+        total_cells, total_near = cells.sum(), near.sum()
+        diag_cells[i] = (total_cells, total_near)
+        diag_rows[i] = (len(cells), record.group_size)
+        dead_rows.append(tuple(explain.dead_rows(record)))
+        summaries.append(explain.step_summary(step, len(dead_rows[-1]), len(cells), total_cells, total_near))
+        dead[i] = len(dead_rows[-1])
         if body.shape[0] == rows:
             with np.errstate(divide="ignore", invalid="ignore"):
                 fraction[:, i] = np.where(cells > 0, near / np.where(cells > 0, cells, 1), np.nan)
     return _Digest(steps=np.asarray(steps, np.int64), totals=totals, thresholds=thresholds, nonfinite=nonfinite,
                    dead_units=dead, row_fraction=fraction, units=records[-1].units if n else 0,
-                   group_size=records[-1].group_size if n else 1, skipped=tuple(skipped))
+                   group_size=records[-1].group_size if n else 1, skipped=tuple(skipped), diag_pairs=diag_pairs,
+                   diag_cells=diag_cells, diag_rows=diag_rows, dead_rows=tuple(dead_rows),
+                   summaries=tuple(summaries))
 
 
 class _LruBytes:
@@ -297,8 +337,14 @@ class _LruBytes:
                 self._items.move_to_end(key)
             return value
 
-    def put(self, key, value, nbytes):
-        if nbytes > self._max:
+    @property
+    def nbytes(self):
+        return self._bytes
+
+    def put(self, key, value, nbytes, max_bytes=None):
+        """Adds `value`, evicting the least recently used values beyond `max_bytes` (default: the cache's bound)."""
+        limit = self._max if max_bytes is None else min(self._max, max_bytes)
+        if nbytes > limit:
             return
         with self._lock:
             old = self._items.pop(key, None)
@@ -306,9 +352,17 @@ class _LruBytes:
                 self._bytes -= old[1]
             self._items[key] = (value, nbytes)
             self._bytes += nbytes
-            while self._bytes > self._max:
-                _, (_, size) = self._items.popitem(last=False)
-                self._bytes -= size
+            self._evict(limit)
+
+    def shrink(self, max_bytes):
+        """Evicts the least recently used values until at most `max_bytes` are held."""
+        with self._lock:
+            self._evict(max_bytes)
+
+    def _evict(self, limit):
+        while self._bytes > max(0, limit) and self._items:
+            _, (_, size) = self._items.popitem(last=False)
+            self._bytes -= size
 
     def get_value(self, key):
         item = self.get(key)
@@ -430,9 +484,12 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         self._downsample = _READ_ALL if not samples or samples <= 0 else int(samples)
         cache_mb = getattr(context.flags, "matmul_explainer_cache_mb", DEFAULT_CACHE_MB)
         cache_bytes = max(0, int(cache_mb)) * 2**20
+        # Digests (every view needs them) may take 3/4 of the budget, each tag's latest record (/units) 1/16;
+        # whole tags' records (/units at an earlier step) get what those two leave.
         self._digests = _LruBytes(cache_bytes * 3 // 4)
-        self._records = _LruBytes(cache_bytes // 4 - cache_bytes // 16)
-        self._latest = _LruBytes(cache_bytes // 16)  # latest record per tag (read alone): /alerts reads every tag's
+        self._latest = _LruBytes(cache_bytes // 16)
+        self._records_budget = cache_bytes - cache_bytes // 16
+        self._records = _LruBytes(self._records_budget)
         self._meta_memo = {}
         self._meta_lock = threading.Lock()
         self._listing_ttl = LISTING_TTL_S
@@ -623,6 +680,7 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
     def _digest_of(self, series, key, points):
         digest = _digest(series, points)
         self._digests.put(key, digest, digest.nbytes)
+        self._records.shrink(self._records_budget - self._digests.nbytes)
         return digest
 
     def _record_at(self, ctx, eid, series, step):
@@ -647,7 +705,8 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
                 self._digest_of(series, key, points)
             steps, arrays, _, _ = _readable(series, *_sorted_unique(points))
             cached = (np.asarray(steps, np.int64), arrays)
-            self._records.put(key, cached, sum(a.nbytes for a in arrays) + 8 * len(steps) + 200)
+            self._records.put(key, cached, sum(a.nbytes for a in arrays) + 8 * len(steps) + 200,
+                              max_bytes=self._records_budget - self._digests.nbytes)
         steps, arrays = cached
         i = len(steps) - 1 if step is None else int(np.searchsorted(steps, step, side="right")) - 1
         if i < 0:

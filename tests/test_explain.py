@@ -103,3 +103,39 @@ def test_report_command_errors_are_clear(tmp_path, capsys):
     assert "holds no matmul-explainer summaries" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["report", str(tmp_path), "--step", "-3"])
+
+
+def test_totals_diagnose_exactly_as_the_records_they_come_from(tmp_path):
+    """`explain.Totals` (what the plugin keeps per step instead of the records) give the same diagnoses, alerts
+    and "since" steps as the records, including vanishing gradients across layers and dead units over steps."""
+    x = np.maximum(rng_normal(0, (32, 8)), 0)
+    kernel = rng_normal(1, (8, 6))
+    dead_kernel = kernel.copy()
+    dead_kernel[:, :3] = 0
+    layers = write(tmp_path, "mixed", [
+        ("first", "kernel_gradient", [(s, x, 1e-6 * rng_normal(s + 1, (32, 8))) for s in (0, 10, 20)]),
+        ("last", "kernel_gradient", [(s, x, rng_normal(s + 2, (32, 8))) for s in (0, 10, 20)]),
+        ("dense", "forward", [(0, x, kernel), (10, x, dead_kernel), (20, x, dead_kernel)]),
+    ])
+
+    class TotalsView:
+        def __init__(self, series):
+            self.info, self._series = series.info, series
+
+        def record_at(self, step):
+            picked = self._series.record_at(step)
+            return None if picked is None else (picked[0], explain.totals(picked[1]))
+
+        def history(self, step):
+            return [explain.summarise(s, explain.totals(r)) for s, r in zip(self._series.steps,
+                                                                            self._series.records) if s < step]
+
+    for step in (None, 0, 15, 20):
+        expected = explain.diagnose_run(layers, step)
+        actual = explain.diagnose_run({k: TotalsView(v) for k, v in layers.items()}, step)
+        assert actual == expected
+    _, alerts = explain.diagnose_run(layers, 15)
+    assert {a.kind for a in alerts} >= {"vanishing_gradient", "dead_units"}
+    record = layers["dense", "forward"].records[1]
+    assert explain.totals(record).dead_rows == tuple(explain.dead_rows(record)) == (0, 1, 2)
+    assert explain.gradient_scale(explain.totals(record)) == explain.gradient_scale(record)

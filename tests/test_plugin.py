@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 from werkzeug import test as werkzeug_test
 
+from tensorboard import context as tb_context
 from tensorboard import program
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_ingester
@@ -528,6 +529,97 @@ def test_alerts_and_diagnoses_equal_explain_over_the_loader(client, logdir, run,
                                                                                     {"step": step}))
         assert (one["step"], one["text"], one["dead_rows"]) == (d.step, d.text, d.dead_rows)
         assert one["causes"] == pytest.approx(d.causes)
+
+
+def write_vanishing_logdir(logdir):
+    """Run "deep": kernel gradients of k0 vanish at steps 10 and 20 only; dense d's units die from step 20."""
+    rng = np.random.default_rng(11)
+    with tf.summary.create_file_writer(os.path.join(logdir, "deep")).as_default():
+        for step in (0, 10, 20, 30):
+            for index, layer in enumerate(("k0", "k1", "k2")):
+                x, _, d_out = _layer_data(rng, 6, 4)
+                scale = 1e-5 if layer == "k0" and step in (10, 20) else 1.0
+                write_layer("kernel_gradient", layer, index, x, d_out * scale, step)
+            x, kernel, _ = _layer_data(rng, 6, 5)
+            x = np.abs(x)
+            if step >= 20:
+                kernel[:, :2] = 0.0
+            write_layer("forward", "d", 3, x, kernel, step)
+
+
+def _diagnosis_json(d):
+    """A /diagnosis body computed directly by `explain` (as `plugin._serve_diagnosis` shapes it)."""
+    return {"role": d.role, "layer": d.layer, "step": d.step, "text": d.text,
+            "causes": {k: plugin_lib._float(v) for k, v in d.causes.items()},
+            "near_zero_fraction": plugin_lib._float(d.near_zero_fraction), "dead_rows": d.dead_rows,
+            "alerts": [plugin_lib._alert_json(a) for a in d.alerts]}
+
+
+@pytest.mark.parametrize("cache_mb", ["256", "0"])
+def test_past_step_diagnosis_equals_explain_over_the_records(tmp_path, cache_mb):
+    """/diagnosis and /alerts at any step are answered from the cached digests (no record is read again): the
+    bodies equal `explain.diagnose_run` over the records read by the loader, exactly, with and without a cache."""
+    write_vanishing_logdir(str(tmp_path))
+    client, _ = make_client(str(tmp_path), "--matmul_explainer_cache_mb=" + cache_mb)
+    layers = loader.load(str(tmp_path)).runs["deep"]
+    fired = set()
+    for step in (None, 0, 5, 10, 15, 20, 25, 30, 10**6):
+        params = {} if step is None else {"step": str(step)}
+        for role in ("kernel_gradient", "forward"):
+            views = {k: v for k, v in layers.items() if k[1] == role}
+            diagnoses, _ = explain.diagnose_run(views, step)
+            for d in diagnoses:
+                body = get_json(client, "/diagnosis", run="deep", role=role, layer=d.layer, **params)
+                assert body == dict(run="deep", **_diagnosis_json(d)), (step, d.layer)
+                fired.update(a["kind"] for a in body["alerts"])
+        diagnoses, alerts = explain.diagnose_run(layers, step)
+        body = get_json(client, "/alerts", run="deep", **params)
+        assert body["alerts"] == [plugin_lib._alert_json(a) for a in alerts]
+        assert body["diagnoses"] == [{"layer": d.layer, "role": d.role, "step": d.step, "text": d.text}
+                                     for d in diagnoses]
+    assert {"vanishing_gradient", "dead_units"} <= fired  # the rules that compare layers and steps were exercised
+    vanishing = get_json(client, "/diagnosis", run="deep", role="kernel_gradient", layer="k0", step="15")
+    assert [(a["kind"], a["first_step"]) for a in vanishing["alerts"]] == [("vanishing_gradient", 10)]
+    assert get_json(client, "/diagnosis", run="deep", role="kernel_gradient", layer="k0")["alerts"] == []
+
+
+def test_digest_keeps_exactly_what_the_diagnosis_reads(tmp_path):
+    write_vanishing_logdir(str(tmp_path))
+    layers = loader.load(str(tmp_path)).runs["deep"]
+    client, app = make_client(str(tmp_path))
+    get_json(client, "/heatmap", run="deep", role="kernel_gradient")  # reads the digests
+    plugin, ctx = _plugin_of(app), tb_context.RequestContext()
+    for (layer, role), series in layers.items():
+        view = plugin_lib._LayerView(plugin, ctx, "", plugin._index(ctx, "")["deep"].layers[layer].roles[role])
+        for step, record in zip(series.steps, series.records):
+            at, t = view.record_at(step)
+            expected = explain.totals(record)
+            assert at == step and t.dead_rows == expected.dead_rows
+            assert (t.rows, t.group_size) == (expected.rows, expected.group_size)
+            for field in ("counts", "sums", "near_zero_counts", "near_zero_sums", "thresholds", "nonfinite"):
+                np.testing.assert_array_equal(getattr(t, field), getattr(expected, field))
+            assert (t.cells, t.near_zero_cells) == (expected.cells, expected.near_zero_cells)
+            assert view.history(step) == series.history(step)
+
+
+@pytest.mark.parametrize("cache_mb", ["256", "1", "0"])
+def test_past_step_units_through_the_cache(logdir, written, cache_mb):
+    """/units at every step, twice over (the second time from the records cache where it fits; with 1 MB the
+    cache cannot hold the tag, with 0 there is none): always the written rows."""
+    client, _ = make_client(logdir, "--matmul_explainer_cache_mb=" + cache_mb)
+    get_json(client, "/heatmap", run="alpha", role="forward")
+    for _ in range(2):
+        for layer in ("d2", "d0"):
+            recs = records(written, "alpha", "forward", layer)
+            for step in (0, 9, 10, 25, 30, None):
+                params = {} if step is None else {"step": str(step)}
+                body = get_json(client, "/units", run="alpha", role="forward", layer=layer, **params)
+                at, array = at_or_before(recs, step)
+                assert body["step"] == at
+                close(body["counts"], array[1:, 0:9])
+                close(body["sums"], array[1:, 9:18])
+                close(body["near_zero_sums"], array[1:, 27:36])
+                close(body["near_zero_cells"], array[1:, 37])
 
 
 def test_non_finite_values_are_alerted(client):

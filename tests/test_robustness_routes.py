@@ -358,9 +358,11 @@ def test_errors_that_echo_hostile_names_are_plain_text(app, forbidden, static_fi
 
 # ----------------------------------------------------------------------------------------------- under load
 
-def test_latest_records_are_read_once_per_tag(logdir):
-    """/alerts reads every tag's latest record: repeated requests reuse it (found under load: every /alerts made
-    one data-provider call per tag, ~40 ms each with the Rust data server) until the tag gets new data."""
+def test_tags_are_read_once_for_every_step(logdir):
+    """/alerts and /diagnosis read every tag of the run once (its digest keeps what the diagnosis reads of each
+    record), then answer any step from the digests without reading again (found under load: every /alerts made one
+    data-provider call per tag, ~40 ms each with the Rust data server, and /diagnosis of a kernel gradient at an
+    earlier step re-read every layer's whole tag); /units at an earlier step reads its tag once into a cache."""
     from tensorboard.backend.event_processing import data_provider as multiplexer_provider
 
     client, _ = test_plugin.make_client(logdir)
@@ -368,7 +370,7 @@ def test_latest_records_are_read_once_per_tag(logdir):
     original = multiplexer_provider.MultiplexerDataProvider.read_tensors
 
     def counting(self, ctx, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None):
-        calls.append(downsample)
+        calls.append((plugin_name, downsample))
         return original(self, ctx, experiment_id=experiment_id, plugin_name=plugin_name, downsample=downsample,
                         run_tag_filter=run_tag_filter)
 
@@ -376,11 +378,20 @@ def test_latest_records_are_read_once_per_tag(logdir):
     try:
         first = client.get(PREFIX + "/alerts?run=alpha")
         assert first.status_code == 200
-        n_first = len(calls)
-        assert calls.count(1) == 6  # alpha: 3 layers x 2 roles, latest record alone
+        assert len(calls) == 6  # alpha: 3 layers x 2 roles, each tag read once
         second = client.get(PREFIX + "/alerts?run=alpha")
         assert second.status_code == 200 and second.get_data() == first.get_data()
-        assert len(calls) == n_first  # nothing read again
+        for step in ("0", "15", "30"):
+            assert client.get(PREFIX + "/alerts?run=alpha&step=" + step).status_code == 200
+            for layer in ("d0", "d1", "d2"):
+                for role in ("forward", "kernel_gradient"):
+                    response = client.get(PREFIX + "/diagnosis?" + urllib.parse.urlencode(
+                        {"run": "alpha", "role": role, "layer": layer, "step": step}))
+                    assert response.status_code == 200
+        assert len(calls) == 6  # nothing read again
+        for step in ("0", "15", "20", "10"):
+            assert client.get(PREFIX + "/units?run=alpha&role=forward&layer=d2&step=" + step).status_code == 200
+        assert len(calls) == 7  # the tag's records once, then from the cache
     finally:
         multiplexer_provider.MultiplexerDataProvider.read_tensors = original
 
