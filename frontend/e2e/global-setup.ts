@@ -1,8 +1,9 @@
 /**
- * Browser-test setup: writes the log directories with our own writer (e2e/make_logs.py), starts two real
- * TensorBoard processes on them (e2e/serve.py), waits until every record is loaded, and hands the URLs to
- * the tests. Environment: MMX_PYTHON (default ../.venv/bin/python), MMX_E2E_LOGS (reuse a log directory),
- * CHROMIUM (default /usr/bin/chromium).
+ * Browser-test setup: writes the log directories with our own writer (e2e/make_logs.py) and with real Keras
+ * training recorded by ExplainerCallback (e2e/make_keras_logs.py), starts three real TensorBoard processes on
+ * them (e2e/serve.py), waits until every record is loaded, and hands the URLs to the tests. Environment:
+ * MMX_PYTHON (default ../.venv/bin/python), MMX_E2E_LOGS (reuse a log directory), CHROMIUM (default
+ * /usr/bin/chromium).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -17,6 +18,7 @@ declare module 'vitest' {
   export interface ProvidedContext {
     demoUrl: string;
     bigUrl: string;
+    kerasUrl: string;
     chromium: string;
     logs: string;
   }
@@ -88,23 +90,33 @@ export default async function setup(project: TestProject) {
     execFileSync(python, [join(here, 'make_logs.py'), logs], { cwd: repo, stdio: ['ignore', 'inherit', 'pipe'], timeout: 900_000 });
     console.log(`e2e: wrote logs to ${logs} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   }
+  if (!existsSync(join(logs, 'keras'))) {
+    const t0 = Date.now();
+    execFileSync(python, [join(here, 'make_keras_logs.py'), logs], { cwd: repo, stdio: ['ignore', 'inherit', 'pipe'], timeout: 600_000 });
+    console.log(`e2e: wrote the Keras logs to ${join(logs, 'keras')} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
   const demo = await startServer(python, join(logs, 'demo'));
   const big = await startServer(python, join(logs, 'big'));
+  const keras = await startServer(python, join(logs, 'keras'));
   try {
-    await Promise.all([waitLoaded(demo.url, 3, 10), waitLoaded(big.url, 1, 200)]);
+    // The Keras runs: batch1/train has 6 recorded steps, nonfinite/train 4.
+    await Promise.all([waitLoaded(demo.url, 3, 10), waitLoaded(big.url, 1, 200), waitLoaded(keras.url, 2, 4)]);
   } catch (e) {
     demo.proc.kill();
     big.proc.kill();
+    keras.proc.kill();
     if (ownLogs) rmSync(logs, { recursive: true, force: true });
     throw e;
   }
   project.provide('demoUrl', demo.url);
   project.provide('bigUrl', big.url);
+  project.provide('kerasUrl', keras.url);
   project.provide('chromium', chromium);
   project.provide('logs', logs);
   return () => {
     demo.proc.kill('SIGTERM');
     big.proc.kill('SIGTERM');
+    keras.proc.kill('SIGTERM');
     if (ownLogs) rmSync(logs, { recursive: true, force: true });
   };
 }

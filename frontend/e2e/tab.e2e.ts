@@ -8,14 +8,15 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Browser, Frame, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { AlertsResponse as Alerts, DiagnosisResponse as Diagnosis } from '../src/types';
-import { TAB, XSS_RUN, hoverTooltip, launch, median, route, samplePixels, tabFrame, watch } from './browser';
+import type { AlertsResponse as Alerts, DiagnosisResponse as Diagnosis, HeatmapResponse, RunsResponse, UnitsResponse } from '../src/types';
+import { TAB, XSS_RUN, cellPoint, hoverTooltip, launch, median, route, samplePixels, tabFrame, watch } from './browser';
 
 /** Where screenshots and figures go: e2e/out/ (git-ignored) unless UPDATE_DOCS=1 asks to refresh docs/. */
 const updateDocs = process.env.UPDATE_DOCS === '1';
 const out = updateDocs ? resolve(import.meta.dirname, '../../docs') : resolve(import.meta.dirname, 'out');
 const demoUrl = inject('demoUrl');
 const bigUrl = inject('bigUrl');
+const kerasUrl = inject('kerasUrl');
 const figures: string[] = [];
 let browser: Browser;
 
@@ -179,7 +180,6 @@ describe('the tab in TensorBoard', () => {
     await waitViews(frame);
     await waitDiagnosis(frame, XSS_RUN);
     const h = await route<{ layers: string[]; steps: number[] }>(frame, `./heatmap?run=${encodeURIComponent(XSS_RUN)}&role=forward`);
-    const { cellPoint } = await import('./browser');
     const p = await cellPoint(frame, 'wherewhen', 2, 1);
     await page.mouse.click(p.x, p.y);
     await expect.poll(() => frame.locator('.mmx-layer-select').inputValue()).toBe(h.layers[2]);
@@ -342,6 +342,157 @@ describe('the tab in TensorBoard', () => {
     await empty.waitFor();
     expect(await empty.textContent()).toContain('tb_matmul_explainer.keras.ExplainerCallback(log_dir)');
     await page.screenshot({ path: join(out, 'empty-state.png') });
+    await page.close();
+  });
+});
+
+/** Shows `run` alone (unchecks every other run). */
+async function showOnly(frame: Frame, run: string): Promise<void> {
+  await selectRuns(frame, [run]);
+  const others = frame.locator('.mmx-run', { hasNot: frame.locator('.mmx-run-name', { hasText: run }) }).locator('input[type=checkbox]');
+  for (let i = 0; i < (await others.count()); i++) if (await others.nth(i).isChecked()) await others.nth(i).uncheck();
+  await expect.poll(() => frame.locator('[data-heatmap="overview"] h3').textContent(), { timeout: 30_000 }).toContain(run);
+}
+
+/** The facts (dt -> dd) of a pair-matrix card. */
+async function facts(frame: Frame, layer: string): Promise<[string, string][]> {
+  return frame.locator(`.mmx-matrix[data-layer="${layer}"] dt`).evaluateAll((els) => els.map((e) => [e.textContent ?? '', e.nextElementSibling?.textContent ?? ''] as [string, string]));
+}
+
+// Logs written by real Keras training: model.fit with ExplainerCallback (e2e/make_keras_logs.py). Both runs train
+// Conv1D(dilation 2) "dilated" -> Dense(8) "hidden" -> Dense(1) "one_unit"; "dilated" cannot be recorded.
+describe('real Keras training with edge cases (model.fit + ExplainerCallback)', () => {
+  const BATCH1 = 'batch1/train';
+  const NONFINITE = 'nonfinite/train';
+  const REASON = 'dilation_rate=(2,) is not supported (dilation 1 only)';
+  const q = encodeURIComponent;
+
+  it('names the layer that was not recorded, with its reason, in each run', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const w = watch(page);
+    const frame = await openEntry(page, kerasUrl);
+    const runs = await route<RunsResponse>(frame, './runs');
+    expect(runs.runs.map((r) => [r.run, r.layers.map((l) => l.name), r.notRecorded])).toEqual([
+      [BATCH1, ['hidden', 'one_unit'], [{ layer: 'dilated', reason: REASON }]],
+      [NONFINITE, ['hidden', 'one_unit'], [{ layer: 'dilated', reason: REASON }]],
+    ]);
+    const notice = frame.locator('[data-view="overview"] .mmx-not-recorded li');
+    await expect.poll(() => notice.allTextContents(), { timeout: 30_000 }).toEqual([`Not recorded: dilated — ${REASON}`]);
+    expect(await notice.first().isVisible()).toBe(true);
+    expect(await frame.locator('.mmx-run .mmx-badge-note').allTextContents()).toEqual(['1 not recorded', '1 not recorded']);
+    expect(await frame.locator('.mmx-run .mmx-badge-note').first().getAttribute('title')).toBe(`dilated: ${REASON}`);
+    // The other run says so too; and the layer that was not recorded is in no heatmap.
+    await showOnly(frame, NONFINITE);
+    await expect.poll(() => notice.allTextContents()).toEqual([`Not recorded: dilated — ${REASON}`]);
+    expect(await frame.locator('.mmx-layer-select option').allTextContents()).toEqual(['hidden', 'one_unit']);
+    await unstick(frame);
+    await frame.locator('#mmx-overview').screenshot({ path: join(out, 'keras-not-recorded.png') });
+    expect(w.errors).toEqual([]);
+    expect(w.failed).toEqual([]);
+    await page.close();
+  });
+
+  it('batch size 1: every step is there, and the one-unit layer\'s heatmaps render', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const w = watch(page);
+    const frame = await openEntry(page, kerasUrl);
+    await showOnly(frame, BATCH1);
+    for (const role of ['forward', 'kernel_gradient']) {
+      const h = await route<HeatmapResponse>(frame, `./heatmap?run=${q(BATCH1)}&role=${role}`);
+      expect(h.layers, role).toEqual(['hidden', 'one_unit']);
+      expect(h.steps, role).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(h.values.flat().every((v) => v !== null), role).toBe(true);
+    }
+    await waitViews(frame);
+    const ww = frame.locator('[data-heatmap="wherewhen"]');
+    expect([await ww.getAttribute('data-rows'), await ww.getAttribute('data-cols')]).toEqual(['2', '6']);
+    await expect.poll(() => frame.locator('.mmx-step-value').textContent()).toBe('5 (latest) · 6/6');
+    // The one-unit layer, all result cells: with batch size 1 each record has a single result cell.
+    await frame.locator('.mmx-layer-select').selectOption('one_unit');
+    await frame.locator('select.mmx-scope').selectOption('all');
+    const u = await route<UnitsResponse>(frame, `./units?run=${q(BATCH1)}&role=forward&layer=one_unit`);
+    expect([u.step, u.units, u.group_size, u.cells]).toEqual([5, 1, 1, [1]]);
+    expect(u.counts[0].reduce((a, b) => a + b, 0)).toBe(8); // 8 products: hidden's 8 outputs x the unit's 8 weights
+    const shapes: Record<string, [string, string, string]> = {
+      units: ['one_unit · units × pairs at step 5', '1', '10'],
+      unitsteps: ['one_unit · units × steps', '1', '6'],
+      timeline: ['one_unit · pairs over steps', '9', '6'],
+    };
+    for (const [id, [title, rows, cols]] of Object.entries(shapes)) {
+      const hm = frame.locator(`[data-heatmap="${id}"]`);
+      await expect.poll(() => hm.locator('h3').textContent(), { timeout: 30_000 }).toBe(title);
+      await frame.waitForSelector(`[data-heatmap="${id}"] canvas.mmx-hm-cells`, { timeout: 30_000 });
+      expect([await hm.getAttribute('data-rows'), await hm.getAttribute('data-cols')], id).toEqual([rows, cols]);
+      const px = await samplePixels(frame, id);
+      expect(px.painted, `${id} painted pixels`).toBeGreaterThan(0.3 * px.width * px.height);
+      expect(px.colours, `${id} distinct colours`).toBeGreaterThanOrEqual(id === 'unitsteps' ? 1 : 2);
+    }
+    // Its single row's tooltip carries the backend's exact values.
+    const tip = await hoverTooltip(page, frame, 'units', 0, 9);
+    expect(tip.title).toBe('one_unit · unit 0 · near-zero results');
+    expect(tip.rows['near-zero cells']).toBe(`${u.near_zero_cells[0]} of 1`);
+    await unstick(frame);
+    await frame.locator('#mmx-layer').screenshot({ path: join(out, 'keras-one-unit-batch1.png') });
+    expect(w.errors).toEqual([]);
+    expect(w.failed).toEqual([]);
+    await page.close();
+  });
+
+  it('a NaN in one batch: the alerts, the layer\'s non-finite steps, and the diagnosis at that step say so', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const w = watch(page);
+    const frame = await openEntry(page, kerasUrl);
+    await showOnly(frame, NONFINITE);
+    await waitDiagnosis(frame, NONFINITE);
+    // At the latest step (3) every weight is NaN (step 2's NaN gradients were applied): the alerts panel lists the
+    // non-finite values of each layer and role.
+    const all = (m: string) => `non-finite values (NaN or inf) in the ${m}.`;
+    const al = await route<Alerts>(frame, `./alerts?run=${q(NONFINITE)}`);
+    const nonFinite = al.alerts.filter((a) => a.kind === 'non_finite').map((a) => [a.layer, a.role, a.message].join(' | ')).sort();
+    expect(nonFinite).toEqual([
+      `hidden | forward | ${all('input, kernel, result')}`,
+      `hidden | kernel_gradient | ${all('input, output gradient, result')}`,
+      `one_unit | forward | ${all('input, kernel, result')}`,
+      `one_unit | kernel_gradient | ${all('input, output gradient, result')}`,
+    ]);
+    const panel = frame.locator('[data-view="alerts"] li[data-kind="non_finite"]');
+    const shown = await panel.evaluateAll((els) => els.map((e) => [e.querySelector('.mmx-alert-layer')!.textContent, e.querySelector('.mmx-alert-role')!.textContent, e.querySelector('.mmx-alert-text')!.textContent]));
+    expect(shown.map((x) => [x[0], x[1] === 'forward (outputs)' ? 'forward' : 'kernel_gradient', x[2]].join(' | ')).sort()).toEqual(nonFinite);
+    // hidden (forward): its timeline names steps 2 and 3; clicking 2 shows the step where the NaN came in.
+    await frame.locator('.mmx-layer-select').selectOption('hidden');
+    const note = frame.locator('.mmx-nonfinite-steps');
+    await expect.poll(() => note.getAttribute('data-steps'), { timeout: 30_000 }).toBe('2,3');
+    expect(await note.textContent()).toContain('Non-finite values (NaN or inf) in hidden’s products at 2 of 4 recorded steps');
+    await note.getByRole('button', { name: '2', exact: true }).click();
+    await expect.poll(() => frame.locator('.mmx-step-value').textContent()).toBe('2 · 3/4');
+    const d = await route<Diagnosis>(frame, `./diagnosis?run=${q(NONFINITE)}&role=forward&layer=hidden&step=2`);
+    expect(d.step).toBe(2);
+    expect(d.text).toContain('Non-finite values (NaN or inf) in the input, result.');
+    const card = frame.locator('.mmx-diagnosis[data-layer="hidden"]');
+    await expect.poll(() => card.locator('.mmx-diagnosis-text').textContent(), { timeout: 30_000 }).toBe(d.text);
+    expect(await card.locator('.mmx-layer-alerts li[data-kind="non_finite"] .mmx-alert-text').allTextContents()).toEqual([all('input, result')]);
+    // The pair matrix counts them: the NaN reached 12 of hidden's inputs (3 positions of the dilated convolution x 4
+    // filters) and its 8 results for that sample.
+    await expect.poll(() => frame.locator('.mmx-matrix[data-layer="hidden"] .mmx-sub').textContent()).toContain('step 2');
+    expect(await facts(frame, 'hidden')).toContainEqual(['non-finite values', 'input 12, result 8 (NaN or inf)']);
+    await expect.poll(() => frame.locator('.mmx-diagnoses li[data-layer="hidden"] .mmx-diagnoses-text').textContent(), { timeout: 30_000 }).toContain(
+      'Non-finite values (NaN or inf) in the input, result.',
+    );
+    await unstick(frame);
+    await frame.locator('#mmx-layer').screenshot({ path: join(out, 'keras-nonfinite.png') });
+    // Step 1, before the NaN batch: nothing non-finite.
+    const p = await cellPoint(frame, 'wherewhen', 0, 1);
+    await page.mouse.click(p.x, p.y);
+    await expect.poll(() => frame.locator('.mmx-step-value').textContent()).toBe('1 · 2/4');
+    const d1 = await route<Diagnosis>(frame, `./diagnosis?run=${q(NONFINITE)}&role=forward&layer=hidden&step=1`);
+    expect(d1.step).toBe(1);
+    await expect.poll(() => card.locator('.mmx-diagnosis-text').textContent(), { timeout: 30_000 }).toBe(d1.text);
+    expect(d1.text).not.toContain('Non-finite');
+    expect(await card.locator('[data-kind="non_finite"]').count()).toBe(0);
+    await expect.poll(() => frame.locator('.mmx-matrix[data-layer="hidden"] .mmx-sub').textContent()).toContain('step 1');
+    expect((await facts(frame, 'hidden')).map(([k]) => k)).not.toContain('non-finite values');
+    expect(w.errors).toEqual([]);
+    expect(w.failed).toEqual([]);
     await page.close();
   });
 });

@@ -1,0 +1,75 @@
+"""Writes the browser tests' Keras log directory: real `model.fit` training recorded by `ExplainerCallback`.
+
+    python frontend/e2e/make_keras_logs.py OUT_DIR
+
+OUT_DIR/keras holds two runs of the same small regression model, `Input(12, 2) -> Conv1D(4, 3, dilation_rate=2)
+"dilated" -> Flatten -> Dense(8, relu) "hidden" -> Dense(1) "one_unit"`, recorded at every step
+(`update_freq=1`, roles forward and kernel_gradient):
+  batch1/train     batch size 1: 6 steps (0-5), each record explains one sample
+  nonfinite/train  batch size 4: 4 steps (0-3); sample 9 (step 2's batch) holds a NaN, so at step 2 the NaN reaches
+                   hidden's and one_unit's inputs, results and the output gradients; the NaN gradients make every
+                   weight NaN, so step 3 is non-finite throughout; steps 0 and 1 are finite
+In both, "dilated" is not recorded (dilation 2 is not supported): the callback warns and writes the text summary
+`matmul_explainer/not_recorded/dilated` with the reason, which /runs lists as `notRecorded`. Prints a JSON line
+with the steps, the reason and the timings.
+"""
+
+import json
+import os
+import sys
+import time
+import warnings
+
+import keras
+import numpy as np
+
+from tb_matmul_explainer import aggregates
+from tb_matmul_explainer import keras as tk
+
+# As in make_logs.py: the per-unit kernels' XLA compilation would dominate these few records.
+aggregates.XLA = os.environ.get("MMX_XLA", "0") == "1"
+
+
+def build(seed):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((12, 2))
+    h = keras.layers.Conv1D(4, 3, dilation_rate=2, activation="relu", name="dilated")(inputs)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(8, activation="relu", name="hidden")(h)
+    outputs = keras.layers.Dense(1, name="one_unit")(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.01), "mse", jit_compile=False)
+    return model
+
+
+def fit(out, run, x, y, batch_size, seed):
+    model = build(seed)
+    callback = tk.ExplainerCallback(os.path.join(out, run), update_freq=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", tk.UnsupportedLayerWarning)
+        history = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+    warned = [str(w.message) for w in caught if issubclass(w.category, tk.UnsupportedLayerWarning)]
+    assert any("'dilated'" in m for m in warned), warned
+    callback.recorder.close()
+    return {"steps": callback.recorded_steps, "skipped": callback.skipped, "loss": history.history["loss"]}
+
+
+def main():
+    out = os.path.join(sys.argv[1], "keras")
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(16, 12, 2)).astype(np.float32)
+    y = rng.normal(size=(16, 1)).astype(np.float32)
+    t0 = time.time()
+    batch1 = fit(out, "batch1", x[:6], y[:6], batch_size=1, seed=1)
+    t1 = time.time()
+    x_nan = x.copy()
+    x_nan[9, 4, 1] = np.nan
+    nonfinite = fit(out, "nonfinite", x_nan, y, batch_size=4, seed=2)
+    t2 = time.time()
+    assert batch1["steps"] == list(range(6)) and nonfinite["steps"] == list(range(4))
+    print(json.dumps({"batch1_s": round(t1 - t0, 1), "nonfinite_s": round(t2 - t1, 1),
+                      "batch1": batch1, "nonfinite": {**nonfinite, "loss": str(nonfinite["loss"])}}))
+
+
+if __name__ == "__main__":
+    main()
