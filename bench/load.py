@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import sys
 import tempfile
@@ -39,8 +38,10 @@ import threading
 import time
 import urllib.parse
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import plugin_latency  # noqa: E402  (same folder: generator, server start, percentiles)
+_BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_BENCH, os.path.dirname(_BENCH)]  # this folder and the repository root
+import plugin_latency  # noqa: E402  (same folder: generator, route queries, percentiles)
+from tests import tensorboard_server  # noqa: E402  (starts TensorBoard and waits until it serves)
 
 PREFIX = "/data/plugin/matmul_explainer"
 TIMEOUT_S = 60
@@ -171,13 +172,14 @@ def main():
                   flush=True)
         else:
             print("reusing %s (%.2f GB)" % (logdir, plugin_latency.dir_bytes(logdir) / 1e9))
-        proc, base = plugin_latency.start_tensorboard(logdir, args.load_fast)
-        if urllib.parse.urlparse(base).hostname not in ("127.0.0.1", "localhost"):
-            raise SystemExit("TensorBoard is not on loopback: %s" % base)
+        tb = tensorboard_server.start(logdir, args.load_fast)
+        base = tb.url
         try:
-            print("tensorboard pid %d at %s (--load_fast=%s); loading..." % (proc.pid, base, args.load_fast),
+            if urllib.parse.urlparse(base).hostname not in ("127.0.0.1", "localhost"):
+                raise SystemExit("TensorBoard is not on loopback: %s" % base)
+            print("tensorboard pid %d at %s (--load_fast=%s); loading..." % (tb.pid, base, args.load_fast),
                   flush=True)
-            load_s = plugin_latency.wait_loaded(base, args.runs, args.layers, args.steps, args.load_timeout)
+            load_s = plugin_latency.wait_loaded(tb, args.runs, args.layers, args.steps, args.load_timeout)
             print("loaded in %.0f s" % load_s)
             start = time.monotonic()
             for run in range(args.runs):
@@ -189,13 +191,9 @@ def main():
                      for _ in range(args.clients)]
             print("load: %d clients x %d requests..." % (args.clients, args.requests), flush=True)
             results, wall = run_load(base, plans)
-            alive = proc.poll() is None
+            alive = tb.alive()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except Exception:
-                proc.kill()
+            tb.stop(20)
     finally:
         if not keep:
             shutil.rmtree(logdir, ignore_errors=True)

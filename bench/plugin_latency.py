@@ -14,21 +14,19 @@ Ends with one `target p95 <= 150 ms (<route>): <ms> (bound 150 ms): met|missed` 
 """
 
 import argparse
-import gzip
 import json
 import os
 import random
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+from tests import tensorboard_server  # noqa: E402  (starts TensorBoard and waits until it serves)
 
 TARGET_MS = 150.0
 PREFIX = "/data/plugin/matmul_explainer"
@@ -134,65 +132,39 @@ def dir_bytes(path):
 # ----------------------------------------------------------------------------------------------- server
 
 def start_tensorboard(logdir, load_fast):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", "0",
-         "--load_fast", load_fast],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    found, url, lines = threading.Event(), {}, []
-
-    def drain():
-        for line in proc.stderr:
-            lines.append(line)
-            match = re.search(r"TensorBoard \S+ at (http://[^/\s]+)/", line)
-            if match and not found.is_set():
-                url["base"] = match.group(1)
-                found.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not found.wait(120):
-        proc.kill()
-        raise SystemExit("TensorBoard did not start:\n" + "".join(lines[-20:]))
-    return proc, url["base"]
+    """A `tensorboard_server.TensorBoardServer` on `logdir` (loopback, port 0, the given loader)."""
+    return tensorboard_server.start(logdir, load_fast)
 
 
 def get(base, path):
-    request = urllib.request.Request(base + path, headers={"Accept-Encoding": "gzip"})
-    start = time.perf_counter()
-    try:
-        with urllib.request.urlopen(request, timeout=600) as response:
-            body = response.read()
-            status, encoding = response.status, response.headers.get("Content-Encoding")
-    except urllib.error.HTTPError as e:
-        body, status, encoding = e.read(), e.code, e.headers.get("Content-Encoding")
-    elapsed = (time.perf_counter() - start) * 1000
-    if encoding == "gzip":
-        body = gzip.decompress(body)
-    return status, body, elapsed
+    """(status, body, ms) of GET base + path, gzip accepted (ms until the compressed body arrived)."""
+    response = tensorboard_server.get(base + path, timeout=600, accept_gzip=True)
+    return response.status, response.body, response.ms
 
 
-def wait_loaded(base, runs, layers, steps, timeout):
-    start = time.monotonic()
-    last = None
-    while time.monotonic() - start < timeout:
-        status, body, _ = get(base, PREFIX + "/runs")
-        if status == 200:
-            listing = json.loads(body)["runs"]
-            tags = sum(len(l["roles"]) for r in listing for l in r["layers"])
-            done = len(listing) == runs and tags == runs * layers * 2 and all(
-                role["last_step"] == steps - 1 for r in listing for l in r["layers"] for role in l["roles"].values())
-            if tags != last:
-                print("  loaded: %d runs, %d tags (%.0f s)" % (len(listing), tags, time.monotonic() - start),
-                      flush=True)
-                last = tags
-            if done:
-                # the last step is visible; wait until every record of the last-loaded tags is too
-                q = "/timeline?run=run_%d&role=kernel_gradient&layer=layer_%02d" % (runs - 1, layers - 1)
-                status, body, _ = get(base, PREFIX + q)
-                if status == 200 and len(json.loads(body)["steps"]) == steps:
-                    return time.monotonic() - start
-        time.sleep(1.0)
-    raise SystemExit("data did not load within %d s" % timeout)
+def wait_loaded(tb, runs, layers, steps, timeout):
+    """Waits until TensorBoard `tb` serves every record of the generated runs; returns the seconds waited."""
+    last, start = [], time.monotonic()
+
+    def loaded():
+        status, body, _ = get(tb.url, PREFIX + "/runs")
+        if status != 200:
+            return False
+        listing = json.loads(body)["runs"]
+        tags = sum(len(l["roles"]) for r in listing for l in r["layers"])
+        if not last or tags != last[-1]:
+            print("  loaded: %d runs, %d tags (%.0f s)" % (len(listing), tags, time.monotonic() - start), flush=True)
+            last.append(tags)
+        done = len(listing) == runs and tags == runs * layers * 2 and all(
+            role["last_step"] == steps - 1 for r in listing for l in r["layers"] for role in l["roles"].values())
+        if not done:
+            return False
+        # the last step is visible; wait until every record of the last-loaded tags is too
+        q = "/timeline?run=run_%d&role=kernel_gradient&layer=layer_%02d" % (runs - 1, layers - 1)
+        status, body, _ = get(tb.url, PREFIX + q)
+        return status == 200 and len(json.loads(body)["steps"]) == steps
+
+    return tb.wait_until(loaded, timeout=timeout, interval=1.0, what="the generated logs to load")
 
 
 def peak_rss_kib(pid):
@@ -293,11 +265,12 @@ def main():
         else:
             print("reusing %s (%.2f GB)" % (logdir, dir_bytes(logdir) / 1e9))
 
-        proc, base = start_tensorboard(logdir, args.load_fast)
+        tb = start_tensorboard(logdir, args.load_fast)
+        base = tb.url
         try:
-            print("tensorboard pid %d at %s (--load_fast=%s); loading…" % (proc.pid, base, args.load_fast),
+            print("tensorboard pid %d at %s (--load_fast=%s); loading…" % (tb.pid, base, args.load_fast),
                   flush=True)
-            load_s = wait_loaded(base, args.runs, args.layers, args.steps, args.load_timeout)
+            load_s = wait_loaded(tb, args.runs, args.layers, args.steps, args.load_timeout)
             print("loaded in %.0f s" % load_s)
             rng = random.Random(0)
             queries = route_queries(args.runs, args.layers, args.steps, rng, args.requests)
@@ -325,14 +298,10 @@ def main():
                     sizes.append(len(body))
                 rows.append((name, cold[name], percentile(times, 50), percentile(times, 95), max(times),
                              statistics.mean(sizes)))
-            rss = peak_rss_kib(proc.pid)
+            rss = peak_rss_kib(tb.pid)
             load = os.getloadavg()[0]
         finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            tb.stop(20)
     finally:
         if not keep:
             shutil.rmtree(logdir, ignore_errors=True)

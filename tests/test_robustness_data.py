@@ -23,13 +23,9 @@ import json
 import os
 import re
 import struct
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 
 import numpy as np
 import pytest
@@ -43,7 +39,7 @@ from werkzeug import test as werkzeug_test
 
 from tb_matmul_explainer import metadata
 from tb_matmul_explainer import plugin as plugin_lib
-from tests import test_plugin
+from tests import tensorboard_server, test_plugin
 
 PREFIX = test_plugin.PREFIX
 LAYERS = (("d0", 6, 4), ("d1", 4, 3))  # name, inputs, units
@@ -304,65 +300,30 @@ def test_in_process_reading_while_a_writer_appends(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------------------------- real TensorBoard
 
-def start_tensorboard(logdir, load_fast):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", "0",
-         "--load_fast", load_fast, "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    found, url, lines = threading.Event(), {}, []
-
-    def drain():
-        for line in proc.stderr:
-            lines.append(line)
-            match = re.search(r"TensorBoard \S+ at (http://[^/\s]+)/", line)
-            if match and not found.is_set():
-                url["base"] = match.group(1)
-                found.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    if not found.wait(60):
-        proc.kill()
-        pytest.fail("TensorBoard did not start:\n" + "".join(lines[-30:]))
-    return proc, url["base"], lines
-
-
 def http_get(base):
     def get(path):
-        try:
-            with urllib.request.urlopen(base + PREFIX + path, timeout=60) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read()
+        status, _, body, _ = tensorboard_server.get(base + PREFIX + path, timeout=60)
+        return status, body
     return get
 
 
 @pytest.fixture(scope="module", params=["true", "false"],
                 ids=["load_fast=true (Rust data server)", "load_fast=false (multiplexer)"])
 def server(request, logdir, expected):
-    proc, base, lines = start_tensorboard(logdir, request.param)
-    get = http_get(base)
     good, _ = expected
-    deadline = time.monotonic() + 60
-    try:
-        while True:  # loaded: every readable record of every run listed
+    with tensorboard_server.start(logdir, request.param, reload_interval=1) as tb:
+        get = http_get(tb.url)
+
+        def loaded():  # every readable record of every run listed
             status, body = get("/runs")
-            if status == 200 and {r["run"] for r in _strict_json(body)["runs"]} >= set(good):
-                status, body = get("/timeline?run=corrupted&role=kernel_gradient&layer=d1")
-                if status == 200 and set(good["corrupted"]["d1_kernel_gradient"]) <= set(
-                        _strict_json(body)["steps"]):
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail("logs not loaded in 60 s:\n" + "".join(lines[-30:]))
-            time.sleep(0.3)
-        yield base, get, request.param
-        assert proc.poll() is None, "TensorBoard exited:\n" + "".join(lines[-30:])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            if status != 200 or not {r["run"] for r in _strict_json(body)["runs"]} >= set(good):
+                return False
+            status, body = get("/timeline?run=corrupted&role=kernel_gradient&layer=d1")
+            return status == 200 and set(good["corrupted"]["d1_kernel_gradient"]) <= set(_strict_json(body)["steps"])
+
+        tb.wait_until(loaded, timeout=60)
+        yield tb.url, get, request.param
+        assert tb.alive(), "TensorBoard exited:\n" + tb.log_tail()
 
 
 def test_real_tensorboard_serves_everything_readable(server, expected):

@@ -18,7 +18,6 @@ import glob
 import json
 import os
 import random
-import time
 import urllib.parse
 
 import pytest
@@ -26,7 +25,7 @@ import tensorflow as tf
 from werkzeug import test as werkzeug_test
 
 from tb_matmul_explainer import plugin as plugin_lib
-from tests import test_plugin
+from tests import tensorboard_server, test_plugin
 
 PREFIX = test_plugin.PREFIX
 SEED = 20240608
@@ -412,32 +411,23 @@ def test_concurrent_load_on_a_real_tensorboard(logdir):
     """A small `bench/load.py`: 16 clients x 20 requests across every route against a real TensorBoard (default
     loader) on loopback: zero errors (no timing assertion; bench/load.py reports latency)."""
     load = _bench_module("load")
-    latency = _bench_module("plugin_latency")
-    proc, base = latency.start_tensorboard(logdir, "auto")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            status, body, _ = latency.get(base, PREFIX + "/timeline?run=alpha&role=kernel_gradient&layer=d2")
-            if status == 200 and len(json.loads(body)["steps"]) == 4:
-                status, body, _ = latency.get(base, PREFIX + "/runs")
-                if len(json.loads(body)["runs"]) == 5:
-                    break
-            assert time.monotonic() < deadline, "TensorBoard did not load the logs in 60 s"
-            time.sleep(0.3)
+    with tensorboard_server.start(logdir, "auto") as tb:
+        def loaded():
+            status, _, body, _ = tb.get(PREFIX + "/timeline?run=alpha&role=kernel_gradient&layer=d2")
+            if status != 200 or len(json.loads(body)["steps"]) != 4:
+                return False
+            status, _, body, _ = tb.get(PREFIX + "/runs")
+            return status == 200 and len(json.loads(body)["runs"]) == 5
+
+        tb.wait_until(loaded, timeout=60)
         paths = [(route, route + "?" + urllib.parse.urlencode(params), 200) for route, params in VALID.items()]
         paths += [("hostile", "/overview?" + urllib.parse.urlencode({"run": HOSTILE_RUN, "role": "forward"}), 200),
                   ("gamma unreadable", "/timeline?run=gamma&role=forward&layer=d9", 400),
                   ("unknown run", "/heatmap?run=nope&role=forward", 404)]
         rng = random.Random(SEED)
         plans = [[rng.choice(paths) for _ in range(20)] for _ in range(16)]
-        results, _ = load.run_load(base, plans)
+        results, _ = load.run_load(tb.url, plans)
         errors, _, times = load.summarise(results)
-        assert proc.poll() is None, "TensorBoard died under load"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except Exception:
-            proc.kill()
+        assert tb.alive(), "TensorBoard died under load:\n" + tb.log_tail()
     assert len(results) == 320 and len(times) == 320
     assert errors == [], errors[:5]

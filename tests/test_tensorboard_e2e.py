@@ -9,23 +9,16 @@ event files).
 import importlib.metadata
 import json
 import os
-import re
-import subprocess
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import test_plugin
+from tests import tensorboard_server, test_plugin
 
 PREFIX = "/data/plugin/matmul_explainer"
 LONG_STEPS = 150
-STARTUP_TIMEOUT_S = 60
+LOAD_TIMEOUT_S = 60
 
 ROUTES = [
     "/runs",
@@ -76,11 +69,8 @@ def expected(logdir):
 
 
 def _get(base, path):
-    try:
-        with urllib.request.urlopen(base + path, timeout=30) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read()
+    status, headers, body, _ = tensorboard_server.get(base + path, timeout=30)
+    return status, headers, body
 
 
 @pytest.fixture(scope="module", params=["true", "false"], ids=["load_fast=true (Rust data server)",
@@ -88,48 +78,17 @@ def _get(base, path):
 def server(request, logdir):
     names = [ep.name for ep in importlib.metadata.entry_points(group="tensorboard_plugins")]
     assert "matmul_explainer" in names, "install the package first: pip install --no-deps -e ."
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", logdir, "--host", "127.0.0.1", "--port", "0",
-         "--load_fast", request.param, "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    lines, found = [], threading.Event()
-    base = {}
-
-    def drain():
-        for line in proc.stderr:
-            lines.append(line)
-            match = re.search(r"TensorBoard \S+ at (http://[^/\s]+)/", line)
-            if match and not found.is_set():
-                base["url"] = match.group(1)
-                found.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    try:
-        if not found.wait(STARTUP_TIMEOUT_S):
-            pytest.fail("TensorBoard did not start:\n" + "".join(lines[-30:]))
-        url = base["url"]
-        _wait_until_loaded(url, lines)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with tensorboard_server.start(logdir, request.param, reload_interval=1) as tb:
+        tb.wait_until(lambda: _loaded(tb.url), timeout=LOAD_TIMEOUT_S, interval=0.5)
+        yield tb.url
 
 
-def _wait_until_loaded(url, lines):
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status, _, body = _get(url, PREFIX + "/timeline?run=long&role=forward&layer=d")
-        if status == 200 and len(json.loads(body)["steps"]) == LONG_STEPS:
-            status, _, body = _get(url, PREFIX + "/runs")
-            if status == 200 and len(json.loads(body)["runs"]) == 5:
-                return
-        time.sleep(0.5)
-    pytest.fail("data did not load in %d s:\n%s" % (STARTUP_TIMEOUT_S, "".join(lines[-30:])))
+def _loaded(url):
+    status, _, body = _get(url, PREFIX + "/timeline?run=long&role=forward&layer=d")
+    if status != 200 or len(json.loads(body)["steps"]) != LONG_STEPS:
+        return False
+    status, _, body = _get(url, PREFIX + "/runs")
+    return status == 200 and len(json.loads(body)["runs"]) == 5
 
 
 def test_plugin_is_listed_and_enabled(server):
