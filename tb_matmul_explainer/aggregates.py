@@ -1069,7 +1069,7 @@ def _patches(t, positions, kernel_spatial, out_spatial, strides, padding):
     where = coords[:, None, 1:] * tf.constant(strides, tf.int64) + offsets[None] - pads             # [s, kp, d]
     valid = tf.reduce_all((where >= 0) & (where < tf.constant(in_spatial, tf.int64)), -1)
     where = tf.clip_by_value(where, 0, tf.constant(in_spatial, tf.int64) - 1)
-    batch = tf.broadcast_to(coords[:, None, :1], tf.concat([tf.shape(where)[:2], [1]], 0))
+    batch = tf.broadcast_to(tf.reshape(coords[:, 0], [-1, 1, 1]), tf.concat([tf.shape(where)[:2], [1]], 0))
     values = tf.gather_nd(t, tf.concat([batch, where], -1))                                # [s, kp, C]
     values = tf.where(valid[..., None], values, tf.zeros_like(values))
     return values, valid

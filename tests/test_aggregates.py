@@ -336,6 +336,15 @@ def test_xla_off_gives_the_same(kind, role, monkeypatch):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
     result = op_result(role, kind, f, s, g, st, p)
     assert_matches(without, per_cell(role, kind, f, s, without.thresholds.numpy(), result, g, st, p))
+    # near_zero="sampled" with fewer rows/positions than the batch has (its own gather code), seeded
+    sampled = dict(thresholds=(0.3, 0.4, None), threshold_method="exact", near_zero="sampled",
+                   near_zero_sample_size=2, seed=5)
+    monkeypatch.setattr(ag, "XLA", True)
+    with_xla = aggregate(kind, role, f, s, g, st, p, **sampled)
+    monkeypatch.setattr(ag, "XLA", False)
+    without = tf.function(lambda: aggregate(kind, role, f, s, g, st, p, **sampled))()  # in a graph, as in training
+    for a, b in zip(with_xla, without):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind,role", ALL_ROLES)
