@@ -403,10 +403,18 @@ def _stacked_variants(t, thr, strategy, axis):
 
 
 @_kernel
-def _result_mask(R, r_thr, unit_axes):
-    """The near-zero result mask as 0/1 in R's dtype, and the near-zero cells per unit."""
+def _near_zero_cells(R, r_thr):
+    """The near-zero cells per unit (R's last axis), float64."""
+    return _f64(tf.reduce_sum(tf.cast(_as_rows(_near_zero_mask(R, r_thr)), tf.int64), 0))
+
+
+@_kernel
+def _result_mask(R, r_thr):
+    """The near-zero result mask as 0/1 in R's dtype, and the near-zero cells per unit (units: R's last axis)."""
     M = _near_zero_mask(R, r_thr)
-    return tf.cast(M, R.dtype), _f64(tf.math.count_nonzero(M, list(unit_axes)))
+    # One 2-D column sum: a count over several axes at once runs several times slower on CPU (XLA and not).
+    per_unit = tf.reduce_sum(tf.cast(_as_rows(M), tf.int64), 0)
+    return tf.cast(M, R.dtype), _f64(per_unit)
 
 
 @_kernel
@@ -514,7 +522,7 @@ def _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr):
 def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx):
     """Near-zero totals; `idx` (or None) holds the sampled batch rows: rows of F and M (forward, input
     gradient) or of stored F and S (kernel gradient)."""
-    mf, nz_cells = _result_mask(R, r_thr, (0,))
+    mf, nz_cells = _result_mask(R, r_thr)
     if idx is None:
         counts, sums = _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, F.shape[1 if f_t else 0])
         return counts, sums, nz_cells
@@ -806,10 +814,26 @@ def conv(inputs, kernel, strides=1, padding="VALID", *, result=None, confidence=
     return _conv_role("forward", x, W, tuple(W.shape.as_list()), strides, padding, result_fn, opts)
 
 
-def _identity_box_kernel(kernel_spatial, channels, dtype):
-    """A kernel summing each of `channels` channels over the kernel window separately."""
-    eye = tf.eye(channels, dtype=dtype)
-    return tf.tile(tf.reshape(eye, [1] * len(kernel_spatial) + [channels, channels]), list(kernel_spatial) + [1, 1])
+def _box_sums(t, kernel_spatial, strides, padding):
+    """Per channel, the sum of `t` over each output position's kernel window (padding adds nothing): what a
+    convolution with an identity kernel of `kernel_spatial` gives, as a sum of shifted strided slices (one fused
+    pass under XLA; a convolution with a handful of channels is slow on CPU)."""
+    in_spatial = t.shape.as_list()[1:-1]
+    out_spatial = conv_lib.output_shape([1] + in_spatial + [1], list(kernel_spatial) + [1, 1], strides,
+                                        padding)[1:-1]
+    pads = [[0, 0]]
+    for n, k, st, out in zip(in_spatial, kernel_spatial, strides, out_spatial):
+        before = _pad_before(n, k, st, padding)
+        pads.append([before, max((out - 1) * st + k - n - before, 0)])
+    t = tf.pad(t, pads + [[0, 0]])
+    total = None
+    for offset in itertools.product(*[range(k) for k in kernel_spatial]):
+        begin = [0] + list(offset) + [0]
+        end = [0] + [o + (out - 1) * st + 1 for o, out, st in zip(offset, out_spatial, strides)] + [0]
+        outer = 1 | 1 << (len(begin) - 1)  # batch and channel axes whole
+        piece = tf.strided_slice(t, begin, end, [1] + list(strides) + [1], begin_mask=outer, end_mask=outer)
+        total = piece if total is None else total + piece
+    return total
 
 
 def _conv_kernel_gradient_all(x, D, kshape, strides, padding, x_thr, d_thr):
@@ -819,9 +843,8 @@ def _conv_kernel_gradient_all(x, D, kshape, strides, padding, x_thr, d_thr):
     xp, xn = _masks(x, x_thr)
     cnt_p = tf.reduce_sum(tf.cast(xp, x.dtype), -1)
     cnt_n = tf.reduce_sum(tf.cast(xn, x.dtype), -1)
-    # Box filters of the channel sums; counts and values filtered apart so a non-finite value cannot reach a count.
-    box_kernel = _identity_box_kernel(kshape[:-2], 3, x.dtype)
-    box = [conv_lib.forward(tf.stack(chans, -1), box_kernel, strides, padding) for chans in
+    # Box sums of the channel sums; counts and values summed apart so a non-finite value cannot reach a count.
+    box = [_box_sums(tf.stack(chans, -1), kshape[:-2], strides, padding) for chans in
            ([cnt_p, cin - cnt_p - cnt_n, cnt_n], [tf.reduce_sum(v, -1) for v in _values(x, xp, xn)])]
     positions = _spatial_size(D.shape.as_list())
     b = tf.shape(D)[0]
@@ -1002,11 +1025,13 @@ def _conv_near_zero_totals(role, first, second, R, geometry, strides, padding, t
                            positions):
     """Near-zero totals; `positions` (or None) holds sampled flat (batch, output position) indices."""
     geometry = list(geometry)
-    mf, nz_cells = _result_mask(R, r_thr, tuple(range(R.shape.rank - 1)))
     if positions is not None:
-        counts, sums = _conv_sampled_kernel(role, first, second, mf, tuple(geometry), strides, padding, thr_first,
-                                            thr_second, positions)
-    elif role == "forward":
+        nz_cells = _near_zero_cells(R, r_thr)
+        counts, sums = _conv_sampled_kernel(role, first, second, R, r_thr, tuple(geometry), strides, padding,
+                                            thr_first, thr_second, positions)
+        return counts, sums, nz_cells
+    mf, nz_cells = _result_mask(R, r_thr)
+    if role == "forward":
         counts, sums = _conv_forward_near_zero(first, second, mf, strides, padding, thr_first, thr_second)
     elif role == "kernel_gradient":
         counts, sums = _conv_kernel_gradient_near_zero(first, second, mf, geometry, strides, padding, thr_first,
@@ -1085,9 +1110,10 @@ def _sampled_variants(t, thr, valid=None):
 
 
 @_kernel
-def _conv_sampled_kernel(role, first, second, M, geometry, strides, padding, thr_first, thr_second, positions):
-    """Near-zero totals estimated from sampled (batch, output position) pairs, rescaled to all of them.
-    M: the near-zero result mask as 0/1 floats."""
+def _conv_sampled_kernel(role, first, second, R, r_thr, geometry, strides, padding, thr_first, thr_second,
+                         positions):
+    """Near-zero totals estimated from sampled (batch, output position) pairs, rescaled to all of them. The
+    near-zero mask of the result R is only formed where the sample reads it."""
     geometry = list(geometry)
     if role == "input_gradient":
         kshape = second.shape.as_list()
@@ -1098,14 +1124,15 @@ def _conv_sampled_kernel(role, first, second, M, geometry, strides, padding, thr
     kspatial, cin, cout = kshape[:-2], kshape[-2], kshape[-1]
     kp = _kernel_offsets(kshape)
     out_spatial = conv_lib.output_shape([1] + list(in_shape[1:]), kshape, strides, padding)[1:-1]
-    d_like = {"forward": M, "kernel_gradient": second, "input_gradient": first}[role]
+    d_like = {"forward": R, "kernel_gradient": second, "input_gradient": first}[role]
     total = tf.cast(_leading_size(d_like), tf.int64)
     scale = _f64(total) / _f64(tf.maximum(tf.size(positions), 1))
     rows = lambda t: tf.gather(tf.reshape(t, [-1, t.shape[-1]]), positions)  # noqa: E731
     dtype = first.dtype
 
     if role == "input_gradient":
-        patch_m, valid = _patches(tf.cast(M, dtype), positions, kspatial, out_spatial, strides, padding)
+        patch_r, valid = _patches(R, positions, kspatial, out_spatial, strides, padding)
+        patch_m = tf.cast(_near_zero_mask(patch_r, r_thr) & valid[..., None], dtype)   # padding: no cell
         d_s = rows(first)                                                                  # [s, cout]
         parts = _sampled_variants(d_s, thr_first)
         a = tf.linalg.matmul(tf.reshape(patch_m, [-1, kp * cin]), tf.concat(parts, -1), transpose_a=True)
@@ -1115,7 +1142,7 @@ def _conv_sampled_kernel(role, first, second, M, geometry, strides, padding, thr
     elif role == "forward":
         patch_x, valid = _patches(first, positions, kspatial, out_spatial, strides, padding)
         parts = _sampled_variants(patch_x, thr_first, valid[..., None])
-        m_s = tf.cast(rows(M), dtype)                                                      # [s, cout]
+        m_s = tf.cast(_near_zero_mask(rows(R), r_thr), dtype)                             # [s, cout]
         a = tf.linalg.matmul(tf.concat([tf.reshape(p, [-1, kp * cin]) for p in parts], -1), m_s, transpose_a=True)
         a = tf.reshape(_f64(a), [5, kp, cin, cout]) * scale
         any_first = _f64(tf.linalg.matmul(tf.cast(valid, dtype), m_s, transpose_a=True))    # [kp, cout]
@@ -1124,7 +1151,7 @@ def _conv_sampled_kernel(role, first, second, M, geometry, strides, padding, thr
     else:
         patch_x, valid = _patches(first, positions, kspatial, out_spatial, strides, padding)
         parts = _sampled_variants(patch_x, thr_first, valid[..., None])
-        m = tf.reshape(tf.cast(M, dtype), [kp * cin, cout])
+        m = tf.reshape(tf.cast(_near_zero_mask(R, r_thr), dtype), [kp * cin, cout])
         a = tf.stack([tf.linalg.matmul(tf.reshape(p, [-1, kp * cin]), m) for p in parts])  # [5, s, cout]
         d_s = rows(second)
         dp, dn = _masks(d_s, thr_second)
