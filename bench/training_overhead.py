@@ -48,7 +48,7 @@ BATCH = 128
 WARMUP = 3
 # Steps timed per measurement: a multiple of the cadence, so that a window holds window / update_freq records.
 WINDOWS = {"plain": 30, 1: 10, 16: 16, 100: 100, NEVER: 30}
-NEVER_PAIRS = {"mlp": 12, "cnn": 2}  # extra (plain, never) pairs after the repeats
+NEVER_PAIRS = {"mlp": 12, "cnn": 6}  # extra (plain, never) pairs after the repeats
 
 
 def _processor():
