@@ -19,15 +19,34 @@ Causes of near-zero results, from the products inside near-zero result cells:
 
 Alerts (each with a severity in [0, 1] and the first recorded step from which it held continuously):
   * dead units (forward): units whose results are near zero in at least DEAD_CELLS (99%) of their cells; raised
-    when at least DEAD_UNITS (10%) of the units are dead. Severity = dead share.
-  * excess near-zero results: the near-zero result fraction exceeds what the threshold makes normal
-    (`1 - confidence` for a derived result threshold) by EXCESS (20 points). Severity = the excess.
+    when at least DEAD_UNITS (10%) of the units are dead beyond what non-finite results could make dead (below).
+    Severity = dead share.
+  * excess near-zero results: the near-zero result fraction, less the non-finite result fraction (below), exceeds
+    what the threshold makes normal (`1 - confidence` for a derived result threshold) by EXCESS (20 points).
+    Severity = that excess.
   * vanishing gradients (kernel_gradient, across layers): a layer's mean gradient magnitude per cell is at most
     1/VANISHING_RATIO (1/100) of the largest layer's. Severity = log10(ratio) / 4, at most 1.
   * collapsed weights (forward): at least COLLAPSED (50%) of the kernel is exactly zero or near zero with a zero
-    threshold (the threshold collapses to 0 when most weights are 0).
-  * non-finite values in an operand or the result. Severity 1.
-With none of these, the diagnosis says nothing is wrong.
+    threshold (the threshold collapses to 0 when most weights are 0), and no weight is non-finite (below).
+  * non-finite values in an operand or the result. Severity 1; its first step is the first of the latest unbroken
+    run of records with non-finite values (so the step at which they came in).
+With none of these, the diagnosis says nothing is wrong. With non-finite values, their alert leads the diagnosis.
+
+Non-finite values and the near-zero rules: the classification puts NaN in Z (and +/-inf in P/N), so NaN results
+look near zero and NaN weights look like zero weights; once training diverges (every weight NaN) every unit would
+look dead and the weights collapsed. The rules that rest on Z therefore discount what non-finite values could
+account for, with the per-tensor non-finite counts a record carries (first, second, result):
+  * dead units and excess near-zero results rest on near-zero result cells: the non-finite result fraction
+    (non-finite results / result cells) is subtracted from the dead-unit share and from the near-zero fraction
+    before their thresholds are applied. A non-finite fraction f of the results fills at most f of the units
+    entirely, so dead units beyond those still raise the alert (e.g. half the units dead and one NaN sample of 64
+    in the batch: 50% - 1.6% >= 10%), while a layer whose results are all NaN raises neither.
+  * collapsed weights rests on the kernel's near-zero share of products: it is not raised when any kernel value
+    is non-finite. The totals count products, not weights, so how many products the non-finite weights account
+    for is not known; and a kernel with a non-finite weight is broken anyway, which the non-finite alert says.
+The "since" steps of these alerts apply the same discounted conditions to the earlier records. Causes (shares of
+the near-zero cells' products) are not discounted: where results are non-finite, the first sentence says how many
+count as near zero.
 
 Every rule reads a record through its `Totals` (rows summed over units, and the dead rows), so a reader that keeps
 `totals(record)` per step (the TensorBoard plugin does, in its per-tag digest) diagnoses any step without keeping
@@ -151,18 +170,33 @@ class StepSummary:
     step: int
     dead_share: float          # dead stored rows / stored rows
     near_zero_fraction: float  # near-zero result cells / result cells
+    non_finite: bool = False   # any non-finite value in an operand or the result
+    non_finite_results: float = 0.0  # non-finite result cells / result cells (`_non_finite_results`)
 
 
 def summarise(step, record):
     """The `StepSummary` of a record (or of its `Totals`)."""
     t = totals(record)
-    return step_summary(step, len(t.dead_rows), t.rows, t.cells, t.near_zero_cells)
+    return step_summary(step, len(t.dead_rows), t.rows, t.cells, t.near_zero_cells, t.nonfinite)
 
 
-def step_summary(step, dead, rows, cells, near_zero_cells):
-    """The `StepSummary` of a record with `dead` dead rows of `rows`, and these result cell totals."""
+def step_summary(step, dead, rows, cells, near_zero_cells, nonfinite=(0.0, 0.0, 0.0)):
+    """The `StepSummary` of a record with `dead` dead rows of `rows`, these result cell totals and its non-finite
+    counts (first, second, result)."""
     return StepSummary(int(step), dead / rows if rows else 0.0,
-                       float(near_zero_cells / cells) if cells > 0 else 0.0)
+                       float(near_zero_cells / cells) if cells > 0 else 0.0,
+                       _any_non_finite(nonfinite), _non_finite_results(nonfinite, cells))
+
+
+def _any_non_finite(nonfinite):
+    """Whether a record's non-finite counts name any value (a NaN count, as with near_zero="off", names none)."""
+    return bool(np.any(np.asarray(nonfinite, np.float64) > 0))
+
+
+def _non_finite_results(nonfinite, cells):
+    """Non-finite result cells / result cells, in [0, 1] (0 for an unknown, NaN, count)."""
+    count = float(nonfinite[2])
+    return min(1.0, count / float(cells)) if cells > 0 and count > 0 else 0.0
 
 
 def diagnose(record, *, layer="", role="forward", step=0, info=None, history=()):
@@ -176,7 +210,14 @@ def diagnose(record, *, layer="", role="forward", step=0, info=None, history=())
     cells = t.cells
     nz_cells = t.near_zero_cells
     fraction = float(nz_cells / cells) if cells > 0 else 0.0
+    non_finite_results = _non_finite_results(t.nonfinite, cells)
     alerts, causes, because = [], {}, ""
+
+    if _any_non_finite(t.nonfinite):
+        since = _held_since(step, history, lambda h: h.non_finite)
+        names = [n for n, c in zip((first_name, second_name, "result"), t.nonfinite) if c > 0]
+        alerts.append(Alert("non_finite", layer, role, since, 1.0,
+                            f"non-finite values (NaN or inf) in the {', '.join(names)}."))
 
     if nz_cells > 0:
         near, overall = _shares(t.near_zero_counts), _shares(t.counts)
@@ -197,36 +238,36 @@ def diagnose(record, *, layer="", role="forward", step=0, info=None, history=())
 
     dead = list(t.dead_rows) if role == "forward" else []
     rows = t.rows
-    if rows and len(dead) / rows >= DEAD_UNITS:
-        since = _held_since(step, history, lambda h: h.dead_share >= DEAD_UNITS)
+    if rows and len(dead) / rows - non_finite_results >= DEAD_UNITS:
+        since = _held_since(step, history, lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS)
         units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
         alerts.append(Alert("dead_units", layer, role, since, len(dead) / rows,
                             f"{len(dead)} of {rows} {units} are dead (near zero in every cell) since step {since}."))
 
     expected = expected_near_zero_fraction(info)
-    if expected is not None and fraction - expected >= EXCESS:
-        since = _held_since(step, history, lambda h: h.near_zero_fraction - expected >= EXCESS)
-        alerts.append(Alert("excess_near_zero", layer, role, since, min(1.0, fraction - expected),
+    if expected is not None and fraction - non_finite_results - expected >= EXCESS:
+        since = _held_since(step, history,
+                            lambda h: h.near_zero_fraction - h.non_finite_results - expected >= EXCESS)
+        alerts.append(Alert("excess_near_zero", layer, role, since,
+                            min(1.0, fraction - non_finite_results - expected),
                             f"{fraction:.0%} of results are near zero where about {expected:.0%} is normal, "
                             f"since step {since}."))
 
     if role == "forward":
         kernel_zero = _shares(t.counts)["second"]
-        if kernel_zero >= COLLAPSED and t.thresholds[1] == 0:
+        if kernel_zero >= COLLAPSED and t.thresholds[1] == 0 and not t.nonfinite[1] > 0:
             alerts.append(Alert("collapsed_weights", layer, role, step, float(kernel_zero),
                                 f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights "
                                 f"have collapsed."))
 
-    if np.any(t.nonfinite > 0):
-        names = [n for n, c in zip((first_name, second_name, "result"), t.nonfinite) if c > 0]
-        alerts.append(Alert("non_finite", layer, role, step, 1.0,
-                            f"non-finite values (NaN or inf) in the {', '.join(names)}."))
-
     if alerts:
-        sentences = [f"{fraction:.0%} of results are near zero{', ' + because if because else ''}."]
-        sentences += [_sentence(a.message) for a in alerts if a.kind != "excess_near_zero"]
-        if any(a.kind == "excess_near_zero" for a in alerts):
-            sentences[0] = sentences[0][:-1] + f" (about {expected:.0%} is normal)."
+        counted = (f" (NaN counts as near zero: {non_finite_results:.0%} of results are non-finite)"
+                   if non_finite_results > 0 else "")
+        normal = f" (about {expected:.0%} is normal)" if any(a.kind == "excess_near_zero" for a in alerts) else ""
+        near_zero = f"{fraction:.0%} of results are near zero{counted}{', ' + because if because else ''}{normal}."
+        lead = [_sentence(a.message) for a in alerts if a.kind == "non_finite"]
+        sentences = lead + [near_zero] + [_sentence(a.message) for a in alerts
+                                          if a.kind not in ("non_finite", "excess_near_zero")]
     elif nz_cells:
         sentences = [f"Nothing wrong: {fraction:.0%} of results are near zero, as expected for this layer."]
         if because:

@@ -309,7 +309,8 @@ def _digest(series, data):
         diag_cells[i] = (total_cells, total_near)
         diag_rows[i] = (len(cells), record.group_size)
         dead_rows.append(tuple(explain.dead_rows(record)))
-        summaries.append(explain.step_summary(step, len(dead_rows[-1]), len(cells), total_cells, total_near))
+        summaries.append(explain.step_summary(step, len(dead_rows[-1]), len(cells), total_cells, total_near,
+                                              record.nonfinite))
         dead[i] = len(dead_rows[-1])
         if body.shape[0] == rows:
             with np.errstate(divide="ignore", invalid="ignore"):

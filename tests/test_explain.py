@@ -23,6 +23,21 @@ def rng_normal(seed, shape):
     return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
 
 
+class TotalsView:
+    """A layer series read through `explain.Totals` and `explain.summarise` (as the plugin's digest keeps them)."""
+
+    def __init__(self, series):
+        self.info, self._series = series.info, series
+
+    def record_at(self, step):
+        picked = self._series.record_at(step)
+        return None if picked is None else (picked[0], explain.totals(picked[1]))
+
+    def history(self, step):
+        return [explain.summarise(s, explain.totals(r)) for s, r in zip(self._series.steps,
+                                                                        self._series.records) if s < step]
+
+
 def test_healthy_layer_says_nothing_is_wrong(tmp_path):
     layers = write(tmp_path, "ok", [("dense", "forward", [(0, rng_normal(0, (64, 16)), rng_normal(1, (16, 8)))])])
     diagnoses, alerts = explain.diagnose_run(layers)
@@ -118,18 +133,6 @@ def test_totals_diagnose_exactly_as_the_records_they_come_from(tmp_path):
         ("dense", "forward", [(0, x, kernel), (10, x, dead_kernel), (20, x, dead_kernel)]),
     ])
 
-    class TotalsView:
-        def __init__(self, series):
-            self.info, self._series = series.info, series
-
-        def record_at(self, step):
-            picked = self._series.record_at(step)
-            return None if picked is None else (picked[0], explain.totals(picked[1]))
-
-        def history(self, step):
-            return [explain.summarise(s, explain.totals(r)) for s, r in zip(self._series.steps,
-                                                                            self._series.records) if s < step]
-
     for step in (None, 0, 15, 20):
         expected = explain.diagnose_run(layers, step)
         actual = explain.diagnose_run({k: TotalsView(v) for k, v in layers.items()}, step)
@@ -139,3 +142,77 @@ def test_totals_diagnose_exactly_as_the_records_they_come_from(tmp_path):
     record = layers["dense", "forward"].records[1]
     assert explain.totals(record).dead_rows == tuple(explain.dead_rows(record)) == (0, 1, 2)
     assert explain.gradient_scale(explain.totals(record)) == explain.gradient_scale(record)
+
+
+# ----------------------------------------------------------------------------------------------- non-finite values
+
+def test_non_finite_alert_dates_from_the_step_the_values_came_in(tmp_path):
+    """As in real training that diverges: a NaN sample at step 10, every weight NaN from step 20 on. The alert's
+    first step is where the latest unbroken run of non-finite records began, not the step diagnosed."""
+    x, kernel = rng_normal(0, (32, 6)), rng_normal(1, (6, 4))
+    x_nan = x.copy()
+    x_nan[5, 2] = np.nan
+    nan_kernel = np.full_like(kernel, np.nan)
+    layers = write(tmp_path, "diverging", [
+        ("dense", "forward", [(0, x, kernel), (10, x_nan, kernel), (20, x, nan_kernel), (30, x, nan_kernel)]),
+        ("again", "forward", [(0, x_nan, kernel), (10, x, kernel), (20, x_nan, kernel), (30, x, nan_kernel)]),
+    ])
+    for step in (None, 30, 20, 10):
+        diagnoses, alerts = explain.diagnose_run(layers, step)
+        assert [(a.layer, a.first_step) for a in alerts if a.kind == "non_finite"] == \
+            [(layer, since) for layer, since in (("dense", 10), ("again", 20)) if since <= (step or 30)]
+        assert diagnoses == explain.diagnose_run({k: TotalsView(v) for k, v in layers.items()}, step)[0]
+    _, alerts = explain.diagnose_run(layers, 0)
+    assert [(a.layer, a.first_step) for a in alerts if a.kind == "non_finite"] == [("again", 0)]
+
+
+def test_nan_weights_are_neither_dead_units_nor_collapsed_weights(tmp_path):
+    """Every weight NaN: every result is NaN, which the classification counts as near zero (Z). The diagnosis
+    leads with the non-finite values and claims no dead units, collapsed weights or excess near-zero results."""
+    x = np.maximum(rng_normal(0, (64, 16)), 0)
+    kernel = rng_normal(1, (16, 8))
+    nan_kernel = np.full_like(kernel, np.nan)
+    layers = write(tmp_path, "nan", [("dense", "forward", [(0, x, kernel), (1, x, nan_kernel), (2, x, nan_kernel)])])
+    record = layers["dense", "forward"].records[-1]
+    assert len(explain.dead_rows(record)) == 8 and record.near_zero_cells.sum() == record.cells.sum()  # NaN is Z
+    diagnoses, alerts = explain.diagnose_run(layers)
+    assert [(a.kind, a.first_step) for a in alerts] == [("non_finite", 1)]
+    text = diagnoses[0].text
+    assert text.startswith("Non-finite values (NaN or inf) in the kernel, result.")
+    assert "100% of results are non-finite" in text
+    assert "dead" not in text and "collapsed" not in text and "is normal" not in text
+
+
+def test_dead_units_are_still_named_with_a_few_non_finite_results(tmp_path):
+    """Half the units dead and one NaN input sample of 64 (its results NaN in every unit, 1.6% of the results):
+    the dead units are more than the non-finite results could account for, so both alerts are raised, the
+    non-finite one first."""
+    x = np.maximum(rng_normal(0, (64, 16)), 0)
+    kernel = rng_normal(1, (16, 8))
+    kernel[:, :4] = 0
+    x_nan = x.copy()
+    x_nan[3, 1] = np.nan
+    layers = write(tmp_path, "dying", [("dense", "forward", [(0, x, kernel), (10, x_nan, kernel)])])
+    diagnoses, alerts = explain.diagnose_run(layers)
+    kinds = [a.kind for a in diagnoses[0].alerts]
+    assert kinds[0] == "non_finite" and "dead_units" in kinds
+    dead = [a for a in alerts if a.kind == "dead_units"][0]
+    assert dead.first_step == 0 and dead.severity == pytest.approx(0.5)
+    assert diagnoses[0].text.startswith("Non-finite values (NaN or inf) in the input, result.")
+    assert "4 of 8 units are dead" in diagnoses[0].text
+
+
+def test_collapsed_weights_with_non_finite_values(tmp_path):
+    """Collapsed weights rest on the kernel: a NaN elsewhere (the input) leaves the alert, a NaN weight suppresses
+    it (the non-finite alert says the kernel is broken)."""
+    x = np.abs(rng_normal(0, (32, 8))) + 0.5
+    kernel = rng_normal(1, (8, 4))
+    kernel[:6] = 0                                      # 75% of the weights are zero: the threshold collapses to 0
+    x_nan, nan_weight = x.copy(), kernel.copy()
+    x_nan[0, 0] = np.nan
+    nan_weight[7, 3] = np.nan
+    cases = ((x, kernel, True), (x_nan, kernel, True), (x, nan_weight, False))
+    for i, (first, second, collapsed) in enumerate(cases):
+        layers = write(tmp_path, f"collapsing{i}", [("dense", "forward", [(0, first, second)])])
+        _, alerts = explain.diagnose_run(layers)
+        assert ("collapsed_weights" in [a.kind for a in alerts]) == collapsed

@@ -627,6 +627,29 @@ def test_non_finite_values_are_alerted(client):
     assert "non_finite" in [a["kind"] for a in body["alerts"]]
 
 
+def test_non_finite_alert_since_the_step_they_came_in(tmp_path):
+    """A run that diverges (a NaN sample at step 10, every weight NaN from step 20): /alerts, answered from the
+    digests, dates the non-finite alert from step 10, claims no dead units or collapsed weights for the NaN, and
+    equals `explain` over the records at every step."""
+    rng = np.random.default_rng(5)
+    with tf.summary.create_file_writer(os.path.join(str(tmp_path), "diverging")).as_default():
+        for step in (0, 10, 20, 30):
+            x, kernel, _ = _layer_data(rng, 6, 5)
+            if step == 10:
+                x[2, 3] = np.nan
+            if step >= 20:
+                kernel[:] = np.nan
+            write_layer("forward", "d0", 0, x, kernel, step)
+    client, _ = make_client(str(tmp_path))
+    layers = loader.load(str(tmp_path)).runs["diverging"]
+    for step in (None, 0, 10, 20, 30):
+        params = {} if step is None else {"step": str(step)}
+        _, alerts = explain.diagnose_run(layers, step)
+        body = get_json(client, "/alerts", run="diverging", **params)
+        assert body["alerts"] == [plugin_lib._alert_json(a) for a in alerts]
+    kinds = [(a["kind"], a["first_step"]) for a in get_json(client, "/alerts", run="diverging")["alerts"]]
+    assert kinds == [("non_finite", 10)]
+
 def test_non_utf8_query_is_not_a_server_error(client):
     for url in (PREFIX + "/overview?run=%ff%fe&role=forward", PREFIX + "/overview?run=alpha&role=%c3%28",
                 PREFIX + "/timeline?run=alpha&role=forward&layer=%80", PREFIX + "/units?run=alpha&role=forward"
