@@ -22,9 +22,10 @@ All cells: sum_cells op(Xa, Yb) factorises, e.g. `(1^T Xa) @ Yb` for dense forwa
 product of the first operand's variants with M (last column; bpf = backprop-filter; variants: P and N masks, packed as
 P + 4096 N where the count bound allows, and P, Z, N values: 4-5x the op's multiply-adds), then against the second
 operand's classes: one batched product per unit with the kernel's five class variants (`[u, 5, c]`) where the
-contraction runs over the kernel (dense forward and input gradient), an elementwise pass elsewhere. Counts stay exact: integers ride in float32 only under a static bound
-below 2**24 (else bit planes or float64); totals are float64. Sums accumulate in the compute dtype (float16 and
-bfloat16 computed in float32, mixed floats promoted, as in `validation`).
+contraction runs over the kernel (dense forward and input gradient), an elementwise pass elsewhere. Counts stay
+exact: integers ride in float32 only under a static bound below 2**24 (else bit planes or float64); totals are
+float64. Sums accumulate in the compute dtype (float16 and bfloat16 computed in float32, mixed floats promoted, as in
+`validation`).
 
 thresholds: None, one number (both operands and the result) or (first, second, result), None entries derived from
 `confidence` by `threshold_method` "sampled" (`threshold.sampled_threshold`, default) or "exact" (O(N) percentile).
@@ -402,19 +403,23 @@ def _stacked_variants(t, thr, strategy, axis):
     return tf.concat(_variants(t, pos, neg, strategy), axis)
 
 
+def _per_unit_count(M):
+    """float64 count of the true entries of M per unit (M's last axis)."""
+    # One 2-D column sum: a count over several axes at once runs several times slower on CPU (XLA and not).
+    return _f64(tf.reduce_sum(tf.cast(_as_rows(M), tf.int64), 0))
+
+
 @_kernel
 def _near_zero_cells(R, r_thr):
-    """The near-zero cells per unit (R's last axis), float64."""
-    return _f64(tf.reduce_sum(tf.cast(_as_rows(_near_zero_mask(R, r_thr)), tf.int64), 0))
+    """The near-zero cells per unit (R's last axis)."""
+    return _per_unit_count(_near_zero_mask(R, r_thr))
 
 
 @_kernel
 def _result_mask(R, r_thr):
-    """The near-zero result mask as 0/1 in R's dtype, and the near-zero cells per unit (units: R's last axis)."""
+    """The near-zero result mask as 0/1 in R's dtype, and the near-zero cells per unit (R's last axis)."""
     M = _near_zero_mask(R, r_thr)
-    # One 2-D column sum: a count over several axes at once runs several times slower on CPU (XLA and not).
-    per_unit = tf.reduce_sum(tf.cast(_as_rows(M), tf.int64), 0)
-    return tf.cast(M, R.dtype), _f64(per_unit)
+    return tf.cast(M, R.dtype), _per_unit_count(M)
 
 
 @_kernel
@@ -477,14 +482,13 @@ def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
     classes: elementwise for the kernel gradient (contraction over the batch), a batched product per unit
     otherwise (contraction over the kernel)."""
     if not f_t:
-        c_len = F.shape[1]
-        fits = lambda rows: rows * c_len <= _F32_EXACT  # noqa: E731  (integer counts exact in float32)
+        c_len = F.shape[1]  # integer counts stay exact in float32 while rows * c_len <= 2**24
         if F.dtype == tf.float64 or c_len is None or c_len > _F32_EXACT:
             strategy = "f64"
         elif not exact:
             strategy = "f32"
         elif r_static is not None:
-            strategy = "f32" if fits(r_static) else "f64"
+            strategy = "f32" if r_static * c_len <= _F32_EXACT else "f64"
         else:
             return tf.cond(tf.shape(mf)[0] * c_len <= _F32_EXACT,
                            lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f32"),
@@ -1127,7 +1131,7 @@ def _conv_sampled_kernel(role, first, second, R, r_thr, geometry, strides, paddi
     d_like = {"forward": R, "kernel_gradient": second, "input_gradient": first}[role]
     total = tf.cast(_leading_size(d_like), tf.int64)
     scale = _f64(total) / _f64(tf.maximum(tf.size(positions), 1))
-    rows = lambda t: tf.gather(tf.reshape(t, [-1, t.shape[-1]]), positions)  # noqa: E731
+    rows = lambda t: tf.gather(_as_rows(t), positions)  # noqa: E731
     dtype = first.dtype
 
     if role == "input_gradient":
