@@ -7,7 +7,8 @@ target (`target <what>: <figure> (bound <bound>): met|missed`); exits 0 either w
 
 Columns: `op ms` the layer's own product (reference); `all x` per-unit totals over all cells (near_zero="off") as
 a ratio to the op; `near0 x` with near-zero cells too (near_zero="exact"; the result passed in, as a layer has it);
-`near0s x` the same with near_zero="sampled" (1024 batch rows/positions; exact when there are no more);
+`near0s x` the same with near_zero="sampled" and the Keras callback's default sample sizes
+(`keras.DEFAULT_NEAR_ZERO_SAMPLE`: 32 batch rows of a dense layer, 1024 (batch, position) pairs of a convolution);
 `cell x` the per-cell route: nine products of class masks and nine of class-masked values, reduced per unit over
 all cells and over near-zero cells; `all/cell`, `near0/cell` the speed-ups over the per-cell route. Every
 explanation column includes computing its thresholds: rows `sampled` (threshold.sampled_threshold) and `exact`
@@ -28,6 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from tb_matmul_explainer import aggregates, conv as conv_lib, ops, threshold  # noqa: E402
+from tb_matmul_explainer.keras import DEFAULT_NEAR_ZERO_SAMPLE  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")  # several tf.functions share one lambda's source: retracing notes are noise
 
@@ -85,6 +87,7 @@ def build_cases():
     cases = []
 
     def add(name, op, operands, agg, classify):
+        sample = DEFAULT_NEAR_ZERO_SAMPLE["conv" if name.startswith("conv") else "dense"]
         result = tf.function(op)(*operands)
         fns = {"op": (tf.function(op), operands)}
         for method in ("sampled", "exact"):
@@ -94,7 +97,8 @@ def build_cases():
                 lambda *a, m=method: agg(*a[:-1], result=a[-1], near_zero="exact", threshold_method=m)),
                 operands + (result,))
             fns[f"near0s {method}"] = (tf.function(
-                lambda *a, m=method: agg(*a[:-1], result=a[-1], near_zero="sampled", threshold_method=m)),
+                lambda *a, m=method: agg(*a[:-1], result=a[-1], near_zero="sampled", threshold_method=m,
+                                         near_zero_sample_size=sample)),
                 operands + (result,))
             fns[f"cell {method}"] = (tf.function(
                 lambda *a, m=method: _per_cell(lambda th: classify(*a[:-1], th), a[-1],

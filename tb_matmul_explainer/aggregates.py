@@ -31,9 +31,10 @@ thresholds: None, one number (both operands and the result) or (first, second, r
 `confidence` by `threshold_method` "sampled" (`threshold.sampled_threshold`, default) or "exact" (O(N) percentile).
 near_zero: "exact" (default); "off" (near-zero outputs zero, the result untouched, its threshold and non-finite
 count NaN); "sampled": near-zero pair totals estimated from `near_zero_sample_size` batch rows (dense) or (batch,
-position) pairs (convs) and rescaled, exact when there are no more; measured (test_near_zero_sampled_error, 1024 of
-8192): pair shares within 0.02-0.05 of exact, a unit's near-zero count within ~2/sqrt(its near-zero cells in the
-sample) (3% for kernel gradients).
+position) pairs (convs) and rescaled, exact when there are no more (dense forward and input gradient take the
+sampled rows cell by cell, one set of the kernel's class variants serving them and the all-cells totals); measured
+(test_near_zero_sampled_error, 1024 of 8192): pair shares within 0.02-0.05 of exact, a unit's near-zero count
+within ~2/sqrt(its near-zero cells in the sample) (3% for kernel gradients).
 
 Non-finite: NaN is Z, +inf P, -inf N; counts stay exact; sums are non-finite wherever the per-cell route's are
 (the factorised products may spread a NaN further, as 0 * inf); `nonfinite` counts them per tensor. Zero-size
@@ -255,14 +256,21 @@ def _exact_matmul(left, right, bound, length, transpose_a=False, transpose_b=Fal
     planes = max(1, math.ceil(max(int(bound), 1).bit_length() / bits))
     if planes == 1:
         return _f64(mm(tf.cast(left, tf.float32), right))
+    return _combine_planes(mm(_bit_planes(left, bits, planes, -1 if transpose_a else -2), right), bits, planes)
+
+
+def _bit_planes(left, bits, planes, axis):
+    """Non-negative int32 `left` split into `planes` planes of `bits` bits, concatenated along `axis`, float32."""
     mask = tf.constant((1 << bits) - 1, tf.int32)
     parts = [tf.bitwise.bitwise_and(tf.bitwise.right_shift(left, tf.constant(bits * i, tf.int32)), mask)
              for i in range(planes)]
-    axis = -1 if transpose_a else -2
-    stacked = tf.cast(tf.concat(parts, axis), tf.float32)
-    product = _f64(mm(stacked, right))
+    return tf.cast(tf.concat(parts, axis), tf.float32)
+
+
+def _combine_planes(product, bits, planes):
+    """Exact float64 sum of the plane products (split along axis -2) weighted by their place values."""
     pieces = tf.split(product, planes, axis=-2)
-    return tf.add_n([p * float(1 << (bits * i)) for i, p in enumerate(pieces)])
+    return tf.add_n([float(1 << (bits * i)) * _f64(p) for i, p in enumerate(pieces)])
 
 
 def _packed_plan(length, bound):
@@ -288,20 +296,22 @@ def _count_pair_matmul(left, pos, neg, bound, length, transpose_a=False, transpo
                      for m in (pos, neg))
     bits, base = plan
     planes = max(1, math.ceil(max(int(bound), 1).bit_length() / bits))
-    code = tf.where(pos, tf.constant(1.0), tf.where(neg, tf.constant(float(base)), tf.constant(0.0)))
-    mask = tf.constant((1 << bits) - 1, tf.int32)
-    parts = [tf.bitwise.bitwise_and(tf.bitwise.right_shift(left, tf.constant(bits * i, tf.int32)), mask)
-             for i in range(planes)]
-    stacked = tf.cast(tf.concat(parts, -1 if transpose_a else -2), tf.float32)
-    product = tf.linalg.matmul(stacked, code, transpose_a=transpose_a, transpose_b=transpose_b)
+    stacked = _bit_planes(left, bits, planes, -1 if transpose_a else -2)
+    product = tf.linalg.matmul(stacked, _packed_code(pos, neg, base), transpose_a=transpose_a,
+                               transpose_b=transpose_b)
+    p_part, n_part = _unpack(product, base)
+    return _combine_planes(p_part, bits, planes), _combine_planes(n_part, bits, planes)
+
+
+def _packed_code(pos, neg, base):
+    """The float32 count code `P + base * N` of two disjoint masks."""
+    return tf.where(pos, tf.constant(1.0), tf.where(neg, tf.constant(float(base)), tf.constant(0.0)))
+
+
+def _unpack(product, base):
+    """(P part, N part) of an exact float32 product with a packed code."""
     n_part = tf.math.floor(product / base)
-    p_part = product - base * n_part
-    weights = [float(1 << (bits * i)) for i in range(planes)]
-
-    def combine(t):
-        return tf.add_n([w * _f64(piece) for w, piece in zip(weights, tf.split(t, planes, axis=-2))])
-
-    return combine(p_part), combine(n_part)
+    return product - base * n_part, n_part
 
 
 def _strategy(bound, dtype):
@@ -341,9 +351,7 @@ def _decode(count_parts, strategy):
     """The P and N count products from the count variant product(s)."""
     if strategy != "packed":
         return count_parts[0], count_parts[1]
-    packed = count_parts[0]
-    neg = tf.math.floor(packed / _PACK)
-    return packed - _PACK * neg, neg
+    return _unpack(count_parts[0], _PACK)
 
 
 def _n_variants(strategy):
@@ -374,15 +382,22 @@ def _pair_counts(cross, total_a, col_b, size):
 # the input gradient).
 
 
-def _dense_all(F, S, f_t, s_t, f_thr, s_thr):
-    r_axis = 1 if f_t else 0
+def _row_class_totals(F, f_thr, r_axis):
+    """Per contraction index c, over F's rows (axis `r_axis`): the P, Z, N counts `[3, c]` (int32, exact) and
+    the P, Z, N value sums `[3, c]`."""
     fp, fn = _masks(F, f_thr)
     r = tf.shape(F)[r_axis]
     cnt_p = tf.reduce_sum(tf.cast(fp, tf.int32), r_axis)
     cnt_n = tf.reduce_sum(tf.cast(fn, tf.int32), r_axis)
-    cnt = tf.stack([cnt_p, r - cnt_p - cnt_n, cnt_n])                      # [3, c] int32, exact
-    sv = tf.stack([tf.reduce_sum(v, r_axis) for v in _values(F, fp, fn)])   # [3, c]
+    cnt = tf.stack([cnt_p, r - cnt_p - cnt_n, cnt_n])
+    sv = tf.stack([tf.reduce_sum(v, r_axis) for v in _values(F, fp, fn)])
+    return cnt, sv
 
+
+def _dense_all(F, S, f_t, s_t, f_thr, s_thr):
+    r_axis = 1 if f_t else 0
+    cnt, sv = _row_class_totals(F, f_thr, r_axis)
+    r = tf.shape(F)[r_axis]
     sp, sn = _masks(S, s_thr)
     c_len = S.shape[1 if s_t else 0]
     r_static = F.shape[r_axis]
@@ -394,6 +409,78 @@ def _dense_all(F, S, f_t, s_t, f_thr, s_thr):
     sums = tf.stack([_f64(tf.linalg.matmul(sv, v, transpose_b=s_t)) for v in _values(S, sp, sn)], axis=1)
     cells = tf.fill([units], _f64(r))
     return counts, sums, cells
+
+
+# Dense forward and input gradient with near_zero="sampled": the kernel's class variants are made once and serve
+# both the all-cells totals (thin products with F's per-column class totals) and the near-zero totals, which are
+# then taken cell by cell on the sampled rows (thin products of those rows' class variants; no kernel-sized
+# intermediate beyond the variants themselves).
+
+
+def _shared_plan(F, S, s_t):
+    """(bits, base) of the packed count code that the shared path uses, or None where it does not apply (a
+    float64 computation, an unknown contraction length, or one too long for an exact float32 packed code)."""
+    c_len = S.shape[1 if s_t else 0]
+    if F.dtype != tf.float32 or c_len is None:
+        return None
+    r_static = F.shape[0]
+    return _packed_plan(c_len, _INT32_MAX if r_static is None else r_static)
+
+
+@_kernel
+def _kernel_variants(S, s_thr, s_t, base):
+    """S's classes in its stored layout: the count code `P + base * N` (`[c, u]`, or `[u, c]` when `s_t`) and
+    the P, Z, N values concatenated along the units axis (`[c, 3u]` or `[3u, c]`), float32."""
+    pos, neg = _masks(S, s_thr)
+    return _packed_code(pos, neg, base), tf.concat(_values(S, pos, neg), 0 if s_t else 1)
+
+
+@_kernel
+def _row_class_totals_kernel(F, f_thr):
+    return _row_class_totals(F, f_thr, 0)
+
+
+def _dense_all_shared(F, code, values, s_t, f_thr, plan):
+    """All-cells totals (as `_dense_all`) from the kernel's variants."""
+    bits, base = plan
+    cnt, sv = _row_class_totals_kernel(F, f_thr)                                   # [3, c] each
+    r_static = F.shape[0]
+    planes = max(1, math.ceil((_INT32_MAX if r_static is None else max(r_static, 1)).bit_length() / bits))
+    product = tf.linalg.matmul(_bit_planes(cnt, bits, planes, -2), code, transpose_b=s_t)   # [3 planes, u]
+    p_part, n_part = _unpack(product, base)
+    cnt_pos, cnt_neg = _combine_planes(p_part, bits, planes), _combine_planes(n_part, bits, planes)
+    total = tf.reduce_sum(_f64(cnt), 1)[:, None]
+    counts = tf.stack([cnt_pos, total - cnt_pos - cnt_neg, cnt_neg], axis=1)
+    units = tf.shape(code)[0 if s_t else 1]
+    sums = tf.reshape(_f64(tf.linalg.matmul(sv, values, transpose_b=s_t)), tf.stack([3, 3, units]))
+    return counts, sums, tf.fill([units], _f64(tf.shape(F)[0]))
+
+
+def _dense_sampled_cells(F_s, m_s, code, values, s_t, f_thr, base):
+    """Near-zero totals over the sampled rows F_s `[s, c]` with their near-zero mask m_s `[s, u]` (0/1), cell by
+    cell: each row's per-cell pair counts (one product of its P and N masks with the packed code, exact) and
+    sums (one product of its P, Z, N values with the kernel's), weighted by the mask and summed over the rows."""
+    s, units = tf.shape(F_s)[0], tf.shape(m_s)[1]
+    c_len = tf.shape(F_s)[1]
+    fp, fn = _masks(F_s, f_thr)
+    masks = tf.cast(tf.concat([fp, fn], 0), tf.float32)                                    # [2s, c]
+    p_part, n_part = _unpack(tf.linalg.matmul(masks, code, transpose_b=s_t), base)          # [2s, u] per cell
+    m = _f64(m_s)
+
+    def over_rows(t):                                     # [2s, u] per cell -> [2, u] over near-zero cells
+        return tf.reduce_sum(tf.reshape(_f64(t), tf.stack([2, s, units])) * m, 1)
+
+    cross_p, cross_n = over_rows(p_part), over_rows(n_part)
+    row_counts = tf.reshape(_f64(tf.reduce_sum(masks, 1)), tf.stack([2, s]))                 # F's P, N per row
+    totals = tf.linalg.matmul(row_counts, m)                                               # [2, u]
+    s_p, s_n = _unpack(tf.reduce_sum(code, 0 if not s_t else 1), base)                      # S's P, N per unit
+    mcol = tf.reduce_sum(m, 0)
+    counts = _pair_counts([[cross_p[0], cross_n[0]], [cross_p[1], cross_n[1]]], [totals[0], totals[1]],
+                          [mcol * _f64(s_p), mcol * _f64(s_n)], mcol * _f64(c_len))
+    f_values = tf.concat(_values(F_s, fp, fn), 0)                                          # [3s, c]
+    per_cell = tf.linalg.matmul(f_values, values, transpose_b=s_t)                         # [3s, 3u]
+    sums = tf.reduce_sum(tf.reshape(_f64(per_cell), tf.stack([3, s, 3, units])) * m[None, :, None, :], 1)
+    return counts, sums
 
 
 @_kernel
@@ -500,8 +587,6 @@ def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
         a = tf.linalg.matmul(fs, tf.cast(mf, fs.dtype))                            # [v*n, u]
         return _dense_stage2(a, S, s_thr, mf, strategy, bound, exact)
 
-    if not exact:
-        return compute("f64" if F.dtype == tf.float64 else "f32", _INT32_MAX)
     return _by_bound(r_static, tf.shape(mf)[0], F.dtype, compute)
 
 
@@ -523,9 +608,10 @@ def _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr):
     return _dense_all(F, S, f_t, s_t, f_thr, s_thr)
 
 
-def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx):
+def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx, shared=None):
     """Near-zero totals; `idx` (or None) holds the sampled batch rows: rows of F and M (forward, input
-    gradient) or of stored F and S (kernel gradient)."""
+    gradient) or of stored F and S (kernel gradient). `shared`: the kernel's (code, values, base) when the sampled
+    rows are taken cell by cell (`_dense_sampled_cells`)."""
     mf, nz_cells = _result_mask(R, r_thr)
     if idx is None:
         counts, sums = _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, F.shape[1 if f_t else 0])
@@ -533,14 +619,26 @@ def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx):
     scale = _f64(tf.shape(F)[0]) / _f64(tf.maximum(tf.size(idx), 1))
     F_s = tf.gather(F, idx)
     S_s, m_s = (tf.gather(S, idx), mf) if f_t else (S, tf.gather(mf, idx))
-    counts, sums = _dense_near_zero(F_s, S_s, m_s, f_t, s_t, f_thr, s_thr, None, exact=False)
+    if shared is not None:
+        code, values, base = shared
+        counts, sums = _dense_sampled_cells(F_s, m_s, code, values, s_t, f_thr, base)
+    else:
+        counts, sums = _dense_near_zero(F_s, S_s, m_s, f_t, s_t, f_thr, s_thr, F.shape[1] if f_t else None,
+                                        exact=False)
     return counts * scale, sums * scale, nz_cells
 
 
 def _dense_role(F, S, R_fn, f_t, s_t, opts):
     f_thr = _threshold(F, 0, opts)
     s_thr = _threshold(S, 1, opts)
-    all_totals = _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr)
+    plan = None if f_t or opts.near_zero != "sampled" else _shared_plan(F, S, s_t)
+    if plan is None:
+        shared = None
+        all_totals = _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr)
+    else:
+        code, values = _kernel_variants(S, s_thr, s_t, plan[1])
+        shared = (code, values, plan[1])
+        all_totals = _dense_all_shared(F, code, values, s_t, f_thr, plan)
     units = tf.shape(S)[0 if s_t else 1]
 
     def nz_fn(R, r_thr):
@@ -549,7 +647,7 @@ def _dense_role(F, S, R_fn, f_t, s_t, opts):
 
         def sampled():  # stored axis 0 of F holds the batch rows in every dense role
             idx = _sample_rows(tf.shape(F)[0], opts.nz_sample_size, _sub_seed(opts.seed, 3))
-            return _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx)
+            return _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx, shared)
 
         if opts.near_zero == "exact":
             return exact()

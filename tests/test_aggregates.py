@@ -5,6 +5,8 @@ reduced over each unit's cells; near-zero cells are the result cells that `ops.c
 the result's threshold. Counts must match exactly, sums to float tolerance.
 """
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -512,6 +514,50 @@ def test_near_zero_sampled_is_exact_when_the_sample_covers_the_batch(kind, role)
                         near_zero="sampled", near_zero_sample_size=10 ** 6)
     for a, b in zip(exact, sampled):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def _sampled_rows_route(role, f, s, seed, size, thresholds, result_threshold):
+    """near_zero="sampled" by hand for a dense role: the per-cell route on the batch rows the kernel samples
+    (`ag._sample_rows` with the same seed), near-zero cells by the full result's mask, scaled by rows / sample."""
+    n = f.shape[0]
+    idx = np.sort(ag._sample_rows(n, size, ag._sub_seed(seed, 3)).numpy())
+    result = op_result(role, "dense", f, s)
+    zero = ops.classification_mask(tf.constant(result), threshold=float(result_threshold))[1].numpy()
+    th = (float(thresholds[0]), float(thresholds[1]))
+    if role == "kernel_gradient":
+        c, sm = ops.matmul_classify(f[idx].T, s[idx], thresholds=th)
+    else:
+        second = s if role == "forward" else s.T
+        c, sm = ops.matmul_classify(f[idx], second, thresholds=th)
+        zero = zero[idx]
+    z = zero.astype(np.float64)[..., None]
+    scale = n / size
+    return (np.asarray(c, np.float64) * z).sum(0) * scale, (np.asarray(sm, np.float64) * z).sum(0) * scale
+
+
+@pytest.mark.parametrize("role", ag.ROLES)
+@pytest.mark.parametrize("xla", [False, True])
+@pytest.mark.parametrize("unknown_batch", [False, True])
+def test_dense_near_zero_sampled_is_the_sampled_rows_exactly(role, xla, unknown_batch, monkeypatch):
+    """The estimate is exactly the sampled rows' near-zero cells, rescaled (counts exact, sums to float
+    tolerance), and the all-cells totals stay exact alongside it."""
+    monkeypatch.setattr(ag, "XLA", xla)
+    f, s = dense_operands(role, rows=(300,), k=20, m=12)
+    kwargs = dict(thresholds=(0.3, 0.4, None), near_zero="sampled", near_zero_sample_size=37, seed=5)
+    fn = functools.partial(aggregate, "dense", role, **kwargs)
+    if unknown_batch:
+        spec = lambda t: tf.TensorSpec([None, t.shape[1]], tf.float32)  # noqa: E731
+        second = spec(s) if role == "kernel_gradient" else tf.TensorSpec(s.shape, tf.float32)
+        fn = tf.function(fn, input_signature=[spec(f), second])
+    got = fn(f, s)
+    r_thr = got.thresholds.numpy()[2]
+    want_counts, want_sums = _sampled_rows_route(role, f, s, 5, 37, (0.3, 0.4), r_thr)
+    np.testing.assert_allclose(got.near_zero_counts.numpy(), want_counts, rtol=1e-12)
+    np.testing.assert_allclose(got.near_zero_sums.numpy(), want_sums, rtol=1e-5,
+                               atol=1e-5 * max(1.0, np.abs(want_sums).max()))
+    full = per_cell(role, "dense", f, s, (0.3, 0.4, r_thr), op_result(role, "dense", f, s))
+    np.testing.assert_array_equal(got.counts.numpy(), full["counts"])
+    np.testing.assert_allclose(got.sums.numpy(), full["sums"], rtol=1e-5, atol=1e-5 * np.abs(full["sums"]).max())
 
 
 def _shares(counts):
