@@ -7,7 +7,7 @@ Two problems shaped like Cockpit's (DeepOBS) benchmark problems, on synthetic da
   cnn  "3c3d" on 32x32x3, batch 128: conv 64 5x5 valid, max-pool 3/2, conv 96 3x3 valid, max-pool 3/2,
        conv 128 3x3 same, max-pool 3/2, dense 512, dense 256, dense 10 (ReLU), like DeepOBS cifar10_3c3d
 SGD, sparse categorical cross-entropy. The callback records every Dense/Conv layer, roles forward +
-kernel_gradient, with its default settings (sampled thresholds, exact near-zero totals), at `update_freq` 1, 16,
+kernel_gradient, with its default settings (sampled thresholds, sampled near-zero totals), at `update_freq` 1, 16,
 100 and a cadence that never fires within the measurement (update_freq=10**9; its step 0 falls in the warm-up);
 then again with exact thresholds (threshold_method="exact", near_zero="exact").
 
