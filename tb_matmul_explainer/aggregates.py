@@ -411,10 +411,10 @@ def _dense_all(F, S, f_t, s_t, f_thr, s_thr):
     return counts, sums, cells
 
 
-# Dense forward and input gradient with near_zero="sampled": the kernel's class variants are made once and serve
-# both the all-cells totals (thin products with F's per-column class totals) and the near-zero totals, which are
-# then taken cell by cell on the sampled rows (thin products of those rows' class variants; no kernel-sized
-# intermediate beyond the variants themselves).
+# Dense forward and input gradient with near_zero="sampled": the kernel's class variants are made once, and one
+# product with its count code and one with its values serve both the all-cells totals (first rows: F's per-column
+# class totals) and the near-zero totals, taken cell by cell on the sampled rows (further rows: those rows' class
+# variants). No kernel-sized intermediate beyond the variants themselves.
 
 
 def _shared_plan(F, S, s_t):
@@ -436,51 +436,75 @@ def _kernel_variants(S, s_thr, s_t, base):
 
 
 @_kernel
-def _row_class_totals_kernel(F, f_thr):
-    return _row_class_totals(F, f_thr, 0)
-
-
-def _dense_all_shared(F, code, values, s_t, f_thr, plan):
-    """All-cells totals (as `_dense_all`) from the kernel's variants."""
-    bits, base = plan
-    cnt, sv = _row_class_totals_kernel(F, f_thr)                                   # [3, c] each
-    r_static = F.shape[0]
-    planes = max(1, math.ceil((_INT32_MAX if r_static is None else max(r_static, 1)).bit_length() / bits))
-    product = tf.linalg.matmul(_bit_planes(cnt, bits, planes, -2), code, transpose_b=s_t)   # [3 planes, u]
-    p_part, n_part = _unpack(product, base)
-    cnt_pos, cnt_neg = _combine_planes(p_part, bits, planes), _combine_planes(n_part, bits, planes)
-    total = tf.reduce_sum(_f64(cnt), 1)[:, None]
-    counts = tf.stack([cnt_pos, total - cnt_pos - cnt_neg, cnt_neg], axis=1)
-    units = tf.shape(code)[0 if s_t else 1]
-    sums = tf.reshape(_f64(tf.linalg.matmul(sv, values, transpose_b=s_t)), tf.stack([3, 3, units]))
-    return counts, sums, tf.fill([units], _f64(tf.shape(F)[0]))
-
-
-def _dense_sampled_cells(F_s, m_s, code, values, s_t, f_thr, base):
-    """Near-zero totals over the sampled rows F_s `[s, c]` with their near-zero mask m_s `[s, u]` (0/1), cell by
-    cell: each row's per-cell pair counts (one product of its P and N masks with the packed code, exact) and
-    sums (one product of its P, Z, N values with the kernel's), weighted by the mask and summed over the rows."""
-    s, units = tf.shape(F_s)[0], tf.shape(m_s)[1]
-    c_len = tf.shape(F_s)[1]
+def _shared_left(F, idx, f_thr, bits, planes):
+    """The left operands of the shared products, float32 `[*, c]`: for the count code, F's per-column class
+    counts as bit planes (`3 planes` rows), a row of ones, then the sampled rows' P and N masks (`2s`); for the
+    values, F's per-column class value sums (3 rows), then the sampled rows' P, Z, N values (`3s`)."""
+    cnt, sv = _row_class_totals(F, f_thr, 0)
+    F_s = tf.gather(F, idx)
     fp, fn = _masks(F_s, f_thr)
-    masks = tf.cast(tf.concat([fp, fn], 0), tf.float32)                                    # [2s, c]
-    p_part, n_part = _unpack(tf.linalg.matmul(masks, code, transpose_b=s_t), base)          # [2s, u] per cell
-    m = _f64(m_s)
+    ones = tf.ones([1, tf.shape(F)[1]], tf.float32)
+    count_rows = tf.concat([_bit_planes(cnt, bits, planes, 0), ones, tf.cast(fp, tf.float32),
+                            tf.cast(fn, tf.float32)], 0)
+    return count_rows, tf.concat([sv] + _values(F_s, fp, fn), 0), tf.reduce_sum(_f64(cnt), 1)
 
-    def over_rows(t):                                     # [2s, u] per cell -> [2, u] over near-zero cells
-        return tf.reduce_sum(tf.reshape(_f64(t), tf.stack([2, s, units])) * m, 1)
 
-    cross_p, cross_n = over_rows(p_part), over_rows(n_part)
-    row_counts = tf.reshape(_f64(tf.reduce_sum(masks, 1)), tf.stack([2, s]))                 # F's P, N per row
-    totals = tf.linalg.matmul(row_counts, m)                                               # [2, u]
-    s_p, s_n = _unpack(tf.reduce_sum(code, 0 if not s_t else 1), base)                      # S's P, N per unit
+class _SampledCells(NamedTuple):
+    """Per-cell products of the sampled rows (see `_dense_shared`)."""
+    idx: tf.Tensor         # [s] sampled rows
+    p_part: tf.Tensor      # [2, s, u] P-class products of the rows' P (then N) masks with the kernel, exact
+    n_part: tf.Tensor      # [2, s, u] the same for the kernel's N class
+    row_counts: tf.Tensor  # [2, s] the rows' P and N counts
+    unit_counts: tf.Tensor  # [2, u] the kernel's P and N counts per unit
+    sums: tf.Tensor        # [3, s, 3, u] per-cell sums by pair
+
+
+def _dense_shared(F, S, s_t, f_thr, s_thr, plan, size, seed):
+    """All-cells totals (as `_dense_all`) and the per-cell products of up to `size` sampled rows (all rows when
+    there are no more), from one product with the kernel's count code and one with its values."""
+    bits, base = plan
+    r_static, rows = F.shape[0], tf.shape(F)[0]
+    planes = max(1, math.ceil((_INT32_MAX if r_static is None else max(r_static, 1)).bit_length() / bits))
+    if r_static is not None and r_static <= size:
+        idx = tf.range(rows)
+    else:
+        idx = _sample_rows(rows, tf.minimum(rows, size), seed)
+    s, k = tf.size(idx), 3 * planes
+    code, values = _kernel_variants(S, s_thr, s_t, base)
+    count_rows, value_rows, total = _shared_left(F, idx, f_thr, bits, planes)
+    p_part, n_part = _unpack(tf.linalg.matmul(count_rows, code, transpose_b=s_t), base)   # [k + 1 + 2s, u]
+    value_prod = tf.linalg.matmul(value_rows, values, transpose_b=s_t)                  # [3 + 3s, 3u]
+    units = tf.shape(p_part)[1]
+
+    cnt_pos, cnt_neg = _combine_planes(p_part[:k], bits, planes), _combine_planes(n_part[:k], bits, planes)
+    counts = tf.stack([cnt_pos, total[:, None] - cnt_pos - cnt_neg, cnt_neg], axis=1)
+    sums = tf.reshape(_f64(value_prod[:3]), tf.stack([3, 3, units]))
+    all_totals = counts, sums, tf.fill([units], _f64(rows))
+
+    per_row = tf.stack([2, s, units])
+    cells = _SampledCells(
+        idx, tf.reshape(p_part[k + 1:], per_row), tf.reshape(n_part[k + 1:], per_row),
+        tf.reshape(tf.reduce_sum(count_rows[k + 1:], 1), tf.stack([2, s])),
+        tf.concat([p_part[k:k + 1], n_part[k:k + 1]], 0),
+        tf.reshape(value_prod[3:], tf.stack([3, s, 3, units])))
+    return all_totals, cells
+
+
+def _dense_sampled_near_zero(cells, R, r_thr, rows, c_len):
+    """Near-zero totals from the sampled rows' per-cell products, weighted by their near-zero mask, summed over
+    the rows and scaled by rows / sampled rows (exact when every row is sampled)."""
+    mf, nz_cells = _result_mask(R, r_thr)
+    m = _f64(tf.gather(mf, cells.idx))                                                     # [s, u]
+    cross_p = tf.reduce_sum(_f64(cells.p_part) * m, 1)                                     # [2, u]
+    cross_n = tf.reduce_sum(_f64(cells.n_part) * m, 1)
+    totals = tf.linalg.matmul(_f64(cells.row_counts), m)                                   # [2, u]
     mcol = tf.reduce_sum(m, 0)
+    unit_p, unit_n = _f64(cells.unit_counts[0]), _f64(cells.unit_counts[1])
     counts = _pair_counts([[cross_p[0], cross_n[0]], [cross_p[1], cross_n[1]]], [totals[0], totals[1]],
-                          [mcol * _f64(s_p), mcol * _f64(s_n)], mcol * _f64(c_len))
-    f_values = tf.concat(_values(F_s, fp, fn), 0)                                          # [3s, c]
-    per_cell = tf.linalg.matmul(f_values, values, transpose_b=s_t)                         # [3s, 3u]
-    sums = tf.reduce_sum(tf.reshape(_f64(per_cell), tf.stack([3, s, 3, units])) * m[None, :, None, :], 1)
-    return counts, sums
+                          [mcol * unit_p, mcol * unit_n], mcol * _f64(c_len))
+    sums = tf.reduce_sum(_f64(cells.sums) * m[None, :, None, :], 1)
+    scale = _f64(rows) / _f64(tf.maximum(tf.size(cells.idx), 1))
+    return counts * scale, sums * scale, nz_cells
 
 
 @_kernel
@@ -591,7 +615,7 @@ def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
 
 
 def _sample_rows(n, size, seed):
-    """`size` distinct row indices out of n > size, in order."""
+    """`size` distinct row indices out of n >= size, in order."""
     keys = tf.random.uniform([n]) if seed is None else tf.random.stateless_uniform([n], seed=seed)
     return tf.sort(tf.math.top_k(keys, k=size).indices)
 
@@ -608,10 +632,9 @@ def _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr):
     return _dense_all(F, S, f_t, s_t, f_thr, s_thr)
 
 
-def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx, shared=None):
+def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx):
     """Near-zero totals; `idx` (or None) holds the sampled batch rows: rows of F and M (forward, input
-    gradient) or of stored F and S (kernel gradient). `shared`: the kernel's (code, values, base) when the sampled
-    rows are taken cell by cell (`_dense_sampled_cells`)."""
+    gradient) or of stored F and S (kernel gradient)."""
     mf, nz_cells = _result_mask(R, r_thr)
     if idx is None:
         counts, sums = _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, F.shape[1 if f_t else 0])
@@ -619,27 +642,23 @@ def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx, shared=
     scale = _f64(tf.shape(F)[0]) / _f64(tf.maximum(tf.size(idx), 1))
     F_s = tf.gather(F, idx)
     S_s, m_s = (tf.gather(S, idx), mf) if f_t else (S, tf.gather(mf, idx))
-    if shared is not None:
-        code, values, base = shared
-        counts, sums = _dense_sampled_cells(F_s, m_s, code, values, s_t, f_thr, base)
-    else:
-        counts, sums = _dense_near_zero(F_s, S_s, m_s, f_t, s_t, f_thr, s_thr, F.shape[1] if f_t else None,
-                                        exact=False)
+    counts, sums = _dense_near_zero(F_s, S_s, m_s, f_t, s_t, f_thr, s_thr, F.shape[1] if f_t else None,
+                                    exact=False)
     return counts * scale, sums * scale, nz_cells
 
 
 def _dense_role(F, S, R_fn, f_t, s_t, opts):
     f_thr = _threshold(F, 0, opts)
     s_thr = _threshold(S, 1, opts)
-    plan = None if f_t or opts.near_zero != "sampled" else _shared_plan(F, S, s_t)
-    if plan is None:
-        shared = None
-        all_totals = _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr)
-    else:
-        code, values = _kernel_variants(S, s_thr, s_t, plan[1])
-        shared = (code, values, plan[1])
-        all_totals = _dense_all_shared(F, code, values, s_t, f_thr, plan)
     units = tf.shape(S)[0 if s_t else 1]
+    plan = None if f_t or opts.near_zero != "sampled" else _shared_plan(F, S, s_t)
+    if plan is not None:
+        all_totals, cells = _dense_shared(F, S, s_t, f_thr, s_thr, plan, opts.nz_sample_size,
+                                          _sub_seed(opts.seed, 3))
+        c_len = tf.shape(F)[1]
+        return _finish(opts, F, S, f_thr, s_thr, all_totals, units, R_fn,
+                       lambda R, r_thr: _dense_sampled_near_zero(cells, R, r_thr, tf.shape(F)[0], c_len))
+    all_totals = _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr)
 
     def nz_fn(R, r_thr):
         def exact():
@@ -647,7 +666,7 @@ def _dense_role(F, S, R_fn, f_t, s_t, opts):
 
         def sampled():  # stored axis 0 of F holds the batch rows in every dense role
             idx = _sample_rows(tf.shape(F)[0], opts.nz_sample_size, _sub_seed(opts.seed, 3))
-            return _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx, shared)
+            return _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx)
 
         if opts.near_zero == "exact":
             return exact()
