@@ -534,9 +534,10 @@ def _result_mask(R, r_thr):
 
 
 @_kernel
-def _dense_stage2(a, S, s_thr, mf, strategy, bound, exact):
-    """Pair totals from the stage-1 product `a` ([v*c, u]) and the second operand's classes (elementwise)."""
-    c_len, c_dyn, units = S.shape[0], tf.shape(S)[0], tf.shape(mf)[1]
+def _dense_stage2(a, S, s_thr, mcol, strategy, bound, exact):
+    """Pair totals from the stage-1 product `a` ([v*c, u]) and the second operand's classes (elementwise);
+    `mcol`: the near-zero cells per unit (float64 [u])."""
+    c_len, c_dyn, units = S.shape[0], tf.shape(S)[0], tf.shape(mcol)[0]
     v = _n_variants(strategy)
     a = tf.reshape(a, [v, -1, units])
     sp, sn = _masks(S, s_thr)
@@ -548,7 +549,6 @@ def _dense_stage2(a, S, s_thr, mf, strategy, bound, exact):
         red = total(tf.stack([a_x * spf, a_x * snf, a_x]), 1, bound, c_len)
         cross.append([red[0], red[1]])
         totals.append(red[2])
-    mcol = tf.reduce_sum(_f64(mf), 0)
     s_col = [_exact_sum(tf.cast(sp, tf.float32), 0, 1, c_len), _exact_sum(tf.cast(sn, tf.float32), 0, 1, c_len)]
     counts = _pair_counts(cross, totals, [mcol * s_col[0], mcol * s_col[1]], mcol * _f64(c_dyn))
     s_values = tf.stack(_values(tf.cast(S, a.dtype), sp, sn))                          # [3, c, u]
@@ -588,10 +588,10 @@ def _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy):
     return counts, sums
 
 
-def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
+def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True, nz_cells=None):
     """Near-zero totals: one stacked product of F's variants with M (TensorFlow's matmul), then against S's
-    classes: elementwise for the kernel gradient (contraction over the batch), a batched product per unit
-    otherwise (contraction over the kernel)."""
+    classes: elementwise for the kernel gradient (contraction over the batch; `nz_cells`: M's column sums), a
+    batched product per unit otherwise (contraction over the kernel)."""
     if not f_t:
         c_len = F.shape[1]  # integer counts stay exact in float32 while rows * c_len <= 2**24
         if F.dtype == tf.float64 or c_len is None or c_len > _F32_EXACT:
@@ -609,7 +609,7 @@ def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
     def compute(strategy, bound):
         fs = _stacked_variants(F, f_thr, strategy, 0)
         a = tf.linalg.matmul(fs, tf.cast(mf, fs.dtype))                            # [v*n, u]
-        return _dense_stage2(a, S, s_thr, mf, strategy, bound, exact)
+        return _dense_stage2(a, S, s_thr, nz_cells, strategy, bound, exact)
 
     return _by_bound(r_static, tf.shape(mf)[0], F.dtype, compute)
 
@@ -637,13 +637,14 @@ def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx):
     gradient) or of stored F and S (kernel gradient)."""
     mf, nz_cells = _result_mask(R, r_thr)
     if idx is None:
-        counts, sums = _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, F.shape[1 if f_t else 0])
+        counts, sums = _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, F.shape[1 if f_t else 0],
+                                        nz_cells=nz_cells)
         return counts, sums, nz_cells
     scale = _f64(tf.shape(F)[0]) / _f64(tf.maximum(tf.size(idx), 1))
     F_s = tf.gather(F, idx)
     S_s, m_s = (tf.gather(S, idx), mf) if f_t else (S, tf.gather(mf, idx))
     counts, sums = _dense_near_zero(F_s, S_s, m_s, f_t, s_t, f_thr, s_thr, F.shape[1] if f_t else None,
-                                    exact=False)
+                                    exact=False, nz_cells=nz_cells)
     return counts * scale, sums * scale, nz_cells
 
 
