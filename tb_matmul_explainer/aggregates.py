@@ -64,6 +64,7 @@ _F32_EXACT = 1 << 24          # float32 holds every integer up to 2**24
 _PACK = 4096                  # P and N counts share one float32 operand as P + _PACK * N ...
 _PACK_LIMIT = _PACK - 1       # ... while a count is at most _PACK_LIMIT: _PACK_LIMIT * (_PACK + 1) < 2**24
 _INT32_MAX = (1 << 31) - 1
+_SMALL_BATCH = (1 << 12) - 1  # a bound on the rows that most batches meet (fewer bit planes, see _dense_shared)
 
 # Compile the kernels with XLA (fuses the elementwise class masks into few passes; measured in bench/kernels.py).
 XLA = True
@@ -464,30 +465,37 @@ def _dense_shared(F, S, s_t, f_thr, s_thr, plan, size, seed):
     there are no more), from one product with the kernel's count code and one with its values."""
     bits, base = plan
     r_static, rows = F.shape[0], tf.shape(F)[0]
-    planes = max(1, math.ceil((_INT32_MAX if r_static is None else max(r_static, 1)).bit_length() / bits))
     if r_static is not None and r_static <= size:
         idx = tf.range(rows)
     else:
         idx = _sample_rows(rows, tf.minimum(rows, size), seed)
-    s, k = tf.size(idx), 3 * planes
     code, values = _kernel_variants(S, s_thr, s_t, base)
-    count_rows, value_rows, total = _shared_left(F, idx, f_thr, bits, planes)
-    p_part, n_part = _unpack(tf.linalg.matmul(count_rows, code, transpose_b=s_t), base)   # [k + 1 + 2s, u]
-    value_prod = tf.linalg.matmul(value_rows, values, transpose_b=s_t)                  # [3 + 3s, 3u]
-    units = tf.shape(p_part)[1]
 
-    cnt_pos, cnt_neg = _combine_planes(p_part[:k], bits, planes), _combine_planes(n_part[:k], bits, planes)
-    counts = tf.stack([cnt_pos, total[:, None] - cnt_pos - cnt_neg, cnt_neg], axis=1)
-    sums = tf.reshape(_f64(value_prod[:3]), tf.stack([3, 3, units]))
-    all_totals = counts, sums, tf.fill([units], _f64(rows))
+    def products(row_bound):  # F's per-column class counts are at most row_bound: as many bit planes as that needs
+        planes = max(1, math.ceil(max(row_bound, 1).bit_length() / bits))
+        s, k = tf.size(idx), 3 * planes
+        count_rows, value_rows, total = _shared_left(F, idx, f_thr, bits, planes)
+        p_part, n_part = _unpack(tf.linalg.matmul(count_rows, code, transpose_b=s_t), base)   # [k + 1 + 2s, u]
+        value_prod = tf.linalg.matmul(value_rows, values, transpose_b=s_t)                  # [3 + 3s, 3u]
+        units = tf.shape(p_part)[1]
 
-    per_row = tf.stack([2, s, units])
-    cells = _SampledCells(
-        idx, tf.reshape(p_part[k + 1:], per_row), tf.reshape(n_part[k + 1:], per_row),
-        tf.reshape(tf.reduce_sum(count_rows[k + 1:], 1), tf.stack([2, s])),
-        tf.concat([p_part[k:k + 1], n_part[k:k + 1]], 0),
-        tf.reshape(value_prod[3:], tf.stack([3, s, 3, units])))
-    return all_totals, cells
+        cnt_pos, cnt_neg = _combine_planes(p_part[:k], bits, planes), _combine_planes(n_part[:k], bits, planes)
+        counts = tf.stack([cnt_pos, total[:, None] - cnt_pos - cnt_neg, cnt_neg], axis=1)
+        sums = tf.reshape(_f64(value_prod[:3]), tf.stack([3, 3, units]))
+        all_totals = counts, sums, tf.fill([units], _f64(rows))
+
+        per_row = tf.stack([2, s, units])
+        cells = _SampledCells(
+            idx, tf.reshape(p_part[k + 1:], per_row), tf.reshape(n_part[k + 1:], per_row),
+            tf.reshape(tf.reduce_sum(count_rows[k + 1:], 1), tf.stack([2, s])),
+            tf.concat([p_part[k:k + 1], n_part[k:k + 1]], 0),
+            tf.reshape(value_prod[3:], tf.stack([3, s, 3, units])))
+        return all_totals, cells
+
+    if r_static is not None:
+        return products(r_static)
+    # An unknown batch size: fewer planes for the usual batches, all 31 bits beyond them.
+    return tf.cond(rows <= _SMALL_BATCH, lambda: products(_SMALL_BATCH), lambda: products(_INT32_MAX))
 
 
 @_kernel

@@ -537,12 +537,14 @@ def _sampled_rows_route(role, f, s, seed, size, thresholds, result_threshold):
 
 @pytest.mark.parametrize("role", ag.ROLES)
 @pytest.mark.parametrize("xla", [False, True])
-@pytest.mark.parametrize("unknown_batch", [False, True])
-def test_dense_near_zero_sampled_is_the_sampled_rows_exactly(role, xla, unknown_batch, monkeypatch):
+@pytest.mark.parametrize("unknown_batch,rows", [(False, 300), (True, 300), (True, 16400)])
+def test_dense_near_zero_sampled_is_the_sampled_rows_exactly(role, xla, unknown_batch, rows, monkeypatch):
     """The estimate is exactly the sampled rows' near-zero cells, rescaled (counts exact, sums to float
-    tolerance), and the all-cells totals stay exact alongside it."""
+    tolerance), and the all-cells totals stay exact alongside it (also beyond the usual batch sizes, where the
+    all-cells counts take more bit planes)."""
     monkeypatch.setattr(ag, "XLA", xla)
-    f, s = dense_operands(role, rows=(300,), k=20, m=12)
+    f, s = dense_operands(role, rows=(rows,), k=20, m=12)
+    f[:, 0] = np.abs(f[:, 0]) + 1.0  # a column with every row P: its count needs every bit of the row count
     kwargs = dict(thresholds=(0.3, 0.4, None), near_zero="sampled", near_zero_sample_size=37, seed=5)
     fn = functools.partial(aggregate, "dense", role, **kwargs)
     if unknown_batch:
