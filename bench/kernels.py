@@ -133,10 +133,10 @@ def build_cases():
     return cases, errors
 
 
-def _shares(counts, axis=None):
-    """Near-zero pair shares: of the layer (axis None, over all units) or of each unit (axis 1)."""
+def _shares(counts, per_unit=False):
+    """Near-zero pair shares `[1, 9]` of the whole layer, or `[U, 9]` of each unit."""
     counts = counts.numpy()
-    if axis is None:
+    if not per_unit:
         counts = counts.sum(0, keepdims=True)
     return counts / np.maximum(counts.sum(1, keepdims=True), 1)
 
@@ -151,7 +151,7 @@ def _sampling_error(aggregate, sample, seeds=5):
     for seed in range(seeds):
         est = aggregate(near_zero="sampled", near_zero_sample_size=sample, seed=seed)
         layer = max(layer, float(np.abs(_shares(est.near_zero_counts) - _shares(exact.near_zero_counts)).max()))
-        per_unit = np.abs(_shares(est.near_zero_counts, 1) - _shares(exact.near_zero_counts, 1)).max(1)
+        per_unit = np.abs(_shares(est.near_zero_counts, True) - _shares(exact.near_zero_counts, True)).max(1)
         unit = max(unit, float(per_unit[has].mean()) if has.any() else 0.0)
     return layer, unit
 

@@ -499,10 +499,11 @@ def _dense_shared(F, S, s_t, f_thr, s_thr, plan, size, seed):
 
 
 @_kernel
-def _weigh_sampled_cells(p_part, n_part, row_counts, sums, m):
-    """The sampled rows' per-cell products weighted by their near-zero mask m `[s, u]` (0/1) and summed over the
-    rows: the P and N count products `[2, u]` each, the rows' P and N counts `[2, u]` and the mask's count `[u]`
-    (float64, exact), and the pair sums `[3, 3, u]` (summed in float32)."""
+def _weigh_sampled_cells(p_part, n_part, row_counts, sums, R_s, r_thr):
+    """The sampled rows' per-cell products weighted by their near-zero mask (from their results R_s `[s, u]`) and
+    summed over the rows: the P and N count products `[2, u]` each, the rows' P and N counts `[2, u]` and the
+    mask's count `[u]` (float64, exact), and the pair sums `[3, 3, u]` (summed in float32)."""
+    m = tf.cast(_near_zero_mask(R_s, r_thr), sums.dtype)
     m64 = _f64(m)
     cross_p = tf.reduce_sum(_f64(p_part) * m64, 1)
     cross_n = tf.reduce_sum(_f64(n_part) * m64, 1)
@@ -513,9 +514,9 @@ def _weigh_sampled_cells(p_part, n_part, row_counts, sums, m):
 def _dense_sampled_near_zero(cells, R, r_thr, rows, c_len):
     """Near-zero totals from the sampled rows' per-cell products, weighted by their near-zero mask, summed over
     the rows and scaled by rows / sampled rows (exact when every row is sampled)."""
-    mf, nz_cells = _result_mask(R, r_thr)
+    nz_cells = _near_zero_cells(R, r_thr)  # the mask itself is needed on the sampled rows only
     cross_p, cross_n, totals, mcol, sums = _weigh_sampled_cells(cells.p_part, cells.n_part, cells.row_counts,
-                                                                cells.sums, tf.gather(mf, cells.idx))
+                                                                cells.sums, tf.gather(R, cells.idx), r_thr)
     unit_p, unit_n = _f64(cells.unit_counts[0]), _f64(cells.unit_counts[1])
     counts = _pair_counts([[cross_p[0], cross_n[0]], [cross_p[1], cross_n[1]]], [totals[0], totals[1]],
                           [mcol * unit_p, mcol * unit_n], mcol * _f64(c_len))
