@@ -430,10 +430,10 @@ def _shared_plan(F, S, s_t):
 
 @_kernel
 def _kernel_variants(S, s_thr, s_t, base):
-    """S's classes in its stored layout: the count code `P + base * N` (`[c, u]`, or `[u, c]` when `s_t`) and
-    the P, Z, N values concatenated along the units axis (`[c, 3u]` or `[3u, c]`), float32."""
+    """S's classes in its stored layout (`[c, u]`, or `[u, c]` when `s_t`), float32: the count code
+    `P + base * N` and the P, Z, N values (three tensors: concatenating them costs a copy as large)."""
     pos, neg = _masks(S, s_thr)
-    return _packed_code(pos, neg, base), tf.concat(_values(S, pos, neg), 0 if s_t else 1)
+    return _packed_code(pos, neg, base), _values(S, pos, neg)
 
 
 @_kernel
@@ -476,7 +476,7 @@ def _dense_shared(F, S, s_t, f_thr, s_thr, plan, size, seed):
         s, k = tf.size(idx), 3 * planes
         count_rows, value_rows, total = _shared_left(F, idx, f_thr, bits, planes)
         p_part, n_part = _unpack(tf.linalg.matmul(count_rows, code, transpose_b=s_t), base)   # [k + 1 + 2s, u]
-        value_prod = tf.linalg.matmul(value_rows, values, transpose_b=s_t)                  # [3 + 3s, 3u]
+        value_prod = tf.concat([tf.linalg.matmul(value_rows, v, transpose_b=s_t) for v in values], 1)  # [3+3s, 3u]
         units = tf.shape(p_part)[1]
 
         cnt_pos, cnt_neg = _combine_planes(p_part[:k], bits, planes), _combine_planes(n_part[:k], bits, planes)
