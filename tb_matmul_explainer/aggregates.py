@@ -161,6 +161,14 @@ def _values(t, pos, neg):
     return [tf.where(pos, t, zero), tf.where(pos | neg, zero, t), tf.where(neg, t, zero)]
 
 
+def _by_class_products(left, S, s_p, s_z, s_t, cast=tf.identity):
+    """`left @` S's P, Z and N values (`S` and its P and Z values `s_p`, `s_z` transposed when `s_t`), each through
+    `cast`. The N product is taken as `left @ S - P - Z`: the raw S needs no masked copy (kernel-sized copies
+    dominate the cost here); its rounding error is of the order of the P and Z products' own."""
+    p, z, raw = (cast(tf.linalg.matmul(left, v, transpose_b=s_t)) for v in (s_p, s_z, S))
+    return [p, z, raw - p - z]
+
+
 def _near_zero_mask(result, thr):
     pos, neg = _masks(result, thr)
     return ~(pos | neg)
@@ -407,7 +415,8 @@ def _dense_all(F, S, f_t, s_t, f_thr, s_thr):
     units = tf.shape(S)[0 if s_t else 1]
     total = tf.reduce_sum(_f64(cnt), 1)[:, None]
     counts = tf.stack([cnt_pos, total - cnt_pos - cnt_neg, cnt_neg], axis=1)
-    sums = tf.stack([_f64(tf.linalg.matmul(sv, v, transpose_b=s_t)) for v in _values(S, sp, sn)], axis=1)
+    s_p, s_z, _ = _values(S, sp, sn)
+    sums = tf.stack(_by_class_products(sv, S, s_p, s_z, s_t, _f64), axis=1)
     cells = tf.fill([units], _f64(r))
     return counts, sums, cells
 
@@ -431,9 +440,10 @@ def _shared_plan(F, S, s_t):
 @_kernel
 def _kernel_variants(S, s_thr, s_t, base):
     """S's classes in its stored layout (`[c, u]`, or `[u, c]` when `s_t`), float32: the count code
-    `P + base * N` and the P, Z, N values (three tensors: concatenating them costs a copy as large)."""
+    `P + base * N` and the P and Z values (the N products come from S itself, see `_by_class_products`)."""
     pos, neg = _masks(S, s_thr)
-    return _packed_code(pos, neg, base), _values(S, pos, neg)
+    s_p, s_z, _ = _values(S, pos, neg)
+    return _packed_code(pos, neg, base), s_p, s_z
 
 
 @_kernel
@@ -469,14 +479,14 @@ def _dense_shared(F, S, s_t, f_thr, s_thr, plan, size, seed):
         idx = tf.range(rows)
     else:
         idx = _sample_rows(rows, tf.minimum(rows, size), seed)
-    code, values = _kernel_variants(S, s_thr, s_t, base)
+    code, s_p, s_z = _kernel_variants(S, s_thr, s_t, base)
 
     def products(row_bound):  # F's per-column class counts are at most row_bound: as many bit planes as that needs
         planes = max(1, math.ceil(max(row_bound, 1).bit_length() / bits))
         s, k = tf.size(idx), 3 * planes
         count_rows, value_rows, total = _shared_left(F, idx, f_thr, bits, planes)
         p_part, n_part = _unpack(tf.linalg.matmul(count_rows, code, transpose_b=s_t), base)   # [k + 1 + 2s, u]
-        value_prod = tf.concat([tf.linalg.matmul(value_rows, v, transpose_b=s_t) for v in values], 1)  # [3+3s, 3u]
+        value_prod = tf.concat(_by_class_products(value_rows, S, s_p, s_z, s_t), 1)          # [3 + 3s, 3u]
         units = tf.shape(p_part)[1]
 
         cnt_pos, cnt_neg = _combine_planes(p_part[:k], bits, planes), _combine_planes(n_part[:k], bits, planes)
