@@ -37,7 +37,8 @@ sampled rows cell by cell, one set of the kernel's class variants serving them a
 within ~2/sqrt(its near-zero cells in the sample) (3% for kernel gradients).
 
 Non-finite: NaN is Z, +inf P, -inf N; counts stay exact; sums are non-finite wherever the per-cell route's are
-(the factorised products may spread a NaN further, as 0 * inf); `nonfinite` counts them per tensor. Zero-size
+(the factorised products may spread a NaN further, as 0 * inf, and a dense kernel's N-value products, taken
+as raw - P - Z, are NaN wherever its P or Z products are not finite); `nonfinite` counts them per tensor. Zero-size
 batches give zeros. Works eagerly and in `tf.function` with unknown batch dims; with `XLA` (default) the masks and
 elementwise stages are XLA-compiled while the big product runs on TensorFlow's kernels (faster on CPU).
 Cost on 2 CPU cores: bench/kernels.py.
