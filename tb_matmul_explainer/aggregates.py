@@ -536,10 +536,14 @@ def _dense_sampled_near_zero(cells, R, r_thr, rows, c_len):
 
 
 @_kernel
-def _stacked_variants(t, thr, strategy, axis):
-    """The stage-1 variants of `t` (see `_variants`) concatenated along `axis`: one fused pass."""
+def _stacked_variants(t, thr, strategy, axis, ones_row=False):
+    """The stage-1 variants of `t` (see `_variants`) concatenated along `axis`: one fused pass; `ones_row`: and a
+    last row of ones (`t` of rank 2, axis 0 only), whose product with M counts M's entries per unit."""
     pos, neg = _masks(t, thr)
-    return tf.concat(_variants(t, pos, neg, strategy), axis)
+    variants = _variants(t, pos, neg, strategy)
+    if ones_row:
+        variants.append(tf.ones(tf.stack([1, tf.shape(t)[1]]), variants[-1].dtype))
+    return tf.concat(variants, axis)
 
 
 def _per_unit_count(M):
@@ -555,10 +559,11 @@ def _near_zero_cells(R, r_thr):
 
 
 @_kernel
-def _result_mask(R, r_thr):
-    """The near-zero result mask as 0/1 in R's dtype, and the near-zero cells per unit (R's last axis)."""
+def _result_mask(R, r_thr, count=True):
+    """The near-zero result mask as 0/1 in R's dtype, and (if `count`) the near-zero cells per unit (R's last
+    axis)."""
     M = _near_zero_mask(R, r_thr)
-    return tf.cast(M, R.dtype), _per_unit_count(M)
+    return (tf.cast(M, R.dtype), _per_unit_count(M)) if count else tf.cast(M, R.dtype)
 
 
 @_kernel
@@ -617,9 +622,10 @@ def _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy):
 
 
 def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True, nz_cells=None):
-    """Near-zero totals: one stacked product of F's variants with M (TensorFlow's matmul), then against S's
-    classes: elementwise for the kernel gradient (contraction over the batch; `nz_cells`: M's column sums), a
-    batched product per unit otherwise (contraction over the kernel)."""
+    """Near-zero totals and cells: one stacked product of F's variants with M (TensorFlow's matmul), then against
+    S's classes: elementwise for the kernel gradient (contraction over the batch; M's column sums come from a row
+    of ones in the product), a batched product per unit otherwise (contraction over the kernel; `nz_cells`: M's
+    column sums, returned as given)."""
     if not f_t:
         c_len = F.shape[1]  # integer counts stay exact in float32 while rows * c_len <= 2**24
         if F.dtype == tf.float64 or c_len is None or c_len > _F32_EXACT:
@@ -629,15 +635,22 @@ def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True, nz_
         elif r_static is not None:
             strategy = "f32" if r_static * c_len <= _F32_EXACT else "f64"
         else:
-            return tf.cond(tf.shape(mf)[0] * c_len <= _F32_EXACT,
-                           lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f32"),
-                           lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f64"))
-        return _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy)
+            counts, sums = tf.cond(tf.shape(mf)[0] * c_len <= _F32_EXACT,
+                                   lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f32"),
+                                   lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f64"))
+            return counts, sums, nz_cells
+        return _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy) + (nz_cells,)
+
+    c_len = F.shape[1]
 
     def compute(strategy, bound):
-        fs = _stacked_variants(F, f_thr, strategy, 0)
-        a = tf.linalg.matmul(fs, tf.cast(mf, fs.dtype))                            # [v*n, u]
-        return _dense_stage2(a, S, s_thr, nz_cells, strategy, bound, exact)
+        fs = _stacked_variants(F, f_thr, strategy, 0, True)
+        a = tf.linalg.matmul(fs, tf.cast(mf, fs.dtype))                            # [v*n + 1, u]
+        if fs.dtype == tf.float64 or (c_len is not None and c_len <= _F32_EXACT):  # the ones row's sums are exact
+            mcol = _f64(a[-1])
+        else:
+            mcol = tf.reduce_sum(_f64(mf), 0)
+        return _dense_stage2(a[:-1], S, s_thr, mcol, strategy, bound, exact) + (mcol,)
 
     return _by_bound(r_static, tf.shape(mf)[0], F.dtype, compute)
 
@@ -663,16 +676,15 @@ def _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr):
 def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx):
     """Near-zero totals; `idx` (or None) holds the sampled batch rows: rows of F and M (forward, input
     gradient) or of stored F and S (kernel gradient)."""
-    mf, nz_cells = _result_mask(R, r_thr)
+    # (the kernel gradient's stage-1 product counts M's entries per unit itself)
+    mf, nz_cells = (_result_mask(R, r_thr, False), None) if f_t else _result_mask(R, r_thr)
     if idx is None:
-        counts, sums = _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, F.shape[1 if f_t else 0],
-                                        nz_cells=nz_cells)
-        return counts, sums, nz_cells
+        return _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, F.shape[1 if f_t else 0], nz_cells=nz_cells)
     scale = _f64(tf.shape(F)[0]) / _f64(tf.maximum(tf.size(idx), 1))
     F_s = tf.gather(F, idx)
     S_s, m_s = (tf.gather(S, idx), mf) if f_t else (S, tf.gather(mf, idx))
-    counts, sums = _dense_near_zero(F_s, S_s, m_s, f_t, s_t, f_thr, s_thr, F.shape[1] if f_t else None,
-                                    exact=False, nz_cells=nz_cells)
+    counts, sums, nz_cells = _dense_near_zero(F_s, S_s, m_s, f_t, s_t, f_thr, s_thr, F.shape[1] if f_t else None,
+                                              exact=False, nz_cells=nz_cells)
     return counts * scale, sums * scale, nz_cells
 
 
