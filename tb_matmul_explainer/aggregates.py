@@ -602,7 +602,8 @@ def _unit_variants(S_units, thr, dtype):
 def _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy):
     """Near-zero totals when the contraction runs over the kernel (forward, input gradient): stage 1
     `M^T @ F_variants` as `[u, 5, c]`, then one batched product per unit with S's class variants (`[u, 5, c]`),
-    both on TensorFlow's matmul. strategy "f32" keeps counts exact only while rows * c <= 2**24."""
+    both on TensorFlow's matmul. strategy "f32" keeps counts exact only while rows * c <= 2**24. Also returns M's
+    column sums."""
     dtype = tf.float64 if strategy == "f64" else F.dtype
     units, c_len = tf.shape(mf)[1], tf.shape(F)[1]
     fs = _stacked_variants(F, f_thr, strategy, 1)                                  # [r, 5c]
@@ -618,14 +619,13 @@ def _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy):
     counts = _pair_counts(cross, [totals[:, 0], totals[:, 1]], [mcol * s_col[:, 0], mcol * s_col[:, 1]],
                           mcol * _f64(c_len))
     sums = tf.transpose(prod[:, 2:, 2:], [1, 2, 0])                                # [3, 3, u]
-    return counts, sums
+    return counts, sums, mcol
 
 
-def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True, nz_cells=None):
-    """Near-zero totals and cells: one stacked product of F's variants with M (TensorFlow's matmul), then against
-    S's classes: elementwise for the kernel gradient (contraction over the batch; M's column sums come from a row
-    of ones in the product), a batched product per unit otherwise (contraction over the kernel; `nz_cells`: M's
-    column sums, returned as given)."""
+def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True):
+    """Near-zero totals and M's column sums (float64): one stacked product of F's variants with M (TensorFlow's
+    matmul), then against S's classes: elementwise for the kernel gradient (contraction over the batch; the column
+    sums from a row of ones in the product), a batched product per unit otherwise (contraction over the kernel)."""
     if not f_t:
         c_len = F.shape[1]  # integer counts stay exact in float32 while rows * c_len <= 2**24
         if F.dtype == tf.float64 or c_len is None or c_len > _F32_EXACT:
@@ -635,11 +635,10 @@ def _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, r_static, exact=True, nz_
         elif r_static is not None:
             strategy = "f32" if r_static * c_len <= _F32_EXACT else "f64"
         else:
-            counts, sums = tf.cond(tf.shape(mf)[0] * c_len <= _F32_EXACT,
-                                   lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f32"),
-                                   lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f64"))
-            return counts, sums, nz_cells
-        return _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy) + (nz_cells,)
+            return tf.cond(tf.shape(mf)[0] * c_len <= _F32_EXACT,
+                           lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f32"),
+                           lambda: _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, "f64"))
+        return _dense_near_zero_units_major(F, S, mf, s_t, f_thr, s_thr, strategy)
 
     c_len = F.shape[1]
 
@@ -676,15 +675,18 @@ def _dense_all_kernel(F, S, f_t, s_t, f_thr, s_thr):
 def _dense_near_zero_totals(F, S, R, f_t, s_t, f_thr, s_thr, r_thr, idx):
     """Near-zero totals; `idx` (or None) holds the sampled batch rows: rows of F and M (forward, input
     gradient) or of stored F and S (kernel gradient)."""
-    # (the kernel gradient's stage-1 product counts M's entries per unit itself)
-    mf, nz_cells = (_result_mask(R, r_thr, False), None) if f_t else _result_mask(R, r_thr)
     if idx is None:
-        return _dense_near_zero(F, S, mf, f_t, s_t, f_thr, s_thr, F.shape[1 if f_t else 0], nz_cells=nz_cells)
+        return _dense_near_zero(F, S, _result_mask(R, r_thr, False), f_t, s_t, f_thr, s_thr,
+                                F.shape[1 if f_t else 0])
     scale = _f64(tf.shape(F)[0]) / _f64(tf.maximum(tf.size(idx), 1))
     F_s = tf.gather(F, idx)
-    S_s, m_s = (tf.gather(S, idx), mf) if f_t else (S, tf.gather(mf, idx))
-    counts, sums, nz_cells = _dense_near_zero(F_s, S_s, m_s, f_t, s_t, f_thr, s_thr, F.shape[1] if f_t else None,
-                                              exact=False, nz_cells=nz_cells)
+    if f_t:  # every cell of M takes part (the rows sampled are the batch's, a contraction axis here)
+        mf = _result_mask(R, r_thr, False)
+        counts, sums, nz_cells = _dense_near_zero(F_s, tf.gather(S, idx), mf, f_t, s_t, f_thr, s_thr, F.shape[1],
+                                                  exact=False)
+    else:  # M's sampled rows only: the cells of the whole M are counted apart
+        mf, nz_cells = _result_mask(R, r_thr)
+        counts, sums, _ = _dense_near_zero(F_s, S, tf.gather(mf, idx), f_t, s_t, f_thr, s_thr, None, exact=False)
     return counts * scale, sums * scale, nz_cells
 
 
