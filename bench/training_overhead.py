@@ -62,7 +62,7 @@ def _processor():
     return platform.processor() or platform.machine()
 
 
-def _machine():
+def machine():
     gpus = tf.config.list_physical_devices("GPU")
     gpu = ""
     if gpus:
@@ -250,7 +250,7 @@ def main(argv=None):
     parser.add_argument("--problems", default="mlp,cnn")
     parser.add_argument("--quick", action="store_true", help="shorter plain, every-step and never windows")
     args = parser.parse_args(argv)
-    print(f"machine: {_machine()}")
+    print(f"machine: {machine()}")
     print(f"batch {BATCH}; median of {args.repeats} interleaved repeats; time per step in ms and ratio to the plain "
           "fit; default = the callback's defaults (sampled thresholds, sampled near-zero rows/positions), "
           "exact = threshold_method='exact', near_zero='exact'", flush=True)
