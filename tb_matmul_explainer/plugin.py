@@ -473,6 +473,29 @@ def _role_param(request, default=None):
 
 # --------------------------------------------------------------------------------------------- the plugin
 
+class _PerExperiment:
+    """Values computed per experiment id and reused for `ttl` seconds (thread-safe; at most 64 experiments kept).
+    Two requests that miss at once may both compute; the later value wins."""
+
+    def __init__(self, ttl):
+        self._ttl = ttl
+        self._items = {}  # experiment id -> (monotonic time, value)
+        self._lock = threading.Lock()
+
+    def get(self, eid, compute):
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(eid)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            if len(self._items) > 64:
+                self._items.clear()
+            self._items[eid] = (now, value)
+        return value
+
+
 class MatmulExplainerPlugin(base_plugin.TBPlugin):
     """Serves the Matmul Explainer tab and its data routes (see `http_api.md`)."""
 
@@ -493,11 +516,10 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         self._records = _LruBytes(self._records_budget)
         self._meta_memo = {}
         self._meta_lock = threading.Lock()
-        self._listing_ttl = LISTING_TTL_S
-        self._listings = {}  # experiment id -> (monotonic time, {run: _RunIndex})
-        self._listing_lock = threading.Lock()
-        self._notes = {}  # experiment id -> (monotonic time, {run: [{"layer", "reason"}]})
+        self._listings = _PerExperiment(LISTING_TTL_S)  # {run: _RunIndex}
+        self._notes = _PerExperiment(LISTING_TTL_S)  # {run: [{"layer", "reason"}]}
         self._note_values = {}  # (eid, run, tag, max_step, max_wall_time) -> reason
+        self._note_lock = threading.Lock()
 
     # ------------------------------------------------------------------ TBPlugin interface
 
@@ -546,17 +568,7 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
 
     def _index(self, ctx, eid, runs=None):
         """{run: _RunIndex} for runs holding our summaries (restricted to `runs` if given)."""
-        now = time.monotonic()
-        with self._listing_lock:
-            hit = self._listings.get(eid)
-        if hit is not None and now - hit[0] < self._listing_ttl:
-            full = hit[1]
-        else:
-            full = self._list(ctx, eid)
-            with self._listing_lock:
-                if len(self._listings) > 64:
-                    self._listings.clear()
-                self._listings[eid] = (now, full)
+        full = self._listings.get(eid, lambda: self._list(ctx, eid))
         return full if runs is None else {r: full[r] for r in runs if r in full}
 
     def _list(self, ctx, eid):
@@ -591,18 +603,16 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
 
     def _not_recorded(self, ctx, eid):
         """{run: [{"layer": name, "reason": text}]} from the not-recorded text summaries (sorted by layer)."""
-        now = time.monotonic()
-        with self._listing_lock:
-            hit = self._notes.get(eid)
-        if hit is not None and now - hit[0] < self._listing_ttl:
-            return hit[1]
+        return self._notes.get(eid, lambda: self._read_not_recorded(ctx, eid))
+
+    def _read_not_recorded(self, ctx, eid):
         mapping = self._data_provider.list_tensors(ctx, experiment_id=eid, plugin_name=_TEXT_PLUGIN)
         notes = {}  # (run, tag) -> memo key
         for run, tags in mapping.items():
             for tag, ts in (tags or {}).items():
                 if tag.startswith(NOT_RECORDED_PREFIX) and len(tag) > len(NOT_RECORDED_PREFIX):
                     notes[run, tag] = (eid, run, tag, int(ts.max_step), float(ts.max_wall_time))
-        with self._listing_lock:
+        with self._note_lock:
             values = {k: self._note_values[k] for k in notes.values() if k in self._note_values}
         missing = [(run, tag) for (run, tag), k in notes.items() if k not in values]
         if missing:
@@ -614,7 +624,7 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
                 points = (data.get(run) or {}).get(tag)
                 if points:
                     values[notes[run, tag]] = _not_recorded_reason(points[-1].numpy)
-            with self._listing_lock:
+            with self._note_lock:
                 if len(self._note_values) > 10_000:
                     self._note_values.clear()
                 self._note_values.update(values)
@@ -622,10 +632,6 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         for (run, tag), k in sorted(notes.items()):
             if k in values:
                 result.setdefault(run, []).append({"layer": tag[len(NOT_RECORDED_PREFIX):], "reason": values[k]})
-        with self._listing_lock:
-            if len(self._notes) > 64:
-                self._notes.clear()
-            self._notes[eid] = (now, result)
         return result
 
     def _run(self, ctx, eid, run):
