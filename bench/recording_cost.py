@@ -56,6 +56,8 @@ def main(argv=None):
     parser.add_argument("--problem", choices=("mlp", "cnn"), default="mlp")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     print(f"machine: {training_overhead.machine()}")
     model, data = training_overhead.build(args.problem)
     configs = configurations(args.problem)
