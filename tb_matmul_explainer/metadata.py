@@ -1,62 +1,101 @@
-"""The on-disk contract: plugin name, summary metadata and the record layout (contract version 1).
+"""The on-disk contract: plugin name, summary metadata and the record layout (contract version 2; 1 is read).
 
-One tag per (layer, role). Every recorded step writes one float64 tensor of shape `[rows + 1, 38]`:
+One tag per (layer, role). Every recorded step writes one float64 tensor of shape `[rows + 1, 40]`:
 
   row 0 (header):  [0] threshold of the first operand   [1] threshold of the second operand
                    [2] threshold of the result          [3..5] non-finite values in first, second, result
                    [6] units (the layer's true number)   [7] group size g (units summed per row)
-                   [8..37] zero
+                   [8] padding-only result cells (kernel_gradient of a SAME convolution: kernel entries whose
+                       taps only ever meet padding, summed over units; 0 otherwise)
+                   [9] activation: the threshold of the activation output a = f(z) (0 otherwise)
+                   [10..39] zero
   rows 1..rows:    one row per group of g consecutive units (g = 1 up to `max_units` units):
                    [0..8]   counts of the nine pairs, all cells           (pair order = `TERMS`)
                    [9..17]  sums of the nine pairs, all cells
                    [18..26] counts of the nine pairs, near-zero result cells only
                    [27..35] sums of the nine pairs, near-zero result cells only
                    [36]     result cells of the row's units   [37] near-zero result cells
+                   [38]     sum of |result| over the row's cells (NaN: not recorded)
+                   [39]     role-specific reference (`REFERENCE` below; 0 where the role has none)
+
+Version 1 records are `[rows + 1, 38]` (columns 0..37, header 0..7): they stay readable, their columns 38..39 and
+header 8..9 read as NaN (unknown), and the diagnosis treats them as before.
 
 Beyond `max_units` units, consecutive units are summed in groups of `g = ceil(units / max_units)` (the last
 group may be smaller), so `rows = ceil(units / g) <= max_units` and a record is at most
-`(max_units + 1) * 38 * 8` bytes: 78,128 bytes at the default `max_units=256`. Counts are exact integers in
+`(max_units + 1) * 40 * 8` bytes: 82,240 bytes at the default `max_units=256`. Counts are exact integers in
 float64 (up to 2**53).
 
 Pairs are `PP PZ PN ZP ZZ ZN NP NZ NN`, first letter = first operand. Roles and their operands:
-  forward          first = layer input, second = kernel, result = input @ kernel (no bias); units = output units
-  kernel_gradient  first = layer input, second = d(loss)/d(result), result = kernel gradient; units = output units
-  input_gradient   first = d(loss)/d(result), second = kernel, result = input gradient; units = input features
+  forward              first = layer input, second = kernel, result = input @ kernel (no bias); units = output
+                       units; [39] = 0
+  kernel_gradient      first = layer input, second = d(loss)/d(result), result = kernel gradient; units = output
+                       units; [39] = sum of |kernel| over the row's kernel entries (the weights the gradient
+                       updates, for |dW| / |W|)
+  input_gradient       first = d(loss)/d(result), second = kernel, result = input gradient; units = input
+                       features; [39] = 0
+  activation           z = m + b, a = f(z) (layers with a non-linear activation of their own): first = matmul
+                       part m (input @ kernel), second = bias b (0 without one), result = pre-activation z;
+                       units = output units. A cell's pair is (class of m, class of b); its count is 1 and its
+                       "sum" is z, so the nine sums add up to sum(z). The "near-zero" columns [18..35], [37]
+                       count the cells where the activation is INACTIVE (`activations.py`: |f'(z)| <= 1% of its
+                       largest slope), not near-zero z. [39] = activation outputs a in class Z (threshold:
+                       header [9]). Header [2] = 0 (z has no threshold).
+  activation_gradient  first = d(loss)/d(a), second = f'(z), result = d(loss)/dz = first * second, elementwise
+                       (the semantics of `ops.multiply_classify`, one product per cell); units = output units;
+                       [39] = 0. Elementwise activations only (no softmax).
+  input_features       the layer input x alone, per input feature (the last axis; EinsumDense: its contracted
+                       axes flattened): units = input features; columns [0..35] are 0; [36] = values of the
+                       feature seen (batch rows x positions), [37] = those in class Z (x's threshold, header [0],
+                       the forward record's), [38] = sum |x|, [39] = those exactly zero. Header [1], [2] = 0.
 
 The SummaryMetadata content (written with every event, so kept tiny) is compact UTF-8 JSON:
-  {"v": 1, "role": ..., "op": ..., "operands": [first, second], "layer": name, "index": position in the model,
-   "units": int, "confidence": float, "thresholds": [first, second, result] (null = derived)}
+  {"v": 2, "role": ..., "op": ..., "operands": [first, second], "layer": name, "index": position in the model,
+   "units": int, "confidence": float, "thresholds": [first, second, result] (null = derived),
+   "activation": Keras name of f (activation roles; else absent),
+   "producer": name of the layer that produced the input (input_features; null if not resolved)}
 """
 
 import dataclasses
 import json
 import math
+from typing import NamedTuple
 
 import numpy as np
 
 PLUGIN_NAME = "matmul_explainer"
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 TERMS = ("PP", "PZ", "PN", "ZP", "ZZ", "ZN", "NP", "NZ", "NN")
-ROLES = ("forward", "kernel_gradient", "input_gradient")
+ROLES = ("forward", "kernel_gradient", "input_gradient", "activation", "activation_gradient", "input_features")
+MATMUL_ROLES = ROLES[:3]
 OPS = ("dense", "einsum_dense", "conv1d", "conv2d", "conv3d")
 OPERANDS = {
     "forward": ("input", "kernel"),
     "kernel_gradient": ("input", "output_gradient"),
     "input_gradient": ("output_gradient", "kernel"),
+    "activation": ("matmul", "bias"),
+    "activation_gradient": ("activation_output_gradient", "activation_derivative"),
+    "input_features": ("input", "none"),
 }
 
 DEFAULT_MAX_UNITS = 256
-COLUMNS = 38
+COLUMNS = 40
+V1_COLUMNS = 38
 COUNTS = slice(0, 9)
 SUMS = slice(9, 18)
 NEAR_ZERO_COUNTS = slice(18, 27)
 NEAR_ZERO_SUMS = slice(27, 36)
 CELLS = 36
 NEAR_ZERO_CELLS = 37
+RESULT_MAGNITUDE = 38
+REFERENCE = 39
 HEADER_THRESHOLDS = slice(0, 3)
 HEADER_NONFINITE = slice(3, 6)
 HEADER_UNITS = 6
 HEADER_GROUP_SIZE = 7
+HEADER_PADDING_ONLY = 8
+HEADER_OUTPUT_THRESHOLD = 9
 
 
 class ContractError(ValueError):
@@ -75,6 +114,8 @@ class PluginMetadata:
     confidence: float
     thresholds: tuple
     version: int = CONTRACT_VERSION
+    activation: str = None   # activation roles: the Keras name of f
+    producer: str = None     # input_features: the layer that produced the input (None: not resolved)
 
 
 def group_size(units, max_units=DEFAULT_MAX_UNITS):
@@ -90,7 +131,7 @@ def record_bytes(units, max_units=DEFAULT_MAX_UNITS):
 
 
 def create_summary_metadata(display_name, description, *, role, op, layer, index, units, confidence,
-                            thresholds=(None, None, None)):
+                            thresholds=(None, None, None), activation=None, producer=None):
     """A `SummaryMetadata` proto for one (layer, role) tag, with `data_class=DATA_CLASS_TENSOR`."""
     from tensorboard.compat.proto import summary_pb2
 
@@ -103,6 +144,10 @@ def create_summary_metadata(display_name, description, *, role, op, layer, index
         "index": int(index), "units": int(units), "confidence": float(confidence),
         "thresholds": [None if t is None else float(t) for t in thresholds],
     }
+    if activation is not None:
+        content["activation"] = str(activation)
+    if role == "input_features":
+        content["producer"] = None if producer is None else str(producer)
     return summary_pb2.SummaryMetadata(
         display_name=display_name or "",
         summary_description=description or "",
@@ -123,43 +168,66 @@ def parse_plugin_metadata(content):
     if not isinstance(raw, dict):
         raise ContractError("metadata content must be a JSON object")
     version = raw.get("v")
-    if version != CONTRACT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ContractError(f"summaries written with contract version {version!r}; this version of "
-                            f"tb-matmul-explainer reads version {CONTRACT_VERSION} (upgrade the package)")
+                            f"tb-matmul-explainer reads versions {READABLE_VERSIONS} (upgrade the package)")
     try:
         return PluginMetadata(
             role=str(raw["role"]), op=str(raw["op"]), operands=tuple(raw["operands"]), layer=str(raw["layer"]),
             index=int(raw["index"]), units=int(raw["units"]), confidence=float(raw["confidence"]),
-            thresholds=tuple(raw["thresholds"]), version=version)
+            thresholds=tuple(raw["thresholds"]), version=version,
+            activation=None if raw.get("activation") is None else str(raw["activation"]),
+            producer=None if raw.get("producer") is None else str(raw["producer"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ContractError(f"metadata content is missing or has a malformed field: {e!r}") from None
 
 
-def pack_record(totals, max_units=DEFAULT_MAX_UNITS):
-    """Packs `aggregates.UnitTotals` into the `[rows + 1, 38]` float64 record tensor (TensorFlow ops)."""
+class RecordExtras(NamedTuple):
+    """What version 2 adds to `aggregates.UnitTotals` (TensorFlow tensors; see the layout above)."""
+    result_magnitude: object  # [U] sum of |result| per unit (NaN: not recorded)
+    reference: object         # [U] the role's reference column [39]
+    padding_only: object      # [] padding-only result cells, summed over units (header [8])
+    output_threshold: object  # [] activation: the threshold of a = f(z) (header [9])
+
+
+def no_extras(units):
+    """`RecordExtras` for a record that has none: magnitudes not recorded (NaN), the rest 0."""
+    import tensorflow as tf
+
+    return RecordExtras(tf.fill([units], tf.constant(math.nan, tf.float64)), tf.zeros([units], tf.float64),
+                        tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64))
+
+
+def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None):
+    """Packs `aggregates.UnitTotals` (and `RecordExtras`, default `no_extras`) into the `[rows + 1, 40]` float64
+    record tensor (TensorFlow ops)."""
     import tensorflow as tf
 
     units = totals.counts.shape[0]
     if units is None:
         raise ValueError("the number of units must be known when the summary is traced")
+    if extras is None:
+        extras = no_extras(units)
     g = group_size(units, max_units)
+    f64 = lambda t: tf.cast(t, tf.float64)  # noqa: E731
     rows = tf.concat([
-        tf.cast(totals.counts, tf.float64), tf.cast(totals.sums, tf.float64),
-        tf.cast(totals.near_zero_counts, tf.float64), tf.cast(totals.near_zero_sums, tf.float64),
-        tf.cast(totals.cells, tf.float64)[:, None], tf.cast(totals.near_zero_cells, tf.float64)[:, None],
+        f64(totals.counts), f64(totals.sums), f64(totals.near_zero_counts), f64(totals.near_zero_sums),
+        f64(totals.cells)[:, None], f64(totals.near_zero_cells)[:, None],
+        f64(extras.result_magnitude)[:, None], f64(extras.reference)[:, None],
     ], axis=1)
     if g > 1:
         rows = tf.math.segment_sum(rows, tf.range(units) // g)
     header = tf.concat([
-        tf.cast(totals.thresholds, tf.float64), tf.cast(totals.nonfinite, tf.float64),
-        tf.constant([units, g], tf.float64), tf.zeros([COLUMNS - 8], tf.float64),
+        f64(totals.thresholds), f64(totals.nonfinite), tf.constant([units, g], tf.float64),
+        tf.reshape(f64(extras.padding_only), [1]), tf.reshape(f64(extras.output_threshold), [1]),
+        tf.zeros([COLUMNS - 10], tf.float64),
     ], axis=0)
     return tf.concat([header[None, :], rows], axis=0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """One unpacked record (NumPy arrays; R = stored rows)."""
+    """One unpacked record (NumPy arrays; R = stored rows). Version-1 records have NaN in the version-2 fields."""
     counts: np.ndarray            # [R, 9]
     sums: np.ndarray              # [R, 9]
     near_zero_counts: np.ndarray  # [R, 9]
@@ -170,13 +238,28 @@ class Record:
     nonfinite: np.ndarray         # [3]
     units: int
     group_size: int
+    result_magnitude: np.ndarray = None  # [R] sum of |result| (NaN: unknown)
+    reference: np.ndarray = None         # [R] the role's reference column
+    padding_only: float = math.nan       # padding-only result cells (kernel_gradient)
+    output_threshold: float = math.nan   # activation: threshold of a = f(z)
+
+    def __post_init__(self):
+        if self.result_magnitude is None:
+            nan = np.full(len(self.cells), np.nan)
+            object.__setattr__(self, "result_magnitude", nan)
+            object.__setattr__(self, "reference", nan.copy())
 
 
 def unpack_record(array):
-    """Parses a record array; raises `ContractError` if it does not have the version-1 layout."""
+    """Parses a record array of version 2 (`[rows + 1, 40]`) or 1 (`[rows + 1, 38]`, the version-2 fields NaN);
+    raises `ContractError` for any other layout."""
     array = np.asarray(array, dtype=np.float64)
-    if array.ndim != 2 or array.shape[1] != COLUMNS or array.shape[0] < 1:
-        raise ContractError(f"record must have shape [rows + 1, {COLUMNS}], got {list(array.shape)}")
+    if array.ndim != 2 or array.shape[1] not in (COLUMNS, V1_COLUMNS) or array.shape[0] < 1:
+        raise ContractError(f"record must have shape [rows + 1, {COLUMNS}] (or [rows + 1, {V1_COLUMNS}] for "
+                            f"version 1), got {list(array.shape)}")
+    if array.shape[1] == V1_COLUMNS:
+        array = np.concatenate([array, np.full((array.shape[0], COLUMNS - V1_COLUMNS), np.nan)], axis=1)
+        array[0, HEADER_PADDING_ONLY:HEADER_OUTPUT_THRESHOLD + 1] = np.nan
     header, rows = array[0], array[1:]
     units, g = header[HEADER_UNITS], header[HEADER_GROUP_SIZE]
     if not (units >= 0 and g >= 1 and units == int(units) and g == int(g)
@@ -185,4 +268,6 @@ def unpack_record(array):
     return Record(counts=rows[:, COUNTS], sums=rows[:, SUMS], near_zero_counts=rows[:, NEAR_ZERO_COUNTS],
                   near_zero_sums=rows[:, NEAR_ZERO_SUMS], cells=rows[:, CELLS], near_zero_cells=rows[:, NEAR_ZERO_CELLS],
                   thresholds=header[HEADER_THRESHOLDS], nonfinite=header[HEADER_NONFINITE], units=int(units),
-                  group_size=int(g))
+                  group_size=int(g), result_magnitude=rows[:, RESULT_MAGNITUDE], reference=rows[:, REFERENCE],
+                  padding_only=float(header[HEADER_PADDING_ONLY]),
+                  output_threshold=float(header[HEADER_OUTPUT_THRESHOLD]))
