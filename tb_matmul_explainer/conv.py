@@ -105,3 +105,18 @@ def backprop_input(d_out, kernel, input_shape, strides, padding):
         return _zeros(list(input_shape), d_out, d_out.dtype)
     dynamic = tf.concat([tf.shape(d_out)[:1], tf.constant(list(input_shape[1:]), tf.int32)], 0)
     return tf.nn.conv_transpose(d_out, kernel, output_shape=dynamic, strides=list(strides), padding=padding)
+
+
+def padding_only_taps(input_spatial, kernel_spatial, strides, padding):
+    """The number of kernel taps (spatial offsets) that meet only padding at every output position: with SAME
+    padding a 3x3 kernel on a 1x1 feature map has 8. Their kernel-gradient entries are exactly zero by
+    construction. `input_spatial`, `kernel_spatial`, `strides`: static ints per spatial axis."""
+    live = 1
+    for n, k, s in zip(input_spatial, kernel_spatial, strides):
+        if padding == "SAME":
+            out = -(-n // s)
+            before = max((out - 1) * s + k - n, 0) // 2
+        else:
+            out, before = max((n - k) // s + 1, 0), 0
+        live *= sum(1 for j in range(k) if any(0 <= o * s + j - before < n for o in range(out)))
+    return math.prod(kernel_spatial) - live

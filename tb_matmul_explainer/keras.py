@@ -84,19 +84,21 @@ import keras
 import tensorflow as tf
 from keras import ops as kops
 
-from tb_matmul_explainer import aggregates, metadata, summary, validation
+from tb_matmul_explainer import activations, aggregates, elementwise, graph, metadata, summary, validation
 from tb_matmul_explainer import conv as conv_lib
 from tb_matmul_explainer import threshold as threshold_lib
 
 DEFAULT_RUN = "train"
 # Tag prefix of the text summaries naming the layers that are not recorded (one per layer, the reason as text).
 NOT_RECORDED_TAG_PREFIX = "matmul_explainer/not_recorded/"
-DEFAULT_ROLES = ("forward", "kernel_gradient")
+# The matmul roles plus the steps around them (metadata.py): what makes a layer's inputs and outputs near zero.
+DEFAULT_ROLES = ("forward", "kernel_gradient", "activation", "activation_gradient", "input_features")
 # near_zero="sampled" (the default): batch rows (dense) or batch positions (convolutions) whose near-zero cells are
 # explained, the totals rescaled to the whole batch (see `aggregates`); all-cells totals are always exact.
 DEFAULT_NEAR_ZERO_SAMPLE = {"dense": 32, "conv": 1024}
 _FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "cells", "near_zero_cells", "thresholds",
            "nonfinite")
+_EXTRA_FIELDS = metadata.RecordExtras._fields
 _THRESHOLD_METHODS = ("sampled", "exact")
 _NEAR_ZERO = ("exact", "sampled", "off")
 
@@ -142,6 +144,10 @@ class _Target:
     op: str           # metadata op
     metadata: dict    # role -> SummaryMetadata
     einsum: int = None  # EinsumDense: the number of contracted (trailing input, leading kernel) axes
+    activation: object = None  # activations.Activation of the layer's own activation (None: linear)
+    roles: tuple = ()  # the roles recorded (`_roles_of`)
+    units: dict = None  # role -> units of its record
+    producer: tuple = (None, None)  # (name, kind) of the layer that produced the input (`producer_of`)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -242,7 +248,16 @@ def _units(layer, kind, role):
         in_units, out_units = math.prod(kernel_shape[:contracted]), math.prod(kernel_shape[contracted:])
     else:
         in_units, out_units = kernel_shape[-2], kernel_shape[-1]
-    return in_units if role == "input_gradient" else out_units
+    return in_units if role in ("input_gradient", "input_features") else out_units
+
+
+def _roles_of(target, roles):
+    """The roles recorded for a target: the activation roles only with a non-linear activation of its own
+    (activation_gradient only for an elementwise one)."""
+    act = target.activation
+    return tuple(r for r in roles
+                 if (r != "activation" or act is not None)
+                 and (r != "activation_gradient" or (act is not None and act.elementwise)))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -335,13 +350,20 @@ class LayerRecorder:
                 raise ValueError(f"layer {layer.name!r} is not built yet: build or call the model first")
             name = layer.name if layer.name not in names else f"{layer.name}_{index}"
             names.add(name)
-            target = _Target(layer=layer, index=index, name=name, kind=kind, op=op_or_reason, metadata={})
+            target = _Target(layer=layer, index=index, name=name, kind=kind, op=op_or_reason, metadata={},
+                             activation=activations.describe(getattr(layer, "activation", None)),
+                             producer=graph.producer_of(layer))
             if kind == "einsum_dense":
                 target.einsum = _einsum_plan(layer.equation)
-            for role in self.roles:
+            target.roles = _roles_of(target, self.roles)
+            target.units = {role: _units(layer, kind, role) for role in target.roles}
+            for role in target.roles:
                 target.metadata[role] = metadata.create_summary_metadata(
                     f"{name}/{role}", None, role=role, op=op_or_reason, layer=name, index=index,
-                    units=_units(layer, kind, role), confidence=self.confidence, thresholds=self.thresholds)
+                    units=_units(layer, kind, role), confidence=self.confidence,
+                    thresholds=self.thresholds if role in metadata.MATMUL_ROLES else (None, None, None),
+                    activation=target.activation.name if role.startswith("activation") else None,
+                    producer=target.producer[0], producer_kind=target.producer[1])
             targets.append(target)
         return targets, skipped
 
@@ -405,33 +427,89 @@ class LayerRecorder:
     # -- at trace time, from the patched calls -----------------------------------------------------------------
 
     def _explain(self, target, x, kernel, product, geometry):
-        """At trace time, from a patched call: returns `z = product(x, kernel)` (the layer's matmul or convolution,
-        before bias and activation) with the forward record written and hooks on the gradients of z and of the
-        kernel. A layer called several times in one step is explained at its first call only."""
+        """At trace time, from a patched call: returns `m = product(x, kernel)` (the layer's matmul or
+        convolution, before bias and activation) with the forward and input-features records written and hooks
+        on the gradients of m and of the kernel. A layer called several times in one step is explained at its
+        first call only (`_activate` then explains its activation step)."""
         trace = self._trace
         if trace is None or id(target) in trace.seen:
             return product(x, kernel)
         trace.seen.add(id(target))
+        roles = target.roles
         kernel = tf.convert_to_tensor(kernel)  # (a variable's value, read once: eagerly it may be the variable)
-        state = {}  # shared by this call's records and hooks: operands' thresholds, d_out
+        state = trace.states[id(target)] = {}  # this call's operands' thresholds, d_out, shared by its records
         xs, ks = tf.stop_gradient(x), tf.stop_gradient(kernel)
-        if "kernel_gradient" in self.roles and target.layer.trainable:
+        if "kernel_gradient" in roles and target.layer.trainable:
             # The kernel gradient itself (computed by TensorFlow anyway) is the kernel-gradient record's result.
-            kernel = _gradient_hook(kernel, lambda d_kernel: self._on_kernel_gradient(target, trace, state, xs,
+            kernel = _gradient_hook(kernel, lambda d_kernel: self._on_kernel_gradient(target, trace, state, xs, ks,
                                                                                       d_kernel, geometry))
-        z = product(x, kernel)
-        if "forward" in self.roles:
+        m = product(x, kernel)
+        if "input_features" in roles:
+            x_thr = self._threshold(trace, state, "x", xs, 0)
+            self._record(target, "input_features", trace,
+                         lambda: elementwise.input_feature_totals(_features_last(target, xs), x_thr))
+        if "forward" in roles:
             thresholds = (self._threshold(trace, state, "x", xs, 0), self._threshold(trace, state, "kernel", ks, 1),
                           self.thresholds[2])
-            zs = tf.stop_gradient(z)
+            ms = tf.stop_gradient(m)
             self._record(target, "forward", trace,
-                         lambda: self._forward_totals(target, xs, ks, zs, geometry, thresholds))
-        if "kernel_gradient" in self.roles or "input_gradient" in self.roles:
-            z = _gradient_hook(z, lambda d_out: self._on_output_gradient(target, trace, state, xs, ks, d_out,
+                         lambda: (self._forward_totals(target, xs, ks, ms, geometry, thresholds),
+                                  elementwise.matmul_extras(target.units["forward"], _units_last(target, ms))))
+        if "kernel_gradient" in roles or "input_gradient" in roles:
+            m = _gradient_hook(m, lambda d_out: self._on_output_gradient(target, trace, state, xs, ks, d_out,
                                                                          geometry))
-        return z
+        return m
+
+    def _activate(self, target, m, bias, activation):
+        """At trace time, from a patched call: `a = activation(m + bias)` (bias None: none; already shaped to
+        broadcast; activation None: none) with the activation record written and a hook on a's gradient, for a
+        layer that `_explain` explained in this step."""
+        z = m if bias is None else kops.add(m, bias)
+        a = z if activation is None else activation(z)
+        trace = self._trace
+        state = None if trace is None else trace.states.get(id(target))
+        if state is None or target.activation is None or "activated" in state:
+            return a
+        state["activated"] = True
+        act = target.activation
+        ms, zs, as_ = (_units_last(target, tf.cast(tf.stop_gradient(t), tf.float32)) for t in (m, z, a))
+        bs = None if bias is None else tf.cast(tf.stop_gradient(bias), tf.float32)
+        if "activation" in target.roles:
+            def totals():
+                b = tf.zeros_like(zs) if bs is None else tf.reshape(
+                    tf.broadcast_to(bs, tf.shape(tf.stop_gradient(z))), tf.shape(zs))
+                thresholds = (self._operand_threshold(ms, 3),
+                              tf.constant(0.0) if bs is None else self._operand_threshold(bs, 4))
+                slope = activations.slope(act, zs)
+                return elementwise.activation_totals(ms, b, zs, activations.inactive(act, slope), as_, thresholds,
+                                                     self._operand_threshold(as_, 5))
+
+            self._record(target, "activation", trace, totals)
+        if "activation_gradient" in target.roles:
+            a = _gradient_hook(a, lambda d_a: self._record(
+                target, "activation_gradient", trace, lambda: self._activation_gradient_totals(target, zs, d_a)))
+        return a
+
+    def _activation_gradient_totals(self, target, z, d_a):
+        d_a = _units_last(target, self._unscale(d_a))
+        slope = activations.slope(target.activation, z)
+        thresholds = (self._operand_threshold(d_a, 6), self._operand_threshold(slope, 7))
+        return elementwise.activation_gradient_totals(d_a, slope, thresholds, self._operand_threshold(d_a * slope, 8))
 
     _SEED_INDEX = {"x": 0, "kernel": 1, "d_out": 2}
+
+    def _seed(self, index):
+        if self.seed is None:
+            return None
+        return tf.constant([self.seed, 0], tf.int64) + tf.constant([0, 100 + index], tf.int64)
+
+    def _operand_threshold(self, t, index):
+        """The threshold of an operand used by one record only (computed where the record is computed)."""
+        value = validation.as_float_tensor(t, "operand")
+        if self.threshold_method == "exact":
+            return tf.cast(threshold_lib.percentile_threshold(value, self.confidence), tf.float32)
+        return tf.cast(threshold_lib.sampled_threshold(value, self.confidence, self.sample_size,
+                                                       seed=self._seed(index)), tf.float32)
 
     def _threshold(self, trace, state, operand, t, position):
         """The threshold of an operand at `position` (0 first, 1 second) of a record: the explicit one if given,
@@ -439,21 +517,10 @@ class LayerRecorder:
         that it is classed the same way in each."""
         if self.thresholds[position] is not None:
             return self.thresholds[position]
-        if operand in state:
-            return state[operand]
-        seed = self.seed
-        if seed is not None:
-            offset = tf.constant([0, 100 + self._SEED_INDEX[operand]], tf.int64)
-            seed = (tf.constant([seed, 0], tf.int64) if isinstance(seed, int) else tf.cast(seed, tf.int64)) + offset
-
-        def compute():
-            value = validation.as_float_tensor(t, operand)
-            if self.threshold_method == "exact":
-                return tf.cast(threshold_lib.percentile_threshold(value, self.confidence), tf.float32)
-            return tf.cast(threshold_lib.sampled_threshold(value, self.confidence, self.sample_size, seed=seed),
-                           tf.float32)
-
-        state[operand] = tf.cond(trace.record, compute, lambda: tf.constant(0.0, tf.float32))
+        if operand not in state:
+            index = self._SEED_INDEX[operand]
+            state[operand] = tf.cond(trace.record, lambda: self._operand_threshold(t, index),
+                                     lambda: tf.constant(0.0, tf.float32))
         return state[operand]
 
     def _unscale(self, gradient):
@@ -466,21 +533,23 @@ class LayerRecorder:
     def _on_output_gradient(self, target, trace, state, x, kernel, d_out, geometry):
         d_out = self._unscale(d_out)
         state["d_out_value"] = d_out
-        if "kernel_gradient" in self.roles and not target.layer.trainable:
+        if "kernel_gradient" in target.roles and not target.layer.trainable:
             # TensorFlow computes no kernel gradient for a frozen layer: the record computes it.
-            self._kernel_gradient_record(target, trace, state, x, None, geometry, kernel.shape)
-        if "input_gradient" in self.roles:
+            self._kernel_gradient_record(target, trace, state, x, kernel, None, geometry)
+        if "input_gradient" in target.roles:
             thresholds = (self._threshold(trace, state, "d_out", d_out, 0),
                           self._threshold(trace, state, "kernel", kernel, 1), self.thresholds[2])
             self._record(target, "input_gradient", trace,
-                         lambda: self._input_gradient_totals(target, x, d_out, kernel, geometry, thresholds))
+                         lambda: (self._input_gradient_totals(target, x, d_out, kernel, geometry, thresholds),
+                                  elementwise.matmul_extras(target.units["input_gradient"])))
 
-    def _on_kernel_gradient(self, target, trace, state, x, d_kernel, geometry):
-        if "d_out_value" in state:  # (z's gradient always comes first: the kernel's gradient is computed from it)
-            self._kernel_gradient_record(target, trace, state, x, self._unscale(d_kernel), geometry, d_kernel.shape)
+    def _on_kernel_gradient(self, target, trace, state, x, kernel, d_kernel, geometry):
+        if "d_out_value" in state:  # (m's gradient always comes first: the kernel's gradient is computed from it)
+            self._kernel_gradient_record(target, trace, state, x, kernel, self._unscale(d_kernel), geometry)
 
-    def _kernel_gradient_record(self, target, trace, state, x, result, geometry, kernel_shape):
+    def _kernel_gradient_record(self, target, trace, state, x, kernel, result, geometry):
         d_out = state["d_out_value"]
+        kernel_shape = kernel.shape
         if trace.replicas > 1:
             # The record's result is the global (all-reduced) kernel gradient, the one the optimizer applies.
             if result is None:
@@ -489,9 +558,16 @@ class LayerRecorder:
             result = trace.context.all_reduce(tf.distribute.ReduceOp.SUM, result)
         thresholds = (self._threshold(trace, state, "x", x, 0), self._threshold(trace, state, "d_out", d_out, 1),
                       self.thresholds[2])
-        self._record(target, "kernel_gradient", trace,
-                     lambda: self._kernel_gradient_totals(target, x, d_out, kernel_shape, geometry, result,
-                                                          thresholds))
+
+        def totals():
+            unit_totals = self._kernel_gradient_totals(target, x, d_out, kernel_shape, geometry, result, thresholds)
+            units = target.units["kernel_gradient"]
+            weights = tf.reshape(tf.abs(tf.cast(kernel, tf.float32)), [-1, units])
+            return unit_totals, elementwise.matmul_extras(
+                units, None if result is None else tf.reshape(result, [-1, units]), tf.reduce_sum(weights, 0),
+                _padding_only(target, x, kernel_shape, geometry))
+
+        self._record(target, "kernel_gradient", trace, totals)
 
     def _aggregate_options(self, target, thresholds):
         options = {"confidence": self.confidence, "thresholds": thresholds, "threshold_method": self.threshold_method,
@@ -528,40 +604,48 @@ class LayerRecorder:
         return aggregates.dense_input_gradient(d_out, kernel, **options)
 
     def _record(self, target, role, trace, totals_fn):
-        """Computes (only when recording), reduces across replicas, and writes one record."""
+        """Computes (only when recording), reduces across replicas, and writes one record. `totals_fn` returns
+        `aggregates.UnitTotals` or `(UnitTotals, metadata.RecordExtras)`."""
         tag = f"{target.name}/{role}"
         summary_metadata = target.metadata[role]
+        units = target.units[role]
 
         def compute():
             totals = totals_fn()
-            return [tf.cast(getattr(totals, f), tf.float64) for f in _FIELDS]
+            totals, extras = totals if isinstance(totals, tuple) and len(totals) == 2 else (
+                totals, metadata.no_extras(units))
+            return [tf.cast(t, tf.float64) for t in (*totals, *extras)]
 
         if trace.replicas == 1:
             tf.cond(trace.record, lambda: self._write(tag, summary_metadata, compute(), trace.step),
                     lambda: tf.constant(False))
             return
-        units = _units(target.layer, target.kind, role)
         zeros = [tf.zeros([units, 9], tf.float64)] * 4 + [tf.zeros([units], tf.float64)] * 2 + \
-                [tf.zeros([3], tf.float64)] * 2
+                [tf.zeros([3], tf.float64)] * 2 + [tf.zeros([units], tf.float64)] * 2 + [tf.zeros([], tf.float64)] * 2
         fields = tf.cond(trace.record, compute, lambda: zeros)
         fields = trace.context.all_reduce(tf.distribute.ReduceOp.SUM, fields)
-        fields = dict(zip(_FIELDS, fields))
+        fields = dict(zip(_FIELDS + _EXTRA_FIELDS, fields))
         r = float(trace.replicas)
         # Thresholds: the mean of the replicas'. Kernel gradient: the result (global) is the same on every replica.
         fields["thresholds"] = fields["thresholds"] / r
+        fields["output_threshold"] = fields["output_threshold"] / r
+        fields["padding_only"] = fields["padding_only"] / r
         if role == "kernel_gradient":
             fields["cells"] = fields["cells"] / r
             fields["near_zero_cells"] = fields["near_zero_cells"] / r
             fields["nonfinite"] = fields["nonfinite"] * tf.constant([1.0, 1.0, 1.0 / r], tf.float64)
-        fields = [fields[f] for f in _FIELDS]
+            fields["result_magnitude"] = fields["result_magnitude"] / r
+            fields["reference"] = fields["reference"] / r
+        fields = [fields[f] for f in _FIELDS + _EXTRA_FIELDS]
         tf.cond(trace.record, lambda: self._write(tag, summary_metadata, fields, trace.step),
                 lambda: tf.constant(False))
 
     def _write(self, tag, summary_metadata, fields, step):
-        totals = aggregates.UnitTotals(**dict(zip(_FIELDS, fields)))
+        totals = aggregates.UnitTotals(*fields[:len(_FIELDS)])
+        extras = metadata.RecordExtras(*fields[len(_FIELDS):])
         with _default_writer(self.writer), tf.summary.record_if(True):
             return summary.write_totals(tag, totals, step, summary_metadata, max_units=self.max_units,
-                                        scalars=self.scalars)
+                                        scalars=self.scalars, extras=extras)
 
 
 class _Recording:
@@ -596,6 +680,7 @@ class _Trace:
     replicas: int
     context: object
     seen: set = dataclasses.field(default_factory=set)
+    states: dict = dataclasses.field(default_factory=dict)  # id(target) -> its call's state (`_explain`)
 
 
 class _default_writer:
@@ -664,6 +749,36 @@ def _as_dense_gradient(target, x, d_out, kernel_shape):
     return x, d_out, tf.TensorShape([c, u])
 
 
+def _units_last(target, t):
+    """A tensor whose trailing axes are the layer's output units (z, a, their gradients; the kernel) with them
+    flattened into one axis (EinsumDense); other layers' tensors as they are."""
+    if target.kind != "einsum_dense":
+        return t
+    unit_axes = target.layer.kernel.shape.rank - target.einsum
+    return tf.reshape(t, tf.concat([tf.shape(t)[:t.shape.rank - unit_axes], [-1]], 0))
+
+
+def _features_last(target, x):
+    """The layer input with its input features on one last axis (EinsumDense: the contracted axes flattened)."""
+    if target.kind != "einsum_dense":
+        return x
+    return tf.reshape(x, tf.concat([tf.shape(x)[:x.shape.rank - target.einsum], [-1]], 0))
+
+
+def _padding_only(target, x, kernel_shape, geometry):
+    """Kernel-gradient result cells that only ever meet SAME padding (all units); 0 for a dense layer, NaN where
+    the input's spatial size is not known when traced."""
+    if target.kind != "conv" or geometry["padding"].upper() != "SAME":
+        return 0.0
+    spatial = x.shape[1:-1]
+    if any(d is None for d in spatial):
+        return float("nan")
+    strides = validation.normalize_strides(geometry["strides"], kernel_shape.rank - 2)
+    taps = conv_lib.padding_only_taps([int(d) for d in spatial], [int(d) for d in kernel_shape[:-2]],
+                                      [int(s) for s in strides], "SAME")
+    return float(taps * int(kernel_shape[-2]) * int(kernel_shape[-1]))
+
+
 def _kernel_gradient(target, x, d_out, kernel_shape, geometry):
     """The layer's kernel gradient computed from x and d_out (float32), shaped like the kernel."""
     x = tf.cast(x, tf.float32)
@@ -686,12 +801,8 @@ def _dense_call(recorder, target):
     layer = target.layer
 
     def call(inputs, training=None):
-        z = recorder._explain(target, inputs, kops.convert_to_tensor(layer.kernel), kops.matmul, None)
-        if layer.bias is not None:
-            z = kops.add(z, layer.bias)
-        if layer.activation is not None:
-            z = layer.activation(z)
-        return z
+        m = recorder._explain(target, inputs, kops.convert_to_tensor(layer.kernel), kops.matmul, None)
+        return recorder._activate(target, m, layer.bias, layer.activation)
 
     return call
 
@@ -700,13 +811,9 @@ def _einsum_call(recorder, target):
     layer = target.layer
 
     def call(inputs, training=None):
-        z = recorder._explain(target, inputs, kops.convert_to_tensor(layer.kernel),
+        m = recorder._explain(target, inputs, kops.convert_to_tensor(layer.kernel),
                               lambda x, k: kops.einsum(layer.equation, x, k), None)
-        if layer.bias is not None:
-            z = kops.add(z, layer.bias)
-        if layer.activation is not None:
-            z = layer.activation(z)
-        return z
+        return recorder._activate(target, m, layer.bias, layer.activation)
 
     return call
 
@@ -719,16 +826,13 @@ def _conv_call(recorder, target):
         if padding == "causal":
             inputs = kops.pad(inputs, layer._compute_causal_padding())
             padding = "valid"
-        z = recorder._explain(
+        m = recorder._explain(
             target, inputs, kops.convert_to_tensor(layer.kernel),
             lambda x, k: kops.conv(x, k, strides=list(layer.strides), padding=padding,
                                    dilation_rate=layer.dilation_rate, data_format=layer.data_format),
             {"strides": tuple(layer.strides), "padding": padding})
-        if layer.use_bias:
-            z = kops.add(z, kops.reshape(layer.bias, (1,) * (layer.rank + 1) + (layer.filters,)))
-        if layer.activation is not None:
-            z = layer.activation(z)
-        return z
+        bias = kops.reshape(layer.bias, (1,) * (layer.rank + 1) + (layer.filters,)) if layer.use_bias else None
+        return recorder._activate(target, m, bias, layer.activation)
 
     return call
 

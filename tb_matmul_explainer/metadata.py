@@ -53,7 +53,11 @@ The SummaryMetadata content (written with every event, so kept tiny) is compact 
   {"v": 2, "role": ..., "op": ..., "operands": [first, second], "layer": name, "index": position in the model,
    "units": int, "confidence": float, "thresholds": [first, second, result] (null = derived),
    "activation": Keras name of f (activation roles; else absent),
-   "producer": name of the layer that produced the input (input_features; null if not resolved)}
+   "producer": name of the layer that produced the input (input_features; null if not resolved),
+   "producer_kind": "input" (the model's input), "activation" (a layer that applies a non-linear activation,
+                    its own or as an Activation/ReLU/... layer) or "layer" (any other, e.g. Add, BatchNormalization)}
+Layers that only move or pool values (Flatten, Reshape, Dropout, padding, pooling, ...) are looked through: the
+producer is the layer before them.
 """
 
 import dataclasses
@@ -116,6 +120,7 @@ class PluginMetadata:
     version: int = CONTRACT_VERSION
     activation: str = None   # activation roles: the Keras name of f
     producer: str = None     # input_features: the layer that produced the input (None: not resolved)
+    producer_kind: str = None  # "input", "activation" or "layer"
 
 
 def group_size(units, max_units=DEFAULT_MAX_UNITS):
@@ -131,7 +136,8 @@ def record_bytes(units, max_units=DEFAULT_MAX_UNITS):
 
 
 def create_summary_metadata(display_name, description, *, role, op, layer, index, units, confidence,
-                            thresholds=(None, None, None), activation=None, producer=None):
+                            thresholds=(None, None, None), activation=None, producer=None,
+                            producer_kind=None):
     """A `SummaryMetadata` proto for one (layer, role) tag, with `data_class=DATA_CLASS_TENSOR`."""
     from tensorboard.compat.proto import summary_pb2
 
@@ -148,6 +154,7 @@ def create_summary_metadata(display_name, description, *, role, op, layer, index
         content["activation"] = str(activation)
     if role == "input_features":
         content["producer"] = None if producer is None else str(producer)
+        content["producer_kind"] = None if producer_kind is None else str(producer_kind)
     return summary_pb2.SummaryMetadata(
         display_name=display_name or "",
         summary_description=description or "",
@@ -177,7 +184,8 @@ def parse_plugin_metadata(content):
             index=int(raw["index"]), units=int(raw["units"]), confidence=float(raw["confidence"]),
             thresholds=tuple(raw["thresholds"]), version=version,
             activation=None if raw.get("activation") is None else str(raw["activation"]),
-            producer=None if raw.get("producer") is None else str(raw["producer"]))
+            producer=None if raw.get("producer") is None else str(raw["producer"]),
+            producer_kind=None if raw.get("producer_kind") is None else str(raw["producer_kind"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ContractError(f"metadata content is missing or has a malformed field: {e!r}") from None
 

@@ -1,0 +1,69 @@
+"""The Keras model graph: which layer produced a layer's input.
+
+`producer_of(layer)` follows the layer's first call back through the functional graph (Sequential models build
+one too) to the layer that made its input's values, looking through layers that only move, drop or pool values
+(a channel that is zero everywhere stays zero through them): Flatten, Reshape, Permute, Dropout, padding,
+cropping, pooling, up-sampling. It stops at a layer with more than one input (Add, Concatenate) and answers
+(name, kind), kind one of:
+  "input"       the model's input (data, not a layer's doing)
+  "activation"  a layer that applies a non-linear activation: Activation, ReLU, LeakyReLU, ELU, PReLU, Softmax,
+                or a layer with `activation=` of its own
+  "layer"       anything else (BatchNormalization, Add, Embedding, ...)
+or (None, None) where the graph does not say (a subclassed model's layers are called from Python code that Keras
+does not trace into a graph; a layer not yet called).
+
+Private Keras API used here (kept to this module): `Layer._inbound_nodes`, `Node.input_tensors`,
+`KerasTensor._keras_history` (tests/test_graph.py fails loudly if a Keras release changes them).
+"""
+
+import keras
+
+from tb_matmul_explainer import activations
+
+_PASS_THROUGH = tuple(getattr(keras.layers, name) for name in (
+    "Flatten", "Reshape", "Permute", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+    "Cropping1D", "Cropping2D", "Cropping3D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
+    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+    "GlobalMaxPooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity", "RepeatVector") if hasattr(keras.layers, name))
+_ACTIVATION_LAYERS = tuple(getattr(keras.layers, name) for name in (
+    "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax") if hasattr(keras.layers, name))
+
+
+def _inputs(layer):
+    """The operations that produced the inputs of the layer's first call ([] if unknown)."""
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    if not nodes:
+        return []
+    tensors = getattr(nodes[0], "input_tensors", None) or []
+    history = [getattr(t, "_keras_history", None) for t in tensors]
+    return [h.operation for h in history if h is not None]
+
+
+def kind_of(layer):
+    """"input", "activation" or "layer" for a producing layer."""
+    if isinstance(layer, keras.layers.InputLayer):
+        return "input"
+    if isinstance(layer, _ACTIVATION_LAYERS):
+        if isinstance(layer, keras.layers.Activation) and activations.describe(layer.activation) is None:
+            return "layer"
+        return "activation"
+    if activations.describe(getattr(layer, "activation", None)) is not None:
+        return "activation"
+    return "layer"
+
+
+def producer_of(layer):
+    """(name, kind) of the layer that produced `layer`'s input (see the module docstring), or (None, None)."""
+    seen = set()
+    current = layer
+    while True:
+        inputs = _inputs(current)
+        if len(inputs) != 1 or id(inputs[0]) in seen:
+            return (None, None) if current is layer else (current.name, kind_of(current))
+        producer = inputs[0]
+        seen.add(id(producer))
+        if not isinstance(producer, _PASS_THROUGH):
+            return producer.name, kind_of(producer)
+        current = producer
