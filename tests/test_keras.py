@@ -178,7 +178,8 @@ def test_functional_conv_model_records_match_the_conv_classifiers(tmp_path, no_x
     callback = tk.ExplainerCallback(tmp_path, update_freq=1, **EXACT)
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[callback], verbose=0)
     recs = records(tmp_path)
-    assert set(recs) == {"conv/forward", "conv/kernel_gradient", "logits/forward", "logits/kernel_gradient"}
+    assert set(recs) == {"conv/forward", "conv/kernel_gradient", "conv/activation", "conv/activation_gradient",
+                         "conv/input_features", "logits/forward", "logits/kernel_gradient", "logits/input_features"}
     md = recs["conv/forward"][0]
     assert (md.op, md.index, md.units) == ("conv2d", 0, 4) and recs["logits/forward"][0].index == 2
     counts, sums, thr = ops.conv_classify(x, kernel, 2, "SAME", return_thresholds=True)
@@ -221,7 +222,9 @@ def test_subclassed_model_with_causal_conv1d_and_einsum_dense(tmp_path, no_xla):
     callback = tk.ExplainerCallback(tmp_path, update_freq=3, **EXACT)
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
     recs = records(tmp_path)
-    assert sorted(recs) == sorted(f"{n}/{r}" for n in ("causal", "mix", "head") for r in tk.DEFAULT_ROLES)
+    matmul_roles = ("forward", "kernel_gradient", "input_features")  # (mix and head have no activation)
+    assert sorted(recs) == sorted([f"causal/{r}" for r in tk.DEFAULT_ROLES] +
+                                  [f"{n}/{r}" for n in ("mix", "head") for r in matmul_roles])
     assert [recs[f"{n}/forward"][0].index for n in ("causal", "mix", "head")] == [0, 2, 3]
     assert recs["causal/forward"][0].op == "conv1d" and recs["mix/forward"][0].op == "einsum_dense"
     assert steps_of(recs, "mix/forward") == [0]

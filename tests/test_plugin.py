@@ -45,11 +45,11 @@ def write_layer(role, layer, index, first, second, step):
 
 
 def write_future_tag(tag, step):
-    """A tag whose metadata claims contract version 2 (built by hand: it tests the rejection)."""
+    """A tag whose metadata claims contract version 3 (built by hand: it tests the rejection)."""
     md = metadata.create_summary_metadata("future", None, role="forward", op="dense", layer="d9", index=9,
                                           units=2, confidence=0.9)
     content = json.loads(md.plugin_data.content)
-    content["v"] = 2
+    content["v"] = 3
     md.plugin_data.content = json.dumps(content).encode()
     tf.summary.write(tag, tf.zeros([3, metadata.COLUMNS], tf.float64), step, metadata=md)
 
@@ -291,10 +291,10 @@ def test_unknown_contract_version_is_reported_and_rejected(client):
     assert [l["name"] for l in gamma["layers"]] == ["d0"]
     (entry,) = gamma["unreadable"]
     assert entry["tag"].startswith("d9_forward")
-    assert "contract version 2" in entry["reason"]
+    assert "contract version 3" in entry["reason"]
     response = client.get(PREFIX + "/timeline", query_string={"run": "gamma", "role": "forward", "layer": "d9"})
     assert response.status_code == 400
-    assert "contract version 2" in response.get_data(as_text=True)
+    assert "contract version 3" in response.get_data(as_text=True)
     response = client.get(PREFIX + "/units", query_string={"run": "gamma", "role": "forward", "layer": "d9"})
     assert response.status_code == 400
     # the readable layer of the same run still works

@@ -112,7 +112,7 @@ def corrupt_middle(run_dir):
         f.write(b"\xde\xad\xbe\xef garbage \x00\xff" * 2)
 
 
-def write_newer_version(run_dir, tag, layer, steps, columns=metadata.COLUMNS + 2, version=2):
+def write_newer_version(run_dir, tag, layer, steps, columns=metadata.COLUMNS + 2, version=metadata.CONTRACT_VERSION + 1):
     """Records of `tag` whose metadata says contract `version` and whose layout is not version 1's."""
     md = metadata.create_summary_metadata(layer, None, role="forward", op="dense", layer=layer, index=0, units=4,
                                           confidence=0.9)
@@ -221,9 +221,9 @@ def check_readable_served(get, good, rejected, runs=None):
 def check_unreadable_listed(get, listing):
     """/runs says what could not be read, with a reason; a request for it directly is a 400 with the reason."""
     future = {u["tag"]: u["reason"] for u in listing["future"]["unreadable"]}
-    assert "contract version 2" in future["d9_forward"]
+    assert "contract version 3" in future["d9_forward"]
     status, body = get("/timeline?run=future&role=forward&layer=d9")
-    assert status == 400 and b"contract version 2" in body
+    assert status == 400 and b"contract version 3" in body
     # the upgraded tag: its newer records are named once the tag has been read (the listing alone cannot know)
     status, body = get("/runs")
     upgraded = {u["tag"]: u["reason"] for u in

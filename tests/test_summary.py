@@ -218,8 +218,9 @@ def test_metadata_is_tiny_tensor_class_and_versioned():
     assert md.plugin_data.plugin_name == "matmul_explainer"
     assert len(md.plugin_data.content) < 200
     newer = json.loads(md.plugin_data.content)
-    newer["v"] = 2
-    with pytest.raises(metadata.ContractError, match="contract version 2"):
+    assert newer["v"] == metadata.CONTRACT_VERSION == 2
+    newer["v"] = 3
+    with pytest.raises(metadata.ContractError, match="contract version 3"):
         metadata.parse_plugin_metadata(json.dumps(newer).encode())
     with pytest.raises(metadata.ContractError, match="JSON"):
         metadata.parse_plugin_metadata(b"\xff")

@@ -37,7 +37,7 @@ ROUTES = [
 ERRORS = [
     ("/overview?run=alpha&role=forward&step=-1", 400),
     ("/overview?run=nope&role=forward", 404),
-    ("/timeline?run=gamma&role=forward&layer=d9", 400),  # contract version 2
+    ("/timeline?run=gamma&role=forward&layer=d9", 400),  # contract version 3
     ("/units?run=alpha&role=forward&layer=d0&step=%ff", 400),
     ("/..%2F..%2F..%2Fetc%2Fpasswd", 404),
 ]

@@ -1,0 +1,154 @@
+"""The records around a layer's matmul (contract version 2): the activation step, the activation gradient, the input
+features with their producer, and the per-unit magnitudes. Each is checked against the per-cell classifiers
+(`ops`) or plain TensorFlow on the same batch and weights, read back through TensorBoard's multiplexer."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tb_matmul_explainer import graph, ops
+from tb_matmul_explainer import keras as tk
+from tests.test_keras import EXACT, assert_record_equals, mlp, mlp_data, oracle, record_at, records
+
+ROLES = ("forward", "kernel_gradient", "activation", "activation_gradient", "input_features")
+
+
+def _classes(t, thr):
+    """[..., 3] float masks P, Z, N of `t` by the per-cell classifier."""
+    pos, zero, neg, _ = ops.classification_mask(tf.constant(t, tf.float32), threshold=float(thr))
+    return np.stack([m.numpy() for m in (pos, zero, neg)], -1).astype(np.float64)
+
+
+def _threshold(t):
+    return float(ops.classification_mask(tf.constant(t, tf.float32))[3])
+
+
+def _trained_mlp(tmp_path):
+    x, y = mlp_data()
+    model = mlp()
+    model.build((None, 8))
+    rng = np.random.default_rng(5)
+    model.get_layer("hidden").bias.assign(rng.normal(size=6).astype(np.float32))  # bias of both signs
+    w0 = [w.numpy() for w in model.weights]
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
+              callbacks=[tk.ExplainerCallback(tmp_path, update_freq=2, roles=ROLES, **EXACT)])
+    return x[:16], y[:16], w0, records(tmp_path)
+
+
+def test_every_role_is_written_where_it_applies(tmp_path):
+    _, _, _, recs = _trained_mlp(tmp_path)
+    # "out" has no activation of its own: no activation roles.
+    assert set(recs) == {f"hidden/{r}" for r in ROLES} | {"out/forward", "out/kernel_gradient", "out/input_features"}
+    assert recs["hidden/activation"][0].activation == "relu"
+    assert (recs["hidden/input_features"][0].producer, recs["hidden/input_features"][0].producer_kind) == (
+        "input_layer", "input")
+    assert (recs["out/input_features"][0].producer, recs["out/input_features"][0].producer_kind) == (
+        "hidden", "activation")
+    assert recs["hidden/forward"][0].version == 2
+
+
+def test_activation_and_activation_gradient_records_match_the_classifiers(tmp_path):
+    x, y, (w1, b1, w2, b2), recs = _trained_mlp(tmp_path)
+    m = x @ w1
+    with tf.GradientTape() as tape:
+        z = tf.constant(m) + b1
+        tape.watch(z)
+        a = tf.nn.relu(z)
+        tape.watch(a)
+        loss = keras.losses.MeanSquaredError()(y, a @ w2 + b2)
+    d_a = tape.gradient(loss, a).numpy()
+    z, a = z.numpy(), a.numpy()
+
+    # Activation: pairs (class of m, class of b), "near zero" = ReLU inactive (z <= 0).
+    b = np.broadcast_to(b1, z.shape)
+    pairs = (_classes(m, _threshold(m))[..., :, None] * _classes(b, _threshold(b1))[..., None, :]).reshape(16, 6, 9)
+    off = (z <= 0)[..., None]
+    record = record_at(recs, "hidden/activation", 0)
+    np.testing.assert_array_equal(record.counts, pairs.sum(0))
+    np.testing.assert_allclose(record.sums, (pairs * z[..., None]).sum(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(record.near_zero_counts, (pairs * off).sum(0))
+    np.testing.assert_allclose(record.near_zero_sums, (pairs * off * z[..., None]).sum(0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(record.near_zero_cells, off[..., 0].sum(0))
+    np.testing.assert_allclose(record.result_magnitude, np.abs(z).sum(0), rtol=1e-5)
+    np.testing.assert_array_equal(record.reference, _classes(a, _threshold(a))[..., 1].sum(0))
+    np.testing.assert_allclose(record.sums.sum(1), z.sum(0), rtol=1e-5, atol=1e-5)  # the split is exact
+
+    # Activation gradient: dJ/dz = dJ/da * relu'(z), as multiply_classify.
+    slope = (z > 0).astype(np.float32)
+    counts, sums, thr = ops.multiply_classify(d_a, slope, return_thresholds=True)
+    assert_record_equals(record_at(recs, "hidden/activation_gradient", 0), oracle(counts, sums, d_a * slope, -1, thr))
+
+
+def test_input_features_and_magnitudes_match_plain_tensorflow(tmp_path):
+    x, y, (w1, b1, w2, b2), recs = _trained_mlp(tmp_path)
+    h = np.maximum(x @ w1 + b1, 0)
+    record = record_at(recs, "out/input_features", 0)
+    np.testing.assert_array_equal(record.cells, np.full(6, 16.0))
+    np.testing.assert_array_equal(record.near_zero_cells, _classes(h, _threshold(h))[..., 1].sum(0))
+    np.testing.assert_array_equal(record.reference, (h == 0).sum(0))
+    np.testing.assert_allclose(record.result_magnitude, np.abs(h).sum(0), rtol=1e-5)
+    np.testing.assert_array_equal(record.counts, np.zeros((6, 9)))
+    np.testing.assert_allclose(record_at(recs, "out/forward", 0).result_magnitude, np.abs(h @ w2).sum(0), rtol=1e-5)
+    kernel_gradient = record_at(recs, "hidden/kernel_gradient", 0)
+    np.testing.assert_allclose(kernel_gradient.reference, np.abs(w1).sum(0), rtol=1e-6)
+    assert np.all(kernel_gradient.result_magnitude > 0) and kernel_gradient.padding_only == 0
+
+
+def test_same_convolution_on_a_one_pixel_map_names_its_padding_only_taps(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 1, 1, 3)).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((1, 1, 3)), keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+                              keras.layers.Flatten(), keras.layers.Dense(2, name="logits")])
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    model.fit(x, rng.normal(size=(8, 2)).astype(np.float32), batch_size=8, verbose=0,
+              callbacks=[tk.ExplainerCallback(tmp_path, update_freq=1, **EXACT)])
+    record = record_at(records(tmp_path), "conv/kernel_gradient", 0)
+    assert record.padding_only == 8 * 3 * 4  # 8 of 9 taps meet only padding, for 3 inputs x 4 filters
+    assert record.near_zero_cells.sum() >= record.padding_only
+
+
+def test_producers_are_found_through_the_keras_graph():
+    inputs = keras.Input((8, 8, 3), name="image")
+    h = keras.layers.Conv2D(4, 3, name="c1")(inputs)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Activation("relu", name="c1_relu")(h)
+    p = keras.layers.MaxPooling2D(name="pool")(h)
+    h = keras.layers.Conv2D(4, 1, name="c2")(p)
+    s = keras.layers.Add(name="add")([h, p])
+    out = keras.layers.Dense(2, name="head")(keras.layers.Flatten(name="flat")(s))
+    model = keras.Model(inputs, out)
+    assert graph.producer_of(model.get_layer("c1")) == ("image", "input")
+    assert graph.producer_of(model.get_layer("c2")) == ("c1_relu", "activation")  # through the pooling
+    assert graph.producer_of(model.get_layer("head")) == ("add", "layer")  # through Flatten, stops at Add
+    assert graph.producer_of(model.get_layer("c1_relu")) == ("bn", "layer")
+    assert graph.kind_of(keras.layers.Activation("linear")) == "layer"
+    seq = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="tanh", name="t"),
+                            keras.layers.Dropout(0.5), keras.layers.Dense(2, name="o")])
+    assert graph.producer_of(seq.get_layer("o")) == ("t", "activation")
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.a = keras.layers.Dense(3, activation="relu")
+        self.b = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.b(self.a(x))
+
+
+def test_subclassed_models_say_the_producer_is_not_known():
+    model = _Subclassed()
+    model(np.zeros((1, 4), np.float32))
+    assert graph.producer_of(model.b) == (None, None)
+
+
+def test_the_private_keras_graph_api_is_still_there():
+    """graph.py reads Layer._inbound_nodes, Node.input_tensors and KerasTensor._keras_history: if a Keras release
+    renames them, this fails (and producers would silently become unknown)."""
+    inputs = keras.Input((4,))
+    layer = keras.layers.Dense(2)
+    layer(inputs)
+    node = layer._inbound_nodes[0]
+    assert node.input_tensors[0]._keras_history.operation.name == inputs._keras_history.operation.name
