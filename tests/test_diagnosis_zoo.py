@@ -1,0 +1,194 @@
+"""A zoo of planted pathologies, trained with the callback and diagnosed from the logs: the diagnosis names the
+planted layer, its cause and its first step, and says nothing is wrong for the healthy controls. Each planted
+fact is first checked independently of the product, with plain TensorFlow on the same batch and weights."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tb_matmul_explainer import explain, loader
+from tb_matmul_explainer.keras import ExplainerCallback
+
+BATCH, FEATURES, CLASSES = 32, 16, 4
+
+
+def data(seed=0, samples=8 * BATCH, shape=(FEATURES,)):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(samples,) + shape).astype(np.float32)
+    y = rng.integers(0, CLASSES, samples)
+    return x, y
+
+
+def train(model, tmp_path, x, y, optimizer=None, update_freq=2, epochs=1):
+    """Fits `model` with the callback; returns (diagnoses, alerts) of its run at the latest step."""
+    model.compile(optimizer or keras.optimizers.Adam(1e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
+              callbacks=[ExplainerCallback(tmp_path, update_freq=update_freq)])
+    return explain.diagnose_run(loader.load(str(tmp_path)).runs["train"])
+
+
+def alerts_by_layer(alerts):
+    out = {}
+    for a in alerts:
+        out.setdefault(a.layer, []).append(a)
+    return out
+
+
+def test_dying_relus_from_a_negative_bias_are_named_where_they_die(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = data()
+    model = keras.Sequential([
+        keras.Input((FEATURES,)),
+        keras.layers.Dense(32, activation="relu", name="hidden_1"),
+        keras.layers.Dense(32, activation="relu", bias_initializer=keras.initializers.Constant(-8.0),
+                           name="hidden_2"),
+        keras.layers.Dense(CLASSES, name="logits")])
+    model.build((None, FEATURES))
+    # Independently: with the initial weights, hidden_2's pre-activation is negative for every input and unit.
+    h1 = model.get_layer("hidden_1")(tf.constant(x[:BATCH]))
+    z2 = h1 @ model.get_layer("hidden_2").kernel + model.get_layer("hidden_2").bias
+    assert np.all(z2.numpy() < 0)
+    diagnoses, alerts = train(model, tmp_path, x, y)
+    assert alerts, "no alert for a layer whose ReLUs are all dead"
+    lead = alerts[0]
+    assert (lead.kind, lead.layer, lead.first_step) == ("dead_units", "hidden_2", 0)
+    assert "bias" in lead.message
+    by_layer = alerts_by_layer(alerts)
+    assert "logits" not in by_layer and "hidden_1" not in by_layer  # the consumer is starved, not dead
+    logits = next(d for d in diagnoses if (d.layer, d.role) == ("logits", "forward"))
+    assert "hidden_2" in logits.text
+
+
+def test_dead_relus_after_batchnorm_are_named_at_the_activation_layer(tmp_path):
+    keras.utils.set_random_seed(1)
+    x, y = data(shape=(8, 8, 3))
+    inputs = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", use_bias=False, name="conv_1")(inputs)
+    h = keras.layers.BatchNormalization(beta_initializer=keras.initializers.Constant(-6.0), name="bn_1")(h)
+    h = keras.layers.Activation("relu", name="relu_1")(h)
+    h = keras.layers.Conv2D(8, 3, padding="same", name="conv_2")(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(h))
+    # Independently: relu_1's output is exactly zero everywhere on the first batch (training-mode BatchNorm).
+    probe = keras.Model(inputs, model.get_layer("relu_1").output)
+    assert np.all(probe(x[:BATCH], training=True).numpy() == 0)
+    diagnoses, alerts = train(model, tmp_path, x, y)
+    lead = alerts[0]
+    assert (lead.kind, lead.layer, lead.first_step) == ("dead_units", "relu_1", 0)
+    assert "conv_2" in lead.message  # where it was seen
+    assert "conv_2" not in alerts_by_layer(alerts)
+
+
+def test_a_frozen_zero_kernel_is_collapsed_since_the_first_step(tmp_path):
+    keras.utils.set_random_seed(2)
+    x, y = data()
+    model = keras.Sequential([
+        keras.Input((FEATURES,)),
+        keras.layers.Dense(32, activation="tanh", name="hidden"),
+        keras.layers.Dense(16, kernel_initializer="zeros", name="frozen"),
+        keras.layers.Dense(CLASSES, name="logits")])
+    model.get_layer("frozen").trainable = False
+    _, alerts = train(model, tmp_path, x, y)
+    collapsed = [a for a in alerts if a.kind == "collapsed_weights"]
+    assert [(a.layer, a.first_step) for a in collapsed] == [("frozen", 0)]
+    assert alerts[0].layer == "frozen"
+
+
+def test_exact_cancellation_is_named(tmp_path):
+    keras.utils.set_random_seed(3)
+    x, y = data()
+    inputs = keras.Input((FEATURES,))
+    twice = keras.layers.Concatenate(name="twice")([inputs, inputs])
+    cancel = keras.layers.Dense(16, use_bias=False, name="cancel")
+    h = cancel(twice)
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(keras.layers.Activation("tanh")(h)))
+    w = np.random.default_rng(3).normal(size=(FEATURES, 16)).astype(np.float32)
+    cancel.kernel.assign(np.concatenate([w, -w]))  # x.w - x.w: every result cancels
+    cancel.trainable = False
+    # Independently: the results are tiny against the products' magnitude.
+    z = (tf.constant(x[:BATCH]) @ tf.constant(w)).numpy()
+    assert np.abs(z).sum() > 1.0
+    _, alerts = train(model, tmp_path, x, y)
+    cancelling = [a for a in alerts if a.kind == "cancellation"]
+    assert [(a.layer, a.first_step) for a in cancelling] == [("cancel", 0)]
+
+
+def test_saturated_sigmoids_are_named(tmp_path):
+    keras.utils.set_random_seed(4)
+    x, y = data()
+    model = keras.Sequential([
+        keras.Input((FEATURES,)),
+        keras.layers.Dense(32, activation="sigmoid", bias_initializer=keras.initializers.Constant(30.0),
+                           name="saturated"),
+        keras.layers.Dense(CLASSES, name="logits")])
+    model.build((None, FEATURES))
+    z = tf.constant(x[:BATCH]) @ model.get_layer("saturated").kernel + model.get_layer("saturated").bias
+    s = tf.sigmoid(z).numpy()
+    assert np.all(s * (1 - s) < 0.0025)  # f'(z) below 1% of its largest value everywhere
+    _, alerts = train(model, tmp_path, x, y)
+    lead = alerts[0]
+    assert (lead.kind, lead.layer, lead.first_step) == ("dead_units", "saturated", 0)
+    assert "saturated" in lead.message
+
+
+def test_vanishing_gradients_in_a_deep_sigmoid_mlp(tmp_path):
+    keras.utils.set_random_seed(5)
+    x, y = data()
+    init = keras.initializers.RandomNormal(stddev=0.1, seed=0)
+    model = keras.Sequential([keras.Input((FEATURES,))] + [
+        keras.layers.Dense(32, activation="sigmoid", kernel_initializer=init, name=f"sigmoid_{i + 1}")
+        for i in range(8)] + [keras.layers.Dense(CLASSES, kernel_initializer=init, name="logits")])
+    _, alerts = train(model, tmp_path, x, y, optimizer=keras.optimizers.SGD(0.05))
+    vanishing = [a for a in alerts if a.kind == "vanishing_gradient"]
+    assert vanishing and vanishing[0].layer == "sigmoid_1" and vanishing[0].first_step == 0
+    assert all(a.kind == "vanishing_gradient" for a in alerts)
+
+
+def residual_cnn():
+    """Two BatchNorm residual blocks, ResNet-style (conv -> BN -> ReLU, Add, ReLU)."""
+    inputs = keras.Input((16, 16, 3))
+    h = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    h = keras.layers.Activation("relu", name="stem_relu")(keras.layers.BatchNormalization(name="stem_bn")(h))
+    for b in (1, 2):
+        r = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name=f"block{b}_conv_1")(h)
+        r = keras.layers.Activation("relu", name=f"block{b}_relu_1")(
+            keras.layers.BatchNormalization(name=f"block{b}_bn_1")(r))
+        r = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name=f"block{b}_conv_2")(r)
+        r = keras.layers.BatchNormalization(name=f"block{b}_bn_2")(r)
+        h = keras.layers.Activation("relu", name=f"block{b}_out")(keras.layers.Add(name=f"block{b}_add")([h, r]))
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(h), name="residual_cnn")
+
+
+def transformer_block():
+    """One Transformer encoder block over token embeddings."""
+    inputs = keras.Input((12,), dtype="int32")
+    h = keras.layers.Embedding(50, 32, name="embed")(inputs)
+    a = keras.layers.MultiHeadAttention(4, 8, name="attention")(h, h)
+    h = keras.layers.LayerNormalization(name="norm_1")(h + a)
+    f = keras.layers.Dense(64, activation="relu", name="ffn_1")(h)
+    f = keras.layers.Dense(32, name="ffn_2")(f)
+    h = keras.layers.LayerNormalization(name="norm_2")(h + f)
+    h = keras.layers.GlobalAveragePooling1D(name="pool")(h)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(h), name="transformer")
+
+
+@pytest.mark.parametrize("name", ["residual_cnn", "transformer", "relu_mlp"])
+def test_healthy_controls_have_nothing_wrong(tmp_path, name):
+    keras.utils.set_random_seed(6)
+    if name == "residual_cnn":
+        model, (x, y) = residual_cnn(), data(shape=(16, 16, 3))
+    elif name == "transformer":
+        model = transformer_block()
+        x = np.random.default_rng(6).integers(0, 50, (8 * BATCH, 12)).astype(np.int32)
+        y = x[:, 0] % CLASSES
+    else:
+        model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(64, activation="relu"),
+                                  keras.layers.Dense(64, activation="relu"), keras.layers.Dense(CLASSES)])
+        x, y = data()
+    diagnoses, alerts = train(model, tmp_path, x, y, epochs=2)
+    assert alerts == [], [(a.kind, a.layer, a.message) for a in alerts]
+    assert all(d.text.startswith("Nothing wrong") for d in diagnoses), [d.text for d in diagnoses
+                                                                         if not d.text.startswith("Nothing wrong")]
