@@ -22,7 +22,8 @@ import numpy as np
 #: A stored row is dead when its results are near zero in at least this share of its cells.
 DEAD_CELLS = 0.99
 #: The Record fields a table sums over units (each [S, ...] in the table).
-SUMMED_FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "cells", "near_zero_cells")
+SUMMED_FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "cells", "near_zero_cells",
+                 "result_magnitude", "reference")
 
 
 def near_zero_fraction(near_zero_cells, cells, empty=np.nan):
@@ -61,6 +62,11 @@ class Totals:
     rows: int                     # stored rows
     group_size: int
     dead_rows: tuple              # `dead_rows(record)`
+    result_magnitude: np.float64 = np.nan   # sum of |result| (NaN: not recorded, version 1)
+    reference: np.float64 = np.nan          # the role's reference column, summed (metadata.py)
+    padding_only: np.float64 = np.nan       # padding-only result cells (kernel_gradient)
+    output_threshold: np.float64 = np.nan   # activation: threshold of a = f(z)
+    dead_near_zero_counts: np.ndarray = None  # [9] near-zero counts of the dead rows only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +77,7 @@ class StepSummary:
     near_zero_fraction: float  # near-zero result cells / result cells
     non_finite: bool = False   # any non-finite value in an operand or the result
     non_finite_results: float = 0.0  # non-finite result cells / result cells (`non_finite_results`)
+    totals: object = None      # the record's `Totals` (for rules that judge earlier records their own way)
 
 
 def totals(record):
@@ -83,7 +90,8 @@ def totals(record):
 def summarise(step, record):
     """The `StepSummary` of a record (or of its `Totals`)."""
     t = totals(record)
-    return step_summary(step, len(t.dead_rows), t.rows, t.cells, t.near_zero_cells, t.nonfinite)
+    return dataclasses.replace(step_summary(step, len(t.dead_rows), t.rows, t.cells, t.near_zero_cells, t.nonfinite),
+                               totals=t)
 
 
 def step_summary(step, dead, rows, cells, near_zero_cells, nonfinite=(0.0, 0.0, 0.0)):
@@ -121,6 +129,11 @@ class SeriesTable:
     rows: np.ndarray              # [S] int64 stored rows
     group_size: np.ndarray        # [S] int64 units per stored row
     dead_rows: tuple              # [S] tuples of dead stored row indices (`dead_rows`)
+    result_magnitude: np.ndarray  # [S] sum of |result| (NaN: not recorded)
+    reference: np.ndarray         # [S] the role's reference column, summed over units
+    padding_only: np.ndarray      # [S] padding-only result cells (NaN: version 1)
+    output_threshold: np.ndarray  # [S] activation: threshold of a = f(z) (NaN: version 1)
+    dead_near_zero_counts: np.ndarray  # [S, 9] near-zero counts summed over the dead rows only
 
     @classmethod
     def of_records(cls, steps, records):
@@ -135,7 +148,11 @@ class SeriesTable:
                    nonfinite=np.array([r.nonfinite for r in records], np.float64),
                    rows=np.array([len(r.cells) for r in records], np.int64),
                    group_size=np.array([r.group_size for r in records], np.int64),
-                   dead_rows=tuple(tuple(dead_rows(r)) for r in records))
+                   dead_rows=tuple(tuple(dead_rows(r)) for r in records),
+                   padding_only=np.array([r.padding_only for r in records], np.float64),
+                   output_threshold=np.array([r.output_threshold for r in records], np.float64),
+                   dead_near_zero_counts=np.array([r.near_zero_counts[dead_rows(r)].sum(axis=0) for r in records],
+                                                  np.float64).reshape(len(records), 9))
 
     def __len__(self):
         return len(self.steps)
@@ -160,7 +177,9 @@ class SeriesTable:
                       near_zero_sums=self.near_zero_sums[i], cells=self.cells[i],
                       near_zero_cells=self.near_zero_cells[i], thresholds=self.thresholds[i],
                       nonfinite=self.nonfinite[i], rows=int(self.rows[i]), group_size=int(self.group_size[i]),
-                      dead_rows=self.dead_rows[i])
+                      dead_rows=self.dead_rows[i], result_magnitude=self.result_magnitude[i],
+                      reference=self.reference[i], padding_only=self.padding_only[i],
+                      output_threshold=self.output_threshold[i], dead_near_zero_counts=self.dead_near_zero_counts[i])
 
     def record_at(self, step):
         """(step, `Totals`) of the latest record at or before `step` (the latest if None), or None."""

@@ -1,0 +1,228 @@
+"""The rules that judge one record (`diagnose`): its alerts, its causes and its plain-language text.
+
+Which rules apply depends on the record's role (see the package docstring for the thresholds and why): the
+matmul roles (forward, kernel_gradient, input_gradient), the activation step, the activation gradient and the
+input features. Rules that need more than one layer (vanishing gradients, dead inputs named at their producer)
+are `run.py`'s.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from tb_matmul_explainer.explain import causes as causes_lib
+from tb_matmul_explainer.explain.table import any_non_finite, non_finite_results, totals
+
+DEAD_UNITS = 0.10
+EXCESS = 0.20
+COLLAPSED = 0.50
+CANCELLED = 1e-3
+
+
+@dataclasses.dataclass
+class Alert:
+    kind: str            # dead_units | cancellation | excess_near_zero | vanishing_gradient | collapsed_weights
+    #                      | non_finite
+    layer: str           # where the problem starts
+    role: str
+    first_step: int
+    severity: float
+    message: str
+    run: str = ""
+    seen_in: str = ""    # the layer whose record shows it, where that is not `layer` (a consumer's input)
+
+
+@dataclasses.dataclass
+class Diagnosis:
+    layer: str
+    role: str
+    step: int
+    near_zero_fraction: float
+    causes: dict         # cause name -> share of near-zero cells' products it accounts for
+    dead_rows: list      # stored row indices that are dead at this step
+    text: str
+    alerts: list
+    starved: bool = False  # forward: its near-zero results come from near-zero inputs (`run.py` names the producer)
+
+
+def sentence(text):
+    return text[0].upper() + text[1:]
+
+
+def held_since(step, history, condition):
+    """The first step of the latest unbroken run of records (ending at `step`) for which `condition` holds;
+    `condition` takes a `table.StepSummary`."""
+    since = step
+    for earlier in sorted(history, key=lambda h: h.step, reverse=True):
+        if earlier.step >= step:
+            continue
+        if not condition(earlier):
+            break
+        since = earlier.step
+    return since
+
+
+def expected_near_zero_fraction(info):
+    """What the result threshold makes normal: 1 - confidence for a derived threshold, else unknown (None)."""
+    if info is None or (len(info.thresholds) > 2 and info.thresholds[2] is not None):
+        return None
+    return 1.0 - info.confidence
+
+
+def _padding_only(t):
+    return float(t.padding_only) if np.isfinite(t.padding_only) else 0.0
+
+
+def _near_zero_share(t):
+    """Near-zero result cells / cells, less the cells that only meet padding (zero by construction)."""
+    cells = t.cells - _padding_only(t)
+    return float(max(t.near_zero_cells - _padding_only(t), 0.0) / cells) if cells > 0 else 0.0
+
+
+def _collapsed(t):
+    kernel_zero = causes_lib.z_shares(t.counts)["second"]
+    return kernel_zero >= COLLAPSED and t.thresholds[1] == 0 and not t.nonfinite[1] > 0, kernel_zero
+
+
+def _cancelled(t):
+    share = causes_lib.kept_share(t)
+    return (not math.isnan(share)) and share <= CANCELLED, share
+
+
+def _is_starved(t, role):
+    """Forward: nearly all the near-zero cells' products have a near-zero input (a dead producer's output)."""
+    return role == "forward" and causes_lib.z_shares(t.near_zero_counts)["first"] >= causes_lib.DOMINANT
+
+
+def _non_finite_alert(t, layer, role, step, history, info):
+    names = [n for n, c in zip((*causes_lib.operand_names(info), "result"), t.nonfinite) if c > 0]
+    since = held_since(step, history, lambda h: h.non_finite)
+    return Alert("non_finite", layer, role, since, 1.0, f"non-finite values (NaN or inf) in the {', '.join(names)}.")
+
+
+def _matmul_alerts(t, layer, role, step, info, history):
+    """Alerts of a forward / kernel_gradient / input_gradient record."""
+    alerts = []
+    nf = non_finite_results(t.nonfinite, t.cells)
+    rows = t.rows
+    if role == "forward" and rows and len(t.dead_rows) / rows - nf >= DEAD_UNITS and not _is_starved(t, role):
+        since = held_since(step, history, lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS)
+        units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
+        alerts.append(Alert("dead_units", layer, role, since, len(t.dead_rows) / rows,
+                            f"{len(t.dead_rows)} of {rows} {units} are dead (near zero in every cell) since step "
+                            f"{since}."))
+    expected = expected_near_zero_fraction(info)
+    excess = _near_zero_share(t) - nf - expected if expected is not None else -1.0
+    if excess >= EXCESS and not _is_starved(t, role):
+        since = held_since(step, history, lambda h: _near_zero_share(h.totals) - h.non_finite_results - expected
+                           >= EXCESS)
+        alerts.append(Alert("excess_near_zero", layer, role, since, min(1.0, excess),
+                            f"{_near_zero_share(t):.0%} of results are near zero where about {expected:.0%} is "
+                            f"normal, since step {since}."))
+    if role in ("forward", "input_gradient") and _cancelled(t)[0]:
+        since = held_since(step, history, lambda h: _cancelled(h.totals)[0])
+        alerts.append(Alert("cancellation", layer, role, since, 1.0,
+                            f"every result cancels: |results| add up to {_cancelled(t)[1]:.1e} of the magnitude of "
+                            f"their products (large positive and negative products of equal size) since step "
+                            f"{since}."))
+    collapsed, kernel_zero = _collapsed(t)
+    if role == "forward" and collapsed:
+        since = held_since(step, history, lambda h: _collapsed(h.totals)[0])
+        alerts.append(Alert("collapsed_weights", layer, role, since, float(kernel_zero),
+                            f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights have "
+                            f"collapsed, since step {since}."))
+    return alerts
+
+
+def _matmul_text(t, role, info, alerts, found):
+    fraction = float(t.near_zero_cells / t.cells) if t.cells > 0 else 0.0
+    nf = non_finite_results(t.nonfinite, t.cells)
+    padding = _padding_only(t) / t.cells if t.cells > 0 else 0.0
+    why = causes_lib.because(found)
+    padded = (f" ({padding:.0%} of the kernel-gradient entries only ever meet SAME padding: zero by construction)"
+              if padding >= causes_lib.MIN_SHARE else "")
+    if alerts:
+        counted = f" (NaN counts as near zero: {nf:.0%} of results are non-finite)" if nf > 0 else ""
+        expected = expected_near_zero_fraction(info)
+        normal = f" (about {expected:.0%} is normal)" if any(a.kind == "excess_near_zero" for a in alerts) else ""
+        lead = [sentence(a.message) for a in alerts if a.kind == "non_finite"]
+        rest = [sentence(a.message) for a in alerts if a.kind not in ("non_finite", "excess_near_zero")]
+        return " ".join(lead + [f"{fraction:.0%} of results are near zero{counted}{padded}"
+                                f"{', ' + why if why else ''}{normal}."] + rest)
+    if _is_starved(t, role):
+        return f"{fraction:.0%} of results are near zero, {why or 'because its input is near zero'}."
+    if t.near_zero_cells:
+        text = f"Nothing wrong: {fraction:.0%} of results are near zero{padded}, as expected for this layer."
+        return text + (f" They are near zero {why}." if why else "")
+    return "Nothing wrong: no result is near zero."
+
+
+def _activation(t, layer, role, step, info, history):
+    """The activation step: dead units (inactive in >= 99% of their cells)."""
+    name = info.activation if info is not None and info.activation else "activation"
+    word = causes_lib.inactive_word(name)
+    inactive = float(t.near_zero_cells / t.cells) if t.cells > 0 else 0.0
+    outputs = float(t.reference / t.cells) if t.cells > 0 and np.isfinite(t.reference) else math.nan
+    out_text = f"; {outputs:.0%} of its outputs are near zero" if not math.isnan(outputs) else ""
+    rows, dead = t.rows, len(t.dead_rows)
+    alerts, found = [], {}
+    if rows and dead / rows - non_finite_results(t.nonfinite, t.cells) >= DEAD_UNITS:
+        since = held_since(step, history, lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS)
+        cause = causes_lib.activation_cause(t, name)
+        units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
+        kind = "dying ReLUs" if word == "off" else f"saturated {name}"
+        alerts.append(Alert("dead_units", layer, role, since, dead / rows,
+                            f"{dead} of {rows} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
+                            f"inputs) since step {since}{': ' + cause if cause else ''}."))
+        found[cause] = dead / rows
+        text = f"The {name} is {word} in {inactive:.0%} of cells{out_text}. " + sentence(alerts[-1].message)
+    else:
+        text = f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text}."
+    return alerts, found, text
+
+
+def _activation_gradient(t, info):
+    """dJ/dz = dJ/da * f'(z): whether near-zero dJ/dz comes from the activation being off or from a small dJ/da."""
+    found = causes_lib.near_zero_causes(t, info, with_cancellation=False)
+    fraction = float(t.near_zero_cells / t.cells) if t.cells > 0 else 0.0
+    labels = {"near-zero activation derivative": "the activation is off or saturated",
+              "near-zero activation output gradient": "dJ/da, the gradient arriving from later layers, is small"}
+    named = {labels.get(k, k): v for k, v in found.items()}
+    why = "; ".join(f"{k} ({v:.0%} of them)" for k, v in sorted(named.items(), key=lambda kv: -kv[1]))
+    return named, (f"{fraction:.0%} of the pre-activation gradients dJ/dz are near zero"
+                   f"{': ' + why if why else ''}.")
+
+
+def _input_features(t, info):
+    rows, dead = t.rows, len(t.dead_rows)
+    producer = f" (from {info.producer})" if info is not None and info.producer else ""
+    zeros = float(t.reference / t.cells) if t.cells > 0 and np.isfinite(t.reference) else math.nan
+    zero_text = f", {zeros:.0%} of its input values are exactly zero" if not math.isnan(zeros) else ""
+    return (f"{dead} of {rows} input features are near zero in every row{producer}{zero_text}."
+            if dead else f"No input feature is near zero in every row{producer}{zero_text}.")
+
+
+def diagnose(record, *, layer="", role="forward", step=0, info=None, history=()):
+    """Diagnoses one record (a `metadata.Record` or its `Totals`) of `role`. `history`: `StepSummary`s of the
+    layer's earlier records (for "since which step"). Returns a `Diagnosis` whose `text` is plain sentences."""
+    t = totals(record)
+    fraction = float(t.near_zero_cells / t.cells) if t.cells > 0 else 0.0
+    alerts = [_non_finite_alert(t, layer, role, step, history, info)] if any_non_finite(t.nonfinite) else []
+    found, starved = {}, False
+    if role == "activation":
+        more, found, text = _activation(t, layer, role, step, info, history)
+        alerts += more
+    elif role == "activation_gradient":
+        found, text = _activation_gradient(t, info)
+    elif role == "input_features":
+        text = _input_features(t, info)
+    else:
+        alerts += _matmul_alerts(t, layer, role, step, info, history)
+        starved = _is_starved(t, role)
+        found = causes_lib.near_zero_causes(t, info, with_cancellation=bool(alerts))
+        text = _matmul_text(t, role, info, alerts, found)
+    if role not in ("forward", "kernel_gradient", "input_gradient") and any(a.kind == "non_finite" for a in alerts):
+        text = sentence(alerts[0].message) + " " + text
+    dead = list(t.dead_rows) if role in ("forward", "activation", "input_features") else []
+    return Diagnosis(layer, role, step, fraction, found, dead, text, alerts, starved)

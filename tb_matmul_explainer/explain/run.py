@@ -1,0 +1,157 @@
+"""The rules across a run's layers (`diagnose_run`): dead inputs named where they start, vanishing gradients, and
+the ranking that puts the origin of a problem first."""
+
+import math
+
+import numpy as np
+
+from tb_matmul_explainer.explain.rules import DEAD_UNITS, Alert, diagnose, held_since, sentence
+from tb_matmul_explainer.explain.table import totals
+
+VANISHING_RATIO = 1000.0     # on mean |dW| / mean |W|
+V1_VANISHING_RATIO = 100.0   # on the version-1 measure, as version 1 of the diagnosis judged it
+
+
+def relative_scale(record):
+    """mean |dW| / mean |W| of a kernel-gradient record (kernel entries that only meet padding left out of the
+    mean), or None where the record lacks |dW| or |W| (version 1, the summary ops)."""
+    t = totals(record)
+    if t.cells <= 0 or not (np.isfinite(t.result_magnitude) and np.isfinite(t.reference)):
+        return None
+    live = t.cells - (t.padding_only if np.isfinite(t.padding_only) else 0.0)
+    return float((t.result_magnitude / live) / (t.reference / t.cells)) if live > 0 and t.reference > 0 else 0.0
+
+
+def gradient_scale(record):
+    """How large a layer's kernel gradient is: `relative_scale` where recorded, else sum(|pair sums|) / cells, the
+    version-1 bound on the mean |dW|. `record`: a `metadata.Record` or its `Totals`."""
+    relative = relative_scale(record)
+    if relative is not None:
+        return relative
+    t = totals(record)
+    return float(np.abs(t.sums).sum() / t.cells) if t.cells > 0 else 0.0
+
+
+def _scales(records):
+    """({layer: scale}, bound): relative scales if every record has them, else the version-1 measure."""
+    relative = {layer: relative_scale(r) for layer, r in records.items()}
+    if all(v is not None for v in relative.values()):
+        return relative, VANISHING_RATIO
+    return {layer: gradient_scale(r) for layer, r in records.items()}, V1_VANISHING_RATIO
+
+
+def _vanishing(records):
+    """{layer: ratio} of the layers whose scale is at most 1/bound of the largest; records: {layer: record}."""
+    scales, bound = _scales(records)
+    top = max(scales.values(), default=0.0)
+    return {layer: (top / s if s > 0 else math.inf) for layer, s in scales.items() if top > 0 and s * bound <= top}
+
+
+def vanishing_gradient_alerts(kernel_gradients, step):
+    """Vanishing-gradient alerts at one step; `kernel_gradients`: [(layer, Record or Totals)] in model order."""
+    return [_vanishing_alert(layer, ratio, step, relative_scale(dict(kernel_gradients)[layer]) is not None)
+            for layer, ratio in _vanishing(dict(kernel_gradients)).items()]
+
+
+def _vanishing_alert(layer, ratio, since, relative=True):
+    severity = 1.0 if math.isinf(ratio) else min(1.0, math.log10(ratio) / 4)
+    measure = " relative to the weights (mean |dW| / mean |W|)," if relative else ""
+    return Alert("vanishing_gradient", layer, "kernel_gradient", since, severity,
+                 f"kernel gradients,{measure} are {ratio:.3g}x smaller than in the layer where they are largest "
+                 f"(vanishing gradients), since step {since}.")
+
+
+def _vanishing_run(views, diagnoses):
+    """Vanishing-gradient alerts at the latest step the kernel-gradient records share, dated back over the earlier
+    steps at which the same layer was vanishing."""
+    series = {layer: view for (layer, role), view in views.items() if role == "kernel_gradient"}
+    picked = {layer: view.record_at(diagnoses[(layer, "kernel_gradient")].step) for layer, view in series.items()
+              if (layer, "kernel_gradient") in diagnoses}
+    if len(picked) < 2:
+        return []
+    step = max(s for s, _ in picked.values())
+    records = {layer: r for layer, (_, r) in picked.items()}
+    vanishing = _vanishing(records)
+    if not vanishing:
+        return []
+    earlier = {}  # step -> {layer: Totals}
+    for layer, view in series.items():
+        for h in view.history(step):
+            earlier.setdefault(h.step, {})[layer] = h.totals
+    history = [_Held(s, _vanishing(layer_totals)) for s, layer_totals in earlier.items()
+               if len(layer_totals) == len(series)]
+    relative = relative_scale(next(iter(records.values()))) is not None
+    return [_vanishing_alert(layer, ratio, held_since(step, history, lambda h, l=layer: l in h.vanishing), relative)
+            for layer, ratio in vanishing.items()]
+
+
+class _Held:
+    """An earlier step's vanishing layers, for `held_since`."""
+
+    def __init__(self, step, vanishing):
+        self.step, self.vanishing = step, vanishing
+
+
+def _dead_inputs(views, diagnoses, alerts):
+    """Input features near zero in every row: named at the layer that made them. A recorded producer with an
+    activation record says so itself; an Activation / BatchNormalization / Add producer gets the alert, once."""
+    by_producer = {}
+    for (layer, role), d in diagnoses.items():
+        info = views[(layer, role)].info
+        if role != "input_features" or not d.dead_rows or info is None:
+            continue
+        t = views[(layer, role)].record_at(d.step)[1]
+        share = len(d.dead_rows) / totals(t).rows
+        producer, kind = info.producer, info.producer_kind
+        forward = diagnoses.get((layer, "forward"))
+        if forward is not None and forward.starved and producer:
+            forward.text = forward.text.replace("near-zero input", f"near-zero input from {producer}", 1)
+        if share < DEAD_UNITS or kind == "input":
+            continue
+        if (producer, "activation") in diagnoses:
+            continue  # the producer's own activation record raises (or not) its dead units
+        origin = producer or layer
+        since = held_since(d.step, views[(layer, role)].history(d.step), lambda h: h.dead_share >= DEAD_UNITS)
+        what = (f"{len(d.dead_rows)} of {totals(t).rows} of its output features are near zero for every input "
+                f"since step {since} (seen in the input of {layer})" if producer else
+                f"{len(d.dead_rows)} of {totals(t).rows} input features are near zero for every input since step "
+                f"{since} (their producer is not known: the model is not a functional or Sequential graph)")
+        hint = " — dead units: the activation is off for them; look at what feeds it (a BatchNormalization's " \
+               "beta and gamma, the previous layer's bias)" if kind == "activation" else ""
+        if origin not in by_producer or share > by_producer[origin].severity:
+            by_producer[origin] = Alert("dead_units", origin, "input_features", since, share, f"{what}{hint}.",
+                                        seen_in=layer)
+    alerts.extend(by_producer.values())
+
+
+def diagnose_run(layers, step=None):
+    """Diagnoses every (layer, role) of a run at `step` (default: each layer's latest record).
+
+    `layers`: {(layer, role): view} in model order, where a view has `info` (`metadata.PluginMetadata`),
+    `record_at(step)` -> `(step, Record or Totals)` of the latest record at or before `step` (latest for None),
+    or None, and `history(step)` -> `StepSummary`s of the records before `step` (`loader.LayerSeries` is one).
+    Returns (diagnoses, alerts), alerts ranked: non-finite values first, then by severity, earliest step, and
+    model order (so that where a problem starts leads the layers it starves).
+    """
+    diagnoses, alerts = {}, []
+    for (layer, role), view in layers.items():
+        picked = view.record_at(step)
+        if picked is None:
+            continue
+        at_step, record = picked
+        d = diagnose(record, layer=layer, role=role, step=at_step, info=view.info, history=view.history(at_step))
+        diagnoses[(layer, role)] = d
+        alerts.extend(d.alerts)
+    _dead_inputs(layers, diagnoses, alerts)
+    vanishing = _vanishing_run(layers, diagnoses)
+    alerts.extend(vanishing)
+    for a in vanishing:
+        d = diagnoses[(a.layer, a.role)]
+        d.alerts.append(a)
+        d.text = ("" if d.text.startswith("Nothing wrong") else d.text + " ") + sentence(a.message)
+    order = {layer: view.info.index if view.info is not None else 0 for (layer, _), view in layers.items()}
+    for a in alerts:
+        if a.layer not in order:  # a producer without records of its own: just before the layer it feeds
+            order[a.layer] = order.get(a.seen_in, 0) - 0.5
+    alerts.sort(key=lambda a: (a.kind != "non_finite", -round(a.severity, 2), a.first_step, order[a.layer], a.layer))
+    return list(diagnoses.values()), alerts
