@@ -33,10 +33,16 @@ a break; `layer` = where the problem starts):
   * excess near-zero results (matmul roles): the near-zero share (less non-finite results, and less kernel-gradient
     entries that only meet SAME padding, which are zero by construction and said so) exceeds what the threshold
     makes normal (1 - confidence) by EXCESS (20 points). Not raised for a starved layer.
-  * vanishing gradients (kernel_gradient, across layers): mean |dW| / mean |W| at most 1/VANISHING_RATIO (1/1000)
-    of the layer where it is largest. Relative to the layer's own weights, because BatchNorm makes a layer's output
-    invariant to its weights' scale, so raw gradient magnitudes are not comparable across layers. Version-1
-    records (no |W|) use the old measure, sum(|pair sums|) / cells. Severity = log10(ratio) / 4, at most 1.
+  * vanishing gradients (kernel_gradient, across layers): on mean |dW| / mean |W| (relative to the layer's own
+    weights, because BatchNorm makes a layer's output invariant to its weights' scale, so raw gradient magnitudes
+    are not comparable across layers), gradients vanish going backward: a layer is named when the largest relative
+    scale of the layers after it is at least VANISHING_RATIO (100x) the largest of it and all layers before it.
+    Measured (bench/gradient_scales.py, 30 Adam steps): that ratio is at most 0.08 on ResNet50, 1.5 on
+    MobileNetV2, 7.5 on a 2-block Transformer, 8.9 on a ReLU MLP, and 1e6 at the first layer of an 8-layer sigmoid
+    MLP (whose healthy-looking last layers stay quiet). A plain "smaller than the largest layer" rule is wrong on
+    real models: ResNet50's smallest relative scales are 4000x below its largest, in its last stage. Version-1
+    records (no |W|) keep the old rule: sum(|pair sums|) / cells at most 1/100 of the largest layer's. Severity =
+    log10(ratio) / 4, at most 1.
   * collapsed weights (forward): >= COLLAPSED (50%) of the kernel's products involve zero weights (a zero
     threshold), no weight non-finite.
   * non-finite values in an operand or the result (severity 1, always first).
