@@ -171,6 +171,25 @@ def _walk(model):
     return out
 
 
+def _groups(all_layers):
+    """{id(layer): the index of its outermost non-Model ancestor-or-self} over `_walk`'s list (parents first): the
+    sublayers of a MultiHeadAttention share its index."""
+    index, group = {id(layer): i for i, layer in enumerate(all_layers)}, {}
+
+    def assign(layer, g):
+        for child in getattr(layer, "_layers", []):
+            if id(child) in index and id(child) not in group:
+                group[id(child)] = g
+                assign(child, g)
+
+    for i, layer in enumerate(all_layers):
+        if id(layer) not in group:
+            group[id(layer)] = i
+            if not isinstance(layer, keras.Model):
+                assign(layer, i)
+    return group
+
+
 def _einsum_plan(equation):
     """The number of contracted axes if the equation is a matmul over the input's trailing axes with the kernel's
     contracted axes first and its unit axes last; else a reason string."""
@@ -330,6 +349,7 @@ class LayerRecorder:
                 else:
                     raise TypeError(f"layers must hold layer names or layer objects, got {type(item).__name__}")
         targets, skipped, names = [], {}, set()
+        groups = _groups(all_layers)
         for index, layer in enumerate(all_layers):
             if wanted is not None and id(layer) not in chosen:
                 continue
@@ -363,7 +383,7 @@ class LayerRecorder:
                     units=_units(layer, kind, role), confidence=self.confidence,
                     thresholds=self.thresholds if role in metadata.MATMUL_ROLES else (None, None, None),
                     activation=target.activation.name if role.startswith("activation") else None,
-                    producer=target.producer[0], producer_kind=target.producer[1])
+                    producer=target.producer[0], producer_kind=target.producer[1], group=groups[id(layer)])
             targets.append(target)
         return targets, skipped
 

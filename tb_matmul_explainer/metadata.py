@@ -52,6 +52,9 @@ Pairs are `PP PZ PN ZP ZZ ZN NP NZ NN`, first letter = first operand. Roles and 
 The SummaryMetadata content (written with every event, so kept tiny) is compact UTF-8 JSON:
   {"v": 2, "role": ..., "op": ..., "operands": [first, second], "layer": name, "index": position in the model,
    "units": int, "confidence": float, "thresholds": [first, second, result] (null = derived),
+   "group": position of the outermost layer that is not a Model and holds this one (MultiHeadAttention for its
+            query/key/value/output projections; the layer itself otherwise): layers of one group read the same
+            input at the same depth,
    "activation": Keras name of f (activation roles; else absent),
    "producer": name of the layer that produced the input (input_features; null if not resolved),
    "producer_kind": "input" (the model's input), "activation" (a layer that applies a non-linear activation,
@@ -121,6 +124,7 @@ class PluginMetadata:
     activation: str = None   # activation roles: the Keras name of f
     producer: str = None     # input_features: the layer that produced the input (None: not resolved)
     producer_kind: str = None  # "input", "activation" or "layer"
+    group: int = None          # the outermost non-Model layer holding this one (None: the layer itself)
 
 
 def group_size(units, max_units=DEFAULT_MAX_UNITS):
@@ -137,7 +141,7 @@ def record_bytes(units, max_units=DEFAULT_MAX_UNITS):
 
 def create_summary_metadata(display_name, description, *, role, op, layer, index, units, confidence,
                             thresholds=(None, None, None), activation=None, producer=None,
-                            producer_kind=None):
+                            producer_kind=None, group=None):
     """A `SummaryMetadata` proto for one (layer, role) tag, with `data_class=DATA_CLASS_TENSOR`."""
     from tensorboard.compat.proto import summary_pb2
 
@@ -150,6 +154,8 @@ def create_summary_metadata(display_name, description, *, role, op, layer, index
         "index": int(index), "units": int(units), "confidence": float(confidence),
         "thresholds": [None if t is None else float(t) for t in thresholds],
     }
+    if group is not None:
+        content["group"] = int(group)
     if activation is not None:
         content["activation"] = str(activation)
     if role == "input_features":
@@ -185,7 +191,8 @@ def parse_plugin_metadata(content):
             thresholds=tuple(raw["thresholds"]), version=version,
             activation=None if raw.get("activation") is None else str(raw["activation"]),
             producer=None if raw.get("producer") is None else str(raw["producer"]),
-            producer_kind=None if raw.get("producer_kind") is None else str(raw["producer_kind"]))
+            producer_kind=None if raw.get("producer_kind") is None else str(raw["producer_kind"]),
+            group=None if raw.get("group") is None else int(raw["group"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ContractError(f"metadata content is missing or has a malformed field: {e!r}") from None
 

@@ -101,31 +101,27 @@ def inactive_word(activation):
 
 
 def activation_cause(t, activation):
-    """Why a layer's activation is inactive in its dead units: which of x.W (the matmul part m) and the bias b set
-    the sign of z there, from the dead rows' inactive cells per (class of m, class of b)."""
+    """Why a layer's activation is inactive in its dead units, from the dead rows' inactive cells per (class of
+    the matmul part m = x.W, class of the bias b): on which side z is (the sign of their z sums), then
+      * the bias outweighs x.W: the bias is on that side and x.W is on the other in at least a quarter of the cells
+        (without the bias those cells would be active);
+      * x.W is near zero (a dead input, or zero weights) and the bias decides: m in Z in at least half the cells;
+      * else x.W itself is on that side."""
     counts = t.dead_near_zero_counts if t.dead_near_zero_counts is not None and t.dead_near_zero_counts.sum() > 0 \
         else t.near_zero_counts
-    sums = t.near_zero_sums
     total = counts.sum()
     if total <= 0:
         return ""
-    votes = {"bias": 0.0, "zero": 0.0, "matmul": 0.0}
-    signs = {}
-    for i, m_sign in enumerate(_SIGN):
-        for j, b_sign in enumerate(_SIGN):
-            k = 3 * i + j
-            z_sign = int(np.sign(sums[k])) or -1
-            signs[z_sign] = signs.get(z_sign, 0.0) + counts[k]
-            if m_sign == z_sign:
-                votes["matmul"] += counts[k]
-            elif b_sign == z_sign:
-                votes["bias" if m_sign else "zero"] += counts[k]
-    z_sign = max(signs, key=signs.get)
+    z_sign = -1 if t.near_zero_sums.sum() <= 0 else 1
     side = "negative" if z_sign < 0 else "positive"
-    cause = max(votes, key=votes.get)
-    share = votes[cause] / total
-    text = {"bias": f"pre-activations are {side} because the bias outweighs x.W",
-            "zero": f"x.W is near zero (its input or weights are) and the bias makes pre-activations {side}",
-            "matmul": f"x.W is {side} for almost every input (the weights point {'away from' if z_sign < 0 else 'along'}"
-                      f" the data)"}[cause]
-    return f"{text} ({share:.0%} of the inactive cells)"
+    by_m = np.asarray(counts, np.float64).reshape(3, 3)  # [class of m, class of b]
+    m_share = {sign: by_m[i].sum() / total for i, sign in enumerate(_SIGN)}
+    b_share = {sign: by_m[:, j].sum() / total for j, sign in enumerate(_SIGN)}
+    if b_share[z_sign] >= 0.5 and m_share[-z_sign] >= 0.25:
+        return (f"pre-activations are {side} because the bias outweighs x.W (x.W alone is on the active side in "
+                f"{m_share[-z_sign]:.0%} of the inactive cells)")
+    if m_share[0] >= 0.5:
+        return f"x.W is near zero in {m_share[0]:.0%} of the inactive cells (its input or weights are) and the bias " \
+               f"makes pre-activations {side}"
+    return f"x.W is {side} in {m_share[z_sign]:.0%} of the inactive cells (the weights point " \
+           f"{'away from' if z_sign < 0 else 'along'} the data)"

@@ -91,8 +91,10 @@ def _cancelled(t):
 
 
 def _is_starved(t, role):
-    """Forward: nearly all the near-zero cells' products have a near-zero input (a dead producer's output)."""
-    return role == "forward" and causes_lib.z_shares(t.near_zero_counts)["first"] >= causes_lib.DOMINANT
+    """Forward and kernel gradient: nearly all the near-zero cells' products have a near-zero layer input (a dead
+    producer's output), so the problem is the producer's."""
+    return role in ("forward", "kernel_gradient") and t.near_zero_cells > 0 and \
+        causes_lib.z_shares(t.near_zero_counts)["first"] >= causes_lib.DOMINANT
 
 
 def _non_finite_alert(t, layer, role, step, history, info):
@@ -178,7 +180,8 @@ def _activation(t, layer, role, step, info, history):
         found[cause] = dead / rows
         text = f"The {name} is {word} in {inactive:.0%} of cells{out_text}. " + sentence(alerts[-1].message)
     else:
-        text = f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text}."
+        dead_text = f" ({dead} of {rows} units dead, below the {DEAD_UNITS:.0%} that raises an alert)" if dead else ""
+        text = f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text}{dead_text}."
     return alerts, found, text
 
 
@@ -190,7 +193,7 @@ def _activation_gradient(t, info):
               "near-zero activation output gradient": "dJ/da, the gradient arriving from later layers, is small"}
     named = {labels.get(k, k): v for k, v in found.items()}
     why = "; ".join(f"{k} ({v:.0%} of them)" for k, v in sorted(named.items(), key=lambda kv: -kv[1]))
-    return named, (f"{fraction:.0%} of the pre-activation gradients dJ/dz are near zero"
+    return named, (f"Nothing wrong here: {fraction:.0%} of the pre-activation gradients dJ/dz are near zero"
                    f"{': ' + why if why else ''}.")
 
 
@@ -199,8 +202,10 @@ def _input_features(t, info):
     producer = f" (from {info.producer})" if info is not None and info.producer else ""
     zeros = float(t.reference / t.cells) if t.cells > 0 and np.isfinite(t.reference) else math.nan
     zero_text = f", {zeros:.0%} of its input values are exactly zero" if not math.isnan(zeros) else ""
-    return (f"{dead} of {rows} input features are near zero in every row{producer}{zero_text}."
-            if dead else f"No input feature is near zero in every row{producer}{zero_text}.")
+    if dead and dead / rows >= DEAD_UNITS:
+        return f"{dead} of {rows} input features are near zero in every row{producer}{zero_text}."
+    below = f" ({dead} of {rows}, below the {DEAD_UNITS:.0%} that raises an alert)" if dead else ""
+    return f"Nothing wrong: no input feature is near zero in every row{below}{producer}{zero_text}."
 
 
 def diagnose(record, *, layer="", role="forward", step=0, info=None, history=()):

@@ -19,7 +19,9 @@ def relative_scale(record):
     if t.cells <= 0 or not (np.isfinite(t.result_magnitude) and np.isfinite(t.reference)):
         return None
     live = t.cells - (t.padding_only if np.isfinite(t.padding_only) else 0.0)
-    return float((t.result_magnitude / live) / (t.reference / t.cells)) if live > 0 and t.reference > 0 else 0.0
+    if live <= 0 or t.reference <= 0:
+        return None  # all-zero weights: collapsed weights says so; nothing to compare the gradient with
+    return float((t.result_magnitude / live) / (t.reference / t.cells))
 
 
 def gradient_scale(record):
@@ -32,22 +34,28 @@ def gradient_scale(record):
     return float(np.abs(t.sums).sum() / t.cells) if t.cells > 0 else 0.0
 
 
-def _vanishing(records):
-    """{layer: ratio} of the vanishing layers; records: {layer: record} in model order.
+def _vanishing(records, groups=None):
+    """{layer: ratio} of the vanishing layers; records: {layer: record} in model order; groups: {layer: group}
+    (`metadata.PluginMetadata.group`: layers of one group, such as an attention layer's projections, read the same
+    input at the same depth and are judged together; default: each layer its own).
 
     Relative scales (every record has them): gradients vanish going backward, so a layer is vanishing when the
     largest relative scale of the layers after it is at least VANISHING_RATIO x the largest of it and every layer
     before it (measured: 1e6 at the first layer of an 8-layer sigmoid MLP; at most 9 on healthy ResNet50,
     MobileNetV2, Transformer and ReLU MLPs, whose smallest relative scales sit in their *last* stages). Otherwise
     the version-1 rule: at most 1/V1_VANISHING_RATIO of the largest layer's scale."""
-    relative = [relative_scale(r) for r in records.values()]
-    layers = list(records)
-    if all(v is not None for v in relative):
+    relative = {layer: relative_scale(r) for layer, r in records.items()}
+    if all(v is not None for v in relative.values()):
+        groups = groups or {}
+        by_group = {}
+        for layer, r in relative.items():
+            by_group.setdefault(groups.get(layer, layer), []).append(layer)
+        scales = [max(relative[layer] for layer in members) for members in by_group.values()]
         out = {}
-        for i, layer in enumerate(layers[:-1]):
-            before, after = max(relative[:i + 1]), max(relative[i + 1:])
+        for i, members in enumerate(list(by_group.values())[:-1]):
+            before, after = max(scales[:i + 1]), max(scales[i + 1:])
             if after > 0 and after >= VANISHING_RATIO * before:
-                out[layer] = after / before if before > 0 else math.inf
+                out.update({layer: after / before if before > 0 else math.inf for layer in members})
         return out
     scales = {layer: gradient_scale(r) for layer, r in records.items()}
     top = max(scales.values(), default=0.0)
@@ -72,25 +80,34 @@ def _vanishing_alert(layer, ratio, since, relative=True):
     return Alert("vanishing_gradient", layer, "kernel_gradient", since, severity, message)
 
 
+def _order(info):
+    """Model order of a layer: its group's position, then its own."""
+    if info is None:
+        return (0, 0)
+    return (info.group if info.group is not None else info.index, info.index)
+
+
 def _vanishing_run(views, diagnoses):
     """Vanishing-gradient alerts at the latest step the kernel-gradient records share, dated back over the earlier
     steps at which the same layer was vanishing."""
     series = dict(sorted(((layer, view) for (layer, role), view in views.items() if role == "kernel_gradient"),
-                         key=lambda kv: kv[1].info.index if kv[1].info is not None else 0))
+                         key=lambda kv: _order(kv[1].info)))
     picked = {layer: view.record_at(diagnoses[(layer, "kernel_gradient")].step) for layer, view in series.items()
               if (layer, "kernel_gradient") in diagnoses}
     if len(picked) < 2:
         return []
     step = max(s for s, _ in picked.values())
     records = {layer: r for layer, (_, r) in picked.items()}
-    vanishing = _vanishing(records)
+    groups = {layer: view.info.group if view.info is not None and view.info.group is not None else
+              (view.info.index if view.info is not None else layer) for layer, view in series.items()}
+    vanishing = _vanishing(records, groups)
     if not vanishing:
         return []
     earlier = {}  # step -> {layer: Totals}
     for layer, view in series.items():
         for h in view.history(step):
             earlier.setdefault(h.step, {})[layer] = h.totals
-    history = [_Held(s, _vanishing(layer_totals)) for s, layer_totals in earlier.items()
+    history = [_Held(s, _vanishing(layer_totals, groups)) for s, layer_totals in earlier.items()
                if len(layer_totals) == len(series)]
     relative = relative_scale(next(iter(records.values()))) is not None
     return [_vanishing_alert(layer, ratio, held_since(step, history, lambda h, l=layer: l in h.vanishing), relative)
@@ -136,6 +153,25 @@ def _dead_inputs(views, diagnoses, alerts):
     alerts.extend(by_producer.values())
 
 
+def _blocked(vanishing, alerts, views, diagnoses):
+    """Vanishing-gradient alerts less those of layers before a layer with dead units or collapsed weights: no
+    gradient passes back through those, which their own alert says (the earlier layer's text says so too)."""
+    order = {layer: _order(view.info) for (layer, _), view in views.items()}
+    blockers = [a for a in alerts if a.kind in ("dead_units", "collapsed_weights") and a.severity >= 0.5]
+    kept = []
+    for a in vanishing:
+        blocker = next((b for b in blockers
+                        if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(a.layer, (0, 0))), None)
+        if blocker is None:
+            kept.append(a)
+            continue
+        d = diagnoses.get((a.layer, a.role))
+        if d is not None:
+            d.text += f" Its gradients are tiny because {blocker.layer}, after it, passes almost none back " \
+                      f"({blocker.kind.replace('_', ' ')})."
+    return kept
+
+
 def diagnose_run(layers, step=None):
     """Diagnoses every (layer, role) of a run at `step` (default: each layer's latest record).
 
@@ -155,7 +191,7 @@ def diagnose_run(layers, step=None):
         diagnoses[(layer, role)] = d
         alerts.extend(d.alerts)
     _dead_inputs(layers, diagnoses, alerts)
-    vanishing = _vanishing_run(layers, diagnoses)
+    vanishing = _blocked(_vanishing_run(layers, diagnoses), alerts, layers, diagnoses)
     alerts.extend(vanishing)
     for a in vanishing:
         d = diagnoses[(a.layer, a.role)]
