@@ -93,8 +93,7 @@ def train(logdir, epochs, update_freq, runs=tuple(RUNS)):
         start = time.time()
         print(f"[{i + 1}/{len(runs)}] {name}: training {epochs} epochs ...", flush=True)
         history = model.fit(x, y, batch_size=64, epochs=epochs, validation_split=0.1, verbose=0,
-                            callbacks=[ExplainerCallback(os.path.join(logdir, name), update_freq=update_freq,
-                                                         roles=("forward", "kernel_gradient"))])
+                            callbacks=[ExplainerCallback(os.path.join(logdir, name), update_freq=update_freq)])
         print(f"    loss {history.history['loss'][-1]:.3f}, accuracy {history.history['accuracy'][-1]:.2f} "
               f"({time.time() - start:.0f} s)", flush=True)
 

@@ -30,11 +30,13 @@ def test_the_healthy_runs_have_nothing_wrong(demo_runs):
         assert all(d.text.startswith("Nothing wrong") for d in diagnoses), run
 
 
-def test_dying_relus_are_named(demo_runs):
+def test_dying_relus_are_named_where_they_die(demo_runs):
+    """The alert belongs to the layers whose ReLUs died, not to the layer that consumes their zeros."""
     diagnoses, alerts = explain.diagnose_run(demo_runs["dying_relu_mlp/train"])
-    assert alerts[0].kind == "dead_units" and alerts[0].layer == "logits"
+    assert alerts and {(a.kind, a.role) for a in alerts} == {("dead_units", "activation")}
+    assert alerts[0].layer in ("dense_1", "dense_2") and "logits" not in {a.layer for a in alerts}
     logits = next(d for d in diagnoses if (d.layer, d.role) == ("logits", "forward"))
-    assert "near-zero input" in logits.causes and "dead" in logits.text
+    assert logits.starved and "near-zero input from dense_2" in logits.text
 
 
 def test_vanishing_gradients_are_named_in_the_first_layers(demo_runs):
