@@ -6,6 +6,7 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApi } from '../src/api';
 import { App } from '../src/app';
+import { worstLayer } from '../src/load/defaults';
 import { alertSelection } from '../src/views/alerts';
 import type { CompareOverviewResponse, RunsResponse } from '../src/types';
 import { alert, alerts, diagnosis, heatmap, layer, overview, runs, units } from './fixtures';
@@ -250,6 +251,29 @@ describe('tab DOM', () => {
     overlay.dispatchEvent(new MouseEvent('click', { clientX: l.cellW * 1.5, clientY: l.cellH * 0.5, bubbles: true }));
     expect(app.store.get().layer).toBe('dense');
     expect(app.store.get().step).toBe(100);
+  });
+
+  it('a new selection moves the outline of heatmaps whose data did not change, without rebuilding them', async () => {
+    const app = await mount();
+    const card = (id: string) => document.querySelector<HTMLElement>(`[data-heatmap="${id}"]`)!;
+    const before = { wherewhen: card('wherewhen'), timeline: card('timeline'), overview: card('overview') };
+    const l = JSON.parse(before.wherewhen.dataset.layout!) as { cellW: number; cellH: number };
+    const overlay = before.wherewhen.querySelector<HTMLCanvasElement>('.mmx-hm-overlay')!;
+    overlay.dispatchEvent(new MouseEvent('click', { clientX: l.cellW * 1.5, clientY: l.cellH * 1.5, bubbles: true }));
+    await settle();
+    expect(app.store.get().step).toBe(100);
+    // Same data (layers x steps; the layer's pairs over steps): the same cards, only their overlay redrawn.
+    expect(card('wherewhen')).toBe(before.wherewhen);
+    expect(card('timeline')).toBe(before.timeline);
+    expect(card('wherewhen').querySelector('.mmx-axis-rows .tick.mmx-emph title')!.textContent).toBe(app.store.get().layer);
+    // The overview shows the data at the step: rebuilt.
+    expect(card('overview')).not.toBe(before.overview);
+  });
+
+  it('the layer detail opens on the layer with the largest near-zero fraction, chosen by the loader layer', async () => {
+    const app = await mount();
+    expect(app.store.get().layer).toBe(worstLayer(overview()));
+    expect(document.querySelector<HTMLSelectElement>('.mmx-layer-select')!.value).toBe(app.store.get().layer);
   });
 
   it('layers that were not recorded are listed per run as text; a backend without the field shows nothing', async () => {
