@@ -93,6 +93,11 @@ export function availableRoles(s: State): string[] {
   return [...order.filter((r) => set.has(r)), ...[...set].filter((r) => !order.includes(r)).sort()];
 }
 
+/** The patch that selects `step` of `steps` (ascending): its last step selects null, i.e. follow the latest. */
+export function stepPatch(steps: readonly number[], step: number): Pick<State, 'step'> {
+  return { step: step === steps[steps.length - 1] ? null : step };
+}
+
 export function runIndex(s: State, run: string): number {
   return s.runs.findIndex((r) => r.run === run);
 }

@@ -7,7 +7,7 @@ import { el, section } from '../dom';
 import { exact, exactF32, pct } from '../format';
 import { type HeatmapHandle, createHeatmap } from '../heatmap';
 import { DISPLAY_ORDER, describePair, pairStats, scoped } from '../pairs';
-import { type State, operandsOf } from '../state';
+import { type State, operandsOf, stepPatch } from '../state';
 import { type UnitSort, nonFiniteSteps, permuteRows, sortOrder, stepIndex, termOfColumn, timelineGrid, unitHeatmapGrid, unitsGrid } from '../transforms';
 import { TERMS, type TimelineResponse, type UnitHeatmap, type UnitsResponse } from '../types';
 import { diagnosisCard, matrixCard } from './layercards';
@@ -127,6 +127,19 @@ export class LayerView implements View {
     void slot.load(load, (v) => this.drawn.set(name, { ...draw(v), key }));
   }
 
+  /** What the two step views share: the layer's steps as columns, the selected one outlined, a click selects one. */
+  private stepColumns(s: State, layer: string, steps: number[]) {
+    return {
+      colTitle: 'step',
+      width: this.ctx.width(),
+      minCellW: 2,
+      maxCellW: 30,
+      selected: { row: null, col: stepIndex(steps, s.step) },
+      fileBase: [s.selected[0], s.role, layer],
+      onCellClick: (_r: number, c: number) => this.ctx.select(stepPatch(steps, steps[c])),
+    };
+  }
+
   /** The layer's units x steps of the near-zero share (rows sorted as the units x pairs view, when it loaded). */
   private drawUnitSteps(s: State, layer: string, uh: UnitHeatmap, u: UnitsResponse | null): HeatmapHandle {
     let grid = unitHeatmapGrid(uh, u?.units ?? uh.rows * uh.groupSize);
@@ -142,16 +155,10 @@ export class LayerView implements View {
       grid,
       scale: fractionScale(s),
       rowTitle: uh.groupSize > 1 ? 'units' : 'unit',
-      colTitle: 'step',
-      width: this.ctx.width(),
+      ...this.stepColumns(s, layer, uh.steps),
       maxPlotHeight: 420,
-      minCellW: 2,
-      maxCellW: 30,
       minCellH: 0.25,
       maxCellH: 16,
-      selected: { row: null, col: stepIndex(uh.steps, s.step) },
-      fileBase: [s.selected[0], s.role, layer],
-      onCellClick: (_r, c) => this.ctx.select({ step: c === uh.steps.length - 1 ? null : uh.steps[c] }),
       tooltip: (r, c) => {
         const v = grid.values[r * grid.cols + c];
         return {
@@ -175,16 +182,10 @@ export class LayerView implements View {
       grid,
       scale: measureScale(s, [grid.values]),
       rowTitle: 'pair',
-      colTitle: 'step',
-      width: this.ctx.width(),
+      ...this.stepColumns(s, layer, t.steps),
       maxPlotHeight: 9 * 18,
-      minCellW: 2,
-      maxCellW: 30,
       minCellH: 12,
       maxCellH: 18,
-      selected: { row: null, col: stepIndex(t.steps, s.step) },
-      fileBase: [s.selected[0], s.role, layer],
-      onCellClick: (_r, c) => this.ctx.select({ step: c === t.steps.length - 1 ? null : t.steps[c] }),
       tooltip: (r, c) => {
         const term = DISPLAY_ORDER[r];
         const rec = { counts: t.counts[c], sums: t.sums[c], near_zero_counts: t.near_zero_counts[c], near_zero_sums: t.near_zero_sums[c] };
@@ -213,7 +214,7 @@ export class LayerView implements View {
       const b = el('button', 'mmx-btn mmx-btn-small mmx-step-link', String(step));
       b.type = 'button';
       b.title = `Show step ${step}`;
-      b.addEventListener('click', () => this.ctx.select({ step: step === steps[steps.length - 1] ? null : step }));
+      b.addEventListener('click', () => this.ctx.select(stepPatch(steps, step)));
       box.append(i ? ' ' : '', b);
     });
     if (bad.length > shown.length) box.append(` … (${bad.length - shown.length} more)`);

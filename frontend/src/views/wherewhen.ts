@@ -1,7 +1,7 @@
 /** Where and when: layers x steps of the near-zero result fraction. Clicking a cell selects layer and step. */
 import { exact, pct } from '../format';
 import { createHeatmap } from '../heatmap';
-import { roleLabel, type State } from '../state';
+import { roleLabel, type State, stepPatch } from '../state';
 import { heatmapGrid, stepIndex } from '../transforms';
 import type { HeatmapResponse } from '../types';
 import { section } from '../dom';
@@ -71,7 +71,7 @@ export class WhereWhenView implements View {
       emphasisRow: row,
       fileBase: [h.run, h.role],
       onCellClick: (r, c) => {
-        this.ctx.select({ layer: h.layers[r], step: c === h.steps.length - 1 ? null : h.steps[c] });
+        this.ctx.select({ layer: h.layers[r], ...stepPatch(h.steps, h.steps[c]) });
       },
       tooltip: (r, c) => {
         const v = h.values[r]?.[c];
