@@ -17,7 +17,6 @@ import { exportCanvas } from './png';
 import { reportRendered } from './telemetry';
 
 export { groupLabel, type HeatmapGroup, type HeatmapHandle, type HeatmapOptions, type Selection } from './options';
-export { paintCells } from './paint';
 export { onHeatmapRendered } from './telemetry';
 
 /** Builds a heatmap card; the caller appends `root` where it belongs. */
