@@ -8,6 +8,7 @@ not dropped silently: they are listed in `LoadResult.unreadable` with the reason
 """
 
 import dataclasses
+import functools
 import os
 
 import numpy as np
@@ -23,18 +24,27 @@ class LayerSeries:
     steps: list
     records: list  # metadata.Record per step
 
+    @functools.cached_property
+    def table(self):
+        """The records' layer totals per step (`explain.SeriesTable`; computed once)."""
+        return explain.SeriesTable.of_records(self.steps, self.records)
+
     def record_at(self, step=None):
         """(step, Record) of the latest record at or before `step` (the latest if None), or None."""
-        picked = [i for i, s in enumerate(self.steps) if step is None or s <= step]
-        return (self.steps[picked[-1]], self.records[picked[-1]]) if picked else None
+        i = self.table.index_at(step)
+        return (self.steps[i], self.records[i]) if i >= 0 else None
 
     def history(self, step):
         """`explain.StepSummary` of every record before `step`."""
-        return [explain.summarise(s, r) for s, r in zip(self.steps, self.records) if s < step]
+        return self.table.history(step)
 
     def layer_totals(self, field):
         """[steps, ...] array of a Record field summed over units (e.g. "near_zero_counts" -> [steps, 9])."""
-        return np.stack([getattr(r, field).sum(axis=0) for r in self.records]) if self.records else np.zeros((0,))
+        if not self.records:
+            return np.zeros((0,))
+        if field in explain.table.SUMMED_FIELDS:
+            return getattr(self.table, field)
+        return np.stack([getattr(r, field).sum(axis=0) for r in self.records])
 
 
 @dataclasses.dataclass
@@ -87,10 +97,11 @@ def to_dataframe(result):
     rows = []
     for run, layers in result.runs.items():
         for (layer, role), s in layers.items():
-            for step, r in zip(s.steps, s.records):
-                totals = [r.counts.sum(0), r.sums.sum(0), r.near_zero_counts.sum(0), r.near_zero_sums.sum(0)]
-                for i, pair in enumerate(metadata.TERMS):
-                    rows.append((run, layer, s.info.index, role, step, pair, *(t[i] for t in totals),
-                                 r.cells.sum(), r.near_zero_cells.sum()))
+            t = s.table
+            for i, step in enumerate(s.steps):
+                pairs = [t.counts[i], t.sums[i], t.near_zero_counts[i], t.near_zero_sums[i]]
+                for j, pair in enumerate(metadata.TERMS):
+                    rows.append((run, layer, s.info.index, role, step, pair, *(p[j] for p in pairs),
+                                 t.cells[i], t.near_zero_cells[i]))
     return pd.DataFrame(rows, columns=["run", "layer", "index", "role", "step", "pair", "count", "sum",
                                        "near_zero_count", "near_zero_sum", "cells", "near_zero_cells"])

@@ -1,4 +1,4 @@
-"""The TensorBoard plugin backend (`plugin.py`) over real log directories written by our own writer.
+"""The TensorBoard plugin backend (`plugin/`) over real log directories written by our own writer.
 
 The app is TensorBoard's own WSGI app (`application.TensorBoardWSGIApp`, with its error middleware) over an
 `EventMultiplexer` + `MultiplexerDataProvider`, driven by a werkzeug `Client`. Expected values come from reading
@@ -28,6 +28,9 @@ from tensorboard.plugins.core import core_plugin
 
 from tb_matmul_explainer import explain, loader, metadata, summary
 from tb_matmul_explainer import plugin as plugin_lib
+from tb_matmul_explainer.plugin import cache as plugin_cache
+from tb_matmul_explainer.plugin import not_recorded
+from tb_matmul_explainer.plugin import views as plugin_views
 
 PREFIX = "/data/plugin/matmul_explainer"
 
@@ -270,7 +273,7 @@ def test_not_recorded_notes_next_to_records(tmp_path):
     by_layer = {n["layer"]: n["reason"] for n in notes}
     assert by_layer["lstm"] == "LSTM is not supported"
     assert by_layer["zeta<script>alert(1)</script>"] == 'custom layer \u00e9 "quoted"\n<b>not html</b>'
-    assert by_layer["vector"] == by_layer["number"] == plugin_lib._UNREADABLE_REASON
+    assert by_layer["vector"] == by_layer["number"] == not_recorded.UNREADABLE_REASON
     assert [l["name"] for l in runs["run"]["layers"]] == ["dense"]  # the records are unaffected
     assert get_json(client, "/timeline", run="run", role="forward", layer="dense")["steps"] == [0, 5]
     assert client.get(PREFIX + "/runs").headers["Content-Type"].startswith("application/json")  # never HTML
@@ -548,11 +551,11 @@ def write_vanishing_logdir(logdir):
 
 
 def _diagnosis_json(d):
-    """A /diagnosis body computed directly by `explain` (as `plugin._serve_diagnosis` shapes it)."""
+    """A /diagnosis body computed directly by `explain` (as `plugin.views.diagnosis` shapes it)."""
     return {"role": d.role, "layer": d.layer, "step": d.step, "text": d.text,
-            "causes": {k: plugin_lib._float(v) for k, v in d.causes.items()},
-            "near_zero_fraction": plugin_lib._float(d.near_zero_fraction), "dead_rows": d.dead_rows,
-            "alerts": [plugin_lib._alert_json(a) for a in d.alerts]}
+            "causes": {k: plugin_views.json_float(v) for k, v in d.causes.items()},
+            "near_zero_fraction": plugin_views.json_float(d.near_zero_fraction), "dead_rows": d.dead_rows,
+            "alerts": [plugin_views.alert_json(a) for a in d.alerts]}
 
 
 @pytest.mark.parametrize("cache_mb", ["256", "0"])
@@ -574,7 +577,7 @@ def test_past_step_diagnosis_equals_explain_over_the_records(tmp_path, cache_mb)
                 fired.update(a["kind"] for a in body["alerts"])
         diagnoses, alerts = explain.diagnose_run(layers, step)
         body = get_json(client, "/alerts", run="deep", **params)
-        assert body["alerts"] == [plugin_lib._alert_json(a) for a in alerts]
+        assert body["alerts"] == [plugin_views.alert_json(a) for a in alerts]
         assert body["diagnoses"] == [{"layer": d.layer, "role": d.role, "step": d.step, "text": d.text}
                                      for d in diagnoses]
     assert {"vanishing_gradient", "dead_units"} <= fired  # the rules that compare layers and steps were exercised
@@ -588,9 +591,9 @@ def test_digest_keeps_exactly_what_the_diagnosis_reads(tmp_path):
     layers = loader.load(str(tmp_path)).runs["deep"]
     client, app = make_client(str(tmp_path))
     get_json(client, "/heatmap", run="deep", role="kernel_gradient")  # reads the digests
-    plugin, ctx = _plugin_of(app), tb_context.RequestContext()
+    reader = _plugin_of(app).reader(tb_context.RequestContext(), "")
     for (layer, role), series in layers.items():
-        view = plugin_lib._LayerView(plugin, ctx, "", plugin._index(ctx, "")["deep"].layers[layer].roles[role])
+        view = plugin_views.LayerView(reader, reader.index()["deep"].layers[layer].roles[role])
         for step, record in zip(series.steps, series.records):
             at, t = view.record_at(step)
             expected = explain.totals(record)
@@ -646,7 +649,7 @@ def test_non_finite_alert_since_the_step_they_came_in(tmp_path):
         params = {} if step is None else {"step": str(step)}
         _, alerts = explain.diagnose_run(layers, step)
         body = get_json(client, "/alerts", run="diverging", **params)
-        assert body["alerts"] == [plugin_lib._alert_json(a) for a in alerts]
+        assert body["alerts"] == [plugin_views.alert_json(a) for a in alerts]
     kinds = [(a["kind"], a["first_step"]) for a in get_json(client, "/alerts", run="diverging")["alerts"]]
     assert kinds == [("non_finite", 10)]
 
@@ -670,6 +673,7 @@ def test_serves_index_js_as_a_module(client):
 @pytest.mark.parametrize("path", [
     "/../../etc/passwd", "/..%2F..%2Fetc%2Fpasswd", "/%2e%2e/%2e%2e/etc/passwd", "/..%5c..%5cetc%5cpasswd",
     "//etc/passwd", "/%2Fetc%2Fpasswd", "/static/../../plugin.py", "/../plugin.py", "/%2e%2e%2fplugin.py",
+    "/../plugin/web.py", "/%2e%2e/metadata.py",
     "/index.js%00.png", "/nothing.js", "/", "/.", "/..",
 ])
 def test_static_files_are_guarded(client, path):
@@ -701,27 +705,33 @@ def test_plugins_listing_enables_the_tab(client):
     assert entry["loading_mechanism"] == {"type": "IFRAME", "module_path": PREFIX + "/index.js"}
 
 
-def test_is_active_exactly_when_a_run_holds_our_summaries(tmp_path):
+def _plugin_of(app):
+    (plugin,) = [p for p in app._plugins if p.plugin_name == metadata.PLUGIN_NAME]
+    return plugin
+
+
+def _tab_enabled(client):
+    return json.loads(client.get("/data/plugins_listing").get_data())[metadata.PLUGIN_NAME]["enabled"]
+
+
+def test_tab_enabled_exactly_when_a_run_holds_our_summaries(tmp_path):
+    """TensorBoard enables the tab from its data provider's `list_plugins` (our summaries set DATA_CLASS_TENSOR),
+    so the plugin's `is_active` makes no call of its own, as TensorBoard's own plugins."""
     empty = tmp_path / "empty"
     with tf.summary.create_file_writer(str(empty / "run")).as_default():
         tf.summary.scalar("loss", 1.0, step=0)
-    _, app = make_client(str(empty))
-    plugin = _plugin_of(app)
-    assert plugin.is_active() is False
-    _, app = make_client(str(tmp_path / "missing"))
+    client, app = make_client(str(empty))
+    assert _tab_enabled(client) is False
     assert _plugin_of(app).is_active() is False
+    client, _ = make_client(str(tmp_path / "missing"))
+    assert _tab_enabled(client) is False
     ours = tmp_path / "ours"
     with tf.summary.create_file_writer(str(ours / "run")).as_default():
         rng = np.random.default_rng(1)
         x, kernel, _ = _layer_data(rng, 4, 3)
         write_layer("forward", "d", 0, x, kernel, 0)
-    _, app = make_client(str(ours))
-    assert _plugin_of(app).is_active() is True
-
-
-def _plugin_of(app):
-    (plugin,) = [p for p in app._plugins if p.plugin_name == metadata.PLUGIN_NAME]
-    return plugin
+    client, _ = make_client(str(ours))
+    assert _tab_enabled(client) is True
 
 
 # ----------------------------------------------------------------------------------------------- flags / retention
@@ -779,7 +789,7 @@ def test_default_retention_keeps_hundreds_of_records_with_the_legacy_loader(tmp_
 def test_cache_is_invalidated_by_new_data(tmp_path, monkeypatch):
     """Cached digests and records are keyed by the listing's (max_step, max_wall_time); a listing is reused for
     LISTING_TTL_S seconds, so new data shows once that has passed."""
-    monkeypatch.setattr(plugin_lib, "LISTING_TTL_S", 0.3)
+    monkeypatch.setattr(plugin_cache, "LISTING_TTL_S", 0.3)
     rng = np.random.default_rng(3)
     x, kernel, _ = _layer_data(rng, 3, 2)
     run = str(tmp_path / "run")

@@ -39,6 +39,7 @@ from werkzeug import test as werkzeug_test
 
 from tb_matmul_explainer import metadata
 from tb_matmul_explainer import plugin as plugin_lib
+from tb_matmul_explainer.plugin import cache as plugin_cache
 from tests import tensorboard_server, test_plugin
 
 PREFIX = test_plugin.PREFIX
@@ -263,7 +264,7 @@ def test_in_process_serves_everything_readable(logdir, expected):
 def test_in_process_reading_while_a_writer_appends(tmp_path, monkeypatch):
     """Between every layer's records: reload, then every route. Steps only grow; a step half written (some layers
     and roles only) is served for what it has; at the end every step is there."""
-    monkeypatch.setattr(plugin_lib, "LISTING_TTL_S", 0.0)
+    monkeypatch.setattr(plugin_cache, "LISTING_TTL_S", 0.0)
     run_dir = str(tmp_path / "live")
     writer = tf.summary.create_file_writer(run_dir)
     with writer.as_default():

@@ -24,7 +24,8 @@ import pytest
 import tensorflow as tf
 from werkzeug import test as werkzeug_test
 
-from tb_matmul_explainer import plugin as plugin_lib
+import tb_matmul_explainer
+from tb_matmul_explainer.plugin import web
 from tests import tensorboard_server, test_plugin
 
 PREFIX = test_plugin.PREFIX
@@ -36,7 +37,7 @@ DATA_ROUTES = ("/runs", "/overview", "/timeline", "/heatmap", "/units", "/unit_h
 HOSTILE_RUN = "<img src=x onerror=alert(1)>\"'&"
 HOSTILE_LAYER = "</script><script>alert(document.cookie)</script><b onmouseover=alert(2)>"
 HOSTILE_LAYER_2 = "\u5c42\U0001F642 <svg/onload=alert(3)> &amp; \\u003c"
-PACKAGE_DIR = os.path.dirname(os.path.abspath(plugin_lib.__file__))
+PACKAGE_DIR = os.path.dirname(os.path.abspath(tb_matmul_explainer.__file__))
 STATIC_DIR = os.path.realpath(os.path.join(PACKAGE_DIR, "static"))
 
 
@@ -75,7 +76,8 @@ def forbidden(logdir):
     snippets = set()
     with open("/etc/passwd", "rb") as f:
         snippets.update(l.strip() for l in f.read().splitlines() if len(l.strip()) >= 10)
-    for path in glob.glob(os.path.join(PACKAGE_DIR, "*.py")) + glob.glob(os.path.join(PACKAGE_DIR, "*.md")) + \
+    for path in glob.glob(os.path.join(PACKAGE_DIR, "**", "*.py"), recursive=True) + \
+            glob.glob(os.path.join(PACKAGE_DIR, "*.md")) + \
             glob.glob(os.path.join(os.path.dirname(__file__), "*.py")):
         with open(path, "rb") as f:
             lines = [l.strip() for l in f.read().splitlines()]
@@ -284,8 +286,8 @@ def test_symlinks_out_of_the_static_folder_are_not_followed(app, forbidden, stat
     (static / "index.js").write_bytes(b"export function render() {}\n")
     (static / "leak.js").symlink_to("/etc/passwd")
     (static / "pkg").symlink_to(PACKAGE_DIR, target_is_directory=True)
-    monkeypatch.setattr(plugin_lib, "_STATIC_DIR", str(static))
-    for path in ("/leak.js", "/pkg/plugin.py", "/pkg/static/index.js", "/pkg/../../etc/passwd"):
+    monkeypatch.setattr(web, "STATIC_DIR", str(static))
+    for path in ("/leak.js", "/pkg/plugin/web.py", "/pkg/static/index.js", "/pkg/../../etc/passwd"):
         status, headers, body = request(app, (PREFIX + path).encode(), raw_path=(PREFIX + path).encode())
         check_response(status, headers, body, "core", forbidden, static_files, path)
         assert status == 404, (path, status)

@@ -48,9 +48,12 @@ The "since" steps of these alerts apply the same discounted conditions to the ea
 the near-zero cells' products) are not discounted: where results are non-finite, the first sentence says how many
 count as near zero.
 
-Every rule reads a record through its `Totals` (rows summed over units, and the dead rows), so a reader that keeps
-`totals(record)` per step (the TensorBoard plugin does, in its per-tag digest) diagnoses any step without keeping
-or re-reading the records, with exactly the same results.
+Every rule reads a record through its `Totals` (rows summed over units, and the dead rows), one row of the
+layer's summary table (`table.SeriesTable`, re-exported here with `Totals`, `StepSummary` and the step lookup), so
+a reader that keeps the table per tag (the loader's `LayerSeries` and the TensorBoard plugin's digest do) diagnoses
+any step without keeping or re-reading the records, with exactly the same results.
+
+This package: the rules (this file) and the summary table they read (`table.py`).
 """
 
 import dataclasses
@@ -59,12 +62,16 @@ import math
 import numpy as np
 
 from tb_matmul_explainer import metadata
+from tb_matmul_explainer.explain.table import (  # noqa: F401  (the summary table, re-exported)
+    DEAD_CELLS, SeriesTable, StepSummary, Totals, dead_rows, index_at, near_zero_fraction, step_summary, summarise,
+    totals)
+from tb_matmul_explainer.explain.table import any_non_finite as _any_non_finite
+from tb_matmul_explainer.explain.table import non_finite_results as _non_finite_results
 
 LIFT = 1.25
 LIFT_POINTS = 0.10
 DOMINANT = 0.90
 CANCELLATION_RATIO = 4.0
-DEAD_CELLS = 0.99
 DEAD_UNITS = 0.10
 EXCESS = 0.20
 VANISHING_RATIO = 100.0
@@ -99,33 +106,6 @@ class Diagnosis:
     alerts: list
 
 
-@dataclasses.dataclass(frozen=True)
-class Totals:
-    """What the diagnosis reads of one record (`totals(record)`): its rows summed over units, and its dead rows."""
-    counts: np.ndarray            # [9] products per pair, all cells
-    sums: np.ndarray              # [9]
-    near_zero_counts: np.ndarray  # [9] products per pair, near-zero result cells
-    near_zero_sums: np.ndarray    # [9]
-    cells: np.float64             # result cells
-    near_zero_cells: np.float64   # near-zero result cells
-    thresholds: np.ndarray        # [3] first, second, result
-    nonfinite: np.ndarray         # [3]
-    rows: int                     # stored rows
-    group_size: int
-    dead_rows: tuple              # `dead_rows(record)`
-
-
-def totals(record):
-    """The `Totals` of a `metadata.Record` (a `Totals` is returned as it is)."""
-    if isinstance(record, Totals):
-        return record
-    return Totals(counts=record.counts.sum(0), sums=record.sums.sum(0),
-                  near_zero_counts=record.near_zero_counts.sum(0), near_zero_sums=record.near_zero_sums.sum(0),
-                  cells=record.cells.sum(), near_zero_cells=record.near_zero_cells.sum(),
-                  thresholds=np.asarray(record.thresholds), nonfinite=np.asarray(record.nonfinite),
-                  rows=len(record.cells), group_size=int(record.group_size), dead_rows=tuple(dead_rows(record)))
-
-
 def _shares(counts):
     total = counts.sum()
     if total <= 0:
@@ -151,52 +131,11 @@ def _cancellation(t):
     return ratio, max(matched, key=matched.get)
 
 
-def dead_rows(record):
-    """Indices of stored rows whose results are near zero in at least DEAD_CELLS of their cells."""
-    cells = record.cells
-    return [int(i) for i in np.flatnonzero((cells > 0) & (record.near_zero_cells >= DEAD_CELLS * cells))]
-
-
 def expected_near_zero_fraction(info):
     """What the result threshold makes normal: 1 - confidence for a derived threshold, else unknown (None)."""
     if info is None or (len(info.thresholds) > 2 and info.thresholds[2] is not None):
         return None
     return 1.0 - info.confidence
-
-
-@dataclasses.dataclass(frozen=True)
-class StepSummary:
-    """What the "since which step" rules need of an earlier record."""
-    step: int
-    dead_share: float          # dead stored rows / stored rows
-    near_zero_fraction: float  # near-zero result cells / result cells
-    non_finite: bool = False   # any non-finite value in an operand or the result
-    non_finite_results: float = 0.0  # non-finite result cells / result cells (`_non_finite_results`)
-
-
-def summarise(step, record):
-    """The `StepSummary` of a record (or of its `Totals`)."""
-    t = totals(record)
-    return step_summary(step, len(t.dead_rows), t.rows, t.cells, t.near_zero_cells, t.nonfinite)
-
-
-def step_summary(step, dead, rows, cells, near_zero_cells, nonfinite=(0.0, 0.0, 0.0)):
-    """The `StepSummary` of a record with `dead` dead rows of `rows`, these result cell totals and its non-finite
-    counts (first, second, result)."""
-    return StepSummary(int(step), dead / rows if rows else 0.0,
-                       float(near_zero_cells / cells) if cells > 0 else 0.0,
-                       _any_non_finite(nonfinite), _non_finite_results(nonfinite, cells))
-
-
-def _any_non_finite(nonfinite):
-    """Whether a record's non-finite counts name any value (a NaN count, as with near_zero="off", names none)."""
-    return bool(np.any(np.asarray(nonfinite, np.float64) > 0))
-
-
-def _non_finite_results(nonfinite, cells):
-    """Non-finite result cells / result cells, in [0, 1] (0 for an unknown, NaN, count)."""
-    count = float(nonfinite[2])
-    return min(1.0, count / float(cells)) if cells > 0 and count > 0 else 0.0
 
 
 def diagnose(record, *, layer="", role="forward", step=0, info=None, history=()):
@@ -209,7 +148,7 @@ def diagnose(record, *, layer="", role="forward", step=0, info=None, history=())
     t = totals(record)
     cells = t.cells
     nz_cells = t.near_zero_cells
-    fraction = float(nz_cells / cells) if cells > 0 else 0.0
+    fraction = float(near_zero_fraction(nz_cells, cells, empty=0.0))
     non_finite_results = _non_finite_results(t.nonfinite, cells)
     alerts, causes, because = [], {}, ""
 
