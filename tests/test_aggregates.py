@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tb_matmul_explainer import aggregates as ag
+from tb_matmul_explainer.aggregates import sampling
 from tb_matmul_explainer import conv as conv_lib
 from tb_matmul_explainer import ops, threshold
 
@@ -165,7 +166,7 @@ def test_dense_derived_and_explicit_thresholds(role, thresholds):
     f, s = dense_operands(role)
     got, _, result = check("dense", role, f, s, thresholds=thresholds, threshold_method="exact")
     used = got.thresholds.numpy()
-    triple = ag.validation.parse_thresholds(thresholds, 3)
+    triple = ag.Options(thresholds=thresholds).thresholds
     for i, t in enumerate((f, s, result)):
         want = threshold.percentile_threshold(t, 0.95).numpy() if triple[i] is None else triple[i]
         assert used[i] == np.float32(want)
@@ -274,7 +275,7 @@ def test_conv_derived_thresholds(role, thresholds, confidence):
     f, s, g = conv_operands(role, (2, 7, 6, 3), (3, 3, 3, 4), 1, "SAME", zeros=0.4)
     got, _, result = check("conv", role, f, s, g, 1, "SAME", thresholds=thresholds, confidence=confidence,
                            threshold_method="exact")
-    triple = ag.validation.parse_thresholds(thresholds, 3)
+    triple = ag.Options(thresholds=thresholds).thresholds
     for i, t in enumerate((f, s, result)):
         want = threshold.percentile_threshold(t, confidence).numpy() if triple[i] is None else triple[i]
         assert got.thresholds.numpy()[i] == np.float32(want)
@@ -512,9 +513,9 @@ def test_near_zero_sampled_is_exact_when_the_sample_covers_the_batch(kind, role)
 
 def _sampled_rows_route(role, f, s, seed, size, thresholds, result_threshold):
     """near_zero="sampled" by hand for a dense role: the per-cell route on the batch rows the kernel samples
-    (`ag._sample_rows` with the same seed), near-zero cells by the full result's mask, scaled by rows / sample."""
+    (`sampling.sample_rows` with the same seed), near-zero cells by the full result's mask, scaled by rows / sample."""
     n = f.shape[0]
-    idx = np.sort(ag._sample_rows(n, size, ag._sub_seed(seed, 3)).numpy())
+    idx = np.sort(sampling.sample_rows(n, size, sampling.sub_seed(seed, sampling.ROWS)).numpy())
     result = op_result(role, "dense", f, s)
     zero = ops.classification_mask(tf.constant(result), threshold=float(result_threshold))[1].numpy()
     th = (float(thresholds[0]), float(thresholds[1]))
