@@ -26,6 +26,28 @@ def _check_dim(a, b, message):
         raise ValueError(message)
 
 
+def _contracting_the_kernel(first, kernel, names, transposed, result, opts):
+    """Dense forward (`first @ kernel`) or input gradient (`first @ kernel^T` when `transposed`): `first` of rank
+    >= 2 with its leading axes aggregated, the kernel `[k, m]`."""
+    first, kernel = totals.operands(first, kernel, names)
+    validation.check_rank(first, names[0], 2)
+    validation.check_rank(kernel, "kernel", 2, 2)
+    contracted, units = (kernel.shape[1], kernel.shape[0]) if transposed else (kernel.shape[0], kernel.shape[1])
+    _check_dim(first.shape[-1], contracted,
+               f"{names[0]}'s last axis ({first.shape[-1]}) must equal kernel's {'last' if transposed else 'first'} "
+               f"axis ({contracted}): shapes {first.shape} and {kernel.shape}")
+    F = _flatten_rows(first, names[0])
+    expected = first.shape.as_list()[:-1] + [units]
+
+    def result_fn():
+        if result is None:
+            return tf.linalg.matmul(F, kernel, transpose_b=transposed)
+        return classes.as_rows(totals.given_result(result, F.dtype, expected))
+
+    with compile_mode(opts.jit):
+        return dense_kernels.role_totals(F, kernel, result_fn, False, transposed, opts)
+
+
 def dense(x, kernel, *, result=None, options=None, **settings):
     """Per-output-unit totals of the dense forward product `x @ kernel`.
 
@@ -37,23 +59,7 @@ def dense(x, kernel, *, result=None, options=None, **settings):
     Returns:
       `UnitTotals` with U = m; a unit's cells are all rows of x.
     """
-    opts = Options.of(options, **settings)
-    x, kernel = totals.operands(x, kernel, ("x", "kernel"))
-    validation.check_rank(x, "x", 2)
-    validation.check_rank(kernel, "kernel", 2, 2)
-    _check_dim(x.shape[-1], kernel.shape[0],
-               f"x's last axis ({x.shape[-1]}) must equal kernel's first axis ({kernel.shape[0]}): "
-               f"shapes {x.shape} and {kernel.shape}")
-    F = _flatten_rows(x, "x")
-    expected = x.shape.as_list()[:-1] + [kernel.shape[1]]
-
-    def result_fn():
-        if result is None:
-            return tf.linalg.matmul(F, kernel)
-        return classes.as_rows(totals.given_result(result, F.dtype, expected))
-
-    with compile_mode(opts.jit):
-        return dense_kernels.role_totals(F, kernel, result_fn, False, False, opts)
+    return _contracting_the_kernel(x, kernel, ("x", "kernel"), False, result, Options.of(options, **settings))
 
 
 def dense_kernel_gradient(x, d_out, *, result=None, options=None, **settings):
@@ -95,23 +101,8 @@ def dense_input_gradient(d_out, kernel, *, result=None, options=None, **settings
     Returns:
       `UnitTotals` with U = k; a unit's cells are all rows of d_out.
     """
-    opts = Options.of(options, **settings)
-    d_out, kernel = totals.operands(d_out, kernel, ("d_out", "kernel"))
-    validation.check_rank(d_out, "d_out", 2)
-    validation.check_rank(kernel, "kernel", 2, 2)
-    _check_dim(d_out.shape[-1], kernel.shape[1],
-               f"d_out's last axis ({d_out.shape[-1]}) must equal kernel's last axis ({kernel.shape[1]}): "
-               f"shapes {d_out.shape} and {kernel.shape}")
-    F = _flatten_rows(d_out, "d_out")
-    expected = d_out.shape.as_list()[:-1] + [kernel.shape[0]]
-
-    def result_fn():
-        if result is None:
-            return tf.linalg.matmul(F, kernel, transpose_b=True)
-        return classes.as_rows(totals.given_result(result, F.dtype, expected))
-
-    with compile_mode(opts.jit):
-        return dense_kernels.role_totals(F, kernel, result_fn, False, True, opts)
+    return _contracting_the_kernel(d_out, kernel, ("d_out", "kernel"), True, result,
+                                   Options.of(options, **settings))
 
 
 def conv(inputs, kernel, strides=1, padding="VALID", *, result=None, options=None, **settings):
