@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 PIP    := $(PYTHON) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean frontend frontend-test browser-test
+.PHONY: demo test install clean frontend frontend-lint frontend-test browser-test
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -32,7 +32,7 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -q tests
-	$(MAKE) --no-print-directory frontend-test browser-test
+	$(MAKE) --no-print-directory frontend-lint frontend-test browser-test
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
@@ -52,6 +52,10 @@ $(BUNDLE): $(FRONTEND_DEPS) $(wildcard frontend/src/*.ts frontend/src/*/*.ts) fr
 	cd frontend && npm run --silent build
 
 frontend: $(BUNDLE)
+
+# Lint (ESLint with typescript-eslint's type-aware rules, frontend/eslint.config.js): no warning passes.
+frontend-lint: $(FRONTEND_DEPS)
+	cd frontend && npm run --silent lint
 
 # Unit tests (Vitest): data transforms, scales, layout, CSV export, run alignment, difference view, DOM.
 frontend-test: $(FRONTEND_DEPS)

@@ -80,7 +80,7 @@ def _thresholds(tensors, method, confidence=0.95):
     return tuple(threshold.sampled_threshold(t, confidence) for t in tensors)
 
 
-def build_cases():
+def build_cases(jit=True):
     data = _data()
     dn, cv = data["dense"], data["conv"]
     strides, padding = (1, 1), "SAME"
@@ -88,7 +88,10 @@ def build_cases():
     in_shape = cv["x"].shape.as_list()
     cases, errors = [], {}
 
-    def add(name, op, operands, agg, classify):
+    def add(name, op, operands, kernel, classify):
+        def agg(*args, **kwargs):
+            return kernel(*args, jit=jit, **kwargs)
+
         sample = DEFAULT_NEAR_ZERO_SAMPLE["conv" if name.startswith("conv") else "dense"]
         result = tf.function(op)(*operands)
         fns = {"op": (tf.function(op), operands)}
@@ -182,11 +185,10 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--no-xla", action="store_true", help="run the aggregate kernels without XLA")
     args = parser.parse_args(argv)
-    aggregates.XLA = not args.no_xla
 
     print(f"machine: {os.cpu_count()} CPUs, {_processor()}; {platform.platform()}; TensorFlow {tf.__version__}; "
           f"devices: {', '.join(d.device_type for d in tf.config.list_logical_devices())}")
-    cases, errors = build_cases()
+    cases, errors = build_cases(jit=not args.no_xla)
     med = measure(cases, args.repeats)
 
     header = (f"{'case':38s} {'thresholds':10s} {'op ms':>8s} {'all x':>7s} {'near0 x':>8s} {'near0s x':>9s} "
@@ -207,7 +209,7 @@ def main(argv=None):
                 worst["all_speedup"] = min(worst["all_speedup"], c / a)
                 worst["near0_speedup"] = min(worst["near0_speedup"], c / n)
     print(f"(op in ms, other columns ratios; each figure the median of {args.repeats} interleaved repeats; "
-          f"XLA {'on' if aggregates.XLA else 'off'})")
+          f"XLA {'off' if args.no_xla else 'on'})")
     print(f"note: near_zero='sampled' instead of 'exact', worst case: {worst['near0s']:.2f}x the op")
     print("error of near_zero='sampled' (default sample sizes, exact thresholds, worst of 5 seeds): largest error "
           "of a layer-wide near-zero pair share; mean over units of a unit's largest pair-share error")

@@ -1,4 +1,7 @@
-"""Convolution geometry and the two convolution gradients, for NHWC 1D/2D/3D convolutions.
+"""Convolution geometry and the linear convolution ops, for NHWC 1D/2D/3D convolutions.
+
+Geometry: argument checks, output shapes, SAME padding, kernel offsets, and the input patches read at sampled
+(batch, output position) pairs. Ops: the convolution, its two gradients and window sums (`box_sums`).
 
 Shapes: inputs `(batch,) + spatial + (in_channels,)`, kernel `kernel_spatial + (in_channels, out_channels)`,
 result `(batch,) + out_spatial + (out_channels,)`. Strides are per spatial axis; padding is 'VALID' or 'SAME'
@@ -9,6 +12,7 @@ to class-masked operands. TensorFlow's convolution kernels mishandle zero-size o
 the input's shape), so every function here returns correctly shaped zeros when an operand is statically empty.
 """
 
+import itertools
 import math
 
 import tensorflow as tf
@@ -31,6 +35,66 @@ def check_operands(input_shape, kernel_shape, inputs_name="inputs", kernel_name=
         raise ValueError(f"{kernel_name} in-channels ({kcin}) must equal {inputs_name} channels ({cin}): "
                          f"shapes {kernel_shape} and {input_shape}")
     return input_shape.rank - 2
+
+
+def check_geometry(input_shape, kernel_shape, strides, padding, d_out=None, input_name="inputs",
+                   kernel_name="kernel"):
+    """Validates a convolution's geometry (and `d_out`'s shape against its result, if given); returns (strides
+    tuple, padding, static output shape list)."""
+    padding = validation.normalize_padding(padding)
+    spatial_rank = check_operands(input_shape, kernel_shape, input_name, kernel_name)
+    strides = validation.normalize_strides(strides, spatial_rank)
+    out_shape = output_shape(tf.TensorShape(input_shape).as_list(), tf.TensorShape(kernel_shape).as_list(),
+                             strides, padding)
+    if d_out is not None:
+        validation.check_rank(d_out, "d_out", len(out_shape), len(out_shape))
+        for got, want in zip(d_out.shape.as_list(), out_shape):
+            if got is not None and want is not None and got != want:
+                raise ValueError(f"d_out must have the convolution's result shape {out_shape}, got {d_out.shape}")
+    return strides, padding, out_shape
+
+
+def static_dims(shape, name, allow_batch_none=True):
+    """`shape` as a list of non-negative ints (None allowed for the batch axis if `allow_batch_none`)."""
+    try:
+        dims = [None if d is None else int(d) for d in tf.TensorShape(shape).as_list()]
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a sequence of ints, got {shape!r}") from None
+    unknown = dims[1:] if allow_batch_none else dims
+    if any(d is None for d in unknown) or any(d is not None and d < 0 for d in dims):
+        raise ValueError(f"{name} must hold non-negative ints (None only for the batch axis), got {shape!r}")
+    return dims
+
+
+def spatial_size(shape):
+    """Product of the spatial dims of an NHWC shape (None if any is unknown)."""
+    dims = shape[1:-1]
+    return None if any(d is None for d in dims) else int(math.prod(dims))
+
+
+def batch_positions(shape):
+    """Batch entries times spatial positions of a static NHWC shape (None if unknown)."""
+    n = shape[0]
+    p = spatial_size(shape)
+    return None if n is None or p is None else n * p
+
+
+def kernel_offsets(kernel_shape):
+    """The number of spatial offsets (taps) of a kernel shape."""
+    return int(math.prod(kernel_shape[:-2]))
+
+
+def valid_ones(spatial, dtype):
+    """Ones of shape `[1] + spatial + [1]`: one image whose every position is valid (not padding)."""
+    return tf.ones([1] + list(spatial) + [1], dtype)
+
+
+def pad_before(size, k, stride, padding):
+    """The padding TensorFlow adds before an axis of length `size` (kernel `k`, `stride`)."""
+    if padding == "VALID":
+        return 0
+    out = -(-size // stride)
+    return max((out - 1) * stride + k - size, 0) // 2
 
 
 def output_spatial_size(size, kernel_size, stride, padding):
@@ -107,16 +171,54 @@ def backprop_input(d_out, kernel, input_shape, strides, padding):
     return tf.nn.conv_transpose(d_out, kernel, output_shape=dynamic, strides=list(strides), padding=padding)
 
 
+def box_sums(t, kernel_spatial, strides, padding):
+    """Per channel, the sum of `t` over each output position's kernel window (padding adds nothing): what a
+    convolution with an identity kernel of `kernel_spatial` gives, as a sum of shifted strided slices (one fused
+    pass under XLA; a convolution with a handful of channels is slow on CPU)."""
+    in_spatial = t.shape.as_list()[1:-1]
+    out_spatial = output_shape([1] + in_spatial + [1], list(kernel_spatial) + [1, 1], strides, padding)[1:-1]
+    pads = [[0, 0]]
+    for n, k, st, out in zip(in_spatial, kernel_spatial, strides, out_spatial):
+        before = pad_before(n, k, st, padding)
+        pads.append([before, max((out - 1) * st + k - n - before, 0)])
+    t = tf.pad(t, pads + [[0, 0]])
+    total = None
+    for offset in itertools.product(*[range(k) for k in kernel_spatial]):
+        begin = [0] + list(offset) + [0]
+        end = [0] + [o + (out - 1) * st + 1 for o, out, st in zip(offset, out_spatial, strides)] + [0]
+        outer = 1 | 1 << (len(begin) - 1)  # batch and channel axes whole
+        piece = tf.strided_slice(t, begin, end, [1] + list(strides) + [1], begin_mask=outer, end_mask=outer)
+        total = piece if total is None else total + piece
+    return total
+
+
+def patches(t, positions, kernel_spatial, out_spatial, strides, padding):
+    """The patches of `t` read at sampled flat (batch, output position) indices: values `[s, kp, C]` (zero where
+    the tap falls in padding) and validity `[s, kp]`."""
+    in_spatial = t.shape.as_list()[1:-1]
+    rest, spatial_coords = tf.cast(positions, tf.int64), []
+    for size in reversed(out_spatial):
+        spatial_coords.append(rest % size)
+        rest = rest // size
+    coords = tf.stack([rest] + spatial_coords[::-1], -1)                                   # [s, 1 + d]
+    offsets = tf.constant(list(itertools.product(*[range(k) for k in kernel_spatial])), tf.int64)  # [kp, d]
+    pads = tf.constant([pad_before(n, k, st, padding) for n, k, st in zip(in_spatial, kernel_spatial, strides)],
+                       tf.int64)
+    where = coords[:, None, 1:] * tf.constant(strides, tf.int64) + offsets[None] - pads             # [s, kp, d]
+    valid = tf.reduce_all((where >= 0) & (where < tf.constant(in_spatial, tf.int64)), -1)
+    where = tf.clip_by_value(where, 0, tf.constant(in_spatial, tf.int64) - 1)
+    batch = tf.broadcast_to(tf.reshape(coords[:, 0], [-1, 1, 1]), tf.concat([tf.shape(where)[:2], [1]], 0))
+    values = tf.gather_nd(t, tf.concat([batch, where], -1))                                # [s, kp, C]
+    values = tf.where(valid[..., None], values, tf.zeros_like(values))
+    return values, valid
+
+
 def padding_only_taps(input_spatial, kernel_spatial, strides, padding):
     """The number of kernel taps (spatial offsets) that meet only padding at every output position: with SAME
     padding a 3x3 kernel on a 1x1 feature map has 8. Their kernel-gradient entries are exactly zero by
     construction. `input_spatial`, `kernel_spatial`, `strides`: static ints per spatial axis."""
     live = 1
     for n, k, s in zip(input_spatial, kernel_spatial, strides):
-        if padding == "SAME":
-            out = -(-n // s)
-            before = max((out - 1) * s + k - n, 0) // 2
-        else:
-            out, before = max((n - k) // s + 1, 0), 0
+        out, before = output_spatial_size(n, k, s, padding), pad_before(n, k, s, padding)
         live *= sum(1 for j in range(k) if any(0 <= o * s + j - before < n for o in range(out)))
     return math.prod(kernel_spatial) - live

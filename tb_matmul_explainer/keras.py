@@ -99,35 +99,24 @@ DEFAULT_NEAR_ZERO_SAMPLE = {"dense": 32, "conv": 1024}
 _FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "cells", "near_zero_cells", "thresholds",
            "nonfinite")
 _EXTRA_FIELDS = metadata.RecordExtras._fields
-_THRESHOLD_METHODS = ("sampled", "exact")
-_NEAR_ZERO = ("exact", "sampled", "off")
 
 
 def _check_options(*, roles, confidence, thresholds, threshold_method, near_zero, sample_size,
-                   near_zero_sample_size, seed, max_units):
-    """Validates the recorder's options; returns the normalised roles, confidence and thresholds triple."""
+                   near_zero_sample_size, seed, max_units, jit=True):
+    """Validates the recorder's options; returns the normalised roles and the `aggregates.Options` (its
+    near_zero_sample_size None where the per-kind default applies)."""
     roles = (roles,) if isinstance(roles, str) else tuple(roles)
     if not roles:
         raise ValueError("roles must name at least one role")
     for role in roles:
         if role not in metadata.ROLES:
             raise ValueError(f"roles must be among {metadata.ROLES}, got {role!r}")
-    explicit = thresholds if thresholds is not None and hasattr(thresholds, "__len__") else (thresholds,) * 3
-    if len(explicit) != 3:
-        raise ValueError(f"thresholds must be None, one number, or (first, second, result), got {thresholds!r}")
-    explicit = tuple(validation.check_threshold(t, f"thresholds[{i}]") for i, t in enumerate(explicit))
-    if threshold_method not in _THRESHOLD_METHODS:
-        raise ValueError(f"threshold_method must be one of {_THRESHOLD_METHODS}, got {threshold_method!r}")
-    if near_zero not in _NEAR_ZERO:
-        raise ValueError(f"near_zero must be one of {_NEAR_ZERO}, got {near_zero!r}")
-    for name, value in (("sample_size", sample_size), ("near_zero_sample_size", near_zero_sample_size),
-                        ("max_units", max_units)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be None or an int, got {seed!r}")
-    return {"roles": tuple(r for r in metadata.ROLES if r in roles),
-            "confidence": validation.check_confidence(confidence), "thresholds": explicit}
+    if max_units is not None and (isinstance(max_units, bool) or not isinstance(max_units, int) or max_units < 1):
+        raise ValueError(f"max_units must be a positive int, got {max_units!r}")
+    options = aggregates.Options(confidence=confidence, thresholds=thresholds, threshold_method=threshold_method,
+                                 near_zero=near_zero, sample_size=sample_size,
+                                 near_zero_sample_size=near_zero_sample_size, seed=seed, jit=jit)
+    return tuple(r for r in metadata.ROLES if r in roles), options
 
 
 class UnsupportedLayerWarning(UserWarning):
@@ -297,6 +286,7 @@ class LayerRecorder:
       scalars: also write `<tag>/near_zero_fraction` and `<tag>/dead_unit_fraction`.
       run: the run subdirectory of `log_dir` ("train"), or None for `log_dir` itself.
       loss_scale: None, or a callable returning the current loss scale (a tensor); d_out is divided by it.
+      jit: run the aggregate kernels XLA-compiled (`aggregates.Options.jit`; the same values either way).
 
     `recording(step, record=True)` is a context manager to enter inside a `tf.function` (or eagerly) around the
     forward pass *and* `tape.gradient`: layers called in it are explained at `step` (an int or int tensor)
@@ -305,15 +295,16 @@ class LayerRecorder:
 
     def __init__(self, model, log_dir, *, layers=None, roles=DEFAULT_ROLES, confidence=0.95, thresholds=None,
                  threshold_method="sampled", near_zero="sampled", sample_size=None, near_zero_sample_size=None,
-                 seed=None, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, run=DEFAULT_RUN, loss_scale=None):
-        checked = _check_options(roles=roles, confidence=confidence, thresholds=thresholds,
-                                 threshold_method=threshold_method, near_zero=near_zero, sample_size=sample_size,
-                                 near_zero_sample_size=near_zero_sample_size, seed=seed, max_units=max_units)
-        self.roles, self.confidence, self.thresholds = checked["roles"], checked["confidence"], checked["thresholds"]
-        self.threshold_method, self.near_zero = threshold_method, near_zero
-        self.sample_size = threshold_lib.DEFAULT_SAMPLE_SIZE if sample_size is None else sample_size
+                 seed=None, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, run=DEFAULT_RUN, loss_scale=None,
+                 jit=True):
+        self.roles, self.options = _check_options(
+            roles=roles, confidence=confidence, thresholds=thresholds, threshold_method=threshold_method,
+            near_zero=near_zero, sample_size=sample_size, near_zero_sample_size=near_zero_sample_size, seed=seed,
+            max_units=max_units, jit=jit)
+        self.confidence, self.thresholds = self.options.confidence, self.options.thresholds
+        self.threshold_method, self.near_zero = self.options.threshold_method, self.options.near_zero
+        self.sample_size, self.seed = self.options.sample_size, self.options.seed
         self.near_zero_sample_size = near_zero_sample_size
-        self.seed = seed
         self.max_units = max_units
         self.scalars = bool(scalars)
         self.log_dir = os.fspath(log_dir)
@@ -590,13 +581,10 @@ class LayerRecorder:
         self._record(target, "kernel_gradient", trace, totals)
 
     def _aggregate_options(self, target, thresholds):
-        options = {"confidence": self.confidence, "thresholds": thresholds, "threshold_method": self.threshold_method,
-                   "near_zero": self.near_zero, "sample_size": self.sample_size, "seed": self.seed}
-        if self.near_zero == "sampled":
-            options["near_zero_sample_size"] = (
-                self.near_zero_sample_size if self.near_zero_sample_size is not None
-                else DEFAULT_NEAR_ZERO_SAMPLE["conv" if target.kind == "conv" else "dense"])
-        return options
+        """The keyword arguments of the aggregate kernels for one record: `options`, with its thresholds."""
+        rows = (self.options.near_zero_sample_size
+                or DEFAULT_NEAR_ZERO_SAMPLE["conv" if target.kind == "conv" else "dense"])
+        return {"options": dataclasses.replace(self.options, thresholds=thresholds, near_zero_sample_size=rows)}
 
     def _forward_totals(self, target, x, kernel, z, geometry, thresholds):
         options = self._aggregate_options(target, thresholds)
@@ -873,7 +861,7 @@ class ExplainerCallback(keras.callbacks.Callback):
       layers: None (every supported layer) or layer names / layer objects.
       roles: any of "forward", "kernel_gradient", "input_gradient".
       confidence, thresholds, threshold_method, near_zero, sample_size, near_zero_sample_size, seed, max_units,
-        scalars, run: as for `LayerRecorder`.
+        scalars, run, jit: as for `LayerRecorder`.
 
     After `fit`, `skipped` maps the names of layers that could not be recorded to the reason, and `recorded_steps`
     lists the steps recorded (in this process).
@@ -881,7 +869,7 @@ class ExplainerCallback(keras.callbacks.Callback):
 
     def __init__(self, log_dir, update_freq=100, layers=None, roles=DEFAULT_ROLES, confidence=0.95, thresholds=None,
                  threshold_method="sampled", near_zero="sampled", sample_size=None, near_zero_sample_size=None,
-                 seed=None, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, run=DEFAULT_RUN):
+                 seed=None, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, run=DEFAULT_RUN, jit=True):
         super().__init__()
         if isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1:
             raise ValueError(f"update_freq must be an int >= 1 (record the steps 0, N, 2N, ...), got {update_freq!r}")
@@ -890,10 +878,10 @@ class ExplainerCallback(keras.callbacks.Callback):
         self._recorder_args = dict(layers=layers, roles=roles, confidence=confidence, thresholds=thresholds,
                                    threshold_method=threshold_method, near_zero=near_zero, sample_size=sample_size,
                                    near_zero_sample_size=near_zero_sample_size, seed=seed, max_units=max_units,
-                                   scalars=scalars, run=run)
+                                   scalars=scalars, run=run, jit=jit)
         _check_options(roles=roles, confidence=confidence, thresholds=thresholds, threshold_method=threshold_method,
                        near_zero=near_zero, sample_size=sample_size, near_zero_sample_size=near_zero_sample_size,
-                       seed=seed, max_units=max_units)
+                       seed=seed, max_units=max_units, jit=jit)
         self.recorder = None
         self.skipped = {}
         self.recorded_steps = []

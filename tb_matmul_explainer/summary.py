@@ -9,15 +9,18 @@ Like `tf.summary.histogram`: `step=None` takes `tf.summary.experimental.get_step
 if written); they work eagerly and inside `tf.function`; and they are lazy: nothing is computed unless a default
 writer is set and `tf.summary.should_record_summaries()` is true (so `tf.summary.record_if(False)` costs nothing).
 
-Common keyword arguments (see `aggregates` for their meaning): `confidence=0.95`; `thresholds` (None, one number,
-or a triple first operand / second operand / result, entries may be None); `threshold_method="sampled"` or
-"exact"; `near_zero="exact"`, "sampled" or "off"; `sample_size`; `max_units` (per-unit detail up to this many
-units, grouped beyond); `layer` (the layer's name for the UI, default `name`) and `layer_index` (its position in
-the model, for ordering); `description`.
+Common keyword arguments: the fields of `aggregates.Options`, checked by it (`confidence=0.95`; `thresholds`:
+None, one number, or a triple first operand / second operand / result, entries may be None;
+`threshold_method="sampled"` or "exact"; `near_zero="exact"`, "sampled" or "off"; `sample_size`; `seed`;
+`near_zero_sample_size`; `jit`); `max_units` (per-unit detail up to this many units, grouped beyond); `scalars`;
+`layer` (the layer's name for the UI, default `name`) and `layer_index` (its position in the model, for
+ordering); `description`.
 
 `write_totals(tag, totals, step, summary_metadata)` is the writing step alone, for callers that compute the totals
 themselves (the Keras instrumentation does): one record plus its two scalars, under exactly the tags given.
 """
+
+import dataclasses
 
 import tensorflow as tf
 from tensorboard.plugins.scalar import metadata as scalar_metadata
@@ -57,21 +60,21 @@ def write_totals(tag, totals, step, summary_metadata, *, max_units=metadata.DEFA
 def dense(name, x, kernel, result=None, step=None, *, layer=None, layer_index=0, description=None, **options):
     """Explains `x @ kernel` (x of rank >= 2); units are the kernel's output units."""
     return _write(name, "forward", "dense", int(kernel.shape[-1]), step, layer, layer_index, description, options,
-                  lambda kw: aggregates.dense(x, kernel, result=result, **kw))
+                  lambda opts: aggregates.dense(x, kernel, result=result, options=opts))
 
 
 def conv(name, inputs, kernel, strides=1, padding="VALID", result=None, step=None, *, layer=None, layer_index=0,
          description=None, **options):
     """Explains an NHWC 1D/2D/3D convolution; units are the output channels."""
     return _write(name, "forward", _conv_op(kernel), int(kernel.shape[-1]), step, layer, layer_index, description,
-                  options, lambda kw: aggregates.conv(inputs, kernel, strides, padding, result=result, **kw))
+                  options, lambda opts: aggregates.conv(inputs, kernel, strides, padding, result=result, options=opts))
 
 
 def dense_kernel_gradient(name, x, d_out, result=None, step=None, *, layer=None, layer_index=0, description=None,
                           **options):
     """Explains the kernel gradient `x^T @ d_out`; units are the output units."""
     return _write(name, "kernel_gradient", "dense", int(d_out.shape[-1]), step, layer, layer_index, description,
-                  options, lambda kw: aggregates.dense_kernel_gradient(x, d_out, result=result, **kw))
+                  options, lambda opts: aggregates.dense_kernel_gradient(x, d_out, result=result, options=opts))
 
 
 def conv_kernel_gradient(name, x, d_out, kernel_shape, strides=1, padding="VALID", result=None, step=None, *,
@@ -79,15 +82,15 @@ def conv_kernel_gradient(name, x, d_out, kernel_shape, strides=1, padding="VALID
     """Explains a convolution's kernel gradient; units are the output channels."""
     return _write(name, "kernel_gradient", _conv_op(kernel_shape), int(kernel_shape[-1]), step, layer, layer_index,
                   description, options,
-                  lambda kw: aggregates.conv_kernel_gradient(x, d_out, kernel_shape, strides, padding, result=result,
-                                                             **kw))
+                  lambda opts: aggregates.conv_kernel_gradient(x, d_out, kernel_shape, strides, padding, result=result,
+                                                               options=opts))
 
 
 def dense_input_gradient(name, d_out, kernel, result=None, step=None, *, layer=None, layer_index=0,
                          description=None, **options):
     """Explains the input gradient `d_out @ kernel^T`; units are the input features."""
     return _write(name, "input_gradient", "dense", int(kernel.shape[-2]), step, layer, layer_index, description,
-                  options, lambda kw: aggregates.dense_input_gradient(d_out, kernel, result=result, **kw))
+                  options, lambda opts: aggregates.dense_input_gradient(d_out, kernel, result=result, options=opts))
 
 
 def conv_input_gradient(name, d_out, kernel, input_shape, strides=1, padding="VALID", result=None, step=None, *,
@@ -95,8 +98,8 @@ def conv_input_gradient(name, d_out, kernel, input_shape, strides=1, padding="VA
     """Explains a convolution's input gradient; units are the input channels."""
     return _write(name, "input_gradient", _conv_op(kernel), int(kernel.shape[-2]), step, layer, layer_index,
                   description, options,
-                  lambda kw: aggregates.conv_input_gradient(d_out, kernel, input_shape, strides, padding,
-                                                            result=result, **kw))
+                  lambda opts: aggregates.conv_input_gradient(d_out, kernel, input_shape, strides, padding,
+                                                              result=result, options=opts))
 
 
 def _conv_op(kernel_or_shape):
@@ -106,27 +109,25 @@ def _conv_op(kernel_or_shape):
     return f"conv{rank - 2}d"
 
 
-_AGGREGATE_OPTIONS = ("confidence", "thresholds", "threshold_method", "near_zero", "sample_size", "seed")
+_OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(aggregates.Options))
 
 
 def _write(name, role, op, units, step, layer, layer_index, description, options, totals_fn):
-    unknown = set(options) - set(_AGGREGATE_OPTIONS) - {"max_units", "scalars"}
+    """Checks the options, then writes `totals_fn(aggregates.Options)` when recording."""
+    unknown = set(options) - _OPTION_FIELDS - {"max_units", "scalars"}
     if unknown:
         raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")
     max_units = options.pop("max_units", metadata.DEFAULT_MAX_UNITS)
     scalars = options.pop("scalars", True)
     if not isinstance(max_units, int) or isinstance(max_units, bool) or max_units < 1:
         raise ValueError(f"max_units must be a positive int, got {max_units!r}")
-    confidence = options.get("confidence", 0.95)
-    thresholds = options.get("thresholds")
-    if thresholds is None or not hasattr(thresholds, "__len__"):
-        thresholds = (thresholds,) * 3
+    opts = aggregates.Options(**options)
     summary_metadata = metadata.create_summary_metadata(
         layer or name, description, role=role, op=op, layer=layer or name, index=layer_index, units=units,
-        confidence=confidence, thresholds=[t if t is None else float(t) for t in thresholds])
+        confidence=opts.confidence, thresholds=[t if t is None else float(t) for t in opts.thresholds])
     with tf.summary.experimental.summary_scope(name, "matmul_explainer_summary") as (tag, _):
         def record():
-            return write_totals(tag, totals_fn(options), step, summary_metadata, max_units=max_units,
+            return write_totals(tag, totals_fn(opts), step, summary_metadata, max_units=max_units,
                                 scalars=scalars)
 
         return tf.cond(tf.summary.should_record_summaries(), record, lambda: tf.constant(False))

@@ -5,6 +5,7 @@ reduced over each unit's cells; near-zero cells are the result cells that `ops.c
 the result's threshold. Counts must match exactly, sums to float tolerance.
 """
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -12,23 +13,11 @@ import pytest
 import tensorflow as tf
 
 from tb_matmul_explainer import aggregates as ag
+from tb_matmul_explainer.aggregates import sampling
 from tb_matmul_explainer import conv as conv_lib
 from tb_matmul_explainer import ops, threshold
 
 RNG = np.random.default_rng(1234)
-
-
-def compiled(test):
-    """Marks a test to run the kernels XLA-compiled (the default path)."""
-    test.uses_xla = True
-    return test
-
-
-@pytest.fixture(autouse=True)
-def _xla_mode(request, monkeypatch):
-    """XLA compilation costs about a second per new shape, so the large equality matrices run the same kernels
-    uncompiled; tests marked `@compiled` run the compiled (default) path."""
-    monkeypatch.setattr(ag, "XLA", getattr(request.function, "uses_xla", False))
 
 
 def normal(*shape, zeros=0.0, dtype=np.float32):
@@ -106,8 +95,14 @@ FUNCTIONS = {
 }
 
 
-def aggregate(kind, role, first, second, geometry=None, strides=1, padding="VALID", **kwargs):
-    return FUNCTIONS[(kind, role)](first, second, geometry, strides, padding, **kwargs)
+def aggregate(kind, role, first, second, geometry=None, strides=1, padding="VALID", jit=False, **kwargs):
+    """The aggregate function of (kind, role), uncompiled unless `jit`: XLA compilation costs about a second per
+    new shape, so the large equality matrices run the same kernels uncompiled, and the tests that pass
+    `jit=True` (`aggregate_compiled`) run the compiled (default) path."""
+    return FUNCTIONS[(kind, role)](first, second, geometry, strides, padding, jit=jit, **kwargs)
+
+
+aggregate_compiled = functools.partial(aggregate, jit=True)
 
 
 def assert_matches(got, want, rtol=1e-5, atol_scale=1e-5, sums=True):
@@ -171,7 +166,7 @@ def test_dense_derived_and_explicit_thresholds(role, thresholds):
     f, s = dense_operands(role)
     got, _, result = check("dense", role, f, s, thresholds=thresholds, threshold_method="exact")
     used = got.thresholds.numpy()
-    triple = ag.validation.parse_thresholds(thresholds, 3)
+    triple = ag.Options(thresholds=thresholds).thresholds
     for i, t in enumerate((f, s, result)):
         want = threshold.percentile_threshold(t, 0.95).numpy() if triple[i] is None else triple[i]
         assert used[i] == np.float32(want)
@@ -198,7 +193,6 @@ def test_dense_large_batch_uses_unpacked_counts(role):
     check("dense", role, f, s, thresholds=(0.3, 0.3, None), threshold_method="exact")
 
 
-@compiled
 def test_dense_counts_exact_beyond_float32():
     # 4096 rows x 4100 inputs: 16.8M products per unit, more than float32 holds exactly (bit-plane path).
     n, k, m = 4096, 4100, 3
@@ -216,7 +210,6 @@ def test_dense_counts_exact_beyond_float32():
     assert got.counts.numpy().sum(1).tolist() == [float(n * k)] * m
 
 
-@compiled
 @pytest.mark.parametrize("role", ["forward", "input_gradient"])
 def test_dense_near_zero_counts_exact_beyond_float32(role):
     # Every result cell near zero (result threshold 1e30), so the near-zero counts must equal the all-cells ones;
@@ -282,7 +275,7 @@ def test_conv_derived_thresholds(role, thresholds, confidence):
     f, s, g = conv_operands(role, (2, 7, 6, 3), (3, 3, 3, 4), 1, "SAME", zeros=0.4)
     got, _, result = check("conv", role, f, s, g, 1, "SAME", thresholds=thresholds, confidence=confidence,
                            threshold_method="exact")
-    triple = ag.validation.parse_thresholds(thresholds, 3)
+    triple = ag.Options(thresholds=thresholds).thresholds
     for i, t in enumerate((f, s, result)):
         want = threshold.percentile_threshold(t, confidence).numpy() if triple[i] is None else triple[i]
         assert got.thresholds.numpy()[i] == np.float32(want)
@@ -295,19 +288,17 @@ def test_conv_result_computed_when_not_given(role):
 
 
 @pytest.mark.parametrize("role", ag.ROLES)
-@compiled
 def test_conv_many_positions_uses_unpacked_counts(role):
     # 8 x 24 x 24 = 4608 output positions: more than the packed encoding allows.
     f, s, g = conv_operands(role, (8, 24, 24, 2), (3, 3, 2, 2), 1, "SAME")
-    check("conv", role, f, s, g, 1, "SAME", thresholds=(0.3, 0.3, None), threshold_method="exact")
+    check("conv", role, f, s, g, 1, "SAME", thresholds=(0.3, 0.3, None), threshold_method="exact", jit=True)
 
 
-@compiled
 def test_conv_kernel_gradient_many_taps_uses_unpacked_counts():
     # 3 x 3 x 500 = 4500 taps per output: the conv kernel gradient's near-zero counts go unpacked.
     f, s, g = conv_operands("kernel_gradient", (1, 5, 5, 500), (3, 3, 500, 2), 1, "SAME")
     check("conv", "kernel_gradient", f, s, g, 1, "SAME", thresholds=(0.3, 0.3, None), threshold_method="exact",
-          rtol=1e-4)
+          rtol=1e-4, jit=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -327,36 +318,44 @@ def operands(kind, role, zeros=0.3, dtype=np.float32, batch=2):
 
 
 @pytest.mark.parametrize("kind,role", ALL_ROLES)
-@compiled
-def test_xla_off_gives_the_same(kind, role, monkeypatch):
-    assert ag.XLA
+def test_jit_off_gives_the_same(kind, role):
     f, s, g, st, p = operands(kind, role)
-    with_xla = aggregate(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), threshold_method="exact")
-    monkeypatch.setattr(ag, "XLA", False)
-    without = aggregate(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), threshold_method="exact")
+    exact = dict(thresholds=(0.3, 0.4, None), threshold_method="exact")
+    with_xla = aggregate(kind, role, f, s, g, st, p, jit=True, **exact)
+    without = aggregate(kind, role, f, s, g, st, p, jit=False, **exact)
     for a, b in zip(with_xla, without):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
     result = op_result(role, kind, f, s, g, st, p)
     assert_matches(without, per_cell(role, kind, f, s, without.thresholds.numpy(), result, g, st, p))
     # near_zero="sampled" with fewer rows/positions than the batch has (its own gather code), seeded
-    sampled = dict(thresholds=(0.3, 0.4, None), threshold_method="exact", near_zero="sampled",
-                   near_zero_sample_size=2, seed=5)
-    monkeypatch.setattr(ag, "XLA", True)
-    with_xla = aggregate(kind, role, f, s, g, st, p, **sampled)
-    monkeypatch.setattr(ag, "XLA", False)
-    without = tf.function(lambda: aggregate(kind, role, f, s, g, st, p, **sampled))()  # in a graph, as in training
+    sampled = dict(near_zero="sampled", near_zero_sample_size=2, seed=5, **exact)
+    with_xla = aggregate(kind, role, f, s, g, st, p, jit=True, **sampled)
+    without = tf.function(lambda: aggregate(kind, role, f, s, g, st, p, jit=False, **sampled))()  # in a graph
     for a, b in zip(with_xla, without):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_jit_is_on_by_default_and_options_are_checked_once():
+    assert ag.Options().jit
+    opts = ag.Options(thresholds=0.3, near_zero="sampled", near_zero_sample_size=8, jit=False)
+    assert opts.thresholds == (0.3, 0.3, 0.3)
+    x, w = normal(5, 4), normal(4, 3)
+    by_object, by_keywords = ag.dense(x, w, options=opts), ag.dense(x, w, **dataclasses.asdict(opts))
+    for a, b in zip(by_object, by_keywords):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    _raises(TypeError, "not both", lambda: ag.dense(x, w, options=opts, seed=1))
+    _raises(TypeError, "options", lambda: ag.dense(x, w, options={"seed": 1}))
+    _raises(TypeError, "jit", lambda: ag.Options(jit="yes"))
+    _raises(ValueError, "near_zero_sample_size", lambda: dataclasses.replace(opts, near_zero_sample_size=0))
+
+
 @pytest.mark.parametrize("kind,role", ALL_ROLES)
-@compiled
 def test_zero_size_batch(kind, role):
     f, s, g, st, p = operands(kind, role, batch=0)
     if role == "input_gradient" and kind == "conv":
         g = [0] + g[1:]
     for near_zero in ("exact", "sampled", "off"):
-        got = aggregate(kind, role, f, s, g, st, p, near_zero=near_zero)
+        got = aggregate_compiled(kind, role, f, s, g, st, p, near_zero=near_zero)
         units = got.counts.shape[0]
         assert got.counts.shape == (units, 9) and units > 0
         for name in ("counts", "sums", "near_zero_counts", "near_zero_sums"):
@@ -368,7 +367,6 @@ def test_zero_size_batch(kind, role):
 
 
 @pytest.mark.parametrize("kind,role", ALL_ROLES)
-@compiled
 def test_nonfinite_values(kind, role):
     f, s, g, st, p = operands(kind, role)
     f = f.copy()
@@ -378,8 +376,8 @@ def test_nonfinite_values(kind, role):
     s.flat[2] = -np.inf
     s.flat[5] = np.nan
     result = op_result(role, kind, f, s, g, st, p)
-    got = aggregate(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), result=result,
-                    threshold_method="exact")
+    got = aggregate_compiled(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), result=result,
+                             threshold_method="exact")
     want = per_cell(role, kind, f, s, got.thresholds.numpy(), result, g, st, p)
     assert_matches(got, want, sums=False)
     # Non-finite values never vanish: sums are non-finite wherever the per-cell route's are (the factorised
@@ -426,7 +424,6 @@ def test_mixed_dtypes_are_promoted():
 
 
 @pytest.mark.parametrize("kind,role", ALL_ROLES)
-@compiled
 def test_inside_tf_function_with_unknown_batch(kind, role):
     f, s, g, st, p = operands(kind, role)
     f_spec = tf.TensorSpec([None] + list(f.shape[1:]), tf.float32)
@@ -436,7 +433,8 @@ def test_inside_tf_function_with_unknown_batch(kind, role):
 
     @tf.function(input_signature=[f_spec, s_spec])
     def run(a, b):
-        return aggregate(kind, role, a, b, g, st, p, thresholds=(0.3, 0.4, None), threshold_method="exact")
+        return aggregate_compiled(kind, role, a, b, g, st, p, thresholds=(0.3, 0.4, None),
+                                  threshold_method="exact")
 
     for batch in (3, 0, 1):
         f_b, s_b, _, _, _ = operands(kind, role, batch=batch)
@@ -447,7 +445,6 @@ def test_inside_tf_function_with_unknown_batch(kind, role):
 
 
 @pytest.mark.parametrize("role", ag.ROLES)
-@compiled
 def test_unknown_batch_large_runtime_batch_takes_exact_branch(role):
     # The packed / float32 / float64 strategy is chosen at run time when the batch is unknown at trace time.
     f, s = dense_operands(role, rows=(5000,), k=4, m=3)
@@ -456,7 +453,7 @@ def test_unknown_batch_large_runtime_batch_takes_exact_branch(role):
 
     @tf.function(input_signature=[spec(f), s_spec])
     def run(a, b):
-        return aggregate("dense", role, a, b, thresholds=(0.3, 0.4, None), threshold_method="exact")
+        return aggregate_compiled("dense", role, a, b, thresholds=(0.3, 0.4, None), threshold_method="exact")
 
     got = run(f, s)
     result = op_result(role, "dense", f, s)
@@ -468,11 +465,10 @@ def test_unknown_batch_large_runtime_batch_takes_exact_branch(role):
 
 
 @pytest.mark.parametrize("kind,role", ALL_ROLES)
-@compiled
 def test_sums_add_up_to_the_result(kind, role):
     f, s, g, st, p = operands(kind, role)
     result = op_result(role, kind, f, s, g, st, p)
-    got = aggregate(kind, role, f, s, g, st, p, result=result, seed=3)
+    got = aggregate_compiled(kind, role, f, s, g, st, p, result=result, seed=3)
     units = result.reshape(-1, result.shape[-1])
     np.testing.assert_allclose(got.sums.numpy().sum(1), units.sum(0), rtol=1e-5, atol=1e-5)
     zero = ops.classification_mask(result, threshold=got.thresholds.numpy()[2])[1].numpy()
@@ -506,21 +502,20 @@ def test_near_zero_off(kind, role):
 
 
 @pytest.mark.parametrize("kind,role", ALL_ROLES)
-@compiled
 def test_near_zero_sampled_is_exact_when_the_sample_covers_the_batch(kind, role):
     f, s, g, st, p = operands(kind, role)
-    exact = aggregate(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), threshold_method="exact")
-    sampled = aggregate(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), threshold_method="exact",
-                        near_zero="sampled", near_zero_sample_size=10 ** 6)
+    exact = aggregate_compiled(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), threshold_method="exact")
+    sampled = aggregate_compiled(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None),
+                                 threshold_method="exact", near_zero="sampled", near_zero_sample_size=10 ** 6)
     for a, b in zip(exact, sampled):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def _sampled_rows_route(role, f, s, seed, size, thresholds, result_threshold):
     """near_zero="sampled" by hand for a dense role: the per-cell route on the batch rows the kernel samples
-    (`ag._sample_rows` with the same seed), near-zero cells by the full result's mask, scaled by rows / sample."""
+    (`sampling.sample_rows` with the same seed), near-zero cells by the full result's mask, scaled by rows / sample."""
     n = f.shape[0]
-    idx = np.sort(ag._sample_rows(n, size, ag._sub_seed(seed, 3)).numpy())
+    idx = np.sort(sampling.sample_rows(n, size, sampling.sub_seed(seed, sampling.ROWS)).numpy())
     result = op_result(role, "dense", f, s)
     zero = ops.classification_mask(tf.constant(result), threshold=float(result_threshold))[1].numpy()
     th = (float(thresholds[0]), float(thresholds[1]))
@@ -538,14 +533,13 @@ def _sampled_rows_route(role, f, s, seed, size, thresholds, result_threshold):
 @pytest.mark.parametrize("role", ag.ROLES)
 @pytest.mark.parametrize("xla", [False, True])
 @pytest.mark.parametrize("unknown_batch,rows", [(False, 300), (True, 300), (True, 16400)])
-def test_dense_near_zero_sampled_is_the_sampled_rows_exactly(role, xla, unknown_batch, rows, monkeypatch):
+def test_dense_near_zero_sampled_is_the_sampled_rows_exactly(role, xla, unknown_batch, rows):
     """The estimate is exactly the sampled rows' near-zero cells, rescaled (counts exact, sums to float
     tolerance), and the all-cells totals stay exact alongside it (also beyond the usual batch sizes, where the
     all-cells counts take more bit planes)."""
-    monkeypatch.setattr(ag, "XLA", xla)
     f, s = dense_operands(role, rows=(rows,), k=20, m=12)
     f[:, 0] = np.abs(f[:, 0]) + 1.0  # a column with every row P: its count needs every bit of the row count
-    kwargs = dict(thresholds=(0.3, 0.4, None), near_zero="sampled", near_zero_sample_size=37, seed=5)
+    kwargs = dict(thresholds=(0.3, 0.4, None), near_zero="sampled", near_zero_sample_size=37, seed=5, jit=xla)
     fn = functools.partial(aggregate, "dense", role, **kwargs)
     if unknown_batch:
         spec = lambda t: tf.TensorSpec([None, t.shape[1]], tf.float32)  # noqa: E731

@@ -7,11 +7,11 @@ import tensorflow as tf
 from tb_matmul_explainer import metadata
 from tb_matmul_explainer.keras import LayerRecorder
 from tests import tb_reader
-from tests.test_keras import (EXACT, assert_record_equals, dense_forward_oracle, dense_kernel_gradient_oracle,
-                              mlp_data, no_xla)  # noqa: F401  (no_xla is a fixture)
+from tests.test_keras import (EXACT, UNCOMPILED, assert_record_equals, dense_forward_oracle,
+                              dense_kernel_gradient_oracle, mlp_data)
 
 
-def test_gradient_tape_recipe_records_the_steps_it_is_asked_to(tmp_path, no_xla):  # noqa: F811
+def test_gradient_tape_recipe_records_the_steps_it_is_asked_to(tmp_path):
     x_all, y_all = mlp_data(n=48)
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, activation="relu", name="hidden"),
@@ -20,7 +20,7 @@ def test_gradient_tape_recipe_records_the_steps_it_is_asked_to(tmp_path, no_xla)
     dataset = tf.data.Dataset.from_tensor_slices((x_all, y_all)).batch(8)
 
     # --- the recipe ------------------------------------------------------------------------------------------
-    recorder = LayerRecorder(model, str(tmp_path), roles=("forward", "kernel_gradient"), **EXACT)
+    recorder = LayerRecorder(model, str(tmp_path), roles=("forward", "kernel_gradient"), **EXACT, **UNCOMPILED)
     optimizer = keras.optimizers.SGD(0.1)
     loss_fn = keras.losses.MeanSquaredError()
 

@@ -20,10 +20,8 @@ EXACT = dict(threshold_method="exact", near_zero="exact")
 ALL_ROLES = ("forward", "kernel_gradient", "input_gradient")
 
 
-@pytest.fixture
-def no_xla(monkeypatch):
-    """Runs the aggregate kernels without XLA (same values; spares the compile time of every small shape)."""
-    monkeypatch.setattr(aggregates, "XLA", False)
+# Most tests run the aggregate kernels uncompiled (same values; spares the compile time of every small shape).
+UNCOMPILED = dict(jit=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,7 +162,7 @@ def test_sequential_records_equal_the_classifiers_on_the_same_batch(tmp_path):
     assert model.train_function is callback._plain
 
 
-def test_functional_conv_model_records_match_the_conv_classifiers(tmp_path, no_xla):
+def test_functional_conv_model_records_match_the_conv_classifiers(tmp_path):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(8, 9, 9, 2)).astype(np.float32)
     y = rng.integers(0, 3, 8)
@@ -175,7 +173,7 @@ def test_functional_conv_model_records_match_the_conv_classifiers(tmp_path, no_x
     model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(h))
     model.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     kernel = model.get_layer("conv").kernel.numpy()
-    callback = tk.ExplainerCallback(tmp_path, update_freq=1, **EXACT)
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, **EXACT, **UNCOMPILED)
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[callback], verbose=0)
     recs = records(tmp_path)
     assert set(recs) == {"conv/forward", "conv/kernel_gradient", "conv/activation", "conv/activation_gradient",
@@ -210,7 +208,7 @@ class Subclassed(keras.Model):
         return self.head(self.mix(self.pool(self.conv(x))))
 
 
-def test_subclassed_model_with_causal_conv1d_and_einsum_dense(tmp_path, no_xla):
+def test_subclassed_model_with_causal_conv1d_and_einsum_dense(tmp_path):
     rng = np.random.default_rng(4)
     x = rng.normal(size=(12, 7, 2)).astype(np.float32)
     y = rng.normal(size=(12, 1)).astype(np.float32)
@@ -219,7 +217,7 @@ def test_subclassed_model_with_causal_conv1d_and_einsum_dense(tmp_path, no_xla):
     model.compile(keras.optimizers.SGD(0.0), "mse")
     model(x[:1])
     kernels = {name: model.get_layer(name).kernel.numpy() for name in ("causal", "mix")}
-    callback = tk.ExplainerCallback(tmp_path, update_freq=3, **EXACT)
+    callback = tk.ExplainerCallback(tmp_path, update_freq=3, **EXACT, **UNCOMPILED)
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
     recs = records(tmp_path)
     matmul_roles = ("forward", "kernel_gradient", "input_features")  # (mix and head have no activation)
@@ -242,14 +240,14 @@ class ScaledDense(keras.layers.Dense):
         return 2.0 * super().call(inputs)
 
 
-def test_unsupported_layer_is_named_with_the_reason_and_the_others_are_recorded(tmp_path, no_xla):
+def test_unsupported_layer_is_named_with_the_reason_and_the_others_are_recorded(tmp_path):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(4, 8, 8, 1)).astype(np.float32)
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, dilation_rate=2, name="dilated"),
                               keras.layers.Conv2D(2, 3, name="plain_conv"), keras.layers.SeparableConv2D(2, 1, name="sep"),
                               keras.layers.Flatten(), ScaledDense(3, name="scaled"), keras.layers.Dense(1, name="head")])
     model.compile("sgd", "mse")
-    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",))
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",), **UNCOMPILED)
     with pytest.warns(tk.UnsupportedLayerWarning) as caught:
         model.fit(x, np.zeros((4, 1), np.float32), batch_size=4, epochs=1, callbacks=[callback], verbose=0)
     messages = [str(w.message) for w in caught]
@@ -270,19 +268,20 @@ def test_unsupported_layer_is_named_with_the_reason_and_the_others_are_recorded(
     assert "dilation_rate=(2, 2) is not supported (dilation 1 only)" == callback.skipped["dilated"]
 
 
-def test_nothing_skipped_writes_no_not_recorded_text(tmp_path, no_xla):
+def test_nothing_skipped_writes_no_not_recorded_text(tmp_path):
     x, y = mlp_data(n=8)
-    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",))
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",), **UNCOMPILED)
     mlp().fit(x, y, batch_size=8, epochs=1, callbacks=[callback], verbose=0)
     assert callback.skipped == {}
     assert tb_reader.read_records(str(tmp_path), plugin_name="text") == {}
 
 
-def test_layers_can_be_chosen_by_name_or_object(tmp_path, no_xla):
+def test_layers_can_be_chosen_by_name_or_object(tmp_path):
     x, y = mlp_data(n=16)
     model = mlp()
     model.build((None, 8))
-    callback = tk.ExplainerCallback(tmp_path, update_freq=1, layers=[model.get_layer("out")], roles=("forward",))
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, layers=[model.get_layer("out")], roles=("forward",),
+                                    **UNCOMPILED)
     model.fit(x, y, batch_size=16, epochs=1, callbacks=[callback], verbose=0)
     assert list(records(tmp_path)) == ["out/forward"]
     with pytest.raises(ValueError, match="no layer named 'nope'"):
@@ -308,12 +307,12 @@ def count_kernel_runs(monkeypatch):
     return runs
 
 
-def test_steps_that_do_not_record_never_run_the_kernels(tmp_path, no_xla, monkeypatch):
+def test_steps_that_do_not_record_never_run_the_kernels(tmp_path, monkeypatch):
     """Steps that do not record run the model's own train function: the kernels run only on recording steps."""
     runs = count_kernel_runs(monkeypatch)
     x, y = mlp_data(n=40)
     model = mlp()
-    callback = tk.ExplainerCallback(tmp_path, update_freq=4, roles=("forward",))
+    callback = tk.ExplainerCallback(tmp_path, update_freq=4, roles=("forward",), **UNCOMPILED)
     functions = []
 
     class After(keras.callbacks.Callback):  # listed after the explainer: sees the function it chose
@@ -326,10 +325,10 @@ def test_steps_that_do_not_record_never_run_the_kernels(tmp_path, no_xla, monkey
     assert steps_of(records(tmp_path), "hidden/forward") == [0, 4, 8]
 
 
-def test_epochs_keep_counting_and_validation_batches_are_not_recorded(tmp_path, no_xla):
+def test_epochs_keep_counting_and_validation_batches_are_not_recorded(tmp_path):
     x, y = mlp_data(n=12)
     model = mlp()
-    callback = tk.ExplainerCallback(tmp_path, update_freq=2, roles=("forward",))
+    callback = tk.ExplainerCallback(tmp_path, update_freq=2, roles=("forward",), **UNCOMPILED)
     model.fit(x, y, batch_size=4, epochs=3, validation_data=mlp_data(n=8, seed=9), callbacks=[callback], verbose=0)
     assert steps_of(records(tmp_path), "out/forward") == [0, 2, 4, 6, 8]
     # A second fit continues from the optimizer's step count.
@@ -338,7 +337,7 @@ def test_epochs_keep_counting_and_validation_batches_are_not_recorded(tmp_path, 
     assert callback.recorded_steps == [0, 2, 4, 6, 8, 10]
 
 
-def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, no_xla, monkeypatch):
+def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, monkeypatch):
     """With 3 steps per execution, steps 0, 4, 8, 12 are recorded, each explaining its own batch (SGD with a zero
     learning rate keeps the weights, so each record equals the classifiers on that step's batch); the other steps
     of an execution that records skip the kernels."""
@@ -348,7 +347,7 @@ def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, no_xla,
     model.compile(keras.optimizers.SGD(0.0), "mse", steps_per_execution=3)
     model.build((None, 8))
     kernel = model.get_layer("hidden").kernel.numpy()
-    callback = tk.ExplainerCallback(tmp_path, update_freq=4, roles=("forward",), **EXACT)
+    callback = tk.ExplainerCallback(tmp_path, update_freq=4, roles=("forward",), **EXACT, **UNCOMPILED)
     model.fit(x, y, batch_size=8, epochs=2, shuffle=False, callbacks=[callback], verbose=0)
     recs = records(tmp_path)
     assert steps_of(recs, "hidden/forward") == [0, 4, 8, 12]
@@ -358,11 +357,11 @@ def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, no_xla,
         assert_record_equals(record_at(recs, "hidden/forward", step), dense_forward_oracle(batch, kernel))
 
 
-def test_nan_loss_is_recorded_and_training_goes_on(tmp_path, no_xla):
+def test_nan_loss_is_recorded_and_training_goes_on(tmp_path):
     x, y = mlp_data(n=16)
     x[3, 2] = np.nan
     model = mlp()
-    callback = tk.ExplainerCallback(tmp_path, update_freq=1)
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, **UNCOMPILED)
     history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, callbacks=[callback], verbose=0)
     assert len(history.history["loss"]) == 2 and np.isnan(history.history["loss"][0])
     recs = records(tmp_path)
@@ -372,7 +371,7 @@ def test_nan_loss_is_recorded_and_training_goes_on(tmp_path, no_xla):
     assert record_at(recs, "hidden/kernel_gradient", 0).nonfinite[1] > 0  # d_out is NaN
 
 
-def test_mixed_precision_records_in_float32_with_the_loss_scale_divided_out(tmp_path, no_xla):
+def test_mixed_precision_records_in_float32_with_the_loss_scale_divided_out(tmp_path):
     x, y = mlp_data(n=16)
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
@@ -380,7 +379,7 @@ def test_mixed_precision_records_in_float32_with_the_loss_scale_divided_out(tmp_
         model.build((None, 8))
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         w0 = [w.numpy() for w in model.weights]
-        callback = tk.ExplainerCallback(tmp_path, update_freq=1, **EXACT)
+        callback = tk.ExplainerCallback(tmp_path, update_freq=1, **EXACT, **UNCOMPILED)
         model.fit(x, y, batch_size=16, epochs=1, callbacks=[callback], verbose=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -394,7 +393,7 @@ def test_mixed_precision_records_in_float32_with_the_loss_scale_divided_out(tmp_
     assert forward.counts.sum() == 16 * 8 * 6
 
 
-def test_patched_layers_compute_what_the_layers_compute(tmp_path, no_xla):
+def test_patched_layers_compute_what_the_layers_compute(tmp_path):
     """Outputs and gradients of every supported layer are unchanged while it is instrumented."""
     rng = np.random.default_rng(7)
     cases = [
@@ -407,7 +406,7 @@ def test_patched_layers_compute_what_the_layers_compute(tmp_path, no_xla):
     for layer, shape in cases:
         x = tf.constant(rng.normal(size=shape).astype(np.float32))
         layer(x)
-        recorder = tk.LayerRecorder(layer, tmp_path, roles=ALL_ROLES)
+        recorder = tk.LayerRecorder(layer, tmp_path, roles=ALL_ROLES, **UNCOMPILED)
         assert len(recorder.targets) == 1
 
         def run(instrumented):
@@ -440,8 +439,7 @@ MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from tb_matmul_explainer import aggregates, keras as tk
-    aggregates.XLA = False
+    from tb_matmul_explainer import keras as tk
     from tests.test_keras import mlp, mlp_data
     x, y = mlp_data()
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -449,7 +447,8 @@ MIRRORED = textwrap.dedent("""
         model = mlp()
         model.build((None, 8))
     np.savez(sys.argv[1] + "/weights.npz", *[w.numpy() for w in model.weights])
-    callback = tk.ExplainerCallback(sys.argv[1], update_freq=2, threshold_method="exact", near_zero="exact")
+    callback = tk.ExplainerCallback(sys.argv[1], update_freq=2, threshold_method="exact", near_zero="exact",
+                                    jit=False)
     model.fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
     print("replicas", strategy.num_replicas_in_sync)
 """)

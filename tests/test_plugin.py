@@ -1,4 +1,4 @@
-"""The TensorBoard plugin backend (`plugin.py`) over real log directories written by our own writer.
+"""The TensorBoard plugin backend (`plugin/`) over real log directories written by our own writer.
 
 The app is TensorBoard's own WSGI app (`application.TensorBoardWSGIApp`, with its error middleware) over an
 `EventMultiplexer` + `MultiplexerDataProvider`, driven by a werkzeug `Client`. Expected values come from reading
@@ -673,6 +673,7 @@ def test_serves_index_js_as_a_module(client):
 @pytest.mark.parametrize("path", [
     "/../../etc/passwd", "/..%2F..%2Fetc%2Fpasswd", "/%2e%2e/%2e%2e/etc/passwd", "/..%5c..%5cetc%5cpasswd",
     "//etc/passwd", "/%2Fetc%2Fpasswd", "/static/../../plugin.py", "/../plugin.py", "/%2e%2e%2fplugin.py",
+    "/../plugin/web.py", "/%2e%2e/metadata.py",
     "/index.js%00.png", "/nothing.js", "/", "/.", "/..",
 ])
 def test_static_files_are_guarded(client, path):

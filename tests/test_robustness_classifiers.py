@@ -509,16 +509,6 @@ def test_conv_backprop_input_classify(data):
 
 # ----------------------------------------------------------------------------------------------- aggregates
 
-@pytest.fixture(scope="module", autouse=True)
-def _uncompiled_kernels():
-    """XLA compiles each new shape (about a second), so random shapes run the same kernels uncompiled;
-    `test_aggregates_compiled` runs the compiled path on a few fixed shapes."""
-    saved = aggregates.XLA
-    aggregates.XLA = False
-    yield
-    aggregates.XLA = saved
-
-
 def unit_reference(op, x, y, tx, ty, result, r_thr):
     """The oracle's per-cell route reduced per unit (the result's last axis): a dict like `UnitTotals`, plus the
     error scales and the per-unit result sums for the invariants."""
@@ -586,7 +576,10 @@ def tf_result(op_name, g, x, y):
 AGG_THRESHOLDS = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0, 0.125])  # exact in every float dtype
 
 
-def check_aggregate(name, op_name, g, args, data):
+def check_aggregate(name, op_name, g, args, data, jit=False):
+    """The kernel against the per-cell route on drawn thresholds. XLA compiles each new shape (about a second), so
+    random shapes run the kernels uncompiled; `test_aggregates_compiled` runs the compiled path (`jit`) on a few
+    fixed shapes."""
     fn, op = AGG_ROLES[op_name](g)
     (f_arg, x), (s_arg, y) = args
     x, y = promote(x, y)
@@ -601,7 +594,7 @@ def check_aggregate(name, op_name, g, args, data):
     result = tf_result(op_name, g, x, y)
     pass_result = data.draw(st.booleans())
     got = fn(f_arg, s_arg, result=result if pass_result else None, confidence=confidence, thresholds=given,
-             threshold_method="exact")
+             threshold_method="exact", jit=jit)
     got = {k: np.asarray(v) for k, v in got._asdict().items()}
     tx, ty = thresholds_used((x, y), given[:2], confidence)
     tr = result.dtype.type(given[2]) if given[2] is not None else oracle.threshold(result, confidence)
@@ -705,12 +698,7 @@ def test_aggregates_compiled(data):
         g = dict(x=[2, 5, 5, 2], k=[3, 3, 2, 3], strides=(1, 1), sarg=1, padding="SAME", parg="SAME")
         shapes = [tuple(g["x"]), tuple(g["k"])]
     args = [operand(data, s, dtype, nonfinite=nonfinite) for s in shapes]
-    saved = aggregates.XLA
-    aggregates.XLA = True
-    try:
-        check_aggregate("test_aggregates_compiled", op_name, g, args, data)
-    finally:
-        aggregates.XLA = saved
+    check_aggregate("test_aggregates_compiled", op_name, g, args, data, jit=True)
 
 
 # ----------------------------------------------------------------------------------------------- regressions

@@ -244,3 +244,20 @@ def test_bad_arguments_are_named():
         summary.dense("a", x, kernel, step=0, max_units=0)
     with pytest.raises(TypeError, match="unexpected keyword"):
         summary.dense("a", x, kernel, step=0, confidance=0.9)
+
+
+def test_options_are_the_aggregates_options(tmp_path):
+    """The ops take every `aggregates.Options` field (near_zero_sample_size and jit too) and reject what it
+    rejects, with the argument named, whether or not they record."""
+    x, kernel = operands()
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        assert summary.dense("layer/forward", x, kernel, step=0, near_zero="sampled", near_zero_sample_size=4,
+                             seed=1, jit=False)
+    _, data = tb_reader.read_records(str(tmp_path))["run"]["layer/forward"]
+    assert [d.step for d in data] == [0]
+    for name, value in [("near_zero_sample_size", 0), ("threshold_method", "median"), ("seed", 1.5),
+                        ("sample_size", -1), ("thresholds", (0.1, 0.2))]:
+        with pytest.raises(ValueError, match=name):
+            summary.dense("a", x, kernel, step=0, **{name: value})  # no default writer: not recording
+    with pytest.raises(TypeError, match="jit"):
+        summary.dense("a", x, kernel, step=0, jit="no")

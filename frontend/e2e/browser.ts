@@ -108,9 +108,9 @@ export async function hoverTooltip(page: Page, frame: Frame, heatmapId: string, 
     const t = document.querySelector('.mmx-tooltip')!;
     const rows: Record<string, string> = {};
     t.querySelectorAll('tr').forEach((tr) => {
-      rows[tr.querySelector('th')!.textContent!] = tr.querySelector('td')!.textContent!;
+      rows[tr.querySelector('th')!.textContent] = tr.querySelector('td')!.textContent!;
     });
-    return { title: t.querySelector('.mmx-tooltip-title')!.textContent!, rows };
+    return { title: t.querySelector('.mmx-tooltip-title')!.textContent, rows };
   });
 }
 
@@ -119,7 +119,7 @@ export async function route<T>(frame: Frame, path: string): Promise<T> {
   return frame.evaluate(async (p) => {
     const r = await fetch(p);
     if (!r.ok) throw new Error(`${r.status} ${p}`);
-    return r.json();
+    return (await r.json()) as unknown;
   }, path) as Promise<T>;
 }
 

@@ -30,15 +30,15 @@ function startServer(python: string, logdir: string): Promise<{ proc: ChildProce
     let out = '';
     let err = '';
     const timer = setTimeout(() => fail(new Error(`TensorBoard did not start in 120 s:\n${err}`)), 120_000);
-    proc.stdout!.on('data', (d) => {
+    proc.stdout.on('data', (d) => {
       out += d;
       const line = out.split('\n').find((l) => l.startsWith('{'));
       if (line) {
         clearTimeout(timer);
-        ok({ proc, url: JSON.parse(line).url });
+        ok({ proc, url: (JSON.parse(line) as { url: string }).url });
       }
     });
-    proc.stderr!.on('data', (d) => (err += d));
+    proc.stderr.on('data', (d) => (err += d));
     proc.on('exit', (code) => fail(new Error(`TensorBoard exited with ${code}:\n${err}`)));
   });
 }

@@ -317,12 +317,12 @@ describe('the tab in TensorBoard', () => {
     const frame = await openEntry(page, demoUrl);
     const card = frame.locator('[data-heatmap="overview"]');
     const [csv] = await Promise.all([page.waitForEvent('download'), card.getByRole('button', { name: 'CSV' }).click()]);
-    const text = readFileSync((await csv.path())!, 'utf8');
+    const text = readFileSync((await csv.path()), 'utf8');
     expect(text.split('\r\n')[0]).toBe('layer,PP,PN,NP,NN,ZP,ZN,ZZ,PZ,NZ,near-zero results');
     expect(text.split('\r\n')[1].startsWith('dense,')).toBe(true);
     expect(csv.suggestedFilename()).toMatch(/\.csv$/);
     const [png] = await Promise.all([page.waitForEvent('download'), card.getByRole('button', { name: 'PNG' }).click()]);
-    const bytes = readFileSync((await png.path())!);
+    const bytes = readFileSync((await png.path()));
     expect([...bytes.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
     await page.close();
   });

@@ -4,16 +4,18 @@
  */
 import { type Api, createApi } from './api';
 import { createControls } from './controls';
+import { el, errorBox } from './dom';
 import { onHeatmapRendered } from './heatmap';
-import { type State, Store, availableRoles, initialState } from './state';
+import { DataSource } from './load/data';
+import { Defaults, runsPatch } from './load/defaults';
+import { type State, Store, initialState } from './state';
 import { injectStyles } from './styles';
-import { el, errorBox } from './views/common';
 import { AlertsView } from './views/alerts';
 import { CompareView } from './views/compare';
 import { LayerView } from './views/layer';
 import { OverviewView } from './views/overview';
 import { WhereWhenView } from './views/wherewhen';
-import type { View, ViewContext } from './views/common';
+import type { View, ViewContext } from './views/view';
 import type { RunInfo } from './types';
 
 export interface AppOptions {
@@ -53,6 +55,8 @@ export class App {
   readonly root: HTMLElement;
   readonly store = new Store(initialState());
   private api: Api;
+  private data: DataSource;
+  private defaults: Defaults;
   private main = el('main', 'mmx-main');
   private banner = el('div', 'mmx-banner');
   private views: View[] = [];
@@ -61,6 +65,8 @@ export class App {
 
   constructor(opts: AppOptions = {}) {
     this.api = opts.api ?? createApi();
+    this.data = new DataSource(this.api);
+    this.defaults = new Defaults(this.store, this.data);
     injectStyles();
     this.root = el('div', 'mmx-app');
     const header = el('header', 'mmx-header');
@@ -83,8 +89,9 @@ export class App {
 
   private ctx(): ViewContext {
     return {
-      api: this.api,
-      store: this.store,
+      data: this.data,
+      state: () => this.store.get(),
+      select: (patch) => this.store.set(patch),
       // Inside a section: its padding and border take 30 px.
       width: () => Math.max(360, (this.main.clientWidth || document.documentElement.clientWidth || 1000) - 40),
     };
@@ -118,7 +125,13 @@ export class App {
     this.main.appendChild(this.viewsEl);
     this.store.subscribe((s, changed) => this.onChange(s, changed));
     this.watchWidth();
-    await this.refreshSteps();
+    await this.redrawAll();
+  }
+
+  /** The slider's steps, the defaults, then every view from scratch. */
+  private async redrawAll(): Promise<void> {
+    await this.defaults.refreshSteps();
+    if (this.defaults.onChange(this.store.get(), 'all')) return;
     for (const v of this.views) v.update(this.store.get(), 'all');
   }
 
@@ -139,8 +152,7 @@ export class App {
       return;
     }
     this.applyRuns(runs);
-    await this.refreshSteps();
-    for (const v of this.views) v.update(this.store.get(), 'all');
+    await this.redrawAll();
   }
 
   private lastError: unknown = null;
@@ -166,38 +178,11 @@ export class App {
   }
 
   private applyRuns(runs: RunInfo[]): void {
-    const prev = this.store.get();
-    const selected = prev.selected.filter((r) => runs.some((u) => u.run === r));
-    const next: Partial<State> = { runs, selected: selected.length ? selected : [runs[0].run] };
-    const roles = availableRoles({ ...prev, ...next } as State);
-    if (!roles.includes(prev.role)) next.role = roles[0] ?? 'forward';
-    this.store.set(next);
-  }
-
-  /** Steps of the primary run's role for the slider (union over layers, from /heatmap). */
-  private async refreshSteps(): Promise<void> {
-    const s = this.store.get();
-    const run = s.selected[0];
-    if (!run) return;
-    try {
-      const h = await this.api.heatmap(run, s.role);
-      if (this.store.get().selected[0] !== run || this.store.get().role !== s.role) return;
-      const step = s.step !== null && h.steps.length && s.step >= h.steps[h.steps.length - 1] ? null : s.step;
-      this.store.set({ steps: h.steps, step });
-    } catch {
-      this.store.set({ steps: [] }); // the views show the error themselves
-    }
+    this.store.set(runsPatch(this.store.get(), runs));
   }
 
   private onChange(s: State, changed: Set<keyof State>): void {
-    if (changed.has('selected') || changed.has('role')) {
-      const roles = availableRoles(s);
-      if (roles.length && !roles.includes(s.role)) {
-        this.store.set({ role: roles[0] });
-        return;
-      }
-      void this.refreshSteps();
-    }
+    if (this.defaults.onChange(s, changed)) return;
     if (changed.size === 1 && changed.has('steps')) return;
     for (const v of this.views) v.update(s, changed);
   }

@@ -1,5 +1,5 @@
 /** The control bar: run selector (each run with its colour), role, measure, scope, step slider, colours. */
-import { MEASURES, SCOPES, type Measure, type Scope } from './pairs';
+import { MEASURES, SCOPES, type Scope } from './pairs';
 import { type DivergingScheme, type SequentialScheme, runColour } from './scales';
 import { type State, type Store, availableRoles, notRecordedOf, roleLabel, runIndex } from './state';
 import { stepIndex } from './transforms';
@@ -159,7 +159,7 @@ export function createControls(store: Store, onReload: () => void): HTMLElement 
       b.setAttribute('role', 'radio');
       b.setAttribute('aria-checked', String(s.measure === m.value));
       b.dataset.measure = m.value;
-      b.addEventListener('click', () => store.set({ measure: m.value as Measure }));
+      b.addEventListener('click', () => store.set({ measure: m.value }));
       measureBox.appendChild(b);
     }
   };

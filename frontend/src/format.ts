@@ -50,3 +50,13 @@ export function nonFiniteText(counts: readonly number[], operands: readonly stri
 export function int(v: number): string {
   return Math.round(v).toLocaleString('en-US');
 }
+
+/** Shortest decimal text that reads back as the same float32 (for the f32 unit heatmap). */
+export function exactF32(v: number): string {
+  if (Number.isNaN(v)) return '–';
+  for (let p = 1; p <= 9; p++) {
+    const s = Number(v.toPrecision(p));
+    if (Math.fround(s) === v) return String(s);
+  }
+  return String(v);
+}

@@ -5,7 +5,7 @@
 import type { Measure, Scope } from './pairs';
 import type { DivergingScheme, SequentialScheme } from './scales';
 import type { UnitSort } from './transforms';
-import type { NotRecorded, RunInfo } from './types';
+import { type NotRecorded, ROLES, type RunInfo } from './types';
 
 export interface State {
   /** All runs with our data, as /runs lists them (their order fixes each run's colour). */
@@ -87,10 +87,15 @@ function sameValue(a: unknown, b: unknown): boolean {
 
 /** Roles available for the selected runs (in the canonical order, then any others). */
 export function availableRoles(s: State): string[] {
-  const order = ['forward', 'kernel_gradient', 'input_gradient'];
+  const order: readonly string[] = ROLES;
   const set = new Set<string>();
   for (const r of s.runs) if (s.selected.includes(r.run)) for (const role of r.roles) set.add(role);
   return [...order.filter((r) => set.has(r)), ...[...set].filter((r) => !order.includes(r)).sort()];
+}
+
+/** The patch that selects `step` of `steps` (ascending): its last step selects null, i.e. follow the latest. */
+export function stepPatch(steps: readonly number[], step: number): Pick<State, 'step'> {
+  return { step: step === steps[steps.length - 1] ? null : step };
 }
 
 export function runIndex(s: State, run: string): number {

@@ -141,5 +141,5 @@ export function injectStyles(doc: Document = document): void {
   const style = doc.createElement('style');
   style.id = 'mmx-styles';
   style.textContent = CSS;
-  doc.head ? doc.head.appendChild(style) : doc.documentElement.appendChild(style);
+  (doc.head ?? doc.documentElement).appendChild(style);
 }

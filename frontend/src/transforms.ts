@@ -79,7 +79,7 @@ export function heatmapGrid(h: { layers: string[]; steps: number[]; values: ((nu
 
 /** Row labels of stored unit rows: "12" for single units, "12–15" for groups. */
 export function unitRowLabels(rows: number, groupSize: number, units: number): string[] {
-  const labels: string[] = new Array(rows);
+  const labels = new Array<string>(rows);
   for (let r = 0; r < rows; r++) {
     if (groupSize <= 1) labels[r] = String(r);
     else {

@@ -1,9 +1,13 @@
 /** Response shapes of the plugin's HTTP routes (tb_matmul_explainer/http_api.md, contract version 1). */
 
-/** Pair order of every array of nine: first letter = first operand, second letter = second operand. */
+/**
+ * Pair order of every array of nine: first letter = first operand, second letter = second operand.
+ * Must equal `TERMS` in tb_matmul_explainer/metadata.py (test/backend-contract.test.ts checks it).
+ */
 export const TERMS = ['PP', 'PZ', 'PN', 'ZP', 'ZZ', 'ZN', 'NP', 'NZ', 'NN'] as const;
 export type Term = (typeof TERMS)[number];
 
+/** The recorded roles in their canonical order: must equal `ROLES` in tb_matmul_explainer/metadata.py (checked by test). */
 export const ROLES = ['forward', 'kernel_gradient', 'input_gradient'] as const;
 export type Role = string;
 

@@ -62,10 +62,10 @@ describe('createApi', () => {
   it('turns error answers into ApiError with the backend message, and does not cache them', async () => {
     const f = vi.fn(async () => respond('unknown run: nope', { status: 404, headers: { 'Content-Type': 'text/plain' } }));
     const api = createApi(f);
-    const err = await api.overview('nope', 'forward').catch((e) => e);
+    const err = await api.overview('nope', 'forward').then(() => null, (e: unknown) => e as ApiError);
     expect(err).toBeInstanceOf(ApiError);
-    expect(err.status).toBe(404);
-    expect(err.message).toContain('unknown run: nope');
+    expect(err?.status).toBe(404);
+    expect(err?.message).toContain('unknown run: nope');
     await api.overview('nope', 'forward').catch(() => null);
     expect(f).toHaveBeenCalledTimes(2);
   });
@@ -125,8 +125,8 @@ describe('createApi', () => {
     expect(() => parseAlerts({ ...alerts(), step: 'latest' })).toThrow(/step should be an integer/);
     expect(() => parseAlerts({ ...alerts(), diagnoses: [{ layer: 'dense', role: 'forward', step: 1 }] })).toThrow(/diagnoses\[0\]\.text should be a string/);
     expect(() => parseAlerts({ ...alerts(), alerts: [{ ...alert(), first_step: null }] })).toThrow(/alerts\[0\]\.first_step should be an integer/);
-    const err = await createApi(async () => respond("Not found: no Matmul Explainer data for run 'nope'", { status: 404 })).alerts('nope').catch((e) => e);
+    const err = await createApi(async () => respond("Not found: no Matmul Explainer data for run 'nope'", { status: 404 })).alerts('nope').then(() => null, (e: unknown) => e as ApiError);
     expect(err).toBeInstanceOf(ApiError);
-    expect(err.status).toBe(404);
+    expect(err?.status).toBe(404);
   });
 });

@@ -6,8 +6,9 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApi } from '../src/api';
 import { App } from '../src/app';
+import { worstLayer } from '../src/load/defaults';
 import { alertSelection } from '../src/views/alerts';
-import type { CompareOverviewResponse, RunsResponse } from '../src/types';
+import type { RunsResponse } from '../src/types';
 import { alert, alerts, diagnosis, heatmap, layer, overview, runs, units } from './fixtures';
 
 const EVIL = '<img src=x onerror=alert(1)>';
@@ -67,7 +68,7 @@ const routes: Record<string, Route> = {
     const l = layer('dense', 0);
     return { run: 'mlp', role: 'forward', layer: 'dense', steps: [0, 900], counts: [l.counts, l.counts], sums: [l.sums, l.sums], near_zero_counts: [l.near_zero_counts, l.near_zero_counts], near_zero_sums: [l.near_zero_sums, l.near_zero_sums], cells: [16, 16], near_zero_cells: [2, 2], near_zero_fraction: [0.125, 0.125] };
   },
-  compare: (p): CompareOverviewResponse | unknown => {
+  compare: (p): unknown => {
     const rs = p.getAll('run');
     if (p.get('view') === 'heatmap') {
       return {
@@ -92,6 +93,11 @@ async function mount(r: Record<string, Route> = routes): Promise<App> {
   await app.start();
   await settle();
   return app;
+}
+
+/** The geometry a heatmap card reports in its data-layout attribute (heatmap/telemetry.ts). */
+function layoutOf(card: HTMLElement): { groupX: number[]; cellW: number; cellH: number } {
+  return JSON.parse(card.dataset.layout!) as { groupX: number[]; cellW: number; cellH: number };
 }
 
 async function settle() {
@@ -144,7 +150,7 @@ describe('tab DOM', () => {
   it('a hovered cell shows the exact values from the backend', async () => {
     await mount();
     const ov = document.querySelector<HTMLElement>('[data-heatmap="overview"]')!;
-    const l = JSON.parse(ov.dataset.layout!);
+    const l = layoutOf(ov);
     const overlay = ov.querySelector<HTMLCanvasElement>('.mmx-hm-overlay')!;
     // Row 0 (dense), first column (PP); jsdom's bounding rect is at 0,0.
     overlay.dispatchEvent(new MouseEvent('mousemove', { clientX: l.groupX[0] + l.cellW / 2, clientY: l.cellH / 2, bubbles: true }));
@@ -227,7 +233,7 @@ describe('tab DOM', () => {
     expect(app.store.get().layer).toBe('dense');
     await settle();
     const ov = document.querySelector<HTMLElement>('[data-heatmap="overview"]')!;
-    const l = JSON.parse(ov.dataset.layout!);
+    const l = layoutOf(ov);
     ov.querySelector('.mmx-hm-overlay')!.dispatchEvent(new MouseEvent('mousemove', { clientX: l.groupX[0] + l.cellW / 2, clientY: l.cellH / 2, bubbles: true }));
     expect(document.querySelector('.mmx-tooltip td[data-label="diagnosis"]')!.textContent).toBe('Nothing wrong: 12% of results are near zero.');
   });
@@ -245,11 +251,34 @@ describe('tab DOM', () => {
   it('clicking a where-and-when cell selects layer and step', async () => {
     const app = await mount();
     const hm = document.querySelector<HTMLElement>('[data-heatmap="wherewhen"]')!;
-    const l = JSON.parse(hm.dataset.layout!);
+    const l = layoutOf(hm);
     const overlay = hm.querySelector<HTMLCanvasElement>('.mmx-hm-overlay')!;
     overlay.dispatchEvent(new MouseEvent('click', { clientX: l.cellW * 1.5, clientY: l.cellH * 0.5, bubbles: true }));
     expect(app.store.get().layer).toBe('dense');
     expect(app.store.get().step).toBe(100);
+  });
+
+  it('a new selection moves the outline of heatmaps whose data did not change, without rebuilding them', async () => {
+    const app = await mount();
+    const card = (id: string) => document.querySelector<HTMLElement>(`[data-heatmap="${id}"]`)!;
+    const before = { wherewhen: card('wherewhen'), timeline: card('timeline'), overview: card('overview') };
+    const l = layoutOf(before.wherewhen);
+    const overlay = before.wherewhen.querySelector<HTMLCanvasElement>('.mmx-hm-overlay')!;
+    overlay.dispatchEvent(new MouseEvent('click', { clientX: l.cellW * 1.5, clientY: l.cellH * 1.5, bubbles: true }));
+    await settle();
+    expect(app.store.get().step).toBe(100);
+    // Same data (layers x steps; the layer's pairs over steps): the same cards, only their overlay redrawn.
+    expect(card('wherewhen')).toBe(before.wherewhen);
+    expect(card('timeline')).toBe(before.timeline);
+    expect(card('wherewhen').querySelector('.mmx-axis-rows .tick.mmx-emph title')!.textContent).toBe(app.store.get().layer);
+    // The overview shows the data at the step: rebuilt.
+    expect(card('overview')).not.toBe(before.overview);
+  });
+
+  it('the layer detail opens on the layer with the largest near-zero fraction, chosen by the loader layer', async () => {
+    const app = await mount();
+    expect(app.store.get().layer).toBe(worstLayer(overview()));
+    expect(document.querySelector<HTMLSelectElement>('.mmx-layer-select')!.value).toBe(app.store.get().layer);
   });
 
   it('layers that were not recorded are listed per run as text; a backend without the field shows nothing', async () => {

@@ -5,7 +5,7 @@ import { notRecordedOf } from '../src/state';
 import { nonFiniteSteps } from '../src/transforms';
 import type { RunInfo, TimelineResponse } from '../src/types';
 
-const run = (extra: Record<string, unknown>): RunInfo => ({ run: 'r', roles: ['forward'], layers: [], ...extra }) as RunInfo;
+const run = (extra: Record<string, unknown>): RunInfo => ({ run: 'r', roles: ['forward'], layers: [], ...extra });
 
 describe('notRecordedOf', () => {
   it('a backend without the field, or with a value that is not a list, means none', () => {

@@ -10,8 +10,9 @@ are dead. This module is the one place that computes them:
   * `near_zero_fraction`: near-zero result cells / result cells, elementwise;
   * `index_at`: the latest record at or before a step.
 
-A table is built from records alone, so two readers holding the same records (the loader's, the plugin's
-digest) hold bit-identical totals and give identical diagnoses.
+Totals are one sum over each record's rows in its array (`metadata`'s layout; rebuilt from the `Record` when a
+caller has no array), so two readers holding the same records (the loader's, the plugin's digest) hold
+bit-identical totals and give identical diagnoses.
 """
 
 import dataclasses
@@ -19,11 +20,16 @@ import functools
 
 import numpy as np
 
+from tb_matmul_explainer import metadata
+
 #: A stored row is dead when its results are near zero in at least this share of its cells.
 DEAD_CELLS = 0.99
-#: The Record fields a table sums over units (each [S, ...] in the table).
-SUMMED_FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "cells", "near_zero_cells",
-                 "result_magnitude", "reference")
+#: The Record fields a table sums over units (each [S, ...] in the table), and their columns in a record's rows.
+_COLUMNS = {"counts": metadata.COUNTS, "sums": metadata.SUMS, "near_zero_counts": metadata.NEAR_ZERO_COUNTS,
+            "near_zero_sums": metadata.NEAR_ZERO_SUMS, "cells": metadata.CELLS,
+            "near_zero_cells": metadata.NEAR_ZERO_CELLS, "result_magnitude": metadata.RESULT_MAGNITUDE,
+            "reference": metadata.REFERENCE}
+SUMMED_FIELDS = tuple(_COLUMNS)
 
 
 def near_zero_fraction(near_zero_cells, cells, empty=np.nan):
@@ -116,7 +122,7 @@ def non_finite_results(nonfinite, cells):
 @dataclasses.dataclass(frozen=True)
 class SeriesTable:
     """The layer totals of one tag's S records, one row per record in the order given (the step lookups need
-    ascending steps). Pair columns are in `metadata.TERMS` order; with no record, every array has shape [0]."""
+    ascending steps). Pair columns are in `metadata.TERMS` order."""
     steps: np.ndarray             # [S] int64
     counts: np.ndarray            # [S, 9] products per pair, all cells, summed over units
     sums: np.ndarray              # [S, 9]
@@ -136,14 +142,17 @@ class SeriesTable:
     dead_near_zero_counts: np.ndarray  # [S, 9] near-zero counts summed over the dead rows only
 
     @classmethod
-    def of_records(cls, steps, records):
-        """The table of `records` (`metadata.Record`s) recorded at `steps` (same length)."""
+    def of_records(cls, steps, records, arrays=None):
+        """The table of `records` (`metadata.Record`s) recorded at `steps` (same length). `arrays`: the records'
+        `[rows + 1, COLUMNS]` arrays, when the caller has them (else they are rebuilt from the records)."""
         if len(steps) != len(records):
             raise ValueError(f"steps and records must have the same length, got {len(steps)} and {len(records)}")
-        # Each record's own sum over rows (not one sum over stacked records): the totals of a record do not depend
-        # on which other records a reader holds.
-        summed = {f: np.array([getattr(r, f).sum(axis=0) for r in records], np.float64) for f in SUMMED_FIELDS}
-        return cls(steps=np.asarray(steps, np.int64), **summed,
+        rows = ([_as_current(np.ascontiguousarray(a, np.float64)[1:]) for a in arrays] if arrays is not None
+                else [_rows_of(r) for r in records])
+        # One sum over each record's rows, in row order: the same values whether or not the caller had the arrays
+        # and whatever other records the table holds.
+        sums = np.array([r.sum(axis=0) for r in rows]).reshape(len(records), metadata.COLUMNS)
+        return cls(steps=np.asarray(steps, np.int64), **{f: sums[:, c] for f, c in _COLUMNS.items()},
                    thresholds=np.array([r.thresholds for r in records], np.float64),
                    nonfinite=np.array([r.nonfinite for r in records], np.float64),
                    rows=np.array([len(r.cells) for r in records], np.int64),
@@ -195,3 +204,17 @@ class SeriesTable:
         """The `StepSummary`s of the records before `step`."""
         return list(self.summaries[:int(np.searchsorted(self.steps, step, side="left"))])
 
+
+def _as_current(rows):
+    """Version-1 rows (`V1_COLUMNS` wide) with the version-2 columns as NaN (unknown), as `unpack_record` reads them."""
+    if rows.shape[1] == metadata.V1_COLUMNS:
+        rows = np.concatenate([rows, np.full((rows.shape[0], metadata.COLUMNS - metadata.V1_COLUMNS), np.nan)], 1)
+    return rows
+
+
+def _rows_of(record):
+    """A record's per-unit rows as its array holds them (`[rows, COLUMNS]`; the inverse of `unpack_record`)."""
+    rows = np.zeros((len(record.cells), metadata.COLUMNS))
+    for field, columns in _COLUMNS.items():
+        rows[:, columns] = getattr(record, field)
+    return rows

@@ -52,7 +52,7 @@ class Records:
 def digest(series, points):
     """The `Digest` of a tag's data points (`provider.TensorDatum`s); `series`: its `run_index.Series`."""
     steps, arrays, records, skipped = readable(series, points)
-    table = explain.SeriesTable.of_records(steps, records)
+    table = explain.SeriesTable.of_records(steps, records, arrays)
     rows = len(records[-1].cells) if records else 0
     fraction = np.full((rows, len(records)), np.nan, np.float32)
     same = [i for i, r in enumerate(records) if len(r.cells) == rows]

@@ -64,41 +64,41 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
     def _reader_of(self, request):
         return self.reader(plugin_util.context(request.environ), plugin_util.experiment_id(request.environ))
 
+    def _respond(self, request, view, *params):
+        """200 with the JSON body that `view(reader, *params)` gives for the request."""
+        return web.respond_json(request, view(self._reader_of(request), *params))
+
     @wrappers.Request.application
     def runs_route(self, request):
-        return web.respond_json(request, views.runs(self._reader_of(request)))
+        return self._respond(request, views.runs)
 
     @wrappers.Request.application
     def overview_route(self, request):
         run, role, step = web.param(request, "run"), web.role_param(request), web.step_param(request)
-        return web.respond_json(request, views.overview(self._reader_of(request), run, role, step))
+        return self._respond(request, views.overview, run, role, step)
 
     @wrappers.Request.application
     def timeline_route(self, request):
-        run, role, layer = web.param(request, "run"), web.role_param(request), web.param(request, "layer")
-        return web.respond_json(request, views.timeline(self._reader_of(request), run, role, layer))
+        return self._respond(request, views.timeline, *web.layer_params(request))
 
     @wrappers.Request.application
     def heatmap_route(self, request):
-        run, role = web.param(request, "run"), web.role_param(request)
-        return web.respond_json(request, views.heatmap(self._reader_of(request), run, role))
+        return self._respond(request, views.heatmap, web.param(request, "run"), web.role_param(request))
 
     @wrappers.Request.application
     def units_route(self, request):
-        run, role, layer = web.param(request, "run"), web.role_param(request), web.param(request, "layer")
-        step = web.step_param(request)
-        return web.respond_json(request, views.units(self._reader_of(request), run, role, layer, step))
+        return self._respond(request, views.units, *web.layer_params(request), web.step_param(request))
 
     @wrappers.Request.application
     def unit_heatmap_route(self, request):
-        run, role, layer = web.param(request, "run"), web.role_param(request), web.param(request, "layer")
+        params = web.layer_params(request)
         fmt = web.param(request, "format", required=False) or "json"
         if fmt not in ("json", "f32"):
             raise errors.InvalidArgumentError("parameter 'format' must be 'json' or 'f32', got %r" % fmt[:40])
-        if fmt == "f32":
-            body, headers = views.unit_heatmap_f32(self._reader_of(request), run, role, layer)
-            return http_util.Respond(request, body, "application/octet-stream", headers=headers)
-        return web.respond_json(request, views.unit_heatmap(self._reader_of(request), run, role, layer))
+        if fmt == "json":
+            return self._respond(request, views.unit_heatmap, *params)
+        body, headers = views.unit_heatmap_f32(self._reader_of(request), *params)
+        return http_util.Respond(request, body, "application/octet-stream", headers=headers)
 
     @wrappers.Request.application
     def compare_route(self, request):
@@ -111,15 +111,12 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
             raise errors.InvalidArgumentError("give 1 to %d 'run' parameters, got %d" % (_MAX_COMPARE_RUNS, len(runs)))
         role, step = web.role_param(request, default="forward"), web.step_param(request)
         layer = web.param(request, "layer", required=(view == "timeline"))
-        return web.respond_json(request, views.compare(self._reader_of(request), view, runs, role, step, layer))
+        return self._respond(request, views.compare, view, runs, role, step, layer)
 
     @wrappers.Request.application
     def diagnosis_route(self, request):
-        run, role, layer = web.param(request, "run"), web.role_param(request), web.param(request, "layer")
-        step = web.step_param(request)
-        return web.respond_json(request, views.diagnosis(self._reader_of(request), run, role, layer, step))
+        return self._respond(request, views.diagnosis, *web.layer_params(request), web.step_param(request))
 
     @wrappers.Request.application
     def alerts_route(self, request):
-        run, step = web.param(request, "run"), web.step_param(request)
-        return web.respond_json(request, views.alerts(self._reader_of(request), run, step))
+        return self._respond(request, views.alerts, web.param(request, "run"), web.step_param(request))

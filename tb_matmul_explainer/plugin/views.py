@@ -163,7 +163,8 @@ def _compared(reader, view, index, role, step, layer, names):
         return {"run": index.name, "role": role, "step": top, "layers": [entries.get(n) for n in names]}
     if view == "heatmap":
         _, steps, rows = _heatmap_rows(reader, index, role)
-        return {"run": index.name, "role": role, "layers": names, "steps": steps, "values": [rows.get(n) for n in names]}
+        return {"run": index.name, "role": role, "layers": names, "steps": steps,
+                "values": [rows.get(n) for n in names]}
     layer_obj = index.layers.get(layer)
     if layer_obj is None or role not in layer_obj.roles:
         return None

@@ -47,6 +47,11 @@ def param(request, name, required=True):
     return values[0]
 
 
+def layer_params(request):
+    """(run, role, layer): the parameters naming one layer's tag."""
+    return param(request, "run"), role_param(request), param(request, "layer")
+
+
 def step_param(request):
     """The optional `step` parameter: an int in [0, 2**63), or None."""
     value = param(request, "step", required=False)

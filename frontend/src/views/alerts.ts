@@ -3,10 +3,12 @@
  * ranking (worst first), each with its severity, layer, role, first step and message. Clicking one selects its
  * layer, role and first step in every view.
  */
+import { el } from '../dom';
 import { exact, pct } from '../format';
 import { roleLabel, type State } from '../state';
 import type { Alert, AlertsResponse } from '../types';
-import { type View, type ViewContext, Slot, el } from './common';
+import { Slot } from './slot';
+import type { View, ViewContext } from './view';
 
 /** A severity in [0, 1] as a small bar (its value in the title and as text for screen readers). */
 export function severityBar(severity: number): HTMLElement {
@@ -38,7 +40,7 @@ export class AlertsView implements View {
     const run = s.selected[0];
     if (!run) return this.slot.clear();
     void this.slot.load(
-      () => this.ctx.api.alerts(run),
+      () => this.ctx.data.alerts(s),
       (r) => this.draw(r),
     );
   }
@@ -77,7 +79,7 @@ export class AlertsView implements View {
       el('span', 'mmx-alert-text', a.message),
     );
     const select = () => {
-      this.ctx.store.set(alertSelection(this.ctx.store.get(), a));
+      this.ctx.select(alertSelection(this.ctx.state(), a));
       document.getElementById('mmx-layer')?.scrollIntoView?.({ behavior: 'smooth', block: 'start' });
     };
     li.addEventListener('click', select);

@@ -2,29 +2,20 @@
  * Compare runs: the same heatmaps side by side with one shared colour scale, and a difference view A - B
  * with a diverging scale. Layers are aligned by name; a layer a run lacks is shown as missing, not zero.
  */
+import { el, section } from '../dom';
 import { exact, pct, signedPoints } from '../format';
 import { type Grid, get, makeGrid, maxAbs, set } from '../grid';
 import { createHeatmap } from '../heatmap';
-import { measureLabel, pairStats, scoped } from '../pairs';
+import { describePair, measureLabel, pairStats, scoped } from '../pairs';
 import { divergingScale, runColour } from '../scales';
 import { type State, operandsOf, roleLabel, runIndex } from '../state';
 import { compareHeatmapGrids, compareHeatmapResults, compareOverviewGrids, compareOverviewResults, differenceGrid, termOfColumn } from '../transforms';
 import { type CompareHeatmapResponse, type CompareOverviewResponse, TERMS } from '../types';
 import type { TooltipRow } from '../tooltip';
-import {
-  type View,
-  type ViewContext,
-  Slot,
-  el,
-  fractionScale,
-  measureScale,
-  pairGroups,
-  pairRows,
-  pairSubtitle,
-  pairValues,
-  pctTick,
-  section,
-} from './common';
+import { fractionScale, measureScale, pairGroups, pairValues, pctTick } from './measure';
+import { pairRows } from './pairtext';
+import { Slot } from './slot';
+import type { View, ViewContext } from './view';
 
 const RELEVANT: (keyof State)[] = ['selected', 'role', 'measure', 'scope', 'step', 'sequential', 'diverging', 'diffA', 'diffB', 'runs'];
 
@@ -67,7 +58,8 @@ export class CompareView implements View {
 
   update(s: State, changed: Set<keyof State> | 'all'): void {
     if (changed !== 'all' && !RELEVANT.some((k) => changed.has(k))) return;
-    const runs = s.selected.slice(0, 8);
+    const data = this.ctx.data;
+    const runs = data.compared(s);
     this.pickers.textContent = '';
     if (runs.length < 2) {
       this.el.classList.add('mmx-compare-off');
@@ -76,15 +68,14 @@ export class CompareView implements View {
       return;
     }
     this.el.classList.remove('mmx-compare-off');
-    this.hint.textContent = s.selected.length > 8 ? 'Comparing the first 8 selected runs.' : '';
+    this.hint.textContent = s.selected.length > runs.length ? `Comparing the first ${runs.length} selected runs.` : '';
     const [a, b] = this.pair(s);
     this.drawPickers(s, runs, a, b);
-    const api = this.ctx.api;
-    const overviewP = api.compareOverview(runs, s.role, s.step);
+    const overviewP = data.compareOverview(s);
     void this.sideBySide.load(() => overviewP, (c) => this.drawSideBySide(s, c));
     void this.fractions.load(() => overviewP, (c) => this.drawFractions(s, c));
     void this.diff.load(() => overviewP, (c) => this.drawDiff(s, c, a, b));
-    const heatP = api.compareHeatmap(runs, s.role);
+    const heatP = data.compareHeatmap(s);
     void this.heatSide.load(() => heatP, (c) => this.drawHeatSide(s, c));
     void this.heatDiff.load(() => heatP, (c) => this.drawHeatDiff(s, c, a, b));
   }
@@ -97,7 +88,7 @@ export class CompareView implements View {
       sel.dataset.diff = key;
       for (const r of runs) sel.options.add(new Option(r, r, false, r === value));
       sel.value = value;
-      sel.addEventListener('change', () => this.ctx.store.set({ [key]: sel.value } as Partial<State>));
+      sel.addEventListener('change', () => this.ctx.select({ [key]: sel.value }));
       lab.appendChild(sel);
       return lab;
     };
@@ -156,7 +147,7 @@ export class CompareView implements View {
           const { counts, sums } = scoped(layer, s.scope);
           return {
             title: `${layer.name} · ${run} · ${TERMS[term]}`,
-            subtitle: `${pairSubtitle(term, operands)} · step ${layer.step}`,
+            subtitle: `${describePair(term, operands)} · step ${layer.step}`,
             rows: pairRows(pairStats(counts, sums, term), s.scope),
           };
         },

@@ -3,15 +3,19 @@
  * below it the layers that were not recorded, with why (from /runs), and each layer's diagnosis line (from /alerts
  * at the same step), also in the cells' tooltips.
  */
+import { el, section } from '../dom';
 import { exact, nonFiniteText, pct } from '../format';
-import { createHeatmap } from '../heatmap';
-import { pairStats, scoped } from '../pairs';
+import { type HeatmapHandle, createHeatmap } from '../heatmap';
+import { describePair, pairStats, scoped } from '../pairs';
 import { notRecordedOf, operandsOf, roleLabel, runInfo, type State } from '../state';
 import { overviewGridOf, termOfColumn } from '../transforms';
 import type { TooltipRow } from '../tooltip';
 import type { AlertsResponse, LayerDiagnosis, NotRecorded, OverviewResponse } from '../types';
 import { TERMS } from '../types';
-import { type View, type ViewContext, Slot, el, fractionScale, measureScale, pairGroups, pairMissingLabel, pairRows, pairSubtitle, pairValues, section } from './common';
+import { fractionScale, measureScale, pairGroups, pairMissingLabel, pairValues } from './measure';
+import { pairRows } from './pairtext';
+import { Slot } from './slot';
+import type { View, ViewContext } from './view';
 
 const RELEVANT: (keyof State)[] = ['selected', 'role', 'measure', 'scope', 'step', 'layer', 'sequential', 'diverging', 'runs'];
 
@@ -23,6 +27,8 @@ export class OverviewView implements View {
   /** Diagnosis lines by layer name, for the run, role and step in `linesKey`. */
   private lines = new Map<string, LayerDiagnosis>();
   private linesKey = '';
+  /** The heatmap on screen and its layers, while no load is pending. */
+  private drawn: { hm: HeatmapHandle; ov: OverviewResponse } | null = null;
 
   constructor(private ctx: ViewContext) {
     const s = section(
@@ -37,6 +43,8 @@ export class OverviewView implements View {
 
   update(s: State, changed: Set<keyof State> | 'all'): void {
     if (changed !== 'all' && !RELEVANT.some((k) => changed.has(k))) return;
+    if (this.drawn && changed !== 'all' && changed.size === 1 && changed.has('layer')) return this.moveSelection(s.layer);
+    this.drawn = null;
     const run = s.selected[0];
     this.notRecorded.textContent = '';
     if (!run) {
@@ -46,16 +54,16 @@ export class OverviewView implements View {
     }
     const skipped = notRecordedNotice(notRecordedOf(runInfo(s, run)));
     if (skipped) this.notRecorded.appendChild(skipped);
-    const api = this.ctx.api;
+    const data = this.ctx.data;
     const key = JSON.stringify([run, s.role, s.step]);
     void this.slot.load(
-      () => api.overview(run, s.role, s.step),
+      () => data.overview(s),
       (ov) => this.draw(s, ov, key),
     );
     // Each layer's diagnosis line comes from /alerts at the same step, drawn when it arrives (the heatmap does
     // not wait for it); without it the overview is complete all the same (the alerts panel shows the error).
     void this.list.load(
-      () => api.alerts(run, s.step).catch(() => null),
+      () => data.diagnosisLines(s),
       (al) => {
         this.lines = diagnosisLines(al, s.role);
         this.linesKey = key;
@@ -93,7 +101,7 @@ export class OverviewView implements View {
       selected: { row: selRow >= 0 ? selRow : null, col: null },
       emphasisRow: selRow >= 0 ? selRow : null,
       fileBase: [ov.run, ov.role, `step${ov.step}`],
-      onCellClick: (r) => this.ctx.store.set({ layer: ov.layers[r].name }),
+      onCellClick: (r) => this.ctx.select({ layer: ov.layers[r].name }),
       tooltip: (r, c) => {
         const layer = ov.layers[r];
         const term = termOfColumn(c);
@@ -115,12 +123,20 @@ export class OverviewView implements View {
         const { counts, sums } = scoped(layer, s.scope);
         return {
           title: `${layer.name} · ${TERMS[term]}`,
-          subtitle: `${pairSubtitle(term, operands)} · step ${layer.step}`,
+          subtitle: `${describePair(term, operands)} · step ${layer.step}`,
           rows: [...pairRows(pairStats(counts, sums, term), s.scope), ...diagnosisRow(line(layer.name))],
         };
       },
     });
     this.slot.el.appendChild(hm.root);
+    this.drawn = { hm, ov };
+  }
+
+  /** The selected layer changed, nothing else: move the outline, the emphasised label and the current line. */
+  private moveSelection(layer: string | null): void {
+    const row = this.drawn!.ov.layers.findIndex((l) => l.name === layer);
+    this.drawn!.hm.select({ row: row >= 0 ? row : null, col: null }, row >= 0 ? row : null);
+    for (const li of this.list.el.querySelectorAll<HTMLElement>('li[data-layer]')) li.classList.toggle('mmx-current', li.dataset.layer === layer);
   }
 
   /** One line per layer (model order): the layer's name and its diagnosis; a click opens the layer. */
@@ -131,10 +147,10 @@ export class OverviewView implements View {
     for (const [name, d] of lines) {
       const li = el('li', 'mmx-clickable');
       li.dataset.layer = name;
-      if (name === s.layer) li.classList.add('mmx-current');
+      if (name === this.ctx.state().layer) li.classList.add('mmx-current'); // the layer now, should it have moved since
       li.title = `Open ${name} (step ${d.step})`;
       li.append(el('span', 'mmx-diagnoses-layer', name), el('span', 'mmx-diagnoses-text', d.text));
-      li.addEventListener('click', () => this.ctx.store.set({ layer: name }));
+      li.addEventListener('click', () => this.ctx.select({ layer: name }));
       ul.appendChild(li);
     }
     box.appendChild(ul);

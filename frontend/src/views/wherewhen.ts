@@ -1,16 +1,24 @@
 /** Where and when: layers x steps of the near-zero result fraction. Clicking a cell selects layer and step. */
 import { exact, pct } from '../format';
 import { createHeatmap } from '../heatmap';
-import { roleLabel, type State } from '../state';
+import { roleLabel, type State, stepPatch } from '../state';
 import { heatmapGrid, stepIndex } from '../transforms';
 import type { HeatmapResponse } from '../types';
-import { type View, type ViewContext, Slot, fractionScale, section } from './common';
+import { section } from '../dom';
+import type { HeatmapHandle } from '../heatmap';
+import { fractionScale } from './measure';
+import { Slot } from './slot';
+import type { View, ViewContext } from './view';
 
 const RELEVANT: (keyof State)[] = ['selected', 'role', 'step', 'layer', 'sequential'];
+/** Changes that only move the selection outline. */
+const SELECTION: (keyof State)[] = ['step', 'layer'];
 
 export class WhereWhenView implements View {
   readonly el: HTMLElement;
   private slot = new Slot();
+  /** The heatmap on screen and its data, while no load is pending. */
+  private drawn: { hm: HeatmapHandle; h: HeatmapResponse } | null = null;
 
   constructor(private ctx: ViewContext) {
     const s = section(
@@ -25,9 +33,15 @@ export class WhereWhenView implements View {
   update(s: State, changed: Set<keyof State> | 'all'): void {
     if (changed !== 'all' && !RELEVANT.some((k) => changed.has(k))) return;
     const run = s.selected[0];
+    if (this.drawn && changed !== 'all' && [...changed].every((k) => SELECTION.includes(k))) {
+      const { hm, h } = this.drawn;
+      const { row, col } = selection(s, h);
+      return hm.select({ row, col }, row);
+    }
+    this.drawn = null;
     if (!run) return this.slot.clear();
     void this.slot.load(
-      () => this.ctx.api.heatmap(run, s.role),
+      () => this.ctx.data.whereWhen(s),
       (h) => this.draw(s, h),
     );
   }
@@ -38,8 +52,7 @@ export class WhereWhenView implements View {
       return;
     }
     const grid = heatmapGrid(h);
-    const col = stepIndex(h.steps, s.step);
-    const row = h.layers.indexOf(s.layer ?? '');
+    const { row, col } = selection(s, h);
     const hm = createHeatmap({
       id: 'wherewhen',
       title: `${h.run} · ${roleLabel(h.role)}`,
@@ -54,11 +67,11 @@ export class WhereWhenView implements View {
       maxCellW: 36,
       minCellH: 3,
       maxCellH: 22,
-      selected: { row: row >= 0 ? row : null, col },
-      emphasisRow: row >= 0 ? row : null,
+      selected: { row, col },
+      emphasisRow: row,
       fileBase: [h.run, h.role],
       onCellClick: (r, c) => {
-        this.ctx.store.set({ layer: h.layers[r], step: c === h.steps.length - 1 ? null : h.steps[c] });
+        this.ctx.select({ layer: h.layers[r], ...stepPatch(h.steps, h.steps[c]) });
       },
       tooltip: (r, c) => {
         const v = h.values[r]?.[c];
@@ -72,5 +85,12 @@ export class WhereWhenView implements View {
       },
     });
     this.slot.el.appendChild(hm.root);
+    this.drawn = { hm, h };
   }
+}
+
+/** The selected layer's row (null: not in this run) and the selected step's column. */
+function selection(s: State, h: HeatmapResponse): { row: number | null; col: number } {
+  const row = h.layers.indexOf(s.layer ?? '');
+  return { row: row >= 0 ? row : null, col: stepIndex(h.steps, s.step) };
 }

@@ -1,0 +1,37 @@
+"""XLA compilation of the aggregate kernels: the `kernel` decorator and the compile mode of one public call.
+
+A function decorated with `kernel` runs as one XLA-compiled `tf.function` (static Python arguments key its
+cache) or as plain TensorFlow ops, as the public call running it asks (`Options.jit`). Compiling fuses the
+elementwise class masks into few passes (faster on CPU, measured in bench/kernels.py) but costs about a second per
+new shape. Each public function sets the mode for the duration of its own call (`compile_mode`); the mode lives in
+a context variable, so calls in other threads (replicas of a distribution strategy) keep their own.
+"""
+
+import contextlib
+import contextvars
+import functools
+
+import tensorflow as tf
+
+_JIT = contextvars.ContextVar("tb_matmul_explainer.aggregates.jit", default=True)
+
+
+@contextlib.contextmanager
+def compile_mode(jit):
+    """Within the block, `kernel` functions run XLA-compiled if `jit`, else uncompiled."""
+    token = _JIT.set(bool(jit))
+    try:
+        yield
+    finally:
+        _JIT.reset(token)
+
+
+def kernel(fn):
+    """Runs `fn` as one XLA-compiled function when the current compile mode asks for it."""
+    compiled = tf.function(fn, jit_compile=True)
+
+    @functools.wraps(fn)
+    def call(*args):
+        return compiled(*args) if _JIT.get() else fn(*args)
+
+    return call
