@@ -90,11 +90,18 @@ def _cancelled(t):
     return (not math.isnan(share)) and share <= CANCELLED, share
 
 
+# The operands that come from other layers, per matmul role: the layer input (from its producer) and the output
+# gradient (from the layers after it).
+_FROM_OTHER_LAYERS = {"forward": ("first",), "kernel_gradient": ("first", "second"), "input_gradient": ("first",)}
+
+
 def _is_starved(t, role):
-    """Forward and kernel gradient: nearly all the near-zero cells' products have a near-zero layer input (a dead
-    producer's output), so the problem is the producer's."""
-    return role in ("forward", "kernel_gradient") and t.near_zero_cells > 0 and \
-        causes_lib.z_shares(t.near_zero_counts)["first"] >= causes_lib.DOMINANT
+    """Nearly all the near-zero cells' products have a near-zero operand that another layer made (a dead
+    producer's output, or an output gradient that dead units after it do not pass back): the problem is theirs."""
+    if t.near_zero_cells <= 0:
+        return False
+    shares = causes_lib.z_shares(t.near_zero_counts)
+    return any(shares[k] >= causes_lib.DOMINANT for k in _FROM_OTHER_LAYERS.get(role, ()))
 
 
 def _non_finite_alert(t, layer, role, step, history, info):

@@ -158,6 +158,12 @@ def _blocked(vanishing, alerts, views, diagnoses):
     gradient passes back through those, which their own alert says (the earlier layer's text says so too)."""
     order = {layer: _order(view.info) for (layer, _), view in views.items()}
     blockers = [a for a in alerts if a.kind in ("dead_units", "collapsed_weights") and a.severity >= 0.5]
+    for d in diagnoses.values():
+        blocker = next((b for b in blockers if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(
+            d.layer, (0, 0))), None)
+        if d.starved and d.role != "forward" and blocker is not None:
+            d.text += f" Its output gradient is near zero because {blocker.layer}, after it, passes almost none " \
+                      f"back ({blocker.kind.replace('_', ' ')})."
     kept = []
     for a in vanishing:
         blocker = next((b for b in blockers
