@@ -154,8 +154,9 @@ def _dead_inputs(views, diagnoses, alerts):
 
 
 def _blocked(vanishing, alerts, views, diagnoses):
-    """Vanishing-gradient alerts less those of layers before a layer with dead units or collapsed weights: no
-    gradient passes back through those, which their own alert says (the earlier layer's text says so too)."""
+    """Vanishing-gradient alerts less those of starved layers and of layers before a layer with dead units or
+    collapsed weights: no gradient passes back through those, which their own alert says (the earlier layer's
+    text says so too)."""
     order = {layer: _order(view.info) for (layer, _), view in views.items()}
     blockers = [a for a in alerts if a.kind in ("dead_units", "collapsed_weights") and a.severity >= 0.5]
     for d in diagnoses.values():
@@ -166,6 +167,9 @@ def _blocked(vanishing, alerts, views, diagnoses):
                       f"back ({blocker.kind.replace('_', ' ')})."
     kept = []
     for a in vanishing:
+        d = diagnoses.get((a.layer, a.role))
+        if d is not None and d.starved:
+            continue  # its kernel gradient is near zero because an operand from another layer is: said there
         blocker = next((b for b in blockers
                         if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(a.layer, (0, 0))), None)
         if blocker is None:
