@@ -134,6 +134,9 @@ export function operandsOf(s: State, run: string, layer: string | null, role: st
     forward: ['input', 'kernel'],
     kernel_gradient: ['input', 'output gradient'],
     input_gradient: ['output gradient', 'kernel'],
+    activation: ['matmul', 'bias'],
+    activation_gradient: ['activation output gradient', 'activation derivative'],
+    input_features: ['input', 'none'],
   };
   return defaults[role] ?? ['first', 'second'];
 }
@@ -142,6 +145,9 @@ export const ROLE_LABELS: Record<string, string> = {
   forward: 'forward (outputs)',
   kernel_gradient: 'kernel gradient',
   input_gradient: 'input gradient',
+  activation: 'activation (inactive = near zero)',
+  activation_gradient: 'activation gradient (dJ/dz)',
+  input_features: 'input features',
 };
 
 export function roleLabel(role: string): string {

@@ -8,7 +8,14 @@ export const TERMS = ['PP', 'PZ', 'PN', 'ZP', 'ZZ', 'ZN', 'NP', 'NZ', 'NN'] as c
 export type Term = (typeof TERMS)[number];
 
 /** The recorded roles in their canonical order: must equal `ROLES` in tb_matmul_explainer/metadata.py (checked by test). */
-export const ROLES = ['forward', 'kernel_gradient', 'input_gradient'] as const;
+export const ROLES = [
+  'forward',
+  'kernel_gradient',
+  'input_gradient',
+  'activation',
+  'activation_gradient',
+  'input_features',
+] as const;
 export type Role = string;
 
 export interface RoleInfo {
