@@ -6,8 +6,9 @@ Two problems shaped like Cockpit's (DeepOBS) benchmark problems, on synthetic da
   mlp  784-1000-500-100-10, ReLU, batch 128
   cnn  "3c3d" on 32x32x3, batch 128: conv 64 5x5 valid, max-pool 3/2, conv 96 3x3 valid, max-pool 3/2,
        conv 128 3x3 same, max-pool 3/2, dense 512, dense 256, dense 10 (ReLU), like DeepOBS cifar10_3c3d
-SGD, sparse categorical cross-entropy. The callback records every Dense/Conv layer, roles forward +
-kernel_gradient, with its default settings (sampled thresholds, sampled near-zero totals), at `update_freq` 1, 16,
+SGD, sparse categorical cross-entropy. The callback records every Dense/Conv layer with its default roles and
+settings (the matmul roles plus the activation step and input features; sampled thresholds, sampled near-zero
+totals), at `update_freq` 1, 16,
 100 and a cadence that never fires within the measurement (update_freq=10**9; its step 0 falls in the warm-up);
 then again with exact thresholds (threshold_method="exact", near_zero="exact").
 
@@ -155,8 +156,7 @@ def run_problem(problem, repeats, quick, log_root):
             continue
         options = {"threshold_method": "exact", "near_zero": "exact"} if exact else {}
         callbacks[(label, freq)] = ExplainerCallback(os.path.join(log_root, problem, f"{label}_{freq}"),
-                                                     update_freq=freq, roles=("forward", "kernel_gradient"),
-                                                     **options)
+                                                     update_freq=freq, **options)
     keys = [(label, freq) for label, freq, _, _ in configs]
     composed_times = {key: [] for key in keys}
     composed_ratios = {key: [] for key in keys}
