@@ -216,3 +216,43 @@ def test_collapsed_weights_with_non_finite_values(tmp_path):
         layers = write(tmp_path, f"collapsing{i}", [("dense", "forward", [(0, first, second)])])
         _, alerts = explain.diagnose_run(layers)
         assert ("collapsed_weights" in [a.kind for a in alerts]) == collapsed
+
+
+def test_version_1_records_are_read_and_diagnosed_as_before(tmp_path):
+    """A run of contract version 1 (38 columns, no |result|, |W|, padding or activation data) loads with those
+    fields unknown (NaN) and gets the same diagnoses and alerts as the same records in version 2 without them."""
+    import json
+
+    from tb_matmul_explainer import metadata
+
+    x = rng_normal(0, (32, 8))
+    layers = [("dense", "forward", [(0, np.maximum(x, 0), np.where(np.arange(8) < 4, 0.0, rng_normal(2, (8, 8))))]),
+              ("first", "kernel_gradient", [(0, x, 1e-6 * rng_normal(1, (32, 8)))]),
+              ("last", "kernel_gradient", [(0, x, rng_normal(3, (32, 8)))])]
+    current = write(tmp_path, "v2", layers)
+    with tf.summary.create_file_writer(str(tmp_path / "v1")).as_default():
+        for (layer, role), series in current.items():
+            md = metadata.create_summary_metadata(layer, None, role=role, op="dense", layer=layer,
+                                                  index=series.info.index, units=series.info.units,
+                                                  confidence=series.info.confidence)
+            content = json.loads(md.plugin_data.content)
+            content["v"] = 1
+            md.plugin_data.content = json.dumps(content).encode()
+            for step, record in zip(series.steps, series.records):
+                array = np.zeros((len(record.cells) + 1, metadata.V1_COLUMNS))
+                array[0, :3], array[0, 3:6] = record.thresholds, record.nonfinite
+                array[0, 6], array[0, 7] = record.units, record.group_size
+                array[1:, 0:9], array[1:, 9:18] = record.counts, record.sums
+                array[1:, 18:27], array[1:, 27:36] = record.near_zero_counts, record.near_zero_sums
+                array[1:, 36], array[1:, 37] = record.cells, record.near_zero_cells
+                tf.summary.write(f"{layer}/{role}", tf.constant(array, tf.float64), step, metadata=md)
+    old = loader.load(str(tmp_path)).runs["v1"]
+    assert {s.info.version for s in old.values()} == {1}
+    record = old[("first", "kernel_gradient")].records[0]
+    assert np.isnan(record.result_magnitude).all() and np.isnan(record.padding_only)
+    new_diagnoses, new_alerts = explain.diagnose_run(current)
+    old_diagnoses, old_alerts = explain.diagnose_run(old)
+    assert [d.text for d in old_diagnoses] == [d.text for d in new_diagnoses]
+    assert [(a.kind, a.layer, a.first_step) for a in old_alerts] == [(a.kind, a.layer, a.first_step)
+                                                                      for a in new_alerts]
+    assert {a.kind for a in old_alerts} >= {"vanishing_gradient", "dead_units"}
