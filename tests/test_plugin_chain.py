@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tb_matmul_explainer import __main__ as cli
 from tb_matmul_explainer import explain, loader, metadata
 from tb_matmul_explainer.keras import ExplainerCallback
 from tests.test_plugin import PREFIX, get_json, make_client
@@ -167,3 +168,25 @@ def test_version_1_logs_are_served_with_null_inactive_share(tmp_path):
     alerts = get_json(client, "/alerts", run="v1")
     assert [d["layer"] for d in alerts["diagnoses"]] == ["old"]
     assert all(a["open"]["layer"] == "old" for a in alerts["alerts"])
+
+
+def test_report_prints_seen_in_and_a_chain_per_layer(logdir, runs, capsys):
+    assert cli.main(["report", logdir]) == 0
+    out = capsys.readouterr().out
+    assert "relu_1 (input features, seen in logits), from step 0:" in out
+    dying = out.split("== run dying/train")[1].splitlines()
+    chain = next(line.strip() for line in dying if line.strip().startswith("hidden_2: forward:"))
+    # Chain order, and the dead ReLUs at the activation step, with its function and every unit dead.
+    assert chain.index("input features") < chain.index("x.W") < chain.index("activation relu 100% inactive (16/16 dead)")
+    assert chain.index("| backward: dJ/dz") < chain.index("dJ/dW")  # input_gradient is not a default role
+    logits = next(line.strip() for line in dying if line.strip().startswith("logits: forward:"))
+    assert "from hidden_2" in logits and "activation" not in logits.split("|")[0]
+
+
+def test_dataframe_has_result_magnitude_and_reference(runs, logdir):
+    frame = loader.to_dataframe(loader.load(logdir))
+    row = frame[(frame.run == "dying/train") & (frame.layer == "hidden_2") & (frame.role == "kernel_gradient")]
+    t = runs["dying/train"][("hidden_2", "kernel_gradient")].table
+    assert list(row.groupby("step").reference.first()) == pytest.approx(list(t.reference))
+    assert list(row.groupby("step").result_magnitude.first()) == pytest.approx(list(t.result_magnitude))
+    assert (t.reference > 0).all()  # sum of |W|: the weights the gradient updates
