@@ -1,12 +1,23 @@
 """Command line: `python -m tb_matmul_explainer report LOGDIR [--run R] [--step S]`.
 
-Prints the ranked alerts, then each layer's diagnosis, for every run (or one) in a log directory.
+Prints the ranked alerts (with the layer whose record showed an alert, where that is not its origin), then each
+layer's diagnosis, then per layer its chain: what each recorded step of it has near zero, in chain order
+(`CHAIN`), for every run (or one) in a log directory.
 """
 
 import argparse
 import sys
 
+import numpy as np
+
 from tb_matmul_explainer import explain, loader
+
+#: A layer's recorded steps in chain order: (role, label, what its near-zero cells are).
+CHAIN = (("input_features", "input features", "near zero"), ("forward", "x.W", "near zero"),
+         ("activation", "activation", "inactive"), ("activation_gradient", "dJ/dz", "near zero"),
+         ("kernel_gradient", "dJ/dW", "near zero"), ("input_gradient", "dJ/dx", "near zero"))
+_FORWARD = ("input_features", "forward", "activation")
+_DERIVATIVE_Z = [1, 4, 7]  # PZ, ZZ, NZ: the second operand (f'(z)) in Z
 
 
 def _parser():
@@ -46,15 +57,55 @@ def report(logdir, run=None, step=None, out=None):
         if alerts:
             print("Alerts, worst first:", file=out)
             for a in alerts:
-                print(f"  [{a.severity:.2f}] {a.layer} ({a.role.replace('_', ' ')}), from step {a.first_step}: "
-                      f"{a.message}", file=out)
+                seen = f", seen in {a.seen_in}" if a.seen_in else ""
+                print(f"  [{a.severity:.2f}] {a.layer} ({a.role.replace('_', ' ')}{seen}), from step "
+                      f"{a.first_step}: {a.message}", file=out)
         else:
             print("No alerts.", file=out)
         print("Layers:", file=out)
         for d in diagnoses:
             print(f"  {d.layer} ({d.role.replace('_', ' ')}, step {d.step}): {d.text}", file=out)
+        print("Chains (forward: input features -> x.W -> activation; backward: dJ/dz -> dJ/dW, dJ/dx):", file=out)
+        for line in chain_lines(layers, step):
+            print(f"  {line}", file=out)
     for run_name, tag, reason in result.unreadable:
         print(f"Could not read {run_name}/{tag}: {reason}", file=out)
+
+
+def chain_lines(layers, step=None):
+    """One line per layer (model order): "layer: forward: ... | backward: ...", each recorded role's share of
+    near-zero (activation: inactive) cells at `step` and its dead rows; roles the layer lacks are left out.
+    `layers`: {(layer, role): loader.LayerSeries}."""
+    by_layer = {}
+    for (layer, role), series in layers.items():
+        by_layer.setdefault(layer, {})[role] = series
+    lines = []
+    for layer, roles in by_layer.items():
+        parts = {True: [], False: []}
+        for role, label, what in CHAIN:
+            picked = roles[role].record_at(step) if role in roles else None
+            if picked is not None:
+                parts[role in _FORWARD].append(_chain_step(roles[role].info, role, label, what, picked[1]))
+        halves = [f"{name}: {' -> '.join(p)}" for name, p in (("forward", parts[True]), ("backward", parts[False]))
+                  if p]
+        lines.append(f"{layer}: {' | '.join(halves)}")
+    return lines
+
+
+def _chain_step(info, role, label, what, record):
+    """One step of a chain line, e.g. "activation relu 100% inactive (16/16 dead)"."""
+    t = explain.totals(record)
+    share = float(explain.near_zero_fraction(t.near_zero_cells, t.cells, empty=0.0))
+    name = f"{label} {info.activation}" if role == "activation" and info.activation else label
+    text = f"{name} {share:.0%} {what}"
+    if t.dead_rows:
+        text += f" ({len(t.dead_rows)}/{t.rows} dead)"
+    if role == "input_features" and info.producer:
+        text += f" from {info.producer}"
+    near = np.asarray(t.near_zero_counts, np.float64)
+    if role == "activation_gradient" and near.sum() > 0:
+        text += f", f' off in {near[_DERIVATIVE_Z].sum() / near.sum():.0%}"
+    return text
 
 
 def main(argv=None):

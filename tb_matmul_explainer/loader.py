@@ -89,7 +89,9 @@ def load(logdir):
 
 def to_dataframe(result):
     """A long pandas DataFrame: run, layer, index, role, step, pair, count, sum, near_zero_count, near_zero_sum,
-    cells, near_zero_cells (layer totals). Raises ImportError naming pandas if it is not installed."""
+    cells, near_zero_cells, result_magnitude (sum of |result|), reference (the role's reference column,
+    `metadata.py`) (layer totals; the last two NaN for version-1 records). Raises ImportError naming pandas if it
+    is not installed."""
     try:
         import pandas as pd
     except ImportError:
@@ -102,6 +104,7 @@ def to_dataframe(result):
                 pairs = [t.counts[i], t.sums[i], t.near_zero_counts[i], t.near_zero_sums[i]]
                 for j, pair in enumerate(metadata.TERMS):
                     rows.append((run, layer, s.info.index, role, step, pair, *(p[j] for p in pairs),
-                                 t.cells[i], t.near_zero_cells[i]))
+                                 t.cells[i], t.near_zero_cells[i], t.result_magnitude[i], t.reference[i]))
     return pd.DataFrame(rows, columns=["run", "layer", "index", "role", "step", "pair", "count", "sum",
-                                       "near_zero_count", "near_zero_sum", "cells", "near_zero_cells"])
+                                       "near_zero_count", "near_zero_sum", "cells", "near_zero_cells",
+                                       "result_magnitude", "reference"])

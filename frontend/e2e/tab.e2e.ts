@@ -364,6 +364,7 @@ async function facts(frame: Frame, layer: string): Promise<[string, string][]> {
 describe('real Keras training with edge cases (model.fit + ExplainerCallback)', () => {
   const BATCH1 = 'batch1/train';
   const NONFINITE = 'nonfinite/train';
+  const DYING = 'dying/train';
   const REASON = 'dilation_rate=(2,) is not supported (dilation 1 only)';
   const q = encodeURIComponent;
 
@@ -372,7 +373,7 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
     const w = watch(page);
     const frame = await openEntry(page, kerasUrl);
     const runs = await route<RunsResponse>(frame, './runs');
-    expect(runs.runs.map((r) => [r.run, r.layers.map((l) => l.name), r.notRecorded])).toEqual([
+    expect(runs.runs.filter((r) => r.run !== DYING).map((r) => [r.run, r.layers.map((l) => l.name), r.notRecorded])).toEqual([
       [BATCH1, ['hidden', 'one_unit'], [{ layer: 'dilated', reason: REASON }]],
       [NONFINITE, ['hidden', 'one_unit'], [{ layer: 'dilated', reason: REASON }]],
     ]);
@@ -387,6 +388,36 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
     expect(await frame.locator('.mmx-layer-select option').allTextContents()).toEqual(['hidden', 'one_unit']);
     await unstick(frame);
     await frame.locator('#mmx-overview').screenshot({ path: join(out, 'keras-not-recorded.png') });
+    expect(w.errors).toEqual([]);
+    expect(w.failed).toEqual([]);
+    await page.close();
+  });
+
+  it('dying ReLUs: the alert leads to the dying layer, whose chain shows the activation step\'s dead units', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    const w = watch(page);
+    const frame = await openEntry(page, kerasUrl);
+    await showOnly(frame, DYING);
+    const al = await route<Alerts>(frame, `./alerts?run=${q(DYING)}`);
+    expect([al.alerts[0].kind, al.alerts[0].layer, al.alerts[0].role]).toEqual(['dead_units', 'hidden_2', 'activation']);
+    const first = frame.locator('[data-view="alerts"] li.mmx-alert').first();
+    await expect.poll(() => first.locator('.mmx-alert-layer').textContent(), { timeout: 30_000 }).toBe('hidden_2');
+    await first.click();
+    const chain = frame.locator('.mmx-chain[data-layer="hidden_2"]');
+    await expect.poll(() => chain.count(), { timeout: 30_000 }).toBe(1);
+    expect(await frame.locator('.mmx-layer-select').inputValue()).toBe('hidden_2');
+    const act = chain.locator('.mmx-chain-step[data-step="activation relu"]');
+    await expect.poll(() => act.textContent()).toContain('100% inactive · 16 of 16 units dead');
+    expect(await act.getAttribute('aria-current')).toBe('true');
+    expect(await act.getAttribute('class')).toContain('mmx-chain-alarm');
+    expect(await chain.locator('.mmx-chain-step').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.step))).toEqual(
+      ['input features', 'matmul x·W', 'bias', 'activation relu', 'dJ/da', 'f′(z)', 'dJ/dz', 'dJ/dW']);
+    expect(await chain.textContent()).not.toMatch(/NaN|undefined/);
+    await unstick(frame);
+    await frame.locator('#mmx-layer').screenshot({ path: join(out, 'keras-dying-relu-chain.png') });
+    // The step opens its role: dJ/dW is the kernel gradient.
+    await chain.locator('.mmx-chain-step[data-step="dJ/dW"]').click();
+    await expect.poll(() => frame.locator('.mmx-chain-step[aria-current="true"]').evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.role))).toEqual(['kernel_gradient']);
     expect(w.errors).toEqual([]);
     expect(w.failed).toEqual([]);
     await page.close();

@@ -5,6 +5,7 @@
  */
 import type {
   Alert,
+  AlertTarget,
   AlertsResponse,
   CompareHeatmapResponse,
   CompareOverviewResponse,
@@ -100,7 +101,14 @@ function reader(route: string) {
       first_step: int(o.first_step, `${path}.first_step`),
       severity: num(o.severity, `${path}.severity`),
       message: str(o.message, `${path}.message`),
+      // Version-2 fields, kept only where the backend sends them (an older backend: absent).
+      ...(o.seen_in === undefined ? {} : { seen_in: o.seen_in === null ? null : str(o.seen_in, `${path}.seen_in`) }),
+      ...(o.open === undefined ? {} : { open: o.open === null ? null : target(o.open, `${path}.open`) }),
     };
+  };
+  const target = (v: unknown, path: string): AlertTarget => {
+    const o = obj(v, path);
+    return { layer: str(o.layer, `${path}.layer`), role: str(o.role, `${path}.role`), tag: str(o.tag, `${path}.tag`) };
   };
   return { obj, str, int, numOrNull, list, alert };
 }
@@ -123,6 +131,7 @@ export function parseDiagnosis(body: unknown): DiagnosisResponse {
     causes: shares(o.causes, 'causes'),
     near_zero_fraction: r.numOrNull(o.near_zero_fraction, 'near_zero_fraction'),
     dead_rows: r.list(o.dead_rows, 'dead_rows', r.int),
+    ...(typeof o.starved === 'boolean' ? { starved: o.starved } : {}),
     alerts: r.list(o.alerts, 'alerts', r.alert),
   };
 }

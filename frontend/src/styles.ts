@@ -82,6 +82,18 @@ body { margin: 0; background: #f5f5f5; }
 .mmx-app code { background: #f5f5f5; border-radius: 3px; padding: 1px 4px; font-family: "Roboto Mono", Menlo, monospace; font-size: 12px; }
 .mmx-matrix { flex: 2 1 560px; }
 .mmx-matrix-slot { flex: 2 1 560px; min-width: 0; }
+.mmx-chain-slot:empty { display: none; }
+.mmx-chain-row { display: flex; flex-wrap: wrap; align-items: stretch; gap: 4px; margin: 4px 0; }
+.mmx-chain-direction { width: 64px; color: #757575; font-size: 11px; text-transform: uppercase; align-self: center; }
+.mmx-chain-arrow { align-self: center; color: #9e9e9e; font-size: 12px; }
+.mmx-chain-step { display: flex; flex-direction: column; align-items: flex-start; gap: 1px; padding: 3px 8px; border: 1px solid #e0e0e0; border-radius: 4px; background: #fafafa; cursor: pointer; font: inherit; text-align: left; }
+.mmx-chain-step:hover, .mmx-chain-step:focus-visible { border-color: #0072B2; }
+.mmx-chain-step[aria-current="true"] { border-color: #0072B2; box-shadow: inset 0 0 0 1px #0072B2; }
+.mmx-chain-name { font-weight: 600; font-size: 12px; }
+.mmx-chain-figure { font-size: 12px; color: #424242; }
+.mmx-chain-alarm { background: #fdecea; border-color: #D55E00; }
+.mmx-chain-alarm .mmx-chain-figure { color: #a33d00; font-weight: 600; }
+.mmx-alert-seen { color: #757575; font-size: 12px; }
 .mmx-diagnosis-slot { flex: 1 1 300px; min-width: 0; }
 .mmx-diagnosis-slot:empty { display: none; }
 .mmx-diagnosis { border-left: 4px solid #0072B2; }

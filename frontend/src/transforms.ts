@@ -283,3 +283,21 @@ export function stepIndex(steps: number[], step: number | null): number {
   for (let i = 0; i < steps.length; i++) if (steps[i] <= step) best = i;
   return best;
 }
+
+/** Label of the overview's inactive-share column. */
+export const INACTIVE_COLUMN = 'inactive';
+
+/**
+ * The overview grid with a last column of each layer's inactive share (`inactive_fraction`: NaN where the layer has
+ * no activation of its own), or the grid as it is when no layer has one (a run without activation records).
+ */
+export function withInactiveColumn(g: Grid, layers: readonly (LayerTotals | null)[]): Grid {
+  if (!layers.some((l) => l?.inactive_fraction !== undefined && l?.inactive_fraction !== null)) return g;
+  const out = makeGrid(g.rows, g.cols + 1, g.rowLabels.slice(), [...g.colLabels, INACTIVE_COLUMN]);
+  out.rowNotes = g.rowNotes?.slice();
+  for (let r = 0; r < g.rows; r++) {
+    for (let c = 0; c < g.cols; c++) set(out, r, c, get(g, r, c));
+    set(out, r, g.cols, layers[r]?.inactive_fraction);
+  }
+  return out;
+}

@@ -1,4 +1,4 @@
-/** Response shapes of the plugin's HTTP routes (tb_matmul_explainer/http_api.md, contract version 1). */
+/** Response shapes of the plugin's HTTP routes (tb_matmul_explainer/http_api.md, contract version 2). */
 
 /**
  * Pair order of every array of nine: first letter = first operand, second letter = second operand.
@@ -27,6 +27,12 @@ export interface RoleInfo {
   tag?: string;
   first_step?: number;
   records?: number;
+  /** Keras name of the activation function (activation roles; null/absent otherwise). */
+  activation?: string | null;
+  /** input_features: the layer that produced the input (null: the model is not a graph Keras can resolve). */
+  producer?: string | null;
+  /** input_features: "input" (the model's input), "activation" or "layer". */
+  producer_kind?: string | null;
 }
 
 /** JSON has no NaN/inf: the backend sends null for a non-finite sum and for a fraction with no cells. */
@@ -85,6 +91,8 @@ export interface LayerTotals {
   dead_units: number;
   thresholds: (number | null)[];
   nonfinite: number[];
+  /** The layer's inactive share (its activation record's near-zero fraction); null/absent without one. */
+  inactive_fraction?: Num;
 }
 
 export interface OverviewResponse {
@@ -161,7 +169,7 @@ export interface CompareHeatmapResponse {
 }
 
 /** Kinds of alert the backend raises (rules in explain.py); an unknown kind is shown as it is. */
-export const ALERT_KINDS = ['dead_units', 'excess_near_zero', 'vanishing_gradient', 'collapsed_weights', 'non_finite'] as const;
+export const ALERT_KINDS = ['dead_units', 'cancellation', 'excess_near_zero', 'vanishing_gradient', 'collapsed_weights', 'non_finite'] as const;
 
 /** One alert: `/diagnosis` lists a layer's, `/alerts` a run's (ranked worst first). */
 export interface Alert {
@@ -173,6 +181,16 @@ export interface Alert {
   /** In [0, 1]. */
   severity: number;
   message: string;
+  /** The recorded layer whose input showed the alert, where `layer` (its origin) has no records of its own. */
+  seen_in?: string | null;
+  /** Where the tab shows the alert: the records of `layer`, else of `seen_in` (null: neither is in the run). */
+  open?: AlertTarget | null;
+}
+
+export interface AlertTarget {
+  layer: string;
+  role: Role;
+  tag: string;
 }
 
 /** `/diagnosis?run&role&layer[&step]`: one layer's diagnosis at its latest record at or before `step`. */
@@ -188,6 +206,8 @@ export interface DiagnosisResponse {
   near_zero_fraction: Num;
   /** Stored rows (see /units) that are dead at this step. */
   dead_rows: number[];
+  /** Its near-zero results come from near-zero operands made elsewhere (absent from older backends). */
+  starved?: boolean;
   alerts: Alert[];
 }
 

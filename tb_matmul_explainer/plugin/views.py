@@ -42,7 +42,9 @@ def _series_json(series):
     meta = series.meta
     return {"last_step": series.max_step, "units": meta.units, "confidence": meta.confidence,
             "operands": list(meta.operands), "thresholds": [None if t is None else json_float(t)
-                                                            for t in meta.thresholds], "tag": series.tag}
+                                                            for t in meta.thresholds], "tag": series.tag,
+            "activation": meta.activation, "producer": meta.producer, "producer_kind": meta.producer_kind,
+            "group": meta.group}
 
 
 def overview(reader, run, role, step):
@@ -64,7 +66,8 @@ def _overview_entries(reader, index, role, step):
         i = digest.table.index_at(step)
         if i < 0:
             continue
-        entries[layer.name] = _overview_entry(layer, series, digest, i)
+        entries[layer.name] = {**_overview_entry(layer, series, digest, i),
+                               "inactive_fraction": _inactive_fraction(reader, layer, digest.table.steps[i])}
         latest = max(latest or 0, int(digest.steps[-1]))
     return entries, (step if step is not None else latest)
 
@@ -76,6 +79,20 @@ def _overview_entry(layer, series, digest, i):
             "cells": json_float(t.cells[i]), "near_zero_cells": json_float(t.near_zero_cells[i]),
             "near_zero_fraction": json_float(t.near_zero_fraction[i]), "dead_units": len(t.dead_rows[i]),
             "thresholds": json_floats(t.thresholds[i]), "nonfinite": json_floats(t.nonfinite[i])}
+
+
+def _inactive_fraction(reader, layer, step):
+    """The share of the layer's activation cells that are inactive (its activation record's near-zero fraction) at
+    its latest activation record at or before `step`; None without one."""
+    series = layer.roles.get("activation")
+    if series is None:
+        return None
+    try:
+        t = reader.digest(series).table
+    except errors.PublicError:
+        return None  # unreadable: /runs lists why
+    i = t.index_at(int(step))
+    return None if i < 0 else json_float(t.near_zero_fraction[i])
 
 
 def _pair_json(t, i=slice(None)):
@@ -175,10 +192,10 @@ def diagnosis(reader, run, role, layer, step):
     """/diagnosis: the plain-language diagnosis of one layer at `step` (its latest record if None)."""
     index = reader.run(run)
     index.series(role, layer)  # 404/400 for an unknown or unreadable layer
-    # Vanishing gradients compare a layer's kernel gradient with the other layers'.
-    views = layer_views(reader, index, lambda name, r: r == role and (name == layer or role == "kernel_gradient"))
-    diagnoses, _ = explain.diagnose_run(views, step)
-    found = [d for d in diagnoses if d.layer == layer]
+    # The rules across layers and roles (vanishing gradients, dead inputs named at their producer, gradients
+    # blocked by a dead layer after this one) read the whole run, so the text is the one /alerts gives.
+    diagnoses, _ = explain.diagnose_run(layer_views(reader, index, lambda name, r: True), step)
+    found = [d for d in diagnoses if (d.layer, d.role) == (layer, role)]
     if not found:
         raise errors.NotFoundError("run %r, layer %r, role %r has no record at or before step %s"
                                    % (run, layer[:200], role, step))
@@ -186,14 +203,16 @@ def diagnosis(reader, run, role, layer, step):
     return {"run": run, "role": role, "layer": layer, "step": d.step, "text": d.text,
             "causes": {k: json_float(v) for k, v in d.causes.items()},
             "near_zero_fraction": json_float(d.near_zero_fraction), "dead_rows": d.dead_rows,
-            "alerts": [alert_json(a) for a in d.alerts]}
+            "starved": bool(d.starved), "alerts": [alert_json(a, index) for a in d.alerts]}
 
 
 def alerts(reader, run, step):
     """/alerts: every layer's alerts at `step`, ranked worst first, and each (layer, role)'s diagnosis."""
-    diagnoses, ranked = explain.diagnose_run(layer_views(reader, reader.run(run), lambda name, r: True), step)
-    return {"run": run, "step": step, "alerts": [alert_json(a) for a in ranked],
-            "diagnoses": [{"layer": d.layer, "role": d.role, "step": d.step, "text": d.text} for d in diagnoses]}
+    index = reader.run(run)
+    diagnoses, ranked = explain.diagnose_run(layer_views(reader, index, lambda name, r: True), step)
+    return {"run": run, "step": step, "alerts": [alert_json(a, index) for a in ranked],
+            "diagnoses": [{"layer": d.layer, "role": d.role, "step": d.step, "text": d.text,
+                           "starved": bool(d.starved)} for d in diagnoses]}
 
 
 class LayerView:
@@ -223,9 +242,24 @@ def layer_views(reader, index, keep):
             if role in layer.roles and keep(layer.name, role)}
 
 
-def alert_json(alert):
-    return {"kind": alert.kind, "layer": alert.layer, "role": alert.role, "first_step": int(alert.first_step),
-            "severity": json_float(alert.severity), "message": alert.message}
+def alert_json(alert, index=None):
+    """An alert as the routes give it; `index` (the run's `RunIndex`) adds `open`, where the tab can show it."""
+    out = {"kind": alert.kind, "layer": alert.layer, "role": alert.role, "first_step": int(alert.first_step),
+           "severity": json_float(alert.severity), "message": alert.message, "seen_in": alert.seen_in or None}
+    if index is not None:
+        out["open"] = alert_target(index, alert)
+    return out
+
+
+def alert_target(index, alert):
+    """{"layer", "role", "tag"} of the records that show `alert`: its own layer's, or, for a producer without
+    records of its own (an Activation or BatchNormalization layer), those of the layer whose input showed it
+    (`seen_in`); None if neither is in the run."""
+    for layer in (alert.layer, alert.seen_in):
+        found = index.layers.get(layer) if layer else None
+        if found is not None and alert.role in found.roles:
+            return {"layer": layer, "role": alert.role, "tag": found.roles[alert.role].tag}
+    return None
 
 
 def json_floats(array):

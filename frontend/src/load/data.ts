@@ -5,7 +5,8 @@
  * layer) before asking.
  */
 import type { Api } from '../api';
-import type { State } from '../state';
+import { type State, runInfo } from '../state';
+import type { ChainInput } from '../views/chain';
 import type {
   AlertsResponse,
   CompareHeatmapResponse,
@@ -69,6 +70,29 @@ export class DataSource {
 
   diagnosis(s: State): Promise<DiagnosisResponse | null> {
     return this.api.diagnosis(primary(s), s.role, layerOf(s), s.step);
+  }
+
+  /** The layer's totals of every role it holds at the step (one /overview per role, shared with the other views). */
+  async chain(s: State): Promise<ChainInput> {
+    const run = primary(s);
+    const layer = layerOf(s);
+    const layers = runInfo(s, run)?.layers ?? [];
+    const roles = layers.find((l) => l.name === layer)?.roles ?? {};
+    const names = Object.keys(roles);
+    const found = await Promise.all(
+      names.map((role) =>
+        this.api
+          .overview(run, role, s.step)
+          .then((ov) => ov.layers.find((l) => l.name === layer))
+          .catch(() => undefined),
+      ),
+    );
+    const totals: Partial<Record<string, LayerTotals>> = {};
+    names.forEach((role, i) => {
+      if (found[i]) totals[role] = found[i];
+    });
+    const producer = roles.input_features?.producer ?? null;
+    return { layer, totals, activation: roles.activation?.activation ?? null, producer, producerRecorded: producer ? layers.some((l) => l.name === producer) : undefined };
   }
 
   units(s: State): Promise<UnitsResponse> {

@@ -20,11 +20,22 @@ export function severityBar(severity: number): HTMLElement {
   return sev;
 }
 
-/** The patch that shows an alert: its layer and role at its first step (null: the latest step). */
+/**
+ * The patch that shows an alert at its first step (null: the latest step): its origin layer and role, or, for an
+ * origin without records of its own (an Activation layer), where the backend says it shows (`open`: the input
+ * features of the layer it feeds).
+ */
 export function alertSelection(s: State, a: Alert): Partial<State> {
+  const target = a.open ?? { layer: a.layer, role: a.role };
   const last = s.steps.length ? s.steps[s.steps.length - 1] : null;
-  const latest = a.role === s.role && last !== null && a.first_step >= last;
-  return { layer: a.layer, role: a.role, step: latest ? null : a.first_step };
+  const latest = target.role === s.role && last !== null && a.first_step >= last;
+  return { layer: target.layer, role: target.role, step: latest ? null : a.first_step };
+}
+
+/** Where an alert opens, in words: its layer, or its layer as seen in the layer it feeds. */
+function alertPlace(a: Alert): string {
+  const target = a.open ?? { layer: a.layer, role: a.role };
+  return target.layer === a.layer ? `${a.layer} (${roleLabel(target.role)})` : `${a.layer}, seen in ${target.layer}’s ${roleLabel(target.role)}`;
 }
 
 export class AlertsView implements View {
@@ -69,12 +80,14 @@ export class AlertsView implements View {
     li.dataset.rank = String(rank);
     li.dataset.kind = a.kind;
     li.tabIndex = 0;
-    li.title = `Show ${a.layer} (${roleLabel(a.role)}) at step ${a.first_step}`;
+    li.title = `Show ${alertPlace(a)} at step ${a.first_step}`;
+    if (a.open) li.dataset.open = `${a.open.layer}:${a.open.role}`;
     li.append(
       severityBar(a.severity),
       el('span', 'mmx-alert-sev', pct(a.severity, 0)),
       el('span', 'mmx-alert-layer', a.layer),
       el('span', 'mmx-alert-role', roleLabel(a.role)),
+      ...(a.seen_in ? [el('span', 'mmx-alert-seen', `seen in ${a.seen_in}`)] : []),
       el('span', 'mmx-alert-step', `since step ${a.first_step}`),
       el('span', 'mmx-alert-text', a.message),
     );

@@ -10,6 +10,7 @@ import { DISPLAY_ORDER, describePair, pairStats, scoped } from '../pairs';
 import { type State, operandsOf, stepPatch } from '../state';
 import { type UnitSort, nonFiniteSteps, permuteRows, sortOrder, stepIndex, termOfColumn, timelineGrid, unitHeatmapGrid, unitsGrid } from '../transforms';
 import { TERMS, type TimelineResponse, type UnitHeatmap, type UnitsResponse } from '../types';
+import { chainCard } from './chain';
 import { diagnosisCard, matrixCard } from './layercards';
 import { fractionScale, measureScale, pairGroups, pairMissingLabel, pairValues } from './measure';
 import { pairRows } from './pairtext';
@@ -21,6 +22,7 @@ const RELEVANT: (keyof State)[] = ['selected', 'role', 'measure', 'scope', 'step
 export class LayerView implements View {
   readonly el: HTMLElement;
   private picker = el('div', 'mmx-layer-picker');
+  private chain = new Slot('mmx-slot mmx-chain-slot');
   private matrix = new Slot('mmx-slot mmx-matrix-slot');
   private diagnosis = new Slot('mmx-slot mmx-diagnosis-slot');
   private units = new Slot();
@@ -39,7 +41,7 @@ export class LayerView implements View {
     s.head.appendChild(this.picker);
     const top = el('div', 'mmx-row');
     top.append(this.matrix.el, this.diagnosis.el);
-    s.body.append(top, this.units.el, this.unitSteps.el, this.timeline.el);
+    s.body.append(this.chain.el, top, this.units.el, this.unitSteps.el, this.timeline.el);
   }
 
   update(s: State, changed: Set<keyof State> | 'all'): void {
@@ -73,6 +75,13 @@ export class LayerView implements View {
   /** Diagnosis, units, units x steps and pairs x steps; a change of step alone only moves the step views' outline. */
   private loadRest(s: State, layer: string, changed: Set<keyof State> | 'all'): void {
     const data = this.ctx.data;
+    void this.chain.load(
+      () => data.chain(s),
+      (c) => {
+        const card = chainCard(c, s.role, (role) => this.ctx.select({ layer, role }));
+        if (card) this.chain.el.appendChild(card);
+      },
+    );
     void this.diagnosis.load(
       () => data.diagnosis(s),
       (d) => this.diagnosis.el.appendChild(diagnosisCard(s, layer, d)),

@@ -8,7 +8,7 @@ import { exact, nonFiniteText, pct } from '../format';
 import { type HeatmapHandle, createHeatmap } from '../heatmap';
 import { describePair, pairStats, scoped } from '../pairs';
 import { notRecordedOf, operandsOf, roleLabel, runInfo, type State } from '../state';
-import { overviewGridOf, termOfColumn } from '../transforms';
+import { overviewGridOf, termOfColumn, withInactiveColumn } from '../transforms';
 import type { TooltipRow } from '../tooltip';
 import type { AlertsResponse, LayerDiagnosis, NotRecorded, OverviewResponse } from '../types';
 import { TERMS } from '../types';
@@ -35,7 +35,7 @@ export class OverviewView implements View {
       'overview',
       'Model overview',
       'Where each layer’s products come from, by operand-class pair (first letter = first operand; P positive, Z near zero, N negative). ' +
-        'Pairs with a near-zero operand are grouped on the right; the last column is the share of the layer’s results that are near zero. Click a row to open the layer.',
+        'Pairs with a near-zero operand are grouped on the right; then the share of the layer’s results that are near zero and, for layers with an activation of their own, the share of cells where it is inactive. Click a row to open the layer.',
     );
     this.el = s.root;
     s.body.append(this.slot.el, this.notRecorded, this.list.el);
@@ -78,9 +78,12 @@ export class OverviewView implements View {
       this.slot.clear(`Run has no layers recorded for the role “${roleLabel(s.role)}”.`);
       return;
     }
-    const grid = overviewGridOf(ov, s.measure, s.scope);
-    const mScale = measureScale(s, [pairValues(grid)]);
+    const pairs = overviewGridOf(ov, s.measure, s.scope);
+    const mScale = measureScale(s, [pairValues(pairs)]);
     const fScale = fractionScale(s);
+    // A last column of each layer's inactive share, where some layer has an activation of its own.
+    const grid = withInactiveColumn(pairs, ov.layers);
+    const inactiveCol = grid.cols > pairs.cols ? pairs.cols : -1;
     const selRow = ov.layers.findIndex((l) => l.name === s.layer);
     const hm = createHeatmap({
       id: 'overview',
@@ -88,7 +91,10 @@ export class OverviewView implements View {
       subtitle: `${ov.layers.length} layers`,
       grid,
       scale: mScale,
-      groups: pairGroups(mScale, fScale, s.measure),
+      groups: [
+        ...pairGroups(mScale, fScale, s.measure),
+        ...(inactiveCol < 0 ? [] : [{ label: 'inactive (activation)', shortLabel: 'inactive', count: 1, scale: fractionScale(s, 'inactive share'), cellFormat: (v: number) => pct(v, 0), hideColLabels: true }]),
+      ],
       missingLabel: pairMissingLabel(s),
       rowTitle: 'layer',
       colTitle: 'pair',
@@ -106,6 +112,14 @@ export class OverviewView implements View {
         const layer = ov.layers[r];
         const term = termOfColumn(c);
         const operands = operandsOf(s, ov.run, layer.name, ov.role);
+        if (c === inactiveCol) {
+          const f = layer.inactive_fraction ?? null;
+          return {
+            title: `${layer.name} · inactive share`,
+            subtitle: `step ${layer.step}`,
+            rows: [{ label: 'activation inactive', value: f === null ? 'no activation of its own' : `${exact(f)} (${pct(f, 2)} of cells)` }, ...diagnosisRow(line(layer.name))],
+          };
+        }
         if (term < 0) {
           return {
             title: `${layer.name} · near-zero results`,
