@@ -51,6 +51,7 @@ def write_run(logdir, run, names, dead_layer, seed):
                 summary.dense(f"{name}/forward", h, k, result=z, step=step, layer=name, layer_index=i, scalars=False)
                 # Keep the signal alive through the stack (a fresh input for the layers after a dead one).
                 h = tf.nn.relu(z) + tf.constant(rng.normal(0, 0.5, (32, UNITS)).astype(np.float32)) * 0.5
+            tf.summary.scalar("loss", float(tf.reduce_mean(h * h)), step=step)  # so TensorBoard has a Scalars tab
     writer.close()
 
 
