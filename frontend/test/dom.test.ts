@@ -375,7 +375,7 @@ describe('overview of many layers', () => {
   it('starts with the groups of the alerted and selected layers open, the alerted layer marked', async () => {
     await mount(manyRoutes);
     const shown = labels();
-    expect(shown.filter((l) => l!.startsWith('▸')).length).toBe(8);
+    expect(shown.filter((l) => l.startsWith('▸')).length).toBe(8);
     expect(shown).toContain('▾ block_3/* (8 layers) ⚠1');
     expect(shown).toContain('⚠ block_3/dense_2');
     expect(shown).toContain('block_7/dense_1'); // the default layer's group is open too
@@ -400,7 +400,7 @@ describe('overview of many layers', () => {
     const filter = document.querySelector<HTMLInputElement>('input.mmx-filter')!;
     filter.value = 'dense_7$';
     filter.dispatchEvent(new Event('input'));
-    expect(labels().filter((l) => !l!.startsWith('▾'))).toEqual(names.filter((n) => n.endsWith('dense_7')));
+    expect(labels().filter((l) => !l.startsWith('▾'))).toEqual(names.filter((n) => n.endsWith('dense_7')));
     expect(document.querySelector('.mmx-overview-count')!.textContent).toBe('10 of 80 layers match');
   });
 });
