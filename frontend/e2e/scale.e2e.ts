@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import type { Browser, Frame, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AlertsResponse, OverviewResponse } from '../src/types';
-import { TAB, launch, median, route, tabFrame, watch } from './browser';
+import { TAB, clickToFirstHeatmap, launch, median, route, watch } from './browser';
 
 const updateDocs = process.env.UPDATE_DOCS === '1';
 const out = updateDocs ? resolve(import.meta.dirname, '../../docs') : resolve(import.meta.dirname, 'out');
@@ -67,17 +67,8 @@ describe('the tab on 200 and 54 layers', () => {
   it('time from clicking the tab to the first heatmap, 200 layers', async () => {
     const clicks: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const ctx = await browser.newContext({ viewport: { width: 1500, height: 1000 } });
-      const page = await ctx.newPage();
-      await page.goto(`${manyUrl}/#scalars`);
-      const tab = page.getByText('Matmul Explainer', { exact: true }).first();
-      await tab.waitFor({ timeout: 30_000 });
-      await page.waitForLoadState('networkidle');
-      const t0 = Date.now();
-      await tab.click();
-      const frame = await tabFrame(page);
-      await frame.waitForSelector('body[data-first-heatmap-at]', { timeout: 30_000 });
-      clicks.push(Number(await frame.evaluate(() => document.body.dataset.firstHeatmapAt)) - t0);
+      const { clickMs, frame, ctx } = await clickToFirstHeatmap(browser, manyUrl);
+      clicks.push(clickMs);
       await frame.waitForSelector('[data-heatmap="wherewhen"]', { timeout: 30_000 });
       expect(await frame.locator('[data-heatmap="wherewhen"]').getAttribute('data-rows')).toBe('200');
       if (i === 2) {
