@@ -149,7 +149,7 @@ export class OverviewView implements View {
   ): HeatmapHandle {
     const mScale = measureScale(s, [pairValues(grid)]);
     const fScale = fractionScale(s);
-    const selRow = rowOfLayer(rows, ov, s.layer);
+    const selRow = rowOfLayer(rows, ov, this.ctx.state().layer); // the layer now: a redraw may come after a selection
     this.cursor = selRow;
     return createHeatmap({
       id: 'overview',
