@@ -1,5 +1,5 @@
 /** Headless Debian Chromium through playwright-core (never downloads a browser), and in-page probes. */
-import { type Browser, type ElementHandle, type Frame, type Page, chromium } from 'playwright-core';
+import { type Browser, type BrowserContext, type ElementHandle, type Frame, type Page, chromium } from 'playwright-core';
 
 export const XSS_RUN = '<img src=x onerror=alert(1)>';
 export const TAB = 'matmul_explainer';
@@ -127,4 +127,25 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/**
+ * Opens the tab from TensorBoard's Scalars dashboard at `base` in a fresh context (nothing cached) and waits for the
+ * tab's first heatmap: `clickMs` from the click to it (the tab's own telemetry, body[data-first-heatmap-at]),
+ * `inFrameMs` from the iframe's document start. The caller closes `ctx`.
+ */
+export async function clickToFirstHeatmap(browser: Browser, base: string): Promise<{ clickMs: number; inFrameMs: number; frame: Frame; ctx: BrowserContext }> {
+  const ctx = await browser.newContext({ viewport: { width: 1500, height: 1000 } });
+  const page = await ctx.newPage();
+  await page.goto(`${base}/#scalars`);
+  const tab = page.getByText('Matmul Explainer', { exact: true }).first();
+  await tab.waitFor({ timeout: 30_000 });
+  await page.waitForLoadState('networkidle');
+  const t0 = Date.now();
+  await tab.click();
+  const frame = await tabFrame(page);
+  await frame.waitForSelector('body[data-first-heatmap-at]', { timeout: 30_000 });
+  const clickMs = Number(await frame.evaluate(() => document.body.dataset.firstHeatmapAt)) - t0;
+  const inFrameMs = Number(await frame.evaluate(() => document.body.dataset.firstHeatmapMs));
+  return { clickMs, inFrameMs, frame, ctx };
 }

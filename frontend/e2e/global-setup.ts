@@ -1,6 +1,6 @@
 /**
- * Browser-test setup: writes the log directories with our own writer (e2e/make_logs.py) and with real Keras
- * training recorded by ExplainerCallback (e2e/make_keras_logs.py), starts three real TensorBoard processes on
+ * Browser-test setup: writes the log directories with our own writer (e2e/make_logs.py, e2e/make_many_logs.py) and
+ * with real Keras training recorded by ExplainerCallback (e2e/make_keras_logs.py), starts four real TensorBoard processes on
  * them (e2e/serve.py), waits until every record is loaded, and hands the URLs to the tests. Environment:
  * MMX_PYTHON (default ../.venv/bin/python), MMX_E2E_LOGS (reuse a log directory), CHROMIUM (default
  * /usr/bin/chromium).
@@ -19,6 +19,7 @@ declare module 'vitest' {
     demoUrl: string;
     bigUrl: string;
     kerasUrl: string;
+    manyUrl: string;
     chromium: string;
     logs: string;
   }
@@ -95,28 +96,33 @@ export default async function setup(project: TestProject) {
     execFileSync(python, [join(here, 'make_keras_logs.py'), logs], { cwd: repo, stdio: ['ignore', 'inherit', 'pipe'], timeout: 600_000 });
     console.log(`e2e: wrote the Keras logs to ${join(logs, 'keras')} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   }
+  if (!existsSync(join(logs, 'many'))) {
+    const t0 = Date.now();
+    execFileSync(python, [join(here, 'make_many_logs.py'), logs], { cwd: repo, stdio: ['ignore', 'inherit', 'pipe'], timeout: 600_000 });
+    console.log(`e2e: wrote the many-layer logs to ${join(logs, 'many')} in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
   const demo = await startServer(python, join(logs, 'demo'));
   const big = await startServer(python, join(logs, 'big'));
   const keras = await startServer(python, join(logs, 'keras'));
+  const many = await startServer(python, join(logs, 'many'));
+  const servers = [demo, big, keras, many];
   try {
     // The Keras runs: batch1/train has 6 recorded steps, nonfinite/train 4.
-    await Promise.all([waitLoaded(demo.url, 3, 10), waitLoaded(big.url, 1, 200), waitLoaded(keras.url, 2, 4)]);
+    // The many-layer runs: 3 recorded steps each.
+    await Promise.all([waitLoaded(demo.url, 3, 10), waitLoaded(big.url, 1, 200), waitLoaded(keras.url, 2, 4), waitLoaded(many.url, 2, 3)]);
   } catch (e) {
-    demo.proc.kill();
-    big.proc.kill();
-    keras.proc.kill();
+    for (const sv of servers) sv.proc.kill();
     if (ownLogs) rmSync(logs, { recursive: true, force: true });
     throw e;
   }
   project.provide('demoUrl', demo.url);
   project.provide('bigUrl', big.url);
   project.provide('kerasUrl', keras.url);
+  project.provide('manyUrl', many.url);
   project.provide('chromium', chromium);
   project.provide('logs', logs);
   return () => {
-    demo.proc.kill('SIGTERM');
-    big.proc.kill('SIGTERM');
-    keras.proc.kill('SIGTERM');
+    for (const sv of servers) sv.proc.kill('SIGTERM');
     if (ownLogs) rmSync(logs, { recursive: true, force: true });
   };
 }

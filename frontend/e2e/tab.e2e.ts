@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import type { Browser, Frame, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { AlertsResponse as Alerts, DiagnosisResponse as Diagnosis, HeatmapResponse, RunsResponse, UnitsResponse } from '../src/types';
-import { TAB, XSS_RUN, cellPoint, hoverTooltip, launch, median, route, samplePixels, tabFrame, watch } from './browser';
+import { TAB, XSS_RUN, cellPoint, clickToFirstHeatmap, hoverTooltip, launch, median, route, samplePixels, tabFrame, watch } from './browser';
 
 /** Where screenshots and figures go: e2e/out/ (git-ignored) unless UPDATE_DOCS=1 asks to refresh docs/. */
 const updateDocs = process.env.UPDATE_DOCS === '1';
@@ -535,18 +535,9 @@ describe('figures', () => {
     const inFrame: number[] = [];
     for (let i = 0; i < 3; i++) {
       // Opening the tab from another TensorBoard dashboard (fresh browser context: nothing cached).
-      const ctx = await browser.newContext({ viewport: { width: 1500, height: 1000 } });
-      const page = await ctx.newPage();
-      await page.goto(`${demoUrl}/#scalars`);
-      const tab = page.getByText('Matmul Explainer', { exact: true }).first();
-      await tab.waitFor({ timeout: 30_000 });
-      await page.waitForLoadState('networkidle');
-      const t0 = Date.now();
-      await tab.click();
-      const frame = await tabFrame(page);
-      await frame.waitForSelector('body[data-first-heatmap-at]', { timeout: 30_000 });
-      clicks.push(Number(await frame.evaluate(() => document.body.dataset.firstHeatmapAt)) - t0);
-      inFrame.push(Number(await frame.evaluate(() => document.body.dataset.firstHeatmapMs)));
+      const { clickMs, inFrameMs, ctx } = await clickToFirstHeatmap(browser, demoUrl);
+      clicks.push(clickMs);
+      inFrame.push(inFrameMs);
       await ctx.close();
       // A cold page load of TensorBoard straight into the tab.
       const ctx2 = await browser.newContext({ viewport: { width: 1500, height: 1000 } });

@@ -119,5 +119,5 @@ export function truncate(s: string, max: number): string {
 export function labelMargin(labels: string[], max = 30): number {
   let n = 0;
   for (const l of labels) n = Math.max(n, Math.min(max, l.length));
-  return clamp(Math.ceil(n * 6.6) + 14, 36, 220);
+  return clamp(Math.ceil(n * 6.6) + 14, 36, Math.max(220, Math.ceil(max * 6.6) + 14));
 }

@@ -125,7 +125,8 @@ body { margin: 0; background: #f5f5f5; }
   background: linear-gradient(90deg, #D55E00 calc(var(--sev) * 100%), #eeeeee 0); }
 .mmx-share { background: linear-gradient(90deg, #0072B2 calc(var(--share) * 100%), #eeeeee 0); }
 .mmx-alert-sev, .mmx-cause-share { font-variant-numeric: tabular-nums; color: #616161; text-align: right; min-width: 3em; }
-.mmx-alert-layer, .mmx-diagnoses-layer { font-weight: 500; overflow-wrap: anywhere; }
+.mmx-alert-layer, .mmx-diagnoses-layer { font-weight: 500; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.mmx-alert-layer { max-width: 280px; }
 .mmx-alert-role, .mmx-alert-step { color: #616161; white-space: nowrap; }
 .mmx-alert-text { flex: 1 1 auto; min-width: 0; }
 .mmx-diagnosis-label { color: #757575; font-size: 11px; text-transform: uppercase; letter-spacing: .04em; margin: 10px 0 3px; }
@@ -143,7 +144,15 @@ body { margin: 0; background: #f5f5f5; }
 .mmx-diagnoses ul { margin: 0; padding: 0; list-style: none; }
 .mmx-diagnoses li { display: flex; gap: 12px; align-items: baseline; padding: 2px 4px; border-radius: 4px; }
 .mmx-diagnoses li.mmx-current { background: #e3f2fd; }
-.mmx-diagnoses-layer { flex: 0 0 140px; }
+.mmx-diagnoses-layer { flex: 0 0 auto; max-width: 320px; min-width: 140px; }
+.mmx-diagnoses li:focus-visible, .mmx-hm-overlay:focus-visible { outline: 2px solid #0072B2; outline-offset: 1px; }
+.mmx-diagnoses-fold > summary { cursor: pointer; color: #2e7d32; padding: 2px 4px; }
+.mmx-diagnoses-fold[open] > summary { margin-bottom: 2px; }
+.mmx-overview-bar { display: flex; flex-wrap: wrap; align-items: center; gap: 6px 10px; margin-bottom: 4px; }
+.mmx-overview-bar[hidden] { display: none; }
+.mmx-filter { width: 260px; padding: 2px 6px; border: 1px solid #bdbdbd; border-radius: 4px; }
+.mmx-axis .mmx-row-group text { font-weight: 600; fill: #1565c0; }
+.mmx-axis .mmx-row-alert text { fill: #bf360c; font-weight: 600; }
 .mmx-diagnoses-text { flex: 1 1 auto; min-width: 0; color: #424242; }
 .mmx-tooltip td[data-label="diagnosis"] { word-break: normal; overflow-wrap: anywhere; }
 `;

@@ -356,3 +356,51 @@ describe('tab DOM', () => {
     expect(document.querySelectorAll('img, b').length).toBe(0);
   });
 });
+
+describe('overview of many layers', () => {
+  // 80 layers: block_0/dense … block_9/dense_7 (ten groups of eight); block_3/dense_2 has an alert.
+  const names = Array.from({ length: 80 }, (_, i) => `block_${Math.floor(i / 8)}/dense${i % 8 ? `_${i % 8}` : ''}`);
+  const manyRoutes: Record<string, Route> = {
+    ...routes,
+    overview: () => ({ ...overview(), layers: names.map((n, i) => layer(n, i, { near_zero_fraction: n === 'block_7/dense_1' ? 0.9 : 0.1 })) }),
+    alerts: (p) => ({
+      ...alerts(p.get('run')!),
+      alerts: [alert({ layer: 'block_3/dense_2' })],
+      diagnoses: names.map((n) => ({ layer: n, role: 'forward', step: 900, text: n === 'block_3/dense_2' ? 'Dead units.' : 'Nothing wrong: 10% of results are near zero.' })),
+    }),
+  };
+  const labels = () => [...document.querySelectorAll('[data-heatmap="overview"] .mmx-axis-rows .tick')].map((t) => t.querySelector('text')!.textContent);
+  const key = (k: string) => document.querySelector('[data-heatmap="overview"] canvas.mmx-hm-overlay')!.dispatchEvent(new KeyboardEvent('keydown', { key: k, bubbles: true }));
+
+  it('starts with the groups of the alerted and selected layers open, the alerted layer marked', async () => {
+    await mount(manyRoutes);
+    const shown = labels();
+    expect(shown.filter((l) => l.startsWith('▸')).length).toBe(8);
+    expect(shown).toContain('▾ block_3/* (8 layers) ⚠1');
+    expect(shown).toContain('⚠ block_3/dense_2');
+    expect(shown).toContain('block_7/dense_1'); // the default layer's group is open too
+    expect(document.querySelector('.mmx-diagnoses-fold > summary')!.textContent).toBe('79 layers: nothing wrong');
+    expect([...document.querySelectorAll('.mmx-diagnoses > ul > li')].map((li) => (li as HTMLElement).dataset.layer)).toEqual(['block_3/dense_2']);
+  });
+
+  it('↓ and ↑ move the selected layer, Enter on a group opens it, the filter leaves the matching layers', async () => {
+    const app = await mount(manyRoutes);
+    expect(app.store.get().layer).toBe('block_7/dense_1');
+    key('ArrowDown');
+    expect(app.store.get().layer).toBe('block_7/dense_2');
+    key('ArrowUp');
+    key('ArrowUp');
+    expect(app.store.get().layer).toBe('block_7/dense');
+    key('ArrowUp'); // the group row block_7/*: outlined, the layer stays
+    key('ArrowUp'); // block_6/* (closed)
+    key('Enter');
+    expect(labels()).toContain('▾ block_6/* (8 layers)');
+    key('ArrowDown');
+    expect(app.store.get().layer).toBe('block_6/dense');
+    const filter = document.querySelector<HTMLInputElement>('input.mmx-filter')!;
+    filter.value = 'dense_7$';
+    filter.dispatchEvent(new Event('input'));
+    expect(labels().filter((l) => !l.startsWith('▾'))).toEqual(names.filter((n) => n.endsWith('dense_7')));
+    expect(document.querySelector('.mmx-overview-count')!.textContent).toBe('10 of 80 layers match');
+  });
+});

@@ -31,6 +31,11 @@ function indexScale(n: number, pos: (i: number) => number, range: [number, numbe
   return f;
 }
 
+/** Row `i`'s label as drawn: the caller's text, or the grid's label, truncated to `max` characters. */
+export function rowText(opts: HeatmapOptions, i: number, max: number): string {
+  return truncate(opts.rowDisplay?.(i).text ?? opts.grid.rowLabels[i] ?? '', max);
+}
+
 /** Draws the axes into a new SVG appended to `body`. */
 export function drawAxes(body: HTMLElement, opts: HeatmapOptions, f: Frame, columns: Columns): Axes {
   const { grid } = opts;
@@ -41,7 +46,7 @@ export function drawAxes(body: HTMLElement, opts: HeatmapOptions, f: Frame, colu
     .tickValues(rowTicks as never)
     .tickSizeOuter(0)
     .tickSize(3)
-    .tickFormat(((i: number) => truncate(grid.rowLabels[i] ?? '', f.rowLabelMax)) as never);
+    .tickFormat(((i: number) => rowText(opts, i, f.rowLabelMax)) as never);
   const rowLabels = svg
     .append('g')
     .attr('class', 'mmx-axis mmx-axis-rows')
@@ -49,6 +54,7 @@ export function drawAxes(body: HTMLElement, opts: HeatmapOptions, f: Frame, colu
     .call(rowAxis)
     .selectAll<SVGGElement, number>('.tick');
   rowLabels.append('title').text((i) => grid.rowLabels[i] ?? '');
+  if (opts.rowDisplay) rowLabels.attr('class', (i) => `tick ${opts.rowDisplay!(i).cls ?? ''}`);
   const emphasise = (row: number | null) => void rowLabels.classed('mmx-emph', (i) => i === row);
   emphasise(opts.emphasisRow ?? null);
 

@@ -25,7 +25,8 @@ const BOTTOM = 6;
 export function frameOf(opts: HeatmapOptions, columns: Columns): Frame {
   const grid = opts.grid;
   const rowLabelMax = opts.rowLabelMax ?? 30;
-  const left = labelMargin(grid.rowLabels, rowLabelMax);
+  const shown = opts.rowDisplay ? grid.rowLabels.map((_, i) => opts.rowDisplay!(i).text) : grid.rowLabels;
+  const left = labelMargin(shown, rowLabelMax);
   const top = (columns.groups && columns.groups.length > 1 ? 20 : 0) + 24;
   const layout = computeLayout({
     rows: grid.rows,

@@ -49,6 +49,8 @@ export interface HeatmapOptions {
   /** Colour stripe (the run's colour) beside the title. */
   accent?: string;
   rowLabelMax?: number;
+  /** A row's label as drawn (default: the grid's label, truncated) and a class for its style; the full grid label stays its title. */
+  rowDisplay?: (row: number) => { text: string; cls?: string };
   /** Emphasised row (e.g. the selected layer) in the row labels. */
   emphasisRow?: number | null;
   /** Legend text for hatched cells (default: "missing (no record), not zero"). */

@@ -1,7 +1,7 @@
 /** The PNG export: a standalone picture of a heatmap (title, labels, cells, legends) drawn on one canvas. */
 import { compact } from '../format';
-import { colX, truncate } from '../layout';
-import type { Axes } from './axes';
+import { colX } from '../layout';
+import { type Axes, rowText } from './axes';
 import type { Columns } from './columns';
 import type { Frame } from './frame';
 import { FONT, type HeatmapOptions, groupLabel } from './options';
@@ -36,7 +36,7 @@ export function exportCanvas(opts: HeatmapOptions, f: Frame, cells: HTMLCanvasEl
   ctx.fillStyle = '#212121';
   ctx.textBaseline = 'middle';
   ctx.textAlign = 'right';
-  for (const r of rowTicks) ctx.fillText(truncate(opts.grid.rowLabels[r] ?? '', f.rowLabelMax), mLeft - 5, top + (r + 0.5) * l.cellH);
+  for (const r of rowTicks) ctx.fillText(rowText(opts, r, f.rowLabelMax), mLeft - 5, top + (r + 0.5) * l.cellH);
   ctx.textAlign = 'center';
   ctx.textBaseline = 'bottom';
   for (const col of colTicks) ctx.fillText(opts.grid.colLabels[col] ?? '', mLeft + colX(l, col) + l.cellW / 2, top - 4);
