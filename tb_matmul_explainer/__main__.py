@@ -1,6 +1,7 @@
 """Command line: `python -m tb_matmul_explainer report LOGDIR [--run R] [--step S]`.
 
-Prints the ranked alerts, then each layer's diagnosis, for every run (or one) in a log directory.
+Prints the ranked alerts, then each layer's diagnosis, then the matmuls that were not recorded (with the reason),
+for every run (or one) in a log directory.
 """
 
 import argparse
@@ -53,8 +54,18 @@ def report(logdir, run=None, step=None, out=None):
         print("Layers:", file=out)
         for d in diagnoses:
             print(f"  {d.layer} ({d.role.replace('_', ' ')}, step {d.step}): {d.text}", file=out)
+        print_not_recorded(result.not_recorded.get(name, []), out)
     for run_name, tag, reason in result.unreadable:
         print(f"Could not read {run_name}/{tag}: {reason}", file=out)
+
+
+def print_not_recorded(entries, out):
+    """Prints a run's not-recorded matmuls [(path, reason)] (`loader.LoadResult.not_recorded`), if any."""
+    if not entries:
+        return
+    print(f"Not recorded ({len(entries)}):", file=out)
+    for path, reason in entries:
+        print(f"  {path}: {reason}", file=out)
 
 
 def main(argv=None):
