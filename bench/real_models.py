@@ -9,6 +9,8 @@ model is healthy (False: a planted problem the diagnosis must find). Bench scrip
   mobilenet_v2      keras.applications.MobileNetV2(weights=None), 32x32x3 images, Adam(1e-3)     healthy
   transformer       token ids (length 32) -> Embedding -> 2 blocks of MultiHeadAttention + LayerNorm + FFN
                     -> average pooling -> Dense softmax, Adam(1e-3)                                   healthy
+Builders only (bench/coverage.py): efficientnet_b0, densenet121 (keras.applications, weights=None, 32x32x3) and
+  recurrent (token ids -> Embedding -> LSTM(64) -> GRU(64) -> Dense softmax).
   sigmoid_mlp       8 x Dense(64, sigmoid), RandomNormal(0.1) init, SGD(0.05) (demo/train.py's): vanishing gradients
   relu_mlp          Dense(128, relu) x 2, He init, Adam(1e-3) (demo/train.py's healthy MLP)           healthy
 Small ones for tests (seconds, not minutes):
@@ -107,6 +109,24 @@ def transformer(blocks=2, length=32, vocab=VOCAB, dim=64, heads=4, ffn=128, name
 
 def tiny_transformer():
     return transformer(blocks=1, length=16, vocab=64, dim=16, heads=2, ffn=32, name="tiny_transformer")
+
+
+def efficientnet_b0():
+    return keras.applications.EfficientNetB0(weights=None, input_shape=(32, 32, 3), classes=CLASSES)
+
+
+def densenet121():
+    return keras.applications.DenseNet121(weights=None, input_shape=(32, 32, 3), classes=CLASSES)
+
+
+def recurrent(length=32, vocab=VOCAB, dim=32, units=64):
+    """Token ids [batch, length] -> Embedding -> LSTM(units, sequences) -> GRU(units) -> Dense softmax."""
+    tokens = keras.Input((length,), dtype="int32")
+    x = keras.layers.Embedding(vocab, dim, name="token_embedding")(tokens)
+    x = keras.layers.LSTM(units, return_sequences=True, name="lstm")(x)
+    x = keras.layers.GRU(units, name="gru")(x)
+    return keras.Model(tokens, keras.layers.Dense(CLASSES, activation="softmax", name="classifier")(x),
+                       name="recurrent")
 
 
 def sigmoid_mlp(depth=8):

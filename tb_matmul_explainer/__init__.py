@@ -7,7 +7,10 @@ Modules (one job each):
   aggregates  fast factorised per-unit totals used by summaries
   metadata    plugin name and the versioned on-disk summary contract
   summary     tf.summary-style writer ops
-  keras       Keras 3 callback that records chosen layers
+  keras       Keras 3 callback and custom-loop recorder that record chosen layers
+  layers      one adapter per Keras layer kind (which layers, their captured calls, units and explanations)
+  internals   every access to private Keras/TensorFlow APIs
+  graph       which layer produced a layer's input
   explain     plain-language diagnosis
   plugin      TensorBoard backend
 """

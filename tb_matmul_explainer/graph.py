@@ -12,13 +12,13 @@ cropping, pooling, up-sampling. It stops at a layer with more than one input (Ad
 or (None, None) where the graph does not say (a subclassed model's layers are called from Python code that Keras
 does not trace into a graph; a layer not yet called).
 
-Private Keras API used here (kept to this module): `Layer._inbound_nodes`, `Node.input_tensors`,
-`KerasTensor._keras_history` (tests/test_graph.py fails loudly if a Keras release changes them).
+The functional graph is read through `internals.first_inputs` (private Keras API, tested in
+tests/test_internals.py).
 """
 
 import keras
 
-from tb_matmul_explainer import activations
+from tb_matmul_explainer import activations, internals
 
 _PASS_THROUGH = tuple(getattr(keras.layers, name) for name in (
     "Flatten", "Reshape", "Permute", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -29,16 +29,6 @@ _PASS_THROUGH = tuple(getattr(keras.layers, name) for name in (
     "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity", "RepeatVector") if hasattr(keras.layers, name))
 _ACTIVATION_LAYERS = tuple(getattr(keras.layers, name) for name in (
     "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax") if hasattr(keras.layers, name))
-
-
-def _inputs(layer):
-    """The operations that produced the inputs of the layer's first call ([] if unknown)."""
-    nodes = getattr(layer, "_inbound_nodes", None) or []
-    if not nodes:
-        return []
-    tensors = getattr(nodes[0], "input_tensors", None) or []
-    history = [getattr(t, "_keras_history", None) for t in tensors]
-    return [h.operation for h in history if h is not None]
 
 
 def kind_of(layer):
@@ -59,7 +49,7 @@ def producer_of(layer):
     seen = set()
     current = layer
     while True:
-        inputs = _inputs(current)
+        inputs = internals.first_inputs(current)
         if len(inputs) != 1 or id(inputs[0]) in seen:
             return (None, None) if current is layer else (current.name, kind_of(current))
         producer = inputs[0]

@@ -1,10 +1,11 @@
 """Reads our summaries from a log directory into plain arrays, without starting TensorBoard.
 
-    series = loader.load(logdir)            # {run: {(layer, role): LayerSeries}}
+    result = loader.load(logdir)            # result.runs: {run: {(layer, role): LayerSeries}}
     frame = loader.to_dataframe(series)     # one row per (run, layer, role, step, pair) if pandas is installed
 
 Uses TensorBoard's own event multiplexer, keeping every record. Tags written by an unknown contract version are
-not dropped silently: they are listed in `LoadResult.unreadable` with the reason.
+not dropped silently: they are listed in `LoadResult.unreadable` with the reason. The matmuls the writer could not
+record (the text summaries `matmul_explainer/not_recorded/<path>`) are in `LoadResult.not_recorded`.
 """
 
 import dataclasses
@@ -47,10 +48,28 @@ class LayerSeries:
         return np.stack([getattr(r, field).sum(axis=0) for r in self.records])
 
 
+NOT_RECORDED_PREFIX = "matmul_explainer/not_recorded/"  # (the keras recorder's NOT_RECORDED_TAG_PREFIX)
+
+
 @dataclasses.dataclass
 class LoadResult:
     runs: dict        # {run: {(layer, role): LayerSeries}}, layers in model order
     unreadable: list  # [(run, tag, reason)]
+    not_recorded: dict = dataclasses.field(default_factory=dict)  # {run: [(path, reason)]}, in the order written
+
+
+def _not_recorded(mux, tensor_util):
+    """{run: [(path, reason)]} of the not-recorded text summaries, in the order the writer wrote them (model
+    order), each its latest value."""
+    out = {}
+    for run, tags in sorted(mux.PluginRunToTagToContent("text").items()):
+        for tag in tags:
+            if tag.startswith(NOT_RECORDED_PREFIX) and len(tag) > len(NOT_RECORDED_PREFIX):
+                events = mux.Tensors(run, tag)
+                value = tensor_util.make_ndarray(events[-1].tensor_proto).item() if events else b""
+                reason = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+                out.setdefault(run, []).append((tag[len(NOT_RECORDED_PREFIX):], reason))
+    return out
 
 
 def load(logdir):
@@ -63,7 +82,7 @@ def load(logdir):
 
     if not os.path.isdir(logdir):
         raise FileNotFoundError(f"logdir {logdir!r} is not a directory")
-    mux = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={metadata.PLUGIN_NAME: 0})
+    mux = plugin_event_multiplexer.EventMultiplexer(tensor_size_guidance={metadata.PLUGIN_NAME: 0, "text": 1})
     mux.AddRunsFromDirectory(logdir)
     mux.Reload()
     runs, unreadable = {}, []
@@ -81,10 +100,11 @@ def load(logdir):
         if series:
             series.sort(key=lambda s: (s.info.index, s.info.layer, metadata.ROLES.index(s.info.role)))
             runs[run] = {(s.info.layer, s.info.role): s for s in series}
+    not_recorded = _not_recorded(mux, tensor_util)
     if not runs and not unreadable:
         raise ValueError(f"logdir {logdir!r} holds no matmul-explainer summaries (record some with "
                          f"tb_matmul_explainer.keras.ExplainerCallback or tb_matmul_explainer.summary)")
-    return LoadResult(runs, unreadable)
+    return LoadResult(runs, unreadable, not_recorded)
 
 
 def to_dataframe(result):

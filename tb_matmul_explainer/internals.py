@@ -1,0 +1,100 @@
+"""Every access to private Keras and TensorFlow APIs, in one place.
+
+Nothing else in the package reads or writes a private attribute of a Keras or TensorFlow object. Each accessor
+below names the private API it relies on; tests/test_internals.py exercises every one of them on the installed
+releases and fails loudly (naming the API) when a release renames or removes one, rather than letting the
+recorder silently record less.
+
+  sublayers        Layer._layers                          the layer tree (the model walk, Keras paths)
+  own_variables    Layer._trainable_variables,            the variables a layer owns itself (not its sublayers')
+                   Layer._non_trainable_variables
+  patch_call       Layer.__call__ calling `self.call`     an instance-level `call` replaces the class's while tracing
+  make_function    Model._make_function                   Keras' own train-function factory around a step
+  causal_padding   Conv1D._compute_causal_padding         the left padding of a causal Conv1D
+  first_inputs     Layer._inbound_nodes, Node.input_tensors, KerasTensor._keras_history
+                                                          the operations that produced a layer's first call's inputs
+  default_writer   tensorflow.python.ops.summary_ops_v2._summary_state
+                                                          the default summary writer, set without a flush on exit
+"""
+
+def sublayers(layer):
+    """The layers directly tracked by `layer` (Keras' `Layer._layers`), in the order Keras tracked them."""
+    return list(getattr(layer, "_layers", None) or [])
+
+
+def own_variables(layer):
+    """The variables `layer` created itself, not those of its sublayers."""
+    return list(getattr(layer, "_trainable_variables", [])) + list(getattr(layer, "_non_trainable_variables", []))
+
+
+def patch_call(layer, call):
+    """Makes `layer(...)` run `call` instead of the class's `call` (Keras' `Layer.__call__` looks `self.call` up at
+    each call, so an instance attribute wins). Raises RuntimeError if the layer already has one."""
+    if "call" in vars(layer):
+        raise RuntimeError(f"layer {layer.name!r} already has an instance-level `call`; "
+                           "is another recorder instrumenting it?")
+    vars(layer)["call"] = call
+
+
+def unpatch_call(layer):
+    """Undoes `patch_call` (nothing if the layer has no instance-level `call`)."""
+    vars(layer).pop("call", None)
+
+
+def make_function(model, step_function):
+    """Keras' own train function around `step_function(data)` (`Model._make_function`: the same distribution,
+    `steps_per_execution` loop and `tf.function` options as the model's `train_function`)."""
+    return model._make_function(step_function)
+
+
+def causal_padding(layer):
+    """The `[[0, 0], [left, 0], [0, 0]]` padding a causal Conv1D applies before its VALID convolution."""
+    return layer._compute_causal_padding()
+
+
+def first_inputs(layer):
+    """The operations (layers) that produced the inputs of `layer`'s first call in a functional graph ([] if
+    unknown: a subclassed model's layers, a layer never called symbolically)."""
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    if not nodes:
+        return []
+    tensors = getattr(nodes[0], "input_tensors", None) or []
+    history = [getattr(t, "_keras_history", None) for t in tensors]
+    return [h.operation for h in history if h is not None]
+
+
+class default_writer:
+    """`writer.as_default()` without its flush on exit (a flush op per record would cost file I/O per record; the
+    writer flushes on its own schedule). Falls back to the public `as_default()` if TensorFlow's private summary
+    state is gone (tests/test_internals.py says so loudly)."""
+
+    def __init__(self, writer):
+        self._writer = writer
+
+    def __enter__(self):
+        self._state = summary_state()
+        if self._state is None:
+            self._context = self._writer.as_default()
+            self._context.__enter__()
+            return
+        self._context = None
+        self._previous = self._state.writer
+        self._state.writer = self._writer
+
+    def __exit__(self, *exc):
+        if self._context is not None:
+            return self._context.__exit__(*exc)
+        self._state.writer = self._previous
+        return False
+
+
+def summary_state():
+    """TensorFlow's thread-local summary state (holding `.writer`), or None if this release has none."""
+    from tensorflow.python.ops import summary_ops_v2
+
+    state = getattr(summary_ops_v2, "_summary_state", None)
+    return state if state is not None and hasattr(state, "writer") else None
+
+
+__all__ = ["causal_padding", "default_writer", "first_inputs", "make_function", "own_variables", "patch_call",
+           "sublayers", "summary_state", "unpatch_call"]

@@ -1,0 +1,162 @@
+"""`ExplainerCallback`: records chosen layers during `model.fit`, every `update_freq` steps.
+
+It keeps the model's own compiled `train_function` for the steps that do not record and swaps in an instrumented
+one (Keras' own factory around the model's `train_step`, inside `LayerRecorder.recording`) just before a step
+that records; see the package docstring for cadence, `steps_per_execution` and distribution.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+from keras import ops as kops
+
+from tb_matmul_explainer import internals, metadata
+from tb_matmul_explainer.keras.options import DEFAULT_ROLES, DEFAULT_RUN, check_options
+from tb_matmul_explainer.keras.recorder import LayerRecorder
+
+
+class ExplainerCallback(keras.callbacks.Callback):
+    """Records chosen layers of a Keras 3 model during `model.fit`, every `update_freq` steps.
+
+    Args:
+      log_dir: the log directory (as for `keras.callbacks.TensorBoard`); records go to `<log_dir>/train`.
+      update_freq: record the global steps 0, N, 2N, ... (an int >= 1).
+      layers: None (every supported layer) or layer names, Keras paths or layer objects.
+      roles: any of "forward", "kernel_gradient", "input_gradient".
+      confidence, thresholds, threshold_method, near_zero, sample_size, near_zero_sample_size, seed, max_units,
+        scalars, run, jit: as for `LayerRecorder`.
+      verbose: 1 (print the coverage line at the start of training) or 0.
+
+    At the start of training it prints one line (`coverage.Coverage.line`: how many layers and what share of the
+    model's multiply-adds per sample are recorded) unless `verbose=0`. After `fit`, `skipped` maps the Keras paths
+    of the matmuls that are not recorded to the reason, `coverage` holds the `Coverage`, and `recorded_steps` lists
+    the steps recorded (in this process).
+    """
+
+    def __init__(self, log_dir, update_freq=100, layers=None, roles=DEFAULT_ROLES, confidence=0.95, thresholds=None,
+                 threshold_method="sampled", near_zero="sampled", sample_size=None, near_zero_sample_size=None,
+                 seed=None, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, run=DEFAULT_RUN, jit=True,
+                 verbose=1):
+        super().__init__()
+        if isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1:
+            raise ValueError(f"update_freq must be an int >= 1 (record the steps 0, N, 2N, ...), got {update_freq!r}")
+        self.log_dir = os.fspath(log_dir)
+        self.update_freq = update_freq
+        self._recorder_args = dict(layers=layers, roles=roles, confidence=confidence, thresholds=thresholds,
+                                   threshold_method=threshold_method, near_zero=near_zero, sample_size=sample_size,
+                                   near_zero_sample_size=near_zero_sample_size, seed=seed, max_units=max_units,
+                                   scalars=scalars, run=run, jit=jit)
+        check_options(roles=roles, confidence=confidence, thresholds=thresholds, threshold_method=threshold_method,
+                       near_zero=near_zero, sample_size=sample_size, near_zero_sample_size=near_zero_sample_size,
+                       seed=seed, max_units=max_units, jit=jit)
+        self.verbose = verbose
+        self.recorder = None
+        self.coverage = None
+        self.skipped = {}
+        self.recorded_steps = []
+        self._not_recorded_written = False
+        self._plain = None
+        self._instrumented = None
+        self._step = 0
+        self._step_variable = None
+        self._steps_in_call = 0
+        self._model_id = None
+
+    # -- setup -----------------------------------------------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError("ExplainerCallback needs the TensorFlow backend")
+        if self.recorder is None or self._model_id != id(model):
+            self.recorder = LayerRecorder(model, self.log_dir, loss_scale=self._loss_scale, **self._recorder_args)
+            self.skipped = dict(self.recorder.skipped)
+            self.coverage = self.recorder.coverage()
+            if self.verbose:
+                print(self.coverage.line())
+            self._not_recorded_written = False
+            self._model_id = id(model)
+            self._instrumented = None
+            self._step_variable = None  # (created in the model's strategy scope)
+        if self._instrumented is not None and model.train_function is self._instrumented:
+            model.train_function = self._plain  # a previous fit stopped by an exception left it swapped in
+        if model.train_function is not self._plain:  # new fit after compile(): rebuild the instrumented function
+            self._plain = model.train_function
+            self._instrumented = None
+        if self._step_variable is None:
+            with model.distribute_strategy.scope():
+                self._step_variable = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                                  synchronization=tf.VariableSynchronization.ON_WRITE,
+                                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                                                  name="matmul_explainer_step")
+        self._steps_in_call = 0
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and getattr(optimizer, "iterations", None) is not None:
+            self._step = int(optimizer.iterations.numpy())
+
+    def _loss_scale(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            return tf.constant(1.0)
+        return kops.convert_to_tensor(optimizer.scale_loss(tf.constant(1.0, tf.float32)))
+
+    def _instrumented_step(self, data):
+        step = self._step_variable.read_value()
+        if self.model.steps_per_execution > 1:
+            with tf.control_dependencies([step]):
+                self._step_variable.assign_add(1)
+        record = tf.equal(step % self.update_freq, 0)
+        with self.recorder.recording(step, record):
+            return self.model.train_step(data)
+
+    def _instrumented_function(self):
+        if self._instrumented is None:
+            model = self.model
+            jit = model.jit_compile
+            try:
+                model.jit_compile = False  # summary writes cannot be XLA-compiled
+                self._instrumented = internals.make_function(model, self._instrumented_step)
+            finally:
+                model.jit_compile = jit
+        return self._instrumented
+
+    # -- per step --------------------------------------------------------------------------------------------
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Everything happens here (no `on_train_batch_end`, so that Keras keeps dispatching batch-end callbacks
+        # asynchronously, as it does without this callback). The steps of the previous call are counted now.
+        # Keras reports `end_step = begin + steps_per_execution - 1` even for a shorter last execution, so the
+        # number of steps in a call comes from the epoch's number of steps, where Keras knows it.
+        self._step += self._steps_in_call
+        steps = self.params.get("steps") if self.params else None
+        k = self.model.steps_per_execution
+        if steps is not None:
+            k = max(1, min(k, steps - batch))
+        self._steps_in_call = k
+        first = self._step
+        if (-first) % self.update_freq < k:  # a multiple of N in [first, first + k)
+            self._step_variable.assign(first)
+            self.model.train_function = self._instrumented_function()
+            recorded = [s for s in range(first, first + k) if s % self.update_freq == 0]
+            if not self._not_recorded_written:
+                self._not_recorded_written = True
+                self.recorder.write_not_recorded(recorded[0])
+            self.recorded_steps.extend(recorded)
+        elif self.model.train_function is not self._plain:
+            self.model.train_function = self._plain
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._step += self._steps_in_call
+        self._steps_in_call = 0
+        self.model.train_function = self._plain
+        if self.recorder is not None:
+            self.recorder.flush()
+
+    def on_train_end(self, logs=None):
+        self._step += self._steps_in_call  # (a fit stopped inside an epoch)
+        self._steps_in_call = 0
+        if self._plain is not None:
+            self.model.train_function = self._plain
+        if self.recorder is not None:
+            self.recorder.flush()

@@ -1,0 +1,257 @@
+"""What a recording step computes at trace time, from the adapters' patched calls.
+
+`Explaining` is the part of `LayerRecorder` that the patched calls reach: `_explain(target, x, kernel, product,
+geometry)` computes the layer's matmul with the forward and input-features records written and hooks on the
+gradients of its result and its kernel (which write the two gradient records), and `_activate(target, m, bias,
+activation)` applies bias and activation with the activation records. Records are computed only when the step
+records (`tf.cond`), summed across replicas under a distribution strategy, and written with the recorder's writer.
+The per-unit totals come from the target's adapter (`layers/`).
+"""
+
+import dataclasses
+
+import tensorflow as tf
+from keras import ops as kops
+
+from tb_matmul_explainer import activations, aggregates, elementwise, internals, metadata, summary, validation
+from tb_matmul_explainer import threshold as threshold_lib
+from tb_matmul_explainer.keras.options import DEFAULT_NEAR_ZERO_SAMPLE
+
+_FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "cells", "near_zero_cells", "thresholds",
+           "nonfinite")
+_EXTRA_FIELDS = metadata.RecordExtras._fields
+
+
+@dataclasses.dataclass
+class Trace:
+    """The recording step being traced (one per thread: replicas trace in their own threads)."""
+    step: tf.Tensor
+    record: tf.Tensor
+    replicas: int
+    context: object
+    seen: set = dataclasses.field(default_factory=set)
+    states: dict = dataclasses.field(default_factory=dict)  # id(target) -> its call's state (`_explain`)
+
+
+def gradient_hook(z, on_gradient):
+    """An identity on z whose gradient function calls `on_gradient(d_out)` (summary ops join the same graph)."""
+
+    @tf.custom_gradient
+    def hook(value):
+        def grad(d_out):
+            on_gradient(d_out)
+            return d_out
+
+        return tf.identity(value), grad
+
+    return hook(z)
+
+
+class Explaining:
+    """Trace-time methods of `LayerRecorder` (it sets roles, options, thresholds, loss_scale, writer, ...)."""
+
+    def _explain(self, target, x, kernel, product, geometry):
+        """At trace time, from a patched call: returns `m = product(x, kernel)` (the layer's matmul or
+        convolution, before bias and activation) with the forward and input-features records written and hooks
+        on the gradients of m and of the kernel. A layer called several times in one step is explained at its
+        first call only (`_activate` then explains its activation step)."""
+        trace = self._trace
+        if trace is None or id(target) in trace.seen:
+            return product(x, kernel)
+        trace.seen.add(id(target))
+        roles = target.roles
+        kernel = tf.convert_to_tensor(kernel)  # (a variable's value, read once: eagerly it may be the variable)
+        state = trace.states[id(target)] = {}  # this call's operands' thresholds, d_out, shared by its records
+        xs, ks = tf.stop_gradient(x), tf.stop_gradient(kernel)
+        if "kernel_gradient" in roles and target.layer.trainable:
+            # The kernel gradient itself (computed by TensorFlow anyway) is the kernel-gradient record's result.
+            kernel = gradient_hook(kernel, lambda d_kernel: self._on_kernel_gradient(target, trace, state, xs, ks,
+                                                                                      d_kernel, geometry))
+        m = product(x, kernel)
+        if "input_features" in roles:
+            x_thr = self._threshold(trace, state, "x", xs, 0)
+            self._record(target, "input_features", trace,
+                         lambda: elementwise.input_feature_totals(target.adapter.features_last(target, xs), x_thr))
+        if "forward" in roles:
+            thresholds = (self._threshold(trace, state, "x", xs, 0), self._threshold(trace, state, "kernel", ks, 1),
+                          self.thresholds[2])
+            ms = tf.stop_gradient(m)
+            self._record(target, "forward", trace,
+                         lambda: (self._forward_totals(target, xs, ks, ms, geometry, thresholds),
+                                  elementwise.matmul_extras(target.units["forward"],
+                                                            target.adapter.units_last(target, ms))))
+        if "kernel_gradient" in roles or "input_gradient" in roles:
+            m = gradient_hook(m, lambda d_out: self._on_output_gradient(target, trace, state, xs, ks, d_out,
+                                                                         geometry))
+        return m
+
+    def _activate(self, target, m, bias, activation):
+        """At trace time, from a patched call: `a = activation(m + bias)` (bias None: none; already shaped to
+        broadcast; activation None: none) with the activation record written and a hook on a's gradient, for a
+        layer that `_explain` explained in this step."""
+        z = m if bias is None else kops.add(m, bias)
+        a = z if activation is None else activation(z)
+        trace = self._trace
+        state = None if trace is None else trace.states.get(id(target))
+        if state is None or target.activation is None or "activated" in state:
+            return a
+        state["activated"] = True
+        act = target.activation
+        ms, zs, as_ = (target.adapter.units_last(target, tf.cast(tf.stop_gradient(t), tf.float32)) for t in (m, z, a))
+        bs = None if bias is None else tf.cast(tf.stop_gradient(bias), tf.float32)
+        if "activation" in target.roles:
+            def totals():
+                b = tf.zeros_like(zs) if bs is None else tf.reshape(
+                    tf.broadcast_to(bs, tf.shape(tf.stop_gradient(z))), tf.shape(zs))
+                thresholds = (self._operand_threshold(ms, 3),
+                              tf.constant(0.0) if bs is None else self._operand_threshold(bs, 4))
+                slope = activations.slope(act, zs)
+                return elementwise.activation_totals(ms, b, zs, activations.inactive(act, slope), as_, thresholds,
+                                                     self._operand_threshold(as_, 5))
+
+            self._record(target, "activation", trace, totals)
+        if "activation_gradient" in target.roles:
+            a = gradient_hook(a, lambda d_a: self._record(
+                target, "activation_gradient", trace, lambda: self._activation_gradient_totals(target, zs, d_a)))
+        return a
+
+    def _activation_gradient_totals(self, target, z, d_a):
+        d_a = target.adapter.units_last(target, self._unscale(d_a))
+        slope = activations.slope(target.activation, z)
+        thresholds = (self._operand_threshold(d_a, 6), self._operand_threshold(slope, 7))
+        return elementwise.activation_gradient_totals(d_a, slope, thresholds, self._operand_threshold(d_a * slope, 8))
+
+    _SEED_INDEX = {"x": 0, "kernel": 1, "d_out": 2}
+
+    def _seed(self, index):
+        if self.seed is None:
+            return None
+        return tf.constant([self.seed, 0], tf.int64) + tf.constant([0, 100 + index], tf.int64)
+
+    def _operand_threshold(self, t, index):
+        """The threshold of an operand used by one record only (computed where the record is computed)."""
+        value = validation.as_float_tensor(t, "operand")
+        if self.threshold_method == "exact":
+            return tf.cast(threshold_lib.percentile_threshold(value, self.confidence), tf.float32)
+        return tf.cast(threshold_lib.sampled_threshold(value, self.confidence, self.sample_size,
+                                                       seed=self._seed(index)), tf.float32)
+
+    def _threshold(self, trace, state, operand, t, position):
+        """The threshold of an operand at `position` (0 first, 1 second) of a record: the explicit one if given,
+        else computed from the operand (only when recording) and shared by the records that use the operand, so
+        that it is classed the same way in each."""
+        if self.thresholds[position] is not None:
+            return self.thresholds[position]
+        if operand not in state:
+            index = self._SEED_INDEX[operand]
+            state[operand] = tf.cond(trace.record, lambda: self._operand_threshold(t, index),
+                                     lambda: tf.constant(0.0, tf.float32))
+        return state[operand]
+
+    def _unscale(self, gradient):
+        """A gradient in float32, divided by the loss scale."""
+        gradient = tf.cast(gradient, tf.float32)
+        if self.loss_scale is not None:
+            gradient = gradient / tf.cast(self.loss_scale(), tf.float32)
+        return gradient
+
+    def _on_output_gradient(self, target, trace, state, x, kernel, d_out, geometry):
+        d_out = self._unscale(d_out)
+        state["d_out_value"] = d_out
+        if "kernel_gradient" in target.roles and not target.layer.trainable:
+            # TensorFlow computes no kernel gradient for a frozen layer: the record computes it.
+            self._kernel_gradient_record(target, trace, state, x, kernel, None, geometry)
+        if "input_gradient" in target.roles:
+            thresholds = (self._threshold(trace, state, "d_out", d_out, 0),
+                          self._threshold(trace, state, "kernel", kernel, 1), self.thresholds[2])
+            self._record(target, "input_gradient", trace,
+                         lambda: (self._input_gradient_totals(target, x, d_out, kernel, geometry, thresholds),
+                                  elementwise.matmul_extras(target.units["input_gradient"])))
+
+    def _on_kernel_gradient(self, target, trace, state, x, kernel, d_kernel, geometry):
+        if "d_out_value" in state:  # (m's gradient always comes first: the kernel's gradient is computed from it)
+            self._kernel_gradient_record(target, trace, state, x, kernel, self._unscale(d_kernel), geometry)
+
+    def _kernel_gradient_record(self, target, trace, state, x, kernel, result, geometry):
+        d_out = state["d_out_value"]
+        kernel_shape = kernel.shape
+        if trace.replicas > 1:
+            # The record's result is the global (all-reduced) kernel gradient, the one the optimizer applies.
+            if result is None:
+                result = tf.cond(trace.record,
+                                 lambda: target.adapter.kernel_gradient(target, x, d_out, kernel_shape, geometry),
+                                 lambda: tf.zeros(kernel_shape, tf.float32))
+            result = trace.context.all_reduce(tf.distribute.ReduceOp.SUM, result)
+        thresholds = (self._threshold(trace, state, "x", x, 0), self._threshold(trace, state, "d_out", d_out, 1),
+                      self.thresholds[2])
+
+        def totals():
+            unit_totals = self._kernel_gradient_totals(target, x, d_out, kernel_shape, geometry, result, thresholds)
+            units = target.units["kernel_gradient"]
+            weights = tf.reshape(tf.abs(tf.cast(kernel, tf.float32)), [-1, units])
+            return unit_totals, elementwise.matmul_extras(
+                units, None if result is None else tf.reshape(result, [-1, units]), tf.reduce_sum(weights, 0),
+                target.adapter.padding_only(target, x, kernel_shape, geometry))
+
+        self._record(target, "kernel_gradient", trace, totals)
+
+    def _options(self, target, thresholds):
+        """The aggregate kernels' options for one record: the recorder's, with its thresholds."""
+        rows = self.options.near_zero_sample_size or DEFAULT_NEAR_ZERO_SAMPLE[target.adapter.near_zero_sample]
+        return dataclasses.replace(self.options, thresholds=thresholds, near_zero_sample_size=rows)
+
+    def _forward_totals(self, target, x, kernel, z, geometry, thresholds):
+        return target.adapter.forward_totals(target, x, kernel, z, geometry, self._options(target, thresholds))
+
+    def _kernel_gradient_totals(self, target, x, d_out, kernel_shape, geometry, result, thresholds):
+        return target.adapter.kernel_gradient_totals(target, x, d_out, kernel_shape, geometry, result,
+                                                     self._options(target, thresholds))
+
+    def _input_gradient_totals(self, target, x, d_out, kernel, geometry, thresholds):
+        return target.adapter.input_gradient_totals(target, x, d_out, kernel, geometry,
+                                                    self._options(target, thresholds))
+
+    def _record(self, target, role, trace, totals_fn):
+        """Computes (only when recording), reduces across replicas, and writes one record. `totals_fn` returns
+        `aggregates.UnitTotals` or `(UnitTotals, metadata.RecordExtras)`."""
+        tag = f"{target.name}/{role}"
+        summary_metadata = target.metadata[role]
+        units = target.units[role]
+
+        def compute():
+            totals = totals_fn()
+            totals, extras = totals if isinstance(totals, tuple) and len(totals) == 2 else (
+                totals, metadata.no_extras(units))
+            return [tf.cast(t, tf.float64) for t in (*totals, *extras)]
+
+        if trace.replicas == 1:
+            tf.cond(trace.record, lambda: self._write(tag, summary_metadata, compute(), trace.step),
+                    lambda: tf.constant(False))
+            return
+        zeros = [tf.zeros([units, 9], tf.float64)] * 4 + [tf.zeros([units], tf.float64)] * 2 + \
+                [tf.zeros([3], tf.float64)] * 2 + [tf.zeros([units], tf.float64)] * 2 + [tf.zeros([], tf.float64)] * 2
+        fields = tf.cond(trace.record, compute, lambda: zeros)
+        fields = trace.context.all_reduce(tf.distribute.ReduceOp.SUM, fields)
+        fields = dict(zip(_FIELDS + _EXTRA_FIELDS, fields))
+        r = float(trace.replicas)
+        # Thresholds: the mean of the replicas'. Kernel gradient: the result (global) is the same on every replica.
+        fields["thresholds"] = fields["thresholds"] / r
+        fields["output_threshold"] = fields["output_threshold"] / r
+        fields["padding_only"] = fields["padding_only"] / r
+        if role == "kernel_gradient":
+            fields["cells"] = fields["cells"] / r
+            fields["near_zero_cells"] = fields["near_zero_cells"] / r
+            fields["nonfinite"] = fields["nonfinite"] * tf.constant([1.0, 1.0, 1.0 / r], tf.float64)
+            fields["result_magnitude"] = fields["result_magnitude"] / r
+            fields["reference"] = fields["reference"] / r
+        fields = [fields[f] for f in _FIELDS + _EXTRA_FIELDS]
+        tf.cond(trace.record, lambda: self._write(tag, summary_metadata, fields, trace.step),
+                lambda: tf.constant(False))
+
+    def _write(self, tag, summary_metadata, fields, step):
+        totals = aggregates.UnitTotals(*fields[:len(_FIELDS)])
+        extras = metadata.RecordExtras(*fields[len(_FIELDS):])
+        with internals.default_writer(self.writer), tf.summary.record_if(True):
+            return summary.write_totals(tag, totals, step, summary_metadata, max_units=self.max_units,
+                                        scalars=self.scalars, extras=extras)
+

@@ -1,0 +1,168 @@
+"""Which layers of a model are recorded, under which names, and which matmuls are not (with the reason).
+
+`walk(model)` lists every layer below the model depth-first in model order (parents before their sublayers), each
+with its Keras path: the names of its ancestors below the model and its own, joined by '/'
+(`block_2/multi_head_attention_1/query`). Paths are unique (a repeated one gets `_2`, `_3`, ... in model order)
+and stable across runs of the same model code: they hold no walk index. `resolve(...)` turns the walk into the
+recorded `Target`s, tagged `<path>/<role>`, and the not-recorded `{path: reason}` (each warned about with an
+`UnsupportedLayerWarning`): layers with a kernel that no adapter takes or that their adapter refuses, and the
+matmuls inside layers that are not layers (an adapter's `not_recorded`, as `<path>/<suffix>`).
+"""
+
+import dataclasses
+import warnings
+
+import keras
+
+from tb_matmul_explainer import activations, graph, internals, layers, metadata
+from tb_matmul_explainer.keras.options import UnsupportedLayerWarning
+
+
+@dataclasses.dataclass
+class Entry:
+    """One layer of the walk."""
+    layer: object
+    index: int   # position in the walk (model order)
+    path: str    # Keras path, unique in the model
+    group: int   # index of the outermost non-Model layer holding it (itself if none): an attention layer's parts
+
+
+@dataclasses.dataclass
+class Target:
+    """One recorded layer."""
+    layer: object
+    index: int
+    name: str        # tag prefix: the layer's Keras path
+    adapter: object  # its `layers.base.Adapter`
+    op: str          # metadata op
+    metadata: dict   # role -> SummaryMetadata
+    plan: object = None        # the adapter's per-layer data (`Adapter.plan`)
+    activation: object = None  # activations.Activation of the layer's own activation (None: linear)
+    roles: tuple = ()          # the roles recorded (`roles_of`)
+    units: dict = None         # role -> units of its record
+    producer: tuple = (None, None)  # (name, kind) of the layer that produced the input (`graph.producer_of`)
+
+    @property
+    def kind(self):
+        return self.adapter.kind
+
+
+def walk(model):
+    """[Entry] of every layer below `model` (InputLayers excluded); a layer that is not a Model comes first."""
+    out, seen, paths = [], {id(model)}, set()
+
+    def add(layer, parent_path, group):
+        path = layer.name if not parent_path else f"{parent_path}/{layer.name}"
+        unique, n = path, 1
+        while unique in paths:
+            n += 1
+            unique = f"{path}_{n}"
+        paths.add(unique)
+        index = len(out)
+        entry = Entry(layer, index, unique, index if group is None else group)
+        out.append(entry)
+        return entry
+
+    def visit(layer, parent_path, group):
+        for child in internals.sublayers(layer):
+            if id(child) in seen or isinstance(child, keras.layers.InputLayer):
+                continue
+            seen.add(id(child))
+            entry = add(child, parent_path, group)
+            visit(child, entry.path, None if isinstance(child, keras.Model) else entry.group)
+
+    if isinstance(model, keras.Model):
+        visit(model, "", None)
+    else:
+        root = add(model, "", None)
+        visit(model, root.path, root.group)
+    return out
+
+
+def _chosen(entries, wanted):
+    """The ids of the layers `wanted` names (names, paths or layer objects); None for all."""
+    if wanted is None:
+        return None
+    wanted = [wanted] if isinstance(wanted, (str, keras.layers.Layer)) else list(wanted)
+    by_name = {}
+    for e in entries:
+        by_name.setdefault(e.path, e.layer)
+        by_name.setdefault(e.layer.name, e.layer)
+    chosen = set()
+    for item in wanted:
+        if isinstance(item, str):
+            if item not in by_name:
+                raise ValueError(f"no layer named {item!r} in the model; its layers are {[e.path for e in entries]}")
+            chosen.add(id(by_name[item]))
+        elif isinstance(item, keras.layers.Layer):
+            if not any(e.layer is item for e in entries):
+                raise ValueError(f"layer {item.name!r} is not part of the model")
+            chosen.add(id(item))
+        else:
+            raise TypeError(f"layers must hold layer names or layer objects, got {type(item).__name__}")
+    return chosen
+
+
+def refusal(layer, adapter, chosen):
+    """Why `layer` is not recorded, or None if it is (or if it has nothing to record and was not asked for)."""
+    if adapter is None:
+        if layers.kernels_of(layer):
+            return f"layer type {type(layer).__name__} is not supported (supported: {layers.SUPPORTED})"
+        if chosen:
+            return f"layer type {type(layer).__name__} has no kernel to explain (supported: {layers.SUPPORTED})"
+        return None
+    return adapter.refusal(layer)
+
+
+def roles_of(activation, roles):
+    """The roles recorded for a layer: the activation roles only with a non-linear activation of its own
+    (activation_gradient only for an elementwise one)."""
+    return tuple(r for r in roles
+                 if (r != "activation" or activation is not None)
+                 and (r != "activation_gradient" or (activation is not None and activation.elementwise)))
+
+
+def _target(entry, adapter, roles, confidence, thresholds):
+    layer = entry.layer
+    if not layer.built:
+        raise ValueError(f"layer {entry.path!r} is not built yet: build or call the model first")
+    act = activations.describe(getattr(layer, "activation", None))
+    target = Target(layer=layer, index=entry.index, name=entry.path, adapter=adapter, op=adapter.op(layer),
+                    metadata={}, plan=adapter.plan(layer), activation=act, roles=roles_of(act, roles),
+                    producer=graph.producer_of(layer))
+    target.units = {role: adapter.units(layer, role) for role in target.roles}
+    for role in target.roles:
+        target.metadata[role] = metadata.create_summary_metadata(
+            f"{target.name}/{role}", None, role=role, op=target.op, layer=target.name, index=entry.index,
+            units=target.units[role], confidence=confidence,
+            thresholds=thresholds if role in metadata.MATMUL_ROLES else (None, None, None),
+            activation=act.name if role.startswith("activation") else None,
+            producer=target.producer[0], producer_kind=target.producer[1], group=entry.group)
+    return target
+
+
+def _warn(name, layer, reason):
+    warnings.warn(f"tb_matmul_explainer: layer {name!r} ({type(layer).__name__}) is not recorded: {reason}. "
+                  "The other layers are still recorded.", UnsupportedLayerWarning, stacklevel=4)
+
+
+def resolve(model, wanted, roles, confidence, thresholds):
+    """(targets, skipped, entries): the recorded `Target`s in model order, {path: reason} of what is not recorded
+    (each warned about), and the walk."""
+    entries = walk(model)
+    chosen = _chosen(entries, wanted)
+    targets, skipped = [], {}
+    for entry in entries:
+        if chosen is not None and id(entry.layer) not in chosen:
+            continue
+        adapter = layers.adapter_for(entry.layer)
+        reason = refusal(entry.layer, adapter, chosen is not None and adapter is None)
+        if reason is not None:
+            skipped[entry.path] = reason
+            _warn(entry.path, entry.layer, reason)
+        elif adapter is not None and adapter.records:
+            targets.append(_target(entry, adapter, roles, confidence, thresholds))
+        for suffix, why in ({} if adapter is None else adapter.not_recorded(entry.layer)).items():
+            skipped[f"{entry.path}/{suffix}"] = why
+            _warn(f"{entry.path}/{suffix}", entry.layer, why)
+    return targets, skipped, entries

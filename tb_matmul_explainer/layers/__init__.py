@@ -1,0 +1,38 @@
+"""One adapter per Keras layer kind: which layers it takes, how their call is captured, their units per role and
+their explanations (the contract: `base.Adapter`). Adding a kind is one module here and one line in `ADAPTERS`.
+
+  dense          Dense
+  einsum_dense   EinsumDense (matmuls over the input's trailing axes)
+  conv           Conv1D/2D/3D (dilation 1, groups 1)
+  attention      MultiHeadAttention: its score and value einsums, listed as not recorded
+  recurrent      SimpleRNN/LSTM/GRU cells, listed as not recorded (their multiply-adds counted on the RNN layer)
+  unsupported    depthwise, separable and transposed convolutions, listed as not recorded
+"""
+
+import math
+
+from tb_matmul_explainer import internals
+from tb_matmul_explainer.layers import attention, conv, dense, einsum_dense, recurrent, unsupported
+
+ADAPTERS = (dense.ADAPTER, einsum_dense.ADAPTER, conv.ADAPTER, attention.ADAPTER, *recurrent.ADAPTERS,
+            *unsupported.ADAPTERS)
+SUPPORTED = "Dense, EinsumDense, Conv1D, Conv2D, Conv3D"
+
+
+def adapter_for(layer):
+    """The adapter that claims `layer` (the first in `ADAPTERS`), or None."""
+    return next((a for a in ADAPTERS if a.claims(layer)), None)
+
+
+def kernels_of(layer):
+    """The variables `layer` owns whose name says they are a kernel (its sublayers' excluded)."""
+    return [v for v in internals.own_variables(layer) if "kernel" in v.name]
+
+
+def generic_multiply_adds(layer, inputs, output):
+    """Multiply-adds per sample of a layer no adapter claims: output positions x its kernels' entries (an
+    estimate; 0 without a kernel)."""
+    return math.prod(output[:-1]) * sum(math.prod(int(d) for d in v.shape) for v in kernels_of(layer))
+
+
+__all__ = ["ADAPTERS", "SUPPORTED", "adapter_for", "generic_multiply_adds", "kernels_of"]

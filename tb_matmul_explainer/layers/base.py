@@ -1,0 +1,103 @@
+"""The adapter contract: what one Keras layer kind tells the recorder.
+
+An `Adapter` owns, for the layers of its kind: which ones it takes (`claims`, and `refusal` with the reason when it
+cannot record one), how their call is captured (`patched_call`: the layer's own computation with its matmul made
+explicit through `recorder._explain(target, x, kernel, product, geometry)` and its bias + activation through
+`recorder._activate(target, m, bias, activation)`), the units of each role, the per-unit totals of the three matmul
+roles (through `aggregates`), the multiply-adds of a call (for the coverage line) and the matmuls inside it that are
+not recorded (`not_recorded`). Adding a layer kind is one new module holding one `Adapter` subclass, listed in
+`layers/__init__.py`.
+
+Tensors handed to the totals: x the layer input, kernel the kernel, z the matmul result (before bias), d_out =
+d(loss)/dz, all float32 or the layer's compute dtype; `geometry` whatever the adapter's patched call passed to
+`_explain` (None for dense kinds, strides/padding for convolutions).
+"""
+
+import math
+
+
+def kernel_of(layer):
+    """The layer's `kernel` variable, or None."""
+    return getattr(layer, "kernel", None)
+
+
+class Adapter:
+    """One Keras layer kind (subclasses set `kind`, `layer_types` and override what differs from a dense matmul)."""
+
+    kind = None            # metadata op family / name of the kind, e.g. "dense"
+    layer_types = ()       # the Keras classes this adapter claims (subclasses included)
+    near_zero_sample = "dense"  # which DEFAULT_NEAR_ZERO_SAMPLE entry applies ("dense" rows or "conv" positions)
+    records = True         # False: a kind whose matmuls are only listed as not recorded
+
+    def claims(self, layer):
+        """Whether `layer` is of this kind."""
+        return isinstance(layer, self.layer_types)
+
+    def refusal(self, layer):
+        """None if the layer can be recorded, else the reason it cannot (a sentence without a final period)."""
+        if getattr(layer, "quantization_mode", None):
+            return f"quantized kernels ({layer.quantization_mode}) are not supported"
+        own = {cls.call for cls in self.layer_types}
+        if type(layer).call not in own:
+            return (f"{type(layer).__name__} overrides call(), so its computation is not known to be the one of the "
+                    "Keras layer it extends, which the recorder reproduces")
+        return None
+
+    def plan(self, layer):
+        """Per-layer data the adapter's methods need (`Target.plan`), computed once."""
+        return None
+
+    def op(self, layer):
+        """The metadata `op` of the layer's records."""
+        return self.kind
+
+    def units(self, layer, role):
+        """The number of units of the record of `role` (input features for input_gradient / input_features)."""
+        shape = [int(d) for d in layer.kernel.shape]
+        return shape[-2] if role in ("input_gradient", "input_features") else shape[-1]
+
+    def patched_call(self, recorder, target):
+        """The `call` that replaces the layer's while a recording step is traced."""
+        raise NotImplementedError
+
+    # -- totals of the three matmul roles ------------------------------------------------------------------------
+
+    def forward_totals(self, target, x, kernel, z, geometry, options):
+        raise NotImplementedError
+
+    def kernel_gradient_totals(self, target, x, d_out, kernel_shape, geometry, result, options):
+        raise NotImplementedError
+
+    def input_gradient_totals(self, target, x, d_out, kernel, geometry, options):
+        raise NotImplementedError
+
+    def kernel_gradient(self, target, x, d_out, kernel_shape, geometry):
+        """The kernel gradient computed from x and d_out (float32), shaped like the kernel (for frozen layers and
+        replicas, where TensorFlow computes none the record can use)."""
+        raise NotImplementedError
+
+    def padding_only(self, target, x, kernel_shape, geometry):
+        """Kernel-gradient cells that only ever meet padding (all units); NaN where not known when traced."""
+        return 0.0
+
+    def units_last(self, target, t):
+        """z, a, their gradients or the kernel with the output units flattened into one last axis."""
+        return t
+
+    def features_last(self, target, x):
+        """The layer input with its input features on one last axis."""
+        return x
+
+    # -- coverage ------------------------------------------------------------------------------------------------
+
+    def multiply_adds(self, layer, inputs, output):
+        """Multiply-adds of one call of the layer on one sample: `inputs`, `output` its shapes (batch 1)."""
+        return math.prod(output[:-1]) * math.prod(int(d) for d in layer.kernel.shape)
+
+    def not_recorded(self, layer):
+        """{suffix: reason} of matmuls inside the layer that are not layers and are not recorded."""
+        return {}
+
+    def extra_multiply_adds(self, layer, inputs, output):
+        """{suffix: multiply-adds per sample} of the matmuls `not_recorded` names."""
+        return {}

@@ -1,0 +1,96 @@
+"""`keras.layers.Conv1D/2D/3D`: z = the convolution of x with the kernel, units = output channels.
+
+Taken: `channels_last`, any strides, `valid`/`same` padding, and `causal` for Conv1D (explained as the VALID
+convolution over the left-padded input, the padding zeros counted as near-zero inputs), `dilation_rate=1`,
+`groups=1`; refused otherwise, with the setting in the reason. The patched call is Keras' ConvND.call with z
+explicit (`kops.conv`), then bias and activation; the geometry handed to the totals is `{"strides", "padding"}`.
+Per-unit totals are `aggregates.conv*`; SAME padding is in no class (its kernel-gradient taps that only meet
+padding are counted in `padding_only`).
+"""
+
+import math
+
+import tensorflow as tf
+from keras import layers as keras_layers
+from keras import ops as kops
+
+from tb_matmul_explainer import aggregates, internals, validation
+from tb_matmul_explainer import conv as conv_lib
+from tb_matmul_explainer.layers.base import Adapter
+
+
+class ConvAdapter(Adapter):
+    kind = "conv"
+    layer_types = (keras_layers.Conv1D, keras_layers.Conv2D, keras_layers.Conv3D)
+    near_zero_sample = "conv"
+
+    def refusal(self, layer):
+        reason = super().refusal(layer)
+        if reason is not None:
+            return reason
+        if layer.data_format != "channels_last":
+            return f"data_format={layer.data_format!r} is not supported (channels_last only)"
+        if any(d != 1 for d in layer.dilation_rate):
+            return f"dilation_rate={tuple(layer.dilation_rate)} is not supported (dilation 1 only)"
+        if getattr(layer, "groups", 1) != 1:
+            return f"groups={layer.groups} is not supported (groups=1 only)"
+        if layer.padding not in ("valid", "same", "causal"):
+            return f"padding={layer.padding!r} is not supported"
+        return None
+
+    def op(self, layer):
+        return f"conv{layer.rank}d"
+
+    def patched_call(self, recorder, target):
+        layer = target.layer
+
+        def call(inputs):
+            padding = layer.padding
+            if padding == "causal":
+                inputs = kops.pad(inputs, internals.causal_padding(layer))
+                padding = "valid"
+            m = recorder._explain(
+                target, inputs, kops.convert_to_tensor(layer.kernel),
+                lambda x, k: kops.conv(x, k, strides=list(layer.strides), padding=padding,
+                                       dilation_rate=layer.dilation_rate, data_format=layer.data_format),
+                {"strides": tuple(layer.strides), "padding": padding})
+            bias = kops.reshape(layer.bias, (1,) * (layer.rank + 1) + (layer.filters,)) if layer.use_bias else None
+            return recorder._activate(target, m, bias, layer.activation)
+
+        return call
+
+    def forward_totals(self, target, x, kernel, z, geometry, options):
+        return aggregates.conv(x, kernel, geometry["strides"], geometry["padding"], result=z, options=options)
+
+    def kernel_gradient_totals(self, target, x, d_out, kernel_shape, geometry, result, options):
+        return aggregates.conv_kernel_gradient(x, d_out, kernel_shape, geometry["strides"], geometry["padding"],
+                                               result=result, options=options)
+
+    def input_gradient_totals(self, target, x, d_out, kernel, geometry, options):
+        return aggregates.conv_input_gradient(d_out, kernel, x.shape, geometry["strides"], geometry["padding"],
+                                              options=options)
+
+    def kernel_gradient(self, target, x, d_out, kernel_shape, geometry):
+        kernel_shape = tf.TensorShape(kernel_shape)
+        strides = validation.normalize_strides(geometry["strides"], kernel_shape.rank - 2)
+        return conv_lib.backprop_filter(tf.cast(x, tf.float32), d_out, kernel_shape.as_list(), strides,
+                                        validation.normalize_padding(geometry["padding"]))
+
+    def padding_only(self, target, x, kernel_shape, geometry):
+        if geometry["padding"].upper() != "SAME":
+            return 0.0
+        spatial = x.shape[1:-1]
+        if any(d is None for d in spatial):
+            return float("nan")
+        kernel_shape = tf.TensorShape(kernel_shape)
+        strides = validation.normalize_strides(geometry["strides"], kernel_shape.rank - 2)
+        taps = conv_lib.padding_only_taps([int(d) for d in spatial], [int(d) for d in kernel_shape[:-2]],
+                                          [int(s) for s in strides], "SAME")
+        return float(taps * int(kernel_shape[-2]) * int(kernel_shape[-1]))
+
+    def multiply_adds(self, layer, inputs, output):
+        """Output positions x kernel entries (right for groups too: the kernel holds in_channels / groups)."""
+        return math.prod(output[:-1]) * math.prod(int(d) for d in layer.kernel.shape)
+
+
+ADAPTER = ConvAdapter()

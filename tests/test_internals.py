@@ -1,0 +1,94 @@
+"""Every private Keras/TensorFlow API the package reads (all in `tb_matmul_explainer.internals`) is still there and
+still means what the package relies on: each test fails loudly, naming the API, when a release changes it."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tb_matmul_explainer import internals
+
+
+def test_layer_tree_is_layer_underscore_layers():
+    """Layer._layers: the sublayers a layer tracks (MultiHeadAttention's projections, a nested model's layers)."""
+    inner = keras.Sequential([keras.Input((4,), name="input_layer"), keras.layers.Dense(3, name="d")], name="inner")
+    outer = keras.Sequential([keras.Input((4,)), inner], name="outer")
+    assert hasattr(outer, "_layers"), "Keras removed Layer._layers: the model walk would find no layers"
+    assert inner in internals.sublayers(outer)
+    assert [layer.name for layer in internals.sublayers(inner)] == ["input_layer", "d"]
+    mha = keras.layers.MultiHeadAttention(2, 4, name="mha")
+    x = np.zeros((1, 3, 8), np.float32)
+    mha(x, x)
+    names = {layer.name for layer in internals.sublayers(mha)}
+    assert {"query", "key", "value", "attention_output"} <= names, names
+
+
+def test_own_variables_are_the_layers_own_not_its_sublayers():
+    """Layer._trainable_variables / _non_trainable_variables: a layer's own variables (a kernel is found there)."""
+    cell = keras.layers.LSTMCell(3)
+    cell.build((None, 2))
+    names = sorted(v.name for v in internals.own_variables(cell))
+    assert names == ["bias", "kernel", "recurrent_kernel"], names
+    mha = keras.layers.MultiHeadAttention(2, 4)
+    mha.build((1, 3, 8), (1, 3, 8))
+    assert internals.own_variables(mha) == [], "MultiHeadAttention now owns variables itself"
+
+
+def test_an_instance_level_call_replaces_the_classes_call():
+    """Layer.__call__ looks `self.call` up at each call: the recorder's patched calls rely on it."""
+    layer = keras.layers.Dense(2)
+    x = np.ones((1, 3), np.float32)
+    layer(x)
+    internals.patch_call(layer, lambda inputs, training=None: tf.zeros((1, 2)) + 7.0)
+    try:
+        np.testing.assert_array_equal(np.asarray(layer(x)), np.full((1, 2), 7.0))
+    finally:
+        internals.unpatch_call(layer)
+    assert "call" not in vars(layer)
+    assert not np.allclose(np.asarray(layer(x)), 7.0)
+
+
+def test_make_function_is_keras_train_function_factory():
+    """Model._make_function(step): the callback builds its instrumented train function with it."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    assert hasattr(model, "_make_function"), "Keras removed Model._make_function"
+    seen = []
+
+    def step(data):
+        seen.append(True)
+        return model.train_step(data)
+
+    function = internals.make_function(model, step)
+    data = tf.data.Dataset.from_tensor_slices((np.ones((4, 2), np.float32), np.ones((4, 1), np.float32))).batch(4)
+    logs = function(iter(data))
+    assert seen and "loss" in logs
+
+
+def test_causal_padding_is_the_left_padding_of_a_causal_conv1d():
+    """Conv1D._compute_causal_padding: [[0, 0], [(kernel - 1) * dilation, 0], [0, 0]]."""
+    layer = keras.layers.Conv1D(2, 3, padding="causal")
+    layer.build((None, 5, 1))
+    assert [list(p) for p in internals.causal_padding(layer)] == [[0, 0], [2, 0], [0, 0]]
+
+
+def test_first_inputs_follows_the_functional_graph():
+    """Layer._inbound_nodes, Node.input_tensors, KerasTensor._keras_history: the producer of a layer's input."""
+    inputs = keras.Input((4,), name="features")
+    hidden = keras.layers.Dense(3, name="hidden")
+    out = keras.layers.Dense(2, name="out")
+    out(hidden(inputs))
+    assert [op.name for op in internals.first_inputs(out)] == ["hidden"], (
+        "Keras changed _inbound_nodes / input_tensors / _keras_history: producers would silently become unknown")
+    assert [op.name for op in internals.first_inputs(hidden)] == ["features"]
+
+
+def test_default_writer_sets_tensorflows_private_summary_state(tmp_path):
+    """tensorflow.python.ops.summary_ops_v2._summary_state.writer: set without the flush of as_default()."""
+    assert internals.summary_state() is not None, ("TensorFlow removed summary_ops_v2._summary_state.writer: "
+                                                   "every record would flush the writer")
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    before = internals.summary_state().writer
+    with internals.default_writer(writer):
+        assert internals.summary_state().writer is writer
+        assert tf.summary.scalar("x", 1.0, step=0)
+    assert internals.summary_state().writer is before
