@@ -24,10 +24,13 @@ def alerts_of(runs, run):
 
 
 def test_the_healthy_runs_have_nothing_wrong(demo_runs):
-    for run in ("healthy_mlp/train", "small_cnn/train"):
-        diagnoses, alerts = explain.diagnose_run(demo_runs[run])
-        assert alerts == [], run
-        assert all(d.text.startswith("Nothing wrong") for d in diagnoses), run
+    diagnoses, alerts = explain.diagnose_run(demo_runs["healthy_mlp/train"])
+    assert alerts == []
+    assert all(d.text.startswith("Nothing wrong") for d in diagnoses)
+    # The small CNN (SGD) loses some of its dense layer's ReLUs as it trains: the only alert it may raise is dead
+    # units at an activation, named where they die, never a vanishing gradient or a consumer's false alarm.
+    _, alerts = explain.diagnose_run(demo_runs["small_cnn/train"])
+    assert all((a.kind, a.role) == ("dead_units", "activation") and a.severity < 0.5 for a in alerts), alerts
 
 
 def test_dying_relus_are_named_where_they_die(demo_runs):

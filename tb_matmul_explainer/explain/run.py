@@ -182,6 +182,26 @@ def _blocked(vanishing, alerts, views, diagnoses):
     return kept
 
 
+def _starved_without_producer(views, diagnoses, alerts):
+    """A starved forward layer with dead units whose run has no input_features record for it (the summary ops,
+    version 1, or roles chosen without it) cannot name where its zeros start: its dead units are alerted at the
+    layer itself, as before, saying that their input is what is near zero."""
+    for (layer, role), d in diagnoses.items():
+        if role != "forward" or not d.starved or (layer, "input_features") in diagnoses:
+            continue
+        t = totals(views[(layer, role)].record_at(d.step)[1])
+        if not t.rows or len(t.dead_rows) / t.rows < DEAD_UNITS:
+            continue
+        since = held_since(d.step, views[(layer, role)].history(d.step), lambda h: h.dead_share >= DEAD_UNITS)
+        alert = Alert("dead_units", layer, role, since, len(t.dead_rows) / t.rows,
+                      f"{len(t.dead_rows)} of {t.rows} units are dead (near zero in every cell) since step {since}, "
+                      f"because their input is near zero: the layer before it is likely dead (record the "
+                      f"input_features and activation roles to name it).")
+        d.alerts.append(alert)
+        d.text += " " + sentence(alert.message)
+        alerts.append(alert)
+
+
 def diagnose_run(layers, step=None):
     """Diagnoses every (layer, role) of a run at `step` (default: each layer's latest record).
 
@@ -201,6 +221,7 @@ def diagnose_run(layers, step=None):
         diagnoses[(layer, role)] = d
         alerts.extend(d.alerts)
     _dead_inputs(layers, diagnoses, alerts)
+    _starved_without_producer(layers, diagnoses, alerts)
     vanishing = _blocked(_vanishing_run(layers, diagnoses), alerts, layers, diagnoses)
     alerts.extend(vanishing)
     for a in vanishing:
