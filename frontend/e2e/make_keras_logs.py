@@ -29,7 +29,7 @@ from tb_matmul_explainer import aggregates
 from tb_matmul_explainer import keras as tk
 
 # As in make_logs.py: the per-unit kernels' XLA compilation would dominate these few records.
-aggregates.XLA = os.environ.get("MMX_XLA", "0") == "1"
+JIT = os.environ.get("MMX_XLA", "0") == "1"
 
 
 def build(seed):
@@ -46,7 +46,7 @@ def build(seed):
 
 def fit(out, run, x, y, batch_size, seed):
     model = build(seed)
-    callback = tk.ExplainerCallback(os.path.join(out, run), update_freq=1)
+    callback = tk.ExplainerCallback(os.path.join(out, run), update_freq=1, jit=JIT)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", tk.UnsupportedLayerWarning)
         history = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
@@ -66,7 +66,7 @@ def fit_dying(out, rng):
         keras.layers.Dense(3, name="logits")])
     model.compile(keras.optimizers.SGD(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=False)
-    callback = tk.ExplainerCallback(os.path.join(out, "dying"), update_freq=1)
+    callback = tk.ExplainerCallback(os.path.join(out, "dying"), update_freq=1, jit=JIT)
     model.fit(rng.normal(size=(64, 8)).astype(np.float32), rng.integers(0, 3, 64), batch_size=16, epochs=1,
               shuffle=False, callbacks=[callback], verbose=0)
     callback.recorder.close()

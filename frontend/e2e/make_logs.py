@@ -26,7 +26,7 @@ from tb_matmul_explainer import aggregates, summary
 
 # The per-unit kernels' XLA compilation (once per shape, ~7 s each on 2 busy cores) dominates a short log like
 # these; without it the same ops run unfused with the same results.
-aggregates.XLA = os.environ.get("MMX_XLA", "0") == "1"
+JIT = os.environ.get("MMX_XLA", "0") == "1"
 
 XSS_RUN = "<img src=x onerror=alert(1)>"
 
@@ -78,7 +78,7 @@ def train_run(logdir, run, *, names, bias, lr, steps, every, seed, sizes=(32, 96
     def recording_step(x, y, step):
         loss, inputs, zs, grads, d_outs = forward_backward(x, y)
         for i, (k, _) in enumerate(params):
-            kw = dict(step=step, layer=names[i], layer_index=i, scalars=False)
+            kw = dict(step=step, layer=names[i], layer_index=i, scalars=False, jit=JIT)
             summary.dense(f"{names[i]}/forward", inputs[i], k * masks[i], result=zs[i], **kw)
             summary.dense_kernel_gradient(f"{names[i]}/kernel_gradient", inputs[i], d_outs[i], **kw)
             if i > 0:
@@ -115,7 +115,7 @@ def write_big(out, units=1024, steps=200):
 
     @tf.function
     def record(x, k, step):
-        return summary.dense("wide/forward", x, k, step=step, layer="wide", layer_index=0, max_units=units,
+        return summary.dense("wide/forward", x, k, step=step, layer="wide", layer_index=0, max_units=units, jit=JIT,
                              scalars=False)
 
     k0 = rng.normal(0, 0.2, (64, units)).astype(np.float32)

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from tb_matmul_explainer import aggregates, summary
 
-aggregates.XLA = False  # a few eager records: compiling the kernels would cost more than running them
+JIT = False  # a few eager records: compiling the kernels would cost more than running them
 
 UNITS = 16
 STEPS = (0, 10, 20)
@@ -48,7 +48,7 @@ def write_run(logdir, run, names, dead_layer, seed):
             for i, (name, k) in enumerate(zip(names, kernels)):
                 k = tf.constant(k)
                 z = h @ k
-                summary.dense(f"{name}/forward", h, k, result=z, step=step, layer=name, layer_index=i, scalars=False)
+                summary.dense(f"{name}/forward", h, k, result=z, step=step, layer=name, layer_index=i, scalars=False, jit=JIT)
                 # Keep the signal alive through the stack (a fresh input for the layers after a dead one).
                 h = tf.nn.relu(z) + tf.constant(rng.normal(0, 0.5, (32, UNITS)).astype(np.float32)) * 0.5
             tf.summary.scalar("loss", float(tf.reduce_mean(h * h)), step=step)  # so TensorBoard has a Scalars tab
