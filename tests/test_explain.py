@@ -128,10 +128,10 @@ def test_totals_diagnose_exactly_as_the_records_they_come_from(tmp_path):
     dead_kernel = kernel.copy()
     dead_kernel[:, :3] = 0
     layers = write(tmp_path, "mixed", [
+        ("dense", "forward", [(0, x, kernel), (10, x, dead_kernel), (20, x, dead_kernel)]),
         ("first", "kernel_gradient", [(s, x, 1e-6 * rng_normal(s + 1, (32, 8))) for s in (0, 10, 20)]),
         ("last", "kernel_gradient", [(s, x, rng_normal(s + 2, (32, 8))) for s in (0, 10, 20)]),
-        ("dense", "forward", [(0, x, kernel), (10, x, dead_kernel), (20, x, dead_kernel)]),
-    ])
+    ])  # (dense first: dead units block the vanishing alerts of the layers *before* them)
 
     for step in (None, 0, 15, 20):
         expected = explain.diagnose_run(layers, step)

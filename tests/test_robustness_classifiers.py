@@ -488,7 +488,12 @@ def test_conv_backprop_filter_classify(data):
         expect_error(call)
         return count("test_conv_backprop_filter_classify")
     op = lambda a, b: np_conv_filter_grad(a, b, g["k"], g["strides"], g["padding"])
-    check_two_operand("test_conv_backprop_filter_classify", call, op, args, explicit, confidence)
+    # With an infinity in an operand, TensorFlow's backprop-filter kernel may multiply it by a class mask's zero
+    # (inf * 0 = NaN) where the oracle skips the product, so the non-finite pattern is only compared for finite
+    # operands (as the aggregate tests do); the cells finite in both are still checked.
+    finite = all(np.all(np.isfinite(np.asarray(a[1], np.float64))) for a in args)
+    check_two_operand("test_conv_backprop_filter_classify", call, op, args, explicit, confidence,
+                      strict_nonfinite=finite)
 
 
 @settings(max_examples=70, **SETTINGS)

@@ -144,6 +144,13 @@ def _matmul_alerts(t, layer, role, step, info, history):
     return alerts
 
 
+def _unusual(t, info):
+    """More near-zero results than the threshold makes normal, or dead units: worth a sentence of its own."""
+    expected = expected_near_zero_fraction(info)
+    excess = expected is not None and _near_zero_share(t) - expected >= EXCESS
+    return excess or bool(t.rows and len(t.dead_rows) / t.rows >= DEAD_UNITS)
+
+
 def _matmul_text(t, role, info, alerts, found):
     fraction = float(t.near_zero_cells / t.cells) if t.cells > 0 else 0.0
     nf = non_finite_results(t.nonfinite, t.cells)
@@ -159,7 +166,7 @@ def _matmul_text(t, role, info, alerts, found):
         rest = [sentence(a.message) for a in alerts if a.kind not in ("non_finite", "excess_near_zero")]
         return " ".join(lead + [f"{fraction:.0%} of results are near zero{counted}{padded}"
                                 f"{', ' + why if why else ''}{normal}."] + rest)
-    if _is_starved(t, role):
+    if _is_starved(t, role) and _unusual(t, info):
         return f"{fraction:.0%} of results are near zero, {why or 'because its input is near zero'}."
     if t.near_zero_cells:
         text = f"Nothing wrong: {fraction:.0%} of results are near zero{padded}, as expected for this layer."
