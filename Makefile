@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 PIP    := $(PYTHON) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install clean frontend frontend-lint frontend-test browser-test
+.PHONY: demo test install lint format clean frontend frontend-lint frontend-test browser-test
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -30,9 +30,18 @@ demo: install
 	@echo "Starting TensorBoard: open http://localhost:$(PORT)/#matmul_explainer (Ctrl-C stops it)"
 	$(VENV)/bin/tensorboard --logdir $(DEMO_LOGS) --port $(PORT)
 
-test: install
+test: install lint
 	$(PYTHON) -m pytest -q tests
 	$(MAKE) --no-print-directory frontend-lint frontend-test browser-test
+
+# Ruff (ruff.toml): lint and formatting of the Python side; `make format` rewrites in place.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

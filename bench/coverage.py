@@ -58,8 +58,10 @@ def main():
         if worst is None or share < worst[1]:
             worst = (name, share)
     met = "met" if worst[1] >= BOUND else "missed"
-    print(f"target multiply-adds recorded, worst model: {percent(worst[1])} ({worst[0]}) "
-          f"(bound {100 * BOUND:.0f}%): {met}")
+    print(
+        f"target multiply-adds recorded, worst model: {percent(worst[1])} ({worst[0]}) "
+        f"(bound {100 * BOUND:.0f}%): {met}"
+    )
     return 0
 
 

@@ -31,9 +31,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-
 import real_models  # noqa: E402
 from training_overhead import machine  # noqa: E402
+
 from tb_matmul_explainer import explain, loader  # noqa: E402
 from tb_matmul_explainer.keras import ExplainerCallback, UnsupportedLayerWarning  # noqa: E402
 
@@ -53,16 +53,19 @@ class _Progress(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if batch % self.update_freq == 0:
-            note = " (the first one traces the instrumented train function: minutes on big models)" if batch == 0 \
-                else ""
+            note = (
+                " (the first one traces the instrumented train function: minutes on big models)" if batch == 0 else ""
+            )
             print(f"    step {batch}: recording{note} ...", flush=True)
         self._started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         took = time.perf_counter() - self._started
         if batch % self.update_freq == 0:
-            print(f"    step {batch}: recorded in {took:.2f} s, loss {float(logs.get('loss', float('nan'))):.3f}",
-                  flush=True)
+            print(
+                f"    step {batch}: recorded in {took:.2f} s, loss {float(logs.get('loss', float('nan'))):.3f}",
+                flush=True,
+            )
         else:
             self.other.append(took)
 
@@ -75,8 +78,11 @@ def train(name, logdir, steps, update_freq):
     model = spec.build()
     model.compile(optimizer=spec.optimizer(), loss=keras.losses.SparseCategoricalCrossentropy())
     x, y = spec.data(BATCH * steps, 0)
-    print(f"  built {model.name} ({model.count_params():,} parameters) in {time.perf_counter() - started:.1f} s; "
-          f"training {steps} steps, recording every {update_freq}", flush=True)
+    print(
+        f"  built {model.name} ({model.count_params():,} parameters) in {time.perf_counter() - started:.1f} s; "
+        f"training {steps} steps, recording every {update_freq}",
+        flush=True,
+    )
     explainer = ExplainerCallback(logdir, update_freq=update_freq)
     progress = _Progress(update_freq)
     started = time.perf_counter()
@@ -85,11 +91,16 @@ def train(name, logdir, steps, update_freq):
         model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[explainer, progress])
     other = sorted(progress.other)
     median = f"{other[len(other) // 2]:.2f} s" if other else "-"
-    print(f"  trained in {time.perf_counter() - started:.1f} s (median step that does not record: {median}); "
-          f"recorded steps {explainer.recorded_steps}", flush=True)
+    print(
+        f"  trained in {time.perf_counter() - started:.1f} s (median step that does not record: {median}); "
+        f"recorded steps {explainer.recorded_steps}",
+        flush=True,
+    )
     if explainer.skipped:
-        print(f"  layers not recorded: {len(explainer.skipped)}: " + "; ".join(
-            f"{layer}: {reason}" for layer, reason in sorted(explainer.skipped.items())))
+        print(
+            f"  layers not recorded: {len(explainer.skipped)}: "
+            + "; ".join(f"{layer}: {reason}" for layer, reason in sorted(explainer.skipped.items()))
+        )
     return explainer
 
 
@@ -100,7 +111,7 @@ def alerts_of(logdir):
     for run, tag, reason in result.unreadable:
         print(f"  unreadable: {run} {tag}: {reason}")
     alerts = []
-    for run, layers in result.runs.items():
+    for layers in result.runs.values():
         _, run_alerts = explain.diagnose_run(layers)
         alerts.extend(run_alerts)
     tags = sum(len(layers) for layers in result.runs.values())
@@ -122,8 +133,11 @@ def run_model(name, logdir, steps, update_freq):
     counts = {}
     for a in alerts:
         counts[a.kind] = counts.get(a.kind, 0) + 1
-    print(f"  {len(alerts)} alerts" + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})"
-                                       if alerts else "") + f"; {time.perf_counter() - started:.0f} s in all")
+    print(
+        f"  {len(alerts)} alerts"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})" if alerts else "")
+        + f"; {time.perf_counter() - started:.0f} s in all"
+    )
     for a in alerts:
         print(f"    {a.kind:18s} {a.layer:28s} {a.role:15s} since step {a.first_step:<4d} {a.message}")
     return alerts
@@ -143,15 +157,18 @@ def targets(results):
         lines.append(f"note: the targets cover only the models run: {sorted(results)}")
     met = false_alerts == 0 and not any(m in failed for m in healthy)
     lines.append(f"target false alerts on healthy real models: {false_alerts} (bound 0): {'met' if met else 'missed'}")
-    lines.append(f"target deep sigmoid MLP raises its vanishing-gradient alert: {'yes' if vanishing else 'no'} "
-                 f"(bound yes): {'met' if vanishing else 'missed'}")
+    lines.append(
+        f"target deep sigmoid MLP raises its vanishing-gradient alert: {'yes' if vanishing else 'no'} "
+        f"(bound yes): {'met' if vanishing else 'missed'}"
+    )
     return lines
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                        help=f"comma-separated, from {sorted(real_models.MODELS)}")
+    parser.add_argument(
+        "--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, from {sorted(real_models.MODELS)}"
+    )
     parser.add_argument("--steps", type=int, default=30, help="training steps per model (batch 32)")
     parser.add_argument("--update-freq", type=int, default=10, help="record every N steps (0, N, 2N, ...)")
     parser.add_argument("--logdir", help="where the runs go (<logdir>/<model>); default: a temporary directory")
@@ -160,8 +177,10 @@ def parse_args(argv):
     args.models = [m for m in args.models.split(",") if m]
     unknown = [m for m in args.models if m not in real_models.MODELS]
     if not args.models or unknown:
-        parser.error(f"--models: {'unknown ' + str(unknown) if unknown else 'none given'}; choose from "
-                     f"{sorted(real_models.MODELS)}")
+        parser.error(
+            f"--models: {'unknown ' + str(unknown) if unknown else 'none given'}; choose from "
+            f"{sorted(real_models.MODELS)}"
+        )
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     if args.update_freq < 1:
@@ -177,10 +196,11 @@ def main(argv=None):
     args = parse_args(argv)
     root = args.logdir or tempfile.mkdtemp(prefix="diagnosis_real_")
     print(f"machine: {machine()}")
-    print(f"models {args.models}; {args.steps} steps of batch {BATCH}; update_freq {args.update_freq}; logs in {root}",
-          flush=True)
-    results = {name: run_model(name, os.path.join(root, name), args.steps, args.update_freq)
-               for name in args.models}
+    print(
+        f"models {args.models}; {args.steps} steps of batch {BATCH}; update_freq {args.update_freq}; logs in {root}",
+        flush=True,
+    )
+    results = {name: run_model(name, os.path.join(root, name), args.steps, args.update_freq) for name in args.models}
     if args.logdir is None and not args.keep_logs:
         shutil.rmtree(root, ignore_errors=True)
     else:

@@ -20,11 +20,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
-
+import numpy as np  # noqa: E402
 import real_models  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from training_overhead import machine  # noqa: E402
 
 BATCH = 32
@@ -55,7 +54,7 @@ def train_and_measure(name, steps):
     at = {0, 10, 20, steps - 1}
     started = time.perf_counter()
     for s in range(steps):
-        xb, yb = x[s * BATCH:(s + 1) * BATCH], y[s * BATCH:(s + 1) * BATCH]
+        xb, yb = x[s * BATCH : (s + 1) * BATCH], y[s * BATCH : (s + 1) * BATCH]
         before = [k.numpy() for k in kernels] if s in at else None
         loss, grads = step_fn(xb, yb)
         if s in at:
@@ -72,16 +71,20 @@ def train_and_measure(name, steps):
 
 def spread(values):
     v = np.asarray(values)
-    return (f"min {v.min():.3g}  p5 {np.percentile(v, 5):.3g}  median {np.median(v):.3g}  max {v.max():.3g}  "
-            f"max/min {v.max() / v.min() if v.min() > 0 else np.inf:.3g}")
+    return (
+        f"min {v.min():.3g}  p5 {np.percentile(v, 5):.3g}  median {np.median(v):.3g}  max {v.max():.3g}  "
+        f"max/min {v.max() / v.min() if v.min() > 0 else np.inf:.3g}"
+    )
 
 
 def report(name, measured, layers):
     names = [layer.path for layer in layers]
     bn = {layer.path: real_models.followed_by_batch_norm(layer) for layer in layers}
-    print(f"{name}: {len(names)} kernel layers, {sum(bn.values())} followed by BatchNormalization"
-          + (f" (not: {[n for n in names if not bn[n]]})" if 0 < sum(bn.values()) < len(names) else ""))
-    worst_r, worst_g, worst_med = {n: 0.0 for n in names}, {n: 0.0 for n in names}, {n: 0.0 for n in names}
+    print(
+        f"{name}: {len(names)} kernel layers, {sum(bn.values())} followed by BatchNormalization"
+        + (f" (not: {[n for n in names if not bn[n]]})" if 0 < sum(bn.values()) < len(names) else "")
+    )
+    worst_r, worst_g, worst_med = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
     first_last, neighbour = [], []
     for s, rows in measured.items():
         r = np.array([rows[n][2] for n in names])
@@ -91,8 +94,12 @@ def report(name, measured, layers):
         print(f"           |dW|:        {spread(g)}")
         print(f"           Adam/SGD update/|W|: {spread(u)}")
         smallest = np.argsort(r)[:3]
-        print(f"           smallest r: " + ", ".join(f"{names[i]} {r[i]:.3g}" for i in smallest)
-              + "; smallest |dW|: " + ", ".join(f"{names[i]} {g[i]:.3g}" for i in np.argsort(g)[:3]))
+        print(
+            "           smallest r: "
+            + ", ".join(f"{names[i]} {r[i]:.3g}" for i in smallest)
+            + "; smallest |dW|: "
+            + ", ".join(f"{names[i]} {g[i]:.3g}" for i in np.argsort(g)[:3])
+        )
         for n, ri, gi in zip(names, r, g):
             worst_r[n] = max(worst_r[n], r.max() / ri if ri > 0 else np.inf)
             worst_g[n] = max(worst_g[n], g.max() / gi if gi > 0 else np.inf)
@@ -105,18 +112,29 @@ def report(name, measured, layers):
     for n in shown:
         print(f"    {n:36s} {worst_r[n]:9.3g} {worst_med[n]:9.3g} {worst_g[n]:9.3g}  {'BN' if bn[n] else '-'}")
     if len(order) > len(shown):
-        print(f"    ... {len(order) - len(shown)} more layers, the next worst max(r)/r {worst_r[order[len(shown)]]:.3g}")
+        print(
+            f"    ... {len(order) - len(shown)} more layers, the next worst max(r)/r {worst_r[order[len(shown)]]:.3g}"
+        )
     print("  layers flagged (at any measured step) by bound B:   " + "  ".join(f"B={b}" for b in BOUNDS))
-    for label, worst in (("max(r)/r >= B", worst_r), ("median(r)/r >= B", worst_med), ("max|dW|/|dW| >= B (old)", worst_g)):
-        print(f"    {label:28s} " + "  ".join(f"{sum(v >= b for v in worst.values()):>{len(str(b)) + 2}}"
-                                          for b in BOUNDS))
-    print(f"  r(last layer)/r(first layer) per step: {[f'{v:.3g}' for v in first_last]}; "
-          f"largest r(next)/r(layer) between neighbours per step: {[f'{v:.3g}' for v in neighbour]}")
+    for label, worst in (
+        ("max(r)/r >= B", worst_r),
+        ("median(r)/r >= B", worst_med),
+        ("max|dW|/|dW| >= B (old)", worst_g),
+    ):
+        print(
+            f"    {label:28s} " + "  ".join(f"{sum(v >= b for v in worst.values()):>{len(str(b)) + 2}}" for b in BOUNDS)
+        )
+    print(
+        f"  r(last layer)/r(first layer) per step: {[f'{v:.3g}' for v in first_last]}; "
+        f"largest r(next)/r(layer) between neighbours per step: {[f'{v:.3g}' for v in neighbour]}"
+    )
     zeros = {n: max(rows[n][4] for rows in measured.values()) for n in names}
     zero_layers = [n for n in names if zeros[n] > 0.01]
     if zero_layers:
-        print(f"  kernel-gradient entries exactly zero (largest share over steps), layers above 1%: "
-              + ", ".join(f"{n} {zeros[n]:.3f}" for n in zero_layers))
+        print(
+            "  kernel-gradient entries exactly zero (largest share over steps), layers above 1%: "
+            + ", ".join(f"{n} {zeros[n]:.3f}" for n in zero_layers)
+        )
     return worst_r, worst_med, worst_g
 
 

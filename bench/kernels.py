@@ -30,7 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the table readable
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tb_matmul_explainer import aggregates, conv as conv_lib, ops, threshold  # noqa: E402
+from tb_matmul_explainer import aggregates, ops, threshold  # noqa: E402
+from tb_matmul_explainer import conv as conv_lib
 from tb_matmul_explainer.keras import DEFAULT_NEAR_ZERO_SAMPLE  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")  # several tf.functions share one lambda's source: retracing notes are noise
@@ -70,8 +71,12 @@ def _per_cell(classify, result, opts_thresholds, unit_axis_last=True):
     _, zero, _, _ = ops.classification_mask(result, threshold=opts_thresholds[2])
     axes = list(range(counts.shape.rank - 2))
     zf = tf.cast(zero, counts.dtype)[..., None]
-    return (tf.reduce_sum(counts, axes), tf.reduce_sum(sums, axes), tf.reduce_sum(counts * zf, axes),
-            tf.reduce_sum(sums * zf, axes))
+    return (
+        tf.reduce_sum(counts, axes),
+        tf.reduce_sum(sums, axes),
+        tf.reduce_sum(counts * zf, axes),
+        tf.reduce_sum(sums * zf, axes),
+    )
 
 
 def _thresholds(tensors, method, confidence=0.95):
@@ -96,43 +101,71 @@ def build_cases(jit=True):
         result = tf.function(op)(*operands)
         fns = {"op": (tf.function(op), operands)}
         for method in ("sampled", "exact"):
-            fns[f"all {method}"] = (tf.function(lambda *a, m=method: agg(*a, near_zero="off", threshold_method=m)),
-                                    operands)
-            fns[f"near0 {method}"] = (tf.function(
-                lambda *a, m=method: agg(*a[:-1], result=a[-1], near_zero="exact", threshold_method=m)),
-                operands + (result,))
-            fns[f"near0s {method}"] = (tf.function(
-                lambda *a, m=method: agg(*a[:-1], result=a[-1], near_zero="sampled", threshold_method=m,
-                                         near_zero_sample_size=sample)),
-                operands + (result,))
-            fns[f"cell {method}"] = (tf.function(
-                lambda *a, m=method: _per_cell(lambda th: classify(*a[:-1], th), a[-1],
-                                               _thresholds(a, m))), operands + (result,))
+            fns[f"all {method}"] = (
+                tf.function(lambda *a, m=method: agg(*a, near_zero="off", threshold_method=m)),
+                operands,
+            )
+            fns[f"near0 {method}"] = (
+                tf.function(lambda *a, m=method: agg(*a[:-1], result=a[-1], near_zero="exact", threshold_method=m)),
+                operands + (result,),
+            )
+            fns[f"near0s {method}"] = (
+                tf.function(
+                    lambda *a, m=method: agg(
+                        *a[:-1], result=a[-1], near_zero="sampled", threshold_method=m, near_zero_sample_size=sample
+                    )
+                ),
+                operands + (result,),
+            )
+            fns[f"cell {method}"] = (
+                tf.function(lambda *a, m=method: _per_cell(lambda th: classify(*a[:-1], th), a[-1], _thresholds(a, m))),
+                operands + (result,),
+            )
         cases.append((name, fns))
-        errors[name] = _sampling_error(lambda **k: agg(*operands, result=result, threshold_method="exact", **k),
-                                       sample)
+        errors[name] = _sampling_error(lambda **k: agg(*operands, result=result, threshold_method="exact", **k), sample)
 
-    add("dense 256x1024 @ 1024x1024", lambda x, w: x @ w, (dn["x"], dn["w"]),
+    add(
+        "dense 256x1024 @ 1024x1024",
+        lambda x, w: x @ w,
+        (dn["x"], dn["w"]),
         lambda x, w, **k: aggregates.dense(x, w, **k),
-        lambda x, w, th: ops.matmul_classify(x, w, thresholds=th))
-    add("dense kernel gradient", lambda x, d: tf.linalg.matmul(x, d, transpose_a=True), (dn["x"], dn["d"]),
+        lambda x, w, th: ops.matmul_classify(x, w, thresholds=th),
+    )
+    add(
+        "dense kernel gradient",
+        lambda x, d: tf.linalg.matmul(x, d, transpose_a=True),
+        (dn["x"], dn["d"]),
         lambda x, d, **k: aggregates.dense_kernel_gradient(x, d, **k),
-        lambda x, d, th: ops.matmul_classify(tf.transpose(x), d, thresholds=th))
-    add("dense input gradient", lambda d, w: tf.linalg.matmul(d, w, transpose_b=True), (dn["d"], dn["w"]),
+        lambda x, d, th: ops.matmul_classify(tf.transpose(x), d, thresholds=th),
+    )
+    add(
+        "dense input gradient",
+        lambda d, w: tf.linalg.matmul(d, w, transpose_b=True),
+        (dn["d"], dn["w"]),
         lambda d, w, **k: aggregates.dense_input_gradient(d, w, **k),
-        lambda d, w, th: ops.matmul_classify(d, tf.transpose(w), thresholds=th))
-    add("conv2d 32x32x32x64 * 3x3x64x64 SAME", lambda x, w: conv_lib.forward(x, w, strides, padding),
+        lambda d, w, th: ops.matmul_classify(d, tf.transpose(w), thresholds=th),
+    )
+    add(
+        "conv2d 32x32x32x64 * 3x3x64x64 SAME",
+        lambda x, w: conv_lib.forward(x, w, strides, padding),
         (cv["x"], cv["w"]),
         lambda x, w, **k: aggregates.conv(x, w, strides, padding, **k),
-        lambda x, w, th: ops.conv_classify(x, w, strides, padding, thresholds=th))
-    add("conv2d kernel gradient", lambda x, d: conv_lib.backprop_filter(x, d, kshape, strides, padding),
+        lambda x, w, th: ops.conv_classify(x, w, strides, padding, thresholds=th),
+    )
+    add(
+        "conv2d kernel gradient",
+        lambda x, d: conv_lib.backprop_filter(x, d, kshape, strides, padding),
         (cv["x"], cv["d"]),
         lambda x, d, **k: aggregates.conv_kernel_gradient(x, d, kshape, strides, padding, **k),
-        lambda x, d, th: ops.conv_backprop_filter_classify(x, d, kshape, strides, padding, thresholds=th))
-    add("conv2d input gradient", lambda d, w: conv_lib.backprop_input(d, w, in_shape, strides, padding),
+        lambda x, d, th: ops.conv_backprop_filter_classify(x, d, kshape, strides, padding, thresholds=th),
+    )
+    add(
+        "conv2d input gradient",
+        lambda d, w: conv_lib.backprop_input(d, w, in_shape, strides, padding),
         (cv["d"], cv["w"]),
         lambda d, w, **k: aggregates.conv_input_gradient(d, w, in_shape, strides, padding, **k),
-        lambda d, w, th: ops.conv_backprop_input_classify(d, w, in_shape, strides, padding, thresholds=th))
+        lambda d, w, th: ops.conv_backprop_input_classify(d, w, in_shape, strides, padding, thresholds=th),
+    )
     return cases, errors
 
 
@@ -168,7 +201,7 @@ def _run(fn, args):
 def measure(cases, repeats, warmup=2):
     times = {(c, k): [] for c, fns in cases for k in fns}
     for _ in range(warmup):
-        for c, fns in cases:
+        for _case, fns in cases:
             for fn, args in fns.values():
                 _run(fn, args)
     for _ in range(repeats):
@@ -186,13 +219,17 @@ def main(argv=None):
     parser.add_argument("--no-xla", action="store_true", help="run the aggregate kernels without XLA")
     args = parser.parse_args(argv)
 
-    print(f"machine: {os.cpu_count()} CPUs, {_processor()}; {platform.platform()}; TensorFlow {tf.__version__}; "
-          f"devices: {', '.join(d.device_type for d in tf.config.list_logical_devices())}")
+    print(
+        f"machine: {os.cpu_count()} CPUs, {_processor()}; {platform.platform()}; TensorFlow {tf.__version__}; "
+        f"devices: {', '.join(d.device_type for d in tf.config.list_logical_devices())}"
+    )
     cases, errors = build_cases(jit=not args.no_xla)
     med = measure(cases, args.repeats)
 
-    header = (f"{'case':38s} {'thresholds':10s} {'op ms':>8s} {'all x':>7s} {'near0 x':>8s} {'near0s x':>9s} "
-              f"{'cell x':>8s} {'all/cell':>9s} {'near0/cell':>10s}")
+    header = (
+        f"{'case':38s} {'thresholds':10s} {'op ms':>8s} {'all x':>7s} {'near0 x':>8s} {'near0s x':>9s} "
+        f"{'cell x':>8s} {'all/cell':>9s} {'near0/cell':>10s}"
+    )
     print(header)
     print("-" * len(header))
     worst = {"all": 0.0, "near0": 0.0, "near0s": 0.0, "all_speedup": float("inf"), "near0_speedup": float("inf")}
@@ -200,32 +237,58 @@ def main(argv=None):
         op = med[(name, "op")]
         for method in ("sampled", "exact"):
             a, n, ns, c = (med[(name, f"{k} {method}")] for k in ("all", "near0", "near0s", "cell"))
-            print(f"{name:38s} {method:10s} {op:8.2f} {a / op:7.2f} {n / op:8.2f} {ns / op:9.2f} {c / op:8.1f} "
-                  f"{c / a:9.1f} {c / n:10.1f}")
+            print(
+                f"{name:38s} {method:10s} {op:8.2f} {a / op:7.2f} {n / op:8.2f} {ns / op:9.2f} {c / op:8.1f} "
+                f"{c / a:9.1f} {c / n:10.1f}"
+            )
             if method == "sampled":
                 worst["all"] = max(worst["all"], a / op)
                 worst["near0"] = max(worst["near0"], n / op)
                 worst["near0s"] = max(worst["near0s"], ns / op)
                 worst["all_speedup"] = min(worst["all_speedup"], c / a)
                 worst["near0_speedup"] = min(worst["near0_speedup"], c / n)
-    print(f"(op in ms, other columns ratios; each figure the median of {args.repeats} interleaved repeats; "
-          f"XLA {'off' if args.no_xla else 'on'})")
+    print(
+        f"(op in ms, other columns ratios; each figure the median of {args.repeats} interleaved repeats; "
+        f"XLA {'off' if args.no_xla else 'on'})"
+    )
     print(f"note: near_zero='sampled' instead of 'exact', worst case: {worst['near0s']:.2f}x the op")
-    print("error of near_zero='sampled' (default sample sizes, exact thresholds, worst of 5 seeds): largest error "
-          "of a layer-wide near-zero pair share; mean over units of a unit's largest pair-share error")
+    print(
+        "error of near_zero='sampled' (default sample sizes, exact thresholds, worst of 5 seeds): largest error "
+        "of a layer-wide near-zero pair share; mean over units of a unit's largest pair-share error"
+    )
     for name, _ in cases:
         layer, unit = errors[name]
         print(f"  {name:38s} layer {layer:.4f}  unit {unit:.4f}")
     targets = [
         ("all-cells totals / op, worst case", worst["all"], TARGET_ALL, "<=", worst["all"] <= TARGET_ALL),
-        ("near-zero totals / op, worst case", worst["near0"], TARGET_NEAR_ZERO, "<=",
-         worst["near0"] <= TARGET_NEAR_ZERO),
-        ("near-zero totals with near_zero='sampled' (the callback's default) / op, worst case", worst["near0s"],
-         TARGET_NEAR_ZERO, "<=", worst["near0s"] <= TARGET_NEAR_ZERO),
-        ("all-cells speed-up over the per-cell route, worst case", worst["all_speedup"], TARGET_SPEEDUP, ">=",
-         worst["all_speedup"] >= TARGET_SPEEDUP),
-        ("near-zero speed-up over the per-cell route, worst case", worst["near0_speedup"], TARGET_SPEEDUP, ">=",
-         worst["near0_speedup"] >= TARGET_SPEEDUP),
+        (
+            "near-zero totals / op, worst case",
+            worst["near0"],
+            TARGET_NEAR_ZERO,
+            "<=",
+            worst["near0"] <= TARGET_NEAR_ZERO,
+        ),
+        (
+            "near-zero totals with near_zero='sampled' (the callback's default) / op, worst case",
+            worst["near0s"],
+            TARGET_NEAR_ZERO,
+            "<=",
+            worst["near0s"] <= TARGET_NEAR_ZERO,
+        ),
+        (
+            "all-cells speed-up over the per-cell route, worst case",
+            worst["all_speedup"],
+            TARGET_SPEEDUP,
+            ">=",
+            worst["all_speedup"] >= TARGET_SPEEDUP,
+        ),
+        (
+            "near-zero speed-up over the per-cell route, worst case",
+            worst["near0_speedup"],
+            TARGET_SPEEDUP,
+            ">=",
+            worst["near0_speedup"] >= TARGET_SPEEDUP,
+        ),
     ]
     for what, figure, bound, rel, ok in targets:
         print(f"target {what}: {figure:.2f}x (bound {rel} {bound:g}x): {'met' if ok else 'missed'}")

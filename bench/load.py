@@ -41,6 +41,7 @@ import urllib.parse
 _BENCH = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_BENCH, os.path.dirname(_BENCH)]  # this folder and the repository root
 import plugin_latency  # noqa: E402  (same folder: generator, route queries, percentiles)
+
 from tests import tensorboard_server  # noqa: E402  (starts TensorBoard and waits until it serves)
 
 PREFIX = "/data/plugin/matmul_explainer"
@@ -52,10 +53,18 @@ def request_plan(runs, layers, steps, rng, n, missing_share=0.05):
     per_route = plugin_latency.route_queries(runs, layers, steps, rng, max(1, n // 8))
     # /diagnosis and /alerts are not in plugin_latency's list: add them
     q = urllib.parse.urlencode
-    per_route["diagnosis"] = ["/diagnosis?" + q({"run": "run_%d" % rng.randrange(runs),
-                                                 "role": rng.choice(["forward", "kernel_gradient"]),
-                                                 "layer": "layer_%02d" % rng.randrange(layers),
-                                                 "step": str(rng.randrange(steps))}) for _ in range(max(1, n // 8))]
+    per_route["diagnosis"] = [
+        "/diagnosis?"
+        + q(
+            {
+                "run": "run_%d" % rng.randrange(runs),
+                "role": rng.choice(["forward", "kernel_gradient"]),
+                "layer": "layer_%02d" % rng.randrange(layers),
+                "step": str(rng.randrange(steps)),
+            }
+        )
+        for _ in range(max(1, n // 8))
+    ]
     per_route["alerts"] = ["/alerts?" + q({"run": "run_%d" % rng.randrange(runs)}) for _ in range(max(1, n // 8))]
     names = sorted(per_route)
     plan = []
@@ -156,10 +165,12 @@ def main():
     parser.add_argument("--load_timeout", type=int, default=600)
     args = parser.parse_args()
 
-    print("machine: %d CPUs, python %s, load average %.1f" % (os.cpu_count(), sys.version.split()[0],
-                                                             os.getloadavg()[0]))
-    print("data: %d runs x %d layers x 2 roles x %d steps x %d units" % (args.runs, args.layers, args.steps,
-                                                                         args.units))
+    print(
+        "machine: %d CPUs, python %s, load average %.1f" % (os.cpu_count(), sys.version.split()[0], os.getloadavg()[0])
+    )
+    print(
+        "data: %d runs x %d layers x 2 roles x %d steps x %d units" % (args.runs, args.layers, args.steps, args.units)
+    )
     keep = args.logdir is not None
     logdir = args.logdir or tempfile.mkdtemp(prefix="mmx_load_")
     try:
@@ -168,8 +179,10 @@ def main():
             print("generating into %s" % logdir, flush=True)
             start = time.monotonic()
             plugin_latency.generate(logdir, args.runs, args.layers, args.steps, args.units)
-            print("generated %.2f GB in %.0f s" % (plugin_latency.dir_bytes(logdir) / 1e9, time.monotonic() - start),
-                  flush=True)
+            print(
+                "generated %.2f GB in %.0f s" % (plugin_latency.dir_bytes(logdir) / 1e9, time.monotonic() - start),
+                flush=True,
+            )
         else:
             print("reusing %s (%.2f GB)" % (logdir, plugin_latency.dir_bytes(logdir) / 1e9))
         tb = tensorboard_server.start(logdir, args.load_fast)
@@ -177,8 +190,7 @@ def main():
         try:
             if urllib.parse.urlparse(base).hostname not in ("127.0.0.1", "localhost"):
                 raise SystemExit("TensorBoard is not on loopback: %s" % base)
-            print("tensorboard pid %d at %s (--load_fast=%s); loading..." % (tb.pid, base, args.load_fast),
-                  flush=True)
+            print("tensorboard pid %d at %s (--load_fast=%s); loading..." % (tb.pid, base, args.load_fast), flush=True)
             load_s = plugin_latency.wait_loaded(tb, args.runs, args.layers, args.steps, args.load_timeout)
             print("loaded in %.0f s" % load_s)
             start = time.monotonic()
@@ -187,8 +199,7 @@ def main():
                     plugin_latency.get(base, PREFIX + "/heatmap?run=run_%d&role=%s" % (run, role))
             print("warm-up (every heatmap once): %.1f s" % (time.monotonic() - start), flush=True)
             rng = random.Random(0)
-            plans = [request_plan(args.runs, args.layers, args.steps, rng, args.requests)
-                     for _ in range(args.clients)]
+            plans = [request_plan(args.runs, args.layers, args.steps, rng, args.requests) for _ in range(args.clients)]
             print("load: %d clients x %d requests..." % (args.clients, args.requests), flush=True)
             results, wall = run_load(base, plans)
             alive = tb.alive()
@@ -208,16 +219,20 @@ def main():
     p50, p95 = pct(all_ms, 50), pct(all_ms, 95)
     print("%-20s %8d %9.1f %9.1f %9.1f" % ("all", len(all_ms), p50, p95, max(all_ms)))
     print()
-    print("requests: %d in %.1f s (%.0f/s), TensorBoard alive afterwards: %s" % (len(results), wall,
-                                                                               len(results) / wall, alive))
+    print(
+        "requests: %d in %.1f s (%.0f/s), TensorBoard alive afterwards: %s"
+        % (len(results), wall, len(results) / wall, alive)
+    )
     print("errors: %d" % len(errors))
     for name, _, error in errors[:10]:
         print("  %s: %s" % (name, error))
     print("load average after the run: %.1f (1 min), on %d CPUs" % (os.getloadavg()[0], os.cpu_count()))
     print()
     n_errors = len(errors) + (0 if alive else 1)
-    print("target zero errors under %dx%d load: %d (bound 0): %s"
-          % (args.clients, args.requests, n_errors, "met" if n_errors == 0 else "missed"))
+    print(
+        "target zero errors under %dx%d load: %d (bound 0): %s"
+        % (args.clients, args.requests, n_errors, "met" if n_errors == 0 else "missed")
+    )
     print("p95 latency under load: %.1f ms (reported; no bound)" % p95)
     return 0
 

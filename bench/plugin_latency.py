@@ -1,7 +1,8 @@
 """Latency of the plugin's routes on a large log directory, served by a real TensorBoard process.
 
 Generates (by default through the writer's packing path: `metadata.pack_record` + `tf.summary.write` with our
-metadata; `--generator summary` uses the writer ops themselves, which take ~10 minutes to trace) a log directory of RUNS x LAYERS x 2 roles x STEPS records of UNITS units (default 3 x 30 x 2 x 200 x 256:
+metadata; `--generator summary` uses the writer ops themselves, which take ~10 minutes to trace)
+a log directory of RUNS x LAYERS x 2 roles x STEPS records of UNITS units (default 3 x 30 x 2 x 200 x 256:
 36,000 records of 78 kB, 2.8 GB), starts `tensorboard` on it (default loader: the Rust data server), waits until
 everything is loaded, measures the first ("cold") request of each route, warms up, then sends REQUESTS requests
 per route with varied parameters and prints p50/p95 latency per route and the peak resident memory (VmHWM) of
@@ -34,17 +35,20 @@ PREFIX = "/data/plugin/matmul_explainer"
 
 # ----------------------------------------------------------------------------------------------- generation
 
+
 def generate(logdir, runs, layers, steps, units, generator="pack", inputs=64, batch=32):
     """Writes the log directory; `generator` is "summary" (our writer ops) or "pack" (the writer's packing path)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     (generate_with_summary_ops if generator == "summary" else generate_with_packing)(
-        logdir, runs, layers, steps, units, inputs, batch)
+        logdir, runs, layers, steps, units, inputs, batch
+    )
 
 
 def generate_with_summary_ops(logdir, runs, layers, steps, units, inputs, batch):
     """`summary.dense` / `summary.dense_kernel_gradient` for every layer, one `tf.function` per run. Exact, but
     tracing costs seconds per summary op (about 3 s each here: 10 minutes for 3 x 60 ops)."""
     import tensorflow as tf
+
     from tb_matmul_explainer import summary
 
     def layer_tensors(step, run, layer):
@@ -60,21 +64,25 @@ def generate_with_summary_ops(logdir, runs, layers, steps, units, inputs, batch)
         writer = tf.summary.create_file_writer(os.path.join(logdir, "run_%d" % run), max_queue=200)
 
         @tf.function
-        def write_step(step):
+        def write_step(step, run=run):
             for layer in range(layers):
                 x, kernel, d_out = layer_tensors(step, run, layer)
                 name = "layer_%02d" % layer
                 summary.dense(name + "/forward", x, kernel, step=step, layer=name, layer_index=layer)
-                summary.dense_kernel_gradient(name + "/kernel_gradient", x, d_out, step=step, layer=name,
-                                              layer_index=layer)
+                summary.dense_kernel_gradient(
+                    name + "/kernel_gradient", x, d_out, step=step, layer=name, layer_index=layer
+                )
 
         start = time.monotonic()
         with writer.as_default():
             for step in range(steps):
                 write_step(tf.constant(step, tf.int64))
                 if (step + 1) % 50 == 0 or step + 1 == steps:
-                    print("  run %d/%d: %d/%d steps (%.0f s)" % (run + 1, runs, step + 1, steps,
-                                                                 time.monotonic() - start), flush=True)
+                    print(
+                        "  run %d/%d: %d/%d steps (%.0f s)"
+                        % (run + 1, runs, step + 1, steps, time.monotonic() - start),
+                        flush=True,
+                    )
         writer.close()
 
 
@@ -86,10 +94,12 @@ def generate_with_packing(logdir, runs, layers, steps, units, inputs, batch):
 
     import numpy as np
     import tensorflow as tf
+
     from tb_matmul_explainer import metadata
 
-    Totals = collections.namedtuple("Totals", "counts sums near_zero_counts near_zero_sums cells near_zero_cells "
-                                              "thresholds nonfinite")
+    Totals = collections.namedtuple(
+        "Totals", "counts sums near_zero_counts near_zero_sums cells near_zero_cells thresholds nonfinite"
+    )
     pack = tf.function(lambda t: metadata.pack_record(t), reduce_retracing=True)
     rng = np.random.default_rng(0)
     for run in range(runs):
@@ -100,7 +110,8 @@ def generate_with_packing(logdir, runs, layers, steps, units, inputs, batch):
             name = "layer_%02d" % layer
             for role in ("forward", "kernel_gradient"):
                 mds[layer, role] = metadata.create_summary_metadata(
-                    name, None, role=role, op="dense", layer=name, index=layer, units=units, confidence=0.95)
+                    name, None, role=role, op="dense", layer=name, index=layer, units=units, confidence=0.95
+                )
         with writer.as_default():
             for step in range(steps):
                 for layer in range(layers):
@@ -115,13 +126,28 @@ def generate_with_packing(logdir, runs, layers, steps, units, inputs, batch):
                         p = min(0.9, 0.05 + 0.02 * layer + 0.2 * step / steps)
                         near = rng.binomial(int(cells), p, size=units).astype(np.float64)
                         frac = (near / cells)[:, None]
-                        totals = Totals(counts, sums, np.floor(counts * frac), sums * frac,
-                                        np.full(units, cells), near, rng.random(3) * 0.01, np.zeros(3))
-                        tf.summary.write("%s/%s" % (name, role), pack(Totals(*map(tf.constant, totals))), step,
-                                         metadata=mds[layer, role])
+                        totals = Totals(
+                            counts,
+                            sums,
+                            np.floor(counts * frac),
+                            sums * frac,
+                            np.full(units, cells),
+                            near,
+                            rng.random(3) * 0.01,
+                            np.zeros(3),
+                        )
+                        tf.summary.write(
+                            "%s/%s" % (name, role),
+                            pack(Totals(*map(tf.constant, totals))),
+                            step,
+                            metadata=mds[layer, role],
+                        )
                 if (step + 1) % 50 == 0 or step + 1 == steps:
-                    print("  run %d/%d: %d/%d steps (%.0f s)" % (run + 1, runs, step + 1, steps,
-                                                                 time.monotonic() - start), flush=True)
+                    print(
+                        "  run %d/%d: %d/%d steps (%.0f s)"
+                        % (run + 1, runs, step + 1, steps, time.monotonic() - start),
+                        flush=True,
+                    )
         writer.close()
 
 
@@ -130,6 +156,7 @@ def dir_bytes(path):
 
 
 # ----------------------------------------------------------------------------------------------- server
+
 
 def start_tensorboard(logdir, load_fast):
     """A `tensorboard_server.TensorBoardServer` on `logdir` (loopback, port 0, the given loader)."""
@@ -155,8 +182,13 @@ def wait_loaded(tb, runs, layers, steps, timeout):
         if not last or tags != last[-1]:
             print("  loaded: %d runs, %d tags (%.0f s)" % (len(listing), tags, time.monotonic() - start), flush=True)
             last.append(tags)
-        done = len(listing) == runs and tags == runs * layers * 2 and all(
-            role["last_step"] == steps - 1 for r in listing for l in r["layers"] for role in l["roles"].values())
+        done = (
+            len(listing) == runs
+            and tags == runs * layers * 2
+            and all(
+                role["last_step"] == steps - 1 for r in listing for l in r["layers"] for role in l["roles"].values()
+            )
+        )
         if not done:
             return False
         # the last step is visible; wait until every record of the last-loaded tags is too
@@ -195,11 +227,20 @@ def peak_rss_kib(pid):
 
 # ----------------------------------------------------------------------------------------------- measurement
 
+
 def route_queries(runs, layers, steps, rng, n):
-    run = lambda: "run_%d" % rng.randrange(runs)
-    role = lambda: rng.choice(["forward", "kernel_gradient"])
-    layer = lambda: "layer_%02d" % rng.randrange(layers)
-    step = lambda: str(rng.randrange(steps))
+    def run():
+        return "run_%d" % rng.randrange(runs)
+
+    def role():
+        return rng.choice(["forward", "kernel_gradient"])
+
+    def layer():
+        return "layer_%02d" % rng.randrange(layers)
+
+    def step():
+        return str(rng.randrange(steps))
+
     q = urllib.parse.urlencode
     all_runs = [("run", "run_%d" % r) for r in range(runs)]
     makers = {
@@ -210,13 +251,16 @@ def route_queries(runs, layers, steps, rng, n):
         "units": lambda: "/units?" + q({"run": run(), "role": role(), "layer": layer(), "step": step()}),
         "units latest": lambda: "/units?" + q({"run": run(), "role": role(), "layer": layer()}),
         "unit_heatmap": lambda: "/unit_heatmap?" + q({"run": run(), "role": role(), "layer": layer()}),
-        "unit_heatmap f32": lambda: "/unit_heatmap?" + q({"run": run(), "role": role(), "layer": layer(),
-                                                          "format": "f32"}),
-        "compare overview": lambda: "/compare?" + q([("view", "overview")] + all_runs + [("role", role()),
-                                                                                         ("step", step())]),
+        "unit_heatmap f32": lambda: (
+            "/unit_heatmap?" + q({"run": run(), "role": role(), "layer": layer(), "format": "f32"})
+        ),
+        "compare overview": lambda: (
+            "/compare?" + q([("view", "overview")] + all_runs + [("role", role()), ("step", step())])
+        ),
         "compare heatmap": lambda: "/compare?" + q([("view", "heatmap")] + all_runs + [("role", role())]),
-        "compare timeline": lambda: "/compare?" + q([("view", "timeline")] + all_runs + [("role", role()),
-                                                                                         ("layer", layer())]),
+        "compare timeline": lambda: (
+            "/compare?" + q([("view", "timeline")] + all_runs + [("role", role()), ("layer", layer())])
+        ),
     }
     return {name: [make() for _ in range(n)] for name, make in makers.items()}
 
@@ -237,8 +281,12 @@ def main():
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--logdir", help="use (and keep) this log directory; generated if empty or missing")
     parser.add_argument("--load_fast", default="auto", choices=["auto", "true", "false"])
-    parser.add_argument("--generator", default="pack", choices=["pack", "summary"],
-                        help="pack: the writer's packing path (fast); summary: our writer ops (slow to trace)")
+    parser.add_argument(
+        "--generator",
+        default="pack",
+        choices=["pack", "summary"],
+        help="pack: the writer's packing path (fast); summary: our writer ops (slow to trace)",
+    )
     parser.add_argument("--load_timeout", type=int, default=900)
     args = parser.parse_args()
 
@@ -248,10 +296,13 @@ def main():
             cpu = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M).group(1)
     except (OSError, AttributeError):
         pass
-    print("machine: %d CPUs (%s), python %s, load average %.1f" % (os.cpu_count(), cpu, sys.version.split()[0],
-                                                                     os.getloadavg()[0]))
-    print("data: %d runs x %d layers x 2 roles x %d steps x %d units" % (args.runs, args.layers, args.steps,
-                                                                         args.units))
+    print(
+        "machine: %d CPUs (%s), python %s, load average %.1f"
+        % (os.cpu_count(), cpu, sys.version.split()[0], os.getloadavg()[0])
+    )
+    print(
+        "data: %d runs x %d layers x 2 roles x %d steps x %d units" % (args.runs, args.layers, args.steps, args.units)
+    )
 
     keep = args.logdir is not None
     logdir = args.logdir or tempfile.mkdtemp(prefix="mmx_bench_")
@@ -268,8 +319,7 @@ def main():
         tb = start_tensorboard(logdir, args.load_fast)
         base = tb.url
         try:
-            print("tensorboard pid %d at %s (--load_fast=%s); loading…" % (tb.pid, base, args.load_fast),
-                  flush=True)
+            print("tensorboard pid %d at %s (--load_fast=%s); loading…" % (tb.pid, base, args.load_fast), flush=True)
             load_s = wait_loaded(tb, args.runs, args.layers, args.steps, args.load_timeout)
             print("loaded in %.0f s" % load_s)
             rng = random.Random(0)
@@ -285,7 +335,7 @@ def main():
                 for role in ("forward", "kernel_gradient"):
                     get(base, PREFIX + "/heatmap?run=run_%d&role=%s" % (run, role))
             warmup_s = time.monotonic() - start
-            for name, qs in queries.items():
+            for qs in queries.values():
                 for path in qs[:3]:
                     get(base, PREFIX + path)
             rows = []
@@ -296,8 +346,9 @@ def main():
                     assert status == 200, (name, path, status, body[:300])
                     times.append(ms)
                     sizes.append(len(body))
-                rows.append((name, cold[name], percentile(times, 50), percentile(times, 95), max(times),
-                             statistics.mean(sizes)))
+                rows.append(
+                    (name, cold[name], percentile(times, 50), percentile(times, 95), max(times), statistics.mean(sizes))
+                )
             rss = peak_rss_kib(tb.pid)
             load = os.getloadavg()[0]
         finally:
@@ -308,10 +359,14 @@ def main():
 
     print()
     print("first ms: the route's first request, in table order after TensorBoard loaded (the plugin reads a tag on")
-    print("first use: %d-tag heatmaps are seconds cold); then warm-up: every heatmap once (%.1f s), 3 requests per"
-          % (args.layers, warmup_s))
-    print("route; then p50/p95/max over %d requests per route with varied run/role/layer/step (gzip accepted)."
-          % args.requests)
+    print(
+        "first use: %d-tag heatmaps are seconds cold); then warm-up: every heatmap once (%.1f s), 3 requests per"
+        % (args.layers, warmup_s)
+    )
+    print(
+        "route; then p50/p95/max over %d requests per route with varied run/role/layer/step (gzip accepted)."
+        % args.requests
+    )
     print("%-18s %9s %9s %9s %9s %11s" % ("route", "first ms", "p50 ms", "p95 ms", "max ms", "body kB"))
     for name, c, p50, p95, mx, size in rows:
         print("%-18s %9.1f %9.1f %9.1f %9.1f %11.1f" % (name, c, p50, p95, mx, size / 1000))
@@ -324,8 +379,10 @@ def main():
     print("load average during the measurement: %.1f (1 min), on %d CPUs" % (load, os.cpu_count()))
     print()
     for name, _, _, p95, _, _ in rows:
-        print("target p95 <= %.0f ms (%s): %.1f ms (bound %.0f ms): %s"
-              % (TARGET_MS, name, p95, TARGET_MS, "met" if p95 <= TARGET_MS else "missed"))
+        print(
+            "target p95 <= %.0f ms (%s): %.1f ms (bound %.0f ms): %s"
+            % (TARGET_MS, name, p95, TARGET_MS, "met" if p95 <= TARGET_MS else "missed")
+        )
     return 0
 
 

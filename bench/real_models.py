@@ -20,7 +20,7 @@ Small ones for tests (seconds, not minutes):
 
 import dataclasses
 import os
-from typing import Callable
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,13 +34,14 @@ VOCAB = 1000
 
 @dataclasses.dataclass(frozen=True)
 class Spec:
-    build: Callable       # () -> keras.Model (softmax outputs over CLASSES)
-    optimizer: Callable   # () -> keras.optimizers.Optimizer
-    data: Callable        # (samples, seed) -> (x, y)
+    build: Callable  # () -> keras.Model (softmax outputs over CLASSES)
+    optimizer: Callable  # () -> keras.optimizers.Optimizer
+    data: Callable  # (samples, seed) -> (x, y)
     healthy: bool
 
 
 # ---- data ------------------------------------------------------------------------------------------------------
+
 
 def image_data(samples, seed, size=32):
     """[samples, size, size, 3] float32 images whose bright row (position = label) makes the label learnable."""
@@ -68,6 +69,7 @@ def tabular_data(samples, seed):
 
 
 # ---- models ----------------------------------------------------------------------------------------------------
+
 
 def resnet50():
     return keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=CLASSES)
@@ -125,26 +127,43 @@ def recurrent(length=32, vocab=VOCAB, dim=32, units=64):
     x = keras.layers.Embedding(vocab, dim, name="token_embedding")(tokens)
     x = keras.layers.LSTM(units, return_sequences=True, name="lstm")(x)
     x = keras.layers.GRU(units, name="gru")(x)
-    return keras.Model(tokens, keras.layers.Dense(CLASSES, activation="softmax", name="classifier")(x),
-                       name="recurrent")
+    return keras.Model(
+        tokens, keras.layers.Dense(CLASSES, activation="softmax", name="classifier")(x), name="recurrent"
+    )
 
 
 def sigmoid_mlp(depth=8):
     """demo/train.py's planted vanishing-gradient case (with the softmax inside the model)."""
     init = keras.initializers.RandomNormal(stddev=0.1, seed=0)
     layers = [keras.Input((FEATURES,))]
-    layers += [keras.layers.Dense(64, activation="sigmoid", kernel_initializer=init, name=f"sigmoid_{i + 1}")
-               for i in range(depth)]
+    layers += [
+        keras.layers.Dense(64, activation="sigmoid", kernel_initializer=init, name=f"sigmoid_{i + 1}")
+        for i in range(depth)
+    ]
     layers.append(keras.layers.Dense(CLASSES, activation="softmax", kernel_initializer=init, name="logits"))
     return keras.Sequential(layers, name="sigmoid_mlp")
 
 
 def relu_mlp():
     """demo/train.py's healthy MLP (with the softmax inside the model)."""
-    dense = lambda units, name: keras.layers.Dense(units, activation="relu", kernel_initializer="he_normal",  # noqa
-                                                   name=name)
-    return keras.Sequential([keras.Input((FEATURES,)), dense(128, "dense_1"), dense(128, "dense_2"),
-                             keras.layers.Dense(CLASSES, activation="softmax", name="logits")], name="relu_mlp")
+
+    def dense(units, name):
+        return keras.layers.Dense(
+            units,
+            activation="relu",
+            kernel_initializer="he_normal",  # noqa
+            name=name,
+        )
+
+    return keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            dense(128, "dense_1"),
+            dense(128, "dense_2"),
+            keras.layers.Dense(CLASSES, activation="softmax", name="logits"),
+        ],
+        name="relu_mlp",
+    )
 
 
 def _residual_block(x, i, filters):
@@ -163,8 +182,9 @@ def small_resnet(size=16, filters=8):
     for i in (1, 2):
         x = _residual_block(x, i, filters)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(images, keras.layers.Dense(CLASSES, activation="softmax", name="classifier")(x),
-                       name="small_resnet")
+    return keras.Model(
+        images, keras.layers.Dense(CLASSES, activation="softmax", name="classifier")(x), name="small_resnet"
+    )
 
 
 def _adam():
@@ -178,8 +198,7 @@ MODELS = {
     "sigmoid_mlp": Spec(sigmoid_mlp, lambda: keras.optimizers.SGD(0.05), tabular_data, False),
     "relu_mlp": Spec(relu_mlp, _adam, tabular_data, True),
     "small_resnet": Spec(small_resnet, _adam, lambda n, seed: image_data(n, seed, size=16), True),
-    "tiny_transformer": Spec(tiny_transformer, _adam, lambda n, seed: token_data(n, seed, length=16, vocab=64),
-                             True),
+    "tiny_transformer": Spec(tiny_transformer, _adam, lambda n, seed: token_data(n, seed, length=16, vocab=64), True),
 }
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import training_overhead  # noqa: E402
+
 from tb_matmul_explainer.keras import DEFAULT_NEAR_ZERO_SAMPLE, DEFAULT_ROLES, ExplainerCallback  # noqa: E402
 
 TARGET_EVERY_STEP = training_overhead.TARGETS[1]
@@ -90,19 +91,25 @@ def main(argv=None):
 
     base = statistics.median(plain)
     default = statistics.median(steps["default"])
-    print(f"{args.problem}, batch {training_overhead.BATCH}; recording every step; median of {args.repeats} "
-          f"interleaved repeats; plain step {base * 1e3:.2f} ms")
+    print(
+        f"{args.problem}, batch {training_overhead.BATCH}; recording every step; median of {args.repeats} "
+        f"interleaved repeats; plain step {base * 1e3:.2f} ms"
+    )
     print(f"{'configuration':28s} {'step ms':>8s} {'x plain':>8s} {'share of default overhead':>26s}")
     for label, _ in configs:
         t = statistics.median(steps[label])
         share = (t - base) / (default - base) if default > base else float("nan")
         print(f"{label:28s} {t * 1e3:8.2f} {statistics.median(ratios[label]):8.2f} {share:26.0%}")
     growth = statistics.median(a / b for a, b in zip(steps["default"], steps["matmul roles only"])) - 1
-    print(f"target {args.problem} recording step growth from the activation and input-feature records: "
-          f"{growth:+.0%} (bound {TARGET_GROWTH:+.0%}): {'met' if growth <= TARGET_GROWTH else 'missed'}")
+    print(
+        f"target {args.problem} recording step growth from the activation and input-feature records: "
+        f"{growth:+.0%} (bound {TARGET_GROWTH:+.0%}): {'met' if growth <= TARGET_GROWTH else 'missed'}"
+    )
     ratio = statistics.median(ratios["default"])
-    print(f"target {args.problem} every step, default settings: {ratio:.2f}x (bound {TARGET_EVERY_STEP}x): "
-          f"{'met' if ratio <= TARGET_EVERY_STEP else 'missed'}")
+    print(
+        f"target {args.problem} every step, default settings: {ratio:.2f}x (bound {TARGET_EVERY_STEP}x): "
+        f"{'met' if ratio <= TARGET_EVERY_STEP else 'missed'}"
+    )
     return 0
 
 

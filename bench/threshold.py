@@ -33,8 +33,10 @@ def machine():
     except OSError:
         pass
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return (f"{platform.machine()} {model or 'unknown CPU'}, {os.cpu_count()} CPUs, "
-            f"GPUs: {', '.join(gpus) or 'none'}; TensorFlow {tf.__version__}, TFP {tfp.__version__}")
+    return (
+        f"{platform.machine()} {model or 'unknown CPU'}, {os.cpu_count()} CPUs, "
+        f"GPUs: {', '.join(gpus) or 'none'}; TensorFlow {tf.__version__}, TFP {tfp.__version__}"
+    )
 
 
 def data(kind, n):
@@ -53,16 +55,21 @@ def main():
     sizes = [s for s in args.sizes.split(",") if s in SIZES]
 
     fns = {
-        "tfp.stats.percentile": tf.function(lambda x: tfp.stats.percentile(
-            tf.abs(x), 100 * (1 - CONFIDENCE), interpolation="midpoint")),
+        "tfp.stats.percentile": tf.function(
+            lambda x: tfp.stats.percentile(tf.abs(x), 100 * (1 - CONFIDENCE), interpolation="midpoint")
+        ),
         "percentile_threshold": tf.function(lambda x: threshold.percentile_threshold(x, CONFIDENCE)),
         "sampled_threshold": tf.function(lambda x: threshold.sampled_threshold(x, CONFIDENCE, seed=1)),
     }
     print(f"machine: {machine()}")
-    print(f"float32, confidence {CONFIDENCE}, median of {args.repeats} runs after warm-up, ms; "
-          f"sample_size {threshold.DEFAULT_SAMPLE_SIZE}")
-    header = f"{'size':>5} {'data':>7} {'tfp (sort)':>11} {'exact':>9} {'sampled':>9} {'tfp/exact':>10} " \
-             f"{'tfp/sampled':>12} {'bit-equal':>9}"
+    print(
+        f"float32, confidence {CONFIDENCE}, median of {args.repeats} runs after warm-up, ms; "
+        f"sample_size {threshold.DEFAULT_SAMPLE_SIZE}"
+    )
+    header = (
+        f"{'size':>5} {'data':>7} {'tfp (sort)':>11} {'exact':>9} {'sampled':>9} {'tfp/exact':>10} "
+        f"{'tfp/sampled':>12} {'bit-equal':>9}"
+    )
     print(header)
     print("-" * len(header))
 
@@ -82,15 +89,18 @@ def main():
             ratio_sampled = ms["tfp.stats.percentile"] / ms["sampled_threshold"]
             equal = values["tfp.stats.percentile"].tobytes() == values["percentile_threshold"].tobytes()
             worst[size] = min(worst.get(size, float("inf")), ratio if equal else 0.0)
-            print(f"{size:>5} {kind:>7} {ms['tfp.stats.percentile']:>11.2f} {ms['percentile_threshold']:>9.2f} "
-                  f"{ms['sampled_threshold']:>9.2f} {ratio:>9.1f}x {ratio_sampled:>11.1f}x "
-                  f"{'yes' if equal else 'NO':>9}")
+            print(
+                f"{size:>5} {kind:>7} {ms['tfp.stats.percentile']:>11.2f} {ms['percentile_threshold']:>9.2f} "
+                f"{ms['sampled_threshold']:>9.2f} {ratio:>9.1f}x {ratio_sampled:>11.1f}x "
+                f"{'yes' if equal else 'NO':>9}"
+            )
 
     for size in sizes:
         ratio = worst[size]
         verdict = "met" if ratio >= 1.0 else "missed"
-        print(f"target exact threshold faster than tfp.stats.percentile ({size}): {ratio:.1f}x "
-              f"(bound >= 1.0x): {verdict}")
+        print(
+            f"target exact threshold faster than tfp.stats.percentile ({size}): {ratio:.1f}x (bound >= 1.0x): {verdict}"
+        )
     return 0
 
 

@@ -23,8 +23,9 @@ The exact settings' every-100 figure is derived the same way from the exact ever
 steps (it runs the same kind of function; this keeps the run under 10 minutes on 2 CPUs). Configurations are
 interleaved: each repeat runs the every-step and every-16 fits, then a plain fit, then the every-100 and never
 fits (a plain fit right after a recording-heavy one measured up to 10% slow here, which the finest comparisons
-must not see); a ratio is the median over repeats of (time per step / the same repeat's plain time per step). The never-firing cadence gets extra adjacent
-(plain, never) pairs, and the Python cost of the callback's per-step hook is timed on its own.
+must not see); a ratio is the median over repeats of (time per step / the same repeat's plain time per step).
+The never-firing cadence gets extra adjacent (plain, never) pairs, and the Python cost of the callback's per-step
+hook is timed on its own.
 """
 
 import argparse
@@ -37,13 +38,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import keras  # noqa: E402
 
 from tb_matmul_explainer.keras import ExplainerCallback  # noqa: E402
 
-NEVER = 10 ** 9
+NEVER = 10**9
 TARGETS = {1: 3.0, 16: 1.15, 100: 1.02, NEVER: 1.01}
 BATCH = 128
 WARMUP = 3
@@ -69,23 +70,39 @@ def machine():
     if gpus:
         details = tf.config.experimental.get_device_details(gpus[0])
         gpu = f"; GPU: {details.get('device_name', gpus[0].name)} (x{len(gpus)})"
-    return (f"{os.cpu_count()} CPUs, {_processor()}{gpu}; {platform.platform()}; TensorFlow {tf.__version__}, "
-            f"Keras {keras.__version__}")
+    return (
+        f"{os.cpu_count()} CPUs, {_processor()}{gpu}; {platform.platform()}; TensorFlow {tf.__version__}, "
+        f"Keras {keras.__version__}"
+    )
 
 
 def build(problem):
     keras.utils.set_random_seed(0)
     relu = "relu"
     if problem == "mlp":
-        layers = [keras.Input((784,)), keras.layers.Dense(1000, relu), keras.layers.Dense(500, relu),
-                  keras.layers.Dense(100, relu), keras.layers.Dense(10)]
+        layers = [
+            keras.Input((784,)),
+            keras.layers.Dense(1000, relu),
+            keras.layers.Dense(500, relu),
+            keras.layers.Dense(100, relu),
+            keras.layers.Dense(10),
+        ]
         shape = (784,)
     else:
         pool = lambda: keras.layers.MaxPooling2D(3, 2, padding="same")  # noqa: E731
-        layers = [keras.Input((32, 32, 3)), keras.layers.Conv2D(64, 5, activation=relu), pool(),
-                  keras.layers.Conv2D(96, 3, activation=relu), pool(),
-                  keras.layers.Conv2D(128, 3, padding="same", activation=relu), pool(), keras.layers.Flatten(),
-                  keras.layers.Dense(512, relu), keras.layers.Dense(256, relu), keras.layers.Dense(10)]
+        layers = [
+            keras.Input((32, 32, 3)),
+            keras.layers.Conv2D(64, 5, activation=relu),
+            pool(),
+            keras.layers.Conv2D(96, 3, activation=relu),
+            pool(),
+            keras.layers.Conv2D(128, 3, padding="same", activation=relu),
+            pool(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(512, relu),
+            keras.layers.Dense(256, relu),
+            keras.layers.Dense(10),
+        ]
         shape = (32, 32, 3)
     model = keras.Sequential(layers)
     model.compile(keras.optimizers.SGD(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -109,16 +126,22 @@ class _Timer(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         self.begins.append(time.perf_counter())
         if batch > 0:
-            self.recorded.append(self.explainer is not None
-                                 and self.model.train_function is self.explainer._instrumented)
+            self.recorded.append(
+                self.explainer is not None and self.model.train_function is self.explainer._instrumented
+            )
 
 
 def measure(model, data, window, explainer):
     """One fit: WARMUP steps, then `window` timed steps. Returns (mean time per step over the window,
     [durations of recording steps], [durations of the other steps])."""
     timer = _Timer(explainer)
-    model.fit(data, epochs=1, steps_per_epoch=WARMUP + window + 1,
-              callbacks=[timer] + ([explainer] if explainer else []), verbose=0)
+    model.fit(
+        data,
+        epochs=1,
+        steps_per_epoch=WARMUP + window + 1,
+        callbacks=[timer] + ([explainer] if explainer else []),
+        verbose=0,
+    )
     steps = range(WARMUP, WARMUP + window)
     durations = [timer.begins[i + 1] - timer.begins[i] for i in steps]
     recording = [d for d, i in zip(durations, steps) if timer.recorded[i]]
@@ -151,12 +174,13 @@ def run_problem(problem, repeats, quick, log_root):
     model, data = build(problem)
     configs = configurations(log_root, quick)
     callbacks = {}
-    for label, freq, exact, window in configs:
+    for label, freq, exact, _window in configs:
         if freq is None:
             continue
         options = {"threshold_method": "exact", "near_zero": "exact"} if exact else {}
-        callbacks[(label, freq)] = ExplainerCallback(os.path.join(log_root, problem, f"{label}_{freq}"),
-                                                     update_freq=freq, **options)
+        callbacks[(label, freq)] = ExplainerCallback(
+            os.path.join(log_root, problem, f"{label}_{freq}"), update_freq=freq, **options
+        )
     keys = [(label, freq) for label, freq, _, _ in configs]
     composed_times = {key: [] for key in keys}
     composed_ratios = {key: [] for key in keys}
@@ -212,7 +236,7 @@ def run_problem(problem, repeats, quick, log_root):
         for label, freq, _, window in light:
             measure_config(label, freq, window, plain)
     # The never-firing cadence against plain fits, in extra adjacent pairs (the smallest difference to resolve).
-    window = dict(((label, freq), w) for label, freq, _, w in configs)
+    window = {(label, freq): w for label, freq, _, w in configs}
     for _ in range(NEVER_PAIRS[problem]):
         plain = measure_config("plain", None, window[("plain", None)], None, keep=False)
         measure_config("default", NEVER, window[("default", NEVER)], plain)
@@ -229,8 +253,9 @@ def run_problem(problem, repeats, quick, log_root):
     return med(composed_times), med(composed_ratios), med(window_means), med(window_ratios), hook, skipped
 
 
-HEADER = (f"{'problem':8} {'settings':9} {'plain ms':>9} "
-          + " ".join(f"{'every ' + str(f) if f != NEVER else 'never':>16}" for f in (1, 16, 100, NEVER)))
+HEADER = f"{'problem':8} {'settings':9} {'plain ms':>9} " + " ".join(
+    f"{'every ' + str(f) if f != NEVER else 'never':>16}" for f in (1, 16, 100, NEVER)
+)
 
 
 def table_rows(problem, times, ratios):
@@ -251,36 +276,44 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="shorter plain, every-step and never windows")
     args = parser.parse_args(argv)
     print(f"machine: {machine()}")
-    print(f"batch {BATCH}; median of {args.repeats} interleaved repeats; time per step in ms and ratio to the plain "
-          "fit; default = the callback's defaults (sampled thresholds, sampled near-zero rows/positions), "
-          "exact = threshold_method='exact', near_zero='exact'", flush=True)
+    print(
+        f"batch {BATCH}; median of {args.repeats} interleaved repeats; time per step in ms and ratio to the plain "
+        "fit; default = the callback's defaults (sampled thresholds, sampled near-zero rows/positions), "
+        "exact = threshold_method='exact', near_zero='exact'",
+        flush=True,
+    )
     results, window_results = {}, {}
     with tempfile.TemporaryDirectory() as log_root:
         for problem in args.problems.split(","):
             started = time.perf_counter()
-            times, ratios, means, mean_ratios, hook, skipped = run_problem(problem, args.repeats, args.quick,
-                                                                            log_root)
+            times, ratios, means, mean_ratios, hook, skipped = run_problem(problem, args.repeats, args.quick, log_root)
             results[problem], window_results[problem] = (times, ratios), (means, mean_ratios)
             if skipped:
                 print(f"{problem}: layers not recorded: {sorted(skipped)}")
-            print(f"{problem}: measured in {time.perf_counter() - started:.0f} s; the callback's per-step hook on a "
-                  f"step that does not record: {hook * 1e6:.1f} us ({hook / times[('plain', None)]:.2%} of a plain "
-                  "step)")
+            print(
+                f"{problem}: measured in {time.perf_counter() - started:.0f} s; the callback's per-step hook on a "
+                f"step that does not record: {hook * 1e6:.1f} us ({hook / times[('plain', None)]:.2%} of a plain "
+                "step)"
+            )
             print("\n".join([HEADER] + table_rows(problem, times, ratios)), flush=True)
     print()
-    print("time per step = (median recording step + (N - 1) x median other step) / N; ratio = median over repeats "
-          "of (that / the same repeat's plain fit):")
+    print(
+        "time per step = (median recording step + (N - 1) x median other step) / N; ratio = median over repeats "
+        "of (that / the same repeat's plain fit):"
+    )
     print(HEADER)
-    for problem, (times, ratios) in results.items():
+    for problem, (_times, ratios) in results.items():
         print("\n".join(table_rows(problem, times, ratios)))
     print()
-    print("for comparison, the mean over each window (every 16: 16 steps, every 100: 100 steps), medians over "
-          "repeats (sensitive to other load on the machine):")
+    print(
+        "for comparison, the mean over each window (every 16: 16 steps, every 100: 100 steps), medians over "
+        "repeats (sensitive to other load on the machine):"
+    )
     print(HEADER)
     for problem, (means, mean_ratios) in window_results.items():
         print("\n".join(table_rows(problem, means, mean_ratios)))
     print()
-    for problem, (times, ratios) in results.items():
+    for problem, (_times, ratios) in results.items():
         for freq, bound in TARGETS.items():
             ratio = ratios[("default", freq)]
             what = "never fires" if freq == NEVER else f"every {freq} steps"

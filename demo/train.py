@@ -43,40 +43,57 @@ def image_data(seed, samples=2048):
 
 
 def mlp(bias=0.0, name="mlp"):
-    return keras.Sequential([
-        keras.Input((FEATURES,)),
-        keras.layers.Dense(128, activation="relu", kernel_initializer="he_normal",
-                           bias_initializer=keras.initializers.Constant(bias), name="dense_1"),
-        keras.layers.Dense(128, activation="relu", kernel_initializer="he_normal",
-                           bias_initializer=keras.initializers.Constant(bias), name="dense_2"),
-        keras.layers.Dense(CLASSES, name="logits"),
-    ], name=name)
+    return keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(
+                128,
+                activation="relu",
+                kernel_initializer="he_normal",
+                bias_initializer=keras.initializers.Constant(bias),
+                name="dense_1",
+            ),
+            keras.layers.Dense(
+                128,
+                activation="relu",
+                kernel_initializer="he_normal",
+                bias_initializer=keras.initializers.Constant(bias),
+                name="dense_2",
+            ),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ],
+        name=name,
+    )
 
 
 def sigmoid_mlp(depth=8):
     init = keras.initializers.RandomNormal(stddev=0.1, seed=0)
     layers = [keras.Input((FEATURES,))]
-    layers += [keras.layers.Dense(64, activation="sigmoid", kernel_initializer=init, name=f"sigmoid_{i + 1}")
-               for i in range(depth)]
+    layers += [
+        keras.layers.Dense(64, activation="sigmoid", kernel_initializer=init, name=f"sigmoid_{i + 1}")
+        for i in range(depth)
+    ]
     layers.append(keras.layers.Dense(CLASSES, kernel_initializer=init, name="logits"))
     return keras.Sequential(layers, name="sigmoid_deep_mlp")
 
 
 def small_cnn():
-    return keras.Sequential([
-        keras.Input((16, 16, 3)),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_1"),
-        keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv_2"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu", name="dense"),
-        keras.layers.Dense(CLASSES, name="logits"),
-    ], name="small_cnn")
+    return keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv_1"),
+            keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu", name="conv_2"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu", name="dense"),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ],
+        name="small_cnn",
+    )
 
 
 RUNS = {
     "healthy_mlp": (lambda: mlp(name="healthy_mlp"), lambda: keras.optimizers.Adam(1e-3), tabular_data),
-    "dying_relu_mlp": (lambda: mlp(bias=-3.0, name="dying_relu_mlp"), lambda: keras.optimizers.SGD(0.5),
-                       tabular_data),
+    "dying_relu_mlp": (lambda: mlp(bias=-3.0, name="dying_relu_mlp"), lambda: keras.optimizers.SGD(0.5), tabular_data),
     "sigmoid_deep_mlp": (sigmoid_mlp, lambda: keras.optimizers.SGD(0.05), tabular_data),
     "small_cnn": (small_cnn, lambda: keras.optimizers.Adam(1e-3), image_data),
 }
@@ -87,15 +104,28 @@ def train(logdir, epochs, update_freq, runs=tuple(RUNS)):
         build, optimizer, data = RUNS[name]
         keras.utils.set_random_seed(i)
         model = build()
-        model.compile(optimizer=optimizer(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer=optimizer(),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
         x, y = data(i)
         start = time.time()
         print(f"[{i + 1}/{len(runs)}] {name}: training {epochs} epochs ...", flush=True)
-        history = model.fit(x, y, batch_size=64, epochs=epochs, validation_split=0.1, verbose=0,
-                            callbacks=[ExplainerCallback(os.path.join(logdir, name), update_freq=update_freq)])
-        print(f"    loss {history.history['loss'][-1]:.3f}, accuracy {history.history['accuracy'][-1]:.2f} "
-              f"({time.time() - start:.0f} s)", flush=True)
+        history = model.fit(
+            x,
+            y,
+            batch_size=64,
+            epochs=epochs,
+            validation_split=0.1,
+            verbose=0,
+            callbacks=[ExplainerCallback(os.path.join(logdir, name), update_freq=update_freq)],
+        )
+        print(
+            f"    loss {history.history['loss'][-1]:.3f}, accuracy {history.history['accuracy'][-1]:.2f} "
+            f"({time.time() - start:.0f} s)",
+            flush=True,
+        )
 
 
 def main(argv=None):

@@ -13,17 +13,23 @@ import numpy as np
 from tb_matmul_explainer import explain, loader
 
 #: A layer's recorded steps in chain order: (role, label, what its near-zero cells are).
-CHAIN = (("input_features", "input features", "near zero"), ("forward", "x.W", "near zero"),
-         ("activation", "activation", "inactive"), ("activation_gradient", "dJ/dz", "near zero"),
-         ("kernel_gradient", "dJ/dW", "near zero"), ("input_gradient", "dJ/dx", "near zero"))
+CHAIN = (
+    ("input_features", "input features", "near zero"),
+    ("forward", "x.W", "near zero"),
+    ("activation", "activation", "inactive"),
+    ("activation_gradient", "dJ/dz", "near zero"),
+    ("kernel_gradient", "dJ/dW", "near zero"),
+    ("input_gradient", "dJ/dx", "near zero"),
+)
 _FORWARD = ("input_features", "forward", "activation")
 _DERIVATIVE_Z = [1, 4, 7]  # PZ, ZZ, NZ: the second operand (f'(z)) in Z
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="python -m tb_matmul_explainer",
-                                     description="Explain near-zero layer outputs and gradients recorded by "
-                                                 "tb-matmul-explainer.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tb_matmul_explainer",
+        description="Explain near-zero layer outputs and gradients recorded by tb-matmul-explainer.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="print ranked alerts and per-layer diagnoses")
     report.add_argument("logdir", help="log directory (as given to tensorboard --logdir)")
@@ -58,8 +64,11 @@ def report(logdir, run=None, step=None, out=None):
             print("Alerts, worst first:", file=out)
             for a in alerts:
                 seen = f", seen in {a.seen_in}" if a.seen_in else ""
-                print(f"  [{a.severity:.2f}] {a.layer} ({a.role.replace('_', ' ')}{seen}), from step "
-                      f"{a.first_step}: {a.message}", file=out)
+                print(
+                    f"  [{a.severity:.2f}] {a.layer} ({a.role.replace('_', ' ')}{seen}), from step "
+                    f"{a.first_step}: {a.message}",
+                    file=out,
+                )
         else:
             print("No alerts.", file=out)
         print("Layers:", file=out)
@@ -87,8 +96,9 @@ def chain_lines(layers, step=None):
             picked = roles[role].record_at(step) if role in roles else None
             if picked is not None:
                 parts[role in _FORWARD].append(_chain_step(roles[role].info, role, label, what, picked[1]))
-        halves = [f"{name}: {' -> '.join(p)}" for name, p in (("forward", parts[True]), ("backward", parts[False]))
-                  if p]
+        halves = [
+            f"{name}: {' -> '.join(p)}" for name, p in (("forward", parts[True]), ("backward", parts[False])) if p
+        ]
         lines.append(f"{layer}: {' | '.join(halves)}")
     return lines
 

@@ -22,11 +22,33 @@ INACTIVE_SLOPE = 0.01
 
 # The largest |f'(z)| of each built-in (with Keras' default parameters).
 _MAX_SLOPE = {
-    "relu": 1.0, "relu6": 1.0, "leaky_relu": 1.0, "elu": 1.0, "selu": 1.0507009873554805 * 1.6732632423543772,
-    "gelu": 1.1289, "silu": 1.0998, "swish": 1.0998, "sigmoid": 0.25, "hard_sigmoid": 1.0 / 6.0, "tanh": 1.0,
-    "softplus": 1.0, "softmax": 0.25, "mish": 1.0886, "softsign": 1.0, "celu": 1.0, "hard_silu": 1.5,
-    "hard_swish": 1.5, "hard_tanh": 1.0, "log_sigmoid": 1.0, "sparse_plus": 1.0, "squareplus": 1.0,
-    "tanh_shrink": 1.0, "sparse_sigmoid": 0.5, "soft_shrink": 1.0, "hard_shrink": 1.0, "threshold": 1.0,
+    "relu": 1.0,
+    "relu6": 1.0,
+    "leaky_relu": 1.0,
+    "elu": 1.0,
+    "selu": 1.0507009873554805 * 1.6732632423543772,
+    "gelu": 1.1289,
+    "silu": 1.0998,
+    "swish": 1.0998,
+    "sigmoid": 0.25,
+    "hard_sigmoid": 1.0 / 6.0,
+    "tanh": 1.0,
+    "softplus": 1.0,
+    "softmax": 0.25,
+    "mish": 1.0886,
+    "softsign": 1.0,
+    "celu": 1.0,
+    "hard_silu": 1.5,
+    "hard_swish": 1.5,
+    "hard_tanh": 1.0,
+    "log_sigmoid": 1.0,
+    "sparse_plus": 1.0,
+    "squareplus": 1.0,
+    "tanh_shrink": 1.0,
+    "sparse_sigmoid": 0.5,
+    "soft_shrink": 1.0,
+    "hard_shrink": 1.0,
+    "threshold": 1.0,
 }
 _NOT_ELEMENTWISE = ("softmax", "log_softmax", "sparsemax", "glu")
 
@@ -34,9 +56,10 @@ _NOT_ELEMENTWISE = ("softmax", "log_softmax", "sparsemax", "glu")
 @dataclasses.dataclass(frozen=True)
 class Activation:
     """A layer's activation: its Keras name, the function, and how its slope is judged."""
+
     name: str
     fn: object
-    max_slope: float = None   # None: judged against the batch's largest slope
+    max_slope: float = None  # None: judged against the batch's largest slope
     elementwise: bool = True
 
 

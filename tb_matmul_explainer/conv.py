@@ -26,26 +26,30 @@ def check_operands(input_shape, kernel_shape, inputs_name="inputs", kernel_name=
     validation.check_shape_rank(input_shape, inputs_name, 3, 5)
     validation.check_shape_rank(kernel_shape, kernel_name, 3, 5)
     if kernel_shape.rank != input_shape.rank:
-        raise ValueError(f"{kernel_name} must have the same rank as {inputs_name} ({input_shape.rank}), "
-                         f"got {kernel_name} shape {kernel_shape} and {inputs_name} shape {input_shape}")
+        raise ValueError(
+            f"{kernel_name} must have the same rank as {inputs_name} ({input_shape.rank}), "
+            f"got {kernel_name} shape {kernel_shape} and {inputs_name} shape {input_shape}"
+        )
     if any(d == 0 for d in kernel_shape[:-2]):
         raise ValueError(f"{kernel_name} must have a non-empty window (spatial sizes >= 1), got shape {kernel_shape}")
     cin, kcin = input_shape[-1], kernel_shape[-2]
     if cin is not None and kcin is not None and cin != kcin:
-        raise ValueError(f"{kernel_name} in-channels ({kcin}) must equal {inputs_name} channels ({cin}): "
-                         f"shapes {kernel_shape} and {input_shape}")
+        raise ValueError(
+            f"{kernel_name} in-channels ({kcin}) must equal {inputs_name} channels ({cin}): "
+            f"shapes {kernel_shape} and {input_shape}"
+        )
     return input_shape.rank - 2
 
 
-def check_geometry(input_shape, kernel_shape, strides, padding, d_out=None, input_name="inputs",
-                   kernel_name="kernel"):
+def check_geometry(input_shape, kernel_shape, strides, padding, d_out=None, input_name="inputs", kernel_name="kernel"):
     """Validates a convolution's geometry (and `d_out`'s shape against its result, if given); returns (strides
     tuple, padding, static output shape list)."""
     padding = validation.normalize_padding(padding)
     spatial_rank = check_operands(input_shape, kernel_shape, input_name, kernel_name)
     strides = validation.normalize_strides(strides, spatial_rank)
-    out_shape = output_shape(tf.TensorShape(input_shape).as_list(), tf.TensorShape(kernel_shape).as_list(),
-                             strides, padding)
+    out_shape = output_shape(
+        tf.TensorShape(input_shape).as_list(), tf.TensorShape(kernel_shape).as_list(), strides, padding
+    )
     if d_out is not None:
         validation.check_rank(d_out, "d_out", len(out_shape), len(out_shape))
         for got, want in zip(d_out.shape.as_list(), out_shape):
@@ -108,8 +112,9 @@ def output_spatial_size(size, kernel_size, stride, padding):
 
 def output_shape(input_shape, kernel_shape, strides, padding):
     """Static result shape (a list; unknown entries are None) of a convolution."""
-    spatial = [output_spatial_size(s, k, st, padding)
-               for s, k, st in zip(input_shape[1:-1], kernel_shape[:-2], strides)]
+    spatial = [
+        output_spatial_size(s, k, st, padding) for s, k, st in zip(input_shape[1:-1], kernel_shape[:-2], strides)
+    ]
     return [input_shape[0]] + spatial + [kernel_shape[-1]]
 
 
@@ -150,14 +155,17 @@ def backprop_filter(inputs, d_out, kernel_shape, strides, padding):
         return tf.zeros(kernel_shape, inputs.dtype)
     spatial = len(kernel_shape) - 2
     if spatial == 1:
-        return tf.squeeze(backprop_filter(_as_2d(inputs), _as_2d(d_out), [1] + kernel_shape, (1,) + tuple(strides),
-                                          padding), 0)
+        return tf.squeeze(
+            backprop_filter(_as_2d(inputs), _as_2d(d_out), [1] + kernel_shape, (1,) + tuple(strides), padding), 0
+        )
     full_strides = [1] + list(strides) + [1]
     if spatial == 2:
-        return tf.raw_ops.Conv2DBackpropFilter(input=inputs, filter_sizes=kernel_shape, out_backprop=d_out,
-                                               strides=full_strides, padding=padding)
-    return tf.raw_ops.Conv3DBackpropFilterV2(input=inputs, filter_sizes=kernel_shape, out_backprop=d_out,
-                                             strides=full_strides, padding=padding)
+        return tf.raw_ops.Conv2DBackpropFilter(
+            input=inputs, filter_sizes=kernel_shape, out_backprop=d_out, strides=full_strides, padding=padding
+        )
+    return tf.raw_ops.Conv3DBackpropFilterV2(
+        input=inputs, filter_sizes=kernel_shape, out_backprop=d_out, strides=full_strides, padding=padding
+    )
 
 
 def backprop_input(d_out, kernel, input_shape, strides, padding):
@@ -200,15 +208,16 @@ def patches(t, positions, kernel_spatial, out_spatial, strides, padding):
     for size in reversed(out_spatial):
         spatial_coords.append(rest % size)
         rest = rest // size
-    coords = tf.stack([rest] + spatial_coords[::-1], -1)                                   # [s, 1 + d]
+    coords = tf.stack([rest] + spatial_coords[::-1], -1)  # [s, 1 + d]
     offsets = tf.constant(list(itertools.product(*[range(k) for k in kernel_spatial])), tf.int64)  # [kp, d]
-    pads = tf.constant([pad_before(n, k, st, padding) for n, k, st in zip(in_spatial, kernel_spatial, strides)],
-                       tf.int64)
-    where = coords[:, None, 1:] * tf.constant(strides, tf.int64) + offsets[None] - pads             # [s, kp, d]
+    pads = tf.constant(
+        [pad_before(n, k, st, padding) for n, k, st in zip(in_spatial, kernel_spatial, strides)], tf.int64
+    )
+    where = coords[:, None, 1:] * tf.constant(strides, tf.int64) + offsets[None] - pads  # [s, kp, d]
     valid = tf.reduce_all((where >= 0) & (where < tf.constant(in_spatial, tf.int64)), -1)
     where = tf.clip_by_value(where, 0, tf.constant(in_spatial, tf.int64) - 1)
     batch = tf.broadcast_to(tf.reshape(coords[:, 0], [-1, 1, 1]), tf.concat([tf.shape(where)[:2], [1]], 0))
-    values = tf.gather_nd(t, tf.concat([batch, where], -1))                                # [s, kp, C]
+    values = tf.gather_nd(t, tf.concat([batch, where], -1))  # [s, kp, C]
     values = tf.where(valid[..., None], values, tf.zeros_like(values))
     return values, valid
 

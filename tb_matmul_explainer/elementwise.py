@@ -49,16 +49,24 @@ def activation_totals(m, bias, z, inactive, a, thresholds, output_threshold):
     pairs = _pairs(class_masks(m, thresholds[0]), class_masks(bias, thresholds[1]))  # [R, U, 9]
     cells = tf.cast(tf.fill([tf.shape(m)[1]], tf.shape(m)[0]), tf.float64)
     totals = aggregates.UnitTotals(
-        counts=tf.reduce_sum(pairs, 0), sums=tf.reduce_sum(pairs * z[..., None], 0),
+        counts=tf.reduce_sum(pairs, 0),
+        sums=tf.reduce_sum(pairs * z[..., None], 0),
         near_zero_counts=tf.reduce_sum(pairs * w[..., None], 0),
         near_zero_sums=tf.reduce_sum(pairs * (w * z)[..., None], 0),
-        cells=cells, near_zero_cells=tf.reduce_sum(w, 0),
-        thresholds=tf.stack([tf.cast(thresholds[0], tf.float64), tf.cast(thresholds[1], tf.float64),
-                             tf.constant(0.0, tf.float64)]),
-        nonfinite=_nonfinite(m, bias, z))
+        cells=cells,
+        near_zero_cells=tf.reduce_sum(w, 0),
+        thresholds=tf.stack(
+            [tf.cast(thresholds[0], tf.float64), tf.cast(thresholds[1], tf.float64), tf.constant(0.0, tf.float64)]
+        ),
+        nonfinite=_nonfinite(m, bias, z),
+    )
     outputs_near_zero = tf.reduce_sum(class_masks(a, output_threshold)[..., 1], 0)
-    extras = metadata.RecordExtras(tf.reduce_sum(tf.abs(z), 0), outputs_near_zero, tf.constant(0.0, tf.float64),
-                                   tf.cast(output_threshold, tf.float64))
+    extras = metadata.RecordExtras(
+        tf.reduce_sum(tf.abs(z), 0),
+        outputs_near_zero,
+        tf.constant(0.0, tf.float64),
+        tf.cast(output_threshold, tf.float64),
+    )
     return totals, extras
 
 
@@ -70,13 +78,15 @@ def activation_gradient_totals(d_a, slope, thresholds, result_threshold):
     pairs = _pairs(class_masks(d_a, thresholds[0]), class_masks(slope, thresholds[1]))  # [R, U, 9]
     near_zero = class_masks(result, result_threshold)[..., 1]
     totals = aggregates.UnitTotals(
-        counts=tf.reduce_sum(pairs, 0), sums=tf.reduce_sum(pairs * result[..., None], 0),
+        counts=tf.reduce_sum(pairs, 0),
+        sums=tf.reduce_sum(pairs * result[..., None], 0),
         near_zero_counts=tf.reduce_sum(pairs * near_zero[..., None], 0),
         near_zero_sums=tf.reduce_sum(pairs * (near_zero * result)[..., None], 0),
         cells=tf.cast(tf.fill([tf.shape(d_a)[1]], tf.shape(d_a)[0]), tf.float64),
         near_zero_cells=tf.reduce_sum(near_zero, 0),
         thresholds=tf.cast(tf.stack([thresholds[0], thresholds[1], result_threshold]), tf.float64),
-        nonfinite=_nonfinite(d_a, slope, result))
+        nonfinite=_nonfinite(d_a, slope, result),
+    )
     return totals, _plain_extras(tf.reduce_sum(tf.abs(result), 0))
 
 
@@ -86,23 +96,41 @@ def input_feature_totals(x, threshold):
     units = tf.shape(x)[1]
     zeros9 = tf.zeros(tf.stack([units, 9]), tf.float64)
     totals = aggregates.UnitTotals(
-        counts=zeros9, sums=zeros9, near_zero_counts=zeros9, near_zero_sums=zeros9,
+        counts=zeros9,
+        sums=zeros9,
+        near_zero_counts=zeros9,
+        near_zero_sums=zeros9,
         cells=tf.cast(tf.fill([units], tf.shape(x)[0]), tf.float64),
         near_zero_cells=tf.reduce_sum(class_masks(x, threshold)[..., 1], 0),
-        thresholds=tf.stack([tf.cast(threshold, tf.float64), tf.constant(0.0, tf.float64),
-                             tf.constant(0.0, tf.float64)]),
-        nonfinite=tf.stack([tf.cast(threshold_lib.count_nonfinite(x), tf.float64), tf.constant(0.0, tf.float64),
-                            tf.constant(0.0, tf.float64)]))
-    extras = metadata.RecordExtras(tf.reduce_sum(tf.abs(x), 0), tf.reduce_sum(tf.cast(x == 0, tf.float64), 0),
-                                   tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64))
+        thresholds=tf.stack(
+            [tf.cast(threshold, tf.float64), tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)]
+        ),
+        nonfinite=tf.stack(
+            [
+                tf.cast(threshold_lib.count_nonfinite(x), tf.float64),
+                tf.constant(0.0, tf.float64),
+                tf.constant(0.0, tf.float64),
+            ]
+        ),
+    )
+    extras = metadata.RecordExtras(
+        tf.reduce_sum(tf.abs(x), 0),
+        tf.reduce_sum(tf.cast(x == 0, tf.float64), 0),
+        tf.constant(0.0, tf.float64),
+        tf.constant(0.0, tf.float64),
+    )
     return totals, extras
 
 
 def _plain_extras(result_magnitude, reference=None, padding_only=0.0):
     """`RecordExtras` of a pair record: |result| per unit, the role's reference (0), padding-only cells."""
     reference = tf.zeros_like(result_magnitude) if reference is None else tf.cast(reference, tf.float64)
-    return metadata.RecordExtras(tf.cast(result_magnitude, tf.float64), reference,
-                                 tf.cast(padding_only, tf.float64), tf.constant(0.0, tf.float64))
+    return metadata.RecordExtras(
+        tf.cast(result_magnitude, tf.float64),
+        reference,
+        tf.cast(padding_only, tf.float64),
+        tf.constant(0.0, tf.float64),
+    )
 
 
 def matmul_extras(units, result=None, reference=None, padding_only=0.0):

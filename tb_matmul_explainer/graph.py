@@ -20,19 +20,54 @@ import keras
 
 from tb_matmul_explainer import activations, internals
 
-_PASS_THROUGH = tuple(getattr(keras.layers, name) for name in (
-    "Flatten", "Reshape", "Permute", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
-    "GaussianNoise", "GaussianDropout", "AlphaDropout", "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
-    "Cropping1D", "Cropping2D", "Cropping3D", "MaxPooling1D", "MaxPooling2D", "MaxPooling3D",
-    "AveragePooling1D", "AveragePooling2D", "AveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
-    "GlobalMaxPooling3D", "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
-    "UpSampling1D", "UpSampling2D", "UpSampling3D", "Identity", "RepeatVector") if hasattr(keras.layers, name))
-_ACTIVATION_LAYERS = tuple(getattr(keras.layers, name) for name in (
-    "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax") if hasattr(keras.layers, name))
+_PASS_THROUGH = tuple(
+    getattr(keras.layers, name)
+    for name in (
+        "Flatten",
+        "Reshape",
+        "Permute",
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "GaussianNoise",
+        "GaussianDropout",
+        "AlphaDropout",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+        "Cropping1D",
+        "Cropping2D",
+        "Cropping3D",
+        "MaxPooling1D",
+        "MaxPooling2D",
+        "MaxPooling3D",
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "AveragePooling3D",
+        "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D",
+        "GlobalMaxPooling3D",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+        "GlobalAveragePooling3D",
+        "UpSampling1D",
+        "UpSampling2D",
+        "UpSampling3D",
+        "Identity",
+        "RepeatVector",
+    )
+    if hasattr(keras.layers, name)
+)
+_ACTIVATION_LAYERS = tuple(
+    getattr(keras.layers, name)
+    for name in ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax")
+    if hasattr(keras.layers, name)
+)
 
 
 def kind_of(layer):
-    """"input", "activation" or "layer" for a producing layer."""
+    """ "input", "activation" or "layer" for a producing layer."""
     if isinstance(layer, keras.layers.InputLayer):
         return "input"
     if isinstance(layer, _ACTIVATION_LAYERS):

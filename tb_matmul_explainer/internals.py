@@ -17,6 +17,7 @@ recorder silently record less.
                                                           the default summary writer, set without a flush on exit
 """
 
+
 def sublayers(layer):
     """The layers directly tracked by `layer` (Keras' `Layer._layers`), in the order Keras tracked them."""
     return list(getattr(layer, "_layers", None) or [])
@@ -31,8 +32,9 @@ def patch_call(layer, call):
     """Makes `layer(...)` run `call` instead of the class's `call` (Keras' `Layer.__call__` looks `self.call` up at
     each call, so an instance attribute wins). Raises RuntimeError if the layer already has one."""
     if "call" in vars(layer):
-        raise RuntimeError(f"layer {layer.name!r} already has an instance-level `call`; "
-                           "is another recorder instrumenting it?")
+        raise RuntimeError(
+            f"layer {layer.name!r} already has an instance-level `call`; is another recorder instrumenting it?"
+        )
     vars(layer)["call"] = call
 
 
@@ -96,5 +98,14 @@ def summary_state():
     return state if state is not None and hasattr(state, "writer") else None
 
 
-__all__ = ["causal_padding", "default_writer", "first_inputs", "make_function", "own_variables", "patch_call",
-           "sublayers", "summary_state", "unpatch_call"]
+__all__ = [
+    "causal_padding",
+    "default_writer",
+    "first_inputs",
+    "make_function",
+    "own_variables",
+    "patch_call",
+    "sublayers",
+    "summary_state",
+    "unpatch_call",
+]

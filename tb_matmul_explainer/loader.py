@@ -20,6 +20,7 @@ from tb_matmul_explainer import explain, metadata
 @dataclasses.dataclass
 class LayerSeries:
     """One (layer, role) tag of a run: its metadata and its records in step order."""
+
     tag: str
     info: metadata.PluginMetadata
     steps: list
@@ -53,7 +54,7 @@ NOT_RECORDED_PREFIX = "matmul_explainer/not_recorded/"  # (the keras recorder's 
 
 @dataclasses.dataclass
 class LoadResult:
-    runs: dict        # {run: {(layer, role): LayerSeries}}, layers in model order
+    runs: dict  # {run: {(layer, role): LayerSeries}}, layers in model order
     unreadable: list  # [(run, tag, reason)]
     not_recorded: dict = dataclasses.field(default_factory=dict)  # {run: [(path, reason)]}, in the order written
 
@@ -68,7 +69,7 @@ def _not_recorded(mux, tensor_util):
                 events = mux.Tensors(run, tag)
                 value = tensor_util.make_ndarray(events[-1].tensor_proto).item() if events else b""
                 reason = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-                out.setdefault(run, []).append((tag[len(NOT_RECORDED_PREFIX):], reason))
+                out.setdefault(run, []).append((tag[len(NOT_RECORDED_PREFIX) :], reason))
     return out
 
 
@@ -102,8 +103,10 @@ def load(logdir):
             runs[run] = {(s.info.layer, s.info.role): s for s in series}
     not_recorded = _not_recorded(mux, tensor_util)
     if not runs and not unreadable:
-        raise ValueError(f"logdir {logdir!r} holds no matmul-explainer summaries (record some with "
-                         f"tb_matmul_explainer.keras.ExplainerCallback or tb_matmul_explainer.summary)")
+        raise ValueError(
+            f"logdir {logdir!r} holds no matmul-explainer summaries (record some with "
+            f"tb_matmul_explainer.keras.ExplainerCallback or tb_matmul_explainer.summary)"
+        )
     return LoadResult(runs, unreadable, not_recorded)
 
 
@@ -123,8 +126,37 @@ def to_dataframe(result):
             for i, step in enumerate(s.steps):
                 pairs = [t.counts[i], t.sums[i], t.near_zero_counts[i], t.near_zero_sums[i]]
                 for j, pair in enumerate(metadata.TERMS):
-                    rows.append((run, layer, s.info.index, role, step, pair, *(p[j] for p in pairs),
-                                 t.cells[i], t.near_zero_cells[i], t.result_magnitude[i], t.reference[i]))
-    return pd.DataFrame(rows, columns=["run", "layer", "index", "role", "step", "pair", "count", "sum",
-                                       "near_zero_count", "near_zero_sum", "cells", "near_zero_cells",
-                                       "result_magnitude", "reference"])
+                    rows.append(
+                        (
+                            run,
+                            layer,
+                            s.info.index,
+                            role,
+                            step,
+                            pair,
+                            *(p[j] for p in pairs),
+                            t.cells[i],
+                            t.near_zero_cells[i],
+                            t.result_magnitude[i],
+                            t.reference[i],
+                        )
+                    )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "run",
+            "layer",
+            "index",
+            "role",
+            "step",
+            "pair",
+            "count",
+            "sum",
+            "near_zero_count",
+            "near_zero_sum",
+            "cells",
+            "near_zero_cells",
+            "result_magnitude",
+            "reference",
+        ],
+    )

@@ -112,6 +112,7 @@ class ContractError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class PluginMetadata:
     """Parsed metadata content of one tag."""
+
     role: str
     op: str
     operands: tuple
@@ -121,10 +122,10 @@ class PluginMetadata:
     confidence: float
     thresholds: tuple
     version: int = CONTRACT_VERSION
-    activation: str = None   # activation roles: the Keras name of f
-    producer: str = None     # input_features: the layer that produced the input (None: not resolved)
+    activation: str = None  # activation roles: the Keras name of f
+    producer: str = None  # input_features: the layer that produced the input (None: not resolved)
     producer_kind: str = None  # "input", "activation" or "layer"
-    group: int = None          # the outermost non-Model layer holding this one (None: the layer itself)
+    group: int = None  # the outermost non-Model layer holding this one (None: the layer itself)
 
 
 def group_size(units, max_units=DEFAULT_MAX_UNITS):
@@ -139,9 +140,22 @@ def record_bytes(units, max_units=DEFAULT_MAX_UNITS):
     return (math.ceil(units / group_size(units, max_units)) + 1) * COLUMNS * 8
 
 
-def create_summary_metadata(display_name, description, *, role, op, layer, index, units, confidence,
-                            thresholds=(None, None, None), activation=None, producer=None,
-                            producer_kind=None, group=None):
+def create_summary_metadata(
+    display_name,
+    description,
+    *,
+    role,
+    op,
+    layer,
+    index,
+    units,
+    confidence,
+    thresholds=(None, None, None),
+    activation=None,
+    producer=None,
+    producer_kind=None,
+    group=None,
+):
     """A `SummaryMetadata` proto for one (layer, role) tag, with `data_class=DATA_CLASS_TENSOR`."""
     from tensorboard.compat.proto import summary_pb2
 
@@ -150,8 +164,14 @@ def create_summary_metadata(display_name, description, *, role, op, layer, index
     if op not in OPS:
         raise ValueError(f"op must be one of {OPS}, got {op!r}")
     content = {
-        "v": CONTRACT_VERSION, "role": role, "op": op, "operands": list(OPERANDS[role]), "layer": str(layer),
-        "index": int(index), "units": int(units), "confidence": float(confidence),
+        "v": CONTRACT_VERSION,
+        "role": role,
+        "op": op,
+        "operands": list(OPERANDS[role]),
+        "layer": str(layer),
+        "index": int(index),
+        "units": int(units),
+        "confidence": float(confidence),
         "thresholds": [None if t is None else float(t) for t in thresholds],
     }
     if group is not None:
@@ -165,7 +185,8 @@ def create_summary_metadata(display_name, description, *, role, op, layer, index
         display_name=display_name or "",
         summary_description=description or "",
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
-            plugin_name=PLUGIN_NAME, content=json.dumps(content, separators=(",", ":")).encode("utf-8")),
+            plugin_name=PLUGIN_NAME, content=json.dumps(content, separators=(",", ":")).encode("utf-8")
+        ),
         data_class=summary_pb2.DATA_CLASS_TENSOR,
     )
 
@@ -182,26 +203,36 @@ def parse_plugin_metadata(content):
         raise ContractError("metadata content must be a JSON object")
     version = raw.get("v")
     if version not in READABLE_VERSIONS:
-        raise ContractError(f"summaries written with contract version {version!r}; this version of "
-                            f"tb-matmul-explainer reads versions {READABLE_VERSIONS} (upgrade the package)")
+        raise ContractError(
+            f"summaries written with contract version {version!r}; this version of "
+            f"tb-matmul-explainer reads versions {READABLE_VERSIONS} (upgrade the package)"
+        )
     try:
         return PluginMetadata(
-            role=str(raw["role"]), op=str(raw["op"]), operands=tuple(raw["operands"]), layer=str(raw["layer"]),
-            index=int(raw["index"]), units=int(raw["units"]), confidence=float(raw["confidence"]),
-            thresholds=tuple(raw["thresholds"]), version=version,
+            role=str(raw["role"]),
+            op=str(raw["op"]),
+            operands=tuple(raw["operands"]),
+            layer=str(raw["layer"]),
+            index=int(raw["index"]),
+            units=int(raw["units"]),
+            confidence=float(raw["confidence"]),
+            thresholds=tuple(raw["thresholds"]),
+            version=version,
             activation=None if raw.get("activation") is None else str(raw["activation"]),
             producer=None if raw.get("producer") is None else str(raw["producer"]),
             producer_kind=None if raw.get("producer_kind") is None else str(raw["producer_kind"]),
-            group=None if raw.get("group") is None else int(raw["group"]))
+            group=None if raw.get("group") is None else int(raw["group"]),
+        )
     except (KeyError, TypeError, ValueError) as e:
         raise ContractError(f"metadata content is missing or has a malformed field: {e!r}") from None
 
 
 class RecordExtras(NamedTuple):
     """What version 2 adds to `aggregates.UnitTotals` (TensorFlow tensors; see the layout above)."""
+
     result_magnitude: object  # [U] sum of |result| per unit (NaN: not recorded)
-    reference: object         # [U] the role's reference column [39]
-    padding_only: object      # [] padding-only result cells, summed over units (header [8])
+    reference: object  # [U] the role's reference column [39]
+    padding_only: object  # [] padding-only result cells, summed over units (header [8])
     output_threshold: object  # [] activation: the threshold of a = f(z) (header [9])
 
 
@@ -209,8 +240,12 @@ def no_extras(units):
     """`RecordExtras` for a record that has none: magnitudes not recorded (NaN), the rest 0."""
     import tensorflow as tf
 
-    return RecordExtras(tf.fill([units], tf.constant(math.nan, tf.float64)), tf.zeros([units], tf.float64),
-                        tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64))
+    return RecordExtras(
+        tf.fill([units], tf.constant(math.nan, tf.float64)),
+        tf.zeros([units], tf.float64),
+        tf.constant(0.0, tf.float64),
+        tf.constant(0.0, tf.float64),
+    )
 
 
 def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None):
@@ -225,38 +260,53 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None):
         extras = no_extras(units)
     g = group_size(units, max_units)
     f64 = lambda t: tf.cast(t, tf.float64)  # noqa: E731
-    rows = tf.concat([
-        f64(totals.counts), f64(totals.sums), f64(totals.near_zero_counts), f64(totals.near_zero_sums),
-        f64(totals.cells)[:, None], f64(totals.near_zero_cells)[:, None],
-        f64(extras.result_magnitude)[:, None], f64(extras.reference)[:, None],
-    ], axis=1)
+    rows = tf.concat(
+        [
+            f64(totals.counts),
+            f64(totals.sums),
+            f64(totals.near_zero_counts),
+            f64(totals.near_zero_sums),
+            f64(totals.cells)[:, None],
+            f64(totals.near_zero_cells)[:, None],
+            f64(extras.result_magnitude)[:, None],
+            f64(extras.reference)[:, None],
+        ],
+        axis=1,
+    )
     if g > 1:
         rows = tf.math.segment_sum(rows, tf.range(units) // g)
-    header = tf.concat([
-        f64(totals.thresholds), f64(totals.nonfinite), tf.constant([units, g], tf.float64),
-        tf.reshape(f64(extras.padding_only), [1]), tf.reshape(f64(extras.output_threshold), [1]),
-        tf.zeros([COLUMNS - 10], tf.float64),
-    ], axis=0)
+    header = tf.concat(
+        [
+            f64(totals.thresholds),
+            f64(totals.nonfinite),
+            tf.constant([units, g], tf.float64),
+            tf.reshape(f64(extras.padding_only), [1]),
+            tf.reshape(f64(extras.output_threshold), [1]),
+            tf.zeros([COLUMNS - 10], tf.float64),
+        ],
+        axis=0,
+    )
     return tf.concat([header[None, :], rows], axis=0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Record:
     """One unpacked record (NumPy arrays; R = stored rows). Version-1 records have NaN in the version-2 fields."""
-    counts: np.ndarray            # [R, 9]
-    sums: np.ndarray              # [R, 9]
+
+    counts: np.ndarray  # [R, 9]
+    sums: np.ndarray  # [R, 9]
     near_zero_counts: np.ndarray  # [R, 9]
-    near_zero_sums: np.ndarray    # [R, 9]
-    cells: np.ndarray             # [R]
-    near_zero_cells: np.ndarray   # [R]
-    thresholds: np.ndarray        # [3] first, second, result
-    nonfinite: np.ndarray         # [3]
+    near_zero_sums: np.ndarray  # [R, 9]
+    cells: np.ndarray  # [R]
+    near_zero_cells: np.ndarray  # [R]
+    thresholds: np.ndarray  # [3] first, second, result
+    nonfinite: np.ndarray  # [3]
     units: int
     group_size: int
     result_magnitude: np.ndarray = None  # [R] sum of |result| (NaN: unknown)
-    reference: np.ndarray = None         # [R] the role's reference column
-    padding_only: float = math.nan       # padding-only result cells (kernel_gradient)
-    output_threshold: float = math.nan   # activation: threshold of a = f(z)
+    reference: np.ndarray = None  # [R] the role's reference column
+    padding_only: float = math.nan  # padding-only result cells (kernel_gradient)
+    output_threshold: float = math.nan  # activation: threshold of a = f(z)
 
     def __post_init__(self):
         if self.result_magnitude is None:
@@ -270,19 +320,30 @@ def unpack_record(array):
     raises `ContractError` for any other layout."""
     array = np.asarray(array, dtype=np.float64)
     if array.ndim != 2 or array.shape[1] not in (COLUMNS, V1_COLUMNS) or array.shape[0] < 1:
-        raise ContractError(f"record must have shape [rows + 1, {COLUMNS}] (or [rows + 1, {V1_COLUMNS}] for "
-                            f"version 1), got {list(array.shape)}")
+        raise ContractError(
+            f"record must have shape [rows + 1, {COLUMNS}] (or [rows + 1, {V1_COLUMNS}] for "
+            f"version 1), got {list(array.shape)}"
+        )
     if array.shape[1] == V1_COLUMNS:
         array = np.concatenate([array, np.full((array.shape[0], COLUMNS - V1_COLUMNS), np.nan)], axis=1)
-        array[0, HEADER_PADDING_ONLY:HEADER_OUTPUT_THRESHOLD + 1] = np.nan
+        array[0, HEADER_PADDING_ONLY : HEADER_OUTPUT_THRESHOLD + 1] = np.nan
     header, rows = array[0], array[1:]
     units, g = header[HEADER_UNITS], header[HEADER_GROUP_SIZE]
-    if not (units >= 0 and g >= 1 and units == int(units) and g == int(g)
-            and rows.shape[0] == math.ceil(units / g)):
+    if not (units >= 0 and g >= 1 and units == int(units) and g == int(g) and rows.shape[0] == math.ceil(units / g)):
         raise ContractError(f"record header says {units} units in groups of {g}, but it has {rows.shape[0]} rows")
-    return Record(counts=rows[:, COUNTS], sums=rows[:, SUMS], near_zero_counts=rows[:, NEAR_ZERO_COUNTS],
-                  near_zero_sums=rows[:, NEAR_ZERO_SUMS], cells=rows[:, CELLS], near_zero_cells=rows[:, NEAR_ZERO_CELLS],
-                  thresholds=header[HEADER_THRESHOLDS], nonfinite=header[HEADER_NONFINITE], units=int(units),
-                  group_size=int(g), result_magnitude=rows[:, RESULT_MAGNITUDE], reference=rows[:, REFERENCE],
-                  padding_only=float(header[HEADER_PADDING_ONLY]),
-                  output_threshold=float(header[HEADER_OUTPUT_THRESHOLD]))
+    return Record(
+        counts=rows[:, COUNTS],
+        sums=rows[:, SUMS],
+        near_zero_counts=rows[:, NEAR_ZERO_COUNTS],
+        near_zero_sums=rows[:, NEAR_ZERO_SUMS],
+        cells=rows[:, CELLS],
+        near_zero_cells=rows[:, NEAR_ZERO_CELLS],
+        thresholds=header[HEADER_THRESHOLDS],
+        nonfinite=header[HEADER_NONFINITE],
+        units=int(units),
+        group_size=int(g),
+        result_magnitude=rows[:, RESULT_MAGNITUDE],
+        reference=rows[:, REFERENCE],
+        padding_only=float(header[HEADER_PADDING_ONLY]),
+        output_threshold=float(header[HEADER_OUTPUT_THRESHOLD]),
+    )

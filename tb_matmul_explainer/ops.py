@@ -28,7 +28,8 @@ inside `tf.function`.
 import numpy as np
 import tensorflow as tf
 
-from tb_matmul_explainer import conv, threshold as threshold_lib, validation
+from tb_matmul_explainer import conv, validation
+from tb_matmul_explainer import threshold as threshold_lib
 
 TERMS = ("PP", "PZ", "PN", "ZP", "ZZ", "ZN", "NP", "NZ", "NN")
 SINGLE_TERMS = ("P", "Z", "N")
@@ -119,8 +120,9 @@ def _check_matmul(x, y):
     validation.check_rank(y, "y", 2)
     k_x, k_y = x.shape[-1], y.shape[-2]
     if k_x is not None and k_y is not None and k_x != k_y:
-        raise ValueError(f"x's last axis ({k_x}) must equal y's second-to-last axis ({k_y}): "
-                         f"shapes {x.shape} and {y.shape}")
+        raise ValueError(
+            f"x's last axis ({k_x}) must equal y's second-to-last axis ({k_y}): shapes {x.shape} and {y.shape}"
+        )
     try:
         tf.broadcast_static_shape(x.shape[:-2], y.shape[:-2])
     except ValueError:
@@ -146,19 +148,28 @@ def multiply_classify(x, y, confidence=0.95, thresholds=None, return_thresholds=
 
 def tensordot_classify(x, y, axes, confidence=0.95, thresholds=None, return_thresholds=False):
     """Classifies `tf.tensordot(x, y, axes)` (axes as in `tf.tensordot`). Shape `value_shape + (9,)`."""
+
     def check(x, y):
         try:
-            tf.tensordot(tf.zeros([d or 1 for d in x.shape], x.dtype), tf.zeros([d or 1 for d in y.shape], y.dtype),
-                         axes)
-        except (ValueError, TypeError, IndexError, tf.errors.InvalidArgumentError) as e:  # IndexError: axis out of range
+            tf.tensordot(
+                tf.zeros([d or 1 for d in x.shape], x.dtype), tf.zeros([d or 1 for d in y.shape], y.dtype), axes
+            )
+        except (
+            ValueError,
+            TypeError,
+            IndexError,
+            tf.errors.InvalidArgumentError,
+        ) as e:  # IndexError: axis out of range
             raise ValueError(f"axes {axes!r} do not fit x shape {x.shape} and y shape {y.shape}: {e}") from None
 
-    return _classify(lambda a, b: tf.tensordot(a, b, axes), x, y, confidence, thresholds, return_thresholds,
-                     check=check)
+    return _classify(
+        lambda a, b: tf.tensordot(a, b, axes), x, y, confidence, thresholds, return_thresholds, check=check
+    )
 
 
-def conv_classify(inputs, kernel, strides=1, padding="VALID", confidence=0.95, thresholds=None,
-                  return_thresholds=False):
+def conv_classify(
+    inputs, kernel, strides=1, padding="VALID", confidence=0.95, thresholds=None, return_thresholds=False
+):
     """Classifies `tf.nn.convolution(inputs, kernel, strides, padding)`.
 
     Args:
@@ -178,8 +189,9 @@ def conv_classify(inputs, kernel, strides=1, padding="VALID", confidence=0.95, t
     def op(a, b):
         return conv.forward(a, b, spatial["strides"], padding)
 
-    return _classify(op, inputs, kernel, confidence, thresholds, return_thresholds, names=("inputs", "kernel"),
-                     check=check)
+    return _classify(
+        op, inputs, kernel, confidence, thresholds, return_thresholds, names=("inputs", "kernel"), check=check
+    )
 
 
 def _check_conv_gradient(x_shape, d_out, kernel_shape, strides, padding, x_name="x"):
@@ -206,8 +218,9 @@ def _static_shape(shape, name):
     return dims
 
 
-def conv_backprop_filter_classify(x, d_out, kernel_shape, strides=1, padding="VALID", confidence=0.95,
-                                  thresholds=None, return_thresholds=False):
+def conv_backprop_filter_classify(
+    x, d_out, kernel_shape, strides=1, padding="VALID", confidence=0.95, thresholds=None, return_thresholds=False
+):
     """Classifies the kernel gradient of a convolution: `dJ/dW = backprop_filter(x, d_out)`.
 
     Args:
@@ -232,8 +245,9 @@ def conv_backprop_filter_classify(x, d_out, kernel_shape, strides=1, padding="VA
     return _classify(op, x, d_out, confidence, thresholds, return_thresholds, names=("x", "d_out"), check=check)
 
 
-def conv_backprop_input_classify(d_out, kernel, input_shape, strides=1, padding="VALID", confidence=0.95,
-                                 thresholds=None, return_thresholds=False):
+def conv_backprop_input_classify(
+    d_out, kernel, input_shape, strides=1, padding="VALID", confidence=0.95, thresholds=None, return_thresholds=False
+):
     """Classifies the input gradient of a convolution: `dJ/dx = backprop_input(d_out, kernel)`.
 
     Args:
@@ -248,11 +262,13 @@ def conv_backprop_input_classify(d_out, kernel, input_shape, strides=1, padding=
 
     def check(d, k):
         geometry["input_shape"] = _static_shape(input_shape, "input_shape")
-        geometry["strides"] = _check_conv_gradient(geometry["input_shape"], d, k.shape, strides, padding,
-                                                   x_name="input_shape")
+        geometry["strides"] = _check_conv_gradient(
+            geometry["input_shape"], d, k.shape, strides, padding, x_name="input_shape"
+        )
 
     def op(d, k):
         return conv.backprop_input(d, k, geometry["input_shape"], geometry["strides"], padding)
 
-    return _classify(op, d_out, kernel, confidence, thresholds, return_thresholds, names=("d_out", "kernel"),
-                     check=check)
+    return _classify(
+        op, d_out, kernel, confidence, thresholds, return_thresholds, names=("d_out", "kernel"), check=check
+    )

@@ -28,8 +28,9 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tb_matmul_explainer import aggregates, metadata
 
 
-def write_totals(tag, totals, step, summary_metadata, *, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True,
-                 extras=None):
+def write_totals(
+    tag, totals, step, summary_metadata, *, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, extras=None
+):
     """Writes one record and, unless `scalars=False`, its two scalars, to the default writer.
 
     Contract:
@@ -45,8 +46,7 @@ def write_totals(tag, totals, step, summary_metadata, *, max_units=metadata.DEFA
     `tf.summary.should_record_summaries()`; it computes nothing lazily itself (the caller decides whether to compute
     the totals). Returns the record's `tf.summary.write` result (a bool tensor). Eager or inside `tf.function`.
     """
-    written = tf.summary.write(tag, metadata.pack_record(totals, max_units, extras), step,
-                               metadata=summary_metadata)
+    written = tf.summary.write(tag, metadata.pack_record(totals, max_units, extras), step, metadata=summary_metadata)
     if scalars:
         cells = tf.reduce_sum(totals.cells)
         near_zero = tf.math.divide_no_nan(tf.reduce_sum(totals.near_zero_cells), cells)
@@ -59,47 +59,147 @@ def write_totals(tag, totals, step, summary_metadata, *, max_units=metadata.DEFA
 
 def dense(name, x, kernel, result=None, step=None, *, layer=None, layer_index=0, description=None, **options):
     """Explains `x @ kernel` (x of rank >= 2); units are the kernel's output units."""
-    return _write(name, "forward", "dense", int(kernel.shape[-1]), step, layer, layer_index, description, options,
-                  lambda opts: aggregates.dense(x, kernel, result=result, options=opts))
+    return _write(
+        name,
+        "forward",
+        "dense",
+        int(kernel.shape[-1]),
+        step,
+        layer,
+        layer_index,
+        description,
+        options,
+        lambda opts: aggregates.dense(x, kernel, result=result, options=opts),
+    )
 
 
-def conv(name, inputs, kernel, strides=1, padding="VALID", result=None, step=None, *, layer=None, layer_index=0,
-         description=None, **options):
+def conv(
+    name,
+    inputs,
+    kernel,
+    strides=1,
+    padding="VALID",
+    result=None,
+    step=None,
+    *,
+    layer=None,
+    layer_index=0,
+    description=None,
+    **options,
+):
     """Explains an NHWC 1D/2D/3D convolution; units are the output channels."""
-    return _write(name, "forward", _conv_op(kernel), int(kernel.shape[-1]), step, layer, layer_index, description,
-                  options, lambda opts: aggregates.conv(inputs, kernel, strides, padding, result=result, options=opts))
+    return _write(
+        name,
+        "forward",
+        _conv_op(kernel),
+        int(kernel.shape[-1]),
+        step,
+        layer,
+        layer_index,
+        description,
+        options,
+        lambda opts: aggregates.conv(inputs, kernel, strides, padding, result=result, options=opts),
+    )
 
 
-def dense_kernel_gradient(name, x, d_out, result=None, step=None, *, layer=None, layer_index=0, description=None,
-                          **options):
+def dense_kernel_gradient(
+    name, x, d_out, result=None, step=None, *, layer=None, layer_index=0, description=None, **options
+):
     """Explains the kernel gradient `x^T @ d_out`; units are the output units."""
-    return _write(name, "kernel_gradient", "dense", int(d_out.shape[-1]), step, layer, layer_index, description,
-                  options, lambda opts: aggregates.dense_kernel_gradient(x, d_out, result=result, options=opts))
+    return _write(
+        name,
+        "kernel_gradient",
+        "dense",
+        int(d_out.shape[-1]),
+        step,
+        layer,
+        layer_index,
+        description,
+        options,
+        lambda opts: aggregates.dense_kernel_gradient(x, d_out, result=result, options=opts),
+    )
 
 
-def conv_kernel_gradient(name, x, d_out, kernel_shape, strides=1, padding="VALID", result=None, step=None, *,
-                         layer=None, layer_index=0, description=None, **options):
+def conv_kernel_gradient(
+    name,
+    x,
+    d_out,
+    kernel_shape,
+    strides=1,
+    padding="VALID",
+    result=None,
+    step=None,
+    *,
+    layer=None,
+    layer_index=0,
+    description=None,
+    **options,
+):
     """Explains a convolution's kernel gradient; units are the output channels."""
-    return _write(name, "kernel_gradient", _conv_op(kernel_shape), int(kernel_shape[-1]), step, layer, layer_index,
-                  description, options,
-                  lambda opts: aggregates.conv_kernel_gradient(x, d_out, kernel_shape, strides, padding, result=result,
-                                                               options=opts))
+    return _write(
+        name,
+        "kernel_gradient",
+        _conv_op(kernel_shape),
+        int(kernel_shape[-1]),
+        step,
+        layer,
+        layer_index,
+        description,
+        options,
+        lambda opts: aggregates.conv_kernel_gradient(
+            x, d_out, kernel_shape, strides, padding, result=result, options=opts
+        ),
+    )
 
 
-def dense_input_gradient(name, d_out, kernel, result=None, step=None, *, layer=None, layer_index=0,
-                         description=None, **options):
+def dense_input_gradient(
+    name, d_out, kernel, result=None, step=None, *, layer=None, layer_index=0, description=None, **options
+):
     """Explains the input gradient `d_out @ kernel^T`; units are the input features."""
-    return _write(name, "input_gradient", "dense", int(kernel.shape[-2]), step, layer, layer_index, description,
-                  options, lambda opts: aggregates.dense_input_gradient(d_out, kernel, result=result, options=opts))
+    return _write(
+        name,
+        "input_gradient",
+        "dense",
+        int(kernel.shape[-2]),
+        step,
+        layer,
+        layer_index,
+        description,
+        options,
+        lambda opts: aggregates.dense_input_gradient(d_out, kernel, result=result, options=opts),
+    )
 
 
-def conv_input_gradient(name, d_out, kernel, input_shape, strides=1, padding="VALID", result=None, step=None, *,
-                        layer=None, layer_index=0, description=None, **options):
+def conv_input_gradient(
+    name,
+    d_out,
+    kernel,
+    input_shape,
+    strides=1,
+    padding="VALID",
+    result=None,
+    step=None,
+    *,
+    layer=None,
+    layer_index=0,
+    description=None,
+    **options,
+):
     """Explains a convolution's input gradient; units are the input channels."""
-    return _write(name, "input_gradient", _conv_op(kernel), int(kernel.shape[-2]), step, layer, layer_index,
-                  description, options,
-                  lambda opts: aggregates.conv_input_gradient(d_out, kernel, input_shape, strides, padding,
-                                                              result=result, options=opts))
+    return _write(
+        name,
+        "input_gradient",
+        _conv_op(kernel),
+        int(kernel.shape[-2]),
+        step,
+        layer,
+        layer_index,
+        description,
+        options,
+        lambda opts: aggregates.conv_input_gradient(
+            d_out, kernel, input_shape, strides, padding, result=result, options=opts
+        ),
+    )
 
 
 def _conv_op(kernel_or_shape):
@@ -123,11 +223,19 @@ def _write(name, role, op, units, step, layer, layer_index, description, options
         raise ValueError(f"max_units must be a positive int, got {max_units!r}")
     opts = aggregates.Options(**options)
     summary_metadata = metadata.create_summary_metadata(
-        layer or name, description, role=role, op=op, layer=layer or name, index=layer_index, units=units,
-        confidence=opts.confidence, thresholds=[t if t is None else float(t) for t in opts.thresholds])
+        layer or name,
+        description,
+        role=role,
+        op=op,
+        layer=layer or name,
+        index=layer_index,
+        units=units,
+        confidence=opts.confidence,
+        thresholds=[t if t is None else float(t) for t in opts.thresholds],
+    )
     with tf.summary.experimental.summary_scope(name, "matmul_explainer_summary") as (tag, _):
+
         def record():
-            return write_totals(tag, totals_fn(opts), step, summary_metadata, max_units=max_units,
-                                scalars=scalars)
+            return write_totals(tag, totals_fn(opts), step, summary_metadata, max_units=max_units, scalars=scalars)
 
         return tf.cond(tf.summary.should_record_summaries(), record, lambda: tf.constant(False))

@@ -54,6 +54,7 @@ def _fraction(confidence):
 
 def _histogram(arr, bins):
     """int32 counts of the non-negative `arr` values in [0, bins); larger values are skipped."""
+
     def scattered():  # fixed cost ~0.05 ms, but slow per element
         ids = tf.cast(tf.minimum(arr, bins), tf.int32)
         return tf.math.unsorted_segment_sum(tf.ones_like(ids), ids, bins + 1)[:bins]
@@ -107,13 +108,16 @@ def _percentile_flat(flat, frac):
     # Shortcut for the common tie: exact zeros (e.g. after a ReLU) are the smallest keys and all lie in bucket
     # 0. When the ranks fall among them the answer needs no further pass over that heavily repeated bin; the
     # zeros are counted only when the low rank lies in bucket 0.
-    zeros = tf.cond(digit_lo == 0, lambda: tf.reduce_sum(tf.cast(tf.equal(keys, 0), tf.int32)),
-                    lambda: tf.constant(0))
+    zeros = tf.cond(digit_lo == 0, lambda: tf.reduce_sum(tf.cast(tf.equal(keys, 0), tf.int32)), lambda: tf.constant(0))
     key_lo, key_hi = tf.cond(
-        second < zeros, lambda: (tf.zeros([], int_dtype),) * 2,
-        lambda: tf.cond(first < zeros,
-                        lambda: (tf.zeros([], int_dtype), _next_key(keys, tf.zeros([], int_dtype), mask)),
-                        lambda: _refine(keys, mask, shift, digit_lo, rank_lo, digit_hi, rank_hi)))
+        second < zeros,
+        lambda: (tf.zeros([], int_dtype),) * 2,
+        lambda: tf.cond(
+            first < zeros,
+            lambda: (tf.zeros([], int_dtype), _next_key(keys, tf.zeros([], int_dtype), mask)),
+            lambda: _refine(keys, mask, shift, digit_lo, rank_lo, digit_hi, rank_hi),
+        ),
+    )
 
     thr = tf.constant(0.5, flat.dtype) * (tf.bitcast(key_lo, flat.dtype) + tf.bitcast(key_hi, flat.dtype))
     return tf.where(n > 0, thr, tf.zeros([], flat.dtype))
@@ -154,8 +158,7 @@ def _next_key(keys, key, mask):
 # One traced graph per dtype, shared by every shape and confidence (frac is a tensor argument): eager calls
 # run as a single graph call, and calls inside a caller's tf.function are inlined.
 _PERCENTILE_FNS = {
-    dtype: tf.function(_percentile_flat, input_signature=[tf.TensorSpec([None], dtype),
-                                                          tf.TensorSpec([], tf.float64)])
+    dtype: tf.function(_percentile_flat, input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.float64)])
     for dtype in _LAYOUT
 }
 
@@ -201,8 +204,9 @@ def _sorted_percentile(flat, frac):
     first = tf.clip_by_value(tf.cast(tf.math.floor(pos), tf.int32), 0, last)
     second = tf.clip_by_value(tf.cast(tf.math.ceil(pos), tf.int32), 0, last)
     # The second + 1 smallest magnitudes, ascending (non-finite values count as +inf: never among them).
-    smallest = -tf.math.top_k(-tf.where(finite, magnitude, tf.constant(np.inf, flat.dtype)),
-                              k=tf.minimum(second + 1, tf.size(magnitude))).values
+    smallest = -tf.math.top_k(
+        -tf.where(finite, magnitude, tf.constant(np.inf, flat.dtype)), k=tf.minimum(second + 1, tf.size(magnitude))
+    ).values
     smallest = tf.concat([smallest, tf.zeros([1], flat.dtype)], 0)  # so that an empty input gathers too
     thr = tf.constant(0.5, flat.dtype) * (tf.gather(smallest, first) + tf.gather(smallest, second))
     return tf.where(n > 0, thr, tf.zeros([], flat.dtype))
@@ -225,8 +229,11 @@ def sampled_threshold(x, confidence, sample_size=DEFAULT_SAMPLE_SIZE, seed=None)
     def sampled():
         draws = tf.gather(flat, _sample_indices(tf.size(flat, out_type=tf.int64), sample_size, seed))
         # All draws non-finite (x almost entirely NaN/inf): fall back to the exact value over all of x.
-        return tf.cond(tf.reduce_any(tf.math.is_finite(draws)), lambda: percentile(draws, frac),
-                       lambda: _PERCENTILE_FNS[flat.dtype](flat, frac))
+        return tf.cond(
+            tf.reduce_any(tf.math.is_finite(draws)),
+            lambda: percentile(draws, frac),
+            lambda: _PERCENTILE_FNS[flat.dtype](flat, frac),
+        )
 
     static_size = flat.shape[0]
     if static_size is not None:

@@ -94,11 +94,14 @@ def parse_thresholds(thresholds, count=2, name="thresholds"):
         value = check_threshold(thresholds, name)
         return (value,) * count
     if isinstance(thresholds, (str, bytes)) or not hasattr(thresholds, "__len__"):
-        raise TypeError(f"{name} must be None, a number, or a sequence of {count} numbers or Nones, "
-                        f"got {type(thresholds).__name__}: {thresholds!r}")
+        raise TypeError(
+            f"{name} must be None, a number, or a sequence of {count} numbers or Nones, "
+            f"got {type(thresholds).__name__}: {thresholds!r}"
+        )
     if len(thresholds) != count:
-        raise ValueError(f"{name} must have length {count} (one per operand), got length {len(thresholds)}: "
-                         f"{thresholds!r}")
+        raise ValueError(
+            f"{name} must have length {count} (one per operand), got length {len(thresholds)}: {thresholds!r}"
+        )
     return tuple(check_threshold(t, f"{name}[{i}]") for i, t in enumerate(thresholds))
 
 

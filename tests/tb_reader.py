@@ -28,5 +28,6 @@ def read_scalars(logdir):
     provider = provider_for(logdir)
     ctx = context.RequestContext()
     data = provider.read_scalars(ctx, experiment_id="", plugin_name="scalars", downsample=10**6)
-    return {run: {tag: [(d.step, d.value) for d in points] for tag, points in tags.items()}
-            for run, tags in data.items()}
+    return {
+        run: {tag: [(d.step, d.value) for d in points] for tag, points in tags.items()} for run, tags in data.items()
+    }

@@ -65,8 +65,10 @@ class TensorBoardServer:
             if condition():
                 return time.monotonic() - start
             if not self.alive():
-                raise TensorBoardError("TensorBoard exited (status %s) while waiting for %s:\n%s"
-                                       % (self.proc.returncode, what, self.log_tail()))
+                raise TensorBoardError(
+                    "TensorBoard exited (status %s) while waiting for %s:\n%s"
+                    % (self.proc.returncode, what, self.log_tail())
+                )
             if time.monotonic() - start > timeout:
                 raise TensorBoardError("waited %d s for %s:\n%s" % (timeout, what, self.log_tail()))
             time.sleep(interval)
@@ -91,8 +93,19 @@ class TensorBoardServer:
 def start(logdir, load_fast="auto", *, reload_interval=None, extra_args=(), timeout=STARTUP_TIMEOUT_S):
     """Starts TensorBoard on `logdir` on loopback, port 0 (a free port), and returns a `TensorBoardServer` once it
     serves. `load_fast`: "auto" (the Rust data server where installed), "true" or "false" (the multiplexer)."""
-    argv = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1", "--port", "0",
-            "--load_fast", load_fast]
+    argv = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        str(logdir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--load_fast",
+        load_fast,
+    ]
     if reload_interval is not None:
         argv += ["--reload_interval", str(reload_interval)]
     argv += list(extra_args)

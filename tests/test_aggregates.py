@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from tb_matmul_explainer import aggregates as ag
-from tb_matmul_explainer.aggregates import sampling
 from tb_matmul_explainer import conv as conv_lib
 from tb_matmul_explainer import ops, threshold
+from tb_matmul_explainer.aggregates import sampling
 
 RNG = np.random.default_rng(1234)
 
@@ -39,10 +39,14 @@ def _reduce(counts, sums, result, r_thr):
     axes = tuple(range(counts.ndim - 2))
     z = zero.astype(np.float64)[..., None]
     with np.errstate(invalid="ignore"):
-        return dict(counts=counts.sum(axes), sums=sums.sum(axes), near_zero_counts=(counts * z).sum(axes),
-                    near_zero_sums=np.where(z > 0, sums, 0.0).sum(axes),
-                    cells=np.full(counts.shape[-2], float(np.prod(counts.shape[:-2]))),
-                    near_zero_cells=zero.sum(axes).astype(np.float64))
+        return dict(
+            counts=counts.sum(axes),
+            sums=sums.sum(axes),
+            near_zero_counts=(counts * z).sum(axes),
+            near_zero_sums=np.where(z > 0, sums, 0.0).sum(axes),
+            cells=np.full(counts.shape[-2], float(np.prod(counts.shape[:-2]))),
+            near_zero_cells=zero.sum(axes).astype(np.float64),
+        )
 
 
 def per_cell(role, kind, first, second, thresholds, result, geometry=None, strides=1, padding="VALID"):
@@ -52,8 +56,9 @@ def per_cell(role, kind, first, second, thresholds, result, geometry=None, strid
         if role == "forward":
             c, s = ops.matmul_classify(first.reshape(-1, first.shape[-1]), second, thresholds=th)
         elif role == "kernel_gradient":
-            c, s = ops.matmul_classify(first.reshape(-1, first.shape[-1]).T, second.reshape(-1, second.shape[-1]),
-                                       thresholds=th)
+            c, s = ops.matmul_classify(
+                first.reshape(-1, first.shape[-1]).T, second.reshape(-1, second.shape[-1]), thresholds=th
+            )
         else:
             c, s = ops.matmul_classify(first.reshape(-1, first.shape[-1]), second.T, thresholds=th)
         result = np.asarray(result).reshape(np.asarray(c).shape[:-1])
@@ -115,12 +120,33 @@ def assert_matches(got, want, rtol=1e-5, atol_scale=1e-5, sums=True):
             np.testing.assert_allclose(getattr(got, name).numpy(), w, rtol=rtol, atol=atol, err_msg=name)
 
 
-def check(kind, role, first, second, geometry=None, strides=1, padding="VALID", thresholds=(0.3, 0.4, 0.5),
-          pass_result=True, rtol=1e-5, **kwargs):
+def check(
+    kind,
+    role,
+    first,
+    second,
+    geometry=None,
+    strides=1,
+    padding="VALID",
+    thresholds=(0.3, 0.4, 0.5),
+    pass_result=True,
+    rtol=1e-5,
+    **kwargs,
+):
     """Runs the aggregate and the per-cell route on the same thresholds and compares them."""
     result = op_result(role, kind, first, second, geometry, strides, padding)
-    got = aggregate(kind, role, first, second, geometry, strides, padding, thresholds=thresholds,
-                    result=result if pass_result else None, **kwargs)
+    got = aggregate(
+        kind,
+        role,
+        first,
+        second,
+        geometry,
+        strides,
+        padding,
+        thresholds=thresholds,
+        result=result if pass_result else None,
+        **kwargs,
+    )
     used = got.thresholds.numpy()
     if thresholds is not None and not isinstance(thresholds, (int, float)):
         for given, u in zip(thresholds, used):
@@ -205,7 +231,7 @@ def test_dense_counts_exact_beyond_float32():
     w_classes = [w > 0.5, np.abs(w) < 0.5, w < -0.5]
     want = np.array([[n * np.sum(a[:, None] & b, 0) for b in w_classes] for a in classes], np.int64)
     want = want.transpose(2, 0, 1).reshape(m, 9)
-    assert n * k > 2 ** 24
+    assert n * k > 2**24
     np.testing.assert_array_equal(got.counts.numpy().astype(np.int64), want)
     assert got.counts.numpy().sum(1).tolist() == [float(n * k)] * m
 
@@ -221,9 +247,11 @@ def test_dense_near_zero_counts_exact_beyond_float32(role):
     fn = ag.dense if role == "forward" else ag.dense_input_gradient
     kernel = w if role == "forward" else w.T
     options = dict(thresholds=(0.5, 0.5, 1e30), near_zero="exact")
-    dynamic = tf.function(lambda a, b: fn(a, b, **options),
-                          input_signature=[tf.TensorSpec([None, k], tf.float32), tf.TensorSpec(kernel.shape)])
-    assert n * k > 2 ** 24
+    dynamic = tf.function(
+        lambda a, b: fn(a, b, **options),
+        input_signature=[tf.TensorSpec([None, k], tf.float32), tf.TensorSpec(kernel.shape)],
+    )
+    assert n * k > 2**24
     for got in (fn(x, kernel, **options), dynamic(x, kernel)):
         np.testing.assert_array_equal(got.near_zero_counts.numpy(), got.counts.numpy())
         assert got.near_zero_counts.numpy().sum(1).tolist() == [float(n * k)] * m
@@ -244,15 +272,16 @@ CONV_CASES = [
     ((2, 9, 9, 2), (3, 3, 2, 2), 3, "SAME"),
     ((1, 5, 6, 4, 2), (2, 3, 2, 2, 3), 1, "VALID"),
     ((2, 5, 4, 5, 2), (3, 2, 3, 2, 2), (2, 1, 3), "SAME"),
-    ((1, 2, 2, 1), (3, 3, 1, 2), 1, "SAME"),      # kernel larger than the input
+    ((1, 2, 2, 1), (3, 3, 1, 2), 1, "SAME"),  # kernel larger than the input
 ]
 
 
 def conv_operands(role, in_shape, k_shape, strides, padding, zeros=0.3, dtype=np.float32):
     x = normal(*in_shape, zeros=zeros, dtype=dtype)
     k = normal(*k_shape, dtype=dtype)
-    out_shape = tuple(op_result("forward", "conv", x.astype(np.float32), k.astype(np.float32), None, strides,
-                                padding).shape)
+    out_shape = tuple(
+        op_result("forward", "conv", x.astype(np.float32), k.astype(np.float32), None, strides, padding).shape
+    )
     d = normal(*out_shape, dtype=dtype)
     if role == "forward":
         return x, k, None
@@ -269,12 +298,14 @@ def test_conv_matches_per_cell(role, in_shape, k_shape, strides, padding):
 
 
 @pytest.mark.parametrize("role", ag.ROLES)
-@pytest.mark.parametrize("thresholds,confidence", [(None, 0.95), (None, 0.0), (None, 1.0), (0.0, 0.9),
-                                                   ((None, 0.3, None), 0.8)])
+@pytest.mark.parametrize(
+    "thresholds,confidence", [(None, 0.95), (None, 0.0), (None, 1.0), (0.0, 0.9), ((None, 0.3, None), 0.8)]
+)
 def test_conv_derived_thresholds(role, thresholds, confidence):
     f, s, g = conv_operands(role, (2, 7, 6, 3), (3, 3, 3, 4), 1, "SAME", zeros=0.4)
-    got, _, result = check("conv", role, f, s, g, 1, "SAME", thresholds=thresholds, confidence=confidence,
-                           threshold_method="exact")
+    got, _, result = check(
+        "conv", role, f, s, g, 1, "SAME", thresholds=thresholds, confidence=confidence, threshold_method="exact"
+    )
     triple = ag.Options(thresholds=thresholds).thresholds
     for i, t in enumerate((f, s, result)):
         want = threshold.percentile_threshold(t, confidence).numpy() if triple[i] is None else triple[i]
@@ -297,8 +328,19 @@ def test_conv_many_positions_uses_unpacked_counts(role):
 def test_conv_kernel_gradient_many_taps_uses_unpacked_counts():
     # 3 x 3 x 500 = 4500 taps per output: the conv kernel gradient's near-zero counts go unpacked.
     f, s, g = conv_operands("kernel_gradient", (1, 5, 5, 500), (3, 3, 500, 2), 1, "SAME")
-    check("conv", "kernel_gradient", f, s, g, 1, "SAME", thresholds=(0.3, 0.3, None), threshold_method="exact",
-          rtol=1e-4, jit=True)
+    check(
+        "conv",
+        "kernel_gradient",
+        f,
+        s,
+        g,
+        1,
+        "SAME",
+        thresholds=(0.3, 0.3, None),
+        threshold_method="exact",
+        rtol=1e-4,
+        jit=True,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -360,7 +402,7 @@ def test_zero_size_batch(kind, role):
         assert got.counts.shape == (units, 9) and units > 0
         for name in ("counts", "sums", "near_zero_counts", "near_zero_sums"):
             assert np.all(getattr(got, name).numpy() == 0), name
-        if role == "kernel_gradient":   # the kernel gradient's cells exist; its products do not
+        if role == "kernel_gradient":  # the kernel gradient's cells exist; its products do not
             assert np.all(got.counts.numpy() == 0)
         else:
             assert np.all(got.cells.numpy() == 0)
@@ -376,8 +418,9 @@ def test_nonfinite_values(kind, role):
     s.flat[2] = -np.inf
     s.flat[5] = np.nan
     result = op_result(role, kind, f, s, g, st, p)
-    got = aggregate_compiled(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), result=result,
-                             threshold_method="exact")
+    got = aggregate_compiled(
+        kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), result=result, threshold_method="exact"
+    )
     want = per_cell(role, kind, f, s, got.thresholds.numpy(), result, g, st, p)
     assert_matches(got, want, sums=False)
     # Non-finite values never vanish: sums are non-finite wherever the per-cell route's are (the factorised
@@ -408,8 +451,18 @@ def test_dtypes(kind, role, dtype):
     compute = np.float64 if dtype == tf.float64 else np.float32
     f_c, s_c = tf.cast(f_t, compute).numpy(), tf.cast(s_t, compute).numpy()
     result = op_result(role, kind, f_c, s_c, g, st, p)
-    got = aggregate(kind, role, f_t, s_t, g, st, p, thresholds=(0.3, 0.4, None), result=tf.cast(result, dtype),
-                    threshold_method="exact")
+    got = aggregate(
+        kind,
+        role,
+        f_t,
+        s_t,
+        g,
+        st,
+        p,
+        thresholds=(0.3, 0.4, None),
+        result=tf.cast(result, dtype),
+        threshold_method="exact",
+    )
     for t in got:
         assert t.dtype == tf.float64
     result_c = tf.cast(tf.cast(result, dtype), compute).numpy()
@@ -419,8 +472,9 @@ def test_dtypes(kind, role, dtype):
 def test_mixed_dtypes_are_promoted():
     x, w = normal(5, 4), normal(4, 3).astype(np.float64)
     got = ag.dense(x, w, thresholds=0.3)
-    assert_matches(got, per_cell("forward", "dense", x.astype(np.float64), w, got.thresholds.numpy(),
-                                 x.astype(np.float64) @ w))
+    assert_matches(
+        got, per_cell("forward", "dense", x.astype(np.float64), w, got.thresholds.numpy(), x.astype(np.float64) @ w)
+    )
 
 
 @pytest.mark.parametrize("kind,role", ALL_ROLES)
@@ -433,8 +487,7 @@ def test_inside_tf_function_with_unknown_batch(kind, role):
 
     @tf.function(input_signature=[f_spec, s_spec])
     def run(a, b):
-        return aggregate_compiled(kind, role, a, b, g, st, p, thresholds=(0.3, 0.4, None),
-                                  threshold_method="exact")
+        return aggregate_compiled(kind, role, a, b, g, st, p, thresholds=(0.3, 0.4, None), threshold_method="exact")
 
     for batch in (3, 0, 1):
         f_b, s_b, _, _, _ = operands(kind, role, batch=batch)
@@ -472,8 +525,9 @@ def test_sums_add_up_to_the_result(kind, role):
     units = result.reshape(-1, result.shape[-1])
     np.testing.assert_allclose(got.sums.numpy().sum(1), units.sum(0), rtol=1e-5, atol=1e-5)
     zero = ops.classification_mask(result, threshold=got.thresholds.numpy()[2])[1].numpy()
-    np.testing.assert_allclose(got.near_zero_sums.numpy().sum(1), np.where(zero, result, 0).reshape(units.shape).sum(0),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        got.near_zero_sums.numpy().sum(1), np.where(zero, result, 0).reshape(units.shape).sum(0), rtol=1e-4, atol=1e-5
+    )
     np.testing.assert_array_equal(got.counts.numpy().sum(1), _products_per_unit(kind, role, f, s, g, st, p))
 
 
@@ -505,8 +559,19 @@ def test_near_zero_off(kind, role):
 def test_near_zero_sampled_is_exact_when_the_sample_covers_the_batch(kind, role):
     f, s, g, st, p = operands(kind, role)
     exact = aggregate_compiled(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None), threshold_method="exact")
-    sampled = aggregate_compiled(kind, role, f, s, g, st, p, thresholds=(0.3, 0.4, None),
-                                 threshold_method="exact", near_zero="sampled", near_zero_sample_size=10 ** 6)
+    sampled = aggregate_compiled(
+        kind,
+        role,
+        f,
+        s,
+        g,
+        st,
+        p,
+        thresholds=(0.3, 0.4, None),
+        threshold_method="exact",
+        near_zero="sampled",
+        near_zero_sample_size=10**6,
+    )
     for a, b in zip(exact, sampled):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
 
@@ -549,8 +614,9 @@ def test_dense_near_zero_sampled_is_the_sampled_rows_exactly(role, xla, unknown_
     r_thr = got.thresholds.numpy()[2]
     want_counts, want_sums = _sampled_rows_route(role, f, s, 5, 37, (0.3, 0.4), r_thr)
     np.testing.assert_allclose(got.near_zero_counts.numpy(), want_counts, rtol=1e-12)
-    np.testing.assert_allclose(got.near_zero_sums.numpy(), want_sums, rtol=1e-5,
-                               atol=1e-5 * max(1.0, np.abs(want_sums).max()))
+    np.testing.assert_allclose(
+        got.near_zero_sums.numpy(), want_sums, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want_sums).max())
+    )
     full = per_cell(role, "dense", f, s, (0.3, 0.4, r_thr), op_result(role, "dense", f, s))
     np.testing.assert_array_equal(got.counts.numpy(), full["counts"])
     np.testing.assert_allclose(got.sums.numpy(), full["sums"], rtol=1e-5, atol=1e-5 * np.abs(full["sums"]).max())

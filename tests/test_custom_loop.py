@@ -1,21 +1,27 @@
 """The custom-training-loop recipe (GradientTape + LayerRecorder), exactly as the README gives it."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tb_matmul_explainer import metadata
 from tb_matmul_explainer.keras import LayerRecorder
 from tests import tb_reader
-from tests.test_keras import (EXACT, UNCOMPILED, assert_record_equals, dense_forward_oracle,
-                              dense_kernel_gradient_oracle, mlp_data)
+from tests.keras_helpers import (
+    EXACT,
+    UNCOMPILED,
+    assert_record_equals,
+    dense_forward_oracle,
+    dense_kernel_gradient_oracle,
+    mlp_data,
+)
 
 
 def test_gradient_tape_recipe_records_the_steps_it_is_asked_to(tmp_path):
     x_all, y_all = mlp_data(n=48)
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, activation="relu", name="hidden"),
-                              keras.layers.Dense(3, name="out")])
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(6, activation="relu", name="hidden"), keras.layers.Dense(3, name="out")]
+    )
     w0 = [w.numpy() for w in model.weights]
     dataset = tf.data.Dataset.from_tensor_slices((x_all, y_all)).batch(8)
 
@@ -59,6 +65,9 @@ def test_gradient_tape_recipe_records_the_steps_it_is_asked_to(tmp_path):
         tape.watch(z1)
         loss = loss_fn(y0, tf.nn.relu(z1 + b1) @ w2 + b2)
     d1 = tape.gradient(loss, z1).numpy()
-    assert_record_equals(metadata.unpack_record(run["hidden/forward"][1][0].numpy), dense_forward_oracle(x_all[:8], w0[0]))
-    assert_record_equals(metadata.unpack_record(run["hidden/kernel_gradient"][1][0].numpy),
-                         dense_kernel_gradient_oracle(x_all[:8], d1))
+    assert_record_equals(
+        metadata.unpack_record(run["hidden/forward"][1][0].numpy), dense_forward_oracle(x_all[:8], w0[0])
+    )
+    assert_record_equals(
+        metadata.unpack_record(run["hidden/kernel_gradient"][1][0].numpy), dense_kernel_gradient_oracle(x_all[:8], d1)
+    )

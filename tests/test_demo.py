@@ -14,8 +14,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def demo_runs(tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("demo"))
-    subprocess.run([sys.executable, os.path.join(ROOT, "demo", "train.py"), "--logdir", logdir, "--epochs", "1",
-                    "--update-freq", "20"], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "demo", "train.py"),
+            "--logdir",
+            logdir,
+            "--epochs",
+            "1",
+            "--update-freq",
+            "20",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     return loader.load(logdir).runs
 
 

@@ -22,10 +22,18 @@ def data(seed=0, samples=8 * BATCH, shape=(FEATURES,)):
 
 def train(model, tmp_path, x, y, optimizer=None, update_freq=2, epochs=1):
     """Fits `model` with the callback; returns (diagnoses, alerts) of its run at the latest step."""
-    model.compile(optimizer or keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=False, verbose=0,
-              callbacks=[ExplainerCallback(tmp_path, update_freq=update_freq)])
+    model.compile(
+        optimizer or keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[ExplainerCallback(tmp_path, update_freq=update_freq)],
+    )
     return explain.diagnose_run(loader.load(str(tmp_path)).runs["train"])
 
 
@@ -39,12 +47,16 @@ def alerts_by_layer(alerts):
 def test_dying_relus_from_a_negative_bias_are_named_where_they_die(tmp_path):
     keras.utils.set_random_seed(0)
     x, y = data()
-    model = keras.Sequential([
-        keras.Input((FEATURES,)),
-        keras.layers.Dense(32, activation="relu", name="hidden_1"),
-        keras.layers.Dense(32, activation="relu", bias_initializer=keras.initializers.Constant(-8.0),
-                           name="hidden_2"),
-        keras.layers.Dense(CLASSES, name="logits")])
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(32, activation="relu", name="hidden_1"),
+            keras.layers.Dense(
+                32, activation="relu", bias_initializer=keras.initializers.Constant(-8.0), name="hidden_2"
+            ),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ]
+    )
     model.build((None, FEATURES))
     # Independently: with the initial weights, hidden_2's pre-activation is negative for every input and unit.
     h1 = model.get_layer("hidden_1")(tf.constant(x[:BATCH]))
@@ -84,11 +96,14 @@ def test_dead_relus_after_batchnorm_are_named_at_the_activation_layer(tmp_path):
 def test_a_frozen_zero_kernel_is_collapsed_since_the_first_step(tmp_path):
     keras.utils.set_random_seed(2)
     x, y = data()
-    model = keras.Sequential([
-        keras.Input((FEATURES,)),
-        keras.layers.Dense(32, activation="tanh", name="hidden"),
-        keras.layers.Dense(16, kernel_initializer="zeros", name="frozen"),
-        keras.layers.Dense(CLASSES, name="logits")])
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(32, activation="tanh", name="hidden"),
+            keras.layers.Dense(16, kernel_initializer="zeros", name="frozen"),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ]
+    )
     model.get_layer("frozen").trainable = False
     _, alerts = train(model, tmp_path, x, y)
     collapsed = [a for a in alerts if a.kind == "collapsed_weights"]
@@ -118,11 +133,15 @@ def test_exact_cancellation_is_named(tmp_path):
 def test_saturated_sigmoids_are_named(tmp_path):
     keras.utils.set_random_seed(4)
     x, y = data()
-    model = keras.Sequential([
-        keras.Input((FEATURES,)),
-        keras.layers.Dense(32, activation="sigmoid", bias_initializer=keras.initializers.Constant(30.0),
-                           name="saturated"),
-        keras.layers.Dense(CLASSES, name="logits")])
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(
+                32, activation="sigmoid", bias_initializer=keras.initializers.Constant(30.0), name="saturated"
+            ),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ]
+    )
     model.build((None, FEATURES))
     z = tf.constant(x[:BATCH]) @ model.get_layer("saturated").kernel + model.get_layer("saturated").bias
     s = tf.sigmoid(z).numpy()
@@ -137,9 +156,14 @@ def test_vanishing_gradients_in_a_deep_sigmoid_mlp(tmp_path):
     keras.utils.set_random_seed(5)
     x, y = data()
     init = keras.initializers.RandomNormal(stddev=0.1, seed=0)
-    model = keras.Sequential([keras.Input((FEATURES,))] + [
-        keras.layers.Dense(32, activation="sigmoid", kernel_initializer=init, name=f"sigmoid_{i + 1}")
-        for i in range(8)] + [keras.layers.Dense(CLASSES, kernel_initializer=init, name="logits")])
+    model = keras.Sequential(
+        [keras.Input((FEATURES,))]
+        + [
+            keras.layers.Dense(32, activation="sigmoid", kernel_initializer=init, name=f"sigmoid_{i + 1}")
+            for i in range(8)
+        ]
+        + [keras.layers.Dense(CLASSES, kernel_initializer=init, name="logits")]
+    )
     _, alerts = train(model, tmp_path, x, y, optimizer=keras.optimizers.SGD(0.05))
     vanishing = [a for a in alerts if a.kind == "vanishing_gradient"]
     assert vanishing and vanishing[0].layer == "sigmoid_1" and vanishing[0].first_step == 0
@@ -154,7 +178,8 @@ def residual_cnn():
     for b in (1, 2):
         r = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name=f"block{b}_conv_1")(h)
         r = keras.layers.Activation("relu", name=f"block{b}_relu_1")(
-            keras.layers.BatchNormalization(name=f"block{b}_bn_1")(r))
+            keras.layers.BatchNormalization(name=f"block{b}_bn_1")(r)
+        )
         r = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name=f"block{b}_conv_2")(r)
         r = keras.layers.BatchNormalization(name=f"block{b}_bn_2")(r)
         h = keras.layers.Activation("relu", name=f"block{b}_out")(keras.layers.Add(name=f"block{b}_add")([h, r]))
@@ -185,10 +210,17 @@ def test_healthy_controls_have_nothing_wrong(tmp_path, name):
         x = np.random.default_rng(6).integers(0, 50, (8 * BATCH, 12)).astype(np.int32)
         y = x[:, 0] % CLASSES
     else:
-        model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(64, activation="relu"),
-                                  keras.layers.Dense(64, activation="relu"), keras.layers.Dense(CLASSES)])
+        model = keras.Sequential(
+            [
+                keras.Input((FEATURES,)),
+                keras.layers.Dense(64, activation="relu"),
+                keras.layers.Dense(64, activation="relu"),
+                keras.layers.Dense(CLASSES),
+            ]
+        )
         x, y = data()
     diagnoses, alerts = train(model, tmp_path, x, y, epochs=2)
     assert alerts == [], [(a.kind, a.layer, a.message) for a in alerts]
-    assert all(d.text.startswith("Nothing wrong") for d in diagnoses), [d.text for d in diagnoses
-                                                                         if not d.text.startswith("Nothing wrong")]
+    assert all(d.text.startswith("Nothing wrong") for d in diagnoses), [
+        d.text for d in diagnoses if not d.text.startswith("Nothing wrong")
+    ]

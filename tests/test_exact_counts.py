@@ -16,7 +16,7 @@ def counts_and_masks(draw, max_bound=exact.INT32_MAX):
     """Non-negative int32 counts `[n, c]` (each <= bound) and two disjoint boolean masks `[c, u]`."""
     n, c, u = draw(st.integers(0, 4)), draw(st.integers(0, 6)), draw(st.integers(0, 4))
     bound = draw(st.sampled_from([1, 7, exact.PACK_LIMIT, 1 << 20, exact.F32_EXACT + 1, max_bound]))
-    seed = draw(st.integers(0, 2 ** 32 - 1))
+    seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     left = rng.integers(0, bound, size=(n, c), endpoint=True).astype(np.int32)
     if left.size and draw(st.booleans()):
@@ -48,8 +48,15 @@ def test_count_pair_matmul_transposed(data, transposed):
     """The same with the counts stored transposed (`transpose_a`) and the masks too (`transpose_b`)."""
     left, bound, pos, neg = data
     a, p, n = (left.T, pos.T, neg.T) if transposed else (left, pos, neg)
-    got_p, got_n = exact.count_pair_matmul(tf.constant(a), tf.constant(p), tf.constant(n), bound, left.shape[1],
-                                           transpose_a=transposed, transpose_b=transposed)
+    got_p, got_n = exact.count_pair_matmul(
+        tf.constant(a),
+        tf.constant(p),
+        tf.constant(n),
+        bound,
+        left.shape[1],
+        transpose_a=transposed,
+        transpose_b=transposed,
+    )
     np.testing.assert_array_equal(got_p.numpy(), _int_matmul(left, pos))
     np.testing.assert_array_equal(got_n.numpy(), _int_matmul(left, neg))
 
@@ -69,7 +76,7 @@ def test_exact_matmul_of_bit_planes_equals_the_integer_product(data, length):
 def test_bit_planes_recombine_to_the_integer(value, bits):
     planes = exact.planes_for(value, bits)
     assert (1 << (bits * planes)) > value  # enough planes for the bound
-    split = exact.bit_planes(tf.constant([[value]], tf.int32), bits, planes, -2)        # [planes, 1]
+    split = exact.bit_planes(tf.constant([[value]], tf.int32), bits, planes, -2)  # [planes, 1]
     assert np.all(split.numpy() < (1 << bits))
     np.testing.assert_array_equal(exact.combine_planes(split, bits, planes).numpy(), [[value]])
 
@@ -113,6 +120,7 @@ def test_strategy_carries_counts_up_to_the_bound_exactly(bound, dtype):
 @given(rows=st.integers(0, 3 * exact.F32_EXACT), static=st.booleans())
 def test_by_bound_picks_the_strategy_at_trace_or_run_time(rows, static):
     """A static bound picks the strategy in Python; an unknown one picks it in the graph, the same one."""
+
     def fn(name, bound):
         return tf.constant(["packed", "f32", "f64"].index(name))
 
@@ -136,7 +144,7 @@ def test_exact_sum_is_exact_in_float64(n, length, elem_bound):
 def test_pair_counts_fill_the_table_from_its_margins():
     """`pair_counts` derives the Z row and column from the margins: random 3x3 tables round-trip."""
     rng = np.random.default_rng(3)
-    table = rng.integers(0, 50, size=(3, 3, 4)).astype(np.float64)   # [first class, second class, unit]
+    table = rng.integers(0, 50, size=(3, 3, 4)).astype(np.float64)  # [first class, second class, unit]
     cross = [[table[0, 0], table[0, 2]], [table[2, 0], table[2, 2]]]
     total_a = [table[0].sum(0), table[2].sum(0)]
     col_b = [table[:, 0].sum(0), table[:, 2].sum(0)]

@@ -14,8 +14,9 @@ def write(logdir, run, layers):
     with tf.summary.create_file_writer(str(logdir / run)).as_default():
         for index, (name, role, steps) in enumerate(layers):
             for step, first, second in steps:
-                ops[role](f"{name}/{role}", first, second, step=step, layer=name, layer_index=index,
-                          threshold_method="exact")
+                ops[role](
+                    f"{name}/{role}", first, second, step=step, layer=name, layer_index=index, threshold_method="exact"
+                )
     return loader.load(str(logdir)).runs[run]
 
 
@@ -34,8 +35,11 @@ class TotalsView:
         return None if picked is None else (picked[0], explain.totals(picked[1]))
 
     def history(self, step):
-        return [explain.summarise(s, explain.totals(r)) for s, r in zip(self._series.steps,
-                                                                        self._series.records) if s < step]
+        return [
+            explain.summarise(s, explain.totals(r))
+            for s, r in zip(self._series.steps, self._series.records)
+            if s < step
+        ]
 
 
 def test_healthy_layer_says_nothing_is_wrong(tmp_path):
@@ -50,8 +54,9 @@ def test_dead_units_are_named_with_the_step_they_died(tmp_path):
     kernel = rng_normal(1, (16, 8))
     dead_kernel = kernel.copy()
     dead_kernel[:, :4] = 0
-    layers = write(tmp_path, "dying", [("dense", "forward", [(0, x, kernel), (10, x, dead_kernel),
-                                                             (20, x, dead_kernel)])])
+    layers = write(
+        tmp_path, "dying", [("dense", "forward", [(0, x, kernel), (10, x, dead_kernel), (20, x, dead_kernel)])]
+    )
     diagnoses, alerts = explain.diagnose_run(layers)
     dead = [a for a in alerts if a.kind == "dead_units"]
     assert len(dead) == 1 and dead[0].first_step == 10 and dead[0].severity == pytest.approx(0.5)
@@ -71,7 +76,7 @@ def test_near_zero_inputs_are_named_as_the_cause(tmp_path):
 
 def test_cancellation_is_told_apart_from_near_zero_operands(tmp_path):
     x = np.abs(rng_normal(0, (64, 2))) + 1.0
-    x[:, 1] = x[:, 0]                                   # two equal, large, positive inputs ...
+    x[:, 1] = x[:, 0]  # two equal, large, positive inputs ...
     kernel = np.array([[3.0, 1.0, 2.0], [-3.0, 1.0, 0.5]], np.float32)  # ... weighted +3 and -3 in unit 0
     layers = write(tmp_path, "cancel", [("dense", "forward", [(0, x, kernel)])])
     diagnosis = explain.diagnose_run(layers)[0][0]
@@ -81,11 +86,15 @@ def test_cancellation_is_told_apart_from_near_zero_operands(tmp_path):
 
 def test_vanishing_gradients_are_ranked_first(tmp_path):
     x = rng_normal(0, (32, 8))
-    layers = write(tmp_path, "deep", [
-        ("first", "kernel_gradient", [(0, x, 1e-6 * rng_normal(1, (32, 8)))]),
-        ("middle", "kernel_gradient", [(0, x, 1e-3 * rng_normal(2, (32, 8)))]),
-        ("last", "kernel_gradient", [(0, x, rng_normal(3, (32, 8)))]),
-    ])
+    layers = write(
+        tmp_path,
+        "deep",
+        [
+            ("first", "kernel_gradient", [(0, x, 1e-6 * rng_normal(1, (32, 8)))]),
+            ("middle", "kernel_gradient", [(0, x, 1e-3 * rng_normal(2, (32, 8)))]),
+            ("last", "kernel_gradient", [(0, x, rng_normal(3, (32, 8)))]),
+        ],
+    )
     diagnoses, alerts = explain.diagnose_run(layers)
     assert [(a.kind, a.layer) for a in alerts] == [("vanishing_gradient", "first"), ("vanishing_gradient", "middle")]
     assert alerts[0].severity > alerts[1].severity
@@ -127,11 +136,15 @@ def test_totals_diagnose_exactly_as_the_records_they_come_from(tmp_path):
     kernel = rng_normal(1, (8, 6))
     dead_kernel = kernel.copy()
     dead_kernel[:, :3] = 0
-    layers = write(tmp_path, "mixed", [
-        ("dense", "forward", [(0, x, kernel), (10, x, dead_kernel), (20, x, dead_kernel)]),
-        ("first", "kernel_gradient", [(s, x, 1e-6 * rng_normal(s + 1, (32, 8))) for s in (0, 10, 20)]),
-        ("last", "kernel_gradient", [(s, x, rng_normal(s + 2, (32, 8))) for s in (0, 10, 20)]),
-    ])  # (dense first: dead units block the vanishing alerts of the layers *before* them)
+    layers = write(
+        tmp_path,
+        "mixed",
+        [
+            ("dense", "forward", [(0, x, kernel), (10, x, dead_kernel), (20, x, dead_kernel)]),
+            ("first", "kernel_gradient", [(s, x, 1e-6 * rng_normal(s + 1, (32, 8))) for s in (0, 10, 20)]),
+            ("last", "kernel_gradient", [(s, x, rng_normal(s + 2, (32, 8))) for s in (0, 10, 20)]),
+        ],
+    )  # (dense first: dead units block the vanishing alerts of the layers *before* them)
 
     for step in (None, 0, 15, 20):
         expected = explain.diagnose_run(layers, step)
@@ -146,6 +159,7 @@ def test_totals_diagnose_exactly_as_the_records_they_come_from(tmp_path):
 
 # ----------------------------------------------------------------------------------------------- non-finite values
 
+
 def test_non_finite_alert_dates_from_the_step_the_values_came_in(tmp_path):
     """As in real training that diverges: a NaN sample at step 10, every weight NaN from step 20 on. The alert's
     first step is where the latest unbroken run of non-finite records began, not the step diagnosed."""
@@ -153,14 +167,19 @@ def test_non_finite_alert_dates_from_the_step_the_values_came_in(tmp_path):
     x_nan = x.copy()
     x_nan[5, 2] = np.nan
     nan_kernel = np.full_like(kernel, np.nan)
-    layers = write(tmp_path, "diverging", [
-        ("dense", "forward", [(0, x, kernel), (10, x_nan, kernel), (20, x, nan_kernel), (30, x, nan_kernel)]),
-        ("again", "forward", [(0, x_nan, kernel), (10, x, kernel), (20, x_nan, kernel), (30, x, nan_kernel)]),
-    ])
+    layers = write(
+        tmp_path,
+        "diverging",
+        [
+            ("dense", "forward", [(0, x, kernel), (10, x_nan, kernel), (20, x, nan_kernel), (30, x, nan_kernel)]),
+            ("again", "forward", [(0, x_nan, kernel), (10, x, kernel), (20, x_nan, kernel), (30, x, nan_kernel)]),
+        ],
+    )
     for step in (None, 30, 20, 10):
         diagnoses, alerts = explain.diagnose_run(layers, step)
-        assert [(a.layer, a.first_step) for a in alerts if a.kind == "non_finite"] == \
-            [(layer, since) for layer, since in (("dense", 10), ("again", 20)) if since <= (step or 30)]
+        assert [(a.layer, a.first_step) for a in alerts if a.kind == "non_finite"] == [
+            (layer, since) for layer, since in (("dense", 10), ("again", 20)) if since <= (step or 30)
+        ]
         assert diagnoses == explain.diagnose_run({k: TotalsView(v) for k, v in layers.items()}, step)[0]
     _, alerts = explain.diagnose_run(layers, 0)
     assert [(a.layer, a.first_step) for a in alerts if a.kind == "non_finite"] == [("again", 0)]
@@ -207,7 +226,7 @@ def test_collapsed_weights_with_non_finite_values(tmp_path):
     it (the non-finite alert says the kernel is broken)."""
     x = np.abs(rng_normal(0, (32, 8))) + 0.5
     kernel = rng_normal(1, (8, 4))
-    kernel[:6] = 0                                      # 75% of the weights are zero: the threshold collapses to 0
+    kernel[:6] = 0  # 75% of the weights are zero: the threshold collapses to 0
     x_nan, nan_weight = x.copy(), kernel.copy()
     x_nan[0, 0] = np.nan
     nan_weight[7, 3] = np.nan
@@ -226,15 +245,24 @@ def test_version_1_records_are_read_and_diagnosed_as_before(tmp_path):
     from tb_matmul_explainer import metadata
 
     x = rng_normal(0, (32, 8))
-    layers = [("dense", "forward", [(0, np.maximum(x, 0), np.where(np.arange(8) < 4, 0.0, rng_normal(2, (8, 8))))]),
-              ("first", "kernel_gradient", [(0, x, 1e-6 * rng_normal(1, (32, 8)))]),
-              ("last", "kernel_gradient", [(0, x, rng_normal(3, (32, 8)))])]
+    layers = [
+        ("dense", "forward", [(0, np.maximum(x, 0), np.where(np.arange(8) < 4, 0.0, rng_normal(2, (8, 8))))]),
+        ("first", "kernel_gradient", [(0, x, 1e-6 * rng_normal(1, (32, 8)))]),
+        ("last", "kernel_gradient", [(0, x, rng_normal(3, (32, 8)))]),
+    ]
     current = write(tmp_path, "v2", layers)
     with tf.summary.create_file_writer(str(tmp_path / "v1")).as_default():
         for (layer, role), series in current.items():
-            md = metadata.create_summary_metadata(layer, None, role=role, op="dense", layer=layer,
-                                                  index=series.info.index, units=series.info.units,
-                                                  confidence=series.info.confidence)
+            md = metadata.create_summary_metadata(
+                layer,
+                None,
+                role=role,
+                op="dense",
+                layer=layer,
+                index=series.info.index,
+                units=series.info.units,
+                confidence=series.info.confidence,
+            )
             content = json.loads(md.plugin_data.content)
             content["v"] = 1
             md.plugin_data.content = json.dumps(content).encode()
@@ -253,6 +281,7 @@ def test_version_1_records_are_read_and_diagnosed_as_before(tmp_path):
     new_diagnoses, new_alerts = explain.diagnose_run(current)
     old_diagnoses, old_alerts = explain.diagnose_run(old)
     assert [d.text for d in old_diagnoses] == [d.text for d in new_diagnoses]
-    assert [(a.kind, a.layer, a.first_step) for a in old_alerts] == [(a.kind, a.layer, a.first_step)
-                                                                      for a in new_alerts]
+    assert [(a.kind, a.layer, a.first_step) for a in old_alerts] == [
+        (a.kind, a.layer, a.first_step) for a in new_alerts
+    ]
     assert "dead_units" in {a.kind for a in old_alerts}

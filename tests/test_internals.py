@@ -78,14 +78,16 @@ def test_first_inputs_follows_the_functional_graph():
     out = keras.layers.Dense(2, name="out")
     out(hidden(inputs))
     assert [op.name for op in internals.first_inputs(out)] == ["hidden"], (
-        "Keras changed _inbound_nodes / input_tensors / _keras_history: producers would silently become unknown")
+        "Keras changed _inbound_nodes / input_tensors / _keras_history: producers would silently become unknown"
+    )
     assert [op.name for op in internals.first_inputs(hidden)] == ["features"]
 
 
 def test_default_writer_sets_tensorflows_private_summary_state(tmp_path):
     """tensorflow.python.ops.summary_ops_v2._summary_state.writer: set without the flush of as_default()."""
-    assert internals.summary_state() is not None, ("TensorFlow removed summary_ops_v2._summary_state.writer: "
-                                                   "every record would flush the writer")
+    assert internals.summary_state() is not None, (
+        "TensorFlow removed summary_ops_v2._summary_state.writer: every record would flush the writer"
+    )
     writer = tf.summary.create_file_writer(str(tmp_path))
     before = internals.summary_state().writer
     with internals.default_writer(writer):

@@ -5,127 +5,31 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tb_matmul_explainer import aggregates, metadata, ops, threshold
+from tb_matmul_explainer import aggregates, ops
 from tb_matmul_explainer import keras as tk
 from tests import tb_reader
-
-EXACT = dict(threshold_method="exact", near_zero="exact")
-ALL_ROLES = ("forward", "kernel_gradient", "input_gradient")
-
-
-# Most tests run the aggregate kernels uncompiled (same values; spares the compile time of every small shape).
-UNCOMPILED = dict(jit=False)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Oracle: per-unit totals from the per-cell classifiers
-
-
-def _near_zero(result, thr):
-    result = np.asarray(result)
-    return (result == 0) | (np.abs(result) < thr) | np.isnan(result)
-
-
-def oracle(counts, sums, result, units_axis, thresholds, confidence=0.95):
-    """Per-unit totals from per-cell classifier output ([..., U, 9] with units on `units_axis`)."""
-    counts, sums, result = (np.asarray(t, np.float64) for t in (counts, sums, result))
-    thr_r = float(threshold.percentile_threshold(tf.constant(result, tf.float32), confidence))
-    nz = _near_zero(result, thr_r)[..., None]
-    axes = tuple(a for a in range(result.ndim) if a != units_axis % result.ndim)
-    return dict(counts=counts.sum(axes), sums=sums.sum(axes), near_zero_counts=(counts * nz).sum(axes),
-                near_zero_sums=(sums * nz).sum(axes), cells=np.ones_like(result).sum(axes),
-                near_zero_cells=nz[..., 0].sum(axes), thresholds=[float(t) for t in thresholds] + [thr_r])
-
-
-def dense_forward_oracle(x, kernel, confidence=0.95):
-    counts, sums, thr = ops.matmul_classify(x, kernel, confidence, return_thresholds=True)
-    return oracle(counts, sums, tf.constant(x) @ tf.constant(kernel), -1, thr, confidence)
-
-
-def dense_kernel_gradient_oracle(x, d_out, confidence=0.95):
-    xt = np.ascontiguousarray(np.asarray(x).T)
-    counts, sums, thr = ops.matmul_classify(xt, d_out, confidence, return_thresholds=True)
-    return oracle(counts, sums, tf.constant(xt) @ tf.constant(d_out), -1, thr, confidence)
-
-
-def dense_input_gradient_oracle(d_out, kernel, confidence=0.95):
-    kt = np.ascontiguousarray(np.asarray(kernel).T)
-    counts, sums, thr = ops.matmul_classify(d_out, kt, confidence, return_thresholds=True)
-    return oracle(counts, sums, tf.constant(d_out) @ tf.constant(kt), -1, thr, confidence)
-
-
-def assert_record_equals(record, expected, rtol=1e-4, atol=1e-5):
-    np.testing.assert_array_equal(record.counts, expected["counts"])
-    np.testing.assert_allclose(record.sums, expected["sums"], rtol=rtol, atol=atol)
-    np.testing.assert_array_equal(record.near_zero_counts, expected["near_zero_counts"])
-    np.testing.assert_allclose(record.near_zero_sums, expected["near_zero_sums"], rtol=rtol, atol=atol)
-    np.testing.assert_array_equal(record.cells, expected["cells"])
-    np.testing.assert_array_equal(record.near_zero_cells, expected["near_zero_cells"])
-    np.testing.assert_allclose(record.thresholds, expected["thresholds"], rtol=1e-6)
-
-
-def records(log_dir, run="train"):
-    """{tag: (parsed metadata, [(step, Record)])} of one run."""
-    out = {}
-    for tag, (series, data) in tb_reader.read_records(str(log_dir))[run].items():
-        out[tag] = (metadata.parse_plugin_metadata(series.plugin_content),
-                    [(d.step, metadata.unpack_record(d.numpy)) for d in data])
-    return out
-
-
-def steps_of(recs, tag):
-    return [step for step, _ in recs[tag][1]]
-
-
-def record_at(recs, tag, step):
-    return dict(recs[tag][1])[step]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# A small deterministic MLP and its gradients, computed directly
-
-
-def mlp_data(n=48, k=8, m=3, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, k)).astype(np.float32), rng.normal(size=(n, m)).astype(np.float32)
-
-
-def mlp(k=8, hidden=6, m=3, functional=False):
-    keras.utils.set_random_seed(1)
-    if functional:
-        inputs = keras.Input((k,))
-        h = keras.layers.Dense(hidden, activation="relu", name="hidden")(inputs)
-        model = keras.Model(inputs, keras.layers.Dense(m, name="out")(h))
-    else:
-        model = keras.Sequential([keras.Input((k,)), keras.layers.Dense(hidden, activation="relu", name="hidden"),
-                                  keras.layers.Dense(m, name="out")])
-    model.compile(keras.optimizers.SGD(0.1), "mse")
-    return model
-
-
-def mlp_gradients(weights, x, y):
-    """(inputs, d_out) of both layers for the mean squared error, computed directly."""
-    w1, b1, w2, b2 = (tf.constant(w) for w in weights)
-    x, y = tf.constant(x), tf.constant(y)
-    with tf.GradientTape() as tape:
-        z1 = x @ w1
-        tape.watch(z1)
-        a1 = tf.nn.relu(z1 + b1)
-        z2 = a1 @ w2
-        tape.watch(z2)
-        loss = keras.losses.MeanSquaredError()(y, z2 + b2)
-    d1, d2 = tape.gradient(loss, [z1, z2])
-    return (x.numpy(), d1.numpy()), (a1.numpy(), d2.numpy())
-
-
-# ---------------------------------------------------------------------------------------------------------------
+from tests.keras_helpers import (
+    ALL_ROLES,
+    EXACT,
+    UNCOMPILED,
+    assert_record_equals,
+    dense_forward_oracle,
+    dense_input_gradient_oracle,
+    dense_kernel_gradient_oracle,
+    mlp,
+    mlp_data,
+    mlp_gradients,
+    oracle,
+    record_at,
+    records,
+    steps_of,
+)
 
 
 def test_sequential_records_equal_the_classifiers_on_the_same_batch(tmp_path):
@@ -144,8 +48,9 @@ def test_sequential_records_equal_the_classifiers_on_the_same_batch(tmp_path):
         layer, role = tag.split("/")
         assert (md.layer, md.role, md.op) == (layer, role, "dense")
         assert md.index == {"hidden": 0, "out": 1}[layer]
-        assert md.units == {("hidden", "input_gradient"): 8, ("out", "input_gradient"): 6}.get((layer, role),
-                                                                                           6 if layer == "hidden" else 3)
+        assert md.units == {("hidden", "input_gradient"): 8, ("out", "input_gradient"): 6}.get(
+            (layer, role), 6 if layer == "hidden" else 3
+        )
     (x1, d1), (x2, d2) = mlp_gradients(w0, x[:16], y[:16])
     assert_record_equals(record_at(recs, "hidden/forward", 0), dense_forward_oracle(x1, w0[0]))
     assert_record_equals(record_at(recs, "out/forward", 0), dense_forward_oracle(x2, w0[2]))
@@ -176,8 +81,16 @@ def test_functional_conv_model_records_match_the_conv_classifiers(tmp_path):
     callback = tk.ExplainerCallback(tmp_path, update_freq=1, **EXACT, **UNCOMPILED)
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[callback], verbose=0)
     recs = records(tmp_path)
-    assert set(recs) == {"conv/forward", "conv/kernel_gradient", "conv/activation", "conv/activation_gradient",
-                         "conv/input_features", "logits/forward", "logits/kernel_gradient", "logits/input_features"}
+    assert set(recs) == {
+        "conv/forward",
+        "conv/kernel_gradient",
+        "conv/activation",
+        "conv/activation_gradient",
+        "conv/input_features",
+        "logits/forward",
+        "logits/kernel_gradient",
+        "logits/input_features",
+    }
     md = recs["conv/forward"][0]
     assert (md.op, md.index, md.units) == ("conv2d", 0, 4) and recs["logits/forward"][0].index == 2
     counts, sums, thr = ops.conv_classify(x, kernel, 2, "SAME", return_thresholds=True)
@@ -192,8 +105,9 @@ def test_functional_conv_model_records_match_the_conv_classifiers(tmp_path):
     d_out = tape.gradient(loss, z)
     counts, sums, thr = ops.conv_backprop_filter_classify(x, d_out, kernel.shape, 2, "SAME", return_thresholds=True)
     gradient = tf.reduce_sum(sums, -1)
-    assert_record_equals(record_at(recs, "conv/kernel_gradient", 0), oracle(counts, sums, gradient, -1, thr),
-                         rtol=1e-3, atol=1e-6)
+    assert_record_equals(
+        record_at(recs, "conv/kernel_gradient", 0), oracle(counts, sums, gradient, -1, thr), rtol=1e-3, atol=1e-6
+    )
 
 
 class Subclassed(keras.Model):
@@ -221,8 +135,9 @@ def test_subclassed_model_with_causal_conv1d_and_einsum_dense(tmp_path):
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
     recs = records(tmp_path)
     matmul_roles = ("forward", "kernel_gradient", "input_features")  # (mix and head have no activation)
-    assert sorted(recs) == sorted([f"causal/{r}" for r in tk.DEFAULT_ROLES] +
-                                  [f"{n}/{r}" for n in ("mix", "head") for r in matmul_roles])
+    assert sorted(recs) == sorted(
+        [f"causal/{r}" for r in tk.DEFAULT_ROLES] + [f"{n}/{r}" for n in ("mix", "head") for r in matmul_roles]
+    )
     assert [recs[f"{n}/forward"][0].index for n in ("causal", "mix", "head")] == [0, 2, 3]
     assert recs["causal/forward"][0].op == "conv1d" and recs["mix/forward"][0].op == "einsum_dense"
     assert steps_of(recs, "mix/forward") == [0]
@@ -243,9 +158,17 @@ class ScaledDense(keras.layers.Dense):
 def test_unsupported_layer_is_named_with_the_reason_and_the_others_are_recorded(tmp_path):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(4, 8, 8, 1)).astype(np.float32)
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, dilation_rate=2, name="dilated"),
-                              keras.layers.Conv2D(2, 3, name="plain_conv"), keras.layers.SeparableConv2D(2, 1, name="sep"),
-                              keras.layers.Flatten(), ScaledDense(3, name="scaled"), keras.layers.Dense(1, name="head")])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(2, 3, dilation_rate=2, name="dilated"),
+            keras.layers.Conv2D(2, 3, name="plain_conv"),
+            keras.layers.SeparableConv2D(2, 1, name="sep"),
+            keras.layers.Flatten(),
+            ScaledDense(3, name="scaled"),
+            keras.layers.Dense(1, name="head"),
+        ]
+    )
     model.compile("sgd", "mse")
     callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",), **UNCOMPILED)
     with pytest.warns(tk.UnsupportedLayerWarning) as caught:
@@ -265,7 +188,7 @@ def test_unsupported_layer_is_named_with_the_reason_and_the_others_are_recorded(
         _, data = texts[tk.NOT_RECORDED_TAG_PREFIX + name]
         assert [(d.step, d.numpy.item().decode()) for d in data] == [(0, reason)]
         assert any(f"'{name}'" in m and reason in m for m in messages)
-    assert "dilation_rate=(2, 2) is not supported (dilation 1 only)" == callback.skipped["dilated"]
+    assert callback.skipped["dilated"] == "dilation_rate=(2, 2) is not supported (dilation 1 only)"
 
 
 def test_nothing_skipped_writes_no_not_recorded_text(tmp_path):
@@ -280,15 +203,20 @@ def test_layers_can_be_chosen_by_name_or_object(tmp_path):
     x, y = mlp_data(n=16)
     model = mlp()
     model.build((None, 8))
-    callback = tk.ExplainerCallback(tmp_path, update_freq=1, layers=[model.get_layer("out")], roles=("forward",),
-                                    **UNCOMPILED)
+    callback = tk.ExplainerCallback(
+        tmp_path, update_freq=1, layers=[model.get_layer("out")], roles=("forward",), **UNCOMPILED
+    )
     model.fit(x, y, batch_size=16, epochs=1, callbacks=[callback], verbose=0)
     assert list(records(tmp_path)) == ["out/forward"]
     with pytest.raises(ValueError, match="no layer named 'nope'"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[tk.ExplainerCallback(tmp_path / "b", layers=["nope"])])
-    for bad, match in [(dict(update_freq=0), "update_freq"), (dict(roles=("sideways",)), "roles"),
-                       (dict(near_zero="maybe"), "near_zero"), (dict(confidence=2.0), "confidence"),
-                       (dict(thresholds=(1, 2)), "thresholds")]:
+    for bad, match in [
+        (dict(update_freq=0), "update_freq"),
+        (dict(roles=("sideways",)), "roles"),
+        (dict(near_zero="maybe"), "near_zero"),
+        (dict(confidence=2.0), "confidence"),
+        (dict(thresholds=(1, 2)), "thresholds"),
+    ]:
         with pytest.raises(ValueError, match=match):
             tk.ExplainerCallback(tmp_path, **bad)
 
@@ -353,7 +281,7 @@ def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, monkeyp
     assert steps_of(recs, "hidden/forward") == [0, 4, 8, 12]
     assert int(runs.numpy()) == 4 * 2  # 4 recorded steps x 2 layers, though 4 executions x 3 steps were instrumented
     for step in (0, 4, 12):
-        batch = x[(step % 8) * 8:(step % 8) * 8 + 8]
+        batch = x[(step % 8) * 8 : (step % 8) * 8 + 8]
         assert_record_equals(record_at(recs, "hidden/forward", step), dense_forward_oracle(batch, kernel))
 
 
@@ -409,7 +337,7 @@ def test_patched_layers_compute_what_the_layers_compute(tmp_path):
         recorder = tk.LayerRecorder(layer, tmp_path, roles=ALL_ROLES, **UNCOMPILED)
         assert len(recorder.targets) == 1
 
-        def run(instrumented):
+        def run(instrumented, x=x, layer=layer, recorder=recorder):
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 if instrumented:
@@ -440,7 +368,7 @@ MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from tb_matmul_explainer import keras as tk
-    from tests.test_keras import mlp, mlp_data
+    from tests.keras_helpers import mlp, mlp_data
     x, y = mlp_data()
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
@@ -458,8 +386,14 @@ def test_mirrored_strategy_sums_replicas_into_one_record_of_the_global_batch(tmp
     """Two logical CPUs (set before TensorFlow starts, hence a subprocess): each replica explains its half of
     the batch with its own thresholds, the totals are summed, and one writer writes one record per step."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path)], cwd=root, capture_output=True, text=True,
-                          timeout=240, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "replicas 2" in done.stdout
     recs = records(tmp_path)

@@ -13,8 +13,9 @@ def test_load_and_dataframe_match_what_was_written(tmp_path):
     x, kernel = rng.normal(size=(10, 4)).astype(np.float32), rng.normal(size=(4, 3)).astype(np.float32)
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
         for step in (0, 7):
-            summary.dense("second/forward", x, kernel, step=step, layer="second", layer_index=1,
-                          threshold_method="exact")
+            summary.dense(
+                "second/forward", x, kernel, step=step, layer="second", layer_index=1, threshold_method="exact"
+            )
         summary.dense("first/forward", x, kernel, step=0, layer="first", layer_index=0, threshold_method="exact")
     result = loader.load(str(tmp_path))
     assert list(result.runs["run"]) == [("first", "forward"), ("second", "forward")]  # model order
@@ -32,8 +33,9 @@ def test_load_and_dataframe_match_what_was_written(tmp_path):
 
 
 def test_unreadable_tags_are_listed_not_dropped(tmp_path):
-    md = metadata.create_summary_metadata("d", None, role="forward", op="dense", layer="d", index=0, units=2,
-                                          confidence=0.9)
+    md = metadata.create_summary_metadata(
+        "d", None, role="forward", op="dense", layer="d", index=0, units=2, confidence=0.9
+    )
     md.plugin_data.content = md.plugin_data.content.replace(b'"v":2', b'"v":7')
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
         tf.summary.write("d/forward", tf.zeros([3, metadata.COLUMNS], tf.float64), 0, metadata=md)

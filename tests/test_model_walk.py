@@ -32,11 +32,14 @@ def _two_blocks():
 def test_nested_layers_are_named_by_their_keras_path_and_stable_across_builds(tmp_path):
     recorder, _ = _recorder(_two_blocks(), tmp_path)
     names = [t.name for t in recorder.targets]
-    assert names == [f"block_{i}/{part}" for i in (1, 2) for part in
-                     ("attention/query", "attention/key", "attention/value", "attention/attention_output", "ffn")
-                     ] + ["head"]
+    assert names == [
+        f"block_{i}/{part}"
+        for i in (1, 2)
+        for part in ("attention/query", "attention/key", "attention/value", "attention/attention_output", "ffn")
+    ] + ["head"]
     assert {md.display_name for t in recorder.targets for md in t.metadata.values()} == {
-        f"{name}/{role}" for name in names for role in ("forward", "kernel_gradient", "input_features")}
+        f"{name}/{role}" for name in names for role in ("forward", "kernel_gradient", "input_features")
+    }
     again, _ = _recorder(_two_blocks(), tmp_path)  # a second build in the same process: the same names
     assert [t.name for t in again.targets] == names
     chosen, _ = _recorder(_two_blocks(), tmp_path, layers=["block_2/attention/query"])
@@ -61,8 +64,9 @@ def test_repeated_paths_are_made_unique_in_model_order(tmp_path):
 
 def test_attention_einsums_and_recurrent_cells_are_warned_about_and_listed(tmp_path):
     recorder, messages = _recorder(_two_blocks(), tmp_path)
-    assert sorted(recorder.skipped) == [f"block_{i}/attention/attention_{what}" for i in (1, 2)
-                                        for what in ("scores", "values")]
+    assert sorted(recorder.skipped) == [
+        f"block_{i}/attention/attention_{what}" for i in (1, 2) for what in ("scores", "values")
+    ]
     assert all("not a layer and is not recorded yet" in r for r in recorder.skipped.values())
     assert len(messages) == 4 and all("'block_" in m for m in messages)
     inputs = keras.Input((5, 3))
@@ -74,9 +78,15 @@ def test_attention_einsums_and_recurrent_cells_are_warned_about_and_listed(tmp_p
 
 
 def test_coverage_counts_multiply_adds_per_sample_from_shapes(tmp_path):
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="conv"),
-                              keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
-                              keras.layers.Flatten(), keras.layers.Dense(5, name="head")])
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, name="conv"),
+            keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(5, name="head"),
+        ]
+    )
     recorder, _ = _recorder(model, tmp_path)
     coverage = recorder.coverage()
     conv, dw, head = 6 * 6 * (3 * 3 * 3 * 4), 4 * 4 * (3 * 3 * 4 * 2), 4 * 4 * 8 * 5
@@ -89,14 +99,14 @@ def test_coverage_counts_multiply_adds_per_sample_from_shapes(tmp_path):
 
 def test_coverage_of_attention_and_recurrent_layers(tmp_path):
     recorder, _ = _recorder(_block("block"), tmp_path)
-    per_layer = dict((path, macs) for path, macs, _ in recorder.coverage().per_layer)
+    per_layer = {path: macs for path, macs, _ in recorder.coverage().per_layer}
     assert per_layer["attention/attention_scores"] == 2 * 6 * 6 * 4  # heads x T x S x key_dim
     assert per_layer["attention/attention_values"] == 2 * 6 * 6 * 4
     assert per_layer["attention/query"] == 6 * 8 * 2 * 4
     inputs = keras.Input((5, 3))
     rnn = keras.Model(inputs, keras.layers.Dense(1, name="out")(keras.layers.GRU(4, name="gru")(inputs)))
     recorder, _ = _recorder(rnn, tmp_path)
-    per_layer = dict((path, macs) for path, macs, _ in recorder.coverage().per_layer)
+    per_layer = {path: macs for path, macs, _ in recorder.coverage().per_layer}
     assert per_layer == {"gru": 5 * (3 * 12 + 4 * 12), "out": 4}  # both kernels at each of 5 steps
 
 
@@ -116,9 +126,9 @@ def test_the_callback_prints_the_coverage_line_at_the_start_of_training(tmp_path
     callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",), jit=False)
     model.fit(np.zeros((4, 4), np.float32), np.zeros((4, 3), np.float32), epochs=1, verbose=0, callbacks=[callback])
     assert "tb_matmul_explainer: recording 1 layers (1 of 1 matmuls), 100.0% of the model's multiply-adds" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )
     assert callback.coverage.share == 1.0
-
 
 
 def test_the_run_holds_the_not_recorded_list_and_the_report_prints_it_in_model_order(tmp_path, capsys):
@@ -131,15 +141,22 @@ def test_the_run_holds_the_not_recorded_list_and_the_report_prints_it_in_model_o
     callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",), jit=False, verbose=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tk.UnsupportedLayerWarning)
-        model.fit(rng.normal(size=(4, 6, 8)).astype(np.float32), np.zeros((4, 3), np.float32), epochs=1, verbose=0,
-                  callbacks=[callback])
+        model.fit(
+            rng.normal(size=(4, 6, 8)).astype(np.float32),
+            np.zeros((4, 3), np.float32),
+            epochs=1,
+            verbose=0,
+            callbacks=[callback],
+        )
     expected = [(path, callback.skipped[path]) for path in callback.skipped]
-    assert [p for p, _ in expected] == [f"block_{i}/attention/attention_{w}" for i in (1, 2)
-                                        for w in ("scores", "values")]
+    assert [p for p, _ in expected] == [
+        f"block_{i}/attention/attention_{w}" for i in (1, 2) for w in ("scores", "values")
+    ]
     assert loader.load(str(tmp_path)).not_recorded == {"train": expected}
     assert ("block_2/attention/query", "forward") in loader.load(str(tmp_path)).runs["train"]
     assert cli.main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Not recorded (4):" in out
     assert out.index("block_1/attention/attention_scores: the attention score einsum") < out.index(
-        "block_2/attention/attention_values: the attention value einsum")
+        "block_2/attention/attention_values: the attention value einsum"
+    )

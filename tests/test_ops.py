@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given, settings, strategies as st, HealthCheck
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tb_matmul_explainer import ops
@@ -24,6 +25,7 @@ def random_values(rng, shape, dtype=np.float32, zeros=0.2):
 
 
 # ---- worked examples (known results of the original research code) ----
+
 
 def test_worked_example_matmul():
     a = np.tile(np.arange(0.0, 1.0, 0.1), (10, 1))
@@ -54,8 +56,9 @@ def test_worked_example_conv():
     assert totals == {"PP": 126, "PZ": 84, "PN": 168, "ZP": 21, "ZZ": 14, "ZN": 28, "NP": 0, "NZ": 0, "NN": 0}
     np.testing.assert_allclose(np.sum(sums, axis=(0, 1, 2, 3)), [57.4, 0, -77.0, 1.4, 0, -1.4, 0, 0, 0], atol=1e-4)
     result = tf.nn.convolution(x, k).numpy()
-    np.testing.assert_allclose(result[0, :, :, 0], np.tile([-0.1, -0.2, -0.3, -0.4, -0.5, -0.6, -0.7], (7, 1)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        result[0, :, :, 0], np.tile([-0.1, -0.2, -0.3, -0.4, -0.5, -0.6, -0.7], (7, 1)), atol=1e-6
+    )
     np.testing.assert_allclose(np.sum(sums, -1), result, atol=1e-5)
 
 
@@ -68,8 +71,11 @@ def test_same_padding_is_in_no_class():
 
 # ---- the oracle on many shapes ----
 
-@pytest.mark.parametrize("x_shape,y_shape", [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2)),
-                                             ((1, 1), (1, 1)), ((5, 7), (7, 1))])
+
+@pytest.mark.parametrize(
+    "x_shape,y_shape",
+    [((3, 4), (4, 5)), ((2, 3, 4), (4, 2)), ((2, 1, 3, 4), (3, 4, 2)), ((1, 1), (1, 1)), ((5, 7), (7, 1))],
+)
 @pytest.mark.parametrize("confidence", [0.0, 0.5, 0.95, 1.0])
 def test_matmul_matches_oracle(x_shape, y_shape, confidence):
     rng = np.random.default_rng(hash((x_shape, y_shape, confidence)) % 2**32)
@@ -135,10 +141,15 @@ def test_multiply_matches_oracle(x_shape, y_shape):
 def test_tensordot_matches_oracle(axes):
     rng = np.random.default_rng(4)
     x = random_values(rng, (3, 4, 2) if axes != 1 else (3, 4))
-    y = random_values(rng, {1: (4, 5), 2: (4, 2, 3)}.get(axes, (2, 4, 3)) if not isinstance(axes, list)
-                      else ((4, 5) if axes == [[1], [0]] else (2, 3, 5)))
-    expected = oracle.classify(lambda a, b: np.tensordot(a, b, axes), x, y, oracle.threshold(x, 0.9),
-                               oracle.threshold(y, 0.9))
+    y = random_values(
+        rng,
+        {1: (4, 5), 2: (4, 2, 3)}.get(axes, (2, 4, 3))
+        if not isinstance(axes, list)
+        else ((4, 5) if axes == [[1], [0]] else (2, 3, 5)),
+    )
+    expected = oracle.classify(
+        lambda a, b: np.tensordot(a, b, axes), x, y, oracle.threshold(x, 0.9), oracle.threshold(y, 0.9)
+    )
     assert_matches(ops.tensordot_classify(x, y, axes, confidence=0.9), *expected)
 
 
@@ -159,8 +170,9 @@ def test_conv_matches_oracle(x_shape, k_shape, strides, padding):
     x, k = random_values(rng, x_shape), random_values(rng, k_shape)
     s = strides if isinstance(strides, tuple) else (strides,) * (len(x_shape) - 2)
     p = padding.upper()
-    expected = oracle.classify(lambda a, b: oracle.conv(a, b, s, p), x, k, oracle.threshold(x, 0.8),
-                               oracle.threshold(k, 0.8))
+    expected = oracle.classify(
+        lambda a, b: oracle.conv(a, b, s, p), x, k, oracle.threshold(x, 0.8), oracle.threshold(k, 0.8)
+    )
     got = ops.conv_classify(x, k, strides=strides, padding=padding, confidence=0.8)
     assert_matches(got, *expected)
     np.testing.assert_allclose(np.sum(got[1], -1), tf.nn.convolution(x, k, s, p), rtol=1e-4, atol=1e-4)
@@ -173,8 +185,13 @@ def test_conv_backprop_filter_matches_oracle(x_shape, k_shape, strides, padding)
     p = padding.upper()
     x = random_values(rng, x_shape)
     d = random_values(rng, oracle.conv(x, np.zeros(k_shape), s, p).shape)
-    expected = oracle.classify(lambda a, b: oracle.conv_filter_grad(a, b, k_shape, s, p), x, d,
-                               oracle.threshold(x, 0.8), oracle.threshold(d, 0.8))
+    expected = oracle.classify(
+        lambda a, b: oracle.conv_filter_grad(a, b, k_shape, s, p),
+        x,
+        d,
+        oracle.threshold(x, 0.8),
+        oracle.threshold(d, 0.8),
+    )
     got = ops.conv_backprop_filter_classify(x, d, k_shape, strides=strides, padding=padding, confidence=0.8)
     assert_matches(got, *expected)
 
@@ -196,13 +213,20 @@ def test_conv_backprop_input_matches_oracle(x_shape, k_shape, strides, padding):
     p = padding.upper()
     k = random_values(rng, k_shape)
     d = random_values(rng, oracle.conv(np.zeros(x_shape), k, s, p).shape)
-    expected = oracle.classify(lambda a, b: oracle.conv_input_grad(a, b, x_shape, s, p), d, k,
-                               oracle.threshold(d, 0.8), oracle.threshold(k, 0.8))
-    assert_matches(ops.conv_backprop_input_classify(d, k, x_shape, strides=strides, padding=padding,
-                                                    confidence=0.8), *expected)
+    expected = oracle.classify(
+        lambda a, b: oracle.conv_input_grad(a, b, x_shape, s, p),
+        d,
+        k,
+        oracle.threshold(d, 0.8),
+        oracle.threshold(k, 0.8),
+    )
+    assert_matches(
+        ops.conv_backprop_input_classify(d, k, x_shape, strides=strides, padding=padding, confidence=0.8), *expected
+    )
 
 
 # ---- dtypes ----
+
 
 @pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16, tf.int32, tf.int64, tf.bool])
 def test_low_precision_and_integer_inputs_compute_in_float32(dtype):
@@ -212,8 +236,9 @@ def test_low_precision_and_integer_inputs_compute_in_float32(dtype):
     counts, sums = ops.matmul_classify(x, y, confidence=0.9)
     assert counts.dtype == tf.float32 and sums.dtype == tf.float32
     xf, yf = tf.cast(x, tf.float32).numpy(), tf.cast(y, tf.float32).numpy()
-    assert_matches((counts, sums), *oracle.classify(np.matmul, xf, yf, oracle.threshold(xf, 0.9),
-                                                    oracle.threshold(yf, 0.9)))
+    assert_matches(
+        (counts, sums), *oracle.classify(np.matmul, xf, yf, oracle.threshold(xf, 0.9), oracle.threshold(yf, 0.9))
+    )
 
 
 def test_mixed_float_dtypes_are_promoted():
@@ -229,6 +254,7 @@ def test_non_numeric_input_is_a_type_error(bad):
 
 
 # ---- zero-size, NaN, inf ----
+
 
 @pytest.mark.parametrize("x_shape,y_shape", [((0, 3), (3, 4)), ((3, 0), (0, 4)), ((2, 0, 3), (3, 2))])
 def test_zero_size_matmul(x_shape, y_shape):
@@ -275,35 +301,52 @@ def test_works_inside_tf_function_with_unknown_batch():
 
     rng = np.random.default_rng(9)
     x, y = random_values(rng, (6, 4)), random_values(rng, (4, 3))
-    assert_matches(classify(x, y), *oracle.classify(np.matmul, x, y, oracle.threshold(x, 0.9),
-                                                    oracle.threshold(y, 0.9)))
+    assert_matches(
+        classify(x, y), *oracle.classify(np.matmul, x, y, oracle.threshold(x, 0.9), oracle.threshold(y, 0.9))
+    )
 
 
 # ---- bad input ----
 
-@pytest.mark.parametrize("call,error,pattern", [
-    (lambda: ops.matmul_classify(np.ones((2, 3)), np.ones((4, 2))), ValueError, r"x's last axis \(3\)"),
-    (lambda: ops.matmul_classify(np.ones(3), np.ones((3, 2))), ValueError, "x must have rank"),
-    (lambda: ops.matmul_classify(np.ones((2, 2, 3)), np.ones((3, 3, 2))), ValueError, "batch axes"),
-    (lambda: ops.multiply_classify(np.ones((2, 3)), np.ones((4,))), ValueError, "broadcast"),
-    (lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), confidence=1.5), ValueError, "confidence"),
-    (lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), confidence="high"), TypeError, "confidence"),
-    (lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), thresholds=(1, 2, 3)), ValueError,
-     "thresholds must have length 2"),
-    (lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), thresholds=-1.0), ValueError, "thresholds"),
-    (lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), thresholds="0.1"), TypeError, "thresholds"),
-    (lambda: ops.conv_classify(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 1)), padding="FULL"), ValueError,
-     "padding"),
-    (lambda: ops.conv_classify(np.ones((1, 5, 5, 2)), np.ones((3, 3, 3, 1))), ValueError, "in-channels"),
-    (lambda: ops.conv_classify(np.ones((1, 5, 5, 2)), np.ones((3, 2, 1))), ValueError, "same rank"),
-    (lambda: ops.conv_classify(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 1)), strides=(1, 2, 3)), ValueError,
-     "strides"),
-    (lambda: ops.conv_classify(np.ones((5, 5)), np.ones((3, 3))), ValueError, "inputs must have rank"),
-    (lambda: ops.conv_backprop_filter_classify(np.ones((1, 5, 5, 2)), np.ones((1, 4, 4, 1)), (3, 3, 2, 1)),
-     ValueError, "d_out must have"),
-    (lambda: ops.tensordot_classify(np.ones((2, 3)), np.ones((4, 2)), 1), ValueError, "axes"),
-    (lambda: ops.classification_mask(np.ones(3), threshold=float("nan")), ValueError, "threshold"),
-])
+
+@pytest.mark.parametrize(
+    "call,error,pattern",
+    [
+        (lambda: ops.matmul_classify(np.ones((2, 3)), np.ones((4, 2))), ValueError, r"x's last axis \(3\)"),
+        (lambda: ops.matmul_classify(np.ones(3), np.ones((3, 2))), ValueError, "x must have rank"),
+        (lambda: ops.matmul_classify(np.ones((2, 2, 3)), np.ones((3, 3, 2))), ValueError, "batch axes"),
+        (lambda: ops.multiply_classify(np.ones((2, 3)), np.ones((4,))), ValueError, "broadcast"),
+        (lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), confidence=1.5), ValueError, "confidence"),
+        (lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), confidence="high"), TypeError, "confidence"),
+        (
+            lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), thresholds=(1, 2, 3)),
+            ValueError,
+            "thresholds must have length 2",
+        ),
+        (lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), thresholds=-1.0), ValueError, "thresholds"),
+        (lambda: ops.matmul_classify(np.ones((2, 2)), np.ones((2, 2)), thresholds="0.1"), TypeError, "thresholds"),
+        (
+            lambda: ops.conv_classify(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 1)), padding="FULL"),
+            ValueError,
+            "padding",
+        ),
+        (lambda: ops.conv_classify(np.ones((1, 5, 5, 2)), np.ones((3, 3, 3, 1))), ValueError, "in-channels"),
+        (lambda: ops.conv_classify(np.ones((1, 5, 5, 2)), np.ones((3, 2, 1))), ValueError, "same rank"),
+        (
+            lambda: ops.conv_classify(np.ones((1, 5, 5, 2)), np.ones((3, 3, 2, 1)), strides=(1, 2, 3)),
+            ValueError,
+            "strides",
+        ),
+        (lambda: ops.conv_classify(np.ones((5, 5)), np.ones((3, 3))), ValueError, "inputs must have rank"),
+        (
+            lambda: ops.conv_backprop_filter_classify(np.ones((1, 5, 5, 2)), np.ones((1, 4, 4, 1)), (3, 3, 2, 1)),
+            ValueError,
+            "d_out must have",
+        ),
+        (lambda: ops.tensordot_classify(np.ones((2, 3)), np.ones((4, 2)), 1), ValueError, "axes"),
+        (lambda: ops.classification_mask(np.ones(3), threshold=float("nan")), ValueError, "threshold"),
+    ],
+)
 def test_bad_input_names_the_argument(call, error, pattern):
     with pytest.raises(error, match=pattern):
         call()
@@ -316,6 +359,7 @@ def test_scalar_thresholds_and_python_thresholds_are_returned():
 
 
 # ---- properties ----
+
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())

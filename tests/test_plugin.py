@@ -7,7 +7,6 @@ the event files directly (`summary_iterator`), independently of the data provide
 
 import argparse
 import dataclasses
-import glob
 import json
 import os
 import time
@@ -15,166 +14,33 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from werkzeug import test as werkzeug_test
-
 from tensorboard import context as tb_context
-from tensorboard import program
 from tensorboard.backend import application
-from tensorboard.backend.event_processing import data_ingester
 from tensorboard.backend.event_processing import data_provider as multiplexer_provider
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins import base_plugin
-from tensorboard.plugins.core import core_plugin
+from werkzeug import test as werkzeug_test
 
-from tb_matmul_explainer import explain, loader, metadata, summary
+from tb_matmul_explainer import explain, loader, metadata
 from tb_matmul_explainer import plugin as plugin_lib
 from tb_matmul_explainer.plugin import cache as plugin_cache
 from tb_matmul_explainer.plugin import not_recorded
 from tb_matmul_explainer.plugin import views as plugin_views
-
-PREFIX = "/data/plugin/matmul_explainer"
-
-
-# ----------------------------------------------------------------------------------------------- writing logs
-
-def write_layer(role, layer, index, first, second, step):
-    """Writes one record with our writer: `summary.dense` / `summary.dense_kernel_gradient`."""
-    op = summary.dense if role == "forward" else summary.dense_kernel_gradient
-    written = op("%s_%s" % (layer, role), tf.constant(np.asarray(first, np.float32)),
-                 tf.constant(np.asarray(second, np.float32)), step=step, layer=layer, layer_index=index,
-                 confidence=0.9, threshold_method="exact")
-    if tf.executing_eagerly():
-        assert bool(written)
-
-
-def write_future_tag(tag, step):
-    """A tag whose metadata claims contract version 3 (built by hand: it tests the rejection)."""
-    md = metadata.create_summary_metadata("future", None, role="forward", op="dense", layer="d9", index=9,
-                                          units=2, confidence=0.9)
-    content = json.loads(md.plugin_data.content)
-    content["v"] = 3
-    md.plugin_data.content = json.dumps(content).encode()
-    tf.summary.write(tag, tf.zeros([3, metadata.COLUMNS], tf.float64), step, metadata=md)
-
-
-NOT_RECORDED = "matmul_explainer/not_recorded/"  # tag prefix of the Keras callback's "not recorded" text notes
-
-
-def write_not_recorded(layer, reason, step):
-    """The note the Keras callback writes for a layer it cannot record: a standard TensorBoard text summary."""
-    assert tf.summary.text(NOT_RECORDED + layer, reason, step=step)
-
-
-# Layers: name -> (index, inputs, units); run beta lacks d2, and records d1 forward only at some steps.
-LAYERS = {"d0": (0, 6, 5), "d1": (1, 5, 3), "d2": (2, 6, 300)}
-
-
-def _layer_data(rng, inputs, units, batch=8):
-    x = rng.normal(size=(batch, inputs))
-    x[rng.random(x.shape) < 0.4] = 0.0          # ReLU-like exact zeros
-    kernel = rng.normal(size=(inputs, units)) * 0.5
-    d_out = rng.normal(size=(batch, units)) * 0.1
-    return x, kernel, d_out
-
-
-def write_logdir(logdir, seed=0):
-    """Runs alpha (with a "not recorded" note for layer lstm), beta (without d2), gamma (with a contract-version-2
-    tag), nan (non-finite data), and scalars_only (not ours)."""
-    rng = np.random.default_rng(seed)
-    plan = {"alpha": ([0, 10, 20, 30], ["d0", "d1", "d2"]), "beta": ([5, 15, 25], ["d0", "d1"])}
-    for run, (steps, layers) in plan.items():
-        with tf.summary.create_file_writer(os.path.join(logdir, run)).as_default():
-            for step in steps:
-                for layer in layers:
-                    index, inputs, units = LAYERS[layer]
-                    x, kernel, d_out = _layer_data(rng, inputs, units)
-                    if not (run == "beta" and layer == "d1" and step == 5):
-                        write_layer("forward", layer, index, x, kernel, step)
-                    write_layer("kernel_gradient", layer, index, x, d_out, step)
-    with tf.summary.create_file_writer(os.path.join(logdir, "alpha")).as_default():
-        write_not_recorded("lstm", "LSTM is not supported: <no kernel matmul> & nothing to explain", 0)
-    with tf.summary.create_file_writer(os.path.join(logdir, "gamma")).as_default():
-        x, kernel, _ = _layer_data(rng, 6, 5)
-        write_layer("forward", "d0", 0, x, kernel, 3)
-        write_future_tag("d9_forward", 3)
-    with tf.summary.create_file_writer(os.path.join(logdir, "nan")).as_default():
-        x, kernel, _ = _layer_data(rng, 6, 5)
-        x[0, 0] = np.nan
-        kernel[1, 2] = np.inf
-        write_layer("forward", "d0", 0, x, kernel, 1)
-    with tf.summary.create_file_writer(os.path.join(logdir, "scalars_only")).as_default():
-        tf.summary.scalar("loss", 1.0, step=0)
-
-
-def read_written(logdir):
-    """{run: {tag: {"content": bytes, "records": {step: array}}}} read straight from the event files."""
-    out = {}
-    for path in sorted(glob.glob(os.path.join(logdir, "*", "events.out.tfevents.*"))):
-        run = os.path.basename(os.path.dirname(path))
-        tags = {}
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
-                    tags.setdefault(value.tag, {"content": value.metadata.plugin_data.content, "records": {}})
-                if value.tag in tags:
-                    tags[value.tag]["records"][event.step] = tf.make_ndarray(value.tensor)
-        if tags:
-            out.setdefault(run, {}).update(tags)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------- app
-
-def make_flags(logdir, *argv):
-    """TensorBoard's real flag parser (core flags + ours), with every loader's fix_flags applied."""
-    tb = program.TensorBoard(plugins=[core_plugin.CorePluginLoader, plugin_lib.MatmulExplainerLoader])
-    tb.configure(("", "--logdir", logdir) + argv)
-    return tb.flags
-
-
-def make_client(logdir, *argv):
-    flags = make_flags(logdir, *argv)
-    guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE)
-    guidance.update(flags.samples_per_plugin)  # as TensorBoard's LocalDataIngester does
-    multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance=guidance)
-    multiplexer.AddRunsFromDirectory(logdir)
-    multiplexer.Reload()
-    provider = multiplexer_provider.MultiplexerDataProvider(multiplexer, logdir)
-    app = application.TensorBoardWSGIApp(flags, [plugin_lib.MatmulExplainerLoader], data_provider=provider)
-    return werkzeug_test.Client(app), app
-
-
-def _reject_constant(token):
-    raise AssertionError("response has a non-JSON constant %r" % token)
-
-
-def get_json(client, path, **params):
-    response = client.get(PREFIX + path, query_string=params)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.headers["Content-Type"].startswith("application/json")
-    return json.loads(response.get_data(as_text=True), parse_constant=_reject_constant)
-
-
-@pytest.fixture(scope="module")
-def logdir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("logs"))
-    write_logdir(d)
-    return d
-
-
-@pytest.fixture(scope="module")
-def written(logdir):
-    return read_written(logdir)
-
-
-@pytest.fixture(scope="module")
-def client(logdir):
-    return make_client(logdir)[0]
-
+from tests.plugin_helpers import (
+    LAYERS,
+    NOT_RECORDED,
+    PREFIX,
+    get_json,
+    layer_data,
+    make_client,
+    make_flags,
+    write_layer,
+    write_not_recorded,
+)
 
 # ----------------------------------------------------------------------------------------------- expectations
+
 
 def tag_of(written, run, role, layer):
     for tag, entry in written[run].items():
@@ -216,6 +82,7 @@ def fraction(near, cells):
 
 # ----------------------------------------------------------------------------------------------- /runs
 
+
 def test_runs_lists_our_runs_layers_in_model_order_and_roles(client, written):
     body = get_json(client, "/runs")
     assert body["version"] == metadata.CONTRACT_VERSION
@@ -238,7 +105,8 @@ def test_runs_lists_our_runs_layers_in_model_order_and_roles(client, written):
 def test_runs_list_the_layers_not_recorded(client):
     runs = {r["run"]: r for r in get_json(client, "/runs")["runs"]}
     assert runs["alpha"]["notRecorded"] == [
-        {"layer": "lstm", "reason": "LSTM is not supported: <no kernel matmul> & nothing to explain"}]
+        {"layer": "lstm", "reason": "LSTM is not supported: <no kernel matmul> & nothing to explain"}
+    ]
     assert all(runs[r]["notRecorded"] == [] for r in ("beta", "gamma", "nan"))
 
 
@@ -247,16 +115,21 @@ def test_not_recorded_notes_next_to_records(tmp_path):
     provider: the latest value per layer, plain text; other text tags, runs without notes, and values that are
     not a scalar string do not break /runs."""
     rng = np.random.default_rng(4)
-    x, kernel, _ = _layer_data(rng, 4, 3)
+    x, kernel, _ = layer_data(rng, 4, 3)
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
         write_layer("forward", "dense", 0, x, kernel, 0)
         write_not_recorded("lstm", "an old reason", 0)
-        write_not_recorded("zeta<script>alert(1)</script>", "custom layer \u00e9 \"quoted\"\n<b>not html</b>", 0)
+        write_not_recorded("zeta<script>alert(1)</script>", 'custom layer \u00e9 "quoted"\n<b>not html</b>', 0)
         write_not_recorded("vector", ["two", "strings"], 0)  # not a scalar string: a generic reason
-        tf.summary.write(NOT_RECORDED + "number", tf.constant(3.5), step=0,  # a text tag holding a float
-                         metadata=summary_pb2.SummaryMetadata(
-                             plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text"),
-                             data_class=summary_pb2.DATA_CLASS_TENSOR))
+        tf.summary.write(
+            NOT_RECORDED + "number",
+            tf.constant(3.5),
+            step=0,  # a text tag holding a float
+            metadata=summary_pb2.SummaryMetadata(
+                plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text"),
+                data_class=summary_pb2.DATA_CLASS_TENSOR,
+            ),
+        )
         write_layer("forward", "dense", 0, x, kernel, 5)
         write_not_recorded("lstm", "LSTM is not supported", 5)  # written again (a resumed job): the latest wins
         tf.summary.text("notes/matmul_explainer/not_recorded/other", "not ours: another prefix", step=0)
@@ -282,7 +155,7 @@ def test_not_recorded_notes_next_to_records(tmp_path):
 
 def test_runs_without_any_text_tag(tmp_path):
     rng = np.random.default_rng(5)
-    x, kernel, _ = _layer_data(rng, 4, 3)
+    x, kernel, _ = layer_data(rng, 4, 3)
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
         write_layer("forward", "dense", 0, x, kernel, 0)
     client, _ = make_client(str(tmp_path))
@@ -306,6 +179,7 @@ def test_unknown_contract_version_is_reported_and_rejected(client):
 
 
 # ----------------------------------------------------------------------------------------------- /overview
+
 
 @pytest.mark.parametrize("step", [None, 0, 12, 30, 10**6])
 def test_overview_equals_sum_of_written_rows(client, written, step):
@@ -346,8 +220,10 @@ def test_overview_before_first_record_is_404(client):
 
 # ----------------------------------------------------------------------------------------------- /timeline
 
-@pytest.mark.parametrize("run,role,layer", [("alpha", "forward", "d2"), ("beta", "forward", "d1"),
-                                            ("beta", "kernel_gradient", "d0")])
+
+@pytest.mark.parametrize(
+    "run,role,layer", [("alpha", "forward", "d2"), ("beta", "forward", "d1"), ("beta", "kernel_gradient", "d0")]
+)
 def test_timeline_equals_written_records(client, written, run, role, layer):
     body = get_json(client, "/timeline", run=run, role=role, layer=layer)
     recs = records(written, run, role, layer)
@@ -365,6 +241,7 @@ def test_timeline_equals_written_records(client, written, run, role, layer):
 
 # ----------------------------------------------------------------------------------------------- /heatmap
 
+
 def test_heatmap_is_layers_by_union_of_steps_with_null_for_missing(client, written):
     body = get_json(client, "/heatmap", run="beta", role="forward")
     assert body["layers"] == ["d0", "d1"]
@@ -377,6 +254,7 @@ def test_heatmap_is_layers_by_union_of_steps_with_null_for_missing(client, writt
 
 
 # ----------------------------------------------------------------------------------------------- /units
+
 
 @pytest.mark.parametrize("layer,step", [("d0", None), ("d0", 11), ("d2", 20), ("d2", 30), ("d1", 10**6)])
 def test_units_are_the_written_rows(client, written, layer, step):
@@ -407,6 +285,7 @@ def test_units_group_beyond_max_units(client):
 
 # ----------------------------------------------------------------------------------------------- /unit_heatmap
 
+
 def test_unit_heatmap_json_and_f32_agree_with_written_rows(client, written):
     recs = records(written, "alpha", "forward", "d1")
     expected = np.stack([[fraction(r[37], r[36]) for r in a[1:]] for _, a in recs], axis=1)  # [rows, steps]
@@ -414,8 +293,9 @@ def test_unit_heatmap_json_and_f32_agree_with_written_rows(client, written):
     assert body["steps"] == [s for s, _ in recs]
     assert body["rows"] == 3 and body["group_size"] == 1
     close(body["values"], expected)
-    response = client.get(PREFIX + "/unit_heatmap",
-                          query_string={"run": "alpha", "role": "forward", "layer": "d1", "format": "f32"})
+    response = client.get(
+        PREFIX + "/unit_heatmap", query_string={"run": "alpha", "role": "forward", "layer": "d1", "format": "f32"}
+    )
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/octet-stream"
     assert response.headers["X-Rows"] == "3"
@@ -426,6 +306,7 @@ def test_unit_heatmap_json_and_f32_agree_with_written_rows(client, written):
 
 
 # ----------------------------------------------------------------------------------------------- /compare
+
 
 def test_compare_overview_aligns_layers_with_null_for_missing(client, written):
     body = get_json(client, "/compare", view="overview", run=["alpha", "beta"])
@@ -451,9 +332,10 @@ def test_compare_heatmap_and_timeline(client):
 
 # ----------------------------------------------------------------------------------------------- non-finite data
 
+
 def test_non_finite_values_are_null_in_strict_json(client, written):
     body = get_json(client, "/units", run="nan", role="forward", layer="d0")  # get_json rejects NaN/Infinity
-    (_, array), = records(written, "nan", "forward", "d0")
+    ((_, array),) = records(written, "nan", "forward", "d0")
     close(body["sums"], array[1:, 9:18])
     close(get_json(client, "/overview", run="nan", role="forward")["layers"][0]["sums"], array[1:, 9:18].sum(0))
     assert array[0, 3:6].sum() > 0  # the writer counted the non-finite inputs
@@ -462,13 +344,13 @@ def test_non_finite_values_are_null_in_strict_json(client, written):
 # ----------------------------------------------------------------------------------------------- errors
 
 BAD_REQUESTS = [
-    ("/overview", {"role": "forward"}, 400),                                   # missing run
-    ("/overview", {"run": "alpha"}, 400),                                      # missing role
-    ("/overview", {"run": "alpha", "role": "sideways"}, 400),                  # malformed role
-    ("/overview", {"run": "alpha", "role": "input_gradient"}, 404),            # role without data
-    ("/overview", {"run": "nope", "role": "forward"}, 404),                    # unknown run
-    ("/overview", {"run": "scalars_only", "role": "forward"}, 404),            # run without our data
-    ("/overview", {"run": ["alpha", "beta"], "role": "forward"}, 400),         # repeated run
+    ("/overview", {"role": "forward"}, 400),  # missing run
+    ("/overview", {"run": "alpha"}, 400),  # missing role
+    ("/overview", {"run": "alpha", "role": "sideways"}, 400),  # malformed role
+    ("/overview", {"run": "alpha", "role": "input_gradient"}, 404),  # role without data
+    ("/overview", {"run": "nope", "role": "forward"}, 404),  # unknown run
+    ("/overview", {"run": "scalars_only", "role": "forward"}, 404),  # run without our data
+    ("/overview", {"run": ["alpha", "beta"], "role": "forward"}, 400),  # repeated run
     ("/overview", {"run": "alpha", "role": "forward", "step": "-1"}, 400),
     ("/overview", {"run": "alpha", "role": "forward", "step": "1.5"}, 400),
     ("/overview", {"run": "alpha", "role": "forward", "step": "ten"}, 400),
@@ -478,9 +360,9 @@ BAD_REQUESTS = [
     ("/overview", {"run": "alpha", "role": "forward", "step": "9" * 40}, 400),
     ("/overview", {"run": "alpha", "role": "forward", "step": str(2**63)}, 400),
     ("/overview", {"run": "alpha", "role": "forward", "step": ["1", "2"]}, 400),
-    ("/timeline", {"run": "alpha", "role": "forward"}, 400),                   # missing layer
+    ("/timeline", {"run": "alpha", "role": "forward"}, 400),  # missing layer
     ("/timeline", {"run": "alpha", "role": "forward", "layer": "zz"}, 404),
-    ("/timeline", {"run": "beta", "role": "forward", "layer": "d2"}, 404),     # layer missing in this run
+    ("/timeline", {"run": "beta", "role": "forward", "layer": "d2"}, 404),  # layer missing in this run
     ("/heatmap", {"run": "alpha"}, 400),
     ("/units", {"run": "alpha", "role": "forward", "layer": "d0", "step": "abc"}, 400),
     ("/units", {"run": "beta", "role": "forward", "layer": "d1", "step": "16"}, 200),
@@ -488,18 +370,18 @@ BAD_REQUESTS = [
     ("/units", {"run": "beta", "role": "forward", "layer": "d1", "step": "5"}, 404),
     ("/unit_heatmap", {"run": "alpha", "role": "forward", "layer": "d0", "format": "png"}, 400),
     ("/unit_heatmap", {"run": "alpha", "role": "forward", "layer": "nope"}, 404),
-    ("/compare", {"run": "alpha"}, 400),                                       # missing view
+    ("/compare", {"run": "alpha"}, 400),  # missing view
     ("/compare", {"view": "table", "run": "alpha"}, 400),
-    ("/compare", {"view": "overview"}, 400),                                   # no run
+    ("/compare", {"view": "overview"}, 400),  # no run
     ("/compare", {"view": "overview", "run": ["r%d" % i for i in range(9)]}, 400),
     ("/compare", {"view": "overview", "run": ["alpha", "nope"]}, 404),
-    ("/compare", {"view": "timeline", "run": "alpha"}, 400),                   # timeline needs layer
+    ("/compare", {"view": "timeline", "run": "alpha"}, 400),  # timeline needs layer
     ("/compare", {"view": "heatmap", "run": "alpha", "role": "up"}, 400),
     ("/compare", {"view": "overview", "run": "alpha", "step": "x"}, 400),
-    ("/diagnosis", {"run": "alpha", "role": "forward"}, 400),                  # missing layer
+    ("/diagnosis", {"run": "alpha", "role": "forward"}, 400),  # missing layer
     ("/diagnosis", {"run": "alpha", "role": "forward", "layer": "zz"}, 404),
     ("/diagnosis", {"run": "beta", "role": "forward", "layer": "d1", "step": "4"}, 404),
-    ("/diagnosis", {"run": "gamma", "role": "forward", "layer": "d9"}, 400),   # unknown contract version
+    ("/diagnosis", {"run": "gamma", "role": "forward", "layer": "d9"}, 400),  # unknown contract version
     ("/alerts", {}, 400),
     ("/alerts", {"run": "nope"}, 404),
     ("/alerts", {"run": "alpha", "step": "-2"}, 400),
@@ -519,18 +401,22 @@ def test_bad_requests_give_4xx_with_a_message(client, path, params, code):
 
 # ----------------------------------------------------------------------------------------------- diagnosis
 
+
 @pytest.mark.parametrize("run,step", [("alpha", None), ("alpha", 15), ("beta", None), ("nan", None)])
 def test_alerts_and_diagnoses_equal_explain_over_the_loader(client, logdir, run, step):
     params = {"run": run} if step is None else {"run": run, "step": step}
     body = get_json(client, "/alerts", **params)
     diagnoses, alerts = explain.diagnose_run(loader.load(logdir).runs[run], step)
-    assert [(a["kind"], a["layer"], a["role"], a["first_step"], a["message"]) for a in body["alerts"]] == \
-        [(a.kind, a.layer, a.role, a.first_step, a.message) for a in alerts]
-    assert body["diagnoses"] == [{"layer": d.layer, "role": d.role, "step": d.step, "text": d.text,
-                                  "starved": d.starved} for d in diagnoses]
+    assert [(a["kind"], a["layer"], a["role"], a["first_step"], a["message"]) for a in body["alerts"]] == [
+        (a.kind, a.layer, a.role, a.first_step, a.message) for a in alerts
+    ]
+    assert body["diagnoses"] == [
+        {"layer": d.layer, "role": d.role, "step": d.step, "text": d.text, "starved": d.starved} for d in diagnoses
+    ]
     for d in diagnoses:
-        one = get_json(client, "/diagnosis", run=run, role=d.role, layer=d.layer, **({} if step is None else
-                                                                                    {"step": step}))
+        one = get_json(
+            client, "/diagnosis", run=run, role=d.role, layer=d.layer, **({} if step is None else {"step": step})
+        )
         assert (one["step"], one["text"], one["dead_rows"]) == (d.step, d.text, d.dead_rows)
         assert one["causes"] == pytest.approx(d.causes)
 
@@ -541,10 +427,10 @@ def write_vanishing_logdir(logdir):
     with tf.summary.create_file_writer(os.path.join(logdir, "deep")).as_default():
         for step in (0, 10, 20, 30):
             for index, layer in enumerate(("k0", "k1", "k2")):
-                x, _, d_out = _layer_data(rng, 6, 4)
+                x, _, d_out = layer_data(rng, 6, 4)
                 scale = 1e-5 if layer == "k0" and step in (10, 20) else 1.0
                 write_layer("kernel_gradient", layer, index, x, d_out * scale, step)
-            x, kernel, _ = _layer_data(rng, 6, 5)
+            x, kernel, _ = layer_data(rng, 6, 5)
             x = np.abs(x)
             if step >= 20:
                 kernel[:, :2] = 0.0
@@ -553,10 +439,17 @@ def write_vanishing_logdir(logdir):
 
 def _diagnosis_json(d):
     """A /diagnosis body computed directly by `explain` (as `plugin.views.diagnosis` shapes it)."""
-    return {"role": d.role, "layer": d.layer, "step": d.step, "text": d.text,
-            "causes": {k: plugin_views.json_float(v) for k, v in d.causes.items()},
-            "near_zero_fraction": plugin_views.json_float(d.near_zero_fraction), "dead_rows": d.dead_rows,
-            "starved": d.starved, "alerts": [plugin_views.alert_json(a) for a in d.alerts]}
+    return {
+        "role": d.role,
+        "layer": d.layer,
+        "step": d.step,
+        "text": d.text,
+        "causes": {k: plugin_views.json_float(v) for k, v in d.causes.items()},
+        "near_zero_fraction": plugin_views.json_float(d.near_zero_fraction),
+        "dead_rows": d.dead_rows,
+        "starved": d.starved,
+        "alerts": [plugin_views.alert_json(a) for a in d.alerts],
+    }
 
 
 def without_open(body):
@@ -585,8 +478,9 @@ def test_past_step_diagnosis_equals_explain_over_the_records(tmp_path, cache_mb)
         body = get_json(client, "/alerts", run="deep", **params)
         assert without_open(body)["alerts"] == [plugin_views.alert_json(a) for a in alerts]
         assert all(a["open"]["layer"] == a["layer"] for a in body["alerts"])
-        assert body["diagnoses"] == [{"layer": d.layer, "role": d.role, "step": d.step, "text": d.text,
-                                      "starved": d.starved} for d in diagnoses]
+        assert body["diagnoses"] == [
+            {"layer": d.layer, "role": d.role, "step": d.step, "text": d.text, "starved": d.starved} for d in diagnoses
+        ]
     assert {"vanishing_gradient", "dead_units"} <= fired  # the rules that compare layers and steps were exercised
     vanishing = get_json(client, "/diagnosis", run="deep", role="kernel_gradient", layer="k0", step="15")
     assert [(a["kind"], a["first_step"]) for a in vanishing["alerts"]] == [("vanishing_gradient", 10)]
@@ -610,8 +504,9 @@ def test_digest_keeps_exactly_what_the_diagnosis_reads(tmp_path):
                 np.testing.assert_array_equal(getattr(t, field), getattr(expected, field))
             assert (t.cells, t.near_zero_cells) == (expected.cells, expected.near_zero_cells)
             # The summaries' own fields; their `totals` were compared field by field above, record by record.
-            assert [dataclasses.replace(h, totals=None) for h in view.history(step)] == \
-                [dataclasses.replace(h, totals=None) for h in series.history(step)]
+            assert [dataclasses.replace(h, totals=None) for h in view.history(step)] == [
+                dataclasses.replace(h, totals=None) for h in series.history(step)
+            ]
 
 
 @pytest.mark.parametrize("cache_mb", ["256", "1", "0"])
@@ -646,7 +541,7 @@ def test_non_finite_alert_since_the_step_they_came_in(tmp_path):
     rng = np.random.default_rng(5)
     with tf.summary.create_file_writer(os.path.join(str(tmp_path), "diverging")).as_default():
         for step in (0, 10, 20, 30):
-            x, kernel, _ = _layer_data(rng, 6, 5)
+            x, kernel, _ = layer_data(rng, 6, 5)
             if step == 10:
                 x[2, 3] = np.nan
             if step >= 20:
@@ -662,15 +557,21 @@ def test_non_finite_alert_since_the_step_they_came_in(tmp_path):
     kinds = [(a["kind"], a["first_step"]) for a in get_json(client, "/alerts", run="diverging")["alerts"]]
     assert kinds == [("non_finite", 10)]
 
+
 def test_non_utf8_query_is_not_a_server_error(client):
-    for url in (PREFIX + "/overview?run=%ff%fe&role=forward", PREFIX + "/overview?run=alpha&role=%c3%28",
-                PREFIX + "/timeline?run=alpha&role=forward&layer=%80", PREFIX + "/units?run=alpha&role=forward"
-                "&layer=d0&step=%ff", PREFIX + "/%ff%fe.js"):
+    for url in (
+        PREFIX + "/overview?run=%ff%fe&role=forward",
+        PREFIX + "/overview?run=alpha&role=%c3%28",
+        PREFIX + "/timeline?run=alpha&role=forward&layer=%80",
+        PREFIX + "/units?run=alpha&role=forward&layer=d0&step=%ff",
+        PREFIX + "/%ff%fe.js",
+    ):
         response = client.get(url)
         assert 400 <= response.status_code < 500, (url, response.status_code)
 
 
 # ----------------------------------------------------------------------------------------------- static files
+
 
 def test_serves_index_js_as_a_module(client):
     response = client.get(PREFIX + "/index.js")
@@ -679,12 +580,27 @@ def test_serves_index_js_as_a_module(client):
     assert b"export" in response.get_data()
 
 
-@pytest.mark.parametrize("path", [
-    "/../../etc/passwd", "/..%2F..%2Fetc%2Fpasswd", "/%2e%2e/%2e%2e/etc/passwd", "/..%5c..%5cetc%5cpasswd",
-    "//etc/passwd", "/%2Fetc%2Fpasswd", "/static/../../plugin.py", "/../plugin.py", "/%2e%2e%2fplugin.py",
-    "/../plugin/web.py", "/%2e%2e/metadata.py",
-    "/index.js%00.png", "/nothing.js", "/", "/.", "/..",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../../etc/passwd",
+        "/..%2F..%2Fetc%2Fpasswd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/..%5c..%5cetc%5cpasswd",
+        "//etc/passwd",
+        "/%2Fetc%2Fpasswd",
+        "/static/../../plugin.py",
+        "/../plugin.py",
+        "/%2e%2e%2fplugin.py",
+        "/../plugin/web.py",
+        "/%2e%2e/metadata.py",
+        "/index.js%00.png",
+        "/nothing.js",
+        "/",
+        "/.",
+        "/..",
+    ],
+)
 def test_static_files_are_guarded(client, path):
     response = client.get(PREFIX + path)
     assert response.status_code == 404, (path, response.get_data()[:200])
@@ -694,17 +610,20 @@ def test_static_files_are_guarded(client, path):
 def test_static_guard_direct_paths(logdir):
     """Paths as a WSGI server may hand them over (already decoded, not normalised)."""
     _, app = make_client(logdir)
-    for raw in ("/data/plugin/matmul_explainer/../../../../etc/passwd",
-                "/data/plugin/matmul_explainer/../metadata.py",
-                "/data/plugin/matmul_explainer/" + os.path.abspath(__file__)):
+    for raw in (
+        "/data/plugin/matmul_explainer/../../../../etc/passwd",
+        "/data/plugin/matmul_explainer/../metadata.py",
+        "/data/plugin/matmul_explainer/" + os.path.abspath(__file__),
+    ):
         environ = werkzeug_test.EnvironBuilder(path="/").get_environ()
         environ["PATH_INFO"] = raw
         status = []
-        body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
+        body = b"".join(app(environ, lambda s, h, *a, status=status: status.append(s)))
         assert status[0].startswith("404"), (raw, status, body[:100])
 
 
-# ----------------------------------------------------------------------------------------------- TensorBoard integration
+# ------------------------------------------------------------------------------------------- TensorBoard integration
+
 
 def test_plugins_listing_enables_the_tab(client):
     listing = json.loads(client.get("/data/plugins_listing").get_data())
@@ -737,13 +656,14 @@ def test_tab_enabled_exactly_when_a_run_holds_our_summaries(tmp_path):
     ours = tmp_path / "ours"
     with tf.summary.create_file_writer(str(ours / "run")).as_default():
         rng = np.random.default_rng(1)
-        x, kernel, _ = _layer_data(rng, 4, 3)
+        x, kernel, _ = layer_data(rng, 4, 3)
         write_layer("forward", "d", 0, x, kernel, 0)
     client, _ = make_client(str(ours))
     assert _tab_enabled(client) is True
 
 
 # ----------------------------------------------------------------------------------------------- flags / retention
+
 
 def test_fix_flags_adds_our_default_retention(tmp_path):
     assert make_flags(str(tmp_path)).samples_per_plugin == {"matmul_explainer": plugin_lib.DEFAULT_SAMPLES_PER_TAG}
@@ -784,7 +704,7 @@ def test_our_flag_does_not_clash_and_is_validated(tmp_path):
 def test_default_retention_keeps_hundreds_of_records_with_the_legacy_loader(tmp_path):
     """TensorBoard keeps 10 samples of a third-party tensor summary by default; our fix_flags keeps 500."""
     rng = np.random.default_rng(2)
-    x, kernel, _ = _layer_data(rng, 3, 2, batch=2)
+    x, kernel, _ = layer_data(rng, 3, 2, batch=2)
     write = tf.function(lambda step: write_layer("forward", "d", 0, x, kernel, step))  # traced once: fast
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
         for step in range(520):
@@ -800,7 +720,7 @@ def test_cache_is_invalidated_by_new_data(tmp_path, monkeypatch):
     LISTING_TTL_S seconds, so new data shows once that has passed."""
     monkeypatch.setattr(plugin_cache, "LISTING_TTL_S", 0.3)
     rng = np.random.default_rng(3)
-    x, kernel, _ = _layer_data(rng, 3, 2)
+    x, kernel, _ = layer_data(rng, 3, 2)
     run = str(tmp_path / "run")
     with tf.summary.create_file_writer(run).as_default():
         write_layer("forward", "d", 0, x, kernel, 0)
@@ -809,8 +729,9 @@ def test_cache_is_invalidated_by_new_data(tmp_path, monkeypatch):
     multiplexer.AddRunsFromDirectory(str(tmp_path))
     multiplexer.Reload()
     provider = multiplexer_provider.MultiplexerDataProvider(multiplexer, str(tmp_path))
-    client = werkzeug_test.Client(application.TensorBoardWSGIApp(flags, [plugin_lib.MatmulExplainerLoader],
-                                                                 data_provider=provider))
+    client = werkzeug_test.Client(
+        application.TensorBoardWSGIApp(flags, [plugin_lib.MatmulExplainerLoader], data_provider=provider)
+    )
     assert get_json(client, "/timeline", run="run", role="forward", layer="d")["steps"] == [0]
     assert get_json(client, "/units", run="run", role="forward", layer="d")["step"] == 0
     with tf.summary.create_file_writer(run).as_default():

@@ -16,7 +16,7 @@ import tensorflow as tf
 from tb_matmul_explainer import __main__ as cli
 from tb_matmul_explainer import explain, loader, metadata
 from tb_matmul_explainer.keras import ExplainerCallback
-from tests.test_plugin import PREFIX, get_json, make_client
+from tests.plugin_helpers import PREFIX, get_json, make_client
 
 NEW_ROLES = ("activation", "activation_gradient", "input_features")
 BATCH = 16
@@ -27,8 +27,9 @@ def _fit(model, logdir, seed):
     x = rng.normal(size=(4 * BATCH, 8)).astype(np.float32)
     y = rng.integers(0, 3, 4 * BATCH)
     model.compile(keras.optimizers.SGD(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
-              callbacks=[ExplainerCallback(logdir, update_freq=1)])
+    model.fit(
+        x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[ExplainerCallback(logdir, update_freq=1)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,20 @@ def logdir(tmp_path_factory):
     Activation layer after BatchNormalization (beta -6), are dead, seen only in logits' input features."""
     root = str(tmp_path_factory.mktemp("chain"))
     keras.utils.set_random_seed(0)
-    _fit(keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(16, activation="relu", name="hidden_1"),
-        keras.layers.Dense(16, activation="relu", bias_initializer=keras.initializers.Constant(-8.0), name="hidden_2"),
-        keras.layers.Dense(3, name="logits")]), os.path.join(root, "dying"), 0)
+    _fit(
+        keras.Sequential(
+            [
+                keras.Input((8,)),
+                keras.layers.Dense(16, activation="relu", name="hidden_1"),
+                keras.layers.Dense(
+                    16, activation="relu", bias_initializer=keras.initializers.Constant(-8.0), name="hidden_2"
+                ),
+                keras.layers.Dense(3, name="logits"),
+            ]
+        ),
+        os.path.join(root, "dying"),
+        0,
+    )
     inputs = keras.Input((8,))
     h = keras.layers.Dense(16, name="pre")(inputs)
     h = keras.layers.BatchNormalization(beta_initializer=keras.initializers.Constant(-6.0), name="bn")(h)
@@ -68,8 +78,10 @@ def test_runs_list_the_new_roles_per_layer_with_their_metadata(client):
     assert set(NEW_ROLES) <= set(layers["hidden_2"]) and "activation" not in layers["logits"]
     assert layers["hidden_2"]["activation"]["activation"] == "relu"
     assert layers["hidden_2"]["activation"]["operands"] == ["matmul", "bias"]
-    assert (layers["logits"]["input_features"]["producer"], layers["logits"]["input_features"]["producer_kind"]) == \
-        ("hidden_2", "activation")
+    assert (layers["logits"]["input_features"]["producer"], layers["logits"]["input_features"]["producer_kind"]) == (
+        "hidden_2",
+        "activation",
+    )
     assert layers["hidden_1"]["input_features"]["producer_kind"] == "input"
 
 
@@ -91,8 +103,12 @@ def test_every_route_answers_every_role(client, runs, run):
         assert (units["step"], len(units["cells"])) == (last, len(series.records[-1].cells))
         assert None not in units["near_zero_fraction"]
         get_json(client, "/unit_heatmap", run=run, role=role, layer=layer)
-        assert client.get(PREFIX + "/unit_heatmap", query_string={"run": run, "role": role, "layer": layer,
-                                                                 "format": "f32"}).status_code == 200
+        assert (
+            client.get(
+                PREFIX + "/unit_heatmap", query_string={"run": run, "role": role, "layer": layer, "format": "f32"}
+            ).status_code
+            == 200
+        )
         diagnosis = get_json(client, "/diagnosis", run=run, role=role, layer=layer)
         assert diagnosis["text"] and isinstance(diagnosis["starved"], bool)
         compare = get_json(client, "/compare", view="timeline", run=run, role=role, layer=layer)
@@ -118,10 +134,17 @@ def test_overview_gives_each_layers_inactive_share(client, runs):
 def test_alerts_name_the_origin_and_where_the_tab_opens_it(client, runs):
     body = get_json(client, "/alerts", run="dying/train")
     lead = body["alerts"][0]
-    assert (lead["kind"], lead["layer"], lead["role"], lead["seen_in"]) == ("dead_units", "hidden_2", "activation",
-                                                                           None)
-    assert lead["open"] == {"layer": "hidden_2", "role": "activation",
-                            "tag": runs["dying/train"][("hidden_2", "activation")].tag}
+    assert (lead["kind"], lead["layer"], lead["role"], lead["seen_in"]) == (
+        "dead_units",
+        "hidden_2",
+        "activation",
+        None,
+    )
+    assert lead["open"] == {
+        "layer": "hidden_2",
+        "role": "activation",
+        "tag": runs["dying/train"][("hidden_2", "activation")].tag,
+    }
     starved = {(d["layer"], d["role"]): d["starved"] for d in body["diagnoses"]}
     assert starved[("logits", "forward")] is True and starved[("hidden_2", "activation")] is False
     one = get_json(client, "/diagnosis", run="dying/train", role="forward", layer="logits")
@@ -131,8 +154,11 @@ def test_alerts_name_the_origin_and_where_the_tab_opens_it(client, runs):
     bn = get_json(client, "/alerts", run="bn/train")["alerts"]
     relu = next(a for a in bn if a["layer"] == "relu_1")
     assert (relu["kind"], relu["role"], relu["seen_in"]) == ("dead_units", "input_features", "logits")
-    assert relu["open"] == {"layer": "logits", "role": "input_features",
-                            "tag": runs["bn/train"][("logits", "input_features")].tag}
+    assert relu["open"] == {
+        "layer": "logits",
+        "role": "input_features",
+        "tag": runs["bn/train"][("logits", "input_features")].tag,
+    }
     _, alerts = explain.diagnose_run(runs["bn/train"])
     assert [(a["layer"], a["seen_in"] or "") for a in bn] == [(a.layer, a.seen_in) for a in alerts]
 
@@ -141,13 +167,25 @@ def _write_version_1(logdir):
     """A version-1 run: one forward record per step of a dense layer, in the layout version 1 wrote ([rows+1, 38],
     metadata {"v": 1} without the version-2 fields)."""
     rng = np.random.default_rng(3)
-    content = {"v": 1, "role": "forward", "op": "dense", "operands": ["input", "kernel"], "layer": "old",
-               "index": 0, "units": 4, "confidence": 0.95, "thresholds": [None, None, None]}
+    content = {
+        "v": 1,
+        "role": "forward",
+        "op": "dense",
+        "operands": ["input", "kernel"],
+        "layer": "old",
+        "index": 0,
+        "units": 4,
+        "confidence": 0.95,
+        "thresholds": [None, None, None],
+    }
     from tensorboard.compat.proto import summary_pb2
+
     meta = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME,
-                                                           content=json.dumps(content).encode()),
-        data_class=summary_pb2.DATA_CLASS_TENSOR)
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=metadata.PLUGIN_NAME, content=json.dumps(content).encode()
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    )
     with tf.summary.create_file_writer(os.path.join(logdir, "v1")).as_default():
         for step in (0, 1):
             array = np.zeros((5, metadata.V1_COLUMNS))
@@ -177,7 +215,9 @@ def test_report_prints_seen_in_and_a_chain_per_layer(logdir, runs, capsys):
     dying = out.split("== run dying/train")[1].splitlines()
     chain = next(line.strip() for line in dying if line.strip().startswith("hidden_2: forward:"))
     # Chain order, and the dead ReLUs at the activation step, with its function and every unit dead.
-    assert chain.index("input features") < chain.index("x.W") < chain.index("activation relu 100% inactive (16/16 dead)")
+    assert (
+        chain.index("input features") < chain.index("x.W") < chain.index("activation relu 100% inactive (16/16 dead)")
+    )
     assert chain.index("| backward: dJ/dz") < chain.index("dJ/dW")  # input_gradient is not a default role
     logits = next(line.strip() for line in dying if line.strip().startswith("logits: forward:"))
     assert "from hidden_2" in logits and "activation" not in logits.split("|")[0]

@@ -20,19 +20,20 @@ module runs.
 """
 
 import math
-import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tb_matmul_explainer import aggregates, ops, threshold
 from tests import oracle
 
-SETTINGS = dict(deadline=None, derandomize=True, database=None, print_blob=True,
-                suppress_health_check=list(HealthCheck))
+SETTINGS = dict(
+    deadline=None, derandomize=True, database=None, print_blob=True, suppress_health_check=list(HealthCheck)
+)
 CASES = {}  # test name -> examples run
 
 FLOAT_DTYPES = ("float16", "float32", "float64", "bfloat16")
@@ -49,6 +50,7 @@ def count(name):
 
 # ----------------------------------------------------------------------------------------------- operands
 
+
 def _finite_float(width):
     magnitude = st.floats(2.0**-10, 2.0**10, width=width, allow_subnormal=False)
     return st.builds(lambda sign, m: sign * m, st.sampled_from((1.0, -1.0)), magnitude)
@@ -59,10 +61,7 @@ def operand(data, shape, dtype, nonfinite=False, pool=None):
 
     `pool`: draw elements from these few values only (many ties)."""
     if dtype in INT_DTYPES:
-        if dtype == "bool":
-            elements = st.booleans()
-        else:
-            elements = st.integers(0 if dtype == "uint8" else -4, 4)
+        elements = st.booleans() if dtype == "bool" else st.integers(0 if dtype == "uint8" else -4, 4)
         arr = data.draw(hnp.arrays(np.dtype(dtype), shape, elements=elements))
         value = arr if data.draw(st.booleans()) else tf.constant(arr)
         return value, arr.astype(np.float32)
@@ -140,6 +139,7 @@ def thresholds_used(values, explicit, confidence):
 
 # ----------------------------------------------------------------------------------------------- oracle ops
 
+
 def conv_taps(in_spatial, k_spatial, strides, padding):
     """For each (output position, kernel offset): the flattened input position read, or -1 (padding)."""
     g, out_spatial = oracle.index_map(list(in_spatial), list(k_spatial), strides, padding)
@@ -170,8 +170,11 @@ def np_conv_filter_grad(x, dy, kshape, strides, padding):
     b, *sp, c = x.shape
     taps, _ = conv_taps(sp, kshape[:-2], strides, padding)
     with np.errstate(invalid="ignore", over="ignore"):
-        out = np.einsum("bokc,bod->kcd", _patches(x.reshape(b, _size(sp), c), taps),
-                        dy.reshape(b, _size(dy.shape[1:-1]), dy.shape[-1]))
+        out = np.einsum(
+            "bokc,bod->kcd",
+            _patches(x.reshape(b, _size(sp), c), taps),
+            dy.reshape(b, _size(dy.shape[1:-1]), dy.shape[-1]),
+        )
     return out.reshape(kshape)
 
 
@@ -180,7 +183,9 @@ def np_conv_input_grad(dy, w, in_shape, strides, padding):
     taps, _ = conv_taps(sp, w.shape[:-2], strides, padding)
     d = w.shape[-1]
     with np.errstate(invalid="ignore", over="ignore"):
-        parts = np.einsum("bod,kcd->bokc", dy.reshape(b, _size(dy.shape[1:-1]), d), w.reshape(_size(w.shape[:-2]), c, d))
+        parts = np.einsum(
+            "bod,kcd->bokc", dy.reshape(b, _size(dy.shape[1:-1]), d), w.reshape(_size(w.shape[:-2]), c, d)
+        )
         out = np.zeros((b, int(np.prod(sp)) + 1, c), np.float64)
         np.add.at(out, (slice(None), taps), parts)
     return out[:, :-1].reshape(in_shape)
@@ -197,7 +202,10 @@ def products_per_cell(op, x, y):
 
 def magnitude_scale(op, x, y):
     """op(|x|, |y|) over the finite values: the scale that bounds a cell's rounding error."""
-    clean = lambda a: np.where(np.isfinite(a), np.abs(a), 0.0).astype(np.float64)
+
+    def clean(a):
+        return np.where(np.isfinite(a), np.abs(a), 0.0).astype(np.float64)
+
     return op(clean(x), clean(y))
 
 
@@ -268,6 +276,7 @@ def either(call):
 
 # ----------------------------------------------------------------------------------------------- matmul
 
+
 @settings(max_examples=220, **SETTINGS)
 @given(data=st.data())
 def test_matmul_classify(data):
@@ -280,8 +289,12 @@ def test_matmul_classify(data):
     bad_conf = data.draw(st.integers(0, 14)) == 0
     confidence = data.draw(BAD_CONFIDENCE if bad_conf else CONFIDENCE)
     targ, explicit, valid_t = threshold_arg(data, 2)
-    call = lambda: ops.matmul_classify(args[0][0], args[1][0], confidence=confidence, thresholds=targ,
-                                       return_thresholds=True)
+
+    def call():
+        return ops.matmul_classify(
+            args[0][0], args[1][0], confidence=confidence, thresholds=targ, return_thresholds=True
+        )
+
     if mismatch or bad_conf or not valid_t:
         expect_error(call)
         count("test_matmul_classify")
@@ -295,9 +308,15 @@ def test_matmul_classify_bad_ranks_and_dtypes(data):
     """Wrong ranks, non-numeric dtypes, ragged lists: a clear TypeError/ValueError, never another crash."""
     bad = data.draw(st.sampled_from(["rank0", "rank1", "complex", "string", "ragged", "none", "dict"]))
     y = np.ones((3, 2), np.float32)
-    x = {"rank0": np.float32(1.0), "rank1": np.ones(3, np.float32), "complex": np.ones((2, 3), np.complex64),
-         "string": np.array([["a", "b", "c"]]), "ragged": [[1.0, 2.0], [1.0]], "none": None,
-         "dict": {"a": 1}}[bad]
+    x = {
+        "rank0": np.float32(1.0),
+        "rank1": np.ones(3, np.float32),
+        "complex": np.ones((2, 3), np.complex64),
+        "string": np.array([["a", "b", "c"]]),
+        "ragged": [[1.0, 2.0], [1.0]],
+        "none": None,
+        "dict": {"a": 1},
+    }[bad]
     swap = data.draw(st.booleans())
     fn = data.draw(st.sampled_from(["matmul", "multiply", "tensor", "mask", "threshold"]))
     if fn == "matmul":
@@ -321,11 +340,11 @@ def test_matmul_classify_bad_ranks_and_dtypes(data):
 
 # ----------------------------------------------------------------------------------------------- multiply, tensordot
 
+
 @settings(max_examples=100, **SETTINGS)
 @given(data=st.data())
 def test_multiply_classify(data):
-    shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=0,
-                                                         max_side=3))
+    shapes = data.draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, min_side=0, max_side=3))
     x_shape, y_shape = shapes.input_shapes
     clash = data.draw(st.integers(0, 9)) == 0 and len(x_shape) > 0
     if clash:
@@ -334,8 +353,12 @@ def test_multiply_classify(data):
     args = draw_values(data, [x_shape, y_shape])
     confidence = data.draw(CONFIDENCE)
     targ, explicit, valid_t = threshold_arg(data, 2)
-    call = lambda: ops.multiply_classify(args[0][0], args[1][0], confidence=confidence, thresholds=targ,
-                                         return_thresholds=True)
+
+    def call():
+        return ops.multiply_classify(
+            args[0][0], args[1][0], confidence=confidence, thresholds=targ, return_thresholds=True
+        )
+
     if clash or not valid_t:
         expect_error(call)
         return count("test_multiply_classify")
@@ -349,7 +372,7 @@ def test_tensordot_classify(data):
     kind = data.draw(st.sampled_from(["int", "pairs", "bad"]))
     if kind == "int":
         axes = data.draw(st.integers(0, len(x_shape)))
-        y_shape = x_shape[len(x_shape) - axes:] + tuple(data.draw(st.lists(st.integers(0, 3), max_size=2)))
+        y_shape = x_shape[len(x_shape) - axes :] + tuple(data.draw(st.lists(st.integers(0, 3), max_size=2)))
     elif kind == "pairs":
         n = data.draw(st.integers(0, len(x_shape)))
         x_axes = data.draw(st.permutations(range(len(x_shape))))[:n]
@@ -361,16 +384,20 @@ def test_tensordot_classify(data):
         y_shape = (2, 3)
     args = draw_values(data, [x_shape, y_shape])
     confidence = data.draw(CONFIDENCE)
-    call = lambda: ops.tensordot_classify(args[0][0], args[1][0], axes, confidence=confidence,
-                                          return_thresholds=True)
+
+    def call():
+        return ops.tensordot_classify(args[0][0], args[1][0], axes, confidence=confidence, return_thresholds=True)
+
     if kind == "bad":
         expect_error(call)
         return count("test_tensordot_classify")
-    check_two_operand("test_tensordot_classify", call, lambda a, b: np.tensordot(a, b, axes), args,
-                      (None, None), confidence)
+    check_two_operand(
+        "test_tensordot_classify", call, lambda a, b: np.tensordot(a, b, axes), args, (None, None), confidence
+    )
 
 
 # ----------------------------------------------------------------------------------------------- single operand
+
 
 @settings(max_examples=110, **SETTINGS)
 @given(data=st.data())
@@ -402,6 +429,7 @@ def test_tensor_classify_masks_and_threshold(data):
 
 # ----------------------------------------------------------------------------------------------- convolutions
 
+
 def conv_geometry(data, allow_bad=True):
     """Shapes of a random NHWC convolution (possibly invalid): a dict."""
     rank = data.draw(st.integers(1, 3))
@@ -420,8 +448,16 @@ def conv_geometry(data, allow_bad=True):
         sarg = (1,) + strides + (1,)
     else:
         sarg = strides
-    g = dict(rank=rank, x=[batch] + spatial + [cin], k=kernel + [cin, cout], strides=strides, sarg=sarg,
-             padding=padding.upper(), parg=padding, bad=None)
+    g = dict(
+        rank=rank,
+        x=[batch] + spatial + [cin],
+        k=kernel + [cin, cout],
+        strides=strides,
+        sarg=sarg,
+        padding=padding.upper(),
+        parg=padding,
+        bad=None,
+    )
     if allow_bad and data.draw(st.integers(0, 7)) == 0:
         g["bad"] = data.draw(st.sampled_from(["padding", "stride0", "strides_len", "channels", "rank", "kernel0"]))
         if g["bad"] == "padding":
@@ -447,12 +483,14 @@ def _out_shape(g):
 def _conv_case(data, role):
     g = conv_geometry(data)
     if g["bad"] in ("channels", "rank", "kernel0", "padding") or g["bad"] and role != "forward":
-        shapes = {"forward": [g["x"], g["k"]], "kernel_gradient": [g["x"], [1] * len(g["x"])],
-                  "input_gradient": [[1] * len(g["x"]), g["k"]]}[role]
+        shapes = {
+            "forward": [g["x"], g["k"]],
+            "kernel_gradient": [g["x"], [1] * len(g["x"])],
+            "input_gradient": [[1] * len(g["x"]), g["k"]],
+        }[role]
     else:
         out = _out_shape(g)
-        shapes = {"forward": [g["x"], g["k"]], "kernel_gradient": [g["x"], out],
-                  "input_gradient": [out, g["k"]]}[role]
+        shapes = {"forward": [g["x"], g["k"]], "kernel_gradient": [g["x"], out], "input_gradient": [out, g["k"]]}[role]
     if g["bad"] is None and role != "forward" and data.draw(st.integers(0, 9)) == 0:
         shapes[1 if role == "kernel_gradient" else 0][-1] += 1  # d_out of the wrong shape
         g["bad"] = "d_out"
@@ -466,12 +504,19 @@ def test_conv_classify(data):
     g, args = _conv_case(data, "forward")
     confidence = data.draw(CONFIDENCE)
     targ, explicit, valid_t = threshold_arg(data, 2)
-    call = lambda: ops.conv_classify(args[0][0], args[1][0], g["sarg"], g["parg"], confidence=confidence,
-                                     thresholds=targ, return_thresholds=True)
+
+    def call():
+        return ops.conv_classify(
+            args[0][0], args[1][0], g["sarg"], g["parg"], confidence=confidence, thresholds=targ, return_thresholds=True
+        )
+
     if g["bad"] or not valid_t:
         expect_error(call)
         return count("test_conv_classify")
-    op = lambda a, b: np_conv(a, b, g["strides"], g["padding"])
+
+    def op(a, b):
+        return np_conv(a, b, g["strides"], g["padding"])
+
     check_two_operand("test_conv_classify", call, op, args, explicit, confidence)
 
 
@@ -481,19 +526,33 @@ def test_conv_backprop_filter_classify(data):
     g, args = _conv_case(data, "kernel_gradient")
     confidence = data.draw(CONFIDENCE)
     targ, explicit, valid_t = threshold_arg(data, 2)
-    call = lambda: ops.conv_backprop_filter_classify(args[0][0], args[1][0], g["k"], g["sarg"], g["parg"],
-                                                     confidence=confidence, thresholds=targ,
-                                                     return_thresholds=True)
+
+    def call():
+        return ops.conv_backprop_filter_classify(
+            args[0][0],
+            args[1][0],
+            g["k"],
+            g["sarg"],
+            g["parg"],
+            confidence=confidence,
+            thresholds=targ,
+            return_thresholds=True,
+        )
+
     if g["bad"] or not valid_t:
         expect_error(call)
         return count("test_conv_backprop_filter_classify")
-    op = lambda a, b: np_conv_filter_grad(a, b, g["k"], g["strides"], g["padding"])
+
+    def op(a, b):
+        return np_conv_filter_grad(a, b, g["k"], g["strides"], g["padding"])
+
     # With an infinity in an operand, TensorFlow's backprop-filter kernel may multiply it by a class mask's zero
     # (inf * 0 = NaN) where the oracle skips the product, so the non-finite pattern is only compared for finite
     # operands (as the aggregate tests do); the cells finite in both are still checked.
     finite = all(np.all(np.isfinite(np.asarray(a[1], np.float64))) for a in args)
-    check_two_operand("test_conv_backprop_filter_classify", call, op, args, explicit, confidence,
-                      strict_nonfinite=finite)
+    check_two_operand(
+        "test_conv_backprop_filter_classify", call, op, args, explicit, confidence, strict_nonfinite=finite
+    )
 
 
 @settings(max_examples=70, **SETTINGS)
@@ -502,24 +561,41 @@ def test_conv_backprop_input_classify(data):
     g, args = _conv_case(data, "input_gradient")
     confidence = data.draw(CONFIDENCE)
     targ, explicit, valid_t = threshold_arg(data, 2)
-    call = lambda: ops.conv_backprop_input_classify(args[0][0], args[1][0], g["x"], g["sarg"], g["parg"],
-                                                    confidence=confidence, thresholds=targ,
-                                                    return_thresholds=True)
+
+    def call():
+        return ops.conv_backprop_input_classify(
+            args[0][0],
+            args[1][0],
+            g["x"],
+            g["sarg"],
+            g["parg"],
+            confidence=confidence,
+            thresholds=targ,
+            return_thresholds=True,
+        )
+
     if g["bad"] or not valid_t:
         expect_error(call)
         return count("test_conv_backprop_input_classify")
-    op = lambda a, b: np_conv_input_grad(a, b, g["x"], g["strides"], g["padding"])
+
+    def op(a, b):
+        return np_conv_input_grad(a, b, g["x"], g["strides"], g["padding"])
+
     check_two_operand("test_conv_backprop_input_classify", call, op, args, explicit, confidence)
 
 
 # ----------------------------------------------------------------------------------------------- aggregates
+
 
 def unit_reference(op, x, y, tx, ty, result, r_thr):
     """The oracle's per-cell route reduced per unit (the result's last axis): a dict like `UnitTotals`, plus the
     error scales and the per-unit result sums for the invariants."""
     counts, sums = classify(op, x, y, tx, ty)
     units = counts.shape[-2]
-    flat = lambda a: a.reshape(_size(a.shape[:-2]), units, 9)
+
+    def flat(a):
+        return a.reshape(_size(a.shape[:-2]), units, 9)
+
     counts, sums = flat(counts), flat(sums)
     result = result.reshape(counts.shape[0], units)
     near = oracle.masks(result, r_thr)[1]
@@ -527,11 +603,19 @@ def unit_reference(op, x, y, tx, ty, result, r_thr):
     scale = magnitude_scale(op, x, y).reshape(counts.shape[0], units)
     k = products_per_cell(op, x, y).reshape(counts.shape[0], units)
     with np.errstate(invalid="ignore", over="ignore"):
-        return dict(counts=counts.sum(0), sums=sums.sum(0), near_zero_counts=np.where(z, counts, 0.0).sum(0),
-                    near_zero_sums=np.where(z, sums, 0.0).sum(0), cells=np.full(units, float(counts.shape[0])),
-                    near_zero_cells=near.sum(0).astype(np.float64), scale=scale.sum(0),
-                    nz_scale=np.where(near, scale, 0.0).sum(0), products=k.sum(0),
-                    terms=float(k.sum(0).max()) if k.size else 0.0, result_sum=result.astype(np.float64).sum(0))
+        return dict(
+            counts=counts.sum(0),
+            sums=sums.sum(0),
+            near_zero_counts=np.where(z, counts, 0.0).sum(0),
+            near_zero_sums=np.where(z, sums, 0.0).sum(0),
+            cells=np.full(units, float(counts.shape[0])),
+            near_zero_cells=near.sum(0).astype(np.float64),
+            scale=scale.sum(0),
+            nz_scale=np.where(near, scale, 0.0).sum(0),
+            products=k.sum(0),
+            terms=float(k.sum(0).max()) if k.size else 0.0,
+            result_sum=result.astype(np.float64).sum(0),
+        )
 
 
 def rows(a):
@@ -546,18 +630,26 @@ def tf_rows(t):
 AGG_ROLES = {
     # name: geometry -> (the kernel, the op on (first, second) in NumPy)
     "dense": lambda g: (lambda f, s, **kw: aggregates.dense(f, s, **kw), lambda a, b: rows(a) @ b),
-    "dense_kernel_gradient": lambda g: (lambda f, s, **kw: aggregates.dense_kernel_gradient(f, s, **kw),
-                                        lambda a, b: rows(a).T @ rows(b)),
-    "dense_input_gradient": lambda g: (lambda f, s, **kw: aggregates.dense_input_gradient(f, s, **kw),
-                                       lambda a, b: rows(a) @ b.T),
-    "conv": lambda g: (lambda f, s, **kw: aggregates.conv(f, s, g["sarg"], g["parg"], **kw),
-                       lambda a, b: np_conv(a, b, g["strides"], g["padding"])),
+    "dense_kernel_gradient": lambda g: (
+        lambda f, s, **kw: aggregates.dense_kernel_gradient(f, s, **kw),
+        lambda a, b: rows(a).T @ rows(b),
+    ),
+    "dense_input_gradient": lambda g: (
+        lambda f, s, **kw: aggregates.dense_input_gradient(f, s, **kw),
+        lambda a, b: rows(a) @ b.T,
+    ),
+    "conv": lambda g: (
+        lambda f, s, **kw: aggregates.conv(f, s, g["sarg"], g["parg"], **kw),
+        lambda a, b: np_conv(a, b, g["strides"], g["padding"]),
+    ),
     "conv_kernel_gradient": lambda g: (
         lambda f, s, **kw: aggregates.conv_kernel_gradient(f, s, g["k"], g["sarg"], g["parg"], **kw),
-        lambda a, b: np_conv_filter_grad(a, b, g["k"], g["strides"], g["padding"])),
+        lambda a, b: np_conv_filter_grad(a, b, g["k"], g["strides"], g["padding"]),
+    ),
     "conv_input_gradient": lambda g: (
         lambda f, s, **kw: aggregates.conv_input_gradient(f, s, g["x"], g["sarg"], g["parg"], **kw),
-        lambda a, b: np_conv_input_grad(a, b, g["x"], g["strides"], g["padding"])),
+        lambda a, b: np_conv_input_grad(a, b, g["x"], g["strides"], g["padding"]),
+    ),
 }
 
 
@@ -571,6 +663,7 @@ def tf_result(op_name, g, x, y):
     if op_name == "dense_input_gradient":
         return tf.reshape(tf.linalg.matmul(tf_rows(a), b, transpose_b=True), x.shape[:-1] + y.shape[:1]).numpy()
     from tb_matmul_explainer import conv as conv_lib
+
     if op_name == "conv":
         return conv_lib.forward(a, b, g["strides"], g["padding"]).numpy()
     if op_name == "conv_kernel_gradient":
@@ -598,8 +691,15 @@ def check_aggregate(name, op_name, g, args, data, jit=False):
         given = tuple(data.draw(st.none() | AGG_THRESHOLDS) for _ in range(3))
     result = tf_result(op_name, g, x, y)
     pass_result = data.draw(st.booleans())
-    got = fn(f_arg, s_arg, result=result if pass_result else None, confidence=confidence, thresholds=given,
-             threshold_method="exact", jit=jit)
+    got = fn(
+        f_arg,
+        s_arg,
+        result=result if pass_result else None,
+        confidence=confidence,
+        thresholds=given,
+        threshold_method="exact",
+        jit=jit,
+    )
     got = {k: np.asarray(v) for k, v in got._asdict().items()}
     tx, ty = thresholds_used((x, y), given[:2], confidence)
     tr = result.dtype.type(given[2]) if given[2] is not None else oracle.threshold(result, confidence)
@@ -614,10 +714,24 @@ def check_aggregate(name, op_name, g, args, data, jit=False):
     eps = eps_of(x.dtype)
     # The factorised products may spread a NaN further than the per-cell route (documented): with non-finite
     # operands only the entries finite in both are compared.
-    assert_sums(got["sums"], want["sums"], want["scale"][:, None], eps, want["terms"] * 4,
-                strict_nonfinite=not any_nonfinite, what="sums")
-    assert_sums(got["near_zero_sums"], want["near_zero_sums"], want["nz_scale"][:, None], eps, want["terms"] * 4,
-                strict_nonfinite=not any_nonfinite, what="near_zero_sums")
+    assert_sums(
+        got["sums"],
+        want["sums"],
+        want["scale"][:, None],
+        eps,
+        want["terms"] * 4,
+        strict_nonfinite=not any_nonfinite,
+        what="sums",
+    )
+    assert_sums(
+        got["near_zero_sums"],
+        want["near_zero_sums"],
+        want["nz_scale"][:, None],
+        eps,
+        want["terms"] * 4,
+        strict_nonfinite=not any_nonfinite,
+        what="near_zero_sums",
+    )
     if any_nonfinite:  # non-finite values never vanish: where the per-cell route's sums are not finite, nor are ours
         assert not np.any(np.isfinite(got["sums"][~np.isfinite(want["sums"])]))
     # invariant 2: a unit's pair sums add up to the sum of its result cells where finite
@@ -636,12 +750,18 @@ def test_aggregates_dense(data):
     op_name = data.draw(st.sampled_from(["dense", "dense_kernel_gradient", "dense_input_gradient"]))
     lead = tuple(data.draw(st.lists(st.integers(0, 4), min_size=1, max_size=2)))
     k, m = data.draw(st.integers(0, 5)), data.draw(st.integers(0, 4))
-    shapes = {"dense": [lead + (k,), (k, m)], "dense_kernel_gradient": [lead + (k,), lead + (m,)],
-              "dense_input_gradient": [lead + (m,), (k, m)]}[op_name]
+    shapes = {
+        "dense": [lead + (k,), (k, m)],
+        "dense_kernel_gradient": [lead + (k,), lead + (m,)],
+        "dense_input_gradient": [lead + (m,), (k, m)],
+    }[op_name]
     bad = data.draw(st.integers(0, 9)) == 0
     if bad:  # the operands do not fit together
-        shapes[1] = {"dense": (k + 1, m), "dense_kernel_gradient": (lead[0] + 1,) + lead[1:] + (m,),
-                     "dense_input_gradient": (k, m + 1)}[op_name]
+        shapes[1] = {
+            "dense": (k + 1, m),
+            "dense_kernel_gradient": (lead[0] + 1,) + lead[1:] + (m,),
+            "dense_input_gradient": (k, m + 1),
+        }[op_name]
     args = draw_values(data, shapes)
     if bad:
         fn, _ = AGG_ROLES[op_name](None)
@@ -654,8 +774,9 @@ def test_aggregates_dense(data):
 @given(data=st.data())
 def test_aggregates_conv(data):
     op_name = data.draw(st.sampled_from(["conv", "conv_kernel_gradient", "conv_input_gradient"]))
-    role = {"conv": "forward", "conv_kernel_gradient": "kernel_gradient",
-            "conv_input_gradient": "input_gradient"}[op_name]
+    role = {"conv": "forward", "conv_kernel_gradient": "kernel_gradient", "conv_input_gradient": "input_gradient"}[
+        op_name
+    ]
     g, args = _conv_case(data, role)
     if g["bad"]:
         fn, _ = AGG_ROLES[op_name](g)
@@ -669,11 +790,22 @@ def test_aggregates_conv(data):
 @given(data=st.data())
 def test_aggregates_bad_options(data):
     """Bad options of the kernels: a clear ValueError/TypeError."""
-    option = data.draw(st.sampled_from(["confidence", "thresholds", "threshold_method", "near_zero",
-                                        "sample_size", "seed", "near_zero_sample_size"]))
+    option = data.draw(
+        st.sampled_from(
+            [
+                "confidence",
+                "thresholds",
+                "threshold_method",
+                "near_zero",
+                "sample_size",
+                "seed",
+                "near_zero_sample_size",
+            ]
+        )
+    )
     value = {
-        "confidence": BAD_CONFIDENCE, "thresholds": st.sampled_from([-1.0, math.nan, "x", (1.0, 2.0), (1, 2, 3, 4),
-                                                                    (None, -1.0, None)]),
+        "confidence": BAD_CONFIDENCE,
+        "thresholds": st.sampled_from([-1.0, math.nan, "x", (1.0, 2.0), (1, 2, 3, 4), (None, -1.0, None)]),
         "threshold_method": st.sampled_from(["median", None, 1, "EXACT"]),
         "near_zero": st.sampled_from(["all", None, True, "Exact"]),
         "sample_size": st.sampled_from([0, -5, 1.5, "10", True]),
@@ -681,10 +813,16 @@ def test_aggregates_bad_options(data):
         "near_zero_sample_size": st.sampled_from([0, -1, 2.5, "8", False]),
     }[option]
     bad = data.draw(value)
-    fn = data.draw(st.sampled_from([
-        lambda **kw: aggregates.dense(np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), **kw),
-        lambda **kw: aggregates.conv(np.ones((1, 4, 4, 1), np.float32), np.ones((2, 2, 1, 2), np.float32), **kw),
-    ]))
+    fn = data.draw(
+        st.sampled_from(
+            [
+                lambda **kw: aggregates.dense(np.ones((3, 2), np.float32), np.ones((2, 4), np.float32), **kw),
+                lambda **kw: aggregates.conv(
+                    np.ones((1, 4, 4, 1), np.float32), np.ones((2, 2, 1, 2), np.float32), **kw
+                ),
+            ]
+        )
+    )
     expect_error(lambda: fn(**{option: bad}))
     count("test_aggregates_bad_options")
 
@@ -708,6 +846,7 @@ def test_aggregates_compiled(data):
 
 # ----------------------------------------------------------------------------------------------- regressions
 
+
 def test_conv_kernel_larger_than_input_gives_empty_result():
     """VALID padding with a kernel larger than the input: TensorFlow's Conv2D returned a wrong shape (kernel
     one larger) or raised InvalidArgumentError (larger still); `conv.forward` now returns the empty result."""
@@ -721,10 +860,11 @@ def test_conv_kernel_larger_than_input_gives_empty_result():
 
 
 def test_zero_size_kernel_window_is_a_value_error():
-    for call in (lambda: ops.conv_classify(np.ones((1, 3, 3, 1)), np.ones((0, 1, 1, 1))),
-                 lambda: ops.conv_backprop_filter_classify(np.ones((1, 3, 3, 1)), np.ones((1, 4, 3, 1)),
-                                                           (0, 1, 1, 1)),
-                 lambda: aggregates.conv(np.ones((1, 3, 3, 1)), np.ones((1, 0, 1, 1)), thresholds=0.5)):
+    for call in (
+        lambda: ops.conv_classify(np.ones((1, 3, 3, 1)), np.ones((0, 1, 1, 1))),
+        lambda: ops.conv_backprop_filter_classify(np.ones((1, 3, 3, 1)), np.ones((1, 4, 3, 1)), (0, 1, 1, 1)),
+        lambda: aggregates.conv(np.ones((1, 3, 3, 1)), np.ones((1, 0, 1, 1)), thresholds=0.5),
+    ):
         with pytest.raises(ValueError, match="non-empty window"):
             call()
 
@@ -741,28 +881,45 @@ def _zeros(*shape):
 # Zero-size cases the hypothesis tests above first found the kernels crashing on (`tf.reshape(t, [-1, 0])` infers one
 # row; `tf.size(t) // shape[-1]` divides by zero channels), each with its exact expected cells per unit.
 ZERO_SIZE_CASES = {
-    "dense, empty x and kernel with zero units, result given":
-        (lambda: aggregates.dense(_zeros(0, 0), _zeros(0, 0), result=_zeros(0, 0), thresholds=0.5), []),
-    "dense, x of rank 3 with zero-size leading and last axes":
-        (lambda: aggregates.dense(_zeros(0, 0, 0), _zeros(0, 1), thresholds=0.5), [0.0]),
-    "dense, x of rank 3 with a zero-size middle axis, result given":
-        (lambda: aggregates.dense(_zeros(2, 0, 3), _zeros(3, 0), result=_zeros(2, 0, 0), thresholds=0.5), []),
-    "dense_kernel_gradient, x of rank 3 with zero-size leading and last axes":
-        (lambda: aggregates.dense_kernel_gradient(_zeros(0, 0, 0), _zeros(0, 0, 1), thresholds=0.5), [0.0]),
-    "dense_input_gradient, zero units out, rank 3":
-        (lambda: aggregates.dense_input_gradient(_zeros(2, 3, 0), _zeros(2, 0), thresholds=0.5), [6.0, 6.0]),
-    "conv, zero output channels":
-        (lambda: aggregates.conv(_zeros(1, 3, 3, 1), _zeros(1, 1, 1, 0), thresholds=0.5), []),
-    "conv, zero output channels, near_zero sampled":
-        (lambda: aggregates.conv(_zeros(1, 3, 3, 1), _zeros(1, 1, 1, 0), thresholds=0.5, near_zero="sampled",
-                                 near_zero_sample_size=2), []),
-    "conv_kernel_gradient, zero output channels":
-        (lambda: aggregates.conv_kernel_gradient(_zeros(1, 3, 2), _zeros(1, 3, 0), [1, 2, 0], thresholds=0.5), []),
-    "conv_kernel_gradient, empty batch, zero in and out channels":
-        (lambda: aggregates.conv_kernel_gradient(_zeros(0, 0, 0), _zeros(0, 0, 0), [1, 0, 0], thresholds=0.5), []),
-    "conv_input_gradient, zero output channels":
-        (lambda: aggregates.conv_input_gradient(_zeros(1, 3, 3, 0), _zeros(1, 1, 2, 0), (1, 3, 3, 2),
-                                                thresholds=0.5), [9.0, 9.0]),
+    "dense, empty x and kernel with zero units, result given": (
+        lambda: aggregates.dense(_zeros(0, 0), _zeros(0, 0), result=_zeros(0, 0), thresholds=0.5),
+        [],
+    ),
+    "dense, x of rank 3 with zero-size leading and last axes": (
+        lambda: aggregates.dense(_zeros(0, 0, 0), _zeros(0, 1), thresholds=0.5),
+        [0.0],
+    ),
+    "dense, x of rank 3 with a zero-size middle axis, result given": (
+        lambda: aggregates.dense(_zeros(2, 0, 3), _zeros(3, 0), result=_zeros(2, 0, 0), thresholds=0.5),
+        [],
+    ),
+    "dense_kernel_gradient, x of rank 3 with zero-size leading and last axes": (
+        lambda: aggregates.dense_kernel_gradient(_zeros(0, 0, 0), _zeros(0, 0, 1), thresholds=0.5),
+        [0.0],
+    ),
+    "dense_input_gradient, zero units out, rank 3": (
+        lambda: aggregates.dense_input_gradient(_zeros(2, 3, 0), _zeros(2, 0), thresholds=0.5),
+        [6.0, 6.0],
+    ),
+    "conv, zero output channels": (lambda: aggregates.conv(_zeros(1, 3, 3, 1), _zeros(1, 1, 1, 0), thresholds=0.5), []),
+    "conv, zero output channels, near_zero sampled": (
+        lambda: aggregates.conv(
+            _zeros(1, 3, 3, 1), _zeros(1, 1, 1, 0), thresholds=0.5, near_zero="sampled", near_zero_sample_size=2
+        ),
+        [],
+    ),
+    "conv_kernel_gradient, zero output channels": (
+        lambda: aggregates.conv_kernel_gradient(_zeros(1, 3, 2), _zeros(1, 3, 0), [1, 2, 0], thresholds=0.5),
+        [],
+    ),
+    "conv_kernel_gradient, empty batch, zero in and out channels": (
+        lambda: aggregates.conv_kernel_gradient(_zeros(0, 0, 0), _zeros(0, 0, 0), [1, 0, 0], thresholds=0.5),
+        [],
+    ),
+    "conv_input_gradient, zero output channels": (
+        lambda: aggregates.conv_input_gradient(_zeros(1, 3, 3, 0), _zeros(1, 1, 2, 0), (1, 3, 3, 2), thresholds=0.5),
+        [9.0, 9.0],
+    ),
 }
 
 

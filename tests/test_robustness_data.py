@@ -1,6 +1,6 @@
 """Data while it is written, damaged data, and data from a newer writer: the routes keep serving what is readable.
 
-Scenarios, each a run written by our writer (`test_plugin.write_layer`: `summary.dense` /
+Scenarios, each a run written by our writer (`plugin_helpers.write_layer`: `summary.dense` /
 `summary.dense_kernel_gradient`), then damaged as a crash, a disk or a package upgrade would:
 
   live       a writer appends steps while TensorBoard reads (in-process: a multiplexer reloaded between steps;
@@ -30,19 +30,18 @@ import urllib.parse
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorboard.backend.event_processing import data_ingester
-from tensorboard.backend.event_processing import data_provider as multiplexer_provider
-from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester, plugin_event_multiplexer
+from tensorboard.backend.event_processing import data_provider as multiplexer_provider
 from tensorboard.compat.proto import event_pb2
 from werkzeug import test as werkzeug_test
 
 from tb_matmul_explainer import metadata
 from tb_matmul_explainer import plugin as plugin_lib
 from tb_matmul_explainer.plugin import cache as plugin_cache
-from tests import tensorboard_server, test_plugin
+from tests import plugin_helpers, tensorboard_server
 
-PREFIX = test_plugin.PREFIX
+PREFIX = plugin_helpers.PREFIX
 LAYERS = (("d0", 6, 4), ("d1", 4, 3))  # name, inputs, units
 ROLES = ("forward", "kernel_gradient")
 STEPS = 6
@@ -51,12 +50,13 @@ LIVE_STEPS = 12
 
 # ----------------------------------------------------------------------------------------------- writing
 
+
 def write_step(step, rng, flush=None):
     """Every layer and role at `step` (our writer ops, into the default writer)."""
     for index, (layer, inputs, units) in enumerate(LAYERS):
-        x, kernel, d_out = test_plugin._layer_data(rng, inputs, units)
-        test_plugin.write_layer("forward", layer, index, x, kernel, step)
-        test_plugin.write_layer("kernel_gradient", layer, index, x, d_out, step)
+        x, kernel, d_out = plugin_helpers.layer_data(rng, inputs, units)
+        plugin_helpers.write_layer("forward", layer, index, x, kernel, step)
+        plugin_helpers.write_layer("kernel_gradient", layer, index, x, d_out, step)
         if flush is not None:
             flush()
 
@@ -80,18 +80,21 @@ def frames(path):
         data = f.read()
     out, offset = [], 0
     while offset + 12 <= len(data):
-        (length,) = struct.unpack("<Q", data[offset:offset + 8])
+        (length,) = struct.unpack("<Q", data[offset : offset + 8])
         end = offset + 12 + length + 4
         if end > len(data):
             break
-        out.append((offset, end - offset, event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])))
+        out.append((offset, end - offset, event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])))
         offset = end
     return out
 
 
 def ours(event):
-    return [v for v in event.summary.value if v.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME
-            or v.tag.endswith(tuple("_" + r for r in ROLES))]
+    return [
+        v
+        for v in event.summary.value
+        if v.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME or v.tag.endswith(tuple("_" + r for r in ROLES))
+    ]
 
 
 def truncate_last_record(run_dir, tag):
@@ -113,10 +116,13 @@ def corrupt_middle(run_dir):
         f.write(b"\xde\xad\xbe\xef garbage \x00\xff" * 2)
 
 
-def write_newer_version(run_dir, tag, layer, steps, columns=metadata.COLUMNS + 2, version=metadata.CONTRACT_VERSION + 1):
+def write_newer_version(
+    run_dir, tag, layer, steps, columns=metadata.COLUMNS + 2, version=metadata.CONTRACT_VERSION + 1
+):
     """Records of `tag` whose metadata says contract `version` and whose layout is not version 1's."""
-    md = metadata.create_summary_metadata(layer, None, role="forward", op="dense", layer=layer, index=0, units=4,
-                                          confidence=0.9)
+    md = metadata.create_summary_metadata(
+        layer, None, role="forward", op="dense", layer=layer, index=0, units=4, confidence=0.9
+    )
     content = json.loads(md.plugin_data.content)
     content["v"] = version
     md.plugin_data.content = json.dumps(content).encode()
@@ -182,6 +188,7 @@ def expected(logdir):
 
 # ----------------------------------------------------------------------------------------------- checks
 
+
 def _strict_json(body):
     return json.loads(body, parse_constant=lambda c: pytest.fail("non-JSON constant %s" % c))
 
@@ -197,7 +204,7 @@ def check_readable_served(get, good, rejected, runs=None):
         assert run in listing, (run, sorted(listing))
         for tag, records in tags.items():
             (role,) = [r for r in ROLES if tag.endswith("_" + r)]
-            layer = tag[:-len(role) - 1]
+            layer = tag[: -len(role) - 1]
             query = urllib.parse.urlencode({"run": run, "role": role, "layer": layer})
             status, body = get("/timeline?" + query)
             assert status == 200, (run, tag, body[:300])
@@ -227,20 +234,23 @@ def check_unreadable_listed(get, listing):
     assert status == 400 and b"contract version 3" in body
     # the upgraded tag: its newer records are named once the tag has been read (the listing alone cannot know)
     status, body = get("/runs")
-    upgraded = {u["tag"]: u["reason"] for u in
-                {r["run"]: r for r in _strict_json(body)["runs"]}["upgraded"]["unreadable"]}
+    upgraded = {
+        u["tag"]: u["reason"] for u in {r["run"]: r for r in _strict_json(body)["runs"]}["upgraded"]["unreadable"]
+    }
     assert re.search(r"3 of its records \(step 6, 7, 8\) cannot be read", upgraded["d0_forward"]), upgraded
 
 
 # ----------------------------------------------------------------------------------------------- in-process
 
+
 def make_app(logdir):
-    """TensorBoard's WSGI app over a multiplexer that the test reloads (as `test_plugin.make_client`)."""
-    flags = test_plugin.make_flags(logdir)
+    """TensorBoard's WSGI app over a multiplexer that the test reloads (as `plugin_helpers.make_client`)."""
+    flags = plugin_helpers.make_flags(logdir)
     guidance = dict(data_ingester.DEFAULT_TENSOR_SIZE_GUIDANCE)
     guidance.update(flags.samples_per_plugin)
     multiplexer = plugin_event_multiplexer.EventMultiplexer(
-        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance=guidance)
+        size_guidance=data_ingester.DEFAULT_SIZE_GUIDANCE, tensor_size_guidance=guidance
+    )
     multiplexer.AddRunsFromDirectory(logdir)
     multiplexer.Reload()
     provider = multiplexer_provider.MultiplexerDataProvider(multiplexer, logdir)
@@ -286,8 +296,13 @@ def test_in_process_reading_while_a_writer_appends(tmp_path, monkeypatch):
                 seen[(layer, role)] = steps
                 status, body = get("/units?" + query)
                 assert status == 200 and _strict_json(body)["step"] == steps[-1]
-        for route in ("/runs", "/overview?run=live&role=forward", "/heatmap?run=live&role=kernel_gradient",
-                      "/alerts?run=live", "/compare?view=heatmap&run=live"):
+        for route in (
+            "/runs",
+            "/overview?run=live&role=forward",
+            "/heatmap?run=live&role=kernel_gradient",
+            "/alerts?run=live",
+            "/compare?view=heatmap&run=live",
+        ):
             status, body = get(route)
             assert status == 200, (route, body[:300])
 
@@ -301,15 +316,18 @@ def test_in_process_reading_while_a_writer_appends(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------------------------- real TensorBoard
 
+
 def http_get(base):
     def get(path):
         status, _, body, _ = tensorboard_server.get(base + PREFIX + path, timeout=60)
         return status, body
+
     return get
 
 
-@pytest.fixture(scope="module", params=["true", "false"],
-                ids=["load_fast=true (Rust data server)", "load_fast=false (multiplexer)"])
+@pytest.fixture(
+    scope="module", params=["true", "false"], ids=["load_fast=true (Rust data server)", "load_fast=false (multiplexer)"]
+)
 def server(request, logdir, expected):
     good, _ = expected
     with tensorboard_server.start(logdir, request.param, reload_interval=1) as tb:
@@ -372,8 +390,12 @@ def test_real_tensorboard_reading_while_a_writer_appends(server, logdir):
                         steps = _strict_json(body)["steps"]
                         assert steps == sorted(steps) and set(seen.get((layer, role), [])) <= set(steps)
                         seen[(layer, role)] = steps
-        for route in ("/runs", "/overview?run=%s&role=forward" % run, "/heatmap?run=%s&role=forward" % run,
-                      "/alerts?run=" + run):
+        for route in (
+            "/runs",
+            "/overview?run=%s&role=forward" % run,
+            "/heatmap?run=%s&role=forward" % run,
+            "/alerts?run=" + run,
+        ):
             status, body = get(route)
             statuses[status] = statuses.get(status, 0) + 1
             assert status in (200, 404), (route, status, body[:300])

@@ -1,7 +1,7 @@
 """Robustness and security of the plugin's HTTP routes: a fuzz of malformed requests, GET only, hostile names.
 
-The app is TensorBoard's real WSGI app (`test_plugin.make_client`: `TensorBoardWSGIApp` with its error and
-security middleware, over an `EventMultiplexer`) on a log directory written by our writer (`test_plugin.
+The app is TensorBoard's real WSGI app (`plugin_helpers.make_client`: `TensorBoardWSGIApp` with its error and
+security middleware, over an `EventMultiplexer`) on a log directory written by our writer (`plugin_helpers.
 write_logdir`, plus a run and layers with script and HTML in their names). Requests are handed to the app as raw
 WSGI environs (`werkzeug.test.run_wsgi_app`), so paths and query strings can carry any bytes, exactly as a server
 would pass them on.
@@ -26,22 +26,32 @@ from werkzeug import test as werkzeug_test
 
 import tb_matmul_explainer
 from tb_matmul_explainer.plugin import web
-from tests import tensorboard_server, test_plugin
+from tests import plugin_helpers, tensorboard_server
 
-PREFIX = test_plugin.PREFIX
+PREFIX = plugin_helpers.PREFIX
 SEED = 20240608
 FUZZ_REQUESTS = 1200
 METHODS = ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND")
-DATA_ROUTES = ("/runs", "/overview", "/timeline", "/heatmap", "/units", "/unit_heatmap", "/compare", "/diagnosis",
-               "/alerts")
+DATA_ROUTES = (
+    "/runs",
+    "/overview",
+    "/timeline",
+    "/heatmap",
+    "/units",
+    "/unit_heatmap",
+    "/compare",
+    "/diagnosis",
+    "/alerts",
+)
 HOSTILE_RUN = "<img src=x onerror=alert(1)>\"'&"
 HOSTILE_LAYER = "</script><script>alert(document.cookie)</script><b onmouseover=alert(2)>"
-HOSTILE_LAYER_2 = "\u5c42\U0001F642 <svg/onload=alert(3)> &amp; \\u003c"
+HOSTILE_LAYER_2 = "\u5c42\U0001f642 <svg/onload=alert(3)> &amp; \\u003c"
 PACKAGE_DIR = os.path.dirname(os.path.abspath(tb_matmul_explainer.__file__))
 STATIC_DIR = os.path.realpath(os.path.join(PACKAGE_DIR, "static"))
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
+
 
 def write_hostile_run(logdir):
     """A run whose directory name and layer names hold HTML and script, written by our writer."""
@@ -51,22 +61,22 @@ def write_hostile_run(logdir):
     with tf.summary.create_file_writer(os.path.join(logdir, HOSTILE_RUN)).as_default():
         for step in (0, 1):
             for index, layer in enumerate((HOSTILE_LAYER, HOSTILE_LAYER_2)):
-                x, kernel, d_out = test_plugin._layer_data(rng, 4, 3)
-                test_plugin.write_layer("forward", layer, index, x, kernel, step)
-                test_plugin.write_layer("kernel_gradient", layer, index, x, d_out, step)
+                x, kernel, d_out = plugin_helpers.layer_data(rng, 4, 3)
+                plugin_helpers.write_layer("forward", layer, index, x, kernel, step)
+                plugin_helpers.write_layer("kernel_gradient", layer, index, x, d_out, step)
 
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("robust_routes"))
-    test_plugin.write_logdir(d)
+    plugin_helpers.write_logdir(d)
     write_hostile_run(d)
     return d
 
 
 @pytest.fixture(scope="module")
 def app(logdir):
-    return test_plugin.make_client(logdir)[1]
+    return plugin_helpers.make_client(logdir)[1]
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +86,11 @@ def forbidden(logdir):
     snippets = set()
     with open("/etc/passwd", "rb") as f:
         snippets.update(l.strip() for l in f.read().splitlines() if len(l.strip()) >= 10)
-    for path in glob.glob(os.path.join(PACKAGE_DIR, "**", "*.py"), recursive=True) + \
-            glob.glob(os.path.join(PACKAGE_DIR, "*.md")) + \
-            glob.glob(os.path.join(os.path.dirname(__file__), "*.py")):
+    for path in (
+        glob.glob(os.path.join(PACKAGE_DIR, "**", "*.py"), recursive=True)
+        + glob.glob(os.path.join(PACKAGE_DIR, "*.md"))
+        + glob.glob(os.path.join(os.path.dirname(__file__), "*.py"))
+    ):
         with open(path, "rb") as f:
             lines = [l.strip() for l in f.read().splitlines()]
         # distinctive lines only (not e.g. "return x" that a JSON body could hold by chance)
@@ -102,6 +114,7 @@ def static_files():
 
 # ----------------------------------------------------------------------------------------------- requests
 
+
 def request(app, path, query=b"", method="GET", raw_path=None):
     """Sends one request as a raw WSGI environ; returns (status, headers, body). `path`/`query` are bytes or
     str (percent-encoded as given); `raw_path` (bytes) replaces PATH_INFO verbatim, as a server passes it."""
@@ -110,7 +123,7 @@ def request(app, path, query=b"", method="GET", raw_path=None):
     environ = werkzeug_test.EnvironBuilder(path="/", method=method).get_environ()
     raw = raw_path if raw_path is not None else urllib.parse.unquote_to_bytes(path)
     environ["PATH_INFO"] = raw.decode("latin-1")  # PEP 3333: bytes as latin-1
-    environ["RAW_URI"] = environ["REQUEST_URI"] = (path if isinstance(path, str) else path.decode("latin-1"))
+    environ["RAW_URI"] = environ["REQUEST_URI"] = path if isinstance(path, str) else path.decode("latin-1")
     environ["QUERY_STRING"] = query.decode("latin-1")
     try:
         app_iter, status, headers = werkzeug_test.run_wsgi_app(app, environ, buffered=True)
@@ -155,17 +168,80 @@ VALID = {
 }
 
 BAD_VALUES = [
-    b"", b" ", b"\x00", b"%00", b"..", b"../../../../etc/passwd", b"..%2f..%2f..%2fetc%2fpasswd", b"/etc/passwd",
-    b"%2e%2e%2f%2e%2e%2fplugin.py", b"..\\..\\plugin.py", b"%ff%fe%fd", b"\xff\xfe", b"%c0%af%c0%af", b"%ed%a0%80",
-    b"nope", b"ALPHA", b"alpha ", b" alpha", b"alpha%00", b"d9", b"gamma", b"scalars_only", b"nan", b"forward ",
-    b"Forward", b"kernel_gradient\x00", b"input_gradient", b"%E2%80%AE", b"<script>alert(1)</script>",
-    b"%3Cscript%3E", b"{}", b"[]", b"null", b"true", b"\\u0000", b"%", b"%%", b"%zz", b"+", b"&", b"=", b"==",
-    b"'; DROP TABLE runs; --", b"${jndi:ldap://x}", b"{{7*7}}", b"\r\nX-Injected: 1", b"%0d%0aX-Injected:%201",
+    b"",
+    b" ",
+    b"\x00",
+    b"%00",
+    b"..",
+    b"../../../../etc/passwd",
+    b"..%2f..%2f..%2fetc%2fpasswd",
+    b"/etc/passwd",
+    b"%2e%2e%2f%2e%2e%2fplugin.py",
+    b"..\\..\\plugin.py",
+    b"%ff%fe%fd",
+    b"\xff\xfe",
+    b"%c0%af%c0%af",
+    b"%ed%a0%80",
+    b"nope",
+    b"ALPHA",
+    b"alpha ",
+    b" alpha",
+    b"alpha%00",
+    b"d9",
+    b"gamma",
+    b"scalars_only",
+    b"nan",
+    b"forward ",
+    b"Forward",
+    b"kernel_gradient\x00",
+    b"input_gradient",
+    b"%E2%80%AE",
+    b"<script>alert(1)</script>",
+    b"%3Cscript%3E",
+    b"{}",
+    b"[]",
+    b"null",
+    b"true",
+    b"\\u0000",
+    b"%",
+    b"%%",
+    b"%zz",
+    b"+",
+    b"&",
+    b"=",
+    b"==",
+    b"'; DROP TABLE runs; --",
+    b"${jndi:ldap://x}",
+    b"{{7*7}}",
+    b"\r\nX-Injected: 1",
+    b"%0d%0aX-Injected:%201",
 ]
 BAD_STEPS = [
-    b"-1", b"-0", b"-999999999999", b"9223372036854775807", b"9223372036854775808", b"18446744073709551616",
-    b"1" + b"0" * 100, b"1e3", b"0x10", b"1.5", b"+5", b" 5", b"5 ", b"%D9%A3", b"\xd9\xa3", b"NaN", b"inf",
-    b"-inf", b"", b"00000000000000000000000000001", b"0" * 5000, b"9" * 19, b"\xff", b"%ff", b"1_000",
+    b"-1",
+    b"-0",
+    b"-999999999999",
+    b"9223372036854775807",
+    b"9223372036854775808",
+    b"18446744073709551616",
+    b"1" + b"0" * 100,
+    b"1e3",
+    b"0x10",
+    b"1.5",
+    b"+5",
+    b" 5",
+    b"5 ",
+    b"%D9%A3",
+    b"\xd9\xa3",
+    b"NaN",
+    b"inf",
+    b"-inf",
+    b"",
+    b"00000000000000000000000000001",
+    b"0" * 5000,
+    b"9" * 19,
+    b"\xff",
+    b"%ff",
+    b"1_000",
 ]
 
 
@@ -179,8 +255,21 @@ def fuzz_cases(rng, n):
     routes = list(VALID)
     cases = []
     while len(cases) < n:
-        kind = rng.choice(["drop", "repeat", "huge", "bad_value", "bad_step", "unknown", "raw_query",
-                           "path_bytes", "path_traversal", "extra", "many_params"])
+        kind = rng.choice(
+            [
+                "drop",
+                "repeat",
+                "huge",
+                "bad_value",
+                "bad_step",
+                "unknown",
+                "raw_query",
+                "path_bytes",
+                "path_traversal",
+                "extra",
+                "many_params",
+            ]
+        )
         route = rng.choice(routes)
         params = [(k.encode(), v.encode()) for k, v in VALID[route]]
         path = PREFIX + route
@@ -211,14 +300,33 @@ def fuzz_cases(rng, n):
             raw_path = (PREFIX + rng.choice(["/", route + "/", "/static/", "/index.js/"])).encode() + junk
             route = "static"
         elif kind == "path_traversal":
-            raw_path = (PREFIX + rng.choice([
-                "/../../../../etc/passwd", "/..%2f..%2f..%2fetc%2fpasswd", "/%2e%2e/%2e%2e/plugin.py", "/../plugin.py",
-                "/static/../plugin.py", "/./../plugin.py", "/index.js/../../plugin.py", "//etc/passwd",
-                "/..\\plugin.py", "/index.js%00.py", "/%252e%252e/plugin.py", "/....//....//etc/passwd",
-                "/static/../../tb_matmul_explainer/plugin.py", "/.%2e/plugin.py", "/%c0%ae%c0%ae/plugin.py",
-                "/../../../../../../../../proc/self/environ", "/runs/../../../etc/passwd", "/..;/plugin.py",
-                "/" + "../" * 40 + "etc/passwd", "/static/%2e%2e%5cplugin.py",
-            ])).encode()
+            raw_path = (
+                PREFIX
+                + rng.choice(
+                    [
+                        "/../../../../etc/passwd",
+                        "/..%2f..%2f..%2fetc%2fpasswd",
+                        "/%2e%2e/%2e%2e/plugin.py",
+                        "/../plugin.py",
+                        "/static/../plugin.py",
+                        "/./../plugin.py",
+                        "/index.js/../../plugin.py",
+                        "//etc/passwd",
+                        "/..\\plugin.py",
+                        "/index.js%00.py",
+                        "/%252e%252e/plugin.py",
+                        "/....//....//etc/passwd",
+                        "/static/../../tb_matmul_explainer/plugin.py",
+                        "/.%2e/plugin.py",
+                        "/%c0%ae%c0%ae/plugin.py",
+                        "/../../../../../../../../proc/self/environ",
+                        "/runs/../../../etc/passwd",
+                        "/..;/plugin.py",
+                        "/" + "../" * 40 + "etc/passwd",
+                        "/static/%2e%2e%5cplugin.py",
+                    ]
+                )
+            ).encode()
             if rng.random() < 0.5:
                 raw_path = urllib.parse.unquote_to_bytes(raw_path)
             route = "static"
@@ -267,10 +375,20 @@ def test_raw_non_utf8_query_is_a_400(app, forbidden, static_files):
             assert status == (200 if route == "/runs" else 400), (route, query, status, body[:200])
 
 
-@pytest.mark.parametrize("path", [
-    "/../../etc/passwd", "/..%2F..%2Fetc%2Fpasswd", "/%2e%2e/plugin.py", "/static/../plugin.py",
-    "/index.js/../../plugin.py", "/./../__init__.py", "//etc/passwd", "/..%5cplugin.py", "/index.js%00",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../../etc/passwd",
+        "/..%2F..%2Fetc%2Fpasswd",
+        "/%2e%2e/plugin.py",
+        "/static/../plugin.py",
+        "/index.js/../../plugin.py",
+        "/./../__init__.py",
+        "//etc/passwd",
+        "/..%5cplugin.py",
+        "/index.js%00",
+    ],
+)
 def test_traversal_is_404_raw_and_decoded(app, forbidden, static_files, path):
     for raw in ((PREFIX + path).encode(), urllib.parse.unquote_to_bytes(PREFIX + path)):
         status, headers, body = request(app, raw, raw_path=raw)
@@ -297,6 +415,7 @@ def test_symlinks_out_of_the_static_folder_are_not_followed(app, forbidden, stat
 
 # ----------------------------------------------------------------------------------------------- GET only
 
+
 @pytest.mark.parametrize("route", list(DATA_ROUTES) + ["/index.js", "/no_such_file.js"])
 @pytest.mark.parametrize("method", METHODS)
 def test_other_methods_are_refused(app, forbidden, static_files, route, method):
@@ -316,6 +435,7 @@ def test_head_is_allowed(app, route):
 
 # ----------------------------------------------------------------------------------------------- hostile names
 
+
 def _strict_json(body):
     return json.loads(body, parse_constant=lambda c: pytest.fail("non-JSON constant %s" % c))
 
@@ -327,29 +447,38 @@ def test_hostile_names_are_served_as_json_text(app, forbidden, static_files):
     assert HOSTILE_RUN in runs  # names arrive intact, as data
     assert [l["name"] for l in runs[HOSTILE_RUN]["layers"]] == [HOSTILE_LAYER, HOSTILE_LAYER_2]
     for layer in (HOSTILE_LAYER, HOSTILE_LAYER_2):
-        for route, extra in [("/timeline", {"role": "forward"}), ("/units", {"role": "forward"}),
-                             ("/unit_heatmap", {"role": "kernel_gradient"}),
-                             ("/diagnosis", {"role": "forward"})]:
+        for route, extra in [
+            ("/timeline", {"role": "forward"}),
+            ("/units", {"role": "forward"}),
+            ("/unit_heatmap", {"role": "kernel_gradient"}),
+            ("/diagnosis", {"role": "forward"}),
+        ]:
             query = urllib.parse.urlencode(dict(run=HOSTILE_RUN, layer=layer, **extra)).encode()
             status, headers, body = request(app, PREFIX + route, query)
             check_response(status, headers, body, route, forbidden, static_files, (route, layer))
             assert status == 200 and headers["Content-Type"].startswith("application/json"), (route, body[:200])
             got = _strict_json(body)
             assert got["run"] == HOSTILE_RUN and got["layer"] == layer
-    names = {"/overview": lambda j: [l["name"] for l in j["layers"]], "/heatmap": lambda j: j["layers"],
-             "/alerts": lambda j: [d["layer"] for d in j["diagnoses"] if d["role"] == "forward"]}
+    names = {
+        "/overview": lambda j: [l["name"] for l in j["layers"]],
+        "/heatmap": lambda j: j["layers"],
+        "/alerts": lambda j: [d["layer"] for d in j["diagnoses"] if d["role"] == "forward"],
+    }
     for route, extra in [("/overview", {"role": "forward"}), ("/heatmap", {"role": "forward"}), ("/alerts", {})]:
-        status, headers, body = request(app, PREFIX + route,
-                                        urllib.parse.urlencode(dict(run=HOSTILE_RUN, **extra)).encode())
+        status, headers, body = request(
+            app, PREFIX + route, urllib.parse.urlencode(dict(run=HOSTILE_RUN, **extra)).encode()
+        )
         check_response(status, headers, body, route, forbidden, static_files, route)
         assert status == 200
         assert names[route](_strict_json(body)) == [HOSTILE_LAYER, HOSTILE_LAYER_2]
 
 
 def test_errors_that_echo_hostile_names_are_plain_text(app, forbidden, static_files):
-    for params in [dict(run=HOSTILE_RUN + "x", role="forward", layer=HOSTILE_LAYER),
-                   dict(run=HOSTILE_RUN, role="forward", layer=HOSTILE_LAYER + "<x>"),
-                   dict(run="<script>alert(1)</script>", role="<b>x</b>", layer="<i>")]:
+    for params in [
+        dict(run=HOSTILE_RUN + "x", role="forward", layer=HOSTILE_LAYER),
+        dict(run=HOSTILE_RUN, role="forward", layer=HOSTILE_LAYER + "<x>"),
+        dict(run="<script>alert(1)</script>", role="<b>x</b>", layer="<i>"),
+    ]:
         for route in ("/timeline", "/units", "/diagnosis"):
             status, headers, body = request(app, PREFIX + route, urllib.parse.urlencode(params).encode())
             check_response(status, headers, body, route, forbidden, static_files, (route, params))
@@ -359,6 +488,7 @@ def test_errors_that_echo_hostile_names_are_plain_text(app, forbidden, static_fi
 
 # ----------------------------------------------------------------------------------------------- under load
 
+
 def test_tags_are_read_once_for_every_step(logdir):
     """/alerts and /diagnosis read every tag of the run once (its digest keeps what the diagnosis reads of each
     record), then answer any step from the digests without reading again (found under load: every /alerts made one
@@ -366,14 +496,20 @@ def test_tags_are_read_once_for_every_step(logdir):
     earlier step re-read every layer's whole tag); /units at an earlier step reads its tag once into a cache."""
     from tensorboard.backend.event_processing import data_provider as multiplexer_provider
 
-    client, _ = test_plugin.make_client(logdir)
+    client, _ = plugin_helpers.make_client(logdir)
     calls = []
     original = multiplexer_provider.MultiplexerDataProvider.read_tensors
 
     def counting(self, ctx, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None):
         calls.append((plugin_name, downsample))
-        return original(self, ctx, experiment_id=experiment_id, plugin_name=plugin_name, downsample=downsample,
-                        run_tag_filter=run_tag_filter)
+        return original(
+            self,
+            ctx,
+            experiment_id=experiment_id,
+            plugin_name=plugin_name,
+            downsample=downsample,
+            run_tag_filter=run_tag_filter,
+        )
 
     multiplexer_provider.MultiplexerDataProvider.read_tensors = counting
     try:
@@ -386,8 +522,11 @@ def test_tags_are_read_once_for_every_step(logdir):
             assert client.get(PREFIX + "/alerts?run=alpha&step=" + step).status_code == 200
             for layer in ("d0", "d1", "d2"):
                 for role in ("forward", "kernel_gradient"):
-                    response = client.get(PREFIX + "/diagnosis?" + urllib.parse.urlencode(
-                        {"run": "alpha", "role": role, "layer": layer, "step": step}))
+                    response = client.get(
+                        PREFIX
+                        + "/diagnosis?"
+                        + urllib.parse.urlencode({"run": "alpha", "role": role, "layer": layer, "step": step})
+                    )
                     assert response.status_code == 200
         assert len(calls) == 6  # nothing read again
         for step in ("0", "15", "20", "10"):
@@ -400,6 +539,7 @@ def test_tags_are_read_once_for_every_step(logdir):
 def _bench_module(name):
     import importlib.util
     import sys
+
     bench = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
     if bench not in sys.path:
         sys.path.insert(0, bench)  # bench/load.py imports its neighbour plugin_latency
@@ -414,6 +554,7 @@ def test_concurrent_load_on_a_real_tensorboard(logdir):
     loader) on loopback: zero errors (no timing assertion; bench/load.py reports latency)."""
     load = _bench_module("load")
     with tensorboard_server.start(logdir, "auto") as tb:
+
         def loaded():
             status, _, body, _ = tb.get(PREFIX + "/timeline?run=alpha&role=kernel_gradient&layer=d2")
             if status != 200 or len(json.loads(body)["steps"]) != 4:
@@ -423,9 +564,11 @@ def test_concurrent_load_on_a_real_tensorboard(logdir):
 
         tb.wait_until(loaded, timeout=60)
         paths = [(route, route + "?" + urllib.parse.urlencode(params), 200) for route, params in VALID.items()]
-        paths += [("hostile", "/overview?" + urllib.parse.urlencode({"run": HOSTILE_RUN, "role": "forward"}), 200),
-                  ("gamma unreadable", "/timeline?run=gamma&role=forward&layer=d9", 400),
-                  ("unknown run", "/heatmap?run=nope&role=forward", 404)]
+        paths += [
+            ("hostile", "/overview?" + urllib.parse.urlencode({"run": HOSTILE_RUN, "role": "forward"}), 200),
+            ("gamma unreadable", "/timeline?run=gamma&role=forward&layer=d9", 400),
+            ("unknown run", "/heatmap?run=nope&role=forward", 404),
+        ]
         rng = random.Random(SEED)
         plans = [[rng.choice(paths) for _ in range(20)] for _ in range(16)]
         results, _ = load.run_load(tb.url, plans)

@@ -28,8 +28,16 @@ def test_dense_record_reads_back_through_tensorboard(tmp_path):
     x, kernel = operands()
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
         for step in (0, 5):
-            assert summary.dense("dense_1/forward", x, kernel, step=step, layer="dense_1", layer_index=2,
-                                 threshold_method="exact", confidence=0.9)
+            assert summary.dense(
+                "dense_1/forward",
+                x,
+                kernel,
+                step=step,
+                layer="dense_1",
+                layer_index=2,
+                threshold_method="exact",
+                confidence=0.9,
+            )
     records = tb_reader.read_records(str(tmp_path))
     assert list(records) == ["run"]
     series, data = records["run"]["dense_1/forward"]
@@ -72,18 +80,42 @@ def test_scalars_follow_the_record_tag_inside_tf_function(tmp_path):
         record(tf.constant(0, tf.int64))
         record(tf.constant(1, tf.int64))
     scalars = tb_reader.read_scalars(str(tmp_path))["run"]
-    assert set(scalars) == {f"{tag}/{name}" for tag in ("layer/forward", "outer/inner")
-                            for name in ("near_zero_fraction", "dead_unit_fraction")}
+    assert set(scalars) == {
+        f"{tag}/{name}"
+        for tag in ("layer/forward", "outer/inner")
+        for name in ("near_zero_fraction", "dead_unit_fraction")
+    }
     assert [step for step, _ in scalars["layer/forward/near_zero_fraction"]] == [0, 1]
     assert set(tb_reader.read_records(str(tmp_path))["run"]) == {"layer/forward", "outer/inner"}
 
 
 def test_write_totals_writes_what_tf_summary_scalar_would(tmp_path):
-    totals = aggregates.UnitTotals(*[tf.constant(v, tf.float64) for v in (
-        np.ones((2, 9)), np.ones((2, 9)), np.zeros((2, 9)), np.zeros((2, 9)), [4.0, 0.0], [4.0, 0.0],
-        [0.1, 0.2, 0.3], [0.0, 0.0, 0.0])])
-    md = metadata.create_summary_metadata("t", None, role="forward", op="dense", layer="t", index=0, units=2,
-                                          confidence=0.95, thresholds=[None, None, None])
+    totals = aggregates.UnitTotals(
+        *[
+            tf.constant(v, tf.float64)
+            for v in (
+                np.ones((2, 9)),
+                np.ones((2, 9)),
+                np.zeros((2, 9)),
+                np.zeros((2, 9)),
+                [4.0, 0.0],
+                [4.0, 0.0],
+                [0.1, 0.2, 0.3],
+                [0.0, 0.0, 0.0],
+            )
+        ]
+    )
+    md = metadata.create_summary_metadata(
+        "t",
+        None,
+        role="forward",
+        op="dense",
+        layer="t",
+        index=0,
+        units=2,
+        confidence=0.95,
+        thresholds=[None, None, None],
+    )
     with tf.summary.create_file_writer(str(tmp_path / "ours")).as_default():
         assert bool(summary.write_totals("t", totals, 5, md))
     with tf.summary.create_file_writer(str(tmp_path / "tf")).as_default():
@@ -176,8 +208,9 @@ def test_units_beyond_max_units_are_grouped(tmp_path):
     record = metadata.unpack_record(data[0].numpy)
     assert (record.units, record.group_size, record.counts.shape) == (10, 3, (4, 9))
     counts, _ = per_unit_from_classifier(x, kernel, 0.95)
-    np.testing.assert_array_equal(record.counts, [counts[0:3].sum(0), counts[3:6].sum(0), counts[6:9].sum(0),
-                                                  counts[9:].sum(0)])
+    np.testing.assert_array_equal(
+        record.counts, [counts[0:3].sum(0), counts[3:6].sum(0), counts[6:9].sum(0), counts[9:].sum(0)]
+    )
     assert data[0].numpy.nbytes <= metadata.record_bytes(10, 4)
 
 
@@ -190,16 +223,22 @@ def test_all_roles_write_their_records(tmp_path):
     dd = rng.normal(size=(12, 5)).astype(np.float32)
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
         assert summary.conv("c/forward", x, kernel, padding="same", step=0, layer="c", layer_index=0)
-        assert summary.conv_kernel_gradient("c/kernel_gradient", x, d_out, kernel.shape, padding="SAME", step=0,
-                                            layer="c")
-        assert summary.conv_input_gradient("c/input_gradient", d_out, kernel, x.shape, padding="SAME", step=0,
-                                           layer="c")
+        assert summary.conv_kernel_gradient(
+            "c/kernel_gradient", x, d_out, kernel.shape, padding="SAME", step=0, layer="c"
+        )
+        assert summary.conv_input_gradient(
+            "c/input_gradient", d_out, kernel, x.shape, padding="SAME", step=0, layer="c"
+        )
         assert summary.dense_kernel_gradient("d/kernel_gradient", xd, dd, step=0, layer="d", layer_index=1)
         assert summary.dense_input_gradient("d/input_gradient", dd, kd, step=0, layer="d", layer_index=1)
     records = tb_reader.read_records(str(tmp_path))["run"]
-    expected = {"c/forward": ("forward", "conv2d", 4), "c/kernel_gradient": ("kernel_gradient", "conv2d", 4),
-                "c/input_gradient": ("input_gradient", "conv2d", 3),
-                "d/kernel_gradient": ("kernel_gradient", "dense", 5), "d/input_gradient": ("input_gradient", "dense", 6)}
+    expected = {
+        "c/forward": ("forward", "conv2d", 4),
+        "c/kernel_gradient": ("kernel_gradient", "conv2d", 4),
+        "c/input_gradient": ("input_gradient", "conv2d", 3),
+        "d/kernel_gradient": ("kernel_gradient", "dense", 5),
+        "d/input_gradient": ("input_gradient", "dense", 6),
+    }
     for tag, (role, op, units) in expected.items():
         series, data = records[tag]
         parsed = metadata.parse_plugin_metadata(series.plugin_content)
@@ -212,8 +251,9 @@ def test_all_roles_write_their_records(tmp_path):
 
 
 def test_metadata_is_tiny_tensor_class_and_versioned():
-    md = metadata.create_summary_metadata("d", None, role="forward", op="dense", layer="d", index=0, units=8,
-                                          confidence=0.95)
+    md = metadata.create_summary_metadata(
+        "d", None, role="forward", op="dense", layer="d", index=0, units=8, confidence=0.95
+    )
     assert md.data_class == summary_pb2.DATA_CLASS_TENSOR
     assert md.plugin_data.plugin_name == "matmul_explainer"
     assert len(md.plugin_data.content) < 200
@@ -225,8 +265,9 @@ def test_metadata_is_tiny_tensor_class_and_versioned():
     with pytest.raises(metadata.ContractError, match="JSON"):
         metadata.parse_plugin_metadata(b"\xff")
     with pytest.raises(ValueError, match="role"):
-        metadata.create_summary_metadata("d", None, role="sideways", op="dense", layer="d", index=0, units=1,
-                                         confidence=0.9)
+        metadata.create_summary_metadata(
+            "d", None, role="sideways", op="dense", layer="d", index=0, units=1, confidence=0.9
+        )
 
 
 def test_unpack_rejects_malformed_records():
@@ -251,12 +292,18 @@ def test_options_are_the_aggregates_options(tmp_path):
     rejects, with the argument named, whether or not they record."""
     x, kernel = operands()
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
-        assert summary.dense("layer/forward", x, kernel, step=0, near_zero="sampled", near_zero_sample_size=4,
-                             seed=1, jit=False)
+        assert summary.dense(
+            "layer/forward", x, kernel, step=0, near_zero="sampled", near_zero_sample_size=4, seed=1, jit=False
+        )
     _, data = tb_reader.read_records(str(tmp_path))["run"]["layer/forward"]
     assert [d.step for d in data] == [0]
-    for name, value in [("near_zero_sample_size", 0), ("threshold_method", "median"), ("seed", 1.5),
-                        ("sample_size", -1), ("thresholds", (0.1, 0.2))]:
+    for name, value in [
+        ("near_zero_sample_size", 0),
+        ("threshold_method", "median"),
+        ("seed", 1.5),
+        ("sample_size", -1),
+        ("thresholds", (0.1, 0.2)),
+    ]:
         with pytest.raises(ValueError, match=name):
             summary.dense("a", x, kernel, step=0, **{name: value})  # no default writer: not recording
     with pytest.raises(TypeError, match="jit"):

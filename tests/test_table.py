@@ -26,10 +26,14 @@ def test_totals_are_the_same_with_or_without_the_arrays_and_per_record():
     for i, (array, record) in enumerate(zip(arrays, records)):
         lone = table.totals(record)
         body = array[1:].sum(axis=0)
-        for field, columns in (("counts", metadata.COUNTS), ("sums", metadata.SUMS),
-                               ("near_zero_counts", metadata.NEAR_ZERO_COUNTS),
-                               ("near_zero_sums", metadata.NEAR_ZERO_SUMS), ("cells", metadata.CELLS),
-                               ("near_zero_cells", metadata.NEAR_ZERO_CELLS)):
+        for field, columns in (
+            ("counts", metadata.COUNTS),
+            ("sums", metadata.SUMS),
+            ("near_zero_counts", metadata.NEAR_ZERO_COUNTS),
+            ("near_zero_sums", metadata.NEAR_ZERO_SUMS),
+            ("cells", metadata.CELLS),
+            ("near_zero_cells", metadata.NEAR_ZERO_CELLS),
+        ):
             np.testing.assert_array_equal(getattr(with_arrays, field)[i], body[columns])
             np.testing.assert_array_equal(getattr(without, field)[i], body[columns])
             np.testing.assert_array_equal(getattr(lone, field), body[columns])

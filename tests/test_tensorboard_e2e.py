@@ -1,6 +1,6 @@
 """End to end: a real `tensorboard` process, with our plugin from its installed entry point, under both loaders.
 
-The logs are written with our writer (`test_plugin.write_logdir`), plus a run of 150 records (more than the 10
+The logs are written with our writer (`plugin_helpers.write_logdir`), plus a run of 150 records (more than the 10
 or 100 samples TensorBoard keeps of a third-party tensor summary by default). Every route's response from the
 real server must equal the in-process app's response over the same logs (which `test_plugin` checks against the
 event files).
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import tensorboard_server, test_plugin
+from tests import plugin_helpers, tensorboard_server
 
 PREFIX = "/data/plugin/matmul_explainer"
 LONG_STEPS = 150
@@ -46,10 +46,10 @@ ERRORS = [
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("e2e_logs"))
-    test_plugin.write_logdir(d)
+    plugin_helpers.write_logdir(d)
     rng = np.random.default_rng(7)
-    x, kernel, _ = test_plugin._layer_data(rng, 3, 2, batch=2)
-    write = tf.function(lambda step: test_plugin.write_layer("forward", "d", 0, x, kernel, step))
+    x, kernel, _ = plugin_helpers.layer_data(rng, 3, 2, batch=2)
+    write = tf.function(lambda step: plugin_helpers.write_layer("forward", "d", 0, x, kernel, step))
     with tf.summary.create_file_writer(os.path.join(d, "long")).as_default():
         for step in range(LONG_STEPS):
             write(tf.constant(step, tf.int64))
@@ -59,7 +59,7 @@ def logdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def expected(logdir):
     """Responses of the in-process app (legacy multiplexer) over the same logs."""
-    client, _ = test_plugin.make_client(logdir)
+    client, _ = plugin_helpers.make_client(logdir)
     out = {}
     for route in ROUTES:
         response = client.get(PREFIX + route)
@@ -73,8 +73,9 @@ def _get(base, path):
     return status, headers, body
 
 
-@pytest.fixture(scope="module", params=["true", "false"], ids=["load_fast=true (Rust data server)",
-                                                                "load_fast=false (multiplexer)"])
+@pytest.fixture(
+    scope="module", params=["true", "false"], ids=["load_fast=true (Rust data server)", "load_fast=false (multiplexer)"]
+)
 def server(request, logdir):
     names = [ep.name for ep in importlib.metadata.entry_points(group="tensorboard_plugins")]
     assert "matmul_explainer" in names, "install the package first: pip install --no-deps -e ."

@@ -22,8 +22,9 @@ def oracle(x, confidence):
     finite = x[np.isfinite(x)]
     if finite.size == 0:
         return x.dtype.type(0)
-    return tfp.stats.percentile(tf.abs(tf.constant(finite)), 100 * (1 - float(confidence)),
-                                interpolation="midpoint").numpy()
+    return tfp.stats.percentile(
+        tf.abs(tf.constant(finite)), 100 * (1 - float(confidence)), interpolation="midpoint"
+    ).numpy()
 
 
 def assert_bits_equal(got, want):
@@ -108,8 +109,12 @@ def test_every_rank_of_small_tie_heavy_arrays():
     # zero, sit in the bucket of zeros and subnormals, or cross a 16-bit digit group.
     for dtype in (np.float32, np.float64):
         tiny = np.finfo(dtype).tiny
-        for values in ([0.0, -0.0, 0.0, 2.0, 2.0, 3.0], [0.0, 0.0, tiny / 8, tiny, 1.0, 1.0],
-                       [0.0, 1.0, np.nextafter(dtype(1.0), dtype(2.0)), 4.0], [5.0, 5.0, 5.0]):
+        for values in (
+            [0.0, -0.0, 0.0, 2.0, 2.0, 3.0],
+            [0.0, 0.0, tiny / 8, tiny, 1.0, 1.0],
+            [0.0, 1.0, np.nextafter(dtype(1.0), dtype(2.0)), 4.0],
+            [5.0, 5.0, 5.0],
+        ):
             x = np.array(values, dtype)
             for confidence in np.linspace(0.0, 1.0, 41):
                 assert_bits_equal(threshold.percentile_threshold(x, float(confidence)), oracle(x, confidence))
@@ -119,18 +124,25 @@ finite_floats = st.floats(allow_nan=False, allow_infinity=False, width=32)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(x=hnp.arrays(st.sampled_from([np.float32, np.float64]), hnp.array_shapes(min_dims=0, max_dims=4,
-                                                                               min_side=1, max_side=9),
-                    elements=st.one_of(finite_floats, st.sampled_from([0.0, -0.0, 1.0, 0.5]))),
-       confidence=st.one_of(st.sampled_from([0.0, 1.0, 0.95, 0.65]), st.floats(0.0, 1.0)))
+@given(
+    x=hnp.arrays(
+        st.sampled_from([np.float32, np.float64]),
+        hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=9),
+        elements=st.one_of(finite_floats, st.sampled_from([0.0, -0.0, 1.0, 0.5])),
+    ),
+    confidence=st.one_of(st.sampled_from([0.0, 1.0, 0.95, 0.65]), st.floats(0.0, 1.0)),
+)
 def test_property_matches_tfp(x, confidence):
     assert_bits_equal(threshold.percentile_threshold(x, confidence), oracle(x, confidence))
 
 
 @settings(max_examples=100, deadline=None)
-@given(x=hnp.arrays(np.float32, st.integers(0, 40),
-                    elements=st.one_of(finite_floats, st.sampled_from([np.nan, np.inf, -np.inf]))),
-       confidence=st.floats(0.0, 1.0))
+@given(
+    x=hnp.arrays(
+        np.float32, st.integers(0, 40), elements=st.one_of(finite_floats, st.sampled_from([np.nan, np.inf, -np.inf]))
+    ),
+    confidence=st.floats(0.0, 1.0),
+)
 def test_property_nonfinite_excluded(x, confidence):
     assert_bits_equal(threshold.percentile_threshold(x, confidence), oracle(x, confidence))
     assert int(threshold.count_nonfinite(x)) == int(np.sum(~np.isfinite(x)))
@@ -239,9 +251,15 @@ def test_sampled_near_zero_fraction_within_tolerance():
     for confidence in (0.95, 0.5):
         p = 1.0 - confidence
         sd = math.sqrt(p * (1 - p) / size)
-        errors = np.array([float(tf.reduce_mean(tf.cast(magnitude < threshold.sampled_threshold(x, confidence,
-                                                                                               seed=s),
-                                                        tf.float64))) - p for s in range(40)])
+        errors = np.array(
+            [
+                float(
+                    tf.reduce_mean(tf.cast(magnitude < threshold.sampled_threshold(x, confidence, seed=s), tf.float64))
+                )
+                - p
+                for s in range(40)
+            ]
+        )
         assert np.max(np.abs(errors)) < 5 * sd, (confidence, errors)
         assert 0.5 * sd < errors.std() < 1.6 * sd, (confidence, errors.std(), sd)
         assert abs(errors.mean()) < 3 * sd / math.sqrt(len(errors)) + 1.0 / size
@@ -269,7 +287,7 @@ def test_sampled_mostly_nonfinite_falls_back_to_exact():
 def test_sampled_ignores_nonfinite_draws():
     rng = np.random.default_rng(10)
     x = rng.standard_normal(200_000).astype(np.float32)
-    x[: 100_000] = np.inf  # half the draws land on inf and must be dropped, not ranked
+    x[:100_000] = np.inf  # half the draws land on inf and must be dropped, not ranked
     got = float(threshold.sampled_threshold(x, 0.5, seed=4))
     assert abs(np.mean(np.abs(x[100_000:]) < got) - 0.5) < 0.05
 
@@ -283,8 +301,17 @@ def test_count_nonfinite():
 
 
 @pytest.mark.parametrize("fn", [threshold.percentile_threshold, threshold.sampled_threshold])
-@pytest.mark.parametrize("confidence, error", [(1.5, ValueError), (-0.1, ValueError), (float("nan"), ValueError),
-                                               ("a", TypeError), (None, TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "confidence, error",
+    [
+        (1.5, ValueError),
+        (-0.1, ValueError),
+        (float("nan"), ValueError),
+        ("a", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
+)
 def test_bad_confidence(fn, confidence, error):
     with pytest.raises(error, match="confidence"):
         fn(np.ones(3, np.float32), confidence)

@@ -58,12 +58,35 @@ ops and the Keras recorder take the same). Modules, one job each:
   jit            XLA compilation of the kernels (the compile mode of one call)
 Convolution geometry (shapes, padding, sampled patches) lives in `tb_matmul_explainer.conv`.
 """
-from tb_matmul_explainer.aggregates.api import (conv, conv_input_gradient, conv_kernel_gradient, dense,
-                                                dense_input_gradient, dense_kernel_gradient)
-from tb_matmul_explainer.aggregates.options import (NEAR_ZERO_MODES, NEAR_ZERO_SAMPLE_SIZE, ROLES,
-                                                    THRESHOLD_METHODS, Options)
+
+from tb_matmul_explainer.aggregates.api import (
+    conv,
+    conv_input_gradient,
+    conv_kernel_gradient,
+    dense,
+    dense_input_gradient,
+    dense_kernel_gradient,
+)
+from tb_matmul_explainer.aggregates.options import (
+    NEAR_ZERO_MODES,
+    NEAR_ZERO_SAMPLE_SIZE,
+    ROLES,
+    THRESHOLD_METHODS,
+    Options,
+)
 from tb_matmul_explainer.aggregates.totals import UnitTotals
 
-__all__ = ["NEAR_ZERO_MODES", "NEAR_ZERO_SAMPLE_SIZE", "ROLES", "THRESHOLD_METHODS", "Options", "UnitTotals",
-           "conv", "conv_input_gradient", "conv_kernel_gradient", "dense", "dense_input_gradient",
-           "dense_kernel_gradient"]
+__all__ = [
+    "NEAR_ZERO_MODES",
+    "NEAR_ZERO_SAMPLE_SIZE",
+    "ROLES",
+    "THRESHOLD_METHODS",
+    "Options",
+    "UnitTotals",
+    "conv",
+    "conv_input_gradient",
+    "conv_kernel_gradient",
+    "dense",
+    "dense_input_gradient",
+    "dense_kernel_gradient",
+]

@@ -33,9 +33,12 @@ def _contracting_the_kernel(first, kernel, names, transposed, result, opts):
     validation.check_rank(first, names[0], 2)
     validation.check_rank(kernel, "kernel", 2, 2)
     contracted, units = (kernel.shape[1], kernel.shape[0]) if transposed else (kernel.shape[0], kernel.shape[1])
-    _check_dim(first.shape[-1], contracted,
-               f"{names[0]}'s last axis ({first.shape[-1]}) must equal kernel's {'last' if transposed else 'first'} "
-               f"axis ({contracted}): shapes {first.shape} and {kernel.shape}")
+    _check_dim(
+        first.shape[-1],
+        contracted,
+        f"{names[0]}'s last axis ({first.shape[-1]}) must equal kernel's {'last' if transposed else 'first'} "
+        f"axis ({contracted}): shapes {first.shape} and {kernel.shape}",
+    )
     F = _flatten_rows(first, names[0])
     expected = first.shape.as_list()[:-1] + [units]
 
@@ -78,7 +81,7 @@ def dense_kernel_gradient(x, d_out, *, result=None, options=None, **settings):
     validation.check_rank(d_out, "d_out", 2)
     if not x.shape[:-1].is_compatible_with(d_out.shape[:-1]):
         raise ValueError(f"x and d_out must have the same leading axes: shapes {x.shape} and {d_out.shape}")
-    F = _flatten_rows(x, "x")         # stored [n, k] = logical F^T ([k, n])
+    F = _flatten_rows(x, "x")  # stored [n, k] = logical F^T ([k, n])
     S = _flatten_rows(d_out, "d_out")  # [n, m]
     expected = [x.shape[-1], d_out.shape[-1]]
 
@@ -101,8 +104,7 @@ def dense_input_gradient(d_out, kernel, *, result=None, options=None, **settings
     Returns:
       `UnitTotals` with U = k; a unit's cells are all rows of d_out.
     """
-    return _contracting_the_kernel(d_out, kernel, ("d_out", "kernel"), True, result,
-                                   Options.of(options, **settings))
+    return _contracting_the_kernel(d_out, kernel, ("d_out", "kernel"), True, result, Options.of(options, **settings))
 
 
 def conv(inputs, kernel, strides=1, padding="VALID", *, result=None, options=None, **settings):
@@ -137,8 +139,7 @@ def conv(inputs, kernel, strides=1, padding="VALID", *, result=None, options=Non
         return conv_kernels.role_totals("forward", x, W, geometry, result_fn, opts)
 
 
-def conv_kernel_gradient(x, d_out, kernel_shape, strides=1, padding="VALID", *, result=None, options=None,
-                         **settings):
+def conv_kernel_gradient(x, d_out, kernel_shape, strides=1, padding="VALID", *, result=None, options=None, **settings):
     """Per-output-channel totals of the convolution's kernel gradient `backprop_filter(x, d_out)`.
 
     Args:
@@ -153,8 +154,9 @@ def conv_kernel_gradient(x, d_out, kernel_shape, strides=1, padding="VALID", *, 
     opts = Options.of(options, **settings)
     x, D = totals.operands(x, d_out, ("x", "d_out"))
     kshape = conv_lib.static_dims(kernel_shape, "kernel_shape", allow_batch_none=False)
-    strides, padding, _ = conv_lib.check_geometry(x.shape, kshape, strides, padding, d_out=D, input_name="x",
-                                                  kernel_name="kernel_shape")
+    strides, padding, _ = conv_lib.check_geometry(
+        x.shape, kshape, strides, padding, d_out=D, input_name="x", kernel_name="kernel_shape"
+    )
     if None in x.shape.as_list()[1:]:
         raise ValueError(f"x needs known shape except the batch axis, got {x.shape}")
 
@@ -168,8 +170,9 @@ def conv_kernel_gradient(x, d_out, kernel_shape, strides=1, padding="VALID", *, 
         return conv_kernels.role_totals("kernel_gradient", x, D, geometry, result_fn, opts)
 
 
-def conv_input_gradient(d_out, kernel, input_shape, strides=1, padding="VALID", *, result=None, options=None,
-                        **settings):
+def conv_input_gradient(
+    d_out, kernel, input_shape, strides=1, padding="VALID", *, result=None, options=None, **settings
+):
     """Per-input-channel totals of the convolution's input gradient `backprop_input(d_out, kernel)`.
 
     Args:
@@ -184,8 +187,9 @@ def conv_input_gradient(d_out, kernel, input_shape, strides=1, padding="VALID", 
     opts = Options.of(options, **settings)
     D, W = totals.operands(d_out, kernel, ("d_out", "kernel"))
     in_shape = conv_lib.static_dims(input_shape, "input_shape")
-    strides, padding, _ = conv_lib.check_geometry(in_shape, W.shape, strides, padding, d_out=D,
-                                                  input_name="input_shape")
+    strides, padding, _ = conv_lib.check_geometry(
+        in_shape, W.shape, strides, padding, d_out=D, input_name="input_shape"
+    )
     if None in W.shape.as_list():
         raise ValueError(f"kernel needs a known shape, got {W.shape}")
 

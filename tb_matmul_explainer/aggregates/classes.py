@@ -16,12 +16,14 @@ from tb_matmul_explainer.aggregates.jit import kernel
 
 class Operand(NamedTuple):
     """An operand as stored and its threshold (a scalar in the operand's dtype)."""
+
     values: tf.Tensor
     threshold: tf.Tensor
 
 
 class ClassStack(NamedTuple):
     """An operand's classes stacked on a new first axis in P, Z, N order, float64."""
+
     counts: tf.Tensor  # [3, ...] 0/1 class masks
     values: tf.Tensor  # [3, ...] the operand masked to each class
 
@@ -77,8 +79,9 @@ def variants(t, pos, neg, strategy):
     `exact.n_variants`)."""
     dtype = tf.float64 if strategy == "f64" else t.dtype
     if strategy == "packed":
-        counts = [tf.where(pos, tf.constant(1, dtype), tf.where(neg, tf.constant(exact.PACK, dtype),
-                                                                 tf.constant(0, dtype)))]
+        counts = [
+            tf.where(pos, tf.constant(1, dtype), tf.where(neg, tf.constant(exact.PACK, dtype), tf.constant(0, dtype)))
+        ]
     else:
         counts = [tf.cast(pos, dtype), tf.cast(neg, dtype)]
     return counts + [tf.cast(v, dtype) for v in values(t, pos, neg)]

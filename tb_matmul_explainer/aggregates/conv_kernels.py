@@ -22,10 +22,11 @@ from tb_matmul_explainer.aggregates.totals import PairTotals
 
 class Geometry(NamedTuple):
     """A convolution's static geometry (Python values: it keys the compiled kernels)."""
-    input_shape: tuple   # (batch,) + spatial + (in_channels,); batch may be None
+
+    input_shape: tuple  # (batch,) + spatial + (in_channels,); batch may be None
     kernel_shape: tuple  # kernel_spatial + (in_channels, out_channels)
-    strides: tuple       # one int per spatial axis
-    padding: str         # "VALID" or "SAME"
+    strides: tuple  # one int per spatial axis
+    padding: str  # "VALID" or "SAME"
 
 
 def _batch_class_totals(t):
@@ -45,12 +46,13 @@ def _forward_all(x, w, geometry):
     kshape = list(geometry.kernel_shape)
     cin, cout = kshape[-2], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
-    xbar = _batch_class_totals(x)                                                    # [1, S, 6 cin]
-    out_spatial = conv_lib.output_shape([1] + x.values.shape.as_list()[1:], kshape, geometry.strides,
-                                        geometry.padding)[1:-1]
+    xbar = _batch_class_totals(x)  # [1, S, 6 cin]
+    out_spatial = conv_lib.output_shape([1] + x.values.shape.as_list()[1:], kshape, geometry.strides, geometry.padding)[
+        1:-1
+    ]
     ones = conv_lib.valid_ones(out_spatial, tf.float64)
     pat = conv_lib.backprop_filter(xbar, ones, kshape[:-2] + [6 * cin, 1], geometry.strides, geometry.padding)
-    pat = tf.transpose(tf.reshape(pat, [kp, 6, cin]), [1, 0, 2])                     # [6, kp, cin]
+    pat = tf.transpose(tf.reshape(pat, [kp, 6, cin]), [1, 0, 2])  # [6, kp, cin]
     w_classes = classes.class_stack(w.values, w.threshold, [kp, cin, cout])
     counts = tf.einsum("akc,bkcd->abd", pat[:3], w_classes.counts)
     sums = tf.einsum("akc,bkcd->abd", pat[3:], w_classes.values)
@@ -68,23 +70,32 @@ def _kernel_gradient_all(x, d, geometry):
     cnt_p = tf.reduce_sum(tf.cast(xp, X.dtype), -1)
     cnt_n = tf.reduce_sum(tf.cast(xn, X.dtype), -1)
     # Box sums of the channel sums; counts and values summed apart so a non-finite value cannot reach a count.
-    box = [conv_lib.box_sums(tf.stack(chans, -1), kshape[:-2], geometry.strides, geometry.padding) for chans in
-           ([cnt_p, cin - cnt_p - cnt_n, cnt_n], [tf.reduce_sum(v, -1) for v in classes.values(X, xp, xn)])]
+    box = [
+        conv_lib.box_sums(tf.stack(chans, -1), kshape[:-2], geometry.strides, geometry.padding)
+        for chans in ([cnt_p, cin - cnt_p - cnt_n, cnt_n], [tf.reduce_sum(v, -1) for v in classes.values(X, xp, xn)])
+    ]
     positions = conv_lib.spatial_size(D.shape.as_list())
     b = tf.shape(D)[0]
     box = tf.reshape(tf.concat(box, -1), [b, positions, 6])
     dp, dn = classes.masks(D, d_thr)
     # Counts: exact per image (box counts <= kp * cin), then summed over the batch in float64.
     box_counts = tf.cast(box[..., :3], tf.int32)
-    per_pos, per_neg = exact.count_pair_matmul(box_counts, tf.reshape(dp, [b, positions, cout]),
-                                               tf.reshape(dn, [b, positions, cout]), kp * cin, positions,
-                                               transpose_a=True)             # [B, 3, cout] each
+    per_pos, per_neg = exact.count_pair_matmul(
+        box_counts,
+        tf.reshape(dp, [b, positions, cout]),
+        tf.reshape(dn, [b, positions, cout]),
+        kp * cin,
+        positions,
+        transpose_a=True,
+    )  # [B, 3, cout] each
     cnt_pos, cnt_neg = tf.reduce_sum(per_pos, 0), tf.reduce_sum(per_neg, 0)
     column_total = tf.reduce_sum(f64(box_counts), [0, 1])[:, None]
     counts = tf.stack([cnt_pos, column_total - cnt_pos - cnt_neg, cnt_neg], axis=1)
     box_values = classes.as_rows(box[..., 3:])
-    sums = tf.stack([f64(tf.linalg.matmul(box_values, classes.as_rows(v), transpose_a=True))
-                     for v in classes.values(D, dp, dn)], axis=1)
+    sums = tf.stack(
+        [f64(tf.linalg.matmul(box_values, classes.as_rows(v), transpose_a=True)) for v in classes.values(D, dp, dn)],
+        axis=1,
+    )
     cells = tf.fill([cout], tf.constant(float(kp * cin), tf.float64))
     return PairTotals(counts, sums, cells)
 
@@ -94,10 +105,10 @@ def _input_gradient_all(d, w, geometry):
     kshape, input_shape = list(geometry.kernel_shape), list(geometry.input_shape)
     cin, cout = kshape[-2], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
-    dbar = _batch_class_totals(d)                                                    # [1, S', 6 cout]
+    dbar = _batch_class_totals(d)  # [1, S', 6 cout]
     ones = conv_lib.valid_ones(input_shape[1:-1], tf.float64)
     pat = conv_lib.backprop_filter(ones, dbar, kshape[:-2] + [1, 6 * cout], geometry.strides, geometry.padding)
-    pat = tf.transpose(tf.reshape(pat, [kp, 6, cout]), [1, 0, 2])                    # [6, kp, cout]
+    pat = tf.transpose(tf.reshape(pat, [kp, 6, cout]), [1, 0, 2])  # [6, kp, cout]
     w_classes = classes.class_stack(w.values, w.threshold, [kp, cin, cout])
     counts = tf.einsum("akd,bkcd->abc", pat[:3], w_classes.counts)
     sums = tf.einsum("akd,bkcd->abc", pat[3:], w_classes.values)
@@ -108,8 +119,9 @@ def _input_gradient_all(d, w, geometry):
 @kernel
 def all_cells(role, first, second, geometry):
     """All-cells `PairTotals` of a convolution role."""
-    all_of = {"forward": _forward_all, "kernel_gradient": _kernel_gradient_all,
-              "input_gradient": _input_gradient_all}[role]
+    all_of = {"forward": _forward_all, "kernel_gradient": _kernel_gradient_all, "input_gradient": _input_gradient_all}[
+        role
+    ]
     return all_of(first, second, geometry)
 
 
@@ -123,14 +135,14 @@ def _stage2_against_kernel(a, w, any_first, strategy, units_of):
     kp = conv_lib.kernel_offsets(kshape)
     v = exact.n_variants(strategy)
     if units_of == "forward":
-        a = tf.transpose(tf.reshape(a, [kp, v, cin, cout]), [1, 0, 2, 3])          # [v, kp, cin, cout]
+        a = tf.transpose(tf.reshape(a, [kp, v, cin, cout]), [1, 0, 2, 3])  # [v, kp, cin, cout]
     else:
         a = tf.transpose(tf.reshape(a, [kp, cin, v, cout]), [2, 0, 1, 3])
     a_p, a_n = (f64(t) for t in exact.decode(tf.unstack(a[: v - 3]), strategy))
     a_counts = tf.stack([a_p, any_first - a_p - a_n, a_n])
     w_classes = classes.class_stack(w.values, w.threshold, [kp, cin, cout])
     spec = "akcd,bkcd->abd" if units_of == "forward" else "akcd,bkcd->abc"
-    return tf.einsum(spec, a_counts, w_classes.counts), tf.einsum(spec, f64(a[v - 3:]), w_classes.values)
+    return tf.einsum(spec, a_counts, w_classes.counts), tf.einsum(spec, f64(a[v - 3 :]), w_classes.values)
 
 
 def _forward_near_zero(x, w, mask, geometry):
@@ -139,10 +151,11 @@ def _forward_near_zero(x, w, mask, geometry):
     cin, cout = kshape[-2], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
     # Products whose first factor is anything: patch counts of the valid input (padding excluded) against M.
-    msum = tf.reduce_sum(f64(mask), 0)[None]                                          # [1, S', cout]
-    any_first = conv_lib.backprop_filter(conv_lib.valid_ones(x.values.shape[1:-1], tf.float64), msum,
-                                         kshape[:-2] + [1, cout], strides, padding)
-    any_first = tf.reshape(any_first, [kp, 1, cout]) * tf.ones([1, cin, 1], tf.float64)   # [kp, cin, cout]
+    msum = tf.reduce_sum(f64(mask), 0)[None]  # [1, S', cout]
+    any_first = conv_lib.backprop_filter(
+        conv_lib.valid_ones(x.values.shape[1:-1], tf.float64), msum, kshape[:-2] + [1, cout], strides, padding
+    )
+    any_first = tf.reshape(any_first, [kp, 1, cout]) * tf.ones([1, cin, 1], tf.float64)  # [kp, cin, cout]
 
     def compute(strategy, bound):
         xs = classes.stacked_variants(x.values, x.threshold, strategy, -1)
@@ -170,7 +183,7 @@ def _stage2_elementwise(a, d, any_first, strategy, bound):
     a_p, a_n = exact.decode(tf.unstack(a[: v - 3]), strategy)
     cross, first_totals = [], []
     for a_x in (a_p, a_n):
-        per_image = exact.exact_sum(tf.stack([a_x * dpf, a_x * dnf, a_x]), 2, bound, positions)   # [3, B, cout]
+        per_image = exact.exact_sum(tf.stack([a_x * dpf, a_x * dnf, a_x]), 2, bound, positions)  # [3, B, cout]
         red = tf.reduce_sum(per_image, 1)
         cross.append([red[0], red[1]])
         first_totals.append(red[2])
@@ -180,7 +193,7 @@ def _stage2_elementwise(a, d, any_first, strategy, bound):
     size = f64(b) * tf.reduce_sum(any_first, 0)
     counts = exact.pair_counts(cross, first_totals, col_b, size)
     d_values = tf.reshape(tf.stack(classes.values(tf.cast(D, a.dtype), dp, dn)), [3, b, positions, cout])
-    a_v = a[v - 3:]
+    a_v = a[v - 3 :]
     sums = f64(tf.stack([tf.reduce_sum(a_v[i][None] * d_values, [1, 2]) for i in range(3)]))
     return counts, sums
 
@@ -191,12 +204,12 @@ def _kernel_gradient_near_zero(x, d, mask, geometry):
     cin, cout = kshape[-2], kshape[-1]
     positions = conv_lib.spatial_size(d.values.shape.as_list())
     ones = tf.ones([1] + x.values.shape.as_list()[1:-1] + [cin], tf.float32)
-    any_first = conv_lib.forward(ones, tf.cast(mask, tf.float32), strides, padding)            # [1, S', cout]
+    any_first = conv_lib.forward(ones, tf.cast(mask, tf.float32), strides, padding)  # [1, S', cout]
     any_first = tf.reshape(f64(any_first), [positions, cout])
     bound = conv_lib.kernel_offsets(kshape) * cin
     strategy = exact.strategy(bound, x.values.dtype)
-    xs = classes.stacked_variants(x.values, x.threshold, strategy, 0)                         # [v*B, S, cin]
-    a = conv_lib.forward(xs, tf.cast(mask, xs.dtype), strides, padding)                       # [v*B, S', cout]
+    xs = classes.stacked_variants(x.values, x.threshold, strategy, 0)  # [v*B, S, cin]
+    a = conv_lib.forward(xs, tf.cast(mask, xs.dtype), strides, padding)  # [v*B, S', cout]
     return _stage2_elementwise(a, d, any_first, strategy, bound)
 
 
@@ -208,9 +221,10 @@ def _input_gradient_near_zero(d, w, mask, geometry):
     kp = conv_lib.kernel_offsets(kshape)
     D = d.values
     # Products whose first factor is anything: d_out positions reaching each near-zero input cell.
-    msum = tf.reduce_sum(f64(mask), 0)[None]                                         # [1, S, cin]
-    any_first = conv_lib.backprop_filter(msum, conv_lib.valid_ones(D.shape.as_list()[1:-1], tf.float64),
-                                         kshape[:-2] + [cin, 1], strides, padding)
+    msum = tf.reduce_sum(f64(mask), 0)[None]  # [1, S, cin]
+    any_first = conv_lib.backprop_filter(
+        msum, conv_lib.valid_ones(D.shape.as_list()[1:-1], tf.float64), kshape[:-2] + [cin, 1], strides, padding
+    )
     any_first = tf.reshape(any_first, [kp, cin, 1])
 
     def compute(strategy, bound):
@@ -231,8 +245,11 @@ def _near_zero_of_positions(role, first, second, R, r_thr, geometry, positions):
         counts, sums = conv_sampled.near_zero(role, first, second, R, r_thr, geometry, positions)
         return PairTotals(counts, sums, nz_cells)
     mask, nz_cells = classes.result_mask(R, r_thr)
-    near_zero_of = {"forward": _forward_near_zero, "kernel_gradient": _kernel_gradient_near_zero,
-                    "input_gradient": _input_gradient_near_zero}[role]
+    near_zero_of = {
+        "forward": _forward_near_zero,
+        "kernel_gradient": _kernel_gradient_near_zero,
+        "input_gradient": _input_gradient_near_zero,
+    }[role]
     counts, sums = near_zero_of(first, second, mask, geometry)
     return PairTotals(counts, sums, nz_cells)
 
@@ -254,13 +271,19 @@ def role_totals(role, first_values, second_values, geometry, result_fn, opts):
         d_positions = classes.leading_size(d_like)
 
         def sampled_totals():
-            positions = sampling.sample_rows(d_positions, opts.near_zero_rows,
-                                             sampling.sub_seed(opts.seed, sampling.ROWS))
+            positions = sampling.sample_rows(
+                d_positions, opts.near_zero_rows, sampling.sub_seed(opts.seed, sampling.ROWS)
+            )
             return _near_zero_of_positions(role, first, second, R, r_thr, geometry, positions)
 
         if opts.near_zero == "exact":
             return exact_totals()
-        return sampling.exact_or_sampled(conv_lib.batch_positions(d_like.shape.as_list()), d_positions,
-                                         opts.near_zero_rows, exact_totals, sampled_totals)
+        return sampling.exact_or_sampled(
+            conv_lib.batch_positions(d_like.shape.as_list()),
+            d_positions,
+            opts.near_zero_rows,
+            exact_totals,
+            sampled_totals,
+        )
 
     return totals.finish(opts, first, second, all_totals, units, result_fn, near_zero_fn)

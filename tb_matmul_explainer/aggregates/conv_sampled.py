@@ -32,13 +32,13 @@ def _rows_at(t, positions):
 
 def _out_spatial(geometry):
     kshape = list(geometry.kernel_shape)
-    return conv_lib.output_shape([1] + list(geometry.input_shape[1:]), kshape, geometry.strides,
-                                 geometry.padding)[1:-1]
+    return conv_lib.output_shape([1] + list(geometry.input_shape[1:]), kshape, geometry.strides, geometry.padding)[1:-1]
 
 
 def _patches(t, positions, geometry):
-    return conv_lib.patches(t, positions, list(geometry.kernel_shape)[:-2], _out_spatial(geometry),
-                            geometry.strides, geometry.padding)
+    return conv_lib.patches(
+        t, positions, list(geometry.kernel_shape)[:-2], _out_spatial(geometry), geometry.strides, geometry.padding
+    )
 
 
 def _against_kernel(a, any_first, w, spec):
@@ -56,10 +56,10 @@ def _forward(x, w, R, r_thr, geometry, positions, scale):
     patch_x, valid = _patches(x.values, positions, geometry)
     parts = _sampled_variants(patch_x, x.threshold, valid[..., None])
     dtype = x.values.dtype
-    m_s = tf.cast(classes.near_zero_mask(_rows_at(R, positions), r_thr), dtype)           # [s, cout]
+    m_s = tf.cast(classes.near_zero_mask(_rows_at(R, positions), r_thr), dtype)  # [s, cout]
     a = tf.linalg.matmul(tf.concat([tf.reshape(p, [-1, kp * cin]) for p in parts], -1), m_s, transpose_a=True)
     a = tf.reshape(f64(a), [5, kp, cin, cout]) * scale
-    any_first = f64(tf.linalg.matmul(tf.cast(valid, dtype), m_s, transpose_a=True))       # [kp, cout]
+    any_first = f64(tf.linalg.matmul(tf.cast(valid, dtype), m_s, transpose_a=True))  # [kp, cout]
     any_first = tf.reshape(any_first, [kp, 1, cout]) * scale
     return _against_kernel(a, any_first, w, "akcd,bkcd->abd")
 
@@ -69,8 +69,8 @@ def _input_gradient(d, w, R, r_thr, geometry, positions, scale):
     kp, cin, cout = conv_lib.kernel_offsets(kshape), kshape[-2], kshape[-1]
     dtype = d.values.dtype
     patch_r, valid = _patches(R, positions, geometry)
-    patch_m = tf.cast(classes.near_zero_mask(patch_r, r_thr) & valid[..., None], dtype)   # padding: no cell
-    parts = _sampled_variants(_rows_at(d.values, positions), d.threshold)                 # [s, cout] each
+    patch_m = tf.cast(classes.near_zero_mask(patch_r, r_thr) & valid[..., None], dtype)  # padding: no cell
+    parts = _sampled_variants(_rows_at(d.values, positions), d.threshold)  # [s, cout] each
     a = tf.linalg.matmul(tf.reshape(patch_m, [-1, kp * cin]), tf.concat(parts, -1), transpose_a=True)
     a = tf.transpose(tf.reshape(f64(a), [kp, cin, 5, cout]), [2, 0, 1, 3]) * scale
     any_first = tf.reshape(f64(tf.reduce_sum(patch_m, 0)), [kp, cin, 1]) * scale
@@ -84,9 +84,9 @@ def _kernel_gradient(x, d, R, r_thr, geometry, positions, scale):
     patch_x, valid = _patches(x.values, positions, geometry)
     parts = _sampled_variants(patch_x, x.threshold, valid[..., None])
     m = tf.reshape(tf.cast(classes.near_zero_mask(R, r_thr), dtype), [kp * cin, cout])
-    a = tf.stack([tf.linalg.matmul(tf.reshape(p, [-1, kp * cin]), m) for p in parts])   # [5, s, cout]
-    d_classes = classes.class_stack(_rows_at(d.values, positions), d.threshold)           # [3, s, cout] each
-    any_first = tf.linalg.matmul(tf.cast(tf.repeat(valid, cin, axis=1), dtype), m)        # [s, cout]
+    a = tf.stack([tf.linalg.matmul(tf.reshape(p, [-1, kp * cin]), m) for p in parts])  # [5, s, cout]
+    d_classes = classes.class_stack(_rows_at(d.values, positions), d.threshold)  # [3, s, cout] each
+    any_first = tf.linalg.matmul(tf.cast(tf.repeat(valid, cin, axis=1), dtype), m)  # [s, cout]
     a = f64(a)
     a_counts = tf.stack([a[0], f64(any_first) - a[0] - a[1], a[1]])
     counts = tf.einsum("asd,bsd->abd", a_counts, d_classes.counts) * scale

@@ -25,8 +25,9 @@ def all_cells(first, second, batch_contracted, second_transposed):
     sp, sn = classes.masks(S, s_thr)
     c_len = S.shape[1 if second_transposed else 0]
     r_static = F.shape[r_axis]
-    cnt_pos, cnt_neg = exact.count_pair_matmul(cnt, sp, sn, exact.INT32_MAX if r_static is None else r_static,
-                                               c_len, transpose_b=second_transposed)          # [3, u] each
+    cnt_pos, cnt_neg = exact.count_pair_matmul(
+        cnt, sp, sn, exact.INT32_MAX if r_static is None else r_static, c_len, transpose_b=second_transposed
+    )  # [3, u] each
     units = tf.shape(S)[0 if second_transposed else 1]
     column_total = tf.reduce_sum(f64(cnt), 1)[:, None]
     counts = tf.stack([cnt_pos, column_total - cnt_pos - cnt_neg, cnt_neg], axis=1)
@@ -54,8 +55,8 @@ def _stage2_elementwise(a, second, mcol, strategy, bound, exact_counts):
         first_totals.append(red[2])
     s_col = [exact.exact_sum(tf.cast(m, tf.float32), 0, 1, c_len) for m in (sp, sn)]
     counts = exact.pair_counts(cross, first_totals, [mcol * s_col[0], mcol * s_col[1]], mcol * f64(c_dyn))
-    s_values = tf.stack(classes.values(tf.cast(S, a.dtype), sp, sn))                    # [3, c, u]
-    a_v = a[v - 3:]
+    s_values = tf.stack(classes.values(tf.cast(S, a.dtype), sp, sn))  # [3, c, u]
+    a_v = a[v - 3 :]
     sums = f64(tf.stack([tf.reduce_sum(a_v[i][None] * s_values, 1) for i in range(3)]))
     return counts, sums
 
@@ -77,19 +78,20 @@ def _near_zero_units_major(first, second, mask, second_transposed, strategy):
     (F, f_thr), (S, s_thr) = first, second
     dtype = tf.float64 if strategy == "f64" else F.dtype
     units, c_len = tf.shape(mask)[1], tf.shape(F)[1]
-    fs = classes.stacked_variants(F, f_thr, strategy, 1)                              # [r, 5c]
-    a = tf.linalg.matmul(tf.cast(mask, dtype), fs, transpose_a=True)                  # [u, 5c]
+    fs = classes.stacked_variants(F, f_thr, strategy, 1)  # [r, 5c]
+    a = tf.linalg.matmul(tf.cast(mask, dtype), fs, transpose_a=True)  # [u, 5c]
     a = tf.reshape(a, tf.stack([units, 5, c_len]))
     # TensorFlow's transpose (multithreaded) beats one inside XLA
     sv = _unit_variants(S if second_transposed else tf.transpose(S), tf.cast(s_thr, S.dtype), dtype)  # [u, 5, c]
-    prod = f64(tf.linalg.matmul(a, sv, transpose_b=True))                             # [u, 5, 5]
-    first_totals = f64(tf.reduce_sum(a[:, :2], -1))                                   # [u, 2]: A_P, A_N over c
-    s_col = f64(tf.reduce_sum(sv[:, :2], -1))                                         # [u, 2]: S's P, N per unit
+    prod = f64(tf.linalg.matmul(a, sv, transpose_b=True))  # [u, 5, 5]
+    first_totals = f64(tf.reduce_sum(a[:, :2], -1))  # [u, 2]: A_P, A_N over c
+    s_col = f64(tf.reduce_sum(sv[:, :2], -1))  # [u, 2]: S's P, N per unit
     mcol = tf.reduce_sum(f64(mask), 0)
     cross = [[prod[:, i, j] for j in range(2)] for i in range(2)]
-    counts = exact.pair_counts(cross, [first_totals[:, 0], first_totals[:, 1]],
-                               [mcol * s_col[:, 0], mcol * s_col[:, 1]], mcol * f64(c_len))
-    sums = tf.transpose(prod[:, 2:, 2:], [1, 2, 0])                                   # [3, 3, u]
+    counts = exact.pair_counts(
+        cross, [first_totals[:, 0], first_totals[:, 1]], [mcol * s_col[:, 0], mcol * s_col[:, 1]], mcol * f64(c_len)
+    )
+    sums = tf.transpose(prod[:, 2:, 2:], [1, 2, 0])  # [3, 3, u]
     return counts, sums, mcol
 
 
@@ -116,15 +118,17 @@ def near_zero(first, second, mask, batch_contracted, second_transposed, rows_sta
         strategy = _units_major_strategy(F, rows_static, exact_counts)
         if strategy is not None:
             return _near_zero_units_major(first, second, mask, second_transposed, strategy)
-        return tf.cond(tf.shape(mask)[0] * F.shape[1] <= exact.F32_EXACT,
-                       lambda: _near_zero_units_major(first, second, mask, second_transposed, "f32"),
-                       lambda: _near_zero_units_major(first, second, mask, second_transposed, "f64"))
+        return tf.cond(
+            tf.shape(mask)[0] * F.shape[1] <= exact.F32_EXACT,
+            lambda: _near_zero_units_major(first, second, mask, second_transposed, "f32"),
+            lambda: _near_zero_units_major(first, second, mask, second_transposed, "f64"),
+        )
 
     c_len = F.shape[1]
 
     def compute(strategy, bound):
         fs = classes.stacked_variants(F, f_thr, strategy, 0, True)
-        a = tf.linalg.matmul(fs, tf.cast(mask, fs.dtype))                              # [v*n + 1, u]
+        a = tf.linalg.matmul(fs, tf.cast(mask, fs.dtype))  # [v*n + 1, u]
         if fs.dtype == tf.float64 or (c_len is not None and c_len <= exact.F32_EXACT):  # the ones row's sums exact
             mcol = f64(a[-1])
         else:
@@ -139,20 +143,28 @@ def _near_zero_of_rows(first, second, R, r_thr, rows, batch_contracted, second_t
     gradient) or of stored F and S (kernel gradient), the totals rescaled to all rows."""
     F, S = first.values, second.values
     if rows is None:
-        counts, sums, mcol = near_zero(first, second, classes.result_mask(R, r_thr, False), batch_contracted,
-                                       second_transposed, F.shape[1 if batch_contracted else 0])
+        counts, sums, mcol = near_zero(
+            first,
+            second,
+            classes.result_mask(R, r_thr, False),
+            batch_contracted,
+            second_transposed,
+            F.shape[1 if batch_contracted else 0],
+        )
         return PairTotals(counts, sums, mcol)
     scale = f64(tf.shape(F)[0]) / f64(tf.maximum(tf.size(rows), 1))
     first_rows = first._replace(values=tf.gather(F, rows))
     if batch_contracted:  # every cell of M takes part (the rows sampled are the batch's, a contraction axis here)
         mask = classes.result_mask(R, r_thr, False)
         second_rows = second._replace(values=tf.gather(S, rows))
-        counts, sums, nz_cells = near_zero(first_rows, second_rows, mask, batch_contracted, second_transposed,
-                                           F.shape[1], exact_counts=False)
+        counts, sums, nz_cells = near_zero(
+            first_rows, second_rows, mask, batch_contracted, second_transposed, F.shape[1], exact_counts=False
+        )
     else:  # M's sampled rows only: the cells of the whole M are counted apart
         mask, nz_cells = classes.result_mask(R, r_thr)
-        counts, sums, _ = near_zero(first_rows, second, tf.gather(mask, rows), batch_contracted, second_transposed,
-                                    None, exact_counts=False)
+        counts, sums, _ = near_zero(
+            first_rows, second, tf.gather(mask, rows), batch_contracted, second_transposed, None, exact_counts=False
+        )
     return PairTotals(counts * scale, sums * scale, nz_cells)
 
 
@@ -164,11 +176,18 @@ def role_totals(F, S, result_fn, batch_contracted, second_transposed, opts):
     units = tf.shape(S)[0 if second_transposed else 1]
     plan = None if batch_contracted or opts.near_zero != "sampled" else dense_sampled.plan(F, S, second_transposed)
     if plan is not None:
-        all_totals, cells = dense_sampled.shared_products(first, second, second_transposed, plan, opts.near_zero_rows,
-                                                          sampling.sub_seed(opts.seed, sampling.ROWS))
-        return totals.finish(opts, first, second, all_totals, units, result_fn,
-                             lambda R, r_thr: dense_sampled.near_zero(cells, R, r_thr, tf.shape(F)[0],
-                                                                      tf.shape(F)[1]))
+        all_totals, cells = dense_sampled.shared_products(
+            first, second, second_transposed, plan, opts.near_zero_rows, sampling.sub_seed(opts.seed, sampling.ROWS)
+        )
+        return totals.finish(
+            opts,
+            first,
+            second,
+            all_totals,
+            units,
+            result_fn,
+            lambda R, r_thr: dense_sampled.near_zero(cells, R, r_thr, tf.shape(F)[0], tf.shape(F)[1]),
+        )
     all_totals = all_cells(first, second, batch_contracted, second_transposed)
 
     def near_zero_fn(R, r_thr):
@@ -176,13 +195,13 @@ def role_totals(F, S, result_fn, batch_contracted, second_transposed, opts):
             return _near_zero_of_rows(first, second, R, r_thr, None, batch_contracted, second_transposed)
 
         def sampled_totals():  # stored axis 0 of F holds the batch rows in every dense role
-            rows = sampling.sample_rows(tf.shape(F)[0], opts.near_zero_rows,
-                                        sampling.sub_seed(opts.seed, sampling.ROWS))
+            rows = sampling.sample_rows(
+                tf.shape(F)[0], opts.near_zero_rows, sampling.sub_seed(opts.seed, sampling.ROWS)
+            )
             return _near_zero_of_rows(first, second, R, r_thr, rows, batch_contracted, second_transposed)
 
         if opts.near_zero == "exact":
             return exact_totals()
-        return sampling.exact_or_sampled(F.shape[0], tf.shape(F)[0], opts.near_zero_rows, exact_totals,
-                                         sampled_totals)
+        return sampling.exact_or_sampled(F.shape[0], tf.shape(F)[0], opts.near_zero_rows, exact_totals, sampled_totals)
 
     return totals.finish(opts, first, second, all_totals, units, result_fn, near_zero_fn)

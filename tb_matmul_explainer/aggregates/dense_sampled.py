@@ -45,19 +45,21 @@ def _shared_left(F, rows, f_thr, bits, planes):
     F_s = tf.gather(F, rows)
     fp, fn = classes.masks(F_s, f_thr)
     ones = tf.ones([1, tf.shape(F)[1]], tf.float32)
-    count_rows = tf.concat([exact.bit_planes(cnt, bits, planes, 0), ones, tf.cast(fp, tf.float32),
-                            tf.cast(fn, tf.float32)], 0)
+    count_rows = tf.concat(
+        [exact.bit_planes(cnt, bits, planes, 0), ones, tf.cast(fp, tf.float32), tf.cast(fn, tf.float32)], 0
+    )
     return count_rows, tf.concat([sv] + classes.values(F_s, fp, fn), 0), tf.reduce_sum(f64(cnt), 1)
 
 
 class SampledCells(NamedTuple):
     """Per-cell products of the sampled rows (see `shared_products`)."""
-    rows: tf.Tensor         # [s] sampled rows
-    p_part: tf.Tensor       # [2, s, u] P-class products of the rows' P (then N) masks with the kernel, exact
-    n_part: tf.Tensor       # [2, s, u] the same for the kernel's N class
-    row_counts: tf.Tensor   # [2, s] the rows' P and N counts
+
+    rows: tf.Tensor  # [s] sampled rows
+    p_part: tf.Tensor  # [2, s, u] P-class products of the rows' P (then N) masks with the kernel, exact
+    n_part: tf.Tensor  # [2, s, u] the same for the kernel's N class
+    row_counts: tf.Tensor  # [2, s] the rows' P and N counts
     unit_counts: tf.Tensor  # [2, u] the kernel's P and N counts per unit
-    sums: tf.Tensor         # [3, s, 3, u] per-cell sums by pair
+    sums: tf.Tensor  # [3, s, 3, u] per-cell sums by pair
 
 
 def shared_products(first, second, second_transposed, code_plan, size, seed):
@@ -76,10 +78,11 @@ def shared_products(first, second, second_transposed, code_plan, size, seed):
         planes = exact.planes_for(row_bound, bits)
         s, k = tf.size(rows), 3 * planes
         count_rows, value_rows, column_total = _shared_left(F, rows, f_thr, bits, planes)
-        p_part, n_part = exact.unpack(tf.linalg.matmul(count_rows, code, transpose_b=second_transposed),
-                                      base)                                                 # [k + 1 + 2s, u]
+        p_part, n_part = exact.unpack(
+            tf.linalg.matmul(count_rows, code, transpose_b=second_transposed), base
+        )  # [k + 1 + 2s, u]
         value_prod = tf.concat(classes.by_class_products(value_rows, S, s_p, s_z, second_transposed), 1)
-        units = tf.shape(p_part)[1]                                                         # value_prod [3+3s, 3u]
+        units = tf.shape(p_part)[1]  # value_prod [3+3s, 3u]
 
         cnt_pos = exact.combine_planes(p_part[:k], bits, planes)
         cnt_neg = exact.combine_planes(n_part[:k], bits, planes)
@@ -89,10 +92,13 @@ def shared_products(first, second, second_transposed, code_plan, size, seed):
 
         per_row = tf.stack([2, s, units])
         cells = SampledCells(
-            rows, tf.reshape(p_part[k + 1:], per_row), tf.reshape(n_part[k + 1:], per_row),
-            tf.reshape(tf.reduce_sum(count_rows[k + 1:], 1), tf.stack([2, s])),
-            tf.concat([p_part[k:k + 1], n_part[k:k + 1]], 0),
-            tf.reshape(value_prod[3:], tf.stack([3, s, 3, units])))
+            rows,
+            tf.reshape(p_part[k + 1 :], per_row),
+            tf.reshape(n_part[k + 1 :], per_row),
+            tf.reshape(tf.reduce_sum(count_rows[k + 1 :], 1), tf.stack([2, s])),
+            tf.concat([p_part[k : k + 1], n_part[k : k + 1]], 0),
+            tf.reshape(value_prod[3:], tf.stack([3, s, 3, units])),
+        )
         return all_totals, cells
 
     if r_static is not None:
@@ -119,9 +125,14 @@ def near_zero(cells, R, r_thr, n_rows, c_len):
     over the rows and scaled by rows / sampled rows (exact when every row is sampled)."""
     nz_cells = classes.near_zero_cells(R, r_thr)  # the mask itself is needed on the sampled rows only
     cross_p, cross_n, row_totals, mcol, sums = _weigh_sampled_cells(
-        cells.p_part, cells.n_part, cells.row_counts, cells.sums, tf.gather(R, cells.rows), r_thr)
+        cells.p_part, cells.n_part, cells.row_counts, cells.sums, tf.gather(R, cells.rows), r_thr
+    )
     unit_p, unit_n = f64(cells.unit_counts[0]), f64(cells.unit_counts[1])
-    counts = exact.pair_counts([[cross_p[0], cross_n[0]], [cross_p[1], cross_n[1]]], [row_totals[0], row_totals[1]],
-                               [mcol * unit_p, mcol * unit_n], mcol * f64(c_len))
+    counts = exact.pair_counts(
+        [[cross_p[0], cross_n[0]], [cross_p[1], cross_n[1]]],
+        [row_totals[0], row_totals[1]],
+        [mcol * unit_p, mcol * unit_n],
+        mcol * f64(c_len),
+    )
     scale = f64(n_rows) / f64(tf.maximum(tf.size(cells.rows), 1))
     return PairTotals(counts * scale, sums * scale, nz_cells)

@@ -13,9 +13,9 @@ import math
 
 import tensorflow as tf
 
-F32_EXACT = 1 << 24          # float32 holds every integer up to 2**24
-PACK = 4096                  # P and N counts share one float32 operand as P + PACK * N ...
-PACK_LIMIT = PACK - 1        # ... while a count is at most PACK_LIMIT: PACK_LIMIT * (PACK + 1) < 2**24
+F32_EXACT = 1 << 24  # float32 holds every integer up to 2**24
+PACK = 4096  # P and N counts share one float32 operand as P + PACK * N ...
+PACK_LIMIT = PACK - 1  # ... while a count is at most PACK_LIMIT: PACK_LIMIT * (PACK + 1) < 2**24
 INT32_MAX = (1 << 31) - 1
 
 
@@ -47,6 +47,7 @@ def exact_matmul(left, right, bound, length, transpose_a=False, transpose_b=Fals
     """Exact float64 `left @ right` for non-negative int32 `left` (entries <= bound) and a 0/1 float32 `right`,
     contracting over `length` terms (None if unknown). Runs in float32 on bit planes of `left`, each small enough
     that every partial sum stays below 2**24; falls back to float64 when `length` is unknown or too large."""
+
     def mm(a, b):
         return tf.linalg.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
 
@@ -64,8 +65,10 @@ def exact_matmul(left, right, bound, length, transpose_a=False, transpose_b=Fals
 def bit_planes(left, bits, planes, axis):
     """Non-negative int32 `left` split into `planes` planes of `bits` bits, concatenated along `axis`, float32."""
     mask = tf.constant((1 << bits) - 1, tf.int32)
-    parts = [tf.bitwise.bitwise_and(tf.bitwise.right_shift(left, tf.constant(bits * i, tf.int32)), mask)
-             for i in range(planes)]
+    parts = [
+        tf.bitwise.bitwise_and(tf.bitwise.right_shift(left, tf.constant(bits * i, tf.int32)), mask)
+        for i in range(planes)
+    ]
     return tf.cast(tf.concat(parts, axis), tf.float32)
 
 
@@ -81,8 +84,8 @@ def packed_plan(length, bound):
     if length is None:
         return None
     for bits in range(max(1, min(24, int(bound).bit_length())), 0, -1):
-        most = ((1 << bits) - 1) * max(length, 1)        # largest P (or N) part of one product
-        base = 1 << most.bit_length()                     # > most
+        most = ((1 << bits) - 1) * max(length, 1)  # largest P (or N) part of one product
+        base = 1 << most.bit_length()  # > most
         if most * (base + 1) <= F32_EXACT:
             return bits, base
     return None
@@ -94,13 +97,13 @@ def count_pair_matmul(left, pos, neg, bound, length, transpose_a=False, transpos
     `pos + base * neg` when that stays exact, else `exact_matmul` per mask."""
     plan = packed_plan(length, bound)
     if plan is None:
-        return tuple(exact_matmul(left, tf.cast(m, tf.float32), bound, length, transpose_a, transpose_b)
-                     for m in (pos, neg))
+        return tuple(
+            exact_matmul(left, tf.cast(m, tf.float32), bound, length, transpose_a, transpose_b) for m in (pos, neg)
+        )
     bits, base = plan
     planes = planes_for(bound, bits)
     stacked = bit_planes(left, bits, planes, -1 if transpose_a else -2)
-    product = tf.linalg.matmul(stacked, packed_code(pos, neg, base), transpose_a=transpose_a,
-                               transpose_b=transpose_b)
+    product = tf.linalg.matmul(stacked, packed_code(pos, neg, base), transpose_a=transpose_a, transpose_b=transpose_b)
     p_part, n_part = unpack(product, base)
     return combine_planes(p_part, bits, planes), combine_planes(n_part, bits, planes)
 
@@ -131,11 +134,11 @@ def by_bound(static_bound, dynamic_bound, dtype, fn):
         bound = INT32_MAX if static_bound is None else static_bound
         return fn(strategy(bound, dtype), bound)
     dynamic_bound = tf.cast(dynamic_bound, tf.int64)
-    return tf.cond(dynamic_bound <= PACK_LIMIT,
-                   lambda: fn("packed", PACK_LIMIT),
-                   lambda: tf.cond(dynamic_bound <= F32_EXACT,
-                                   lambda: fn("f32", F32_EXACT),
-                                   lambda: fn("f64", INT32_MAX)))
+    return tf.cond(
+        dynamic_bound <= PACK_LIMIT,
+        lambda: fn("packed", PACK_LIMIT),
+        lambda: tf.cond(dynamic_bound <= F32_EXACT, lambda: fn("f32", F32_EXACT), lambda: fn("f64", INT32_MAX)),
+    )
 
 
 def n_variants(strategy_name):

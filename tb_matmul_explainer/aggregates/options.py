@@ -31,6 +31,7 @@ class Options:
       or None for the caller's default (the kernels: NEAR_ZERO_SAMPLE_SIZE; the Keras recorder: one per layer kind).
     jit: run the kernels XLA-compiled (see `jit`); the values are the same either way.
     """
+
     confidence: float = 0.95
     thresholds: tuple = None
     threshold_method: str = "sampled"
@@ -46,11 +47,17 @@ class Options:
             "thresholds": validation.parse_thresholds(self.thresholds, 3, "thresholds"),
             "threshold_method": _one_of(self.threshold_method, THRESHOLD_METHODS, "threshold_method"),
             "near_zero": _one_of(self.near_zero, NEAR_ZERO_MODES, "near_zero"),
-            "sample_size": (threshold_lib.DEFAULT_SAMPLE_SIZE if self.sample_size is None
-                            else _positive_int(self.sample_size, "sample_size")),
+            "sample_size": (
+                threshold_lib.DEFAULT_SAMPLE_SIZE
+                if self.sample_size is None
+                else _positive_int(self.sample_size, "sample_size")
+            ),
             "seed": _seed(self.seed),
-            "near_zero_sample_size": (None if self.near_zero_sample_size is None
-                                      else _positive_int(self.near_zero_sample_size, "near_zero_sample_size")),
+            "near_zero_sample_size": (
+                None
+                if self.near_zero_sample_size is None
+                else _positive_int(self.near_zero_sample_size, "near_zero_sample_size")
+            ),
             "jit": _bool(self.jit, "jit"),
         }
         for name, value in checked.items():

@@ -14,21 +14,23 @@ from tb_matmul_explainer.aggregates.exact import f64
 
 class UnitTotals(NamedTuple):
     """Per-unit nine-pair totals (all float64; pairs in `ops.TERMS` order)."""
-    counts: tf.Tensor            # [U, 9] exact
-    sums: tf.Tensor              # [U, 9]
+
+    counts: tf.Tensor  # [U, 9] exact
+    sums: tf.Tensor  # [U, 9]
     near_zero_counts: tf.Tensor  # [U, 9] exact (estimates with near_zero="sampled")
-    near_zero_sums: tf.Tensor    # [U, 9]
-    cells: tf.Tensor             # [U] result cells of each unit
-    near_zero_cells: tf.Tensor   # [U] near-zero result cells of each unit
-    thresholds: tf.Tensor        # [3] first operand, second operand, result
-    nonfinite: tf.Tensor         # [3] non-finite values in first operand, second operand, result
+    near_zero_sums: tf.Tensor  # [U, 9]
+    cells: tf.Tensor  # [U] result cells of each unit
+    near_zero_cells: tf.Tensor  # [U] near-zero result cells of each unit
+    thresholds: tf.Tensor  # [3] first operand, second operand, result
+    nonfinite: tf.Tensor  # [3] non-finite values in first operand, second operand, result
 
 
 class PairTotals(NamedTuple):
     """Totals over a set of result cells, pairs as `[3, 3, U]` (first operand's class, second's, unit)."""
+
     counts: tf.Tensor  # [3, 3, U] float64
-    sums: tf.Tensor    # [3, 3, U] float64
-    cells: tf.Tensor   # [U] float64: the result cells of each unit in the set
+    sums: tf.Tensor  # [3, 3, U] float64
+    cells: tf.Tensor  # [U] float64: the result cells of each unit in the set
 
 
 def operands(first, second, names):
@@ -45,7 +47,8 @@ def given_result(result, dtype, expected_shape):
         result = tf.cast(result, dtype)
     if result.shape.rank is not None:
         ok = result.shape.rank == len(expected_shape) and all(
-            a is None or b is None or a == b for a, b in zip(result.shape.as_list(), expected_shape))
+            a is None or b is None or a == b for a, b in zip(result.shape.as_list(), expected_shape)
+        )
         if not ok:
             raise ValueError(f"result must have the op's result shape {expected_shape}, got {result.shape}")
     return result
@@ -61,14 +64,18 @@ def threshold(t, index, opts):
         return tf.cast(given, t.dtype)
     if opts.threshold_method == "exact":
         return threshold_lib.percentile_threshold(t, opts.confidence)
-    return threshold_lib.sampled_threshold(t, opts.confidence, opts.sample_size,
-                                           seed=sampling.sub_seed(opts.seed, index))
+    return threshold_lib.sampled_threshold(
+        t, opts.confidence, opts.sample_size, seed=sampling.sub_seed(opts.seed, index)
+    )
 
 
 def count_nonfinite(t):
     """Non-finite values in t; one cheap sum decides whether they need counting."""
-    return tf.cond(tf.math.is_finite(tf.reduce_sum(t)), lambda: tf.constant(0.0, tf.float64),
-                   lambda: f64(threshold_lib.count_nonfinite(t)))
+    return tf.cond(
+        tf.math.is_finite(tf.reduce_sum(t)),
+        lambda: tf.constant(0.0, tf.float64),
+        lambda: f64(threshold_lib.count_nonfinite(t)),
+    )
 
 
 def _to_units(t):
@@ -97,6 +104,13 @@ def finish(opts, first, second, all_cells, units, result_fn, near_zero_fn):
         nonfinite.append(count_nonfinite(result))
         near_zero = near_zero_fn(result, thr_result)
     thresholds = [first.threshold, second.threshold, thr_result]
-    return UnitTotals(_to_units(all_cells.counts), _to_units(all_cells.sums), _to_units(near_zero.counts),
-                      _to_units(near_zero.sums), all_cells.cells, near_zero.cells,
-                      tf.stack([f64(t) for t in thresholds]), tf.stack(nonfinite))
+    return UnitTotals(
+        _to_units(all_cells.counts),
+        _to_units(all_cells.sums),
+        _to_units(near_zero.counts),
+        _to_units(near_zero.sums),
+        all_cells.cells,
+        near_zero.cells,
+        tf.stack([f64(t) for t in thresholds]),
+        tf.stack(nonfinite),
+    )

@@ -61,9 +61,32 @@ Modules: `table.py` (the summary table every reader keeps), `causes.py` (causes 
 
 from tb_matmul_explainer.explain.causes import CANCELLATION_RATIO, DOMINANT, LIFT, LIFT_POINTS  # noqa: F401
 from tb_matmul_explainer.explain.rules import (  # noqa: F401
-    CANCELLED, COLLAPSED, DEAD_UNITS, EXCESS, Alert, Diagnosis, diagnose, expected_near_zero_fraction)
+    CANCELLED,
+    COLLAPSED,
+    DEAD_UNITS,
+    EXCESS,
+    Alert,
+    Diagnosis,
+    diagnose,
+    expected_near_zero_fraction,
+)
 from tb_matmul_explainer.explain.run import (  # noqa: F401
-    V1_VANISHING_RATIO, VANISHING_RATIO, diagnose_run, gradient_scale, relative_scale, vanishing_gradient_alerts)
+    V1_VANISHING_RATIO,
+    VANISHING_RATIO,
+    diagnose_run,
+    gradient_scale,
+    relative_scale,
+    vanishing_gradient_alerts,
+)
 from tb_matmul_explainer.explain.table import (  # noqa: F401  (the summary table)
-    DEAD_CELLS, SeriesTable, StepSummary, Totals, dead_rows, index_at, near_zero_fraction, step_summary, summarise,
-    totals)
+    DEAD_CELLS,
+    SeriesTable,
+    StepSummary,
+    Totals,
+    dead_rows,
+    index_at,
+    near_zero_fraction,
+    step_summary,
+    summarise,
+    totals,
+)

@@ -28,8 +28,11 @@ def z_shares(counts):
     total = counts.sum()
     if total <= 0:
         return {"first": 0.0, "second": 0.0, "either": 0.0}
-    return {"first": counts[FIRST_Z].sum() / total, "second": counts[SECOND_Z].sum() / total,
-            "either": 1.0 - counts[NO_Z].sum() / total}
+    return {
+        "first": counts[FIRST_Z].sum() / total,
+        "second": counts[SECOND_Z].sum() / total,
+        "either": 1.0 - counts[NO_Z].sum() / total,
+    }
 
 
 def operand_names(info):
@@ -45,8 +48,11 @@ def cancellation_in_near_zero(t):
     magnitude = pp + nn - pn - np_
     bound = t.thresholds[2] * t.near_zero_cells
     ratio = math.inf if bound <= 0 and magnitude > 0 else (magnitude / bound if bound > 0 else 0.0)
-    matched = {"first": min(pp, -np_) + min(-pn, nn), "second": min(pp, -pn) + min(-np_, nn),
-               "both": min(pp + nn, -(np_ + pn))}
+    matched = {
+        "first": min(pp, -np_) + min(-pn, nn),
+        "second": min(pp, -pn) + min(-np_, nn),
+        "both": min(pp + nn, -(np_ + pn)),
+    }
     return ratio, max(matched, key=matched.get)
 
 
@@ -80,14 +86,17 @@ def near_zero_causes(t, info, with_cancellation):
     ratio, which = cancellation_in_near_zero(t)
     no_z_share = 1.0 - near["either"]
     if with_cancellation and ratio >= CANCELLATION_RATIO and no_z_share >= MIN_SHARE:
-        label = {"first": f"{first} +/- cancelling", "second": f"{second} +/- cancelling",
-                 "both": "both operands +/- cancelling"}[which]
+        label = {
+            "first": f"{first} +/- cancelling",
+            "second": f"{second} +/- cancelling",
+            "both": "both operands +/- cancelling",
+        }[which]
         causes[label] = float(no_z_share)
     return causes
 
 
 def because(causes):
-    """"mostly because of A (60% of their products), B (...)" or ""."""
+    """ "mostly because of A (60% of their products), B (...)" or ""."""
     if not causes:
         return ""
     parts = [f"{name} ({share:.0%} of their products)" for name, share in sorted(causes.items(), key=lambda kv: -kv[1])]
@@ -96,8 +105,27 @@ def because(causes):
 
 def inactive_word(activation):
     """How an inactive activation is called: "off" for the ReLU family, "saturated" for the others."""
-    return "off" if activation in ("relu", "relu6", "leaky_relu", "elu", "selu", "celu", "softplus", "gelu",
-                                   "silu", "swish", "mish", "hard_silu", "hard_swish", "threshold") else "saturated"
+    return (
+        "off"
+        if activation
+        in (
+            "relu",
+            "relu6",
+            "leaky_relu",
+            "elu",
+            "selu",
+            "celu",
+            "softplus",
+            "gelu",
+            "silu",
+            "swish",
+            "mish",
+            "hard_silu",
+            "hard_swish",
+            "threshold",
+        )
+        else "saturated"
+    )
 
 
 def activation_cause(t, activation):
@@ -107,8 +135,11 @@ def activation_cause(t, activation):
         (without the bias those cells would be active);
       * x.W is near zero (a dead input, or zero weights) and the bias decides: m in Z in at least half the cells;
       * else x.W itself is on that side."""
-    counts = t.dead_near_zero_counts if t.dead_near_zero_counts is not None and t.dead_near_zero_counts.sum() > 0 \
+    counts = (
+        t.dead_near_zero_counts
+        if t.dead_near_zero_counts is not None and t.dead_near_zero_counts.sum() > 0
         else t.near_zero_counts
+    )
     total = counts.sum()
     if total <= 0:
         return ""
@@ -118,10 +149,16 @@ def activation_cause(t, activation):
     m_share = {sign: by_m[i].sum() / total for i, sign in enumerate(_SIGN)}
     b_share = {sign: by_m[:, j].sum() / total for j, sign in enumerate(_SIGN)}
     if b_share[z_sign] >= 0.5 and m_share[-z_sign] >= 0.25:
-        return (f"pre-activations are {side} because the bias outweighs x.W (x.W alone is on the active side in "
-                f"{m_share[-z_sign]:.0%} of the inactive cells)")
+        return (
+            f"pre-activations are {side} because the bias outweighs x.W (x.W alone is on the active side in "
+            f"{m_share[-z_sign]:.0%} of the inactive cells)"
+        )
     if m_share[0] >= 0.5:
-        return f"x.W is near zero in {m_share[0]:.0%} of the inactive cells (its input or weights are) and the bias " \
-               f"makes pre-activations {side}"
-    return f"x.W is {side} in {m_share[z_sign]:.0%} of the inactive cells (the weights point " \
-           f"{'away from' if z_sign < 0 else 'along'} the data)"
+        return (
+            f"x.W is near zero in {m_share[0]:.0%} of the inactive cells (its input or weights are) and the bias "
+            f"makes pre-activations {side}"
+        )
+    return (
+        f"x.W is {side} in {m_share[z_sign]:.0%} of the inactive cells (the weights point "
+        f"{'away from' if z_sign < 0 else 'along'} the data)"
+    )

@@ -22,15 +22,15 @@ CANCELLED = 1e-3
 
 @dataclasses.dataclass
 class Alert:
-    kind: str            # dead_units | cancellation | excess_near_zero | vanishing_gradient | collapsed_weights
+    kind: str  # dead_units | cancellation | excess_near_zero | vanishing_gradient | collapsed_weights
     #                      | non_finite
-    layer: str           # where the problem starts
+    layer: str  # where the problem starts
     role: str
     first_step: int
     severity: float
     message: str
     run: str = ""
-    seen_in: str = ""    # the layer whose record shows it, where that is not `layer` (a consumer's input)
+    seen_in: str = ""  # the layer whose record shows it, where that is not `layer` (a consumer's input)
 
 
 @dataclasses.dataclass
@@ -39,8 +39,8 @@ class Diagnosis:
     role: str
     step: int
     near_zero_fraction: float
-    causes: dict         # cause name -> share of near-zero cells' products it accounts for
-    dead_rows: list      # stored row indices that are dead at this step
+    causes: dict  # cause name -> share of near-zero cells' products it accounts for
+    dead_rows: list  # stored row indices that are dead at this step
     text: str
     alerts: list
     starved: bool = False  # forward: its near-zero results come from near-zero inputs (`run.py` names the producer)
@@ -118,29 +118,61 @@ def _matmul_alerts(t, layer, role, step, info, history):
     if role == "forward" and rows and len(t.dead_rows) / rows - nf >= DEAD_UNITS and not _is_starved(t, role):
         since = held_since(step, history, lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS)
         units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
-        alerts.append(Alert("dead_units", layer, role, since, len(t.dead_rows) / rows,
-                            f"{len(t.dead_rows)} of {rows} {units} are dead (near zero in every cell) since step "
-                            f"{since}."))
+        alerts.append(
+            Alert(
+                "dead_units",
+                layer,
+                role,
+                since,
+                len(t.dead_rows) / rows,
+                f"{len(t.dead_rows)} of {rows} {units} are dead (near zero in every cell) since step {since}.",
+            )
+        )
     expected = expected_near_zero_fraction(info)
     excess = _near_zero_share(t) - nf - expected if expected is not None else -1.0
     if excess >= EXCESS and not _is_starved(t, role):
-        since = held_since(step, history, lambda h: _near_zero_share(h.totals) - h.non_finite_results - expected
-                           >= EXCESS)
-        alerts.append(Alert("excess_near_zero", layer, role, since, min(1.0, excess),
-                            f"{_near_zero_share(t):.0%} of results are near zero where about {expected:.0%} is "
-                            f"normal, since step {since}."))
+        since = held_since(
+            step, history, lambda h: _near_zero_share(h.totals) - h.non_finite_results - expected >= EXCESS
+        )
+        alerts.append(
+            Alert(
+                "excess_near_zero",
+                layer,
+                role,
+                since,
+                min(1.0, excess),
+                f"{_near_zero_share(t):.0%} of results are near zero where about {expected:.0%} is "
+                f"normal, since step {since}.",
+            )
+        )
     if role in ("forward", "input_gradient") and _cancelled(t)[0]:
         since = held_since(step, history, lambda h: _cancelled(h.totals)[0])
-        alerts.append(Alert("cancellation", layer, role, since, 1.0,
-                            f"every result cancels: |results| add up to {_cancelled(t)[1]:.1e} of the magnitude of "
-                            f"their products (large positive and negative products of equal size) since step "
-                            f"{since}."))
+        alerts.append(
+            Alert(
+                "cancellation",
+                layer,
+                role,
+                since,
+                1.0,
+                f"every result cancels: |results| add up to {_cancelled(t)[1]:.1e} of the magnitude of "
+                f"their products (large positive and negative products of equal size) since step "
+                f"{since}.",
+            )
+        )
     collapsed, kernel_zero = _collapsed(t)
     if role == "forward" and collapsed:
         since = held_since(step, history, lambda h: _collapsed(h.totals)[0])
-        alerts.append(Alert("collapsed_weights", layer, role, since, float(kernel_zero),
-                            f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights have "
-                            f"collapsed, since step {since}."))
+        alerts.append(
+            Alert(
+                "collapsed_weights",
+                layer,
+                role,
+                since,
+                float(kernel_zero),
+                f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights have "
+                f"collapsed, since step {since}.",
+            )
+        )
     return alerts
 
 
@@ -156,16 +188,22 @@ def _matmul_text(t, role, info, alerts, found):
     nf = non_finite_results(t.nonfinite, t.cells)
     padding = _padding_only(t) / t.cells if t.cells > 0 else 0.0
     why = causes_lib.because(found)
-    padded = (f" ({padding:.0%} of the kernel-gradient entries only ever meet SAME padding: zero by construction)"
-              if padding >= causes_lib.MIN_SHARE else "")
+    padded = (
+        f" ({padding:.0%} of the kernel-gradient entries only ever meet SAME padding: zero by construction)"
+        if padding >= causes_lib.MIN_SHARE
+        else ""
+    )
     if alerts:
         counted = f" (NaN counts as near zero: {nf:.0%} of results are non-finite)" if nf > 0 else ""
         expected = expected_near_zero_fraction(info)
         normal = f" (about {expected:.0%} is normal)" if any(a.kind == "excess_near_zero" for a in alerts) else ""
         lead = [sentence(a.message) for a in alerts if a.kind == "non_finite"]
         rest = [sentence(a.message) for a in alerts if a.kind not in ("non_finite", "excess_near_zero")]
-        return " ".join(lead + [f"{fraction:.0%} of results are near zero{counted}{padded}"
-                                f"{', ' + why if why else ''}{normal}."] + rest)
+        return " ".join(
+            lead
+            + [f"{fraction:.0%} of results are near zero{counted}{padded}{', ' + why if why else ''}{normal}."]
+            + rest
+        )
     if _is_starved(t, role) and _unusual(t, info):
         return f"{fraction:.0%} of results are near zero, {why or 'because its input is near zero'}."
     if t.near_zero_cells:
@@ -188,9 +226,17 @@ def _activation(t, layer, role, step, info, history):
         cause = causes_lib.activation_cause(t, name)
         units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
         kind = "dying ReLUs" if word == "off" else f"saturated {name}"
-        alerts.append(Alert("dead_units", layer, role, since, dead / rows,
-                            f"{dead} of {rows} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
-                            f"inputs) since step {since}{': ' + cause if cause else ''}."))
+        alerts.append(
+            Alert(
+                "dead_units",
+                layer,
+                role,
+                since,
+                dead / rows,
+                f"{dead} of {rows} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
+                f"inputs) since step {since}{': ' + cause if cause else ''}.",
+            )
+        )
         found[cause] = dead / rows
         text = f"The {name} is {word} in {inactive:.0%} of cells{out_text}. " + sentence(alerts[-1].message)
     else:
@@ -203,12 +249,16 @@ def _activation_gradient(t, info):
     """dJ/dz = dJ/da * f'(z): whether near-zero dJ/dz comes from the activation being off or from a small dJ/da."""
     found = causes_lib.near_zero_causes(t, info, with_cancellation=False)
     fraction = float(t.near_zero_cells / t.cells) if t.cells > 0 else 0.0
-    labels = {"near-zero activation derivative": "the activation is off or saturated",
-              "near-zero activation output gradient": "dJ/da, the gradient arriving from later layers, is small"}
+    labels = {
+        "near-zero activation derivative": "the activation is off or saturated",
+        "near-zero activation output gradient": "dJ/da, the gradient arriving from later layers, is small",
+    }
     named = {labels.get(k, k): v for k, v in found.items()}
     why = "; ".join(f"{k} ({v:.0%} of them)" for k, v in sorted(named.items(), key=lambda kv: -kv[1]))
-    return named, (f"Nothing wrong here: {fraction:.0%} of the pre-activation gradients dJ/dz are near zero"
-                   f"{': ' + why if why else ''}.")
+    return named, (
+        f"Nothing wrong here: {fraction:.0%} of the pre-activation gradients dJ/dz are near zero"
+        f"{': ' + why if why else ''}."
+    )
 
 
 def _input_features(t, info):

@@ -8,8 +8,8 @@ import numpy as np
 from tb_matmul_explainer.explain.rules import DEAD_UNITS, Alert, diagnose, held_since, sentence
 from tb_matmul_explainer.explain.table import totals
 
-VANISHING_RATIO = 100.0      # later layers' largest mean |dW| / mean |W| over this and earlier layers' largest
-V1_VANISHING_RATIO = 100.0   # on the version-1 measure, as version 1 of the diagnosis judged it
+VANISHING_RATIO = 100.0  # later layers' largest mean |dW| / mean |W| over this and earlier layers' largest
+V1_VANISHING_RATIO = 100.0  # on the version-1 measure, as version 1 of the diagnosis judged it
 
 
 def relative_scale(record):
@@ -48,35 +48,44 @@ def _vanishing(records, groups=None):
     if all(v is not None for v in relative.values()):
         groups = groups or {}
         by_group = {}
-        for layer, r in relative.items():
+        for layer, _r in relative.items():
             by_group.setdefault(groups.get(layer, layer), []).append(layer)
         scales = [max(relative[layer] for layer in members) for members in by_group.values()]
         out = {}
         for i, members in enumerate(list(by_group.values())[:-1]):
-            before, after = max(scales[:i + 1]), max(scales[i + 1:])
+            before, after = max(scales[: i + 1]), max(scales[i + 1 :])
             if after > 0 and after >= VANISHING_RATIO * before:
-                out.update({layer: after / before if before > 0 else math.inf for layer in members})
+                out.update(dict.fromkeys(members, after / before if before > 0 else math.inf))
         return out
     scales = {layer: gradient_scale(r) for layer, r in records.items()}
     top = max(scales.values(), default=0.0)
-    return {layer: (top / s if s > 0 else math.inf) for layer, s in scales.items()
-            if top > 0 and s * V1_VANISHING_RATIO <= top}
+    return {
+        layer: (top / s if s > 0 else math.inf)
+        for layer, s in scales.items()
+        if top > 0 and s * V1_VANISHING_RATIO <= top
+    }
 
 
 def vanishing_gradient_alerts(kernel_gradients, step):
     """Vanishing-gradient alerts at one step; `kernel_gradients`: [(layer, Record or Totals)] in model order."""
-    return [_vanishing_alert(layer, ratio, step, relative_scale(dict(kernel_gradients)[layer]) is not None)
-            for layer, ratio in _vanishing(dict(kernel_gradients)).items()]
+    return [
+        _vanishing_alert(layer, ratio, step, relative_scale(dict(kernel_gradients)[layer]) is not None)
+        for layer, ratio in _vanishing(dict(kernel_gradients)).items()
+    ]
 
 
 def _vanishing_alert(layer, ratio, since, relative=True):
     severity = 1.0 if math.isinf(ratio) else min(1.0, math.log10(ratio) / 4)
     if relative:
-        message = (f"kernel gradients relative to the weights (mean |dW| / mean |W|) here and in every earlier layer "
-                   f"are {ratio:.3g}x smaller than in a later layer (vanishing gradients), since step {since}.")
+        message = (
+            f"kernel gradients relative to the weights (mean |dW| / mean |W|) here and in every earlier layer "
+            f"are {ratio:.3g}x smaller than in a later layer (vanishing gradients), since step {since}."
+        )
     else:
-        message = (f"kernel gradients are {ratio:.3g}x smaller than in the layer with the largest (vanishing "
-                   f"gradients), since step {since}.")
+        message = (
+            f"kernel gradients are {ratio:.3g}x smaller than in the layer with the largest (vanishing "
+            f"gradients), since step {since}."
+        )
     return Alert("vanishing_gradient", layer, "kernel_gradient", since, severity, message)
 
 
@@ -90,16 +99,27 @@ def _order(info):
 def _vanishing_run(views, diagnoses):
     """Vanishing-gradient alerts at the latest step the kernel-gradient records share, dated back over the earlier
     steps at which the same layer was vanishing."""
-    series = dict(sorted(((layer, view) for (layer, role), view in views.items() if role == "kernel_gradient"),
-                         key=lambda kv: _order(kv[1].info)))
-    picked = {layer: view.record_at(diagnoses[(layer, "kernel_gradient")].step) for layer, view in series.items()
-              if (layer, "kernel_gradient") in diagnoses}
+    series = dict(
+        sorted(
+            ((layer, view) for (layer, role), view in views.items() if role == "kernel_gradient"),
+            key=lambda kv: _order(kv[1].info),
+        )
+    )
+    picked = {
+        layer: view.record_at(diagnoses[(layer, "kernel_gradient")].step)
+        for layer, view in series.items()
+        if (layer, "kernel_gradient") in diagnoses
+    }
     if len(picked) < 2:
         return []
     step = max(s for s, _ in picked.values())
     records = {layer: r for layer, (_, r) in picked.items()}
-    groups = {layer: view.info.group if view.info is not None and view.info.group is not None else
-              (view.info.index if view.info is not None else layer) for layer, view in series.items()}
+    groups = {
+        layer: view.info.group
+        if view.info is not None and view.info.group is not None
+        else (view.info.index if view.info is not None else layer)
+        for layer, view in series.items()
+    }
     vanishing = _vanishing(records, groups)
     if not vanishing:
         return []
@@ -107,11 +127,16 @@ def _vanishing_run(views, diagnoses):
     for layer, view in series.items():
         for h in view.history(step):
             earlier.setdefault(h.step, {})[layer] = h.totals
-    history = [_Held(s, _vanishing(layer_totals, groups)) for s, layer_totals in earlier.items()
-               if len(layer_totals) == len(series)]
+    history = [
+        _Held(s, _vanishing(layer_totals, groups))
+        for s, layer_totals in earlier.items()
+        if len(layer_totals) == len(series)
+    ]
     relative = relative_scale(next(iter(records.values()))) is not None
-    return [_vanishing_alert(layer, ratio, held_since(step, history, lambda h, l=layer: l in h.vanishing), relative)
-            for layer, ratio in vanishing.items()]
+    return [
+        _vanishing_alert(layer, ratio, held_since(step, history, lambda h, l=layer: l in h.vanishing), relative)
+        for layer, ratio in vanishing.items()
+    ]
 
 
 class _Held:
@@ -141,15 +166,23 @@ def _dead_inputs(views, diagnoses, alerts):
             continue  # the producer's own activation record raises (or not) its dead units
         origin = producer or layer
         since = held_since(d.step, views[(layer, role)].history(d.step), lambda h: h.dead_share >= DEAD_UNITS)
-        what = (f"{len(d.dead_rows)} of {totals(t).rows} of its output features are near zero for every input "
-                f"since step {since} (seen in the input of {layer})" if producer else
-                f"{len(d.dead_rows)} of {totals(t).rows} input features are near zero for every input since step "
-                f"{since} (their producer is not known: the model is not a functional or Sequential graph)")
-        hint = " — dead units: the activation is off for them; look at what feeds it (a BatchNormalization's " \
-               "beta and gamma, the previous layer's bias)" if kind == "activation" else ""
+        what = (
+            f"{len(d.dead_rows)} of {totals(t).rows} of its output features are near zero for every input "
+            f"since step {since} (seen in the input of {layer})"
+            if producer
+            else f"{len(d.dead_rows)} of {totals(t).rows} input features are near zero for every input since step "
+            f"{since} (their producer is not known: the model is not a functional or Sequential graph)"
+        )
+        hint = (
+            " — dead units: the activation is off for them; look at what feeds it (a BatchNormalization's "
+            "beta and gamma, the previous layer's bias)"
+            if kind == "activation"
+            else ""
+        )
         if origin not in by_producer or share > by_producer[origin].severity:
-            by_producer[origin] = Alert("dead_units", origin, "input_features", since, share, f"{what}{hint}.",
-                                        seen_in=layer)
+            by_producer[origin] = Alert(
+                "dead_units", origin, "input_features", since, share, f"{what}{hint}.", seen_in=layer
+            )
     alerts.extend(by_producer.values())
 
 
@@ -160,25 +193,31 @@ def _blocked(vanishing, alerts, views, diagnoses):
     order = {layer: _order(view.info) for (layer, _), view in views.items()}
     blockers = [a for a in alerts if a.kind in ("dead_units", "collapsed_weights") and a.severity >= 0.5]
     for d in diagnoses.values():
-        blocker = next((b for b in blockers if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(
-            d.layer, (0, 0))), None)
+        blocker = next(
+            (b for b in blockers if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(d.layer, (0, 0))), None
+        )
         if d.starved and d.role != "forward" and blocker is not None:
-            d.text += f" Its output gradient is near zero because {blocker.layer}, after it, passes almost none " \
-                      f"back ({blocker.kind.replace('_', ' ')})."
+            d.text += (
+                f" Its output gradient is near zero because {blocker.layer}, after it, passes almost none "
+                f"back ({blocker.kind.replace('_', ' ')})."
+            )
     kept = []
     for a in vanishing:
         d = diagnoses.get((a.layer, a.role))
         if d is not None and d.starved:
             continue  # its kernel gradient is near zero because an operand from another layer is: said there
-        blocker = next((b for b in blockers
-                        if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(a.layer, (0, 0))), None)
+        blocker = next(
+            (b for b in blockers if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(a.layer, (0, 0))), None
+        )
         if blocker is None:
             kept.append(a)
             continue
         d = diagnoses.get((a.layer, a.role))
         if d is not None:
-            d.text += f" Its gradients are tiny because {blocker.layer}, after it, passes almost none back " \
-                      f"({blocker.kind.replace('_', ' ')})."
+            d.text += (
+                f" Its gradients are tiny because {blocker.layer}, after it, passes almost none back "
+                f"({blocker.kind.replace('_', ' ')})."
+            )
     return kept
 
 
@@ -193,10 +232,16 @@ def _starved_without_producer(views, diagnoses, alerts):
         if not t.rows or len(t.dead_rows) / t.rows < DEAD_UNITS:
             continue
         since = held_since(d.step, views[(layer, role)].history(d.step), lambda h: h.dead_share >= DEAD_UNITS)
-        alert = Alert("dead_units", layer, role, since, len(t.dead_rows) / t.rows,
-                      f"{len(t.dead_rows)} of {t.rows} units are dead (near zero in every cell) since step {since}, "
-                      f"because their input is near zero: the layer before it is likely dead (record the "
-                      f"input_features and activation roles to name it).")
+        alert = Alert(
+            "dead_units",
+            layer,
+            role,
+            since,
+            len(t.dead_rows) / t.rows,
+            f"{len(t.dead_rows)} of {t.rows} units are dead (near zero in every cell) since step {since}, "
+            f"because their input is near zero: the layer before it is likely dead (record the "
+            f"input_features and activation roles to name it).",
+        )
         d.alerts.append(alert)
         d.text += " " + sentence(alert.message)
         alerts.append(alert)

@@ -25,10 +25,16 @@ from tb_matmul_explainer import metadata
 #: A stored row is dead when its results are near zero in at least this share of its cells.
 DEAD_CELLS = 0.99
 #: The Record fields a table sums over units (each [S, ...] in the table), and their columns in a record's rows.
-_COLUMNS = {"counts": metadata.COUNTS, "sums": metadata.SUMS, "near_zero_counts": metadata.NEAR_ZERO_COUNTS,
-            "near_zero_sums": metadata.NEAR_ZERO_SUMS, "cells": metadata.CELLS,
-            "near_zero_cells": metadata.NEAR_ZERO_CELLS, "result_magnitude": metadata.RESULT_MAGNITUDE,
-            "reference": metadata.REFERENCE}
+_COLUMNS = {
+    "counts": metadata.COUNTS,
+    "sums": metadata.SUMS,
+    "near_zero_counts": metadata.NEAR_ZERO_COUNTS,
+    "near_zero_sums": metadata.NEAR_ZERO_SUMS,
+    "cells": metadata.CELLS,
+    "near_zero_cells": metadata.NEAR_ZERO_CELLS,
+    "result_magnitude": metadata.RESULT_MAGNITUDE,
+    "reference": metadata.REFERENCE,
+}
 SUMMED_FIELDS = tuple(_COLUMNS)
 
 
@@ -57,31 +63,33 @@ def dead_rows(record):
 @dataclasses.dataclass(frozen=True)
 class Totals:
     """What the diagnosis reads of one record (`totals(record)`): its rows summed over units, and its dead rows."""
-    counts: np.ndarray            # [9] products per pair, all cells
-    sums: np.ndarray              # [9]
+
+    counts: np.ndarray  # [9] products per pair, all cells
+    sums: np.ndarray  # [9]
     near_zero_counts: np.ndarray  # [9] products per pair, near-zero result cells
-    near_zero_sums: np.ndarray    # [9]
-    cells: np.float64             # result cells
-    near_zero_cells: np.float64   # near-zero result cells
-    thresholds: np.ndarray        # [3] first, second, result
-    nonfinite: np.ndarray         # [3]
-    rows: int                     # stored rows
+    near_zero_sums: np.ndarray  # [9]
+    cells: np.float64  # result cells
+    near_zero_cells: np.float64  # near-zero result cells
+    thresholds: np.ndarray  # [3] first, second, result
+    nonfinite: np.ndarray  # [3]
+    rows: int  # stored rows
     group_size: int
-    dead_rows: tuple              # `dead_rows(record)`
-    result_magnitude: np.float64 = np.nan   # sum of |result| (NaN: not recorded, version 1)
-    reference: np.float64 = np.nan          # the role's reference column, summed (metadata.py)
-    padding_only: np.float64 = np.nan       # padding-only result cells (kernel_gradient)
-    output_threshold: np.float64 = np.nan   # activation: threshold of a = f(z)
+    dead_rows: tuple  # `dead_rows(record)`
+    result_magnitude: np.float64 = np.nan  # sum of |result| (NaN: not recorded, version 1)
+    reference: np.float64 = np.nan  # the role's reference column, summed (metadata.py)
+    padding_only: np.float64 = np.nan  # padding-only result cells (kernel_gradient)
+    output_threshold: np.float64 = np.nan  # activation: threshold of a = f(z)
     dead_near_zero_counts: np.ndarray = None  # [9] near-zero counts of the dead rows only
 
 
 @dataclasses.dataclass(frozen=True)
 class StepSummary:
     """What the "since which step" rules need of an earlier record."""
+
     step: int
-    dead_share: float          # dead stored rows / stored rows
+    dead_share: float  # dead stored rows / stored rows
     near_zero_fraction: float  # near-zero result cells / result cells
-    non_finite: bool = False   # any non-finite value in an operand or the result
+    non_finite: bool = False  # any non-finite value in an operand or the result
     non_finite_results: float = 0.0  # non-finite result cells / result cells (`non_finite_results`)
     totals: object = dataclasses.field(default=None, compare=False)  # the record's `Totals` (rules that judge
     #                                                                   earlier records their own way)
@@ -97,16 +105,21 @@ def totals(record):
 def summarise(step, record):
     """The `StepSummary` of a record (or of its `Totals`)."""
     t = totals(record)
-    return dataclasses.replace(step_summary(step, len(t.dead_rows), t.rows, t.cells, t.near_zero_cells, t.nonfinite),
-                               totals=t)
+    return dataclasses.replace(
+        step_summary(step, len(t.dead_rows), t.rows, t.cells, t.near_zero_cells, t.nonfinite), totals=t
+    )
 
 
 def step_summary(step, dead, rows, cells, near_zero_cells, nonfinite=(0.0, 0.0, 0.0)):
     """The `StepSummary` of a record with `dead` dead rows of `rows`, these result cell totals and its non-finite
     counts (first, second, result)."""
-    return StepSummary(int(step), dead / rows if rows else 0.0,
-                       float(near_zero_fraction(near_zero_cells, cells, empty=0.0)),
-                       any_non_finite(nonfinite), non_finite_results(nonfinite, cells))
+    return StepSummary(
+        int(step),
+        dead / rows if rows else 0.0,
+        float(near_zero_fraction(near_zero_cells, cells, empty=0.0)),
+        any_non_finite(nonfinite),
+        non_finite_results(nonfinite, cells),
+    )
 
 
 def any_non_finite(nonfinite):
@@ -124,21 +137,22 @@ def non_finite_results(nonfinite, cells):
 class SeriesTable:
     """The layer totals of one tag's S records, one row per record in the order given (the step lookups need
     ascending steps). Pair columns are in `metadata.TERMS` order."""
-    steps: np.ndarray             # [S] int64
-    counts: np.ndarray            # [S, 9] products per pair, all cells, summed over units
-    sums: np.ndarray              # [S, 9]
+
+    steps: np.ndarray  # [S] int64
+    counts: np.ndarray  # [S, 9] products per pair, all cells, summed over units
+    sums: np.ndarray  # [S, 9]
     near_zero_counts: np.ndarray  # [S, 9] products per pair in near-zero result cells
-    near_zero_sums: np.ndarray    # [S, 9]
-    cells: np.ndarray             # [S] result cells
-    near_zero_cells: np.ndarray   # [S] near-zero result cells
-    thresholds: np.ndarray        # [S, 3] first, second, result
-    nonfinite: np.ndarray         # [S, 3] non-finite values in first, second, result
-    rows: np.ndarray              # [S] int64 stored rows
-    group_size: np.ndarray        # [S] int64 units per stored row
-    dead_rows: tuple              # [S] tuples of dead stored row indices (`dead_rows`)
+    near_zero_sums: np.ndarray  # [S, 9]
+    cells: np.ndarray  # [S] result cells
+    near_zero_cells: np.ndarray  # [S] near-zero result cells
+    thresholds: np.ndarray  # [S, 3] first, second, result
+    nonfinite: np.ndarray  # [S, 3] non-finite values in first, second, result
+    rows: np.ndarray  # [S] int64 stored rows
+    group_size: np.ndarray  # [S] int64 units per stored row
+    dead_rows: tuple  # [S] tuples of dead stored row indices (`dead_rows`)
     result_magnitude: np.ndarray  # [S] sum of |result| (NaN: not recorded)
-    reference: np.ndarray         # [S] the role's reference column, summed over units
-    padding_only: np.ndarray      # [S] padding-only result cells (NaN: version 1)
+    reference: np.ndarray  # [S] the role's reference column, summed over units
+    padding_only: np.ndarray  # [S] padding-only result cells (NaN: version 1)
     output_threshold: np.ndarray  # [S] activation: threshold of a = f(z) (NaN: version 1)
     dead_near_zero_counts: np.ndarray  # [S, 9] near-zero counts summed over the dead rows only
 
@@ -148,21 +162,28 @@ class SeriesTable:
         `[rows + 1, COLUMNS]` arrays, when the caller has them (else they are rebuilt from the records)."""
         if len(steps) != len(records):
             raise ValueError(f"steps and records must have the same length, got {len(steps)} and {len(records)}")
-        rows = ([_as_current(np.ascontiguousarray(a, np.float64)[1:]) for a in arrays] if arrays is not None
-                else [_rows_of(r) for r in records])
+        rows = (
+            [_as_current(np.ascontiguousarray(a, np.float64)[1:]) for a in arrays]
+            if arrays is not None
+            else [_rows_of(r) for r in records]
+        )
         # One sum over each record's rows, in row order: the same values whether or not the caller had the arrays
         # and whatever other records the table holds.
         sums = np.array([r.sum(axis=0) for r in rows]).reshape(len(records), metadata.COLUMNS)
-        return cls(steps=np.asarray(steps, np.int64), **{f: sums[:, c] for f, c in _COLUMNS.items()},
-                   thresholds=np.array([r.thresholds for r in records], np.float64),
-                   nonfinite=np.array([r.nonfinite for r in records], np.float64),
-                   rows=np.array([len(r.cells) for r in records], np.int64),
-                   group_size=np.array([r.group_size for r in records], np.int64),
-                   dead_rows=tuple(tuple(dead_rows(r)) for r in records),
-                   padding_only=np.array([r.padding_only for r in records], np.float64),
-                   output_threshold=np.array([r.output_threshold for r in records], np.float64),
-                   dead_near_zero_counts=np.array([r.near_zero_counts[dead_rows(r)].sum(axis=0) for r in records],
-                                                  np.float64).reshape(len(records), 9))
+        return cls(
+            steps=np.asarray(steps, np.int64),
+            **{f: sums[:, c] for f, c in _COLUMNS.items()},
+            thresholds=np.array([r.thresholds for r in records], np.float64),
+            nonfinite=np.array([r.nonfinite for r in records], np.float64),
+            rows=np.array([len(r.cells) for r in records], np.int64),
+            group_size=np.array([r.group_size for r in records], np.int64),
+            dead_rows=tuple(tuple(dead_rows(r)) for r in records),
+            padding_only=np.array([r.padding_only for r in records], np.float64),
+            output_threshold=np.array([r.output_threshold for r in records], np.float64),
+            dead_near_zero_counts=np.array(
+                [r.near_zero_counts[dead_rows(r)].sum(axis=0) for r in records], np.float64
+            ).reshape(len(records), 9),
+        )
 
     def __len__(self):
         return len(self.steps)
@@ -183,13 +204,24 @@ class SeriesTable:
 
     def totals_at(self, i):
         """The `Totals` of record i."""
-        return Totals(counts=self.counts[i], sums=self.sums[i], near_zero_counts=self.near_zero_counts[i],
-                      near_zero_sums=self.near_zero_sums[i], cells=self.cells[i],
-                      near_zero_cells=self.near_zero_cells[i], thresholds=self.thresholds[i],
-                      nonfinite=self.nonfinite[i], rows=int(self.rows[i]), group_size=int(self.group_size[i]),
-                      dead_rows=self.dead_rows[i], result_magnitude=self.result_magnitude[i],
-                      reference=self.reference[i], padding_only=self.padding_only[i],
-                      output_threshold=self.output_threshold[i], dead_near_zero_counts=self.dead_near_zero_counts[i])
+        return Totals(
+            counts=self.counts[i],
+            sums=self.sums[i],
+            near_zero_counts=self.near_zero_counts[i],
+            near_zero_sums=self.near_zero_sums[i],
+            cells=self.cells[i],
+            near_zero_cells=self.near_zero_cells[i],
+            thresholds=self.thresholds[i],
+            nonfinite=self.nonfinite[i],
+            rows=int(self.rows[i]),
+            group_size=int(self.group_size[i]),
+            dead_rows=self.dead_rows[i],
+            result_magnitude=self.result_magnitude[i],
+            reference=self.reference[i],
+            padding_only=self.padding_only[i],
+            output_threshold=self.output_threshold[i],
+            dead_near_zero_counts=self.dead_near_zero_counts[i],
+        )
 
     def record_at(self, step):
         """(step, `Totals`) of the latest record at or before `step` (the latest if None), or None."""
@@ -203,7 +235,7 @@ class SeriesTable:
 
     def history(self, step):
         """The `StepSummary`s of the records before `step`."""
-        return list(self.summaries[:int(np.searchsorted(self.steps, step, side="left"))])
+        return list(self.summaries[: int(np.searchsorted(self.steps, step, side="left"))])
 
 
 def _as_current(rows):

@@ -85,9 +85,22 @@ Private Keras/TensorFlow APIs are read in `tb_matmul_explainer.internals` only.
 
 from tb_matmul_explainer.keras.callback import ExplainerCallback
 from tb_matmul_explainer.keras.coverage import Coverage
-from tb_matmul_explainer.keras.options import (DEFAULT_NEAR_ZERO_SAMPLE, DEFAULT_ROLES, DEFAULT_RUN,
-                                               NOT_RECORDED_TAG_PREFIX, UnsupportedLayerWarning)
+from tb_matmul_explainer.keras.options import (
+    DEFAULT_NEAR_ZERO_SAMPLE,
+    DEFAULT_ROLES,
+    DEFAULT_RUN,
+    NOT_RECORDED_TAG_PREFIX,
+    UnsupportedLayerWarning,
+)
 from tb_matmul_explainer.keras.recorder import LayerRecorder
 
-__all__ = ["DEFAULT_NEAR_ZERO_SAMPLE", "DEFAULT_ROLES", "DEFAULT_RUN", "NOT_RECORDED_TAG_PREFIX", "Coverage",
-           "ExplainerCallback", "LayerRecorder", "UnsupportedLayerWarning"]
+__all__ = [
+    "DEFAULT_NEAR_ZERO_SAMPLE",
+    "DEFAULT_ROLES",
+    "DEFAULT_RUN",
+    "NOT_RECORDED_TAG_PREFIX",
+    "Coverage",
+    "ExplainerCallback",
+    "LayerRecorder",
+    "UnsupportedLayerWarning",
+]

@@ -34,22 +34,57 @@ class ExplainerCallback(keras.callbacks.Callback):
     the steps recorded (in this process).
     """
 
-    def __init__(self, log_dir, update_freq=100, layers=None, roles=DEFAULT_ROLES, confidence=0.95, thresholds=None,
-                 threshold_method="sampled", near_zero="sampled", sample_size=None, near_zero_sample_size=None,
-                 seed=None, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, run=DEFAULT_RUN, jit=True,
-                 verbose=1):
+    def __init__(
+        self,
+        log_dir,
+        update_freq=100,
+        layers=None,
+        roles=DEFAULT_ROLES,
+        confidence=0.95,
+        thresholds=None,
+        threshold_method="sampled",
+        near_zero="sampled",
+        sample_size=None,
+        near_zero_sample_size=None,
+        seed=None,
+        max_units=metadata.DEFAULT_MAX_UNITS,
+        scalars=True,
+        run=DEFAULT_RUN,
+        jit=True,
+        verbose=1,
+    ):
         super().__init__()
         if isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1:
             raise ValueError(f"update_freq must be an int >= 1 (record the steps 0, N, 2N, ...), got {update_freq!r}")
         self.log_dir = os.fspath(log_dir)
         self.update_freq = update_freq
-        self._recorder_args = dict(layers=layers, roles=roles, confidence=confidence, thresholds=thresholds,
-                                   threshold_method=threshold_method, near_zero=near_zero, sample_size=sample_size,
-                                   near_zero_sample_size=near_zero_sample_size, seed=seed, max_units=max_units,
-                                   scalars=scalars, run=run, jit=jit)
-        check_options(roles=roles, confidence=confidence, thresholds=thresholds, threshold_method=threshold_method,
-                       near_zero=near_zero, sample_size=sample_size, near_zero_sample_size=near_zero_sample_size,
-                       seed=seed, max_units=max_units, jit=jit)
+        self._recorder_args = dict(
+            layers=layers,
+            roles=roles,
+            confidence=confidence,
+            thresholds=thresholds,
+            threshold_method=threshold_method,
+            near_zero=near_zero,
+            sample_size=sample_size,
+            near_zero_sample_size=near_zero_sample_size,
+            seed=seed,
+            max_units=max_units,
+            scalars=scalars,
+            run=run,
+            jit=jit,
+        )
+        check_options(
+            roles=roles,
+            confidence=confidence,
+            thresholds=thresholds,
+            threshold_method=threshold_method,
+            near_zero=near_zero,
+            sample_size=sample_size,
+            near_zero_sample_size=near_zero_sample_size,
+            seed=seed,
+            max_units=max_units,
+            jit=jit,
+        )
         self.verbose = verbose
         self.recorder = None
         self.coverage = None
@@ -86,10 +121,14 @@ class ExplainerCallback(keras.callbacks.Callback):
             self._instrumented = None
         if self._step_variable is None:
             with model.distribute_strategy.scope():
-                self._step_variable = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                                  synchronization=tf.VariableSynchronization.ON_WRITE,
-                                                  aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-                                                  name="matmul_explainer_step")
+                self._step_variable = tf.Variable(
+                    0,
+                    dtype=tf.int64,
+                    trainable=False,
+                    synchronization=tf.VariableSynchronization.ON_WRITE,
+                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                    name="matmul_explainer_step",
+                )
         self._steps_in_call = 0
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and getattr(optimizer, "iterations", None) is not None:

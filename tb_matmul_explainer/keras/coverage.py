@@ -22,12 +22,13 @@ from tb_matmul_explainer import internals, layers
 @dataclasses.dataclass
 class Coverage:
     """Layers and multiply-adds per sample, recorded and in all (`multiply_adds` None when not known)."""
+
     recorded_layers: int
-    matmuls: int                      # recorded layers + the matmuls not recorded (`LayerRecorder.skipped`)
+    matmuls: int  # recorded layers + the matmuls not recorded (`LayerRecorder.skipped`)
     recorded_multiply_adds: int = None
     multiply_adds: int = None
     per_layer: list = dataclasses.field(default_factory=list)  # (path, multiply-adds, recorded) in model order
-    not_known: str = None             # why the multiply-adds are not known
+    not_known: str = None  # why the multiply-adds are not known
 
     @property
     def share(self):
@@ -38,12 +39,16 @@ class Coverage:
 
     def line(self):
         """One line for the start of training."""
-        head = (f"tb_matmul_explainer: recording {self.recorded_layers} layers "
-                f"({self.recorded_layers} of {self.matmuls} matmuls)")
+        head = (
+            f"tb_matmul_explainer: recording {self.recorded_layers} layers "
+            f"({self.recorded_layers} of {self.matmuls} matmuls)"
+        )
         if self.share is None:
             return f"{head}; share of multiply-adds not known ({self.not_known})"
-        return (f"{head}, {percent(self.share)} of the model's multiply-adds per sample "
-                f"({self.recorded_multiply_adds:,} of {self.multiply_adds:,})")
+        return (
+            f"{head}, {percent(self.share)} of the model's multiply-adds per sample "
+            f"({self.recorded_multiply_adds:,} of {self.multiply_adds:,})"
+        )
 
 
 def percent(share):
@@ -80,8 +85,10 @@ def call_shapes(model, entries, sample):
             out = original(*args, **kwargs)
             outs = _tensors(out)
             calls.setdefault(id(layer), []).append(
-                ([_shape(t) for t in _tensors((args, kwargs))], _shape(outs[0]) if outs else ()))
+                ([_shape(t) for t in _tensors((args, kwargs))], _shape(outs[0]) if outs else ())
+            )
             return out
+
         return call
 
     try:
@@ -99,12 +106,14 @@ def call_shapes(model, entries, sample):
 def _layer_multiply_adds(layer, layer_calls):
     """[(suffix, per-call multiply-adds list)]: the layer's own ('' suffix) and its not-layer matmuls'."""
     adapter = layers.adapter_for(layer)
-    own = [adapter.multiply_adds(layer, i, o) if adapter else layers.generic_multiply_adds(layer, i, o)
-           for i, o in layer_calls]
+    own = [
+        adapter.multiply_adds(layer, i, o) if adapter else layers.generic_multiply_adds(layer, i, o)
+        for i, o in layer_calls
+    ]
     out = [("", own)]
     if adapter is not None:
         extras = [adapter.extra_multiply_adds(layer, i, o) for i, o in layer_calls]
-        for suffix in (extras[0] if extras else {}):
+        for suffix in extras[0] if extras else {}:
             out.append((suffix, [x[suffix] for x in extras]))
     return out
 

@@ -17,14 +17,23 @@ from tb_matmul_explainer import activations, aggregates, elementwise, internals,
 from tb_matmul_explainer import threshold as threshold_lib
 from tb_matmul_explainer.keras.options import DEFAULT_NEAR_ZERO_SAMPLE
 
-_FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "cells", "near_zero_cells", "thresholds",
-           "nonfinite")
+_FIELDS = (
+    "counts",
+    "sums",
+    "near_zero_counts",
+    "near_zero_sums",
+    "cells",
+    "near_zero_cells",
+    "thresholds",
+    "nonfinite",
+)
 _EXTRA_FIELDS = metadata.RecordExtras._fields
 
 
 @dataclasses.dataclass
 class Trace:
     """The recording step being traced (one per thread: replicas trace in their own threads)."""
+
     step: tf.Tensor
     record: tf.Tensor
     replicas: int
@@ -65,24 +74,36 @@ class Explaining:
         xs, ks = tf.stop_gradient(x), tf.stop_gradient(kernel)
         if "kernel_gradient" in roles and target.layer.trainable:
             # The kernel gradient itself (computed by TensorFlow anyway) is the kernel-gradient record's result.
-            kernel = gradient_hook(kernel, lambda d_kernel: self._on_kernel_gradient(target, trace, state, xs, ks,
-                                                                                      d_kernel, geometry))
+            kernel = gradient_hook(
+                kernel, lambda d_kernel: self._on_kernel_gradient(target, trace, state, xs, ks, d_kernel, geometry)
+            )
         m = product(x, kernel)
         if "input_features" in roles:
             x_thr = self._threshold(trace, state, "x", xs, 0)
-            self._record(target, "input_features", trace,
-                         lambda: elementwise.input_feature_totals(target.adapter.features_last(target, xs), x_thr))
+            self._record(
+                target,
+                "input_features",
+                trace,
+                lambda: elementwise.input_feature_totals(target.adapter.features_last(target, xs), x_thr),
+            )
         if "forward" in roles:
-            thresholds = (self._threshold(trace, state, "x", xs, 0), self._threshold(trace, state, "kernel", ks, 1),
-                          self.thresholds[2])
+            thresholds = (
+                self._threshold(trace, state, "x", xs, 0),
+                self._threshold(trace, state, "kernel", ks, 1),
+                self.thresholds[2],
+            )
             ms = tf.stop_gradient(m)
-            self._record(target, "forward", trace,
-                         lambda: (self._forward_totals(target, xs, ks, ms, geometry, thresholds),
-                                  elementwise.matmul_extras(target.units["forward"],
-                                                            target.adapter.units_last(target, ms))))
+            self._record(
+                target,
+                "forward",
+                trace,
+                lambda: (
+                    self._forward_totals(target, xs, ks, ms, geometry, thresholds),
+                    elementwise.matmul_extras(target.units["forward"], target.adapter.units_last(target, ms)),
+                ),
+            )
         if "kernel_gradient" in roles or "input_gradient" in roles:
-            m = gradient_hook(m, lambda d_out: self._on_output_gradient(target, trace, state, xs, ks, d_out,
-                                                                         geometry))
+            m = gradient_hook(m, lambda d_out: self._on_output_gradient(target, trace, state, xs, ks, d_out, geometry))
         return m
 
     def _activate(self, target, m, bias, activation):
@@ -100,19 +121,30 @@ class Explaining:
         ms, zs, as_ = (target.adapter.units_last(target, tf.cast(tf.stop_gradient(t), tf.float32)) for t in (m, z, a))
         bs = None if bias is None else tf.cast(tf.stop_gradient(bias), tf.float32)
         if "activation" in target.roles:
+
             def totals():
-                b = tf.zeros_like(zs) if bs is None else tf.reshape(
-                    tf.broadcast_to(bs, tf.shape(tf.stop_gradient(z))), tf.shape(zs))
-                thresholds = (self._operand_threshold(ms, 3),
-                              tf.constant(0.0) if bs is None else self._operand_threshold(bs, 4))
+                b = (
+                    tf.zeros_like(zs)
+                    if bs is None
+                    else tf.reshape(tf.broadcast_to(bs, tf.shape(tf.stop_gradient(z))), tf.shape(zs))
+                )
+                thresholds = (
+                    self._operand_threshold(ms, 3),
+                    tf.constant(0.0) if bs is None else self._operand_threshold(bs, 4),
+                )
                 slope = activations.slope(act, zs)
-                return elementwise.activation_totals(ms, b, zs, activations.inactive(act, slope), as_, thresholds,
-                                                     self._operand_threshold(as_, 5))
+                return elementwise.activation_totals(
+                    ms, b, zs, activations.inactive(act, slope), as_, thresholds, self._operand_threshold(as_, 5)
+                )
 
             self._record(target, "activation", trace, totals)
         if "activation_gradient" in target.roles:
-            a = gradient_hook(a, lambda d_a: self._record(
-                target, "activation_gradient", trace, lambda: self._activation_gradient_totals(target, zs, d_a)))
+            a = gradient_hook(
+                a,
+                lambda d_a: self._record(
+                    target, "activation_gradient", trace, lambda: self._activation_gradient_totals(target, zs, d_a)
+                ),
+            )
         return a
 
     def _activation_gradient_totals(self, target, z, d_a):
@@ -133,8 +165,10 @@ class Explaining:
         value = validation.as_float_tensor(t, "operand")
         if self.threshold_method == "exact":
             return tf.cast(threshold_lib.percentile_threshold(value, self.confidence), tf.float32)
-        return tf.cast(threshold_lib.sampled_threshold(value, self.confidence, self.sample_size,
-                                                       seed=self._seed(index)), tf.float32)
+        return tf.cast(
+            threshold_lib.sampled_threshold(value, self.confidence, self.sample_size, seed=self._seed(index)),
+            tf.float32,
+        )
 
     def _threshold(self, trace, state, operand, t, position):
         """The threshold of an operand at `position` (0 first, 1 second) of a record: the explicit one if given,
@@ -144,8 +178,9 @@ class Explaining:
             return self.thresholds[position]
         if operand not in state:
             index = self._SEED_INDEX[operand]
-            state[operand] = tf.cond(trace.record, lambda: self._operand_threshold(t, index),
-                                     lambda: tf.constant(0.0, tf.float32))
+            state[operand] = tf.cond(
+                trace.record, lambda: self._operand_threshold(t, index), lambda: tf.constant(0.0, tf.float32)
+            )
         return state[operand]
 
     def _unscale(self, gradient):
@@ -162,11 +197,20 @@ class Explaining:
             # TensorFlow computes no kernel gradient for a frozen layer: the record computes it.
             self._kernel_gradient_record(target, trace, state, x, kernel, None, geometry)
         if "input_gradient" in target.roles:
-            thresholds = (self._threshold(trace, state, "d_out", d_out, 0),
-                          self._threshold(trace, state, "kernel", kernel, 1), self.thresholds[2])
-            self._record(target, "input_gradient", trace,
-                         lambda: (self._input_gradient_totals(target, x, d_out, kernel, geometry, thresholds),
-                                  elementwise.matmul_extras(target.units["input_gradient"])))
+            thresholds = (
+                self._threshold(trace, state, "d_out", d_out, 0),
+                self._threshold(trace, state, "kernel", kernel, 1),
+                self.thresholds[2],
+            )
+            self._record(
+                target,
+                "input_gradient",
+                trace,
+                lambda: (
+                    self._input_gradient_totals(target, x, d_out, kernel, geometry, thresholds),
+                    elementwise.matmul_extras(target.units["input_gradient"]),
+                ),
+            )
 
     def _on_kernel_gradient(self, target, trace, state, x, kernel, d_kernel, geometry):
         if "d_out_value" in state:  # (m's gradient always comes first: the kernel's gradient is computed from it)
@@ -178,20 +222,28 @@ class Explaining:
         if trace.replicas > 1:
             # The record's result is the global (all-reduced) kernel gradient, the one the optimizer applies.
             if result is None:
-                result = tf.cond(trace.record,
-                                 lambda: target.adapter.kernel_gradient(target, x, d_out, kernel_shape, geometry),
-                                 lambda: tf.zeros(kernel_shape, tf.float32))
+                result = tf.cond(
+                    trace.record,
+                    lambda: target.adapter.kernel_gradient(target, x, d_out, kernel_shape, geometry),
+                    lambda: tf.zeros(kernel_shape, tf.float32),
+                )
             result = trace.context.all_reduce(tf.distribute.ReduceOp.SUM, result)
-        thresholds = (self._threshold(trace, state, "x", x, 0), self._threshold(trace, state, "d_out", d_out, 1),
-                      self.thresholds[2])
+        thresholds = (
+            self._threshold(trace, state, "x", x, 0),
+            self._threshold(trace, state, "d_out", d_out, 1),
+            self.thresholds[2],
+        )
 
         def totals():
             unit_totals = self._kernel_gradient_totals(target, x, d_out, kernel_shape, geometry, result, thresholds)
             units = target.units["kernel_gradient"]
             weights = tf.reshape(tf.abs(tf.cast(kernel, tf.float32)), [-1, units])
             return unit_totals, elementwise.matmul_extras(
-                units, None if result is None else tf.reshape(result, [-1, units]), tf.reduce_sum(weights, 0),
-                target.adapter.padding_only(target, x, kernel_shape, geometry))
+                units,
+                None if result is None else tf.reshape(result, [-1, units]),
+                tf.reduce_sum(weights, 0),
+                target.adapter.padding_only(target, x, kernel_shape, geometry),
+            )
 
         self._record(target, "kernel_gradient", trace, totals)
 
@@ -204,12 +256,14 @@ class Explaining:
         return target.adapter.forward_totals(target, x, kernel, z, geometry, self._options(target, thresholds))
 
     def _kernel_gradient_totals(self, target, x, d_out, kernel_shape, geometry, result, thresholds):
-        return target.adapter.kernel_gradient_totals(target, x, d_out, kernel_shape, geometry, result,
-                                                     self._options(target, thresholds))
+        return target.adapter.kernel_gradient_totals(
+            target, x, d_out, kernel_shape, geometry, result, self._options(target, thresholds)
+        )
 
     def _input_gradient_totals(self, target, x, d_out, kernel, geometry, thresholds):
-        return target.adapter.input_gradient_totals(target, x, d_out, kernel, geometry,
-                                                    self._options(target, thresholds))
+        return target.adapter.input_gradient_totals(
+            target, x, d_out, kernel, geometry, self._options(target, thresholds)
+        )
 
     def _record(self, target, role, trace, totals_fn):
         """Computes (only when recording), reduces across replicas, and writes one record. `totals_fn` returns
@@ -220,16 +274,25 @@ class Explaining:
 
         def compute():
             totals = totals_fn()
-            totals, extras = totals if isinstance(totals, tuple) and len(totals) == 2 else (
-                totals, metadata.no_extras(units))
+            totals, extras = (
+                totals if isinstance(totals, tuple) and len(totals) == 2 else (totals, metadata.no_extras(units))
+            )
             return [tf.cast(t, tf.float64) for t in (*totals, *extras)]
 
         if trace.replicas == 1:
-            tf.cond(trace.record, lambda: self._write(tag, summary_metadata, compute(), trace.step),
-                    lambda: tf.constant(False))
+            tf.cond(
+                trace.record,
+                lambda: self._write(tag, summary_metadata, compute(), trace.step),
+                lambda: tf.constant(False),
+            )
             return
-        zeros = [tf.zeros([units, 9], tf.float64)] * 4 + [tf.zeros([units], tf.float64)] * 2 + \
-                [tf.zeros([3], tf.float64)] * 2 + [tf.zeros([units], tf.float64)] * 2 + [tf.zeros([], tf.float64)] * 2
+        zeros = (
+            [tf.zeros([units, 9], tf.float64)] * 4
+            + [tf.zeros([units], tf.float64)] * 2
+            + [tf.zeros([3], tf.float64)] * 2
+            + [tf.zeros([units], tf.float64)] * 2
+            + [tf.zeros([], tf.float64)] * 2
+        )
         fields = tf.cond(trace.record, compute, lambda: zeros)
         fields = trace.context.all_reduce(tf.distribute.ReduceOp.SUM, fields)
         fields = dict(zip(_FIELDS + _EXTRA_FIELDS, fields))
@@ -245,13 +308,14 @@ class Explaining:
             fields["result_magnitude"] = fields["result_magnitude"] / r
             fields["reference"] = fields["reference"] / r
         fields = [fields[f] for f in _FIELDS + _EXTRA_FIELDS]
-        tf.cond(trace.record, lambda: self._write(tag, summary_metadata, fields, trace.step),
-                lambda: tf.constant(False))
+        tf.cond(
+            trace.record, lambda: self._write(tag, summary_metadata, fields, trace.step), lambda: tf.constant(False)
+        )
 
     def _write(self, tag, summary_metadata, fields, step):
-        totals = aggregates.UnitTotals(*fields[:len(_FIELDS)])
-        extras = metadata.RecordExtras(*fields[len(_FIELDS):])
+        totals = aggregates.UnitTotals(*fields[: len(_FIELDS)])
+        extras = metadata.RecordExtras(*fields[len(_FIELDS) :])
         with internals.default_writer(self.writer), tf.summary.record_if(True):
-            return summary.write_totals(tag, totals, step, summary_metadata, max_units=self.max_units,
-                                        scalars=self.scalars, extras=extras)
-
+            return summary.write_totals(
+                tag, totals, step, summary_metadata, max_units=self.max_units, scalars=self.scalars, extras=extras
+            )

@@ -21,25 +21,27 @@ from tb_matmul_explainer.keras.options import UnsupportedLayerWarning
 @dataclasses.dataclass
 class Entry:
     """One layer of the walk."""
+
     layer: object
-    index: int   # position in the walk (model order)
-    path: str    # Keras path, unique in the model
-    group: int   # index of the outermost non-Model layer holding it (itself if none): an attention layer's parts
+    index: int  # position in the walk (model order)
+    path: str  # Keras path, unique in the model
+    group: int  # index of the outermost non-Model layer holding it (itself if none): an attention layer's parts
 
 
 @dataclasses.dataclass
 class Target:
     """One recorded layer."""
+
     layer: object
     index: int
-    name: str        # tag prefix: the layer's Keras path
+    name: str  # tag prefix: the layer's Keras path
     adapter: object  # its `layers.base.Adapter`
-    op: str          # metadata op
-    metadata: dict   # role -> SummaryMetadata
-    plan: object = None        # the adapter's per-layer data (`Adapter.plan`)
+    op: str  # metadata op
+    metadata: dict  # role -> SummaryMetadata
+    plan: object = None  # the adapter's per-layer data (`Adapter.plan`)
     activation: object = None  # activations.Activation of the layer's own activation (None: linear)
-    roles: tuple = ()          # the roles recorded (`roles_of`)
-    units: dict = None         # role -> units of its record
+    roles: tuple = ()  # the roles recorded (`roles_of`)
+    units: dict = None  # role -> units of its record
     producer: tuple = (None, None)  # (name, kind) of the layer that produced the input (`graph.producer_of`)
 
     @property
@@ -117,9 +119,12 @@ def refusal(layer, adapter, chosen):
 def roles_of(activation, roles):
     """The roles recorded for a layer: the activation roles only with a non-linear activation of its own
     (activation_gradient only for an elementwise one)."""
-    return tuple(r for r in roles
-                 if (r != "activation" or activation is not None)
-                 and (r != "activation_gradient" or (activation is not None and activation.elementwise)))
+    return tuple(
+        r
+        for r in roles
+        if (r != "activation" or activation is not None)
+        and (r != "activation_gradient" or (activation is not None and activation.elementwise))
+    )
 
 
 def _target(entry, adapter, roles, confidence, thresholds):
@@ -127,23 +132,45 @@ def _target(entry, adapter, roles, confidence, thresholds):
     if not layer.built:
         raise ValueError(f"layer {entry.path!r} is not built yet: build or call the model first")
     act = activations.describe(getattr(layer, "activation", None))
-    target = Target(layer=layer, index=entry.index, name=entry.path, adapter=adapter, op=adapter.op(layer),
-                    metadata={}, plan=adapter.plan(layer), activation=act, roles=roles_of(act, roles),
-                    producer=graph.producer_of(layer))
+    target = Target(
+        layer=layer,
+        index=entry.index,
+        name=entry.path,
+        adapter=adapter,
+        op=adapter.op(layer),
+        metadata={},
+        plan=adapter.plan(layer),
+        activation=act,
+        roles=roles_of(act, roles),
+        producer=graph.producer_of(layer),
+    )
     target.units = {role: adapter.units(layer, role) for role in target.roles}
     for role in target.roles:
         target.metadata[role] = metadata.create_summary_metadata(
-            f"{target.name}/{role}", None, role=role, op=target.op, layer=target.name, index=entry.index,
-            units=target.units[role], confidence=confidence,
+            f"{target.name}/{role}",
+            None,
+            role=role,
+            op=target.op,
+            layer=target.name,
+            index=entry.index,
+            units=target.units[role],
+            confidence=confidence,
             thresholds=thresholds if role in metadata.MATMUL_ROLES else (None, None, None),
             activation=act.name if role.startswith("activation") else None,
-            producer=target.producer[0], producer_kind=target.producer[1], group=entry.group)
+            producer=target.producer[0],
+            producer_kind=target.producer[1],
+            group=entry.group,
+        )
     return target
 
 
 def _warn(name, layer, reason):
-    warnings.warn(f"tb_matmul_explainer: layer {name!r} ({type(layer).__name__}) is not recorded: {reason}. "
-                  "The other layers are still recorded.", UnsupportedLayerWarning, stacklevel=4)
+    warnings.warn(
+        f"tb_matmul_explainer: layer {name!r} ({type(layer).__name__}) is not recorded: {reason}. "
+        "The other layers are still recorded.",
+        UnsupportedLayerWarning,
+        stacklevel=4,
+    )
 
 
 def resolve(model, wanted, roles, confidence, thresholds):

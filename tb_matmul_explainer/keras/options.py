@@ -16,8 +16,19 @@ class UnsupportedLayerWarning(UserWarning):
     """A layer (or a matmul inside one) that the recorder cannot explain; the message names it and the reason."""
 
 
-def check_options(*, roles, confidence, thresholds, threshold_method, near_zero, sample_size,
-                  near_zero_sample_size, seed, max_units, jit=True):
+def check_options(
+    *,
+    roles,
+    confidence,
+    thresholds,
+    threshold_method,
+    near_zero,
+    sample_size,
+    near_zero_sample_size,
+    seed,
+    max_units,
+    jit=True,
+):
     """Validates the recorder's options; returns the normalised roles and the `aggregates.Options` (its
     near_zero_sample_size None where the per-kind default applies)."""
     roles = (roles,) if isinstance(roles, str) else tuple(roles)
@@ -28,7 +39,14 @@ def check_options(*, roles, confidence, thresholds, threshold_method, near_zero,
             raise ValueError(f"roles must be among {metadata.ROLES}, got {role!r}")
     if max_units is not None and (isinstance(max_units, bool) or not isinstance(max_units, int) or max_units < 1):
         raise ValueError(f"max_units must be a positive int, got {max_units!r}")
-    options = aggregates.Options(confidence=confidence, thresholds=thresholds, threshold_method=threshold_method,
-                                 near_zero=near_zero, sample_size=sample_size,
-                                 near_zero_sample_size=near_zero_sample_size, seed=seed, jit=jit)
+    options = aggregates.Options(
+        confidence=confidence,
+        thresholds=thresholds,
+        threshold_method=threshold_method,
+        near_zero=near_zero,
+        sample_size=sample_size,
+        near_zero_sample_size=near_zero_sample_size,
+        seed=seed,
+        jit=jit,
+    )
     return tuple(r for r in metadata.ROLES if r in roles), options

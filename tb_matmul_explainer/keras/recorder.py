@@ -14,8 +14,7 @@ from tb_matmul_explainer import internals, metadata
 from tb_matmul_explainer.keras import coverage as coverage_lib
 from tb_matmul_explainer.keras import model as model_lib
 from tb_matmul_explainer.keras.explaining import Explaining, Trace
-from tb_matmul_explainer.keras.options import (DEFAULT_ROLES, DEFAULT_RUN, NOT_RECORDED_TAG_PREFIX,
-                                               check_options)
+from tb_matmul_explainer.keras.options import DEFAULT_ROLES, DEFAULT_RUN, NOT_RECORDED_TAG_PREFIX, check_options
 
 
 class LayerRecorder(Explaining):
@@ -42,14 +41,38 @@ class LayerRecorder(Explaining):
     path of each matmul that is not recorded to the reason (each was warned about with `UnsupportedLayerWarning`).
     """
 
-    def __init__(self, model, log_dir, *, layers=None, roles=DEFAULT_ROLES, confidence=0.95, thresholds=None,
-                 threshold_method="sampled", near_zero="sampled", sample_size=None, near_zero_sample_size=None,
-                 seed=None, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, run=DEFAULT_RUN, loss_scale=None,
-                 jit=True):
+    def __init__(
+        self,
+        model,
+        log_dir,
+        *,
+        layers=None,
+        roles=DEFAULT_ROLES,
+        confidence=0.95,
+        thresholds=None,
+        threshold_method="sampled",
+        near_zero="sampled",
+        sample_size=None,
+        near_zero_sample_size=None,
+        seed=None,
+        max_units=metadata.DEFAULT_MAX_UNITS,
+        scalars=True,
+        run=DEFAULT_RUN,
+        loss_scale=None,
+        jit=True,
+    ):
         self.roles, self.options = check_options(
-            roles=roles, confidence=confidence, thresholds=thresholds, threshold_method=threshold_method,
-            near_zero=near_zero, sample_size=sample_size, near_zero_sample_size=near_zero_sample_size, seed=seed,
-            max_units=max_units, jit=jit)
+            roles=roles,
+            confidence=confidence,
+            thresholds=thresholds,
+            threshold_method=threshold_method,
+            near_zero=near_zero,
+            sample_size=sample_size,
+            near_zero_sample_size=near_zero_sample_size,
+            seed=seed,
+            max_units=max_units,
+            jit=jit,
+        )
         self.confidence, self.thresholds = self.options.confidence, self.options.thresholds
         self.threshold_method, self.near_zero = self.options.threshold_method, self.options.near_zero
         self.sample_size, self.seed = self.options.sample_size, self.options.seed
@@ -60,8 +83,9 @@ class LayerRecorder(Explaining):
         self.run = run
         self.loss_scale = loss_scale
         self.model = model
-        self.targets, self.skipped, self._entries = model_lib.resolve(model, layers, self.roles, self.confidence,
-                                                                      self.thresholds)
+        self.targets, self.skipped, self._entries = model_lib.resolve(
+            model, layers, self.roles, self.confidence, self.thresholds
+        )
         self._writer = None
         self._local = threading.local()  # the active trace, per thread (replicas trace in their own threads)
         self._lock = threading.Lock()
@@ -140,10 +164,13 @@ class _Recording:
             raise RuntimeError("LayerRecorder.recording() is already active in this thread")
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context is not None else 1
-        recorder.writer  # created now (in an init scope), outside the step's graph
-        recorder._local.trace = Trace(step=tf.cast(self.step, tf.int64),
-                                      record=tf.convert_to_tensor(self.record, tf.bool),
-                                      replicas=replicas, context=context)
+        _ = recorder.writer  # created now (in an init scope), outside the step's graph
+        recorder._local.trace = Trace(
+            step=tf.cast(self.step, tf.int64),
+            record=tf.convert_to_tensor(self.record, tf.bool),
+            replicas=replicas,
+            context=context,
+        )
         recorder._patch()
         return recorder
 
@@ -151,4 +178,3 @@ class _Recording:
         self.recorder._unpatch()
         self.recorder._local.trace = None
         return False
-

@@ -14,8 +14,14 @@ import math
 from tb_matmul_explainer import internals
 from tb_matmul_explainer.layers import attention, conv, dense, einsum_dense, recurrent, unsupported
 
-ADAPTERS = (dense.ADAPTER, einsum_dense.ADAPTER, conv.ADAPTER, attention.ADAPTER, *recurrent.ADAPTERS,
-            *unsupported.ADAPTERS)
+ADAPTERS = (
+    dense.ADAPTER,
+    einsum_dense.ADAPTER,
+    conv.ADAPTER,
+    attention.ADAPTER,
+    *recurrent.ADAPTERS,
+    *unsupported.ADAPTERS,
+)
 SUPPORTED = "Dense, EinsumDense, Conv1D, Conv2D, Conv3D"
 
 

@@ -13,8 +13,10 @@ from keras import layers as keras_layers
 
 from tb_matmul_explainer.layers.base import Adapter
 
-_REASON = ("the attention {what} einsum {formula} inside MultiHeadAttention is not a layer and is not recorded yet "
-           "(its query/key/value/output projections are)")
+_REASON = (
+    "the attention {what} einsum {formula} inside MultiHeadAttention is not a layer and is not recorded yet "
+    "(its query/key/value/output projections are)"
+)
 
 
 class AttentionAdapter(Adapter):
@@ -26,8 +28,10 @@ class AttentionAdapter(Adapter):
         return None
 
     def not_recorded(self, layer):
-        return {"attention_scores": _REASON.format(what="score", formula="Q.K^T (unit: head)"),
-                "attention_values": _REASON.format(what="value", formula="softmax(scores).V (unit: head)")}
+        return {
+            "attention_scores": _REASON.format(what="score", formula="Q.K^T (unit: head)"),
+            "attention_values": _REASON.format(what="value", formula="softmax(scores).V (unit: head)"),
+        }
 
     def multiply_adds(self, layer, inputs, output):
         return 0  # (its projections are sublayers, counted on their own)

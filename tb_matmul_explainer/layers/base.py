@@ -24,10 +24,10 @@ def kernel_of(layer):
 class Adapter:
     """One Keras layer kind (subclasses set `kind`, `layer_types` and override what differs from a dense matmul)."""
 
-    kind = None            # metadata op family / name of the kind, e.g. "dense"
-    layer_types = ()       # the Keras classes this adapter claims (subclasses included)
+    kind = None  # metadata op family / name of the kind, e.g. "dense"
+    layer_types = ()  # the Keras classes this adapter claims (subclasses included)
     near_zero_sample = "dense"  # which DEFAULT_NEAR_ZERO_SAMPLE entry applies ("dense" rows or "conv" positions)
-    records = True         # False: a kind whose matmuls are only listed as not recorded
+    records = True  # False: a kind whose matmuls are only listed as not recorded
 
     def claims(self, layer):
         """Whether `layer` is of this kind."""
@@ -39,8 +39,10 @@ class Adapter:
             return f"quantized kernels ({layer.quantization_mode}) are not supported"
         own = {cls.call for cls in self.layer_types}
         if type(layer).call not in own:
-            return (f"{type(layer).__name__} overrides call(), so its computation is not known to be the one of the "
-                    "Keras layer it extends, which the recorder reproduces")
+            return (
+                f"{type(layer).__name__} overrides call(), so its computation is not known to be the one of the "
+                "Keras layer it extends, which the recorder reproduces"
+            )
         return None
 
     def plan(self, layer):

@@ -50,10 +50,19 @@ class ConvAdapter(Adapter):
                 inputs = kops.pad(inputs, internals.causal_padding(layer))
                 padding = "valid"
             m = recorder._explain(
-                target, inputs, kops.convert_to_tensor(layer.kernel),
-                lambda x, k: kops.conv(x, k, strides=list(layer.strides), padding=padding,
-                                       dilation_rate=layer.dilation_rate, data_format=layer.data_format),
-                {"strides": tuple(layer.strides), "padding": padding})
+                target,
+                inputs,
+                kops.convert_to_tensor(layer.kernel),
+                lambda x, k: kops.conv(
+                    x,
+                    k,
+                    strides=list(layer.strides),
+                    padding=padding,
+                    dilation_rate=layer.dilation_rate,
+                    data_format=layer.data_format,
+                ),
+                {"strides": tuple(layer.strides), "padding": padding},
+            )
             bias = kops.reshape(layer.bias, (1,) * (layer.rank + 1) + (layer.filters,)) if layer.use_bias else None
             return recorder._activate(target, m, bias, layer.activation)
 
@@ -63,18 +72,25 @@ class ConvAdapter(Adapter):
         return aggregates.conv(x, kernel, geometry["strides"], geometry["padding"], result=z, options=options)
 
     def kernel_gradient_totals(self, target, x, d_out, kernel_shape, geometry, result, options):
-        return aggregates.conv_kernel_gradient(x, d_out, kernel_shape, geometry["strides"], geometry["padding"],
-                                               result=result, options=options)
+        return aggregates.conv_kernel_gradient(
+            x, d_out, kernel_shape, geometry["strides"], geometry["padding"], result=result, options=options
+        )
 
     def input_gradient_totals(self, target, x, d_out, kernel, geometry, options):
-        return aggregates.conv_input_gradient(d_out, kernel, x.shape, geometry["strides"], geometry["padding"],
-                                              options=options)
+        return aggregates.conv_input_gradient(
+            d_out, kernel, x.shape, geometry["strides"], geometry["padding"], options=options
+        )
 
     def kernel_gradient(self, target, x, d_out, kernel_shape, geometry):
         kernel_shape = tf.TensorShape(kernel_shape)
         strides = validation.normalize_strides(geometry["strides"], kernel_shape.rank - 2)
-        return conv_lib.backprop_filter(tf.cast(x, tf.float32), d_out, kernel_shape.as_list(), strides,
-                                        validation.normalize_padding(geometry["padding"]))
+        return conv_lib.backprop_filter(
+            tf.cast(x, tf.float32),
+            d_out,
+            kernel_shape.as_list(),
+            strides,
+            validation.normalize_padding(geometry["padding"]),
+        )
 
     def padding_only(self, target, x, kernel_shape, geometry):
         if geometry["padding"].upper() != "SAME":
@@ -84,8 +100,9 @@ class ConvAdapter(Adapter):
             return float("nan")
         kernel_shape = tf.TensorShape(kernel_shape)
         strides = validation.normalize_strides(geometry["strides"], kernel_shape.rank - 2)
-        taps = conv_lib.padding_only_taps([int(d) for d in spatial], [int(d) for d in kernel_shape[:-2]],
-                                          [int(s) for s in strides], "SAME")
+        taps = conv_lib.padding_only_taps(
+            [int(d) for d in spatial], [int(d) for d in kernel_shape[:-2]], [int(s) for s in strides], "SAME"
+        )
         return float(taps * int(kernel_shape[-2]) * int(kernel_shape[-1]))
 
     def multiply_adds(self, layer, inputs, output):

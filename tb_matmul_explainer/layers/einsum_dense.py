@@ -29,20 +29,26 @@ def einsum_plan(equation):
     contracted = [c for c in ker if c in lhs_letters and c not in out_letters]
     units = [c for c in ker if c not in lhs_letters]
     shared = [c for c in ker if c in lhs_letters and c in out_letters]
-    ok = (contracted and not shared and len(set(ker)) == len(ker)
-          and ker == "".join(contracted) + "".join(units)
-          and lhs.endswith("".join(contracted))
-          and out == lhs[:len(lhs) - len(contracted)] + "".join(units))
+    ok = (
+        contracted
+        and not shared
+        and len(set(ker)) == len(ker)
+        and ker == "".join(contracted) + "".join(units)
+        and lhs.endswith("".join(contracted))
+        and out == lhs[: len(lhs) - len(contracted)] + "".join(units)
+    )
     if not ok:
-        return (f"its equation {equation!r} is not a matmul over the input's trailing axes "
-                "(supported: 'input_free + contracted, contracted + units -> input_free + units', "
-                "e.g. 'abc,cd->abd')")
+        return (
+            f"its equation {equation!r} is not a matmul over the input's trailing axes "
+            "(supported: 'input_free + contracted, contracted + units -> input_free + units', "
+            "e.g. 'abc,cd->abd')"
+        )
     return len(contracted)
 
 
 def _flatten_trailing(t, axes, size=-1):
     """t with its last `axes` axes flattened into one (of `size`: given, it holds for an empty batch too)."""
-    return tf.reshape(t, tf.concat([tf.shape(t)[:t.shape.rank - axes], [size]], 0))
+    return tf.reshape(t, tf.concat([tf.shape(t)[: t.shape.rank - axes], [size]], 0))
 
 
 class EinsumDenseAdapter(DenseAdapter):
@@ -69,26 +75,33 @@ class EinsumDenseAdapter(DenseAdapter):
         layer = target.layer
 
         def call(inputs, training=None):
-            m = recorder._explain(target, inputs, kops.convert_to_tensor(layer.kernel),
-                                  lambda x, k: kops.einsum(layer.equation, x, k), None)
+            m = recorder._explain(
+                target,
+                inputs,
+                kops.convert_to_tensor(layer.kernel),
+                lambda x, k: kops.einsum(layer.equation, x, k),
+                None,
+            )
             return recorder._activate(target, m, layer.bias, layer.activation)
 
         return call
 
     def _dims(self, target, kernel_shape):
         contracted = target.plan
-        return (contracted, len(kernel_shape) - contracted, math.prod(int(d) for d in kernel_shape[:contracted]),
-                math.prod(int(d) for d in kernel_shape[contracted:]))
+        return (
+            contracted,
+            len(kernel_shape) - contracted,
+            math.prod(int(d) for d in kernel_shape[:contracted]),
+            math.prod(int(d) for d in kernel_shape[contracted:]),
+        )
 
     def as_dense(self, target, x, kernel, y):
         contracted, unit_axes, c, u = self._dims(target, kernel.shape)
-        return (_flatten_trailing(x, contracted, c), tf.reshape(kernel, [c, u]),
-                _flatten_trailing(y, unit_axes, u))
+        return (_flatten_trailing(x, contracted, c), tf.reshape(kernel, [c, u]), _flatten_trailing(y, unit_axes, u))
 
     def as_dense_gradient(self, target, x, d_out, kernel_shape):
         contracted, unit_axes, c, u = self._dims(target, tf.TensorShape(kernel_shape))
-        return (_flatten_trailing(x, contracted, c), _flatten_trailing(d_out, unit_axes, u),
-                tf.TensorShape([c, u]))
+        return (_flatten_trailing(x, contracted, c), _flatten_trailing(d_out, unit_axes, u), tf.TensorShape([c, u]))
 
     def units_last(self, target, t):
         contracted, unit_axes, _, u = self._dims(target, target.layer.kernel.shape)
@@ -100,7 +113,7 @@ class EinsumDenseAdapter(DenseAdapter):
 
     def multiply_adds(self, layer, inputs, output):
         contracted = einsum_plan(layer.equation)
-        return math.prod(inputs[0][:len(inputs[0]) - contracted]) * math.prod(int(d) for d in layer.kernel.shape)
+        return math.prod(inputs[0][: len(inputs[0]) - contracted]) * math.prod(int(d) for d in layer.kernel.shape)
 
 
 ADAPTER = EinsumDenseAdapter()

@@ -12,8 +12,9 @@ from keras import layers as keras_layers
 
 from tb_matmul_explainer.layers.base import Adapter
 
-_CELLS = tuple(getattr(keras_layers, name) for name in ("SimpleRNNCell", "LSTMCell", "GRUCell")
-               if hasattr(keras_layers, name))
+_CELLS = tuple(
+    getattr(keras_layers, name) for name in ("SimpleRNNCell", "LSTMCell", "GRUCell") if hasattr(keras_layers, name)
+)
 
 
 class RecurrentCellAdapter(Adapter):
@@ -22,8 +23,10 @@ class RecurrentCellAdapter(Adapter):
     records = False
 
     def refusal(self, layer):
-        return (f"recurrent cells ({type(layer).__name__}) are not recorded yet: their input kernel and recurrent "
-                "kernel run once per time step inside the RNN loop")
+        return (
+            f"recurrent cells ({type(layer).__name__}) are not recorded yet: their input kernel and recurrent "
+            "kernel run once per time step inside the RNN loop"
+        )
 
     def multiply_adds(self, layer, inputs, output):
         return 0  # (counted on the RNN layer, `RNNAdapter`)
@@ -31,6 +34,7 @@ class RecurrentCellAdapter(Adapter):
 
 class RNNAdapter(Adapter):
     """An RNN layer (SimpleRNN, LSTM, GRU, RNN(cell)): nothing of its own to record; its cell's multiply-adds."""
+
     kind = "rnn"
     layer_types = (keras_layers.RNN,)
     records = False

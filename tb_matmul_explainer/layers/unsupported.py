@@ -26,8 +26,10 @@ class NotYetAdapter(Adapter):
         self.kind, self.layer_types, self._per_position = kind, layer_types, per_position
 
     def refusal(self, layer):
-        return (f"layer type {type(layer).__name__} is not supported yet "
-                "(supported: Dense, EinsumDense, Conv1D, Conv2D, Conv3D)")
+        return (
+            f"layer type {type(layer).__name__} is not supported yet "
+            "(supported: Dense, EinsumDense, Conv1D, Conv2D, Conv3D)"
+        )
 
     def multiply_adds(self, layer, inputs, output):
         return self._per_position(layer, inputs, output)

@@ -18,5 +18,8 @@ from tb_matmul_explainer.metadata import PLUGIN_NAME  # noqa: F401
 from tb_matmul_explainer.plugin.cache import LISTING_TTL_S  # noqa: F401
 from tb_matmul_explainer.plugin.flags import MatmulExplainerLoader, with_default_retention  # noqa: F401
 from tb_matmul_explainer.plugin.matmul_explainer_plugin import (  # noqa: F401
-    DEFAULT_CACHE_MB, DEFAULT_SAMPLES_PER_TAG, MatmulExplainerPlugin)
+    DEFAULT_CACHE_MB,
+    DEFAULT_SAMPLES_PER_TAG,
+    MatmulExplainerPlugin,
+)
 from tb_matmul_explainer.plugin.not_recorded import NOT_RECORDED_PREFIX  # noqa: F401

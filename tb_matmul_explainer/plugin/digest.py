@@ -9,7 +9,6 @@ Records that do not follow the contract are left out of both and listed as `skip
 import dataclasses
 
 import numpy as np
-
 from tensorboard import errors
 
 from tb_matmul_explainer import explain, metadata
@@ -18,11 +17,12 @@ from tb_matmul_explainer import explain, metadata
 @dataclasses.dataclass(frozen=True)
 class Digest:
     """One tag's S readable records (ascending steps, one per step) reduced over units; R = the latest's rows."""
+
     table: explain.SeriesTable  # layer totals per step
-    row_fraction: np.ndarray    # [R, S] float32 near-zero fraction per row (NaN: no cells, or another row count)
-    units: int                  # of the latest record
-    group_size: int             # of the latest record
-    skipped: tuple = ()         # (step, reason) of the records that do not follow the contract
+    row_fraction: np.ndarray  # [R, S] float32 near-zero fraction per row (NaN: no cells, or another row count)
+    units: int  # of the latest record
+    group_size: int  # of the latest record
+    skipped: tuple = ()  # (step, reason) of the records that do not follow the contract
 
     @property
     def steps(self):
@@ -36,6 +36,7 @@ class Digest:
 @dataclasses.dataclass(frozen=True)
 class Records:
     """One tag's readable records: ascending steps [S] int64 and their record arrays."""
+
     steps: np.ndarray
     arrays: list
 
@@ -59,8 +60,13 @@ def digest(series, points):
     if same:
         near = np.stack([records[i].near_zero_cells for i in same], axis=1)
         fraction[:, same] = explain.near_zero_fraction(near, np.stack([records[i].cells for i in same], axis=1))
-    return Digest(table=table, row_fraction=fraction, units=records[-1].units if records else 0,
-                  group_size=records[-1].group_size if records else 1, skipped=tuple(skipped))
+    return Digest(
+        table=table,
+        row_fraction=fraction,
+        units=records[-1].units if records else 0,
+        group_size=records[-1].group_size if records else 1,
+        skipped=tuple(skipped),
+    )
 
 
 def records(series, points):
@@ -96,4 +102,7 @@ def skipped_reason(skipped):
     steps = [step for step, _ in skipped]
     shown = ", ".join(map(str, steps[:10])) + (", ..." if len(steps) > 10 else "")
     return "%d of its records (step %s) cannot be read: %s; its other records are shown" % (
-        len(steps), shown, skipped[-1][1])
+        len(steps),
+        shown,
+        skipped[-1][1],
+    )

@@ -9,7 +9,10 @@ from tensorboard.plugins import base_plugin
 
 from tb_matmul_explainer import metadata
 from tb_matmul_explainer.plugin.matmul_explainer_plugin import (
-    DEFAULT_CACHE_MB, DEFAULT_SAMPLES_PER_TAG, MatmulExplainerPlugin)
+    DEFAULT_CACHE_MB,
+    DEFAULT_SAMPLES_PER_TAG,
+    MatmulExplainerPlugin,
+)
 
 
 class MatmulExplainerLoader(base_plugin.TBLoader):
@@ -18,16 +21,21 @@ class MatmulExplainerLoader(base_plugin.TBLoader):
     def define_flags(self, parser):
         group = parser.add_argument_group("matmul_explainer plugin")
         group.add_argument(
-            "--matmul_explainer_cache_mb", metavar="MB", type=int, default=DEFAULT_CACHE_MB,
+            "--matmul_explainer_cache_mb",
+            metavar="MB",
+            type=int,
+            default=DEFAULT_CACHE_MB,
             help="Memory the Matmul Explainer plugin may use to cache digests of read records and the records "
-                 "of recently viewed layers (default: %(default)s; 0 disables caching).")
+            "of recently viewed layers (default: %(default)s; 0 disables caching).",
+        )
 
     def fix_flags(self, flags):
         flags.samples_per_plugin = with_default_retention(getattr(flags, "samples_per_plugin", None))
         cache_mb = getattr(flags, "matmul_explainer_cache_mb", DEFAULT_CACHE_MB)
         if not isinstance(cache_mb, int) or cache_mb < 0:
-            raise base_plugin.FlagsError("--matmul_explainer_cache_mb must be a non-negative integer, got %r"
-                                         % (cache_mb,))
+            raise base_plugin.FlagsError(
+                "--matmul_explainer_cache_mb must be a non-negative integer, got %r" % (cache_mb,)
+            )
 
     def load(self, context):
         return MatmulExplainerPlugin(context)

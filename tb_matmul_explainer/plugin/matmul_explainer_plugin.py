@@ -5,12 +5,10 @@ asks a view for its body (`views`, reading through a per-request `reader.Reader`
 files of the tab are served from `tb_matmul_explainer/static/`. Every route is GET only.
 """
 
-from werkzeug import wrappers
-
-from tensorboard import errors
-from tensorboard import plugin_util
+from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
 
 from tb_matmul_explainer import metadata
 from tb_matmul_explainer.plugin import cache, reader, views, web
@@ -105,7 +103,8 @@ class MatmulExplainerPlugin(base_plugin.TBPlugin):
         view = web.param(request, "view")
         if view not in _COMPARE_VIEWS:
             raise errors.InvalidArgumentError(
-                "parameter 'view' must be overview, heatmap or timeline, got %r" % view[:40])
+                "parameter 'view' must be overview, heatmap or timeline, got %r" % view[:40]
+            )
         runs = web.args(request).getlist("run")
         if not 1 <= len(runs) <= _MAX_COMPARE_RUNS:
             raise errors.InvalidArgumentError("give 1 to %d 'run' parameters, got %d" % (_MAX_COMPARE_RUNS, len(runs)))

@@ -6,7 +6,6 @@ value of each such tag, listed and read at most once per `cache.LISTING_TTL_S`, 
 """
 
 import numpy as np
-
 from tensorboard.data import provider
 
 #: Tag prefix of the text summaries naming a layer the writer could not record (the rest of the tag is its name).
@@ -31,9 +30,14 @@ def read(data_provider, ctx, eid, reasons):
     missing = [(run, tag) for (run, tag), k in keys.items() if k not in values]
     if missing:
         data = data_provider.read_tensors(
-            ctx, experiment_id=eid, plugin_name=TEXT_PLUGIN, downsample=1,
-            run_tag_filter=provider.RunTagFilter(runs=sorted({r for r, _ in missing}),
-                                                 tags=sorted({t for _, t in missing})))
+            ctx,
+            experiment_id=eid,
+            plugin_name=TEXT_PLUGIN,
+            downsample=1,
+            run_tag_filter=provider.RunTagFilter(
+                runs=sorted({r for r, _ in missing}), tags=sorted({t for _, t in missing})
+            ),
+        )
         for run, tag in missing:
             points = (data.get(run) or {}).get(tag)
             if points:
@@ -42,7 +46,7 @@ def read(data_provider, ctx, eid, reasons):
     result = {}
     for (run, tag), k in sorted(keys.items()):
         if k in values:
-            result.setdefault(run, []).append({"layer": tag[len(NOT_RECORDED_PREFIX):], "reason": values[k]})
+            result.setdefault(run, []).append({"layer": tag[len(NOT_RECORDED_PREFIX) :], "reason": values[k]})
     return result
 
 

@@ -10,7 +10,6 @@ step needs the tag's records again (the data provider has no step filter), which
 """
 
 import numpy as np
-
 from tensorboard import errors
 from tensorboard.data import provider
 
@@ -46,8 +45,9 @@ class Reader:
 
     def not_recorded(self):
         """{run: [{"layer": name, "reason": text}]}: the layers the writer could not record."""
-        return self._caches.notes.get_or_compute(self._eid, lambda: not_recorded.read(
-            self._provider, self._ctx, self._eid, self._caches.note_reasons))
+        return self._caches.notes.get_or_compute(
+            self._eid, lambda: not_recorded.read(self._provider, self._ctx, self._eid, self._caches.note_reasons)
+        )
 
     def digest(self, series):
         """The `digest.Digest` of a `run_index.Series` (its tag is read unless cached)."""
@@ -69,8 +69,10 @@ class Reader:
             records = self._records(series)
         found = records.at(step)
         if found is None:
-            raise errors.NotFoundError("run %r, layer %r, role %r has no record at or before step %d (first: %d)"
-                                       % (series.run, series.meta.layer, series.meta.role, step, records.steps[0]))
+            raise errors.NotFoundError(
+                "run %r, layer %r, role %r has no record at or before step %d (first: %d)"
+                % (series.run, series.meta.layer, series.meta.role, step, records.steps[0])
+            )
         return found
 
     def _latest_record(self, series, step):
@@ -115,8 +117,12 @@ class Reader:
         per_record = metadata.record_bytes(max(1, series.meta.units))
         downsample = 1 if latest_only else max(1, min(self._downsample, _MAX_READ_BYTES // per_record))
         data = self._provider.read_tensors(
-            self._ctx, experiment_id=self._eid, plugin_name=metadata.PLUGIN_NAME, downsample=downsample,
-            run_tag_filter=provider.RunTagFilter(runs=[series.run], tags=[series.tag]))
+            self._ctx,
+            experiment_id=self._eid,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=downsample,
+            run_tag_filter=provider.RunTagFilter(runs=[series.run], tags=[series.tag]),
+        )
         points = data.get(series.run, {}).get(series.tag)
         if not points:
             raise errors.NotFoundError("run %r, tag %r has no records" % (series.run, series.tag))

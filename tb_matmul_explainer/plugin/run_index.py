@@ -13,6 +13,7 @@ from tb_matmul_explainer import metadata
 @dataclasses.dataclass(frozen=True)
 class Series:
     """One readable tag: a (run, layer, role) time series, as of the listing."""
+
     run: str
     tag: str
     meta: metadata.PluginMetadata
@@ -27,15 +28,15 @@ class Series:
 @dataclasses.dataclass
 class Layer:
     name: str
-    index: int   # position in the model (the smallest any of its tags gives)
+    index: int  # position in the model (the smallest any of its tags gives)
     roles: dict  # role -> Series
 
 
 @dataclasses.dataclass
 class RunIndex:
     name: str
-    layers: dict = dataclasses.field(default_factory=dict)           # name -> Layer
-    unreadable: list = dataclasses.field(default_factory=list)       # {"tag", "reason"}
+    layers: dict = dataclasses.field(default_factory=dict)  # name -> Layer
+    unreadable: list = dataclasses.field(default_factory=list)  # {"tag", "reason"}
     unreadable_keys: dict = dataclasses.field(default_factory=dict)  # (layer, role) -> reason
 
     def ordered_layers(self, role=None):
@@ -83,7 +84,11 @@ class RunIndex:
             layer = self.layers[parsed.layer] = Layer(parsed.layer, parsed.index, {})
         if parsed.role in layer.roles:
             reason = "tag %r holds the same layer %r and role %r as tag %r; it is not shown" % (
-                tag, parsed.layer, parsed.role, layer.roles[parsed.role].tag)
+                tag,
+                parsed.layer,
+                parsed.role,
+                layer.roles[parsed.role].tag,
+            )
             self.unreadable.append({"tag": tag, "reason": reason})
             return
         layer.index = min(layer.index, parsed.index)

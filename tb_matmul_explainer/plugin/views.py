@@ -9,7 +9,6 @@ those values are null.
 import math
 
 import numpy as np
-
 from tensorboard import errors
 
 from tb_matmul_explainer import explain, metadata
@@ -31,20 +30,41 @@ def runs(reader):
                     unreadable.append({"tag": series.tag, "reason": digest_lib.skipped_reason(digest.skipped)})
                 roles[role] = _series_json(series)
             first = layer.roles.get("forward") or next(iter(layer.roles.values()))
-            layers.append({"name": layer.name, "index": layer.index, "op": first.meta.op,
-                           "units": first.meta.units, "roles": roles})
-        result.append({"run": run, "roles": index.roles(), "layers": layers, "unreadable": unreadable,
-                       "notRecorded": not_recorded.get(run, [])})
+            layers.append(
+                {
+                    "name": layer.name,
+                    "index": layer.index,
+                    "op": first.meta.op,
+                    "units": first.meta.units,
+                    "roles": roles,
+                }
+            )
+        result.append(
+            {
+                "run": run,
+                "roles": index.roles(),
+                "layers": layers,
+                "unreadable": unreadable,
+                "notRecorded": not_recorded.get(run, []),
+            }
+        )
     return {"version": metadata.CONTRACT_VERSION, "runs": result}
 
 
 def _series_json(series):
     meta = series.meta
-    return {"last_step": series.max_step, "units": meta.units, "confidence": meta.confidence,
-            "operands": list(meta.operands), "thresholds": [None if t is None else json_float(t)
-                                                            for t in meta.thresholds], "tag": series.tag,
-            "activation": meta.activation, "producer": meta.producer, "producer_kind": meta.producer_kind,
-            "group": meta.group}
+    return {
+        "last_step": series.max_step,
+        "units": meta.units,
+        "confidence": meta.confidence,
+        "operands": list(meta.operands),
+        "thresholds": [None if t is None else json_float(t) for t in meta.thresholds],
+        "tag": series.tag,
+        "activation": meta.activation,
+        "producer": meta.producer,
+        "producer_kind": meta.producer_kind,
+        "group": meta.group,
+    }
 
 
 def overview(reader, run, role, step):
@@ -66,19 +86,30 @@ def _overview_entries(reader, index, role, step):
         i = digest.table.index_at(step)
         if i < 0:
             continue
-        entries[layer.name] = {**_overview_entry(layer, series, digest, i),
-                               "inactive_fraction": _inactive_fraction(reader, layer, digest.table.steps[i])}
+        entries[layer.name] = {
+            **_overview_entry(layer, series, digest, i),
+            "inactive_fraction": _inactive_fraction(reader, layer, digest.table.steps[i]),
+        }
         latest = max(latest or 0, int(digest.steps[-1]))
     return entries, (step if step is not None else latest)
 
 
 def _overview_entry(layer, series, digest, i):
     t = digest.table
-    return {"name": layer.name, "index": layer.index, "op": series.meta.op, "units": digest.units,
-            "step": int(t.steps[i]), **_pair_json(t, i),
-            "cells": json_float(t.cells[i]), "near_zero_cells": json_float(t.near_zero_cells[i]),
-            "near_zero_fraction": json_float(t.near_zero_fraction[i]), "dead_units": len(t.dead_rows[i]),
-            "thresholds": json_floats(t.thresholds[i]), "nonfinite": json_floats(t.nonfinite[i])}
+    return {
+        "name": layer.name,
+        "index": layer.index,
+        "op": series.meta.op,
+        "units": digest.units,
+        "step": int(t.steps[i]),
+        **_pair_json(t, i),
+        "cells": json_float(t.cells[i]),
+        "near_zero_cells": json_float(t.near_zero_cells[i]),
+        "near_zero_fraction": json_float(t.near_zero_fraction[i]),
+        "dead_units": len(t.dead_rows[i]),
+        "thresholds": json_floats(t.thresholds[i]),
+        "nonfinite": json_floats(t.nonfinite[i]),
+    }
 
 
 def _inactive_fraction(reader, layer, step):
@@ -97,8 +128,12 @@ def _inactive_fraction(reader, layer, step):
 
 def _pair_json(t, i=slice(None)):
     """The four pair fields of a table, or of a record (row i, or all rows)."""
-    return {"counts": json_floats(t.counts[i]), "sums": json_floats(t.sums[i]),
-            "near_zero_counts": json_floats(t.near_zero_counts[i]), "near_zero_sums": json_floats(t.near_zero_sums[i])}
+    return {
+        "counts": json_floats(t.counts[i]),
+        "sums": json_floats(t.sums[i]),
+        "near_zero_counts": json_floats(t.near_zero_counts[i]),
+        "near_zero_sums": json_floats(t.near_zero_sums[i]),
+    }
 
 
 def timeline(reader, run, role, layer):
@@ -109,9 +144,16 @@ def timeline(reader, run, role, layer):
 
 def _timeline(reader, index, role, series):
     t = reader.digest(series).table
-    return {"run": index.name, "role": role, "layer": series.meta.layer, "steps": t.steps.tolist(), **_pair_json(t),
-            "cells": json_floats(t.cells), "near_zero_cells": json_floats(t.near_zero_cells),
-            "near_zero_fraction": json_floats(t.near_zero_fraction)}
+    return {
+        "run": index.name,
+        "role": role,
+        "layer": series.meta.layer,
+        "steps": t.steps.tolist(),
+        **_pair_json(t),
+        "cells": json_floats(t.cells),
+        "near_zero_cells": json_floats(t.near_zero_cells),
+        "near_zero_fraction": json_floats(t.near_zero_fraction),
+    }
 
 
 def heatmap(reader, run, role):
@@ -137,24 +179,44 @@ def _heatmap_rows(reader, index, role):
 def units(reader, run, role, layer, step):
     """/units: one record's per-unit rows (the latest at or before `step`; the latest if None)."""
     at, r = reader.record_at(reader.run(run).series(role, layer), step)
-    return {"run": run, "role": role, "layer": layer, "step": at, "units": r.units, "group_size": r.group_size,
-            **_pair_json(r), "cells": json_floats(r.cells), "near_zero_cells": json_floats(r.near_zero_cells),
-            "near_zero_fraction": json_floats(explain.near_zero_fraction(r.near_zero_cells, r.cells))}
+    return {
+        "run": run,
+        "role": role,
+        "layer": layer,
+        "step": at,
+        "units": r.units,
+        "group_size": r.group_size,
+        **_pair_json(r),
+        "cells": json_floats(r.cells),
+        "near_zero_cells": json_floats(r.near_zero_cells),
+        "near_zero_fraction": json_floats(explain.near_zero_fraction(r.near_zero_cells, r.cells)),
+    }
 
 
 def unit_heatmap(reader, run, role, layer):
     """/unit_heatmap (JSON): each stored row's near-zero fraction at every step."""
     d = reader.digest(reader.run(run).series(role, layer))
-    return {"run": run, "role": role, "layer": layer, "steps": d.steps.tolist(), "rows": d.row_fraction.shape[0],
-            "units": d.units, "group_size": d.group_size, "values": json_floats(d.row_fraction)}
+    return {
+        "run": run,
+        "role": role,
+        "layer": layer,
+        "steps": d.steps.tolist(),
+        "rows": d.row_fraction.shape[0],
+        "units": d.units,
+        "group_size": d.group_size,
+        "values": json_floats(d.row_fraction),
+    }
 
 
 def unit_heatmap_f32(reader, run, role, layer):
     """/unit_heatmap?format=f32: (little-endian float32 [rows, steps] bytes, [(header, value)])."""
     d = reader.digest(reader.run(run).series(role, layer))
     body = np.ascontiguousarray(d.row_fraction, dtype="<f4").tobytes()
-    return body, [("X-Rows", str(d.row_fraction.shape[0])), ("X-Steps", ",".join(map(str, d.steps.tolist()))),
-                  ("X-Group-Size", str(d.group_size))]
+    return body, [
+        ("X-Rows", str(d.row_fraction.shape[0])),
+        ("X-Steps", ",".join(map(str, d.steps.tolist()))),
+        ("X-Group-Size", str(d.group_size)),
+    ]
 
 
 def compare(reader, view, runs, role, step, layer):
@@ -169,8 +231,13 @@ def compare(reader, view, runs, role, step, layer):
             key = (layer_obj.index, layer_obj.name)
             order[layer_obj.name] = min(order.get(layer_obj.name, key), key)
     names = sorted(order, key=lambda n: order[n])
-    return {"view": view, "role": role, "runs": runs, "layers": names,
-            "results": [_compared(reader, view, indexes[run], role, step, layer, names) for run in runs]}
+    return {
+        "view": view,
+        "role": role,
+        "runs": runs,
+        "layers": names,
+        "results": [_compared(reader, view, indexes[run], role, step, layer, names) for run in runs],
+    }
 
 
 def _compared(reader, view, index, role, step, layer, names):
@@ -180,8 +247,13 @@ def _compared(reader, view, index, role, step, layer, names):
         return {"run": index.name, "role": role, "step": top, "layers": [entries.get(n) for n in names]}
     if view == "heatmap":
         _, steps, rows = _heatmap_rows(reader, index, role)
-        return {"run": index.name, "role": role, "layers": names, "steps": steps,
-                "values": [rows.get(n) for n in names]}
+        return {
+            "run": index.name,
+            "role": role,
+            "layers": names,
+            "steps": steps,
+            "values": [rows.get(n) for n in names],
+        }
     layer_obj = index.layers.get(layer)
     if layer_obj is None or role not in layer_obj.roles:
         return None
@@ -197,22 +269,37 @@ def diagnosis(reader, run, role, layer, step):
     diagnoses, _ = explain.diagnose_run(layer_views(reader, index, lambda name, r: True), step)
     found = [d for d in diagnoses if (d.layer, d.role) == (layer, role)]
     if not found:
-        raise errors.NotFoundError("run %r, layer %r, role %r has no record at or before step %s"
-                                   % (run, layer[:200], role, step))
+        raise errors.NotFoundError(
+            "run %r, layer %r, role %r has no record at or before step %s" % (run, layer[:200], role, step)
+        )
     d = found[0]
-    return {"run": run, "role": role, "layer": layer, "step": d.step, "text": d.text,
-            "causes": {k: json_float(v) for k, v in d.causes.items()},
-            "near_zero_fraction": json_float(d.near_zero_fraction), "dead_rows": d.dead_rows,
-            "starved": bool(d.starved), "alerts": [alert_json(a, index) for a in d.alerts]}
+    return {
+        "run": run,
+        "role": role,
+        "layer": layer,
+        "step": d.step,
+        "text": d.text,
+        "causes": {k: json_float(v) for k, v in d.causes.items()},
+        "near_zero_fraction": json_float(d.near_zero_fraction),
+        "dead_rows": d.dead_rows,
+        "starved": bool(d.starved),
+        "alerts": [alert_json(a, index) for a in d.alerts],
+    }
 
 
 def alerts(reader, run, step):
     """/alerts: every layer's alerts at `step`, ranked worst first, and each (layer, role)'s diagnosis."""
     index = reader.run(run)
     diagnoses, ranked = explain.diagnose_run(layer_views(reader, index, lambda name, r: True), step)
-    return {"run": run, "step": step, "alerts": [alert_json(a, index) for a in ranked],
-            "diagnoses": [{"layer": d.layer, "role": d.role, "step": d.step, "text": d.text,
-                           "starved": bool(d.starved)} for d in diagnoses]}
+    return {
+        "run": run,
+        "step": step,
+        "alerts": [alert_json(a, index) for a in ranked],
+        "diagnoses": [
+            {"layer": d.layer, "role": d.role, "step": d.step, "text": d.text, "starved": bool(d.starved)}
+            for d in diagnoses
+        ],
+    }
 
 
 class LayerView:
@@ -237,15 +324,25 @@ class LayerView:
 
 def layer_views(reader, index, keep):
     """{(layer, role): LayerView} in model order, for the (layer name, role) pairs `keep` accepts."""
-    return {(layer.name, role): LayerView(reader, layer.roles[role])
-            for layer in index.ordered_layers() for role in metadata.ROLES
-            if role in layer.roles and keep(layer.name, role)}
+    return {
+        (layer.name, role): LayerView(reader, layer.roles[role])
+        for layer in index.ordered_layers()
+        for role in metadata.ROLES
+        if role in layer.roles and keep(layer.name, role)
+    }
 
 
 def alert_json(alert, index=None):
     """An alert as the routes give it; `index` (the run's `RunIndex`) adds `open`, where the tab can show it."""
-    out = {"kind": alert.kind, "layer": alert.layer, "role": alert.role, "first_step": int(alert.first_step),
-           "severity": json_float(alert.severity), "message": alert.message, "seen_in": alert.seen_in or None}
+    out = {
+        "kind": alert.kind,
+        "layer": alert.layer,
+        "role": alert.role,
+        "first_step": int(alert.first_step),
+        "severity": json_float(alert.severity),
+        "message": alert.message,
+        "seen_in": alert.seen_in or None,
+    }
     if index is not None:
         out["open"] = alert_target(index, alert)
     return out

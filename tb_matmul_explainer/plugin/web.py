@@ -18,14 +18,24 @@ _MAX_STEP = 2**63 - 1
 STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
 ROUTE_PREFIX = "/data/plugin/%s/" % metadata.PLUGIN_NAME
 _CONTENT_TYPES = {
-    ".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css", ".html": "text/html",
-    ".json": "application/json", ".map": "application/json", ".svg": "image/svg+xml", ".png": "image/png",
-    ".woff2": "font/woff2", ".woff": "font/woff", ".txt": "text/plain", ".wasm": "application/wasm",
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".html": "text/html",
+    ".json": "application/json",
+    ".map": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".woff2": "font/woff2",
+    ".woff": "font/woff",
+    ".txt": "text/plain",
+    ".wasm": "application/wasm",
 }
 _JSON = "application/json; charset=utf-8"
 
 
 # ------------------------------------------------------------------------------------------------- parameters
+
 
 def args(request):
     """The query parameters; a 400 (not a 500) when the raw query string is not UTF-8 (werkzeug decodes strictly)."""
@@ -59,7 +69,8 @@ def step_param(request):
         return None
     if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > _MAX_STEP:
         raise errors.InvalidArgumentError(
-            "parameter 'step' must be a non-negative integer below 2**63, got %r" % value[:40])
+            "parameter 'step' must be a non-negative integer below 2**63, got %r" % value[:40]
+        )
     return int(value)
 
 
@@ -70,11 +81,13 @@ def role_param(request, default=None):
         return default
     if role not in metadata.ROLES:
         raise errors.InvalidArgumentError(
-            "parameter 'role' must be one of %s, got %r" % (", ".join(metadata.ROLES), role[:60]))
+            "parameter 'role' must be one of %s, got %r" % (", ".join(metadata.ROLES), role[:60])
+        )
     return role
 
 
 # ------------------------------------------------------------------------------------------------- responses
+
 
 def respond_json(request, obj):
     """A 200 response with `obj` as compact JSON (no NaN)."""
@@ -95,6 +108,7 @@ class MethodNotAllowedError(errors.PublicError):
 
 def get_only(app):
     """Wraps a route's WSGI app so that only GET and HEAD reach it (every route is read-only)."""
+
     def get_only_app(environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
@@ -109,7 +123,7 @@ def serve_static(request):
     path = request.path
     if not path.startswith(ROUTE_PREFIX):
         raise errors.NotFoundError("no such file")
-    relative = path[len(ROUTE_PREFIX):]
+    relative = path[len(ROUTE_PREFIX) :]
     if not relative or "\x00" in relative or "\\" in relative:
         raise errors.NotFoundError("no such file")
     root = os.path.realpath(STATIC_DIR)

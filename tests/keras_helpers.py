@@ -1,0 +1,133 @@
+"""Shared helpers of the Keras tests: option presets, the small MLP and its data, reading records back through
+TensorBoard's own data provider (`tb_reader`), and the per-cell oracle for per-unit totals."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tb_matmul_explainer import metadata, ops, threshold
+from tests import tb_reader
+
+EXACT = dict(threshold_method="exact", near_zero="exact")
+ALL_ROLES = ("forward", "kernel_gradient", "input_gradient")
+
+
+# Most tests run the aggregate kernels uncompiled (same values; spares the compile time of every small shape).
+UNCOMPILED = dict(jit=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Oracle: per-unit totals from the per-cell classifiers
+
+
+def _near_zero(result, thr):
+    result = np.asarray(result)
+    return (result == 0) | (np.abs(result) < thr) | np.isnan(result)
+
+
+def oracle(counts, sums, result, units_axis, thresholds, confidence=0.95):
+    """Per-unit totals from per-cell classifier output ([..., U, 9] with units on `units_axis`)."""
+    counts, sums, result = (np.asarray(t, np.float64) for t in (counts, sums, result))
+    thr_r = float(threshold.percentile_threshold(tf.constant(result, tf.float32), confidence))
+    nz = _near_zero(result, thr_r)[..., None]
+    axes = tuple(a for a in range(result.ndim) if a != units_axis % result.ndim)
+    return dict(
+        counts=counts.sum(axes),
+        sums=sums.sum(axes),
+        near_zero_counts=(counts * nz).sum(axes),
+        near_zero_sums=(sums * nz).sum(axes),
+        cells=np.ones_like(result).sum(axes),
+        near_zero_cells=nz[..., 0].sum(axes),
+        thresholds=[float(t) for t in thresholds] + [thr_r],
+    )
+
+
+def dense_forward_oracle(x, kernel, confidence=0.95):
+    counts, sums, thr = ops.matmul_classify(x, kernel, confidence, return_thresholds=True)
+    return oracle(counts, sums, tf.constant(x) @ tf.constant(kernel), -1, thr, confidence)
+
+
+def dense_kernel_gradient_oracle(x, d_out, confidence=0.95):
+    xt = np.ascontiguousarray(np.asarray(x).T)
+    counts, sums, thr = ops.matmul_classify(xt, d_out, confidence, return_thresholds=True)
+    return oracle(counts, sums, tf.constant(xt) @ tf.constant(d_out), -1, thr, confidence)
+
+
+def dense_input_gradient_oracle(d_out, kernel, confidence=0.95):
+    kt = np.ascontiguousarray(np.asarray(kernel).T)
+    counts, sums, thr = ops.matmul_classify(d_out, kt, confidence, return_thresholds=True)
+    return oracle(counts, sums, tf.constant(d_out) @ tf.constant(kt), -1, thr, confidence)
+
+
+def assert_record_equals(record, expected, rtol=1e-4, atol=1e-5):
+    np.testing.assert_array_equal(record.counts, expected["counts"])
+    np.testing.assert_allclose(record.sums, expected["sums"], rtol=rtol, atol=atol)
+    np.testing.assert_array_equal(record.near_zero_counts, expected["near_zero_counts"])
+    np.testing.assert_allclose(record.near_zero_sums, expected["near_zero_sums"], rtol=rtol, atol=atol)
+    np.testing.assert_array_equal(record.cells, expected["cells"])
+    np.testing.assert_array_equal(record.near_zero_cells, expected["near_zero_cells"])
+    np.testing.assert_allclose(record.thresholds, expected["thresholds"], rtol=1e-6)
+
+
+def records(log_dir, run="train"):
+    """{tag: (parsed metadata, [(step, Record)])} of one run."""
+    out = {}
+    for tag, (series, data) in tb_reader.read_records(str(log_dir))[run].items():
+        out[tag] = (
+            metadata.parse_plugin_metadata(series.plugin_content),
+            [(d.step, metadata.unpack_record(d.numpy)) for d in data],
+        )
+    return out
+
+
+def steps_of(recs, tag):
+    return [step for step, _ in recs[tag][1]]
+
+
+def record_at(recs, tag, step):
+    return dict(recs[tag][1])[step]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A small deterministic MLP and its gradients, computed directly
+
+
+def mlp_data(n=48, k=8, m=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, k)).astype(np.float32), rng.normal(size=(n, m)).astype(np.float32)
+
+
+def mlp(k=8, hidden=6, m=3, functional=False):
+    keras.utils.set_random_seed(1)
+    if functional:
+        inputs = keras.Input((k,))
+        h = keras.layers.Dense(hidden, activation="relu", name="hidden")(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(m, name="out")(h))
+    else:
+        model = keras.Sequential(
+            [
+                keras.Input((k,)),
+                keras.layers.Dense(hidden, activation="relu", name="hidden"),
+                keras.layers.Dense(m, name="out"),
+            ]
+        )
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    return model
+
+
+def mlp_gradients(weights, x, y):
+    """(inputs, d_out) of both layers for the mean squared error, computed directly."""
+    w1, b1, w2, b2 = (tf.constant(w) for w in weights)
+    x, y = tf.constant(x), tf.constant(y)
+    with tf.GradientTape() as tape:
+        z1 = x @ w1
+        tape.watch(z1)
+        a1 = tf.nn.relu(z1 + b1)
+        z2 = a1 @ w2
+        tape.watch(z2)
+        loss = keras.losses.MeanSquaredError()(y, z2 + b2)
+    d1, d2 = tape.gradient(loss, [z1, z2])
+    return (x.numpy(), d1.numpy()), (a1.numpy(), d2.numpy())
+
+
+# ---------------------------------------------------------------------------------------------------------------
