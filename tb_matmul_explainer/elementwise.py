@@ -7,16 +7,13 @@
 Each is one or a few passes over a tensor of the layer's input or output size (no matmul), so they cost far less
 than the layer itself. Tensors are `[..., U]` with the units on the last axis (every leading axis counts as a
 row); classes follow `ops`: Z is x == 0, |x| < threshold or NaN, P/N the rest by sign. Counts are exact (float64
-sums of 0/1 masks). Every function returns `(aggregates.UnitTotals, metadata.RecordExtras)` and runs XLA-compiled
-under the aggregates' compile mode (`aggregates.jit`: the recorder sets it from its `jit` option): compiled, the
-few passes over the cells fuse (2-4x faster on 2 CPU cores).
+sums of 0/1 masks). Every function returns `(aggregates.UnitTotals, metadata.RecordExtras)`.
 """
 
 import tensorflow as tf
 
 from tb_matmul_explainer import aggregates, metadata
 from tb_matmul_explainer import threshold as threshold_lib
-from tb_matmul_explainer.aggregates import jit
 
 
 def class_codes(t, thr):
@@ -60,7 +57,6 @@ def _pair_totals(first_codes, second_codes, value, near_zero):
     return per_bin(None), per_bin(value), per_bin(near_zero), per_bin(near_zero * value)
 
 
-@jit.kernel
 def activation_totals(m, bias, z, inactive, a, thresholds, output_threshold):
     """The activation record: m, bias, z, a, inactive `[..., U]` (bias broadcast to z's shape, zeros without one;
     inactive a bool mask), `thresholds` = (m's, the bias's), `output_threshold` the threshold of a."""
@@ -92,7 +88,6 @@ def activation_totals(m, bias, z, inactive, a, thresholds, output_threshold):
     return totals, extras
 
 
-@jit.kernel
 def activation_gradient_totals(d_a, slope, thresholds, result_threshold):
     """The activation-gradient record: d_a = dJ/da and slope = f'(z), `[..., U]`; `thresholds` = (d_a's,
     slope's); the result dJ/dz = d_a * slope is classed with `result_threshold`."""
@@ -115,7 +110,6 @@ def activation_gradient_totals(d_a, slope, thresholds, result_threshold):
     return totals, _plain_extras(tf.reduce_sum(tf.abs(result), 0))
 
 
-@jit.kernel
 def input_feature_totals(x, threshold):
     """The input-features record: x `[..., F]` (units = its last axis), classed with `threshold`."""
     x = _rows(x)

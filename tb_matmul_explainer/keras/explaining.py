@@ -15,7 +15,6 @@ from keras import ops as kops
 
 from tb_matmul_explainer import activations, aggregates, elementwise, internals, metadata, summary, validation
 from tb_matmul_explainer import threshold as threshold_lib
-from tb_matmul_explainer.aggregates import jit
 from tb_matmul_explainer.keras.options import DEFAULT_NEAR_ZERO_SAMPLE
 
 _FIELDS = (
@@ -278,8 +277,7 @@ class Explaining:
         units = target.units[role]
 
         def compute():
-            with jit.compile_mode(self.options.jit):
-                totals = totals_fn()
+            totals = totals_fn()
             totals, extras = (
                 totals if isinstance(totals, tuple) and len(totals) == 2 else (totals, metadata.no_extras(units))
             )
