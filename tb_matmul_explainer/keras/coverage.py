@@ -24,11 +24,12 @@ class Coverage:
     """Layers and multiply-adds per sample, recorded and in all (`multiply_adds` None when not known)."""
 
     recorded_layers: int
-    matmuls: int  # recorded layers + the matmuls not recorded (`LayerRecorder.skipped`)
+    matmuls: int  # recorded matmuls + the matmuls not recorded (`LayerRecorder.skipped`)
     recorded_multiply_adds: int = None
     multiply_adds: int = None
     per_layer: list = dataclasses.field(default_factory=list)  # (path, multiply-adds, recorded) in model order
     not_known: str = None  # why the multiply-adds are not known
+    recorded_matmuls: int = None  # recorded explanations (a layer may have several parts); None: recorded_layers
 
     @property
     def share(self):
@@ -41,7 +42,8 @@ class Coverage:
         """One line for the start of training."""
         head = (
             f"tb_matmul_explainer: recording {self.recorded_layers} layers "
-            f"({self.recorded_layers} of {self.matmuls} matmuls)"
+            f"({self.recorded_layers if self.recorded_matmuls is None else self.recorded_matmuls} of {self.matmuls} "
+            "matmuls)"
         )
         if self.share is None:
             return f"{head}; share of multiply-adds not known ({self.not_known})"
@@ -121,13 +123,13 @@ def _layer_multiply_adds(layer, layer_calls):
 def measure(model, entries, targets, skipped, sample=None):
     """The `Coverage` of a recorder's targets (`model.resolve`'s entries, targets and skipped)."""
     recorded = {id(t.layer) for t in targets}
-    layer_count = len(targets) + len(skipped)
+    counts = dict(recorded_layers=len(recorded), matmuls=len(targets) + len(skipped), recorded_matmuls=len(targets))
     if sample is None:
         sample = _sample(model)
     if isinstance(sample, str):
-        return Coverage(len(targets), layer_count, not_known=sample)
+        return Coverage(**counts, not_known=sample)
     if any(getattr(e.layer, "stateful", False) for e in entries):
-        return Coverage(len(targets), layer_count, not_known="a stateful layer would see its state changed")
+        return Coverage(**counts, not_known="a stateful layer would see its state changed")
     calls = call_shapes(model, entries, sample)
     per_layer, total, done = [], 0, 0
     for e in entries:
@@ -139,4 +141,4 @@ def measure(model, entries, targets, skipped, sample=None):
             per_layer.append((f"{e.path}/{suffix}" if suffix else e.path, macs, is_recorded))
             total += macs
             done += counts[0] if is_recorded else 0
-    return Coverage(len(targets), layer_count, done, total, per_layer)
+    return Coverage(**counts, recorded_multiply_adds=done, multiply_adds=total, per_layer=per_layer)

@@ -140,7 +140,7 @@ class LayerRecorder(Explaining):
     def _patch(self):
         with self._lock:
             if self._patched == 0:
-                for target in self.targets:
+                for target in self._first_parts():
                     internals.patch_call(target.layer, target.adapter.patched_call(self, target))
             self._patched += 1
 
@@ -148,8 +148,12 @@ class LayerRecorder(Explaining):
         with self._lock:
             self._patched -= 1
             if self._patched == 0:
-                for target in self.targets:
+                for target in self._first_parts():
                     internals.unpatch_call(target.layer)
+
+    def _first_parts(self):
+        """The first target of each recorded layer (a layer with several parts is patched once)."""
+        return [t for t in self.targets if t.parts is None or next(iter(t.parts.values())) is t]
 
 
 class _Recording:
