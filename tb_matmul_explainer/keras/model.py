@@ -206,3 +206,14 @@ def resolve(model, wanted, roles, confidence, thresholds):
             skipped[f"{entry.path}/{suffix}"] = why
             _warn(f"{entry.path}/{suffix}", entry.layer, why)
     return targets, skipped, entries
+
+
+def wrappers(entries):
+    """[(layer, call)] of the wrappers whose adapter replaces their call while recording (`Adapter.recording_call`)."""
+    out = []
+    for entry in entries:
+        adapter = layers.adapter_for(entry.layer)
+        call = None if adapter is None else adapter.recording_call(entry.layer)
+        if call is not None:
+            out.append((entry.layer, call))
+    return out

@@ -78,6 +78,12 @@ class Adapter:
         """The `call` that replaces the layer's while a recording step is traced."""
         raise NotImplementedError
 
+    def recording_call(self, layer):
+        """For a wrapper that records nothing itself: the `call` that replaces its own while a recording step is
+        traced and in the coverage pass (the same values, its wrapped layer called as it is recorded); None: the
+        layer keeps its call."""
+        return None
+
     # -- totals of the three matmul roles ------------------------------------------------------------------------
 
     def forward_totals(self, target, x, kernel, z, geometry, options):

@@ -78,7 +78,8 @@ def _rnn_multiply_adds(layer, inputs):
 
 
 class OtherRNNAdapter(Adapter):
-    """An RNN around a cell `RNNAdapter` does not take: nothing of its own; its cell's multiply-adds."""
+    """An RNN around a cell `RNNAdapter` does not take: nothing of its own; its cell's multiply-adds. Its cell is
+    listed as not recorded where no adapter would say so (Keras' cells inside `StackedRNNCells`)."""
 
     kind = "rnn"
     layer_types = (keras_layers.RNN,)
@@ -89,6 +90,25 @@ class OtherRNNAdapter(Adapter):
 
     def multiply_adds(self, layer, inputs, output):
         return _rnn_multiply_adds(layer, inputs)
+
+    def _stacked(self, layer):
+        return getattr(layer.cell, "cells", None) if isinstance(layer.cell, keras_layers.StackedRNNCells) else None
+
+    def not_recorded(self, layer):
+        if self._stacked(layer) is None:
+            return {}
+        return {
+            layer.cell.name: "StackedRNNCells is not recorded: only an RNN holding one SimpleRNNCell, LSTMCell or "
+            "GRUCell is"
+        }
+
+    def extra_multiply_adds(self, layer, inputs, output):
+        cells = self._stacked(layer)
+        if cells is None:
+            return {}
+        steps = int(inputs[0][1])
+        kernels = [getattr(c, name, None) for c in cells for name in PARTS]
+        return {layer.cell.name: steps * sum(math.prod(int(d) for d in k.shape) for k in kernels if k is not None)}
 
 
 class RNNAdapter(DenseAdapter):
@@ -188,13 +208,13 @@ def _recording_call(recorder, layer, kernel_target, recurrent_target):
         constant_kernel = tf.stop_gradient(recurrent_kernel)
 
         def step_fn(inputs, states):
-            xw_t, hu_t = inputs
+            xw_t, hu_t = kops.split(inputs, 2, axis=-1)
             # The product's value from the live state (gradient to h_{t-1}), its kernel gradient via `hu`.
             live = kops.matmul(states[0], constant_kernel) + (hu_t - tf.stop_gradient(hu_t))
             return step(cell, xw_t, live, states)
 
         last, outputs, states = internals.rnn_loop(
-            step_fn, (xw, hu), initial_state, return_all_outputs=layer.return_sequences, **loop
+            step_fn, kops.concatenate([xw, hu], -1), initial_state, return_all_outputs=layer.return_sequences, **loop
         )
         if training and 0.0 < cell.dropout < 1.0:
             cell.reset_dropout_mask()
