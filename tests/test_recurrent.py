@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tb_matmul_explainer import keras as tk
-from tb_matmul_explainer.layers.recurrent_cells import step
+from tb_matmul_explainer.layers.recurrent_cells import recurrent_parts, step
 from tests.keras_helpers import (
     ALL_ROLES,
     EXACT,
@@ -39,30 +39,45 @@ def _data(layer, seed=12):
 
 
 def unrolled(layer, x, y):
-    """{part: (x rows, d_out rows)} of loss = sum(out * y), by an unrolled loop of the cell's step with both
-    products watched: kernel: x_t and d(loss)/d(x_t W); recurrent_kernel: h_{t-1} and d(loss)/d(h_{t-1} U)."""
+    """{part: (operand rows, d_out rows)} of loss = sum(out * y), by an unrolled loop of the cell's step with every
+    product watched: kernel: x_t and d(loss)/d(x_t W); recurrent parts: their operand (h_{t-1}, or r_t * h_{t-1})
+    and d(loss)/d(operand @ their columns of U)."""
     cell = layer.cell
     states = [tf.zeros((B, U))] * (2 if isinstance(cell, keras.layers.LSTMCell) else 1)
-    xw, hu, h_prev, outs = {}, {}, {}, []
+    operands, products, outs = {}, {}, []
     with tf.GradientTape(persistent=True) as tape:
         for t in reversed(range(T)) if layer.go_backwards else range(T):
-            xw[t] = tf.constant(x[:, t]) @ cell.kernel
-            h_prev[t] = states[0]
-            hu[t] = h_prev[t] @ cell.recurrent_kernel
-            tape.watch([xw[t], hu[t]])
-            out, states = step(cell, xw[t], hu[t], states)
+            xw = tf.constant(x[:, t]) @ cell.kernel
+            tape.watch(xw)
+            operands[("kernel", t)], products[("kernel", t)] = x[:, t], xw
+
+            def product(operand, part, t=t):
+                lo, hi = recurrent_parts(cell)[part]
+                products[(part, t)] = operand @ cell.recurrent_kernel[:, lo:hi]
+                tape.watch(products[(part, t)])
+                operands[(part, t)] = operand
+                return products[(part, t)]
+
+            out, states = step(cell, xw, product, states)
             outs.append(out)
         output = tf.stack(outs, 1) if layer.return_sequences else outs[-1]
         loss = tf.reduce_sum(output * y)
     np.testing.assert_allclose(output, layer(x), rtol=1e-5, atol=1e-6)  # the unrolled loop is the layer
+    d_out = dict(zip(products, tape.gradient(loss, list(products.values()))))
 
-    def rows(by_step):
-        t = tf.stack([by_step[t] for t in range(T)], 1).numpy()
+    def rows(by_step, part):
+        t = tf.stack([by_step[(part, t)] for t in range(T)], 1).numpy()
         return t.reshape(-1, t.shape[-1])
 
-    d_xw = dict(zip(range(T), tape.gradient(loss, [xw[t] for t in range(T)])))
-    d_hu = dict(zip(range(T), tape.gradient(loss, [hu[t] for t in range(T)])))
-    return {"kernel": (x.reshape(-1, C), rows(d_xw)), "recurrent_kernel": (rows(h_prev), rows(d_hu))}
+    parts = ["kernel", *recurrent_parts(cell)]
+    return {part: (rows(operands, part), rows(d_out, part)) for part in parts}
+
+
+def _kernel(layer, part):
+    if part == "kernel":
+        return layer.cell.kernel.numpy()
+    lo, hi = recurrent_parts(layer.cell)[part]
+    return layer.cell.recurrent_kernel.numpy()[:, lo:hi]
 
 
 def assert_matches(record, expected):
@@ -95,23 +110,24 @@ def _recording_step(layer, recorder, out_rank):
         ("LSTM", {}),
         ("GRU", dict(return_sequences=True, go_backwards=True)),
         ("GRU", {}),
+        ("GRU", dict(reset_after=False, return_sequences=True)),
     ],
 )
 def test_both_kernels_records_equal_the_classifiers_on_the_rows_of_all_time_steps(tmp_path, kind, options):
     layer = _layer(kind, **options)
     x, y = _data(layer)
     recorder = tk.LayerRecorder(layer, tmp_path, roles=ALL_ROLES, **EXACT, **UNCOMPILED)
-    assert [t.name for t in recorder.targets] == ["rnn/kernel", "rnn/recurrent_kernel"]
+    parts = ["kernel", "recurrent_kernel"] + (["recurrent_kernel_candidate"] if "reset_after" in options else [])
+    assert [t.name for t in recorder.targets] == [f"rnn/{part}" for part in parts]
     _recording_step(layer, recorder, y.ndim)(x, y)
     recorder.flush()
     recs = records(tmp_path)
-    assert sorted(recs) == sorted(f"rnn/{part}/{role}" for part in ("kernel", "recurrent_kernel") for role in ALL_ROLES)
+    assert sorted(recs) == sorted(f"rnn/{part}/{role}" for part in parts for role in ALL_ROLES)
     op = {"SimpleRNN": "simple_rnn", "LSTM": "lstm", "GRU": "gru"}[kind]
-    gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[kind]
     for part, (rows, d_out) in unrolled(layer, x, y).items():
-        kernel = getattr(layer.cell, part).numpy()
+        kernel = _kernel(layer, part)
         md = recs[f"rnn/{part}/forward"][0]
-        assert (md.op, md.layer, md.units) == (op, f"rnn/{part}", gates * U)
+        assert (md.op, md.layer, md.units) == (op, f"rnn/{part}", kernel.shape[1])
         assert recs[f"rnn/{part}/input_gradient"][0].units == kernel.shape[0]
         assert_matches(record_at(recs, f"rnn/{part}/forward", 0), dense_forward_oracle(rows, kernel))
         assert_matches(record_at(recs, f"rnn/{part}/kernel_gradient", 0), dense_kernel_gradient_oracle(rows, d_out))
@@ -142,6 +158,7 @@ def _outputs_and_gradients(layer, recorder, x, kwargs, instrumented):
         ("LSTM", dict(return_sequences=True, go_backwards=True, zero_output_for_mask=True), dict(mask="ragged")),
         ("GRU", dict(return_sequences=True, unroll=True, dropout=0.3), dict(training=True)),
         ("GRU", dict(use_bias=False), dict(initial_state="given")),
+        ("GRU", dict(reset_after=False, return_sequences=True), dict(mask="ragged")),
     ],
 )
 def test_a_recording_step_computes_what_the_layer_computes(tmp_path, kind, options, call):
@@ -182,7 +199,7 @@ def test_masked_steps_are_in_no_record(tmp_path):
     recs = records(tmp_path)
     n = int(valid.sum())
     for part, (rows, _) in parts.items():
-        kernel = getattr(layer.cell, part).numpy()
+        kernel = _kernel(layer, part)
         assert_record_equals(
             record_at(recs, f"rnn/{part}/forward", 0), dense_forward_oracle(rows[valid.reshape(-1)], kernel)
         )
@@ -195,7 +212,7 @@ def test_masked_steps_are_in_no_record(tmp_path):
 def test_refused_settings_are_named_with_the_reason(tmp_path):
     inputs = keras.Input((T, C), batch_size=B)
     h = keras.layers.LSTM(U, recurrent_dropout=0.2, return_sequences=True, name="lstm")(inputs)
-    h = keras.layers.GRU(U, reset_after=False, return_sequences=True, name="gru")(h)
+    h = keras.layers.GRU(U, implementation=1, return_sequences=True, name="gru")(h)
     h = keras.layers.SimpleRNN(U, stateful=True, return_sequences=True, name="simple")(h)
     h = keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.GRUCell(U)]), name="stacked")(h)
     model = keras.Model(inputs, h)
@@ -205,7 +222,7 @@ def test_refused_settings_are_named_with_the_reason(tmp_path):
     assert recorder.skipped == {
         "lstm": "recurrent_dropout=0.2 is not supported (each gate's matmul then has its own dropped copy of the "
         "hidden state)",
-        "gru": "reset_after=False is not supported (reset_after=True, the default)",
+        "gru": "implementation=1 is not supported (implementation=2, the default)",
         "simple": "stateful=True is not supported (the recorder's loop does not carry states across batches)",
         "stacked/stacked_rnn_cells": "StackedRNNCells is not recorded: only an RNN holding one SimpleRNNCell, "
         "LSTMCell or GRUCell is",

@@ -7,13 +7,17 @@ Each layer yields two explanations (parts), named `<Keras path>/kernel` and `<Ke
   recurrent_kernel  h_{t-1} @ recurrent_kernel for every time step (h_0 = the initial state): a dense matmul over
                     (batch x time) rows of the shifted hidden-state sequence, recurrent_kernel [U, G*U]
 
-Units are the kernels' G*U columns in Keras' gate order (`metadata.GATES`; metadata `op` "lstm": i, f, c, o;
+GRU with reset_after=False computes its recurrent kernel as two matmuls, so it has three parts: `recurrent_kernel`
+is h_{t-1} @ its z and r columns [U, 2*U], and `recurrent_kernel_candidate` is (r_t * h_{t-1}) @ its candidate
+columns [U, U] (`recurrent_cells.recurrent_parts`).
+
+Units are the kernels' columns in Keras' gate order (`metadata.GATES`; metadata `op` "lstm": i, f, c, o;
 "gru": z, r, h; "simple_rnn": one block), gate k holding units k*U .. (k+1)*U - 1; input_gradient units are the
 kernel's rows (C input features; U hidden features for the recurrent kernel). Aggregated over time steps: every
 count and sum of a record adds up the products of all time steps of all batch rows; d_out is d(loss)/d(product)
 per step and gate (for GRU the candidate's recurrent product enters as r * (h U_h + b_h), so its d_out carries r).
-Only the input kernel records `input_features`; neither records the activation roles (the gates' activations are
-inside the cell).
+Only the input kernel records `input_features`; none records the activation roles (the gates' activations are
+inside the cell). The first step's rows of the recurrent records are h_0 (zeros unless an initial state is given).
 
 Masking (a `Masking` layer or a `mask` argument): a masked step carries the state and Keras discards what its
 matmuls computed, so masked steps are in no record (neither their products nor their cells).
@@ -27,8 +31,8 @@ every step reaches the records. A recording step thus costs about one more forwa
 (batch x time)-row matmuls; on a GPU, LSTM and GRU also leave cuDNN's fused kernel for Keras' generic loop in that
 step (several times slower for the layer). Steps that do not record run the model's own compiled step.
 
-Refused, with the reason: stateful=True, recurrent_dropout > 0, implementation=1, GRU reset_after=False, cells of
-other types (their RNN is left to `OtherRNNAdapter`, the cell is listed as not supported).
+Refused, with the reason: stateful=True, recurrent_dropout > 0, implementation=1. An RNN around other cells is left
+to `OtherRNNAdapter` (its cell is listed as not supported).
 """
 
 import math
@@ -41,10 +45,10 @@ from keras import tree
 from tb_matmul_explainer import internals
 from tb_matmul_explainer.layers.base import Adapter
 from tb_matmul_explainer.layers.dense import DenseAdapter
-from tb_matmul_explainer.layers.recurrent_cells import CELLS, step
+from tb_matmul_explainer.layers.recurrent_cells import CELLS, recurrent_parts, step
 
 _OPS = {"SimpleRNNCell": "simple_rnn", "LSTMCell": "lstm", "GRUCell": "gru"}
-PARTS = ("kernel", "recurrent_kernel")
+_KERNELS = ("kernel", "recurrent_kernel")  # the cells' kernel variables
 
 
 class RecurrentCellAdapter(Adapter):
@@ -67,7 +71,7 @@ class RecurrentCellAdapter(Adapter):
 
 
 def _cell_kernels(layer):
-    return [getattr(layer.cell, name, None) for name in PARTS]
+    return [getattr(layer.cell, name, None) for name in _KERNELS]
 
 
 def _rnn_multiply_adds(layer, inputs):
@@ -107,7 +111,7 @@ class OtherRNNAdapter(Adapter):
         if cells is None:
             return {}
         steps = int(inputs[0][1])
-        kernels = [getattr(c, name, None) for c in cells for name in PARTS]
+        kernels = [getattr(c, name, None) for c in cells for name in _KERNELS]
         return {layer.cell.name: steps * sum(math.prod(int(d) for d in k.shape) for k in kernels if k is not None)}
 
 
@@ -134,12 +138,10 @@ class RNNAdapter(DenseAdapter):
             )
         if reason is None and getattr(cell, "implementation", 2) != 2:
             reason = f"implementation={cell.implementation} is not supported (implementation=2, the default)"
-        if reason is None and not getattr(cell, "reset_after", True):
-            reason = "reset_after=False is not supported (reset_after=True, the default)"
         return reason
 
     def parts(self, layer):
-        return PARTS
+        return ("kernel", *recurrent_parts(layer.cell))
 
     def activation(self, layer):
         return None
@@ -151,11 +153,16 @@ class RNNAdapter(DenseAdapter):
         return _OPS[type(layer.cell).__name__]
 
     def units(self, layer, role, part=None):
-        shape = [int(d) for d in getattr(layer.cell, part).shape]
-        return shape[0] if role in ("input_gradient", "input_features") else shape[1]
+        rows = int(layer.cell.kernel.shape[0]) if part == "kernel" else layer.cell.units
+        if role in ("input_gradient", "input_features"):
+            return rows
+        if part == "kernel":
+            return int(layer.cell.kernel.shape[1])
+        lo, hi = recurrent_parts(layer.cell)[part]
+        return hi - lo
 
     def patched_call(self, recorder, target):
-        return _recording_call(recorder, target.layer, target.parts["kernel"], target.parts["recurrent_kernel"])
+        return _recording_call(recorder, target.layer, target.parts)
 
     def multiply_adds(self, layer, inputs, output):
         return _rnn_multiply_adds(layer, inputs)
@@ -178,9 +185,11 @@ class _Rows:
         return tf.scatter_nd(tf.where(self.mask), rows, shape)
 
 
-def _recording_call(recorder, layer, kernel_target, recurrent_target):
-    """The RNN layer's `call` while a recording step is traced (see the module docstring)."""
+def _recording_call(recorder, layer, targets):
+    """The RNN layer's `call` while a recording step is traced (see the module docstring); `targets`: part ->
+    its `Target`."""
     cell = layer.cell
+    columns = recurrent_parts(cell)
 
     def call(sequences, initial_state=None, mask=None, training=False):
         if initial_state is None:
@@ -194,8 +203,7 @@ def _recording_call(recorder, layer, kernel_target, recurrent_target):
         if training and 0.0 < cell.dropout < 1.0:
             sequences = sequences * kops.expand_dims(cell.get_dropout_mask(sequences[:, 0, :]), 1)
         kernel = kops.convert_to_tensor(cell.kernel)
-        recurrent_kernel = kops.convert_to_tensor(cell.recurrent_kernel)
-        xw = rows.scatter(recorder._explain(kernel_target, rows.gather(sequences), kernel, kops.matmul, None))
+        xw = rows.scatter(recorder._explain(targets["kernel"], rows.gather(sequences), kernel, kops.matmul, None))
         loop = dict(
             go_backwards=layer.go_backwards,
             mask=mask,
@@ -203,18 +211,32 @@ def _recording_call(recorder, layer, kernel_target, recurrent_target):
             input_length=sequences.shape[1],
             zero_output_for_mask=layer.zero_output_for_mask,
         )
-        h_prev = _previous_states(cell, tf.stop_gradient(xw), initial_state, tf.stop_gradient(recurrent_kernel), loop)
-        hu = rows.scatter(recorder._explain(recurrent_target, rows.gather(h_prev), recurrent_kernel, kops.matmul, None))
-        constant_kernel = tf.stop_gradient(recurrent_kernel)
+        kernels = _recurrent_kernels(cell, columns)
+        constant = {part: tf.stop_gradient(k) for part, k in kernels.items()}
+        operands = _recurrent_operands(cell, tf.stop_gradient(xw), initial_state, constant, loop)
+        products = [
+            rows.scatter(recorder._explain(targets[part], rows.gather(operands[part]), k, kops.matmul, None))
+            for part, k in kernels.items()
+        ]
+        sizes = [int(t.shape[-1]) for t in [xw, *products]]
 
         def step_fn(inputs, states):
-            xw_t, hu_t = kops.split(inputs, 2, axis=-1)
-            # The product's value from the live state (gradient to h_{t-1}), its kernel gradient via `hu`.
-            live = kops.matmul(states[0], constant_kernel) + (hu_t - tf.stop_gradient(hu_t))
-            return step(cell, xw_t, live, states)
+            xw_t, *injected = tf.split(inputs, sizes, axis=-1)
+            injected = dict(zip(kernels, injected))
+
+            def product(operand, part):
+                # The value from the live operand (its gradient to h_{t-1}), the kernel's gradient via `products`.
+                m = injected[part]
+                return kops.matmul(operand, constant[part]) + (m - tf.stop_gradient(m))
+
+            return step(cell, xw_t, product, states)
 
         last, outputs, states = internals.rnn_loop(
-            step_fn, kops.concatenate([xw, hu], -1), initial_state, return_all_outputs=layer.return_sequences, **loop
+            step_fn,
+            kops.concatenate([xw, *products], -1),
+            initial_state,
+            return_all_outputs=layer.return_sequences,
+            **loop,
         )
         if training and 0.0 < cell.dropout < 1.0:
             cell.reset_dropout_mask()
@@ -226,16 +248,32 @@ def _recording_call(recorder, layer, kernel_target, recurrent_target):
     return call
 
 
-def _previous_states(cell, xw, initial_state, recurrent_kernel, loop):
-    """h_{t-1} of every step [B, T, U] in the input's time order, from a forward-only pass of the loop."""
+def _recurrent_kernels(cell, columns):
+    """{part: its columns of the recurrent kernel} (the whole kernel for a part that has all its columns)."""
+    kernel = kops.convert_to_tensor(cell.recurrent_kernel)
+    return {
+        part: kernel if (lo, hi) == (0, kernel.shape[1]) else kernel[:, lo:hi] for part, (lo, hi) in columns.items()
+    }
+
+
+def _recurrent_operands(cell, xw, initial_state, kernels, loop):
+    """{part: its first operand at every step [B, T, U]} (h_{t-1}; GRU reset_after=False's candidate: r_t * h_{t-1})
+    in the input's time order, from a forward-only pass of the loop, without gradient (the cell's bias and the
+    initial state get theirs from the second pass)."""
 
     def step_fn(xw_t, states):
-        _, new_states = step(cell, xw_t, kops.matmul(states[0], recurrent_kernel), states)
-        return states[0], new_states
+        seen = {}
 
-    _, h_prev, _ = internals.rnn_loop(step_fn, xw, [tf.stop_gradient(s) for s in initial_state], **loop)
-    # (No gradient: the cell's bias and the initial state get theirs from the second pass.)
-    return tf.stop_gradient(tf.reverse(h_prev, [1]) if loop["go_backwards"] else h_prev)
+        def product(operand, part):
+            seen[part] = operand
+            return kops.matmul(operand, kernels[part])
+
+        _, new_states = step(cell, xw_t, product, states)
+        return kops.concatenate([seen[part] for part in kernels], -1), new_states
+
+    _, operands, _ = internals.rnn_loop(step_fn, xw, [tf.stop_gradient(s) for s in initial_state], **loop)
+    operands = tf.stop_gradient(tf.reverse(operands, [1]) if loop["go_backwards"] else operands)
+    return dict(zip(kernels, tf.split(operands, len(kernels), axis=-1)))
 
 
 ADAPTERS = (RecurrentCellAdapter(), RNNAdapter(), OtherRNNAdapter())
