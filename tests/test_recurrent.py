@@ -213,7 +213,6 @@ def test_refused_settings_are_named_with_the_reason(tmp_path):
     inputs = keras.Input((T, C), batch_size=B)
     h = keras.layers.LSTM(U, recurrent_dropout=0.2, return_sequences=True, name="lstm")(inputs)
     h = keras.layers.GRU(U, implementation=1, return_sequences=True, name="gru")(h)
-    h = keras.layers.SimpleRNN(U, stateful=True, return_sequences=True, name="simple")(h)
     h = keras.layers.RNN(keras.layers.StackedRNNCells([keras.layers.GRUCell(U)]), name="stacked")(h)
     model = keras.Model(inputs, h)
     with pytest.warns(tk.UnsupportedLayerWarning):
@@ -223,7 +222,6 @@ def test_refused_settings_are_named_with_the_reason(tmp_path):
         "lstm": "recurrent_dropout=0.2 is not supported (each gate's matmul then has its own dropped copy of the "
         "hidden state)",
         "gru": "implementation=1 is not supported (implementation=2, the default)",
-        "simple": "stateful=True is not supported (the recorder's loop does not carry states across batches)",
         "stacked/stacked_rnn_cells": "StackedRNNCells is not recorded: only an RNN holding one SimpleRNNCell, "
         "LSTMCell or GRUCell is",
     }
@@ -263,3 +261,19 @@ def test_a_recurrent_classifier_trains_with_the_callback_and_is_read_back_throug
     for name in parts:
         record = record_at(recs, f"{name}/kernel_gradient", 2)
         assert record.counts.sum() == 8 * T * (6 if name.endswith("/kernel") else U) * 4 * U
+
+
+def test_a_stateful_layer_carries_its_state_across_recording_steps_as_keras_does(tmp_path):
+    keras.utils.set_random_seed(13)
+    layer = keras.layers.LSTM(U, stateful=True, return_sequences=True, name="rnn")
+    x = tf.constant(_data(layer)[0])
+    layer(x)
+    recorder = tk.LayerRecorder(layer, tmp_path, roles=ALL_ROLES, **UNCOMPILED)
+    runs = []
+    for instrumented in (True, False):
+        layer.reset_state()
+        runs.append([_outputs_and_gradients(layer, recorder, x, {}, instrumented) for _ in range(2)])
+        runs[-1].append([tf.identity(v) for v in layer.states])
+    assert not np.allclose(runs[1][0][0], runs[1][1][0])  # (the second call starts from the first's state)
+    for got, want in zip(tf.nest.flatten(runs[0]), tf.nest.flatten(runs[1])):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)

@@ -31,7 +31,8 @@ every step reaches the records. A recording step thus costs about one more forwa
 (batch x time)-row matmuls; on a GPU, LSTM and GRU also leave cuDNN's fused kernel for Keras' generic loop in that
 step (several times slower for the layer). Steps that do not record run the model's own compiled step.
 
-Refused, with the reason: stateful=True, recurrent_dropout > 0, implementation=1. An RNN around other cells is left
+A stateful layer starts from and updates its state variables, as Keras does (one update per step: the first pass
+only reads them). Refused, with the reason: recurrent_dropout > 0, implementation=1. An RNN around other cells is left
 to `OtherRNNAdapter` (its cell is listed as not supported).
 """
 
@@ -129,8 +130,6 @@ class RNNAdapter(DenseAdapter):
         cell = layer.cell
         if reason is None and getattr(cell, "quantization_mode", None):
             reason = f"quantized kernels ({cell.quantization_mode}) are not supported"
-        if reason is None and layer.stateful:
-            reason = "stateful=True is not supported (the recorder's loop does not carry states across batches)"
         if reason is None and cell.recurrent_dropout:
             reason = (
                 f"recurrent_dropout={cell.recurrent_dropout} is not supported (each gate's matmul then has its own "
@@ -193,10 +192,10 @@ def _recording_call(recorder, layer, targets):
 
     def call(sequences, initial_state=None, mask=None, training=False):
         if initial_state is None:
-            initial_state = layer.get_initial_state(batch_size=kops.shape(sequences)[0])
+            initial_state = layer.states if layer.stateful else layer.get_initial_state(kops.shape(sequences)[0])
         if not tree.is_nested(initial_state):
             initial_state = [initial_state]
-        initial_state = [kops.cast(s, cell.compute_dtype) for s in initial_state]
+        initial_state = [kops.cast(kops.convert_to_tensor(s), cell.compute_dtype) for s in initial_state]
         if tree.is_nested(mask):
             mask = mask[0]
         rows = _Rows(None if mask is None else tf.cast(mask, tf.bool))
@@ -240,6 +239,9 @@ def _recording_call(recorder, layer, targets):
         )
         if training and 0.0 < cell.dropout < 1.0:
             cell.reset_dropout_mask()
+        if layer.stateful:
+            for variable, state in zip(tree.flatten(layer.states), tree.flatten(states)):
+                variable.assign(kops.cast(state, variable.dtype))
         output = kops.cast(outputs if layer.return_sequences else last, layer.compute_dtype)
         if layer.return_state:
             return output, *[kops.cast(s, layer.compute_dtype) for s in states]
