@@ -27,6 +27,7 @@ class Geometry(NamedTuple):
     kernel_shape: tuple  # kernel_spatial + (in_channels, out_channels)
     strides: tuple  # one int per spatial axis
     padding: str  # "VALID" or "SAME"
+    dilations: tuple = None  # one int per spatial axis (None: 1)
 
 
 def _batch_class_totals(t):
@@ -47,11 +48,10 @@ def _forward_all(x, w, geometry):
     cin, cout = kshape[-2], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
     xbar = _batch_class_totals(x)  # [1, S, 6 cin]
-    out_spatial = conv_lib.output_shape([1] + x.values.shape.as_list()[1:], kshape, geometry.strides, geometry.padding)[
-        1:-1
-    ]
+    strides, padding, dilations = geometry.strides, geometry.padding, geometry.dilations
+    out_spatial = conv_lib.output_shape([1] + x.values.shape.as_list()[1:], kshape, strides, padding, dilations)[1:-1]
     ones = conv_lib.valid_ones(out_spatial, tf.float64)
-    pat = conv_lib.backprop_filter(xbar, ones, kshape[:-2] + [6 * cin, 1], geometry.strides, geometry.padding)
+    pat = conv_lib.backprop_filter(xbar, ones, kshape[:-2] + [6 * cin, 1], strides, padding, dilations)
     pat = tf.transpose(tf.reshape(pat, [kp, 6, cin]), [1, 0, 2])  # [6, kp, cin]
     w_classes = classes.class_stack(w.values, w.threshold, [kp, cin, cout])
     counts = tf.einsum("akc,bkcd->abd", pat[:3], w_classes.counts)
@@ -71,7 +71,7 @@ def _kernel_gradient_all(x, d, geometry):
     cnt_n = tf.reduce_sum(tf.cast(xn, X.dtype), -1)
     # Box sums of the channel sums; counts and values summed apart so a non-finite value cannot reach a count.
     box = [
-        conv_lib.box_sums(tf.stack(chans, -1), kshape[:-2], geometry.strides, geometry.padding)
+        conv_lib.box_sums(tf.stack(chans, -1), kshape[:-2], geometry.strides, geometry.padding, geometry.dilations)
         for chans in ([cnt_p, cin - cnt_p - cnt_n, cnt_n], [tf.reduce_sum(v, -1) for v in classes.values(X, xp, xn)])
     ]
     positions = conv_lib.spatial_size(D.shape.as_list())
@@ -107,7 +107,9 @@ def _input_gradient_all(d, w, geometry):
     kp = conv_lib.kernel_offsets(kshape)
     dbar = _batch_class_totals(d)  # [1, S', 6 cout]
     ones = conv_lib.valid_ones(input_shape[1:-1], tf.float64)
-    pat = conv_lib.backprop_filter(ones, dbar, kshape[:-2] + [1, 6 * cout], geometry.strides, geometry.padding)
+    pat = conv_lib.backprop_filter(
+        ones, dbar, kshape[:-2] + [1, 6 * cout], geometry.strides, geometry.padding, geometry.dilations
+    )
     pat = tf.transpose(tf.reshape(pat, [kp, 6, cout]), [1, 0, 2])  # [6, kp, cout]
     w_classes = classes.class_stack(w.values, w.threshold, [kp, cin, cout])
     counts = tf.einsum("akd,bkcd->abc", pat[:3], w_classes.counts)
@@ -147,20 +149,28 @@ def _stage2_against_kernel(a, w, any_first, strategy, units_of):
 
 def _forward_near_zero(x, w, mask, geometry):
     """Near-zero totals of conv forward: backprop_filter(x variants, M) (TensorFlow), then against the kernel."""
-    kshape, strides, padding = list(geometry.kernel_shape), geometry.strides, geometry.padding
+    kshape = list(geometry.kernel_shape)
+    strides, padding, dilations = geometry.strides, geometry.padding, geometry.dilations
     cin, cout = kshape[-2], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
     # Products whose first factor is anything: patch counts of the valid input (padding excluded) against M.
     msum = tf.reduce_sum(f64(mask), 0)[None]  # [1, S', cout]
     any_first = conv_lib.backprop_filter(
-        conv_lib.valid_ones(x.values.shape[1:-1], tf.float64), msum, kshape[:-2] + [1, cout], strides, padding
+        conv_lib.valid_ones(x.values.shape[1:-1], tf.float64),
+        msum,
+        kshape[:-2] + [1, cout],
+        strides,
+        padding,
+        dilations,
     )
     any_first = tf.reshape(any_first, [kp, 1, cout]) * tf.ones([1, cin, 1], tf.float64)  # [kp, cin, cout]
 
     def compute(strategy, bound):
         xs = classes.stacked_variants(x.values, x.threshold, strategy, -1)
         v = exact.n_variants(strategy)
-        a = conv_lib.backprop_filter(xs, tf.cast(mask, xs.dtype), kshape[:-2] + [v * cin, cout], strides, padding)
+        a = conv_lib.backprop_filter(
+            xs, tf.cast(mask, xs.dtype), kshape[:-2] + [v * cin, cout], strides, padding, dilations
+        )
         return _stage2_against_kernel(a, w, any_first, strategy, "forward")
 
     bound_static = conv_lib.batch_positions(mask.shape.as_list())
@@ -200,37 +210,46 @@ def _stage2_elementwise(a, d, any_first, strategy, bound):
 
 def _kernel_gradient_near_zero(x, d, mask, geometry):
     """Near-zero totals of the conv kernel gradient: conv(x variants, M) (TensorFlow), then against d_out."""
-    kshape, strides, padding = list(geometry.kernel_shape), geometry.strides, geometry.padding
+    kshape = list(geometry.kernel_shape)
+    strides, padding, dilations = geometry.strides, geometry.padding, geometry.dilations
     cin, cout = kshape[-2], kshape[-1]
     positions = conv_lib.spatial_size(d.values.shape.as_list())
     ones = tf.ones([1] + x.values.shape.as_list()[1:-1] + [cin], tf.float32)
-    any_first = conv_lib.forward(ones, tf.cast(mask, tf.float32), strides, padding)  # [1, S', cout]
+    any_first = conv_lib.forward(ones, tf.cast(mask, tf.float32), strides, padding, dilations)  # [1, S', cout]
     any_first = tf.reshape(f64(any_first), [positions, cout])
     bound = conv_lib.kernel_offsets(kshape) * cin
     strategy = exact.strategy(bound, x.values.dtype)
     xs = classes.stacked_variants(x.values, x.threshold, strategy, 0)  # [v*B, S, cin]
-    a = conv_lib.forward(xs, tf.cast(mask, xs.dtype), strides, padding)  # [v*B, S', cout]
+    a = conv_lib.forward(xs, tf.cast(mask, xs.dtype), strides, padding, dilations)  # [v*B, S', cout]
     return _stage2_elementwise(a, d, any_first, strategy, bound)
 
 
 def _input_gradient_near_zero(d, w, mask, geometry):
     """Near-zero totals of the conv input gradient: backprop_filter(M, d_out variants) (TensorFlow), then
     against the kernel."""
-    kshape, strides, padding = list(geometry.kernel_shape), geometry.strides, geometry.padding
+    kshape = list(geometry.kernel_shape)
+    strides, padding, dilations = geometry.strides, geometry.padding, geometry.dilations
     cin, cout = kshape[-2], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
     D = d.values
     # Products whose first factor is anything: d_out positions reaching each near-zero input cell.
     msum = tf.reduce_sum(f64(mask), 0)[None]  # [1, S, cin]
     any_first = conv_lib.backprop_filter(
-        msum, conv_lib.valid_ones(D.shape.as_list()[1:-1], tf.float64), kshape[:-2] + [cin, 1], strides, padding
+        msum,
+        conv_lib.valid_ones(D.shape.as_list()[1:-1], tf.float64),
+        kshape[:-2] + [cin, 1],
+        strides,
+        padding,
+        dilations,
     )
     any_first = tf.reshape(any_first, [kp, cin, 1])
 
     def compute(strategy, bound):
         ds = classes.stacked_variants(D, d.threshold, strategy, -1)
         v = exact.n_variants(strategy)
-        a = conv_lib.backprop_filter(tf.cast(mask, ds.dtype), ds, kshape[:-2] + [cin, v * cout], strides, padding)
+        a = conv_lib.backprop_filter(
+            tf.cast(mask, ds.dtype), ds, kshape[:-2] + [cin, v * cout], strides, padding, dilations
+        )
         return _stage2_against_kernel(a, w, any_first, strategy, "input_gradient")
 
     bound_static = conv_lib.batch_positions(D.shape.as_list())

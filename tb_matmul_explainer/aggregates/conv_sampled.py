@@ -32,12 +32,20 @@ def _rows_at(t, positions):
 
 def _out_spatial(geometry):
     kshape = list(geometry.kernel_shape)
-    return conv_lib.output_shape([1] + list(geometry.input_shape[1:]), kshape, geometry.strides, geometry.padding)[1:-1]
+    return conv_lib.output_shape(
+        [1] + list(geometry.input_shape[1:]), kshape, geometry.strides, geometry.padding, geometry.dilations
+    )[1:-1]
 
 
 def _patches(t, positions, geometry):
     return conv_lib.patches(
-        t, positions, list(geometry.kernel_shape)[:-2], _out_spatial(geometry), geometry.strides, geometry.padding
+        t,
+        positions,
+        list(geometry.kernel_shape)[:-2],
+        _out_spatial(geometry),
+        geometry.strides,
+        geometry.padding,
+        geometry.dilations,
     )
 
 

@@ -3,7 +3,7 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
 
   dense          Dense
   einsum_dense   EinsumDense (matmuls over the input's trailing axes)
-  conv           Conv1D/2D/3D (dilation 1, groups 1)
+  conv           Conv1D/2D/3D (any strides and dilation, groups 1)
   attention      MultiHeadAttention: its score and value einsums, listed as not recorded
   recurrent      SimpleRNN/LSTM/GRU cells, listed as not recorded (their multiply-adds counted on the RNN layer)
   unsupported    depthwise, separable and transposed convolutions, listed as not recorded

@@ -1,9 +1,10 @@
 """`keras.layers.Conv1D/2D/3D`: z = the convolution of x with the kernel, units = output channels.
 
 Taken: `channels_last`, any strides, `valid`/`same` padding, and `causal` for Conv1D (explained as the VALID
-convolution over the left-padded input, the padding zeros counted as near-zero inputs), `dilation_rate=1`,
-`groups=1`; refused otherwise, with the setting in the reason. The patched call is Keras' ConvND.call with z
-explicit (`kops.conv`), then bias and activation; the geometry handed to the totals is `{"strides", "padding"}`.
+convolution over the left-padded input, the padding zeros counted as near-zero inputs), any
+`dilation_rate`, `groups=1`; refused otherwise, with the setting in the reason. The patched call is Keras'
+ConvND.call with z explicit (`kops.conv`), then bias and activation; the geometry handed to the totals is
+`{"strides", "padding", "dilations"}`.
 Per-unit totals are `aggregates.conv*`; SAME padding is in no class (its kernel-gradient taps that only meet
 padding are counted in `padding_only`).
 """
@@ -19,6 +20,11 @@ from tb_matmul_explainer import conv as conv_lib
 from tb_matmul_explainer.layers.base import Adapter
 
 
+def _geometry(geometry):
+    """The aggregates' geometry arguments from the one the patched call passed."""
+    return dict(strides=geometry["strides"], padding=geometry["padding"], dilations=geometry["dilations"])
+
+
 class ConvAdapter(Adapter):
     kind = "conv"
     layer_types = (keras_layers.Conv1D, keras_layers.Conv2D, keras_layers.Conv3D)
@@ -30,8 +36,6 @@ class ConvAdapter(Adapter):
             return reason
         if layer.data_format != "channels_last":
             return f"data_format={layer.data_format!r} is not supported (channels_last only)"
-        if any(d != 1 for d in layer.dilation_rate):
-            return f"dilation_rate={tuple(layer.dilation_rate)} is not supported (dilation 1 only)"
         if getattr(layer, "groups", 1) != 1:
             return f"groups={layer.groups} is not supported (groups=1 only)"
         if layer.padding not in ("valid", "same", "causal"):
@@ -61,7 +65,7 @@ class ConvAdapter(Adapter):
                     dilation_rate=layer.dilation_rate,
                     data_format=layer.data_format,
                 ),
-                {"strides": tuple(layer.strides), "padding": padding},
+                {"strides": tuple(layer.strides), "padding": padding, "dilations": tuple(layer.dilation_rate)},
             )
             bias = kops.reshape(layer.bias, (1,) * (layer.rank + 1) + (layer.filters,)) if layer.use_bias else None
             return recorder._activate(target, m, bias, layer.activation)
@@ -69,17 +73,15 @@ class ConvAdapter(Adapter):
         return call
 
     def forward_totals(self, target, x, kernel, z, geometry, options):
-        return aggregates.conv(x, kernel, geometry["strides"], geometry["padding"], result=z, options=options)
+        return aggregates.conv(x, kernel, **_geometry(geometry), result=z, options=options)
 
     def kernel_gradient_totals(self, target, x, d_out, kernel_shape, geometry, result, options):
         return aggregates.conv_kernel_gradient(
-            x, d_out, kernel_shape, geometry["strides"], geometry["padding"], result=result, options=options
+            x, d_out, kernel_shape, **_geometry(geometry), result=result, options=options
         )
 
     def input_gradient_totals(self, target, x, d_out, kernel, geometry, options):
-        return aggregates.conv_input_gradient(
-            d_out, kernel, x.shape, geometry["strides"], geometry["padding"], options=options
-        )
+        return aggregates.conv_input_gradient(d_out, kernel, x.shape, **_geometry(geometry), options=options)
 
     def kernel_gradient(self, target, x, d_out, kernel_shape, geometry):
         kernel_shape = tf.TensorShape(kernel_shape)
@@ -90,6 +92,7 @@ class ConvAdapter(Adapter):
             kernel_shape.as_list(),
             strides,
             validation.normalize_padding(geometry["padding"]),
+            geometry["dilations"],
         )
 
     def padding_only(self, target, x, kernel_shape, geometry):
@@ -101,7 +104,11 @@ class ConvAdapter(Adapter):
         kernel_shape = tf.TensorShape(kernel_shape)
         strides = validation.normalize_strides(geometry["strides"], kernel_shape.rank - 2)
         taps = conv_lib.padding_only_taps(
-            [int(d) for d in spatial], [int(d) for d in kernel_shape[:-2]], [int(s) for s in strides], "SAME"
+            [int(d) for d in spatial],
+            [int(d) for d in kernel_shape[:-2]],
+            [int(s) for s in strides],
+            "SAME",
+            geometry["dilations"],
         )
         return float(taps * int(kernel_shape[-2]) * int(kernel_shape[-1]))
 
