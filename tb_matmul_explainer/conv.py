@@ -4,10 +4,12 @@ Geometry: argument checks, output shapes, SAME padding, kernel offsets, and the 
 (batch, output position) pairs. Ops: the convolution, its two gradients and window sums (`box_sums`).
 
 Shapes: inputs `(batch,) + spatial + (in_channels,)`, kernel `kernel_spatial + (in_channels, out_channels)`,
-result `(batch,) + out_spatial + (out_channels,)`. Strides and dilations are per spatial axis; padding is 'VALID'
-or 'SAME' (TensorFlow's rule, on the dilated window). A dilated convolution is the undilated one with the dilated
-kernel (`dilate_kernel`: zeros between the taps): the ops below run that, and take the taps of a kernel-shaped
-result (`take_taps`), so they need no dilation support from TensorFlow's kernels (whose CPU gradients lack it).
+result `(batch,) + out_spatial + (out_channels,)`; a grouped convolution's kernel holds in_channels / groups
+(`conv_groups`, which the ops below dispatch to when the channel counts say so). Strides and dilations are per
+spatial axis; padding is 'VALID' or 'SAME' (TensorFlow's rule, on the dilated window). A dilated convolution is the
+undilated one with the dilated kernel (`dilate_kernel`: zeros between the taps): the ops below run that, and take
+the taps of a kernel-shaped result (`take_taps`), so they need no dilation support from TensorFlow's kernels
+(whose CPU gradients lack it).
 
 `backprop_filter` and `backprop_input` are linear in each operand, which is what lets the classifiers apply them
 to class-masked operands. TensorFlow's convolution kernels mishandle zero-size operands (an empty batch returns
@@ -19,11 +21,12 @@ import math
 
 import tensorflow as tf
 
-from tb_matmul_explainer import validation
+from tb_matmul_explainer import conv_groups, validation
 
 
-def check_operands(input_shape, kernel_shape, inputs_name="inputs", kernel_name="kernel"):
-    """Validates ranks and channel agreement of two shapes; returns the number of spatial axes (1, 2 or 3)."""
+def check_operands(input_shape, kernel_shape, inputs_name="inputs", kernel_name="kernel", groups=1):
+    """Validates ranks and channel agreement of two shapes (the kernel's in-channels are the input's / `groups`);
+    returns the number of spatial axes (1, 2 or 3)."""
     input_shape, kernel_shape = tf.TensorShape(input_shape), tf.TensorShape(kernel_shape)
     validation.check_shape_rank(input_shape, inputs_name, 3, 5)
     validation.check_shape_rank(kernel_shape, kernel_name, 3, 5)
@@ -34,22 +37,37 @@ def check_operands(input_shape, kernel_shape, inputs_name="inputs", kernel_name=
         )
     if any(d == 0 for d in kernel_shape[:-2]):
         raise ValueError(f"{kernel_name} must have a non-empty window (spatial sizes >= 1), got shape {kernel_shape}")
-    cin, kcin = input_shape[-1], kernel_shape[-2]
-    if cin is not None and kcin is not None and cin != kcin:
+    cin, kcin, cout = input_shape[-1], kernel_shape[-2], kernel_shape[-1]
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if cin is not None and kcin is not None and cin != kcin * groups:
+        per_group = "" if groups == 1 else f" / groups ({groups})"
         raise ValueError(
-            f"{kernel_name} in-channels ({kcin}) must equal {inputs_name} channels ({cin}): "
+            f"{kernel_name} in-channels ({kcin}) must equal {inputs_name} channels ({cin}){per_group}: "
             f"shapes {kernel_shape} and {input_shape}"
         )
+    if cout is not None and cout % groups:
+        raise ValueError(f"{kernel_name} out-channels ({cout}) must be a multiple of groups ({groups})")
+    if groups > 1 and input_shape.rank == 5:
+        raise ValueError("grouped 3D convolutions are not supported (TensorFlow has no 3D depthwise kernels)")
     return input_shape.rank - 2
 
 
 def check_geometry(
-    input_shape, kernel_shape, strides, padding, d_out=None, input_name="inputs", kernel_name="kernel", dilations=1
+    input_shape,
+    kernel_shape,
+    strides,
+    padding,
+    d_out=None,
+    input_name="inputs",
+    kernel_name="kernel",
+    dilations=1,
+    groups=1,
 ):
     """Validates a convolution's geometry (and `d_out`'s shape against its result, if given); returns (strides
     tuple, padding, static output shape list, dilations tuple)."""
     padding = validation.normalize_padding(padding)
-    spatial_rank = check_operands(input_shape, kernel_shape, input_name, kernel_name)
+    spatial_rank = check_operands(input_shape, kernel_shape, input_name, kernel_name, groups)
     strides = validation.normalize_strides(strides, spatial_rank)
     dilations = validation.normalize_strides(dilations, spatial_rank, "dilations")
     out_shape = output_shape(
@@ -188,6 +206,8 @@ def forward(inputs, kernel, strides, padding, dilations=None):
     shape = output_shape(inputs.shape.as_list(), kernel.shape.as_list(), strides, padding)
     if _statically_empty(inputs, kernel) or 0 in shape:
         return _zeros(shape, inputs, inputs.dtype)
+    if inputs.shape[-1] != kernel.shape[-2]:
+        return conv_groups.forward(inputs, kernel, strides, padding)
     return tf.nn.convolution(inputs, kernel, strides=strides, padding=padding)
 
 
@@ -203,6 +223,8 @@ def backprop_filter(inputs, d_out, kernel_shape, strides, padding, dilations=Non
         )
     if _statically_empty(inputs, d_out) or 0 in kernel_shape:
         return tf.zeros(kernel_shape, inputs.dtype)
+    if inputs.shape[-1] != kernel_shape[-2]:
+        return conv_groups.backprop_filter(inputs, d_out, kernel_shape, strides, padding)
     spatial = len(kernel_shape) - 2
     if spatial == 1:
         return tf.squeeze(
@@ -226,6 +248,8 @@ def backprop_input(d_out, kernel, input_shape, strides, padding, dilations=None)
     kernel = dilate_kernel(kernel, dilations)
     if _statically_empty(d_out, kernel) or 0 in [d for d in input_shape if d is not None]:
         return _zeros(list(input_shape), d_out, d_out.dtype)
+    if input_shape[-1] != kernel.shape[-2]:
+        return conv_groups.backprop_input(d_out, kernel, input_shape, strides, padding)
     dynamic = tf.concat([tf.shape(d_out)[:1], tf.constant(list(input_shape[1:]), tf.int32)], 0)
     return tf.nn.conv_transpose(d_out, kernel, output_shape=dynamic, strides=list(strides), padding=padding)
 

@@ -177,6 +177,7 @@ def conv_classify(
     return_thresholds=False,
     *,
     dilations=1,
+    groups=1,
 ):
     """Classifies `tf.nn.convolution(inputs, kernel, strides, padding)`.
 
@@ -186,6 +187,7 @@ def conv_classify(
       strides: int, or one int per spatial axis.
       padding: 'VALID' or 'SAME', any letter case. SAME padding is counted in no class.
       dilations: int, or one int per spatial axis.
+      groups: the kernel holds in_channels / groups (a grouped or depthwise convolution, 1D/2D).
     Returns:
       `(counts, sums)` of shape `(batch,) + out_spatial + (out_channels, 9)`.
     """
@@ -193,7 +195,7 @@ def conv_classify(
     spatial = {}
 
     def check(x, k):
-        rank = conv.check_operands(x.shape, k.shape)
+        rank = conv.check_operands(x.shape, k.shape, groups=groups)
         spatial["strides"] = validation.normalize_strides(strides, rank)
         spatial["dilations"] = validation.normalize_strides(dilations, rank, "dilations")
 
@@ -205,11 +207,11 @@ def conv_classify(
     )
 
 
-def _check_conv_gradient(x_shape, d_out, kernel_shape, strides, padding, dilations, x_name="x"):
+def _check_conv_gradient(x_shape, d_out, kernel_shape, strides, padding, dilations, groups, x_name="x"):
     """Validates a (convolution input shape, d_out, kernel shape) triple; returns normalised strides and
     dilations."""
     x_shape, kernel_shape = tf.TensorShape(x_shape), tf.TensorShape(kernel_shape)
-    spatial_rank = conv.check_operands(x_shape, kernel_shape, x_name, "kernel_shape")
+    spatial_rank = conv.check_operands(x_shape, kernel_shape, x_name, "kernel_shape", groups)
     strides = validation.normalize_strides(strides, spatial_rank)
     dilations = validation.normalize_strides(dilations, spatial_rank, "dilations")
     validation.check_rank(d_out, "d_out", x_shape.rank, x_shape.rank)
@@ -242,6 +244,7 @@ def conv_backprop_filter_classify(
     return_thresholds=False,
     *,
     dilations=1,
+    groups=1,
 ):
     """Classifies the kernel gradient of a convolution: `dJ/dW = backprop_filter(x, d_out)`.
 
@@ -260,7 +263,7 @@ def conv_backprop_filter_classify(
         if None in geometry["kernel_shape"]:
             raise ValueError(f"kernel_shape must be fully known, got {kernel_shape!r}")
         geometry["strides"], geometry["dilations"] = _check_conv_gradient(
-            a.shape, d, geometry["kernel_shape"], strides, padding, dilations
+            a.shape, d, geometry["kernel_shape"], strides, padding, dilations, groups
         )
 
     def op(a, d):
@@ -280,6 +283,7 @@ def conv_backprop_input_classify(
     return_thresholds=False,
     *,
     dilations=1,
+    groups=1,
 ):
     """Classifies the input gradient of a convolution: `dJ/dx = backprop_input(d_out, kernel)`.
 
@@ -296,7 +300,7 @@ def conv_backprop_input_classify(
     def check(d, k):
         geometry["input_shape"] = _static_shape(input_shape, "input_shape")
         geometry["strides"], geometry["dilations"] = _check_conv_gradient(
-            geometry["input_shape"], d, k.shape, strides, padding, dilations, x_name="input_shape"
+            geometry["input_shape"], d, k.shape, strides, padding, dilations, groups, x_name="input_shape"
         )
 
     def op(d, k):

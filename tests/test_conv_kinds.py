@@ -34,9 +34,9 @@ def per_axis(value, rank):
     return (value,) * rank if isinstance(value, int) else tuple(value)
 
 
-def reference(role, x, k, d, strides, padding, dilations, thresholds=PAIR):
+def reference(role, x, k, d, strides, padding, dilations, thresholds=PAIR, groups=1):
     """(first operand, second operand, result, per-cell totals) of one convolution role."""
-    geometry, kw = (strides, padding), dict(dilations=dilations, thresholds=thresholds)
+    geometry, kw = (strides, padding), dict(dilations=dilations, thresholds=thresholds, groups=groups)
     x, k, d = (tf.constant(t) for t in (x, k, d))
     if role == "forward":
         z = conv_lib.forward(x, k, *geometry, dilations).numpy()
@@ -48,9 +48,9 @@ def reference(role, x, k, d, strides, padding, dilations, thresholds=PAIR):
     return d, k, dx, per_cell(ops.conv_backprop_input_classify, dx, d, k, x.shape, *geometry, **kw)
 
 
-def totals(role, first, second, result, shapes, strides, padding, dilations, options=OPTIONS):
+def totals(role, first, second, result, shapes, strides, padding, dilations, options=OPTIONS, groups=1):
     """The aggregate of one role; `shapes` = (input shape, kernel shape)."""
-    kw = dict(result=result, dilations=dilations, **options)
+    kw = dict(result=result, dilations=dilations, groups=groups, **options)
     if role == "forward":
         return ag.conv(first, second, strides, padding, **kw)
     if role == "kernel_gradient":
@@ -58,15 +58,17 @@ def totals(role, first, second, result, shapes, strides, padding, dilations, opt
     return ag.conv_input_gradient(first, second, shapes[0], strides, padding, **kw)
 
 
-def check_roles(x, k, strides, padding, dilations):
+def check_roles(x, k, strides, padding, dilations, groups=1, options=OPTIONS):
     """Every role's aggregate against the per-cell route, d_out random."""
     rank = x.ndim - 2
     strides, padding, dilations = per_axis(strides, rank), padding.upper(), per_axis(dilations, rank)
     z = conv_lib.forward(tf.constant(x), tf.constant(k), strides, padding, dilations)
     d = normal(*z.shape, zeros=0.0)
     for role in ag.ROLES:
-        first, second, result, want = reference(role, x, k, d, strides, padding, dilations)
-        assert_record_equals(totals(role, first, second, result, (x.shape, k.shape), strides, padding, dilations), want)
+        first, second, result, want = reference(role, x, k, d, strides, padding, dilations, groups=groups)
+        shapes = (x.shape, k.shape)
+        got = totals(role, first, second, result, shapes, strides, padding, dilations, options, groups)
+        assert_record_equals(got, want)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -108,24 +110,84 @@ def test_dilated_totals_match_per_cell(in_shape, k_shape, strides, padding, dila
     check_roles(normal(*in_shape), normal(*k_shape, zeros=0.1), strides, padding, dilations)
 
 
+@pytest.mark.parametrize("groups,k_shape,near_zero", [(1, (3, 2, 2, 3), "sampled"), (2, (3, 2, 1, 4), "exact")])
 @pytest.mark.parametrize("role", ag.ROLES)
-def test_dilated_totals_with_unknown_batch_compiled(role):
-    """Inside a tf.function whose batch axis is None, XLA-compiled, near-zero totals sampled over the batch."""
+def test_totals_with_unknown_batch_compiled(role, groups, k_shape, near_zero):
+    """Dilated, plain and depthwise, inside a tf.function whose batch axis is None, XLA-compiled; sampled near-zero
+    totals from a sample that covers the batch."""
     strides, padding, dilations = (1, 1), "SAME", (2, 3)
-    x, k = normal(3, 9, 8, 2), normal(3, 2, 2, 3)
-    d = normal(3, 9, 8, 3, zeros=0.0)
-    options = dict(OPTIONS, jit=True, near_zero="sampled", near_zero_sample_size=10_000)
-    first, second, result, _ = reference(role, x, k, d, strides, padding, dilations)
+    x, k = normal(3, 9, 8, 2), normal(*k_shape)
+    d = normal(3, 9, 8, k_shape[-1], zeros=0.0)
+    options = dict(OPTIONS, jit=True, near_zero=near_zero, near_zero_sample_size=10_000)
+    geometry = (strides, padding, dilations)
+    first, second, result, _ = reference(role, x, k, d, *geometry, groups=groups)
     unknown = lambda t: tf.TensorSpec([None, *t.shape[1:]], tf.float32)  # noqa: E731
     signature = [unknown(first), unknown(second) if role == "kernel_gradient" else tf.TensorSpec(second.shape)]
     signature.append(tf.TensorSpec(result.shape) if role == "kernel_gradient" else unknown(result))
     shapes = ([None, *x.shape[1:]], k.shape)
     run = tf.function(
-        lambda a, b, r: totals(role, a, b, r, shapes, strides, padding, dilations, options), input_signature=signature
+        lambda a, b, r: totals(role, a, b, r, shapes, *geometry, options, groups), input_signature=signature
     )
     for batch in (3, 1):
-        first, second, result, want = reference(role, x[:batch], k, d[:batch], strides, padding, dilations)
+        first, second, result, want = reference(role, x[:batch], k, d[:batch], *geometry, groups=groups)
         assert_record_equals(run(first, second, result), want)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Groups (depthwise: one input channel per group)
+
+GROUPED = [
+    ((2, 9, 4), (3, 2, 6), 1, "VALID", 1, 2),
+    ((2, 9, 4), (3, 1, 8), 2, "SAME", 1, 4),  # depthwise, multiplier 2
+    ((2, 7, 8, 6), (3, 3, 2, 6), 1, "SAME", 1, 3),
+    ((2, 8, 7, 3), (3, 2, 1, 3), 2, "SAME", 1, 3),  # depthwise
+    ((1, 9, 9, 4), (2, 3, 1, 8), 1, "SAME", (2, 1), 4),  # depthwise, dilated
+    ((1, 9, 8, 2), (3, 3, 1, 2), 2, "VALID", 2, 2),  # depthwise, strided and dilated
+]
+
+
+def grouped_reference(x, k, strides, padding, dilations, groups):
+    """The grouped convolution and its gradients per group with TensorFlow's own ops (on a random d_out)."""
+    x, k = tf.constant(x), tf.constant(k)
+    window = conv_lib.effective_spatial(k.shape[:-2], dilations)
+    pads = [[0, 0]]
+    for n, w, s in zip(x.shape[1:-1], window, strides):  # TensorFlow's SAME padding, made explicit
+        total = max((-(-n // s) - 1) * s + w - n, 0) if padding == "SAME" else 0
+        pads.append([total // 2, total - total // 2])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, k])
+        xs, ks = tf.split(tf.pad(x, pads + [[0, 0]]), groups, -1), tf.split(k, groups, -1)
+        # TensorFlow takes no strides with dilation: stride 1, then subsampled.
+        full = tf.concat([tf.nn.convolution(a, b, 1, "VALID", dilations=dilations) for a, b in zip(xs, ks)], -1)
+        z = full[(slice(None),) + tuple(slice(None, None, s) for s in strides)]
+    d = tf.constant(normal(*z.shape, zeros=0.0))
+    dk, dx = tape.gradient(z, [k, x], output_gradients=d)
+    return z, d, dk, dx
+
+
+@pytest.mark.parametrize("in_shape,k_shape,strides,padding,dilations,groups", GROUPED)
+def test_grouped_ops_equal_tensorflow(in_shape, k_shape, strides, padding, dilations, groups):
+    x, k = normal(*in_shape), normal(*k_shape)
+    rank = len(in_shape) - 2
+    st, dil = per_axis(strides, rank), per_axis(dilations, rank)
+    z, d, dk, dx = grouped_reference(x, k, st, padding, dil, groups)
+    x, k = tf.constant(x), tf.constant(k)
+    np.testing.assert_allclose(conv_lib.forward(x, k, st, padding, dil), z, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv_lib.backprop_filter(x, d, k_shape, st, padding, dil), dk, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(conv_lib.backprop_input(d, k, in_shape, st, padding, dil), dx, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("in_shape,k_shape,strides,padding,dilations,groups", GROUPED)
+def test_grouped_totals_match_per_cell(in_shape, k_shape, strides, padding, dilations, groups):
+    check_roles(normal(*in_shape), normal(*k_shape, zeros=0.1), strides, padding, dilations, groups)
+
+
+@pytest.mark.parametrize("near_zero", ["sampled", "exact"])
+def test_grouped_totals_compiled(near_zero):
+    """XLA-compiled kernels; near-zero totals from a sample that covers every position, or exact."""
+    options = dict(OPTIONS, jit=True, near_zero=near_zero, near_zero_sample_size=10_000)
+    check_roles(normal(2, 7, 8, 6), normal(3, 3, 2, 6, zeros=0.1), 2, "SAME", 1, 3, options)
+    check_roles(normal(2, 9, 4), normal(3, 1, 8, zeros=0.1), 1, "VALID", 2, 4, options)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -167,7 +229,41 @@ def test_dilated_conv_trains_and_reads_back(tmp_path):
     kernel = layer.kernel.numpy()
     recs = fit_and_read(tmp_path, model, x, y)
     assert recs["dilated/forward"][0].op == "conv2d"
-    inputs, d_out = layer_operands(model, "dilated", x, y)
+    check_layer_records(recs, model, "dilated", x, y, ((1, 1), "SAME", (2, 3)), kernel)
+
+
+def check_layer_records(recs, model, name, x, y, geometry, kernel, groups=1):
+    """The step-0 records of every role of a layer against the per-cell route on the same batch."""
+    inputs, d_out = layer_operands(model, name, x, y)
     for role in ALL_ROLES:
-        *_, want = reference(role, inputs, kernel, d_out, (1, 1), "SAME", (2, 3), thresholds=None)
-        assert_record_equals(record_at(recs, f"dilated/{role}", 0), want, rtol=1e-3, atol=1e-6)
+        *_, want = reference(role, inputs, kernel, d_out, *geometry, thresholds=None, groups=groups)
+        assert_record_equals(record_at(recs, f"{name}/{role}", 0), want, rtol=1e-3, atol=1e-6)
+
+
+def test_depthwise_and_grouped_convs_train_and_read_back(tmp_path):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(6, 9, 8, 3)).astype(np.float32), rng.normal(size=(6, 2)).astype(np.float32)
+    keras.utils.set_random_seed(6)
+    dw2 = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2, name="dw2")
+    grouped = keras.layers.Conv2D(4, 2, padding="same", groups=2, name="grouped")
+    dw1 = keras.layers.DepthwiseConv1D(2, dilation_rate=2, name="dw1")
+    model = keras.Sequential(
+        [
+            keras.Input((9, 8, 3)),
+            dw2,
+            grouped,
+            keras.layers.Reshape((5 * 4, 4)),
+            dw1,
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
+    kernels = {layer.name: layer.kernel.numpy() for layer in (dw2, grouped, dw1)}
+    recs = fit_and_read(tmp_path, model, x, y)
+    ops_of = [recs[f"{n}/forward"][0].op for n in ("dw2", "grouped", "dw1")]
+    assert ops_of == ["depthwise_conv2d", "conv2d", "depthwise_conv1d"]
+    assert [recs[f"dw2/{r}"][0].units for r in ALL_ROLES] == [6, 6, 3]
+    same = ((1, 1), "SAME", (1, 1))
+    check_layer_records(recs, model, "dw2", x, y, ((2, 2), "SAME", (1, 1)), kernels["dw2"].reshape(3, 3, 1, 6), 3)
+    check_layer_records(recs, model, "grouped", x, y, same, kernels["grouped"], groups=2)
+    check_layer_records(recs, model, "dw1", x, y, ((1,), "VALID", (2,)), kernels["dw1"].reshape(2, 1, 4), 4)

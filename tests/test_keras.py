@@ -329,6 +329,9 @@ def test_patched_layers_compute_what_the_layers_compute(tmp_path):
         (keras.layers.Conv1D(4, 3, padding="causal", activation="relu"), (2, 9, 3)),
         (keras.layers.Conv2D(4, 3, strides=2, padding="same"), (2, 7, 7, 3)),
         (keras.layers.Conv2D(3, 3, dilation_rate=(2, 1), padding="same"), (2, 7, 6, 2)),
+        (keras.layers.Conv1D(4, 2, groups=2, padding="same", activation="relu"), (2, 7, 4)),
+        (keras.layers.DepthwiseConv2D(3, strides=2, depth_multiplier=2, activation="relu"), (2, 7, 7, 3)),
+        (keras.layers.DepthwiseConv1D(3, dilation_rate=2, padding="same"), (2, 9, 3)),
         (keras.layers.Conv3D(2, 2, strides=(1, 2, 1)), (1, 4, 5, 4, 2)),
     ]
     for layer, shape in cases:
@@ -357,7 +360,15 @@ def test_patched_layers_compute_what_the_layers_compute(tmp_path):
         assert "call" not in vars(layer)
     recorder.flush()
     recs = records(tmp_path)
-    assert {md.op for md, _ in recs.values()} == {"conv1d", "conv2d", "conv3d", "dense", "einsum_dense"}
+    assert {md.op for md, _ in recs.values()} == {
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "dense",
+        "einsum_dense",
+        "depthwise_conv1d",
+        "depthwise_conv2d",
+    }
 
 
 MIRRORED = textwrap.dedent("""

@@ -107,7 +107,7 @@ def dense_input_gradient(d_out, kernel, *, result=None, options=None, **settings
     return _contracting_the_kernel(d_out, kernel, ("d_out", "kernel"), True, result, Options.of(options, **settings))
 
 
-def conv(inputs, kernel, strides=1, padding="VALID", *, dilations=1, result=None, options=None, **settings):
+def conv(inputs, kernel, strides=1, padding="VALID", *, dilations=1, groups=1, result=None, options=None, **settings):
     """Per-output-channel totals of the convolution `tf.nn.convolution(inputs, kernel, strides, padding)`.
 
     Args:
@@ -115,6 +115,8 @@ def conv(inputs, kernel, strides=1, padding="VALID", *, dilations=1, result=None
       kernel: `kernel_spatial + (in_channels, out_channels)`. Second operand.
       strides: int or one int per spatial axis. padding: 'VALID' or 'SAME' (any case); padding is in no class.
       dilations: int or one int per spatial axis (the kernel's taps are `dilations` apart).
+      groups: the kernel's in_channels are the input's / groups; output channel `j * out_g + d` reads input
+        channels `j * in_g + c` (a depthwise convolution: in_g = 1). Grouped: 1D/2D, equal strides.
       result: optional convolution result `(batch,) + out_spatial + (out_channels,)`.
       options, **settings: an `Options`, or its fields as keywords.
     Returns:
@@ -123,7 +125,7 @@ def conv(inputs, kernel, strides=1, padding="VALID", *, dilations=1, result=None
     opts = Options.of(options, **settings)
     x, W = totals.operands(inputs, kernel, ("inputs", "kernel"))
     strides, padding, out_shape, dilations = conv_lib.check_geometry(
-        x.shape, W.shape, strides, padding, dilations=dilations
+        x.shape, W.shape, strides, padding, dilations=dilations, groups=groups
     )
     if None in W.shape.as_list() or None in x.shape.as_list()[1:]:
         raise ValueError(f"inputs (except the batch axis) and kernel need known shapes, got {x.shape}, {W.shape}")
@@ -139,13 +141,13 @@ def conv(inputs, kernel, strides=1, padding="VALID", *, dilations=1, result=None
             )
         return totals.given_result(result, x.dtype, out_shape)
 
-    geometry = Geometry(tuple(x.shape.as_list()), tuple(W.shape.as_list()), strides, padding, dilations)
+    geometry = Geometry(tuple(x.shape.as_list()), tuple(W.shape.as_list()), strides, padding, dilations, groups)
     with compile_mode(opts.jit):
         return conv_kernels.role_totals("forward", x, W, geometry, result_fn, opts)
 
 
 def conv_kernel_gradient(
-    x, d_out, kernel_shape, strides=1, padding="VALID", *, dilations=1, result=None, options=None, **settings
+    x, d_out, kernel_shape, strides=1, padding="VALID", *, dilations=1, groups=1, result=None, options=None, **settings
 ):
     """Per-output-channel totals of the convolution's kernel gradient `backprop_filter(x, d_out)`.
 
@@ -153,7 +155,7 @@ def conv_kernel_gradient(
       x: the convolution's input `(batch,) + spatial + (in_channels,)` (first operand).
       d_out: gradient of the result `(batch,) + out_spatial + (out_channels,)` (second operand).
       kernel_shape: `kernel_spatial + (in_channels, out_channels)`.
-      strides, padding, dilations: as for `conv`.
+      strides, padding, dilations, groups: as for `conv`.
       result: optional kernel gradient of shape `kernel_shape`.
       options, **settings: an `Options`, or its fields as keywords.
     Returns:
@@ -163,7 +165,7 @@ def conv_kernel_gradient(
     x, D = totals.operands(x, d_out, ("x", "d_out"))
     kshape = conv_lib.static_dims(kernel_shape, "kernel_shape", allow_batch_none=False)
     strides, padding, _, dilations = conv_lib.check_geometry(
-        x.shape, kshape, strides, padding, D, "x", "kernel_shape", dilations
+        x.shape, kshape, strides, padding, D, "x", "kernel_shape", dilations, groups
     )
     if None in x.shape.as_list()[1:]:
         raise ValueError(f"x needs known shape except the batch axis, got {x.shape}")
@@ -173,13 +175,23 @@ def conv_kernel_gradient(
             return conv_lib.backprop_filter(x, D, kshape, strides, padding, dilations)
         return totals.given_result(result, x.dtype, kshape)
 
-    geometry = Geometry(tuple(x.shape.as_list()), tuple(kshape), strides, padding, dilations)
+    geometry = Geometry(tuple(x.shape.as_list()), tuple(kshape), strides, padding, dilations, groups)
     with compile_mode(opts.jit):
         return conv_kernels.role_totals("kernel_gradient", x, D, geometry, result_fn, opts)
 
 
 def conv_input_gradient(
-    d_out, kernel, input_shape, strides=1, padding="VALID", *, dilations=1, result=None, options=None, **settings
+    d_out,
+    kernel,
+    input_shape,
+    strides=1,
+    padding="VALID",
+    *,
+    dilations=1,
+    groups=1,
+    result=None,
+    options=None,
+    **settings,
 ):
     """Per-input-channel totals of the convolution's input gradient `backprop_input(d_out, kernel)`.
 
@@ -187,7 +199,7 @@ def conv_input_gradient(
       d_out: gradient of the result `(batch,) + out_spatial + (out_channels,)` (first operand).
       kernel: `kernel_spatial + (in_channels, out_channels)` (second operand).
       input_shape: the convolution input's shape `(batch,) + spatial + (in_channels,)` (batch may be None).
-      strides, padding, dilations: as for `conv`.
+      strides, padding, dilations, groups: as for `conv`.
       result: optional input gradient of shape `input_shape`.
       options, **settings: an `Options`, or its fields as keywords.
     Returns:
@@ -197,7 +209,7 @@ def conv_input_gradient(
     D, W = totals.operands(d_out, kernel, ("d_out", "kernel"))
     in_shape = conv_lib.static_dims(input_shape, "input_shape")
     strides, padding, _, dilations = conv_lib.check_geometry(
-        in_shape, W.shape, strides, padding, D, "input_shape", dilations=dilations
+        in_shape, W.shape, strides, padding, D, "input_shape", dilations=dilations, groups=groups
     )
     if None in W.shape.as_list():
         raise ValueError(f"kernel needs a known shape, got {W.shape}")
@@ -207,6 +219,6 @@ def conv_input_gradient(
             return conv_lib.backprop_input(D, W, in_shape, strides, padding, dilations)
         return totals.given_result(result, D.dtype, in_shape)
 
-    geometry = Geometry(tuple(in_shape), tuple(W.shape.as_list()), strides, padding, dilations)
+    geometry = Geometry(tuple(in_shape), tuple(W.shape.as_list()), strides, padding, dilations, groups)
     with compile_mode(opts.jit):
         return conv_kernels.role_totals("input_gradient", D, W, geometry, result_fn, opts)

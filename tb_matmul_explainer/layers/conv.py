@@ -1,12 +1,12 @@
 """`keras.layers.Conv1D/2D/3D`: z = the convolution of x with the kernel, units = output channels.
 
 Taken: `channels_last`, any strides, `valid`/`same` padding, and `causal` for Conv1D (explained as the VALID
-convolution over the left-padded input, the padding zeros counted as near-zero inputs), any
-`dilation_rate`, `groups=1`; refused otherwise, with the setting in the reason. The patched call is Keras'
-ConvND.call with z explicit (`kops.conv`), then bias and activation; the geometry handed to the totals is
-`{"strides", "padding", "dilations"}`.
-Per-unit totals are `aggregates.conv*`; SAME padding is in no class (its kernel-gradient taps that only meet
-padding are counted in `padding_only`).
+convolution over the left-padded input, the padding zeros counted as near-zero inputs), any `dilation_rate`, and
+`groups` for 1D/2D convolutions with equal strides (`conv_groups`' limits); refused otherwise, with the setting in
+the reason. The patched call is Keras' ConvND.call with z explicit (`kops.conv`), then bias and activation; the
+geometry handed to the totals is `{"strides", "padding", "dilations", "groups"}` (`geometry_of`). Per-unit totals
+are `aggregates.conv*`; SAME padding is in no class (its kernel-gradient taps that only meet padding are counted in
+`padding_only`).
 """
 
 import math
@@ -22,7 +22,29 @@ from tb_matmul_explainer.layers.base import Adapter
 
 def _geometry(geometry):
     """The aggregates' geometry arguments from the one the patched call passed."""
-    return dict(strides=geometry["strides"], padding=geometry["padding"], dilations=geometry["dilations"])
+    return {key: geometry[key] for key in ("strides", "padding", "dilations", "groups")}
+
+
+def grouped_refusal(rank, strides, groups):
+    """Why a grouped convolution (depthwise included) cannot be recorded, or None (`conv_groups`' limits)."""
+    if groups > 1 and rank == 3:
+        return f"groups={groups} is not supported for 3D convolutions (TensorFlow has no 3D depthwise kernels)"
+    if groups > 1 and rank == 2 and strides[0] != strides[1]:
+        return (
+            f"strides={tuple(strides)} with groups are not supported "
+            "(TensorFlow's depthwise kernels take equal strides)"
+        )
+    return None
+
+
+def geometry_of(layer, padding, groups):
+    """The geometry a patched call hands to the totals."""
+    return {
+        "strides": tuple(layer.strides),
+        "padding": padding,
+        "dilations": tuple(layer.dilation_rate),
+        "groups": groups,
+    }
 
 
 class ConvAdapter(Adapter):
@@ -36,14 +58,17 @@ class ConvAdapter(Adapter):
             return reason
         if layer.data_format != "channels_last":
             return f"data_format={layer.data_format!r} is not supported (channels_last only)"
-        if getattr(layer, "groups", 1) != 1:
-            return f"groups={layer.groups} is not supported (groups=1 only)"
         if layer.padding not in ("valid", "same", "causal"):
             return f"padding={layer.padding!r} is not supported"
-        return None
+        return grouped_refusal(layer.rank, layer.strides, layer.groups)
 
     def op(self, layer):
         return f"conv{layer.rank}d"
+
+    def units(self, layer, role):
+        """Output channels, or input channels (the kernel's in-channels x groups) for the input roles."""
+        in_g, filters = (int(d) for d in layer.kernel.shape[-2:])
+        return in_g * layer.groups if role in ("input_gradient", "input_features") else filters
 
     def patched_call(self, recorder, target):
         layer = target.layer
@@ -65,7 +90,7 @@ class ConvAdapter(Adapter):
                     dilation_rate=layer.dilation_rate,
                     data_format=layer.data_format,
                 ),
-                {"strides": tuple(layer.strides), "padding": padding, "dilations": tuple(layer.dilation_rate)},
+                geometry_of(layer, padding, layer.groups),
             )
             bias = kops.reshape(layer.bias, (1,) * (layer.rank + 1) + (layer.filters,)) if layer.use_bias else None
             return recorder._activate(target, m, bias, layer.activation)

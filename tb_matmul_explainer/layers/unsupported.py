@@ -1,4 +1,4 @@
-"""Convolution kinds with a kernel that are not recorded yet: depthwise, separable and transposed convolutions.
+"""Convolution kinds with a kernel that are not recorded yet: separable and transposed convolutions.
 
 They are refused with a reason naming the kind; their multiply-adds per sample are counted so that the coverage
 line says what share of the model they hold. (A kind that becomes supported moves to a module of its own.)
@@ -26,17 +26,12 @@ class NotYetAdapter(Adapter):
         self.kind, self.layer_types, self._per_position = kind, layer_types, per_position
 
     def refusal(self, layer):
-        return (
-            f"layer type {type(layer).__name__} is not supported yet "
-            "(supported: Dense, EinsumDense, Conv1D, Conv2D, Conv3D)"
-        )
+        from tb_matmul_explainer.layers import SUPPORTED  # (the package imports this module)
+
+        return f"layer type {type(layer).__name__} is not supported yet (supported: {SUPPORTED})"
 
     def multiply_adds(self, layer, inputs, output):
         return self._per_position(layer, inputs, output)
-
-
-def _depthwise(layer, inputs, output):
-    return math.prod(output[:-1]) * _size(layer.kernel)
 
 
 def _separable(layer, inputs, output):
@@ -48,7 +43,6 @@ def _transpose(layer, inputs, output):
 
 
 ADAPTERS = (
-    NotYetAdapter("depthwise_conv", _types("DepthwiseConv1D", "DepthwiseConv2D"), _depthwise),
     NotYetAdapter("separable_conv", _types("SeparableConv1D", "SeparableConv2D"), _separable),
     NotYetAdapter("conv_transpose", _types("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"), _transpose),
 )
