@@ -267,3 +267,52 @@ def test_depthwise_and_grouped_convs_train_and_read_back(tmp_path):
     check_layer_records(recs, model, "dw2", x, y, ((2, 2), "SAME", (1, 1)), kernels["dw2"].reshape(3, 3, 1, 6), 3)
     check_layer_records(recs, model, "grouped", x, y, same, kernels["grouped"], groups=2)
     check_layer_records(recs, model, "dw1", x, y, ((1,), "VALID", (2,)), kernels["dw1"].reshape(2, 1, 4), 4)
+
+
+def separable_operands(model, name, x, y, strides, padding, dilations):
+    """(input, depthwise result, d(loss)/d(depthwise result), d(loss)/d(pointwise result)) of a Sequential model's
+    linear SeparableConv layer on the batch, the two parts computed by the geometry ops."""
+    layer = model.get_layer(name)
+    dk = layer.depthwise_kernel.numpy()
+    dk = dk.reshape(dk.shape[:-2] + (1, -1))
+    out = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        for each in model.layers:
+            if each is not layer:
+                out = each(out)
+                continue
+            inputs = out
+            h = conv_lib.forward(inputs, tf.constant(dk), strides, padding, dilations)
+            tape.watch(h)
+            z = conv_lib.forward(h, layer.pointwise_kernel, (1,) * len(strides), "VALID")
+            tape.watch(z)
+            out = z + layer.bias
+        loss = keras.losses.MeanSquaredError()(y, out)
+    return inputs.numpy(), dk, h.numpy(), tape.gradient(loss, h).numpy(), tape.gradient(loss, z).numpy()
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_separable_conv_records_its_two_parts(tmp_path, rank):
+    rng = np.random.default_rng(7)
+    spatial, strides, dilations = ((9, 8), (2, 2), (1, 1)) if rank == 2 else ((11,), (1,), (2,))
+    x = rng.normal(size=(5, *spatial, 3)).astype(np.float32)
+    y = rng.normal(size=(5, 2)).astype(np.float32)
+    keras.utils.set_random_seed(8)
+    sep_type = keras.layers.SeparableConv2D if rank == 2 else keras.layers.SeparableConv1D
+    sep = sep_type(4, 3, strides=strides, padding="same", dilation_rate=dilations, depth_multiplier=2, name="sep")
+    model = keras.Sequential(
+        [keras.Input((*spatial, 3)), sep, keras.layers.Flatten(), keras.layers.Dense(2, name="head")]
+    )
+    recs = fit_and_read(tmp_path, model, x, y)
+    assert {tag.rsplit("/", 1)[0] for tag in recs} == {"sep/depthwise", "sep/pointwise", "head"}
+    md = {part: recs[f"sep/{part}/forward"][0] for part in ("depthwise", "pointwise")}
+    assert (md["depthwise"].op, md["depthwise"].units) == (f"depthwise_conv{rank}d", 6)
+    assert (md["pointwise"].op, md["pointwise"].units, md["pointwise"].layer) == (f"conv{rank}d", 4, "sep/pointwise")
+    inputs, dk, h, d_h, d_z = separable_operands(model, "sep", x, y, strides, "SAME", dilations)
+    pk = sep.pointwise_kernel.numpy()
+    ones = (1,) * rank
+    for role in ALL_ROLES:
+        *_, want = reference(role, inputs, dk, d_h, strides, "SAME", dilations, thresholds=None, groups=3)
+        assert_record_equals(record_at(recs, f"sep/depthwise/{role}", 0), want, rtol=1e-3, atol=1e-6)
+        *_, want = reference(role, h, pk, d_z, ones, "VALID", ones, thresholds=None)
+        assert_record_equals(record_at(recs, f"sep/pointwise/{role}", 0), want, rtol=1e-3, atol=1e-6)

@@ -43,6 +43,7 @@ class Target:
     roles: tuple = ()  # the roles recorded (`roles_of`)
     units: dict = None  # role -> units of its record
     producer: tuple = (None, None)  # (name, kind) of the layer that produced the input (`graph.producer_of`)
+    partners: tuple = ()  # the targets of the same layer, in `Adapter.parts` order (itself included)
 
     @property
     def kind(self):
@@ -127,15 +128,15 @@ def roles_of(activation, roles):
     )
 
 
-def _target(entry, adapter, roles, confidence, thresholds):
+def _target(entry, adapter, suffix, roles, confidence, thresholds):
     layer = entry.layer
     if not layer.built:
         raise ValueError(f"layer {entry.path!r} is not built yet: build or call the model first")
-    act = activations.describe(getattr(layer, "activation", None))
+    act = activations.describe(adapter.activation(layer))
     target = Target(
         layer=layer,
         index=entry.index,
-        name=entry.path,
+        name=entry.path if suffix is None else f"{entry.path}/{suffix}",
         adapter=adapter,
         op=adapter.op(layer),
         metadata={},
@@ -188,7 +189,12 @@ def resolve(model, wanted, roles, confidence, thresholds):
             skipped[entry.path] = reason
             _warn(entry.path, entry.layer, reason)
         elif adapter is not None and adapter.records:
-            targets.append(_target(entry, adapter, roles, confidence, thresholds))
+            parts = [
+                _target(entry, a, suffix, roles, confidence, thresholds) for suffix, a in adapter.parts(entry.layer)
+            ]
+            for part in parts:
+                part.partners = tuple(parts)
+            targets.extend(parts)
         for suffix, why in ({} if adapter is None else adapter.not_recorded(entry.layer)).items():
             skipped[f"{entry.path}/{suffix}"] = why
             _warn(f"{entry.path}/{suffix}", entry.layer, why)

@@ -141,7 +141,8 @@ class LayerRecorder(Explaining):
         with self._lock:
             if self._patched == 0:
                 for target in self.targets:
-                    internals.patch_call(target.layer, target.adapter.patched_call(self, target))
+                    if target is target.partners[0]:  # a layer's first part explains them all
+                        internals.patch_call(target.layer, target.adapter.patched_call(self, target))
             self._patched += 1
 
     def _unpatch(self):
@@ -149,7 +150,8 @@ class LayerRecorder(Explaining):
             self._patched -= 1
             if self._patched == 0:
                 for target in self.targets:
-                    internals.unpatch_call(target.layer)
+                    if target is target.partners[0]:
+                        internals.unpatch_call(target.layer)
 
 
 class _Recording:

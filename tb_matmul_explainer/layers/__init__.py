@@ -5,26 +5,39 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
   einsum_dense   EinsumDense (matmuls over the input's trailing axes)
   conv           Conv1D/2D/3D (any strides and dilation; groups for 1D/2D)
   depthwise_conv DepthwiseConv1D/2D
+  separable_conv SeparableConv1D/2D: two explanations, <path>/depthwise and <path>/pointwise
   attention      MultiHeadAttention: its score and value einsums, listed as not recorded
   recurrent      SimpleRNN/LSTM/GRU cells, listed as not recorded (their multiply-adds counted on the RNN layer)
-  unsupported    separable and transposed convolutions, listed as not recorded
+  unsupported    transposed convolutions, listed as not recorded
 """
 
 import math
 
 from tb_matmul_explainer import internals
-from tb_matmul_explainer.layers import attention, conv, dense, depthwise_conv, einsum_dense, recurrent, unsupported
+from tb_matmul_explainer.layers import (
+    attention,
+    conv,
+    dense,
+    depthwise_conv,
+    einsum_dense,
+    recurrent,
+    separable_conv,
+    unsupported,
+)
 
 ADAPTERS = (
     dense.ADAPTER,
     einsum_dense.ADAPTER,
     conv.ADAPTER,
     depthwise_conv.ADAPTER,
+    separable_conv.ADAPTER,
     attention.ADAPTER,
     *recurrent.ADAPTERS,
     *unsupported.ADAPTERS,
 )
-SUPPORTED = "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D"
+SUPPORTED = (
+    "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D"
+)
 
 
 def adapter_for(layer):

@@ -49,6 +49,17 @@ class Adapter:
         """Per-layer data the adapter's methods need (`Target.plan`), computed once."""
         return None
 
+    def parts(self, layer):
+        """`((suffix, adapter), ...)`: the explanations of the layer, one recorded target each, named by the layer's
+        path (suffix None) or `<path>/<suffix>`. A layer with several matmuls (a separable convolution) yields one
+        part per matmul; the first part's `patched_call` explains them all (`Target.partners` lists the layer's
+        targets in this order)."""
+        return ((None, self),)
+
+    def activation(self, layer):
+        """The Keras activation applied to this part's result (None: none)."""
+        return getattr(layer, "activation", None)
+
     def op(self, layer):
         """The metadata `op` of the layer's records."""
         return self.kind

@@ -10,21 +10,33 @@ explicit (`kops.depthwise_conv`), then bias and activation; totals, kernel gradi
 convolution adapter's with `groups` = in_channels.
 """
 
+import math
+
 from keras import layers as keras_layers
 from keras import ops as kops
 
 from tb_matmul_explainer.layers.conv import ConvAdapter, geometry_of, grouped_refusal
 
 
-def grouped_shape(layer):
-    """The depthwise kernel's shape as a grouped convolution's: `kernel_spatial + (1, in_channels * multiplier)`."""
-    *spatial, cin, multiplier = (int(d) for d in layer.kernel.shape)
+def grouped_shape(kernel):
+    """A depthwise kernel's shape as a grouped convolution's: `kernel_spatial + (1, in_channels * multiplier)`."""
+    *spatial, cin, multiplier = (int(d) for d in kernel.shape)
     return tuple(spatial) + (1, cin * multiplier)
 
 
 class DepthwiseConvAdapter(ConvAdapter):
     kind = "depthwise_conv"
     layer_types = tuple(getattr(keras_layers, n) for n in ("DepthwiseConv1D", "DepthwiseConv2D"))
+
+    def kernel_of(self, layer):
+        """The depthwise kernel variable, `kernel_spatial + (in_channels, depth_multiplier)`."""
+        return layer.kernel
+
+    def bias_of(self, layer):
+        """The bias added to this part's result, shaped to broadcast (None: none)."""
+        if not layer.use_bias:
+            return None
+        return kops.reshape(layer.bias, (1,) * (layer.rank + 1) + (grouped_shape(self.kernel_of(layer))[-1],))
 
     def refusal(self, layer):
         reason = super(ConvAdapter, self).refusal(layer)
@@ -34,25 +46,28 @@ class DepthwiseConvAdapter(ConvAdapter):
             return f"data_format={layer.data_format!r} is not supported (channels_last only)"
         if layer.padding not in ("valid", "same"):
             return f"padding={layer.padding!r} is not supported"
-        return grouped_refusal(layer.rank, layer.strides, int(layer.kernel.shape[-2]))
+        return grouped_refusal(layer.rank, layer.strides, int(self.kernel_of(layer).shape[-2]))
 
     def op(self, layer):
         return f"depthwise_conv{layer.rank}d"
 
     def units(self, layer, role):
-        cin, multiplier = (int(d) for d in layer.kernel.shape[-2:])
+        cin, multiplier = (int(d) for d in self.kernel_of(layer).shape[-2:])
         return cin if role in ("input_gradient", "input_features") else cin * multiplier
+
+    def multiply_adds(self, layer, inputs, output):
+        return math.prod(output[:-1]) * math.prod(int(d) for d in self.kernel_of(layer).shape)
 
     def patched_call(self, recorder, target):
         layer = target.layer
-        shape = tuple(int(d) for d in layer.kernel.shape)
-        cin = shape[-2]
+        variable = self.kernel_of(layer)
+        shape = tuple(int(d) for d in variable.shape)
 
         def call(inputs):
             m = recorder._explain(
                 target,
                 inputs,
-                kops.reshape(layer.kernel, grouped_shape(layer)),
+                kops.reshape(variable, grouped_shape(variable)),
                 lambda x, k: kops.depthwise_conv(
                     x,
                     kops.reshape(k, shape),
@@ -61,11 +76,9 @@ class DepthwiseConvAdapter(ConvAdapter):
                     dilation_rate=layer.dilation_rate,
                     data_format=layer.data_format,
                 ),
-                geometry_of(layer, layer.padding, cin),
+                geometry_of(layer, layer.padding, shape[-2]),
             )
-            units = cin * layer.depth_multiplier
-            bias = kops.reshape(layer.bias, (1,) * (layer.rank + 1) + (units,)) if layer.use_bias else None
-            return recorder._activate(target, m, bias, layer.activation)
+            return recorder._activate(target, m, self.bias_of(layer), self.activation(layer))
 
         return call
 

@@ -1,4 +1,4 @@
-"""Convolution kinds with a kernel that are not recorded yet: separable and transposed convolutions.
+"""Convolution kinds with a kernel that are not recorded yet: transposed convolutions.
 
 They are refused with a reason naming the kind; their multiply-adds per sample are counted so that the coverage
 line says what share of the model they hold. (A kind that becomes supported moves to a module of its own.)
@@ -34,15 +34,10 @@ class NotYetAdapter(Adapter):
         return self._per_position(layer, inputs, output)
 
 
-def _separable(layer, inputs, output):
-    return math.prod(output[:-1]) * (_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel))
-
-
 def _transpose(layer, inputs, output):
     return math.prod(inputs[0][:-1]) * _size(layer.kernel)  # each input position meets the whole kernel
 
 
 ADAPTERS = (
-    NotYetAdapter("separable_conv", _types("SeparableConv1D", "SeparableConv2D"), _separable),
     NotYetAdapter("conv_transpose", _types("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"), _transpose),
 )
