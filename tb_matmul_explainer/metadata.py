@@ -76,7 +76,18 @@ READABLE_VERSIONS = (1, 2)
 TERMS = ("PP", "PZ", "PN", "ZP", "ZZ", "ZN", "NP", "NZ", "NN")
 ROLES = ("forward", "kernel_gradient", "input_gradient", "activation", "activation_gradient", "input_features")
 MATMUL_ROLES = ROLES[:3]
-OPS = ("dense", "einsum_dense", "conv1d", "conv2d", "conv3d", "depthwise_conv1d", "depthwise_conv2d")
+OPS = (
+    "dense",
+    "einsum_dense",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "depthwise_conv1d",
+    "depthwise_conv2d",
+    "conv1d_transpose",
+    "conv2d_transpose",
+    "conv3d_transpose",
+)
 OPERANDS = {
     "forward": ("input", "kernel"),
     "kernel_gradient": ("input", "output_gradient"),

@@ -194,6 +194,13 @@ def test_grouped_totals_compiled(near_zero):
 # Trained with the callback, read back through TensorBoard
 
 
+def assert_record_matches(record, want):
+    """A record read back against the per-cell route: its result was computed by the layer's own op (Keras'),
+    the reference's by the geometry ops, so the result threshold agrees to float rounding."""
+    np.testing.assert_allclose(record.thresholds, want["thresholds"], rtol=1e-4)
+    assert_record_equals(record, {**want, "thresholds": record.thresholds}, rtol=1e-3, atol=1e-6)
+
+
 def fit_and_read(tmp_path, model, x, y):
     """One recorded training step of the whole batch (all roles, exact); {tag: ...} read back by TensorBoard."""
     model.compile(keras.optimizers.SGD(0.0), "mse")
@@ -237,7 +244,7 @@ def check_layer_records(recs, model, name, x, y, geometry, kernel, groups=1):
     inputs, d_out = layer_operands(model, name, x, y)
     for role in ALL_ROLES:
         *_, want = reference(role, inputs, kernel, d_out, *geometry, thresholds=None, groups=groups)
-        assert_record_equals(record_at(recs, f"{name}/{role}", 0), want, rtol=1e-3, atol=1e-6)
+        assert_record_matches(record_at(recs, f"{name}/{role}", 0), want)
 
 
 def test_depthwise_and_grouped_convs_train_and_read_back(tmp_path):
@@ -313,6 +320,118 @@ def test_separable_conv_records_its_two_parts(tmp_path, rank):
     ones = (1,) * rank
     for role in ALL_ROLES:
         *_, want = reference(role, inputs, dk, d_h, strides, "SAME", dilations, thresholds=None, groups=3)
-        assert_record_equals(record_at(recs, f"sep/depthwise/{role}", 0), want, rtol=1e-3, atol=1e-6)
+        assert_record_matches(record_at(recs, f"sep/depthwise/{role}", 0), want)
         *_, want = reference(role, h, pk, d_z, ones, "VALID", ones, thresholds=None)
-        assert_record_equals(record_at(recs, f"sep/pointwise/{role}", 0), want, rtol=1e-3, atol=1e-6)
+        assert_record_matches(record_at(recs, f"sep/pointwise/{role}", 0), want)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Transposed convolutions: C's input gradient (forward), C's convolution (input gradient), and the kernel gradient
+
+
+def swap_pairs(t):
+    """[..., 9] pairs (a, b) -> (b, a)."""
+    t = np.asarray(t)
+    return t.reshape(t.shape[:-1] + (3, 3)).swapaxes(-1, -2).reshape(t.shape)
+
+
+def transpose_kernel_gradient_per_cell(x, dz, kernel_shape, strides, padding, dilations, thresholds=PAIR):
+    """(result, per-filter totals) of a transposed convolution's kernel gradient from C's per-cell classifier: the
+    operands swapped back (x first) and units on the kernel's second-to-last axis."""
+    counts, sums, thr = ops.conv_backprop_filter_classify(
+        dz,
+        x,
+        kernel_shape,
+        strides,
+        padding,
+        thresholds=None if thresholds is None else thresholds[::-1],
+        return_thresholds=True,
+        dilations=dilations,
+    )
+    result = conv_lib.backprop_filter(tf.constant(dz), tf.constant(x), kernel_shape, strides, padding, dilations)
+    return result.numpy(), oracle(swap_pairs(counts), swap_pairs(sums), result, -2, thr[::-1])
+
+
+TRANSPOSED = [  # z's shape (C's input: output_padding included), kernel (..., filters, in_channels), geometry
+    ((2, 9, 3), (3, 3, 2), (2,), "VALID", (1,)),
+    ((2, 10, 3), (3, 3, 4), (2,), "SAME", (1,)),
+    ((2, 9, 8, 2), (3, 2, 2, 3), (2, 2), "SAME", (1, 1)),
+    ((1, 8, 9, 2), (2, 3, 2, 2), (1, 1), "VALID", (2, 2)),
+    ((1, 5, 6, 4, 2), (2, 2, 2, 2, 3), (2, 1, 2), "SAME", (1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("z_shape,k_shape,strides,padding,dilations", TRANSPOSED)
+def test_transpose_kernel_gradient_matches_per_cell(z_shape, k_shape, strides, padding, dilations):
+    x_shape = conv_lib.output_shape(list(z_shape), list(k_shape), strides, padding, dilations)
+    x, dz = normal(*x_shape), normal(*z_shape, zeros=0.0)
+    result, want = transpose_kernel_gradient_per_cell(x, dz, list(k_shape), strides, padding, dilations)
+    got = ag.conv_transpose_kernel_gradient(
+        x, dz, k_shape, strides, padding, dilations=dilations, result=result, **OPTIONS
+    )
+    assert_record_equals(got, want)
+
+
+@pytest.mark.parametrize("near_zero", ["exact", "sampled"])
+def test_transpose_kernel_gradient_with_unknown_batch(near_zero):
+    z_shape, k_shape, strides, padding, dilations = TRANSPOSED[2]
+    x_shape = conv_lib.output_shape(list(z_shape), list(k_shape), strides, padding, dilations)
+    x, dz = normal(3, *x_shape[1:]), normal(3, *z_shape[1:], zeros=0.0)
+    options = dict(OPTIONS, near_zero=near_zero)
+    run = tf.function(
+        lambda a, b, r: ag.conv_transpose_kernel_gradient(
+            a, b, k_shape, strides, padding, dilations=dilations, result=r, **options
+        ),
+        input_signature=[
+            tf.TensorSpec([None, *x.shape[1:]]),
+            tf.TensorSpec([None, *dz.shape[1:]]),
+            tf.TensorSpec(k_shape),
+        ],
+    )
+    for batch in (3, 1):
+        result, want = transpose_kernel_gradient_per_cell(
+            x[:batch], dz[:batch], list(k_shape), strides, padding, dilations
+        )
+        assert_record_equals(run(x[:batch], dz[:batch], result), want)
+
+
+def check_transposed_records(recs, model, name, x, y, strides, padding, dilations):
+    """The step-0 records of a transposed convolution against C's per-cell classifiers on the same batch."""
+    inputs, dz = layer_operands(model, name, x, y)
+    kernel = model.get_layer(name).kernel.numpy()
+    geometry = (strides, padding)
+    z = conv_lib.backprop_input(tf.constant(inputs), tf.constant(kernel), dz.shape, *geometry, dilations).numpy()
+    dx = conv_lib.forward(tf.constant(dz), tf.constant(kernel), *geometry, dilations).numpy()
+    kw = dict(dilations=dilations, thresholds=None)
+    want = {
+        "forward": per_cell(ops.conv_backprop_input_classify, z, inputs, kernel, dz.shape, *geometry, **kw),
+        "kernel_gradient": transpose_kernel_gradient_per_cell(
+            inputs, dz, list(kernel.shape), *geometry, dilations, None
+        )[1],
+        "input_gradient": per_cell(ops.conv_classify, dx, dz, kernel, *geometry, **kw),
+    }
+    for role in ALL_ROLES:
+        assert_record_matches(record_at(recs, f"{name}/{role}", 0), want[role])
+
+
+def test_transposed_convs_train_and_read_back(tmp_path):
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(5, 3, 3, 2)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)
+    keras.utils.set_random_seed(10)
+    up2 = keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same", output_padding=1, name="up2")
+    up1 = keras.layers.Conv1DTranspose(2, 3, strides=2, name="up1")  # (dilated ones: Keras has no CPU kernel)
+    model = keras.Sequential(
+        [
+            keras.Input((3, 3, 2)),
+            up2,
+            keras.layers.Reshape((36, 3)),
+            up1,
+            keras.layers.Flatten(),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
+    recs = fit_and_read(tmp_path, model, x, y)
+    assert [recs[f"{n}/forward"][0].op for n in ("up2", "up1")] == ["conv2d_transpose", "conv1d_transpose"]
+    assert [recs[f"up2/{r}"][0].units for r in ALL_ROLES] == [3, 3, 2]
+    check_transposed_records(recs, model, "up2", x, y, (2, 2), "SAME", (1, 1))
+    check_transposed_records(recs, model, "up1", x, y, (2,), "VALID", (1,))

@@ -339,6 +339,12 @@ def test_patched_layers_compute_what_the_layers_compute(tmp_path):
         (keras.layers.DepthwiseConv1D(3, dilation_rate=2, padding="same"), (2, 9, 3)),
         (keras.layers.SeparableConv2D(4, 3, strides=2, depth_multiplier=2, activation="relu"), (2, 7, 7, 3)),
         (keras.layers.SeparableConv1D(2, 3, dilation_rate=2, padding="same"), (2, 9, 3)),
+        (
+            keras.layers.Conv2DTranspose(3, 3, strides=2, padding="same", output_padding=1, activation="relu"),
+            (2, 4, 5, 2),
+        ),
+        (keras.layers.Conv1DTranspose(2, 2, strides=3), (2, 5, 3)),
+        (keras.layers.Conv3DTranspose(2, 2, strides=(1, 2, 1), padding="same"), (1, 3, 3, 2, 2)),
         (keras.layers.Conv3D(2, 2, strides=(1, 2, 1)), (1, 4, 5, 4, 2)),
     ]
     for layer, shape in cases:
@@ -375,6 +381,9 @@ def test_patched_layers_compute_what_the_layers_compute(tmp_path):
         "einsum_dense",
         "depthwise_conv1d",
         "depthwise_conv2d",
+        "conv1d_transpose",
+        "conv2d_transpose",
+        "conv3d_transpose",
     }
 
 

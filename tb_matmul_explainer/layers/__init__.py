@@ -6,9 +6,9 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
   conv           Conv1D/2D/3D (any strides and dilation; groups for 1D/2D)
   depthwise_conv DepthwiseConv1D/2D
   separable_conv SeparableConv1D/2D: two explanations, <path>/depthwise and <path>/pointwise
+  conv_transpose Conv1D/2D/3DTranspose
   attention      MultiHeadAttention: its score and value einsums, listed as not recorded
   recurrent      SimpleRNN/LSTM/GRU cells, listed as not recorded (their multiply-adds counted on the RNN layer)
-  unsupported    transposed convolutions, listed as not recorded
 """
 
 import math
@@ -17,12 +17,12 @@ from tb_matmul_explainer import internals
 from tb_matmul_explainer.layers import (
     attention,
     conv,
+    conv_transpose,
     dense,
     depthwise_conv,
     einsum_dense,
     recurrent,
     separable_conv,
-    unsupported,
 )
 
 ADAPTERS = (
@@ -31,12 +31,13 @@ ADAPTERS = (
     conv.ADAPTER,
     depthwise_conv.ADAPTER,
     separable_conv.ADAPTER,
+    conv_transpose.ADAPTER,
     attention.ADAPTER,
     *recurrent.ADAPTERS,
-    *unsupported.ADAPTERS,
 )
 SUPPORTED = (
-    "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, SeparableConv2D"
+    "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, "
+    "SeparableConv2D, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose"
 )
 
 

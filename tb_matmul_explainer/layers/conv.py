@@ -121,25 +121,31 @@ class ConvAdapter(Adapter):
         )
 
     def padding_only(self, target, x, kernel_shape, geometry):
-        if geometry["padding"].upper() != "SAME":
-            return 0.0
-        spatial = x.shape[1:-1]
-        if any(d is None for d in spatial):
-            return float("nan")
-        kernel_shape = tf.TensorShape(kernel_shape)
-        strides = validation.normalize_strides(geometry["strides"], kernel_shape.rank - 2)
-        taps = conv_lib.padding_only_taps(
-            [int(d) for d in spatial],
-            [int(d) for d in kernel_shape[:-2]],
-            [int(s) for s in strides],
-            "SAME",
-            geometry["dilations"],
-        )
-        return float(taps * int(kernel_shape[-2]) * int(kernel_shape[-1]))
+        return padding_only_cells(x.shape, kernel_shape, geometry)
 
     def multiply_adds(self, layer, inputs, output):
         """Output positions x kernel entries (right for groups too: the kernel holds in_channels / groups)."""
         return math.prod(output[:-1]) * math.prod(int(d) for d in layer.kernel.shape)
+
+
+def padding_only_cells(input_shape, kernel_shape, geometry):
+    """Kernel-gradient cells of a convolution with input `input_shape` that only ever meet SAME padding (NaN where
+    its spatial shape is not known)."""
+    if geometry["padding"].upper() != "SAME":
+        return 0.0
+    spatial = list(input_shape)[1:-1]
+    if any(d is None for d in spatial):
+        return float("nan")
+    kernel_shape = tf.TensorShape(kernel_shape)
+    strides = validation.normalize_strides(geometry["strides"], kernel_shape.rank - 2)
+    taps = conv_lib.padding_only_taps(
+        [int(d) for d in spatial],
+        [int(d) for d in kernel_shape[:-2]],
+        [int(s) for s in strides],
+        "SAME",
+        geometry["dilations"],
+    )
+    return float(taps * int(kernel_shape[-2]) * int(kernel_shape[-1]))
 
 
 ADAPTER = ConvAdapter()
