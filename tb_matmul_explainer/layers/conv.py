@@ -52,14 +52,20 @@ class ConvAdapter(Adapter):
     layer_types = (keras_layers.Conv1D, keras_layers.Conv2D, keras_layers.Conv3D)
     near_zero_sample = "conv"
 
+    paddings = ("valid", "same", "causal")  # the `padding` settings taken
+
     def refusal(self, layer):
         reason = super().refusal(layer)
         if reason is not None:
             return reason
         if layer.data_format != "channels_last":
             return f"data_format={layer.data_format!r} is not supported (channels_last only)"
-        if layer.padding not in ("valid", "same", "causal"):
+        if layer.padding not in self.paddings:
             return f"padding={layer.padding!r} is not supported"
+        return self.geometry_refusal(layer)
+
+    def geometry_refusal(self, layer):
+        """Why the layer's strides, dilation or groups cannot be recorded, or None."""
         return grouped_refusal(layer.rank, layer.strides, layer.groups)
 
     def op(self, layer):

@@ -17,7 +17,6 @@ from keras import ops as kops
 
 from tb_matmul_explainer import aggregates, validation
 from tb_matmul_explainer import conv as conv_lib
-from tb_matmul_explainer.layers.base import Adapter
 from tb_matmul_explainer.layers.conv import ConvAdapter, geometry_of, padding_only_cells
 
 
@@ -30,14 +29,9 @@ class ConvTransposeAdapter(ConvAdapter):
     kind = "conv_transpose"
     layer_types = tuple(getattr(keras_layers, f"Conv{r}DTranspose") for r in (1, 2, 3))
 
-    def refusal(self, layer):
-        reason = Adapter.refusal(self, layer)
-        if reason is not None:
-            return reason
-        if layer.data_format != "channels_last":
-            return f"data_format={layer.data_format!r} is not supported (channels_last only)"
-        if layer.padding not in ("valid", "same"):
-            return f"padding={layer.padding!r} is not supported"
+    paddings = ("valid", "same")
+
+    def geometry_refusal(self, layer):
         return None
 
     def op(self, layer):

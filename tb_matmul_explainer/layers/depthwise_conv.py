@@ -38,14 +38,9 @@ class DepthwiseConvAdapter(ConvAdapter):
             return None
         return kops.reshape(layer.bias, (1,) * (layer.rank + 1) + (grouped_shape(self.kernel_of(layer))[-1],))
 
-    def refusal(self, layer):
-        reason = super(ConvAdapter, self).refusal(layer)
-        if reason is not None:
-            return reason
-        if layer.data_format != "channels_last":
-            return f"data_format={layer.data_format!r} is not supported (channels_last only)"
-        if layer.padding not in ("valid", "same"):
-            return f"padding={layer.padding!r} is not supported"
+    paddings = ("valid", "same")
+
+    def geometry_refusal(self, layer):
         return grouped_refusal(layer.rank, layer.strides, int(self.kernel_of(layer).shape[-2]))
 
     def op(self, layer):
