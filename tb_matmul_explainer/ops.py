@@ -168,7 +168,16 @@ def tensordot_classify(x, y, axes, confidence=0.95, thresholds=None, return_thre
 
 
 def conv_classify(
-    inputs, kernel, strides=1, padding="VALID", confidence=0.95, thresholds=None, return_thresholds=False
+    inputs,
+    kernel,
+    strides=1,
+    padding="VALID",
+    confidence=0.95,
+    thresholds=None,
+    return_thresholds=False,
+    *,
+    dilations=1,
+    groups=1,
 ):
     """Classifies `tf.nn.convolution(inputs, kernel, strides, padding)`.
 
@@ -177,6 +186,8 @@ def conv_classify(
       kernel: `kernel_spatial + (in_channels, out_channels)`.
       strides: int, or one int per spatial axis.
       padding: 'VALID' or 'SAME', any letter case. SAME padding is counted in no class.
+      dilations: int, or one int per spatial axis.
+      groups: the kernel holds in_channels / groups (a grouped or depthwise convolution, 1D/2D).
     Returns:
       `(counts, sums)` of shape `(batch,) + out_spatial + (out_channels, 9)`.
     """
@@ -184,27 +195,31 @@ def conv_classify(
     spatial = {}
 
     def check(x, k):
-        spatial["strides"] = validation.normalize_strides(strides, conv.check_operands(x.shape, k.shape))
+        rank = conv.check_operands(x.shape, k.shape, groups=groups)
+        spatial["strides"] = validation.normalize_strides(strides, rank)
+        spatial["dilations"] = validation.normalize_strides(dilations, rank, "dilations")
 
     def op(a, b):
-        return conv.forward(a, b, spatial["strides"], padding)
+        return conv.forward(a, b, spatial["strides"], padding, spatial["dilations"])
 
     return _classify(
         op, inputs, kernel, confidence, thresholds, return_thresholds, names=("inputs", "kernel"), check=check
     )
 
 
-def _check_conv_gradient(x_shape, d_out, kernel_shape, strides, padding, x_name="x"):
-    """Validates a (convolution input shape, d_out, kernel shape) triple; returns normalised strides."""
+def _check_conv_gradient(x_shape, d_out, kernel_shape, strides, padding, dilations, groups, x_name="x"):
+    """Validates a (convolution input shape, d_out, kernel shape) triple; returns normalised strides and
+    dilations."""
     x_shape, kernel_shape = tf.TensorShape(x_shape), tf.TensorShape(kernel_shape)
-    spatial_rank = conv.check_operands(x_shape, kernel_shape, x_name, "kernel_shape")
+    spatial_rank = conv.check_operands(x_shape, kernel_shape, x_name, "kernel_shape", groups)
     strides = validation.normalize_strides(strides, spatial_rank)
+    dilations = validation.normalize_strides(dilations, spatial_rank, "dilations")
     validation.check_rank(d_out, "d_out", x_shape.rank, x_shape.rank)
-    expected = conv.output_shape(x_shape.as_list(), kernel_shape.as_list(), strides, padding)
+    expected = conv.output_shape(x_shape.as_list(), kernel_shape.as_list(), strides, padding, dilations)
     for got, want in zip(d_out.shape.as_list(), expected):
         if got is not None and want is not None and got != want:
             raise ValueError(f"d_out must have the convolution's result shape {expected}, got {d_out.shape}")
-    return strides
+    return strides, dilations
 
 
 def _static_shape(shape, name):
@@ -219,7 +234,17 @@ def _static_shape(shape, name):
 
 
 def conv_backprop_filter_classify(
-    x, d_out, kernel_shape, strides=1, padding="VALID", confidence=0.95, thresholds=None, return_thresholds=False
+    x,
+    d_out,
+    kernel_shape,
+    strides=1,
+    padding="VALID",
+    confidence=0.95,
+    thresholds=None,
+    return_thresholds=False,
+    *,
+    dilations=1,
+    groups=1,
 ):
     """Classifies the kernel gradient of a convolution: `dJ/dW = backprop_filter(x, d_out)`.
 
@@ -237,16 +262,28 @@ def conv_backprop_filter_classify(
         geometry["kernel_shape"] = _static_shape(kernel_shape, "kernel_shape")
         if None in geometry["kernel_shape"]:
             raise ValueError(f"kernel_shape must be fully known, got {kernel_shape!r}")
-        geometry["strides"] = _check_conv_gradient(a.shape, d, geometry["kernel_shape"], strides, padding)
+        geometry["strides"], geometry["dilations"] = _check_conv_gradient(
+            a.shape, d, geometry["kernel_shape"], strides, padding, dilations, groups
+        )
 
     def op(a, d):
-        return conv.backprop_filter(a, d, geometry["kernel_shape"], geometry["strides"], padding)
+        return conv.backprop_filter(a, d, geometry["kernel_shape"], geometry["strides"], padding, geometry["dilations"])
 
     return _classify(op, x, d_out, confidence, thresholds, return_thresholds, names=("x", "d_out"), check=check)
 
 
 def conv_backprop_input_classify(
-    d_out, kernel, input_shape, strides=1, padding="VALID", confidence=0.95, thresholds=None, return_thresholds=False
+    d_out,
+    kernel,
+    input_shape,
+    strides=1,
+    padding="VALID",
+    confidence=0.95,
+    thresholds=None,
+    return_thresholds=False,
+    *,
+    dilations=1,
+    groups=1,
 ):
     """Classifies the input gradient of a convolution: `dJ/dx = backprop_input(d_out, kernel)`.
 
@@ -262,12 +299,12 @@ def conv_backprop_input_classify(
 
     def check(d, k):
         geometry["input_shape"] = _static_shape(input_shape, "input_shape")
-        geometry["strides"] = _check_conv_gradient(
-            geometry["input_shape"], d, k.shape, strides, padding, x_name="input_shape"
+        geometry["strides"], geometry["dilations"] = _check_conv_gradient(
+            geometry["input_shape"], d, k.shape, strides, padding, dilations, groups, x_name="input_shape"
         )
 
     def op(d, k):
-        return conv.backprop_input(d, k, geometry["input_shape"], geometry["strides"], padding)
+        return conv.backprop_input(d, k, geometry["input_shape"], geometry["strides"], padding, geometry["dilations"])
 
     return _classify(
         op, d_out, kernel, confidence, thresholds, return_thresholds, names=("d_out", "kernel"), check=check

@@ -76,12 +76,17 @@ def test_attention_einsums_are_warned_about_and_listed_and_recurrent_cells_are_n
     assert [t.name for t in recorder.targets] == ["lstm/kernel", "lstm/recurrent_kernel", "out"]
 
 
+class HalvedDepthwise(keras.layers.DepthwiseConv2D):
+    def call(self, inputs):
+        return 0.5 * super().call(inputs)
+
+
 def test_coverage_counts_multiply_adds_per_sample_from_shapes(tmp_path):
     model = keras.Sequential(
         [
             keras.Input((8, 8, 3)),
             keras.layers.Conv2D(4, 3, name="conv"),
-            keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw"),
+            HalvedDepthwise(3, depth_multiplier=2, name="dw"),  # refused (it overrides call), still counted
             keras.layers.Flatten(),
             keras.layers.Dense(5, name="head"),
         ]

@@ -54,6 +54,7 @@ ops and the Keras recorder take the same). Modules, one job each:
   dense_sampled  dense forward / input gradient with sampled near-zero rows (shared products)
   conv_kernels   convolution totals over all cells and near-zero cells; the convolution driver
   conv_sampled   convolutions with sampled near-zero (batch, position) pairs
+  conv_transpose a transposed convolution's kernel gradient (per cell; its other roles are conv's)
   sampling       seeds and sampled rows
   jit            XLA compilation of the kernels (the compile mode of one call)
 Convolution geometry (shapes, padding, sampled patches) lives in `tb_matmul_explainer.conv`.
@@ -67,6 +68,7 @@ from tb_matmul_explainer.aggregates.api import (
     dense_input_gradient,
     dense_kernel_gradient,
 )
+from tb_matmul_explainer.aggregates.conv_transpose import conv_transpose_kernel_gradient
 from tb_matmul_explainer.aggregates.options import (
     NEAR_ZERO_MODES,
     NEAR_ZERO_SAMPLE_SIZE,
@@ -86,6 +88,7 @@ __all__ = [
     "conv",
     "conv_input_gradient",
     "conv_kernel_gradient",
+    "conv_transpose_kernel_gradient",
     "dense",
     "dense_input_gradient",
     "dense_kernel_gradient",

@@ -107,13 +107,16 @@ def dense_input_gradient(d_out, kernel, *, result=None, options=None, **settings
     return _contracting_the_kernel(d_out, kernel, ("d_out", "kernel"), True, result, Options.of(options, **settings))
 
 
-def conv(inputs, kernel, strides=1, padding="VALID", *, result=None, options=None, **settings):
+def conv(inputs, kernel, strides=1, padding="VALID", *, dilations=1, groups=1, result=None, options=None, **settings):
     """Per-output-channel totals of the convolution `tf.nn.convolution(inputs, kernel, strides, padding)`.
 
     Args:
       inputs: `(batch,) + spatial + (in_channels,)`, 1 to 3 spatial axes (NHWC). First operand.
       kernel: `kernel_spatial + (in_channels, out_channels)`. Second operand.
       strides: int or one int per spatial axis. padding: 'VALID' or 'SAME' (any case); padding is in no class.
+      dilations: int or one int per spatial axis (the kernel's taps are `dilations` apart).
+      groups: the kernel's in_channels are the input's / groups; output channel `j * out_g + d` reads input
+        channels `j * in_g + c` (a depthwise convolution: in_g = 1). Grouped: 1D/2D, equal strides.
       result: optional convolution result `(batch,) + out_spatial + (out_channels,)`.
       options, **settings: an `Options`, or its fields as keywords.
     Returns:
@@ -121,31 +124,38 @@ def conv(inputs, kernel, strides=1, padding="VALID", *, result=None, options=Non
     """
     opts = Options.of(options, **settings)
     x, W = totals.operands(inputs, kernel, ("inputs", "kernel"))
-    strides, padding, out_shape = conv_lib.check_geometry(x.shape, W.shape, strides, padding)
+    strides, padding, out_shape, dilations = conv_lib.check_geometry(
+        x.shape, W.shape, strides, padding, dilations=dilations, groups=groups
+    )
     if None in W.shape.as_list() or None in x.shape.as_list()[1:]:
         raise ValueError(f"inputs (except the batch axis) and kernel need known shapes, got {x.shape}, {W.shape}")
 
     def result_fn():
         if result is None:
             if x.shape[0] is not None:
-                return conv_lib.forward(x, W, strides, padding)
+                return conv_lib.forward(x, W, strides, padding, dilations)
             # TensorFlow's convolution returns the input's shape for an empty batch: guard it.
             empty = tf.zeros([0] + out_shape[1:], x.dtype)
-            return tf.cond(tf.shape(x)[0] > 0, lambda: conv_lib.forward(x, W, strides, padding), lambda: empty)
+            return tf.cond(
+                tf.shape(x)[0] > 0, lambda: conv_lib.forward(x, W, strides, padding, dilations), lambda: empty
+            )
         return totals.given_result(result, x.dtype, out_shape)
 
-    geometry = Geometry(tuple(x.shape.as_list()), tuple(W.shape.as_list()), strides, padding)
+    geometry = Geometry(tuple(x.shape.as_list()), tuple(W.shape.as_list()), strides, padding, dilations, groups)
     with compile_mode(opts.jit):
         return conv_kernels.role_totals("forward", x, W, geometry, result_fn, opts)
 
 
-def conv_kernel_gradient(x, d_out, kernel_shape, strides=1, padding="VALID", *, result=None, options=None, **settings):
+def conv_kernel_gradient(
+    x, d_out, kernel_shape, strides=1, padding="VALID", *, dilations=1, groups=1, result=None, options=None, **settings
+):
     """Per-output-channel totals of the convolution's kernel gradient `backprop_filter(x, d_out)`.
 
     Args:
       x: the convolution's input `(batch,) + spatial + (in_channels,)` (first operand).
       d_out: gradient of the result `(batch,) + out_spatial + (out_channels,)` (second operand).
       kernel_shape: `kernel_spatial + (in_channels, out_channels)`.
+      strides, padding, dilations, groups: as for `conv`.
       result: optional kernel gradient of shape `kernel_shape`.
       options, **settings: an `Options`, or its fields as keywords.
     Returns:
@@ -154,24 +164,34 @@ def conv_kernel_gradient(x, d_out, kernel_shape, strides=1, padding="VALID", *, 
     opts = Options.of(options, **settings)
     x, D = totals.operands(x, d_out, ("x", "d_out"))
     kshape = conv_lib.static_dims(kernel_shape, "kernel_shape", allow_batch_none=False)
-    strides, padding, _ = conv_lib.check_geometry(
-        x.shape, kshape, strides, padding, d_out=D, input_name="x", kernel_name="kernel_shape"
+    strides, padding, _, dilations = conv_lib.check_geometry(
+        x.shape, kshape, strides, padding, D, "x", "kernel_shape", dilations, groups
     )
     if None in x.shape.as_list()[1:]:
         raise ValueError(f"x needs known shape except the batch axis, got {x.shape}")
 
     def result_fn():
         if result is None:
-            return conv_lib.backprop_filter(x, D, kshape, strides, padding)
+            return conv_lib.backprop_filter(x, D, kshape, strides, padding, dilations)
         return totals.given_result(result, x.dtype, kshape)
 
-    geometry = Geometry(tuple(x.shape.as_list()), tuple(kshape), strides, padding)
+    geometry = Geometry(tuple(x.shape.as_list()), tuple(kshape), strides, padding, dilations, groups)
     with compile_mode(opts.jit):
         return conv_kernels.role_totals("kernel_gradient", x, D, geometry, result_fn, opts)
 
 
 def conv_input_gradient(
-    d_out, kernel, input_shape, strides=1, padding="VALID", *, result=None, options=None, **settings
+    d_out,
+    kernel,
+    input_shape,
+    strides=1,
+    padding="VALID",
+    *,
+    dilations=1,
+    groups=1,
+    result=None,
+    options=None,
+    **settings,
 ):
     """Per-input-channel totals of the convolution's input gradient `backprop_input(d_out, kernel)`.
 
@@ -179,6 +199,7 @@ def conv_input_gradient(
       d_out: gradient of the result `(batch,) + out_spatial + (out_channels,)` (first operand).
       kernel: `kernel_spatial + (in_channels, out_channels)` (second operand).
       input_shape: the convolution input's shape `(batch,) + spatial + (in_channels,)` (batch may be None).
+      strides, padding, dilations, groups: as for `conv`.
       result: optional input gradient of shape `input_shape`.
       options, **settings: an `Options`, or its fields as keywords.
     Returns:
@@ -187,17 +208,17 @@ def conv_input_gradient(
     opts = Options.of(options, **settings)
     D, W = totals.operands(d_out, kernel, ("d_out", "kernel"))
     in_shape = conv_lib.static_dims(input_shape, "input_shape")
-    strides, padding, _ = conv_lib.check_geometry(
-        in_shape, W.shape, strides, padding, d_out=D, input_name="input_shape"
+    strides, padding, _, dilations = conv_lib.check_geometry(
+        in_shape, W.shape, strides, padding, D, "input_shape", dilations=dilations, groups=groups
     )
     if None in W.shape.as_list():
         raise ValueError(f"kernel needs a known shape, got {W.shape}")
 
     def result_fn():
         if result is None:
-            return conv_lib.backprop_input(D, W, in_shape, strides, padding)
+            return conv_lib.backprop_input(D, W, in_shape, strides, padding, dilations)
         return totals.given_result(result, D.dtype, in_shape)
 
-    geometry = Geometry(tuple(in_shape), tuple(W.shape.as_list()), strides, padding)
+    geometry = Geometry(tuple(in_shape), tuple(W.shape.as_list()), strides, padding, dilations, groups)
     with compile_mode(opts.jit):
         return conv_kernels.role_totals("input_gradient", D, W, geometry, result_fn, opts)

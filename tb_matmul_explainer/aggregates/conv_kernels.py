@@ -27,6 +27,34 @@ class Geometry(NamedTuple):
     kernel_shape: tuple  # kernel_spatial + (in_channels, out_channels)
     strides: tuple  # one int per spatial axis
     padding: str  # "VALID" or "SAME"
+    dilations: tuple = None  # one int per spatial axis (None: 1)
+    groups: int = 1  # the kernel's in_channels are the input's / groups (`conv_groups`)
+
+
+def _split(t, axis, groups):
+    """`t` with its axis `axis` (>= 0) split into `(groups, size / groups)`."""
+    shape = [tf.shape(t)[i] if d is None else d for i, d in enumerate(t.shape.as_list())]
+    return tf.reshape(t, shape[:axis] + [groups, shape[axis] // groups] + shape[axis + 1 :])
+
+
+def _kernel_classes(w, geometry):
+    """The kernel's `ClassStack`, each part `[3, kp, in_g, groups, out_g]`."""
+    kshape, g = list(geometry.kernel_shape), geometry.groups
+    shape = [conv_lib.kernel_offsets(kshape), kshape[-2], g, kshape[-1] // g]
+    return classes.class_stack(w.values, w.threshold, shape)
+
+
+def _group_major(t, groups, parts):
+    """Channels laid out `(parts, groups, size)` -> `(groups, parts, size)`, so that each group's are contiguous
+    (the stacked stage-1 variants of an operand, for a grouped product)."""
+    if groups == 1:
+        return t
+    shape = tf.shape(t)
+    c = t.shape[-1]
+    t = tf.reshape(t, tf.concat([shape[:-1], [parts, groups, c // (parts * groups)]], 0))
+    rank = t.shape.rank
+    t = tf.transpose(t, list(range(rank - 3)) + [rank - 2, rank - 3, rank - 1])
+    return tf.reshape(t, tf.concat([shape[:-1], [c]], 0))
 
 
 def _batch_class_totals(t):
@@ -43,75 +71,79 @@ def _batch_class_totals(t):
 
 def _forward_all(x, w, geometry):
     """All-cells totals of conv forward: patch sums per kernel offset of the batch-summed classes."""
-    kshape = list(geometry.kernel_shape)
-    cin, cout = kshape[-2], kshape[-1]
+    kshape, g = list(geometry.kernel_shape), geometry.groups
+    cin, cout = x.values.shape[-1], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
     xbar = _batch_class_totals(x)  # [1, S, 6 cin]
-    out_spatial = conv_lib.output_shape([1] + x.values.shape.as_list()[1:], kshape, geometry.strides, geometry.padding)[
-        1:-1
-    ]
+    strides, padding, dilations = geometry.strides, geometry.padding, geometry.dilations
+    out_spatial = conv_lib.output_shape([1] + x.values.shape.as_list()[1:], kshape, strides, padding, dilations)[1:-1]
     ones = conv_lib.valid_ones(out_spatial, tf.float64)
-    pat = conv_lib.backprop_filter(xbar, ones, kshape[:-2] + [6 * cin, 1], geometry.strides, geometry.padding)
-    pat = tf.transpose(tf.reshape(pat, [kp, 6, cin]), [1, 0, 2])  # [6, kp, cin]
-    w_classes = classes.class_stack(w.values, w.threshold, [kp, cin, cout])
-    counts = tf.einsum("akc,bkcd->abd", pat[:3], w_classes.counts)
-    sums = tf.einsum("akc,bkcd->abd", pat[3:], w_classes.values)
+    pat = conv_lib.backprop_filter(xbar, ones, kshape[:-2] + [6 * cin, 1], strides, padding, dilations)
+    pat = tf.transpose(tf.reshape(pat, [kp, 6, g, cin // g]), [1, 0, 2, 3])  # [6, kp, groups, in_g]
+    w_classes = _kernel_classes(w, geometry)
+    counts = tf.reshape(tf.einsum("akgc,bkcgd->abgd", pat[:3], w_classes.counts), [3, 3, cout])
+    sums = tf.reshape(tf.einsum("akgc,bkcgd->abgd", pat[3:], w_classes.values), [3, 3, cout])
     cells = tf.fill([cout], f64(tf.shape(x.values)[0]) * int(math.prod(out_spatial)))
     return PairTotals(counts, sums, cells)
 
 
 def _kernel_gradient_all(x, d, geometry):
-    """All-cells totals of the conv kernel gradient: box filter of channel sums against d_out's classes."""
+    """All-cells totals of the conv kernel gradient: box filter of each group's channel sums against d_out's
+    classes."""
     (X, x_thr), (D, d_thr) = x, d
-    kshape = list(geometry.kernel_shape)
-    cin, cout = kshape[-2], kshape[-1]
+    kshape, g = list(geometry.kernel_shape), geometry.groups
+    in_g, cout = kshape[-2], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
     xp, xn = classes.masks(X, x_thr)
-    cnt_p = tf.reduce_sum(tf.cast(xp, X.dtype), -1)
-    cnt_n = tf.reduce_sum(tf.cast(xn, X.dtype), -1)
+    cnt_p = tf.reduce_sum(_split(tf.cast(xp, X.dtype), X.shape.rank - 1, g), -1)  # [B, S..., groups]
+    cnt_n = tf.reduce_sum(_split(tf.cast(xn, X.dtype), X.shape.rank - 1, g), -1)
+    x_sums = [tf.reduce_sum(_split(v, X.shape.rank - 1, g), -1) for v in classes.values(X, xp, xn)]
     # Box sums of the channel sums; counts and values summed apart so a non-finite value cannot reach a count.
     box = [
-        conv_lib.box_sums(tf.stack(chans, -1), kshape[:-2], geometry.strides, geometry.padding)
-        for chans in ([cnt_p, cin - cnt_p - cnt_n, cnt_n], [tf.reduce_sum(v, -1) for v in classes.values(X, xp, xn)])
+        conv_lib.box_sums(tf.concat(chans, -1), kshape[:-2], geometry.strides, geometry.padding, geometry.dilations)
+        for chans in ([cnt_p, in_g - cnt_p - cnt_n, cnt_n], x_sums)
     ]
     positions = conv_lib.spatial_size(D.shape.as_list())
     b = tf.shape(D)[0]
-    box = tf.reshape(tf.concat(box, -1), [b, positions, 6])
+    box = tf.reshape(tf.concat(box, -1), [b, positions, 6, g])
     dp, dn = classes.masks(D, d_thr)
-    # Counts: exact per image (box counts <= kp * cin), then summed over the batch in float64.
-    box_counts = tf.cast(box[..., :3], tf.int32)
+
+    def by_image_and_group(t, size):  # [b, positions, groups * size] -> [b * groups, positions, size]
+        t = tf.transpose(tf.reshape(t, [b, positions, g, size]), [0, 2, 1, 3])
+        return tf.reshape(t, [b * g, positions, size])
+
+    # Counts: exact per image and group (box counts <= kp * in_g), then summed over the batch in float64.
+    box_counts = by_image_and_group(tf.cast(tf.transpose(box[:, :, :3], [0, 1, 3, 2]), tf.int32), 3)
     per_pos, per_neg = exact.count_pair_matmul(
-        box_counts,
-        tf.reshape(dp, [b, positions, cout]),
-        tf.reshape(dn, [b, positions, cout]),
-        kp * cin,
-        positions,
-        transpose_a=True,
-    )  # [B, 3, cout] each
-    cnt_pos, cnt_neg = tf.reduce_sum(per_pos, 0), tf.reduce_sum(per_neg, 0)
-    column_total = tf.reduce_sum(f64(box_counts), [0, 1])[:, None]
+        box_counts, by_image_and_group(dp, cout // g), by_image_and_group(dn, cout // g), kp * in_g, positions, True
+    )  # [B * groups, 3, out_g] each
+
+    def per_unit(t):  # [B * groups, 3, out_g] -> [3, cout], summed over the batch
+        return tf.reshape(tf.transpose(tf.reduce_sum(tf.reshape(t, [b, g, 3, cout // g]), 0), [1, 0, 2]), [3, cout])
+
+    cnt_pos, cnt_neg = per_unit(per_pos), per_unit(per_neg)
+    column_total = tf.repeat(tf.reduce_sum(f64(box[:, :, :3]), [0, 1]), cout // g, axis=1)  # [3, cout]
     counts = tf.stack([cnt_pos, column_total - cnt_pos - cnt_neg, cnt_neg], axis=1)
-    box_values = classes.as_rows(box[..., 3:])
-    sums = tf.stack(
-        [f64(tf.linalg.matmul(box_values, classes.as_rows(v), transpose_a=True)) for v in classes.values(D, dp, dn)],
-        axis=1,
-    )
-    cells = tf.fill([cout], tf.constant(float(kp * cin), tf.float64))
-    return PairTotals(counts, sums, cells)
+    d_values = [tf.reshape(v, [b, positions, g, cout // g]) for v in classes.values(D, dp, dn)]
+    sums = tf.stack([f64(tf.einsum("bpag,bpgd->agd", box[:, :, 3:], v)) for v in d_values], axis=1)
+    cells = tf.fill([cout], tf.constant(float(kp * in_g), tf.float64))
+    return PairTotals(counts, tf.reshape(sums, [3, 3, cout]), cells)
 
 
 def _input_gradient_all(d, w, geometry):
     """All-cells totals of the conv input gradient: patch sums of the batch-summed d_out classes per offset."""
-    kshape, input_shape = list(geometry.kernel_shape), list(geometry.input_shape)
-    cin, cout = kshape[-2], kshape[-1]
+    kshape, input_shape, g = list(geometry.kernel_shape), list(geometry.input_shape), geometry.groups
+    cin, cout = input_shape[-1], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
     dbar = _batch_class_totals(d)  # [1, S', 6 cout]
     ones = conv_lib.valid_ones(input_shape[1:-1], tf.float64)
-    pat = conv_lib.backprop_filter(ones, dbar, kshape[:-2] + [1, 6 * cout], geometry.strides, geometry.padding)
-    pat = tf.transpose(tf.reshape(pat, [kp, 6, cout]), [1, 0, 2])  # [6, kp, cout]
-    w_classes = classes.class_stack(w.values, w.threshold, [kp, cin, cout])
-    counts = tf.einsum("akd,bkcd->abc", pat[:3], w_classes.counts)
-    sums = tf.einsum("akd,bkcd->abc", pat[3:], w_classes.values)
+    pat = conv_lib.backprop_filter(
+        ones, dbar, kshape[:-2] + [1, 6 * cout], geometry.strides, geometry.padding, geometry.dilations
+    )
+    pat = tf.transpose(tf.reshape(pat, [kp, 6, g, cout // g]), [1, 0, 2, 3])  # [6, kp, groups, out_g]
+    w_classes = _kernel_classes(w, geometry)
+    counts = tf.reshape(tf.einsum("akgd,bkcgd->abgc", pat[:3], w_classes.counts), [3, 3, cin])
+    sums = tf.reshape(tf.einsum("akgd,bkcgd->abgc", pat[3:], w_classes.values), [3, 3, cin])
     cells = tf.fill([cin], f64(tf.shape(d.values)[0]) * float(math.prod(input_shape[1:-1])))
     return PairTotals(counts, sums, cells)
 
@@ -126,42 +158,53 @@ def all_cells(role, first, second, geometry):
 
 
 @kernel
-def _stage2_against_kernel(a, w, any_first, strategy, units_of):
-    """Pair totals from a kernel-shaped stage-1 product `a` ([kp, v, cin, cout] for "forward",
-    [kp, cin, v, cout] for "input_gradient") and the kernel's classes. any_first: products in near-zero cells
-    whose first factor is of any class, per kernel entry."""
+def _stage2_against_kernel(a, w, any_first, strategy, units_of, groups):
+    """Pair totals from a kernel-shaped stage-1 product `a` ([kp, (v, in_g), cout] for "forward",
+    [kp, in_g, (groups, v, out_g)] for "input_gradient") and the kernel's classes. any_first: products in near-zero
+    cells whose first factor is of any class, per kernel entry, `[kp, in_g, groups, out_g or 1]`."""
     kshape = w.values.shape.as_list()
-    cin, cout = kshape[-2], kshape[-1]
-    kp = conv_lib.kernel_offsets(kshape)
+    in_g, cout = kshape[-2], kshape[-1]
+    kp, out_g = conv_lib.kernel_offsets(kshape), cout // groups
     v = exact.n_variants(strategy)
     if units_of == "forward":
-        a = tf.transpose(tf.reshape(a, [kp, v, cin, cout]), [1, 0, 2, 3])  # [v, kp, cin, cout]
+        a = tf.transpose(tf.reshape(a, [kp, v, in_g, groups, out_g]), [1, 0, 2, 3, 4])  # [v, kp, in_g, g, out_g]
     else:
-        a = tf.transpose(tf.reshape(a, [kp, cin, v, cout]), [2, 0, 1, 3])
+        a = tf.transpose(tf.reshape(a, [kp, in_g, groups, v, out_g]), [3, 0, 1, 2, 4])
     a_p, a_n = (f64(t) for t in exact.decode(tf.unstack(a[: v - 3]), strategy))
     a_counts = tf.stack([a_p, any_first - a_p - a_n, a_n])
-    w_classes = classes.class_stack(w.values, w.threshold, [kp, cin, cout])
-    spec = "akcd,bkcd->abd" if units_of == "forward" else "akcd,bkcd->abc"
-    return tf.einsum(spec, a_counts, w_classes.counts), tf.einsum(spec, f64(a[v - 3 :]), w_classes.values)
+    w_classes = classes.class_stack(w.values, w.threshold, [kp, in_g, groups, out_g])
+    spec, units = ("akcgd,bkcgd->abgd", cout) if units_of == "forward" else ("akcgd,bkcgd->abgc", in_g * groups)
+    counts = tf.einsum(spec, a_counts, w_classes.counts)
+    return tf.reshape(counts, [3, 3, units]), tf.reshape(
+        tf.einsum(spec, f64(a[v - 3 :]), w_classes.values), [3, 3, units]
+    )
 
 
 def _forward_near_zero(x, w, mask, geometry):
     """Near-zero totals of conv forward: backprop_filter(x variants, M) (TensorFlow), then against the kernel."""
-    kshape, strides, padding = list(geometry.kernel_shape), geometry.strides, geometry.padding
-    cin, cout = kshape[-2], kshape[-1]
+    kshape, g = list(geometry.kernel_shape), geometry.groups
+    strides, padding, dilations = geometry.strides, geometry.padding, geometry.dilations
+    in_g, cout = kshape[-2], kshape[-1]
     kp = conv_lib.kernel_offsets(kshape)
     # Products whose first factor is anything: patch counts of the valid input (padding excluded) against M.
     msum = tf.reduce_sum(f64(mask), 0)[None]  # [1, S', cout]
     any_first = conv_lib.backprop_filter(
-        conv_lib.valid_ones(x.values.shape[1:-1], tf.float64), msum, kshape[:-2] + [1, cout], strides, padding
+        conv_lib.valid_ones(x.values.shape[1:-1], tf.float64),
+        msum,
+        kshape[:-2] + [1, cout],
+        strides,
+        padding,
+        dilations,
     )
-    any_first = tf.reshape(any_first, [kp, 1, cout]) * tf.ones([1, cin, 1], tf.float64)  # [kp, cin, cout]
+    any_first = tf.reshape(any_first, [kp, 1, g, cout // g]) * tf.ones([1, in_g, 1, 1], tf.float64)
 
     def compute(strategy, bound):
-        xs = classes.stacked_variants(x.values, x.threshold, strategy, -1)
         v = exact.n_variants(strategy)
-        a = conv_lib.backprop_filter(xs, tf.cast(mask, xs.dtype), kshape[:-2] + [v * cin, cout], strides, padding)
-        return _stage2_against_kernel(a, w, any_first, strategy, "forward")
+        xs = _group_major(classes.stacked_variants(x.values, x.threshold, strategy, -1), g, v)
+        a = conv_lib.backprop_filter(
+            xs, tf.cast(mask, xs.dtype), kshape[:-2] + [v * in_g, cout], strides, padding, dilations
+        )
+        return _stage2_against_kernel(a, w, any_first, strategy, "forward", g)
 
     bound_static = conv_lib.batch_positions(mask.shape.as_list())
     bound_dynamic = tf.size(mask, out_type=tf.int64) // max(cout, 1)
@@ -200,38 +243,47 @@ def _stage2_elementwise(a, d, any_first, strategy, bound):
 
 def _kernel_gradient_near_zero(x, d, mask, geometry):
     """Near-zero totals of the conv kernel gradient: conv(x variants, M) (TensorFlow), then against d_out."""
-    kshape, strides, padding = list(geometry.kernel_shape), geometry.strides, geometry.padding
-    cin, cout = kshape[-2], kshape[-1]
+    kshape = list(geometry.kernel_shape)
+    strides, padding, dilations = geometry.strides, geometry.padding, geometry.dilations
+    in_g, cout = kshape[-2], kshape[-1]
     positions = conv_lib.spatial_size(d.values.shape.as_list())
-    ones = tf.ones([1] + x.values.shape.as_list()[1:-1] + [cin], tf.float32)
-    any_first = conv_lib.forward(ones, tf.cast(mask, tf.float32), strides, padding)  # [1, S', cout]
+    ones = tf.ones([1] + x.values.shape.as_list()[1:], tf.float32)
+    any_first = conv_lib.forward(ones, tf.cast(mask, tf.float32), strides, padding, dilations)  # [1, S', cout]
     any_first = tf.reshape(f64(any_first), [positions, cout])
-    bound = conv_lib.kernel_offsets(kshape) * cin
+    bound = conv_lib.kernel_offsets(kshape) * in_g
     strategy = exact.strategy(bound, x.values.dtype)
     xs = classes.stacked_variants(x.values, x.threshold, strategy, 0)  # [v*B, S, cin]
-    a = conv_lib.forward(xs, tf.cast(mask, xs.dtype), strides, padding)  # [v*B, S', cout]
+    a = conv_lib.forward(xs, tf.cast(mask, xs.dtype), strides, padding, dilations)  # [v*B, S', cout]
     return _stage2_elementwise(a, d, any_first, strategy, bound)
 
 
 def _input_gradient_near_zero(d, w, mask, geometry):
     """Near-zero totals of the conv input gradient: backprop_filter(M, d_out variants) (TensorFlow), then
     against the kernel."""
-    kshape, strides, padding = list(geometry.kernel_shape), geometry.strides, geometry.padding
-    cin, cout = kshape[-2], kshape[-1]
+    kshape, g = list(geometry.kernel_shape), geometry.groups
+    strides, padding, dilations = geometry.strides, geometry.padding, geometry.dilations
+    in_g, cout, cin = kshape[-2], kshape[-1], geometry.input_shape[-1]
     kp = conv_lib.kernel_offsets(kshape)
     D = d.values
     # Products whose first factor is anything: d_out positions reaching each near-zero input cell.
     msum = tf.reduce_sum(f64(mask), 0)[None]  # [1, S, cin]
     any_first = conv_lib.backprop_filter(
-        msum, conv_lib.valid_ones(D.shape.as_list()[1:-1], tf.float64), kshape[:-2] + [cin, 1], strides, padding
+        msum,
+        conv_lib.valid_ones(D.shape.as_list()[1:-1], tf.float64),
+        kshape[:-2] + [cin, 1],
+        strides,
+        padding,
+        dilations,
     )
-    any_first = tf.reshape(any_first, [kp, cin, 1])
+    any_first = tf.transpose(tf.reshape(any_first, [kp, g, in_g, 1]), [0, 2, 1, 3])  # [kp, in_g, groups, 1]
 
     def compute(strategy, bound):
-        ds = classes.stacked_variants(D, d.threshold, strategy, -1)
         v = exact.n_variants(strategy)
-        a = conv_lib.backprop_filter(tf.cast(mask, ds.dtype), ds, kshape[:-2] + [cin, v * cout], strides, padding)
-        return _stage2_against_kernel(a, w, any_first, strategy, "input_gradient")
+        ds = _group_major(classes.stacked_variants(D, d.threshold, strategy, -1), g, v)
+        a = conv_lib.backprop_filter(
+            tf.cast(mask, ds.dtype), ds, kshape[:-2] + [in_g, v * cout], strides, padding, dilations
+        )
+        return _stage2_against_kernel(a, w, any_first, strategy, "input_gradient", g)
 
     bound_static = conv_lib.batch_positions(D.shape.as_list())
     bound_dynamic = tf.size(D, out_type=tf.int64) // max(cout, 1)

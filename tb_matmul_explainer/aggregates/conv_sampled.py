@@ -32,61 +32,74 @@ def _rows_at(t, positions):
 
 def _out_spatial(geometry):
     kshape = list(geometry.kernel_shape)
-    return conv_lib.output_shape([1] + list(geometry.input_shape[1:]), kshape, geometry.strides, geometry.padding)[1:-1]
+    return conv_lib.output_shape(
+        [1] + list(geometry.input_shape[1:]), kshape, geometry.strides, geometry.padding, geometry.dilations
+    )[1:-1]
 
 
 def _patches(t, positions, geometry):
     return conv_lib.patches(
-        t, positions, list(geometry.kernel_shape)[:-2], _out_spatial(geometry), geometry.strides, geometry.padding
+        t,
+        positions,
+        list(geometry.kernel_shape)[:-2],
+        _out_spatial(geometry),
+        geometry.strides,
+        geometry.padding,
+        geometry.dilations,
     )
 
 
-def _against_kernel(a, any_first, w, spec):
-    """Pair totals from the sample's first-operand products `a` (`[5, kp, cin, cout]`: P, N masks, P, Z, N values)
-    and `any_first` (products whose first factor is of any class) against the kernel's classes."""
-    kshape = w.values.shape.as_list()
-    w_classes = classes.class_stack(w.values, w.threshold, [conv_lib.kernel_offsets(kshape)] + kshape[-2:])
+def _sizes(geometry):
+    """(kernel offsets, in_g, groups, out_g) of a convolution."""
+    kshape, g = list(geometry.kernel_shape), geometry.groups
+    return conv_lib.kernel_offsets(kshape), kshape[-2], g, kshape[-1] // g
+
+
+def _against_kernel(a, any_first, w, geometry, units_of):
+    """Pair totals from the sample's first-operand products `a` (`[5, kp, in_g, groups, out_g]`: P, N masks, P, Z,
+    N values) and `any_first` (products whose first factor is of any class) against the kernel's classes."""
+    kp, in_g, g, out_g = _sizes(geometry)
+    w_classes = classes.class_stack(w.values, w.threshold, [kp, in_g, g, out_g])
     a_counts = tf.stack([a[0], any_first - a[0] - a[1], a[1]])
-    return tf.einsum(spec, a_counts, w_classes.counts), tf.einsum(spec, a[2:], w_classes.values)
+    spec, units = ("akcgd,bkcgd->abgd", g * out_g) if units_of == "forward" else ("akcgd,bkcgd->abgc", g * in_g)
+    counts, sums = tf.einsum(spec, a_counts, w_classes.counts), tf.einsum(spec, a[2:], w_classes.values)
+    return tf.reshape(counts, [3, 3, units]), tf.reshape(sums, [3, 3, units])
 
 
 def _forward(x, w, R, r_thr, geometry, positions, scale):
-    kshape = list(geometry.kernel_shape)
-    kp, cin, cout = conv_lib.kernel_offsets(kshape), kshape[-2], kshape[-1]
+    kp, in_g, g, out_g = _sizes(geometry)
     patch_x, valid = _patches(x.values, positions, geometry)
     parts = _sampled_variants(patch_x, x.threshold, valid[..., None])
     dtype = x.values.dtype
     m_s = tf.cast(classes.near_zero_mask(_rows_at(R, positions), r_thr), dtype)  # [s, cout]
-    a = tf.linalg.matmul(tf.concat([tf.reshape(p, [-1, kp * cin]) for p in parts], -1), m_s, transpose_a=True)
-    a = tf.reshape(f64(a), [5, kp, cin, cout]) * scale
+    parts = tf.reshape(tf.stack(parts), [5, -1, kp, g, in_g])
+    a = tf.einsum("pskgc,sgd->pkcgd", parts, tf.reshape(m_s, [-1, g, out_g]))
     any_first = f64(tf.linalg.matmul(tf.cast(valid, dtype), m_s, transpose_a=True))  # [kp, cout]
-    any_first = tf.reshape(any_first, [kp, 1, cout]) * scale
-    return _against_kernel(a, any_first, w, "akcd,bkcd->abd")
+    any_first = tf.reshape(any_first, [kp, 1, g, out_g]) * scale
+    return _against_kernel(f64(a) * scale, any_first, w, geometry, "forward")
 
 
 def _input_gradient(d, w, R, r_thr, geometry, positions, scale):
-    kshape = list(geometry.kernel_shape)
-    kp, cin, cout = conv_lib.kernel_offsets(kshape), kshape[-2], kshape[-1]
+    kp, in_g, g, out_g = _sizes(geometry)
     dtype = d.values.dtype
     patch_r, valid = _patches(R, positions, geometry)
     patch_m = tf.cast(classes.near_zero_mask(patch_r, r_thr) & valid[..., None], dtype)  # padding: no cell
+    patch_m = tf.reshape(patch_m, [-1, kp, g, in_g])
     parts = _sampled_variants(_rows_at(d.values, positions), d.threshold)  # [s, cout] each
-    a = tf.linalg.matmul(tf.reshape(patch_m, [-1, kp * cin]), tf.concat(parts, -1), transpose_a=True)
-    a = tf.transpose(tf.reshape(f64(a), [kp, cin, 5, cout]), [2, 0, 1, 3]) * scale
-    any_first = tf.reshape(f64(tf.reduce_sum(patch_m, 0)), [kp, cin, 1]) * scale
-    return _against_kernel(a, any_first, w, "akcd,bkcd->abc")
+    a = tf.einsum("skgc,psgd->pkcgd", patch_m, tf.reshape(tf.stack(parts), [5, -1, g, out_g]))
+    any_first = tf.transpose(f64(tf.reduce_sum(patch_m, 0)), [0, 2, 1])[..., None] * scale  # [kp, in_g, g, 1]
+    return _against_kernel(f64(a) * scale, any_first, w, geometry, "input_gradient")
 
 
 def _kernel_gradient(x, d, R, r_thr, geometry, positions, scale):
-    kshape = list(geometry.kernel_shape)
-    kp, cin, cout = conv_lib.kernel_offsets(kshape), kshape[-2], kshape[-1]
+    kp, in_g, g, out_g = _sizes(geometry)
     dtype = x.values.dtype
     patch_x, valid = _patches(x.values, positions, geometry)
-    parts = _sampled_variants(patch_x, x.threshold, valid[..., None])
-    m = tf.reshape(tf.cast(classes.near_zero_mask(R, r_thr), dtype), [kp * cin, cout])
-    a = tf.stack([tf.linalg.matmul(tf.reshape(p, [-1, kp * cin]), m) for p in parts])  # [5, s, cout]
+    parts = tf.reshape(tf.stack(_sampled_variants(patch_x, x.threshold, valid[..., None])), [5, -1, kp, g, in_g])
+    m = tf.reshape(tf.cast(classes.near_zero_mask(R, r_thr), dtype), [kp, in_g, g, out_g])
+    a = tf.reshape(tf.einsum("pskgc,kcgd->psgd", parts, m), [5, -1, g * out_g])  # [5, s, cout]
     d_classes = classes.class_stack(_rows_at(d.values, positions), d.threshold)  # [3, s, cout] each
-    any_first = tf.linalg.matmul(tf.cast(tf.repeat(valid, cin, axis=1), dtype), m)  # [s, cout]
+    any_first = tf.reshape(tf.einsum("sk,kcgd->sgd", tf.cast(valid, dtype), m), [-1, g * out_g])  # [s, cout]
     a = f64(a)
     a_counts = tf.stack([a[0], f64(any_first) - a[0] - a[1], a[1]])
     counts = tf.einsum("asd,bsd->abd", a_counts, d_classes.counts) * scale

@@ -44,7 +44,7 @@ class Target:
     units: dict = None  # role -> units of its record
     producer: tuple = (None, None)  # (name, kind) of the layer that produced the input (`graph.producer_of`)
     part: str = None  # which of the layer's explanations (`Adapter.parts`; None: its only one)
-    parts: dict = None  # part -> Target, for every part of the layer (shared by its targets)
+    parts: dict = None  # part -> Target, for every part of the layer in `Adapter.parts` order (shared by them)
 
     @property
     def kind(self):
@@ -130,13 +130,14 @@ def roles_of(activation, roles):
 
 
 def _targets(entry, adapter, roles, confidence, thresholds):
-    """The layer's `Target`s, one per part of the adapter (`Adapter.parts`), sharing their `parts` dict."""
+    """The layer's `Target`s, one per part (`Adapter.parts`: each part's own adapter), sharing their `parts` dict."""
     layer = entry.layer
     if not layer.built:
         raise ValueError(f"layer {entry.path!r} is not built yet: build or call the model first")
     parts = {}
-    for part in adapter.parts(layer):
-        parts[part] = _target(entry, adapter, part, adapter.roles(layer, part, roles), confidence, thresholds)
+    for part, part_adapter in adapter.parts(layer):
+        part_roles = part_adapter.roles(layer, part, roles)
+        parts[part] = _target(entry, part_adapter, part, part_roles, confidence, thresholds)
         parts[part].parts = parts
     return list(parts.values())
 

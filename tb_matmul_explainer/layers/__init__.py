@@ -3,28 +3,45 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
 
   dense          Dense
   einsum_dense   EinsumDense (matmuls over the input's trailing axes)
-  conv           Conv1D/2D/3D (dilation 1, groups 1)
+  conv           Conv1D/2D/3D (any strides and dilation; groups for 1D/2D)
+  depthwise_conv DepthwiseConv1D/2D
+  separable_conv SeparableConv1D/2D: two explanations, <path>/depthwise and <path>/pointwise
+  conv_transpose Conv1D/2D/3DTranspose
   attention      MultiHeadAttention: its score and value einsums, listed as not recorded
   recurrent      SimpleRNN, LSTM, GRU (and RNN around their cells): input and recurrent kernels, over time steps
   wrappers       TimeDistributed around a row-wise kind: its layer called once on the (batch x time) rows
-  unsupported    depthwise, separable and transposed convolutions, listed as not recorded
 """
 
 import math
 
 from tb_matmul_explainer import internals
-from tb_matmul_explainer.layers import attention, conv, dense, einsum_dense, recurrent, unsupported, wrappers
+from tb_matmul_explainer.layers import (
+    attention,
+    conv,
+    conv_transpose,
+    dense,
+    depthwise_conv,
+    einsum_dense,
+    recurrent,
+    separable_conv,
+    wrappers,
+)
 
 ADAPTERS = (
     dense.ADAPTER,
     einsum_dense.ADAPTER,
     conv.ADAPTER,
+    depthwise_conv.ADAPTER,
+    separable_conv.ADAPTER,
+    conv_transpose.ADAPTER,
     attention.ADAPTER,
     *recurrent.ADAPTERS,
     *wrappers.ADAPTERS,
-    *unsupported.ADAPTERS,
 )
-SUPPORTED = "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, SimpleRNN, LSTM, GRU"
+SUPPORTED = (
+    "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, "
+    "SeparableConv2D, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, SimpleRNN, LSTM, GRU"
+)
 
 
 def adapter_for(layer):

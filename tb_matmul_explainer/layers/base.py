@@ -54,8 +54,11 @@ class Adapter:
         return None
 
     def parts(self, layer):
-        """The names of the layer's explanations: (None,) for one named by the layer's path, else part names."""
-        return (None,)
+        """`((part, adapter), ...)`: the explanations of the layer, one recorded target each, named by the layer's
+        path (part None) or `<path>/<part>`, each with the adapter that computes its totals. A layer with several
+        matmuls of its own (a separable convolution's depthwise and pointwise kernels, a recurrent layer's input
+        and recurrent kernels) yields one part per matmul; its first part's `patched_call` explains them all."""
+        return ((None, self),)
 
     def activation(self, layer):
         """The layer's own activation, applied by `recorder._activate` (None: none recorded)."""

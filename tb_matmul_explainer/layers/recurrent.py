@@ -140,7 +140,7 @@ class RNNAdapter(DenseAdapter):
         return reason
 
     def parts(self, layer):
-        return ("kernel", *recurrent_parts(layer.cell))
+        return tuple((part, self) for part in ("kernel", *recurrent_parts(layer.cell)))
 
     def activation(self, layer):
         return None
