@@ -12,7 +12,8 @@ dilation_rate=2) "dilated" -> Flatten -> Dense(8, relu) "hidden" -> Dense(1) "on
   dying/train      `Input(8) -> Dense(16, relu) "hidden_1" -> Dense(16, relu, bias -8) "hidden_2" -> Dense(3) "logits"`,
                    4 steps of batch 16: hidden_2's ReLUs are dead from step 0 (the alert names hidden_2's activation)
 In the first two, "dilated" is not recorded (a Conv1D subclass with a call() of its own, which the recorder cannot
-know to be the convolution it reproduces): the callback warns and writes the text summary `matmul_explainer/not_recorded/dilated` with the reason, which /runs lists as `notRecorded`. Prints a JSON line
+know to be the convolution it reproduces): the callback warns and writes the text summary
+`matmul_explainer/not_recorded/dilated` with the reason, which /runs lists as `notRecorded`. Prints a JSON line
 with the steps, the reason and the timings.
 """
 
