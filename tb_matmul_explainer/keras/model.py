@@ -128,7 +128,7 @@ def roles_of(activation, roles):
     )
 
 
-def _target(entry, adapter, suffix, roles, confidence, thresholds):
+def _target(entry, adapter, suffix, roles, confidence, thresholds, producer=None):
     layer = entry.layer
     if not layer.built:
         raise ValueError(f"layer {entry.path!r} is not built yet: build or call the model first")
@@ -143,7 +143,7 @@ def _target(entry, adapter, suffix, roles, confidence, thresholds):
         plan=adapter.plan(layer),
         activation=act,
         roles=roles_of(act, roles),
-        producer=graph.producer_of(layer),
+        producer=producer or graph.producer_of(layer),
     )
     target.units = {role: adapter.units(layer, role) for role in target.roles}
     for role in target.roles:
@@ -189,9 +189,10 @@ def resolve(model, wanted, roles, confidence, thresholds):
             skipped[entry.path] = reason
             _warn(entry.path, entry.layer, reason)
         elif adapter is not None and adapter.records:
-            parts = [
-                _target(entry, a, suffix, roles, confidence, thresholds) for suffix, a in adapter.parts(entry.layer)
-            ]
+            parts, producer = [], None
+            for suffix, part in adapter.parts(entry.layer):  # a later part reads the one before it
+                parts.append(_target(entry, part, suffix, roles, confidence, thresholds, producer))
+                producer = (parts[-1].name, "layer")
             for part in parts:
                 part.partners = tuple(parts)
             targets.extend(parts)
