@@ -22,8 +22,8 @@ convolution, rescaled; `near_zero_sample_size` sets both); all-cells totals and 
 Supported layers: one adapter per layer kind in `tb_matmul_explainer.layers` says which layers it takes (today
 `Dense`, `EinsumDense` whose equation is a matmul over trailing input axes, `Conv1D/2D/3D` with `channels_last`,
 any `dilation_rate` and `groups` (1D/2D), `DepthwiseConv1D/2D`, `SeparableConv1D/2D` (two targets,
-`<path>/depthwise` and `<path>/pointwise`) and `Conv1D/2D/3DTranspose`, that do not override `call`). Nothing is skipped silently: every layer
-with a kernel
+`<path>/depthwise` and `<path>/pointwise`) and `Conv1D/2D/3DTranspose`, that do not override `call`). Nothing is
+skipped silently: every layer with a kernel
 that is not recorded, and every matmul inside a layer that is not a layer and is not recorded (MultiHeadAttention's
 score and value einsums), is warned about with an `UnsupportedLayerWarning` naming its path and the reason
 (`skipped` lists them), and recorded in the run, for TensorBoard and the report CLI: one standard text summary per
