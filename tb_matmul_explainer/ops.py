@@ -251,7 +251,8 @@ def conv_backprop_filter_classify(
     Args:
       x: the convolution's input, `(batch,) + spatial + (in_channels,)` (first operand).
       d_out: `dJ/d(result)`, `(batch,) + out_spatial + (out_channels,)` (second operand).
-      kernel_shape: `kernel_spatial + (in_channels, out_channels)`.
+      kernel_shape: `kernel_spatial + (in_channels / groups, out_channels)`.
+      dilations, groups: as for `conv_classify`.
     Returns:
       `(counts, sums)` of shape `kernel_shape + (9,)`.
     """
@@ -291,6 +292,7 @@ def conv_backprop_input_classify(
       d_out: `dJ/d(result)`, `(batch,) + out_spatial + (out_channels,)` (first operand).
       kernel: `kernel_spatial + (in_channels, out_channels)` (second operand).
       input_shape: the convolution input's shape `(batch,) + spatial + (in_channels,)`.
+      dilations, groups: as for `conv_classify`.
     Returns:
       `(counts, sums)` of shape `input_shape + (9,)`.
     """

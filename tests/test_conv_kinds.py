@@ -315,6 +315,8 @@ def test_separable_conv_records_its_two_parts(tmp_path, rank):
     md = {part: recs[f"sep/{part}/forward"][0] for part in ("depthwise", "pointwise")}
     assert (md["depthwise"].op, md["depthwise"].units) == (f"depthwise_conv{rank}d", 6)
     assert (md["pointwise"].op, md["pointwise"].units, md["pointwise"].layer) == (f"conv{rank}d", 4, "sep/pointwise")
+    targets = {t.name: t for t in tk.LayerRecorder(model, tmp_path / "walk", **UNCOMPILED).targets}
+    assert targets["sep/pointwise"].producer == ("sep/depthwise", "layer")  # (its input-features records say so)
     inputs, dk, h, d_h, d_z = separable_operands(model, "sep", x, y, strides, "SAME", dilations)
     pk = sep.pointwise_kernel.numpy()
     ones = (1,) * rank

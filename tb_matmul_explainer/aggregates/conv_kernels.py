@@ -87,6 +87,54 @@ def _forward_all(x, w, geometry):
     return PairTotals(counts, sums, cells)
 
 
+def _window_sums(t, geometry):
+    """Per channel of `t`, its sum over each output position's kernel taps (padding adds nothing): shifted slices
+    for the few channels of an ungrouped convolution, TensorFlow's depthwise kernels (an all-ones kernel) for the
+    many of a grouped one (slices over thousands of channels are slow)."""
+    spatial = list(geometry.kernel_shape[:-2])
+    if geometry.groups == 1:
+        return conv_lib.box_sums(t, spatial, geometry.strides, geometry.padding, geometry.dilations)
+    ones = tf.ones(spatial + [1, t.shape[-1]], t.dtype)
+    return conv_lib.forward(t, ones, geometry.strides, geometry.padding, geometry.dilations)
+
+
+def _box_count_pairs(box_counts, dp, dn, bound, positions, groups):
+    """Exact float64 `[3, cout]` each: per box-count class and unit, the box counts (`[B, positions, 3, groups]`,
+    each <= bound) summed over the positions where d_out is P, and where it is N (masks `[B, S'..., cout]`)."""
+    b, cout = tf.shape(dp)[0], dp.shape[-1]
+    if groups == 1:
+        # Exact per image (one packed float32 matmul where the bound allows), then summed over the batch.
+        per_pos, per_neg = exact.count_pair_matmul(
+            tf.cast(box_counts[..., 0], tf.int32),
+            tf.reshape(dp, [b, positions, cout]),
+            tf.reshape(dn, [b, positions, cout]),
+            bound,
+            positions,
+            transpose_a=True,
+        )  # [B, 3, cout] each
+        return tf.reduce_sum(per_pos, 0), tf.reduce_sum(per_neg, 0)
+    # Grouped (a depthwise layer: a group per channel): products per group, summed per image in float32 where
+    # that is exact (bound x positions < 2**24; float64 otherwise), then over the batch in float64.
+    dtype = tf.float32 if bound * positions < 2**24 else tf.float64
+    box_counts = tf.cast(box_counts, dtype)[..., None]
+    per_image = [tf.reduce_sum(box_counts * tf.cast(_per_group(m, b, positions, groups), dtype), 1) for m in (dp, dn)]
+    return [tf.reshape(tf.reduce_sum(f64(t), 0), [3, cout]) for t in per_image]
+
+
+def _box_value_sums(box_values, d_values, b, positions, groups):
+    """`[3, cout]` float64: the box value sums (`[B, positions, 3, groups]`) against one class of d_out's values."""
+    if groups == 1:
+        rows = tf.reshape(box_values, [-1, 3])
+        return f64(tf.linalg.matmul(rows, classes.as_rows(d_values), transpose_a=True))
+    products = tf.reduce_sum(box_values[..., None] * _per_group(d_values, b, positions, groups), [0, 1])
+    return tf.reshape(f64(products), [3, -1])
+
+
+def _per_group(t, b, positions, groups):
+    """`[B, S'..., cout]` -> `[B, positions, 1, groups, out_g]` (to broadcast against `[B, positions, 3, groups]`)."""
+    return tf.reshape(t, [b, positions, 1, groups, -1])
+
+
 def _kernel_gradient_all(x, d, geometry):
     """All-cells totals of the conv kernel gradient: box filter of each group's channel sums against d_out's
     classes."""
@@ -99,33 +147,17 @@ def _kernel_gradient_all(x, d, geometry):
     cnt_n = tf.reduce_sum(_split(tf.cast(xn, X.dtype), X.shape.rank - 1, g), -1)
     x_sums = [tf.reduce_sum(_split(v, X.shape.rank - 1, g), -1) for v in classes.values(X, xp, xn)]
     # Box sums of the channel sums; counts and values summed apart so a non-finite value cannot reach a count.
-    box = [
-        conv_lib.box_sums(tf.concat(chans, -1), kshape[:-2], geometry.strides, geometry.padding, geometry.dilations)
-        for chans in ([cnt_p, in_g - cnt_p - cnt_n, cnt_n], x_sums)
-    ]
+    box = [_window_sums(tf.concat(chans, -1), geometry) for chans in ([cnt_p, in_g - cnt_p - cnt_n, cnt_n], x_sums)]
     positions = conv_lib.spatial_size(D.shape.as_list())
     b = tf.shape(D)[0]
     box = tf.reshape(tf.concat(box, -1), [b, positions, 6, g])
     dp, dn = classes.masks(D, d_thr)
-
-    def by_image_and_group(t, size):  # [b, positions, groups * size] -> [b * groups, positions, size]
-        t = tf.transpose(tf.reshape(t, [b, positions, g, size]), [0, 2, 1, 3])
-        return tf.reshape(t, [b * g, positions, size])
-
-    # Counts: exact per image and group (box counts <= kp * in_g), then summed over the batch in float64.
-    box_counts = by_image_and_group(tf.cast(tf.transpose(box[:, :, :3], [0, 1, 3, 2]), tf.int32), 3)
-    per_pos, per_neg = exact.count_pair_matmul(
-        box_counts, by_image_and_group(dp, cout // g), by_image_and_group(dn, cout // g), kp * in_g, positions, True
-    )  # [B * groups, 3, out_g] each
-
-    def per_unit(t):  # [B * groups, 3, out_g] -> [3, cout], summed over the batch
-        return tf.reshape(tf.transpose(tf.reduce_sum(tf.reshape(t, [b, g, 3, cout // g]), 0), [1, 0, 2]), [3, cout])
-
-    cnt_pos, cnt_neg = per_unit(per_pos), per_unit(per_neg)
-    column_total = tf.repeat(tf.reduce_sum(f64(box[:, :, :3]), [0, 1]), cout // g, axis=1)  # [3, cout]
+    cnt_pos, cnt_neg = _box_count_pairs(box[:, :, :3], dp, dn, kp * in_g, positions, g)
+    # Box counts per class and group: per image in float32 where exact (<= kp * in_g * positions < 2**24).
+    box_counts = box[:, :, :3] if kp * in_g * positions < 2**24 else f64(box[:, :, :3])
+    column_total = tf.repeat(tf.reduce_sum(f64(tf.reduce_sum(box_counts, 1)), 0), cout // g, axis=1)  # [3, cout]
     counts = tf.stack([cnt_pos, column_total - cnt_pos - cnt_neg, cnt_neg], axis=1)
-    d_values = [tf.reshape(v, [b, positions, g, cout // g]) for v in classes.values(D, dp, dn)]
-    sums = tf.stack([f64(tf.einsum("bpag,bpgd->agd", box[:, :, 3:], v)) for v in d_values], axis=1)
+    sums = tf.stack([_box_value_sums(box[:, :, 3:], v, b, positions, g) for v in classes.values(D, dp, dn)], axis=1)
     cells = tf.fill([cout], tf.constant(float(kp * in_g), tf.float64))
     return PairTotals(counts, tf.reshape(sums, [3, 3, cout]), cells)
 
@@ -148,13 +180,22 @@ def _input_gradient_all(d, w, geometry):
     return PairTotals(counts, sums, cells)
 
 
-@kernel
-def all_cells(role, first, second, geometry):
-    """All-cells `PairTotals` of a convolution role."""
+def _all_cells(role, first, second, geometry):
     all_of = {"forward": _forward_all, "kernel_gradient": _kernel_gradient_all, "input_gradient": _input_gradient_all}[
         role
     ]
     return all_of(first, second, geometry)
+
+
+_compiled_all_cells = kernel(_all_cells)
+
+
+def all_cells(role, first, second, geometry):
+    """All-cells `PairTotals` of a convolution role. A grouped kernel gradient runs uncompiled: its window sums
+    and per-group products over many channels took 5-10x longer under XLA on CPU (measured, 144 channels)."""
+    if role == "kernel_gradient" and geometry.groups > 1:
+        return _all_cells(role, first, second, geometry)
+    return _compiled_all_cells(role, first, second, geometry)
 
 
 @kernel

@@ -130,19 +130,21 @@ def roles_of(activation, roles):
 
 
 def _targets(entry, adapter, roles, confidence, thresholds):
-    """The layer's `Target`s, one per part (`Adapter.parts`: each part's own adapter), sharing their `parts` dict."""
+    """The layer's `Target`s, one per part (`Adapter.parts`: each part's own adapter), sharing their `parts` dict;
+    a later part's input is the part before it (its producer)."""
     layer = entry.layer
     if not layer.built:
         raise ValueError(f"layer {entry.path!r} is not built yet: build or call the model first")
-    parts = {}
+    parts, producer = {}, None
     for part, part_adapter in adapter.parts(layer):
         part_roles = part_adapter.roles(layer, part, roles)
-        parts[part] = _target(entry, part_adapter, part, part_roles, confidence, thresholds)
+        parts[part] = _target(entry, part_adapter, part, part_roles, confidence, thresholds, producer)
         parts[part].parts = parts
+        producer = (parts[part].name, "layer")
     return list(parts.values())
 
 
-def _target(entry, adapter, part, roles, confidence, thresholds):
+def _target(entry, adapter, part, roles, confidence, thresholds, producer=None):
     layer = entry.layer
     act = activations.describe(adapter.activation(layer))
     target = Target(
@@ -155,7 +157,7 @@ def _target(entry, adapter, part, roles, confidence, thresholds):
         plan=adapter.plan(layer),
         activation=act,
         roles=roles_of(act, roles),
-        producer=graph.producer_of(layer),
+        producer=producer or graph.producer_of(layer),
         part=part,
     )
     target.units = {role: adapter.units(layer, role, part) for role in target.roles}

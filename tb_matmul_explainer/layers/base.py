@@ -5,12 +5,13 @@ cannot record one), how their call is captured (`patched_call`: the layer's own 
 explicit through `recorder._explain(target, x, kernel, product, geometry)` and its bias + activation through
 `recorder._activate(target, m, bias, activation)`), the units of each role, the per-unit totals of the three matmul
 roles (through `aggregates`), the multiply-adds of a call (for the coverage line) and the matmuls inside it that are
-not recorded (`not_recorded`). Adding a layer kind is one new module holding one `Adapter` subclass, listed in
-`layers/__init__.py`.
+not recorded (`not_recorded`). A layer with several matmuls yields one part (a target of its own) per matmul
+(`parts`, e.g. a separable convolution's depthwise and pointwise parts). Adding a layer kind is one new module
+holding one `Adapter` subclass, listed in `layers/__init__.py`.
 
-A layer with several matmuls of its own (a recurrent layer's input and recurrent kernels) names them in `parts`:
-each part is one recorded `Target` named `<Keras path>/<part>`, with the part in `target.part`; the layer's call is
-patched once, with its first part's target, whose `parts` maps every part to its target.
+Each part is one recorded `Target` named `<Keras path>/<part>`, with the part in `target.part` (recurrent layers:
+`kernel`, `recurrent_kernel`); the layer's call is patched once, with its first part's target, whose `parts` maps
+every part to its target.
 
 Tensors handed to the totals: x the layer input, kernel the kernel, z the matmul result (before bias), d_out =
 d(loss)/dz, all float32 or the layer's compute dtype; `geometry` whatever the adapter's patched call passed to
