@@ -16,13 +16,18 @@ from tb_matmul_explainer import aggregates, metadata
 from tb_matmul_explainer import threshold as threshold_lib
 
 
-def class_masks(t, thr):
-    """float64 masks `[..., 3]` of t's classes P, Z, N at threshold `thr`."""
+def class_codes(t, thr):
+    """int32 codes of t's classes at threshold `thr`: 0 P, 1 Z, 2 N (Z: zero, |t| < thr or NaN)."""
     t = tf.cast(t, tf.float64)
     thr = tf.cast(thr, tf.float64)
     pos = (t >= thr) & (t > 0)
     neg = (t <= -thr) & (t < 0)
-    return tf.cast(tf.stack([pos, ~(pos | neg), neg], axis=-1), tf.float64)
+    return tf.where(pos, 0, tf.where(neg, 2, 1))
+
+
+def _near_zero(t, thr):
+    """float64 1 where t is in class Z at threshold `thr`, else 0."""
+    return tf.cast(tf.equal(class_codes(t, thr), 1), tf.float64)
 
 
 def _rows(t):
@@ -35,10 +40,21 @@ def _nonfinite(*tensors):
     return tf.stack([tf.cast(threshold_lib.count_nonfinite(t), tf.float64) for t in tensors])
 
 
-def _pairs(first, second):
-    """Pair masks `[R, U, 9]` (first class major) from two class masks `[R, U, 3]`."""
-    outer = first[..., :, None] * second[..., None, :]
-    return tf.reshape(outer, tf.concat([tf.shape(outer)[:-2], [9]], 0))
+def _pair_totals(first_codes, second_codes, value, near_zero):
+    """Per unit and pair (first class major), from `[R, U]` class codes of both operands, the cell's value and its
+    near-zero indicator (float64): counts, sums, near-zero counts, near-zero sums, each `[U, 9]`. Each cell lands
+    in its own unit's pair bin (`tf.math.bincount`: no `[R, U, 9]` intermediate; a NaN stays in its pair, as in
+    the per-cell route)."""
+    units = tf.shape(first_codes)[1]
+    bins = tf.reshape(first_codes * 3 + second_codes + 9 * tf.range(units)[None, :], [-1])
+    value, near_zero = tf.reshape(value, [-1]), tf.reshape(near_zero, [-1])
+    n = units * 9
+
+    def per_bin(weights):
+        total = tf.math.bincount(bins, weights=weights, minlength=n, maxlength=n, dtype=tf.float64)
+        return tf.reshape(total, [units, 9])
+
+    return per_bin(None), per_bin(value), per_bin(near_zero), per_bin(near_zero * value)
 
 
 def activation_totals(m, bias, z, inactive, a, thresholds, output_threshold):
@@ -46,13 +62,15 @@ def activation_totals(m, bias, z, inactive, a, thresholds, output_threshold):
     inactive a bool mask), `thresholds` = (m's, the bias's), `output_threshold` the threshold of a."""
     m, bias, z, a = _rows(m), _rows(bias), _rows(z), _rows(a)
     w = tf.cast(_rows(inactive), tf.float64)
-    pairs = _pairs(class_masks(m, thresholds[0]), class_masks(bias, thresholds[1]))  # [R, U, 9]
+    counts, sums, near_zero_counts, near_zero_sums = _pair_totals(
+        class_codes(m, thresholds[0]), class_codes(bias, thresholds[1]), z, w
+    )
     cells = tf.cast(tf.fill([tf.shape(m)[1]], tf.shape(m)[0]), tf.float64)
     totals = aggregates.UnitTotals(
-        counts=tf.reduce_sum(pairs, 0),
-        sums=tf.reduce_sum(pairs * z[..., None], 0),
-        near_zero_counts=tf.reduce_sum(pairs * w[..., None], 0),
-        near_zero_sums=tf.reduce_sum(pairs * (w * z)[..., None], 0),
+        counts=counts,
+        sums=sums,
+        near_zero_counts=near_zero_counts,
+        near_zero_sums=near_zero_sums,
         cells=cells,
         near_zero_cells=tf.reduce_sum(w, 0),
         thresholds=tf.stack(
@@ -60,7 +78,7 @@ def activation_totals(m, bias, z, inactive, a, thresholds, output_threshold):
         ),
         nonfinite=_nonfinite(m, bias, z),
     )
-    outputs_near_zero = tf.reduce_sum(class_masks(a, output_threshold)[..., 1], 0)
+    outputs_near_zero = tf.reduce_sum(_near_zero(a, output_threshold), 0)
     extras = metadata.RecordExtras(
         tf.reduce_sum(tf.abs(z), 0),
         outputs_near_zero,
@@ -75,13 +93,15 @@ def activation_gradient_totals(d_a, slope, thresholds, result_threshold):
     slope's); the result dJ/dz = d_a * slope is classed with `result_threshold`."""
     d_a, slope = _rows(d_a), _rows(slope)
     result = d_a * slope
-    pairs = _pairs(class_masks(d_a, thresholds[0]), class_masks(slope, thresholds[1]))  # [R, U, 9]
-    near_zero = class_masks(result, result_threshold)[..., 1]
+    near_zero = _near_zero(result, result_threshold)
+    counts, sums, near_zero_counts, near_zero_sums = _pair_totals(
+        class_codes(d_a, thresholds[0]), class_codes(slope, thresholds[1]), result, near_zero
+    )
     totals = aggregates.UnitTotals(
-        counts=tf.reduce_sum(pairs, 0),
-        sums=tf.reduce_sum(pairs * result[..., None], 0),
-        near_zero_counts=tf.reduce_sum(pairs * near_zero[..., None], 0),
-        near_zero_sums=tf.reduce_sum(pairs * (near_zero * result)[..., None], 0),
+        counts=counts,
+        sums=sums,
+        near_zero_counts=near_zero_counts,
+        near_zero_sums=near_zero_sums,
         cells=tf.cast(tf.fill([tf.shape(d_a)[1]], tf.shape(d_a)[0]), tf.float64),
         near_zero_cells=tf.reduce_sum(near_zero, 0),
         thresholds=tf.cast(tf.stack([thresholds[0], thresholds[1], result_threshold]), tf.float64),
@@ -101,7 +121,7 @@ def input_feature_totals(x, threshold):
         near_zero_counts=zeros9,
         near_zero_sums=zeros9,
         cells=tf.cast(tf.fill([units], tf.shape(x)[0]), tf.float64),
-        near_zero_cells=tf.reduce_sum(class_masks(x, threshold)[..., 1], 0),
+        near_zero_cells=tf.reduce_sum(_near_zero(x, threshold), 0),
         thresholds=tf.stack(
             [tf.cast(threshold, tf.float64), tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64)]
         ),

@@ -14,6 +14,8 @@ recorder silently record less.
   causal_padding   Conv1D._compute_causal_padding         the left padding of a causal Conv1D
   first_inputs     Layer._inbound_nodes, Node.input_tensors, KerasTensor._keras_history
                                                           the operations that produced a layer's first call's inputs
+  rnn_loop         keras.src.backend.rnn                  Keras' own RNN loop (masking, go_backwards, unroll), which the
+                                                          recurrent layers run their cells in
   default_writer   tensorflow.python.ops.summary_ops_v2._summary_state
                                                           the default summary writer, set without a flush on exit
 """
@@ -73,6 +75,16 @@ def first_inputs(layer):
     return [h.operation for h in history if h is not None]
 
 
+def rnn_loop(step_function, inputs, initial_states, **options):
+    """Keras' backend RNN loop (`keras.src.backend.rnn`, what `RNN.inner_loop` runs): (last output, outputs,
+    states) of `step_function(inputs_t, states) -> (output, new_states)` over the time axis of `inputs` (nested
+    [B, T, ...] tensors); options: go_backwards, mask, unroll, input_length, zero_output_for_mask,
+    return_all_outputs."""
+    from keras.src import backend
+
+    return backend.rnn(step_function, inputs, initial_states, **options)
+
+
 class default_writer:
     """`writer.as_default()` without its flush on exit (a flush op per record would cost file I/O per record; the
     writer flushes on its own schedule). Falls back to the public `as_default()` if TensorFlow's private summary
@@ -114,6 +126,7 @@ __all__ = [
     "make_function",
     "own_variables",
     "patch_call",
+    "rnn_loop",
     "sublayers",
     "summary_state",
     "unpatch_call",

@@ -57,149 +57,54 @@ def write_totals(
     return written
 
 
-def dense(name, x, kernel, result=None, step=None, *, layer=None, layer_index=0, description=None, **options):
+def dense(name, x, kernel, result=None, step=None, **kwargs):
     """Explains `x @ kernel` (x of rank >= 2); units are the kernel's output units."""
     return _write(
-        name,
-        "forward",
-        "dense",
-        int(kernel.shape[-1]),
-        step,
-        layer,
-        layer_index,
-        description,
-        options,
+        name, "forward", "dense", int(kernel.shape[-1]), step, kwargs,
         lambda opts: aggregates.dense(x, kernel, result=result, options=opts),
-    )
+    )  # fmt: skip
 
 
-def conv(
-    name,
-    inputs,
-    kernel,
-    strides=1,
-    padding="VALID",
-    result=None,
-    step=None,
-    *,
-    layer=None,
-    layer_index=0,
-    description=None,
-    **options,
-):
+def conv(name, inputs, kernel, strides=1, padding="VALID", result=None, step=None, **kwargs):
     """Explains an NHWC 1D/2D/3D convolution; units are the output channels."""
     return _write(
-        name,
-        "forward",
-        _conv_op(kernel),
-        int(kernel.shape[-1]),
-        step,
-        layer,
-        layer_index,
-        description,
-        options,
+        name, "forward", _conv_op(kernel), int(kernel.shape[-1]), step, kwargs,
         lambda opts: aggregates.conv(inputs, kernel, strides, padding, result=result, options=opts),
-    )
+    )  # fmt: skip
 
 
-def dense_kernel_gradient(
-    name, x, d_out, result=None, step=None, *, layer=None, layer_index=0, description=None, **options
-):
+def dense_kernel_gradient(name, x, d_out, result=None, step=None, **kwargs):
     """Explains the kernel gradient `x^T @ d_out`; units are the output units."""
     return _write(
-        name,
-        "kernel_gradient",
-        "dense",
-        int(d_out.shape[-1]),
-        step,
-        layer,
-        layer_index,
-        description,
-        options,
+        name, "kernel_gradient", "dense", int(d_out.shape[-1]), step, kwargs,
         lambda opts: aggregates.dense_kernel_gradient(x, d_out, result=result, options=opts),
-    )
+    )  # fmt: skip
 
 
-def conv_kernel_gradient(
-    name,
-    x,
-    d_out,
-    kernel_shape,
-    strides=1,
-    padding="VALID",
-    result=None,
-    step=None,
-    *,
-    layer=None,
-    layer_index=0,
-    description=None,
-    **options,
-):
+def conv_kernel_gradient(name, x, d_out, kernel_shape, strides=1, padding="VALID", result=None, step=None, **kwargs):
     """Explains a convolution's kernel gradient; units are the output channels."""
     return _write(
-        name,
-        "kernel_gradient",
-        _conv_op(kernel_shape),
-        int(kernel_shape[-1]),
-        step,
-        layer,
-        layer_index,
-        description,
-        options,
-        lambda opts: aggregates.conv_kernel_gradient(
-            x, d_out, kernel_shape, strides, padding, result=result, options=opts
-        ),
-    )
+        name, "kernel_gradient", _conv_op(kernel_shape), int(kernel_shape[-1]), step, kwargs,
+        lambda opts: aggregates.conv_kernel_gradient(x, d_out, kernel_shape, strides, padding, result=result,
+                                                     options=opts),
+    )  # fmt: skip
 
 
-def dense_input_gradient(
-    name, d_out, kernel, result=None, step=None, *, layer=None, layer_index=0, description=None, **options
-):
+def dense_input_gradient(name, d_out, kernel, result=None, step=None, **kwargs):
     """Explains the input gradient `d_out @ kernel^T`; units are the input features."""
     return _write(
-        name,
-        "input_gradient",
-        "dense",
-        int(kernel.shape[-2]),
-        step,
-        layer,
-        layer_index,
-        description,
-        options,
+        name, "input_gradient", "dense", int(kernel.shape[-2]), step, kwargs,
         lambda opts: aggregates.dense_input_gradient(d_out, kernel, result=result, options=opts),
-    )
+    )  # fmt: skip
 
 
-def conv_input_gradient(
-    name,
-    d_out,
-    kernel,
-    input_shape,
-    strides=1,
-    padding="VALID",
-    result=None,
-    step=None,
-    *,
-    layer=None,
-    layer_index=0,
-    description=None,
-    **options,
-):
+def conv_input_gradient(name, d_out, kernel, input_shape, strides=1, padding="VALID", result=None, step=None, **kwargs):
     """Explains a convolution's input gradient; units are the input channels."""
     return _write(
-        name,
-        "input_gradient",
-        _conv_op(kernel),
-        int(kernel.shape[-2]),
-        step,
-        layer,
-        layer_index,
-        description,
-        options,
-        lambda opts: aggregates.conv_input_gradient(
-            d_out, kernel, input_shape, strides, padding, result=result, options=opts
-        ),
-    )
+        name, "input_gradient", _conv_op(kernel), int(kernel.shape[-2]), step, kwargs,
+        lambda opts: aggregates.conv_input_gradient(d_out, kernel, input_shape, strides, padding, result=result,
+                                                    options=opts),
+    )  # fmt: skip
 
 
 def _conv_op(kernel_or_shape):
@@ -212,8 +117,13 @@ def _conv_op(kernel_or_shape):
 _OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(aggregates.Options))
 
 
-def _write(name, role, op, units, step, layer, layer_index, description, options, totals_fn):
-    """Checks the options, then writes `totals_fn(aggregates.Options)` when recording."""
+def _write(name, role, op, units, step, kwargs, totals_fn):
+    """Checks the keyword arguments (the module docstring's common ones), then writes `totals_fn(aggregates.Options)`
+    when recording."""
+    options = dict(kwargs)
+    layer = options.pop("layer", None)
+    layer_index = options.pop("layer_index", 0)
+    description = options.pop("description", None)
     unknown = set(options) - _OPTION_FIELDS - {"max_units", "scalars"}
     if unknown:
         raise TypeError(f"unexpected keyword arguments: {sorted(unknown)}")

@@ -103,3 +103,21 @@ def test_default_writer_sets_tensorflows_private_summary_state(tmp_path):
         assert internals.summary_state().writer is writer
         assert tf.summary.scalar("x", 1.0, step=0)
     assert internals.summary_state().writer is before
+
+
+def test_rnn_loop_is_keras_backend_rnn():
+    """keras.src.backend.rnn: Keras' own RNN loop (what RNN.inner_loop runs), with masking and go_backwards; the
+    recurrent layers' recording calls run their cells in it."""
+    x = tf.constant(np.arange(12, dtype=np.float32).reshape(1, 4, 3))
+    mask = tf.constant([[True, True, False, True]])
+
+    def step(inputs, states):
+        total = states[0] + 2 * tf.reduce_sum(inputs, axis=-1, keepdims=True)
+        return total, [total]
+
+    last, outputs, states = internals.rnn_loop(
+        step, x, [tf.zeros((1, 1))], go_backwards=True, mask=mask, return_all_outputs=True
+    )
+    # Backwards over steps 3, 2 (masked: the state carried), 1, 0; each step adds 2 * its row's sum.
+    assert outputs[0, :, 0].numpy().tolist() == [60.0, 60.0, 84.0, 90.0]
+    assert float(last[0, 0]) == 90.0 and float(states[0][0, 0]) == 90.0

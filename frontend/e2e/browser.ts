@@ -1,8 +1,49 @@
 /** Headless Debian Chromium through playwright-core (never downloads a browser), and in-page probes. */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { type Browser, type BrowserContext, type ElementHandle, type Frame, type Page, chromium } from 'playwright-core';
+import { afterAll, beforeAll, inject } from 'vitest';
 
 export const XSS_RUN = '<img src=x onerror=alert(1)>';
 export const TAB = 'matmul_explainer';
+
+/** Where screenshots and figures go: e2e/out/ (git-ignored) unless UPDATE_DOCS=1 asks to refresh docs/. */
+export const updateDocs = process.env.UPDATE_DOCS === '1';
+export const out = updateDocs ? resolve(import.meta.dirname, '../../docs') : resolve(import.meta.dirname, 'out');
+
+export interface Session {
+  /** The headless Chromium, launched before the file's tests. */
+  browser: Browser;
+  /** Prints a figure line and keeps it for the figures file. */
+  record: (line: string) => void;
+}
+
+/**
+ * One e2e file's browser and figures: launches Chromium before the file's tests; after them closes it and, if
+ * any line was recorded, writes `heading(browser)` and the lines to `out/<figuresFile>`.
+ */
+export function e2eSession(figuresFile: string, heading: (browser: Browser) => string[]): Session {
+  const figures: string[] = [];
+  const session: Session = {
+    browser: undefined as unknown as Browser,
+    record: (line) => {
+      console.log(line);
+      figures.push(line);
+    },
+  };
+  beforeAll(async () => {
+    mkdirSync(out, { recursive: true });
+    session.browser = await launch(inject('chromium'));
+  });
+  afterAll(async () => {
+    if (figures.length) {
+      writeFileSync(join(out, figuresFile), `${[...heading(session.browser), ...figures].join('\n')}\n`);
+      console.log(`e2e: figures in ${join(out, figuresFile)}${updateDocs ? '' : ' (UPDATE_DOCS=1 writes them to docs/)'}`);
+    }
+    await session.browser?.close();
+  });
+  return session;
+}
 
 export async function launch(executablePath: string): Promise<Browser> {
   return chromium.launch({

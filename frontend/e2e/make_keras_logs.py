@@ -11,8 +11,8 @@ OUT_DIR/keras holds two runs of the same small regression model, `Input(12, 2) -
                    weight NaN, so step 3 is non-finite throughout; steps 0 and 1 are finite
   dying/train      `Input(8) -> Dense(16, relu) "hidden_1" -> Dense(16, relu, bias -8) "hidden_2" -> Dense(3) "logits"`,
                    4 steps of batch 16: hidden_2's ReLUs are dead from step 0 (the alert names hidden_2's activation)
-In the first two, "dilated" is not recorded (dilation 2 is not supported): the callback warns and writes the text summary
-`matmul_explainer/not_recorded/dilated` with the reason, which /runs lists as `notRecorded`. Prints a JSON line
+In the first two, "dilated" is not recorded (dilation 2 is not supported): the callback warns and writes the text
+summary `matmul_explainer/not_recorded/dilated` with the reason, which /runs lists as `notRecorded`. Prints a JSON line
 with the steps, the reason and the timings.
 """
 
@@ -25,7 +25,6 @@ import warnings
 import keras
 import numpy as np
 
-from tb_matmul_explainer import aggregates
 from tb_matmul_explainer import keras as tk
 
 # As in make_logs.py: the per-unit kernels' XLA compilation would dominate these few records.
@@ -59,16 +58,29 @@ def fit(out, run, x, y, batch_size, seed):
 def fit_dying(out, rng):
     """The dying-ReLU run (every role the callback records by default); returns its recorded steps."""
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(16, activation="relu", name="hidden_1"),
-        keras.layers.Dense(16, activation="relu", bias_initializer=keras.initializers.Constant(-8.0), name="hidden_2"),
-        keras.layers.Dense(3, name="logits")])
-    model.compile(keras.optimizers.SGD(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=False)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16, activation="relu", name="hidden_1"),
+            keras.layers.Dense(
+                16, activation="relu", bias_initializer=keras.initializers.Constant(-8.0), name="hidden_2"
+            ),
+            keras.layers.Dense(3, name="logits"),
+        ]
+    )
+    model.compile(
+        keras.optimizers.SGD(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False
+    )
     callback = tk.ExplainerCallback(os.path.join(out, "dying"), update_freq=1, jit=JIT)
-    model.fit(rng.normal(size=(64, 8)).astype(np.float32), rng.integers(0, 3, 64), batch_size=16, epochs=1,
-              shuffle=False, callbacks=[callback], verbose=0)
+    model.fit(
+        rng.normal(size=(64, 8)).astype(np.float32),
+        rng.integers(0, 3, 64),
+        batch_size=16,
+        epochs=1,
+        shuffle=False,
+        callbacks=[callback],
+        verbose=0,
+    )
     callback.recorder.close()
     return callback.recorded_steps
 
@@ -87,8 +99,16 @@ def main():
     t2 = time.time()
     dying = fit_dying(out, rng)
     assert batch1["steps"] == list(range(6)) and nonfinite["steps"] == list(range(4)) and dying == list(range(4))
-    print(json.dumps({"batch1_s": round(t1 - t0, 1), "nonfinite_s": round(t2 - t1, 1),
-                      "batch1": batch1, "nonfinite": {**nonfinite, "loss": str(nonfinite["loss"])}}))
+    print(
+        json.dumps(
+            {
+                "batch1_s": round(t1 - t0, 1),
+                "nonfinite_s": round(t2 - t1, 1),
+                "batch1": batch1,
+                "nonfinite": {**nonfinite, "loss": str(nonfinite["loss"])},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

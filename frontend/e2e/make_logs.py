@@ -22,7 +22,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tb_matmul_explainer import aggregates, summary
+from tb_matmul_explainer import summary
 
 # The per-unit kernels' XLA compilation (once per shape, ~7 s each on 2 busy cores) dominates a short log like
 # these; without it the same ops run unfused with the same results.
@@ -66,7 +66,7 @@ def train_run(logdir, run, *, names, bias, lr, steps, every, seed, sizes=(32, 96
                     h = tf.nn.relu(h)
             loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, h, from_logits=True))
         grads = tape.gradient(loss, variables + zs)
-        return loss, inputs, zs, grads[: len(variables)], grads[len(variables):]
+        return loss, inputs, zs, grads[: len(variables)], grads[len(variables) :]
 
     @tf.function
     def plain_step(x, y):
@@ -105,8 +105,17 @@ def write_demo(out):
     names = ["dense", "dense_1", "dense_2", "logits"]
     train_run(out, "healthy", names=names, bias=0.0, lr=0.05, steps=300, every=10, seed=1)
     train_run(out, "dying", names=names, bias=-1.5, lr=0.6, steps=300, every=10, seed=2)
-    train_run(out, XSS_RUN, names=["dense", "hidden_b", "dense_2", "logits"], bias=0.1, lr=0.05, steps=200,
-              every=20, seed=3, dead=(1, 16, 60))
+    train_run(
+        out,
+        XSS_RUN,
+        names=["dense", "hidden_b", "dense_2", "logits"],
+        bias=0.1,
+        lr=0.05,
+        steps=200,
+        every=20,
+        seed=3,
+        dead=(1, 16, 60),
+    )
 
 
 def write_big(out, units=1024, steps=200):
@@ -115,8 +124,9 @@ def write_big(out, units=1024, steps=200):
 
     @tf.function
     def record(x, k, step):
-        return summary.dense("wide/forward", x, k, step=step, layer="wide", layer_index=0, max_units=units, jit=JIT,
-                             scalars=False)
+        return summary.dense(
+            "wide/forward", x, k, step=step, layer="wide", layer_index=0, max_units=units, jit=JIT, scalars=False
+        )
 
     k0 = rng.normal(0, 0.2, (64, units)).astype(np.float32)
     drift = rng.normal(0, 0.02, (64, units)).astype(np.float32)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from tb_matmul_explainer import aggregates, summary
+from tb_matmul_explainer import summary
 
 JIT = False  # a few eager records: compiling the kernels would cost more than running them
 
@@ -48,7 +48,9 @@ def write_run(logdir, run, names, dead_layer, seed):
             for i, (name, k) in enumerate(zip(names, kernels)):
                 k = tf.constant(k)
                 z = h @ k
-                summary.dense(f"{name}/forward", h, k, result=z, step=step, layer=name, layer_index=i, scalars=False, jit=JIT)
+                summary.dense(
+                    f"{name}/forward", h, k, result=z, step=step, layer=name, layer_index=i, scalars=False, jit=JIT
+                )
                 # Keep the signal alive through the stack (a fresh input for the layers after a dead one).
                 h = tf.nn.relu(z) + tf.constant(rng.normal(0, 0.5, (32, UNITS)).astype(np.float32)) * 0.5
             tf.summary.scalar("loss", float(tf.reduce_mean(h * h)), step=step)  # so TensorBoard has a Scalars tab

@@ -5,33 +5,15 @@
  * screenshots of the overviews (overview_resnet50.png, overview_resnet50_groups.png, overview_dense200.png). Figures go to scale_figures.txt beside the screenshots (e2e/out/,
  * or docs/ with UPDATE_DOCS=1); timings are printed and recorded, never asserted.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import type { Browser, Frame, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { join } from 'node:path';
+import type { Frame, Page } from 'playwright-core';
+import { describe, expect, inject, it } from 'vitest';
 import type { AlertsResponse, OverviewResponse } from '../src/types';
-import { TAB, clickToFirstHeatmap, launch, median, route, watch } from './browser';
+import { TAB, clickToFirstHeatmap, e2eSession, median, out, route, watch } from './browser';
 
-const updateDocs = process.env.UPDATE_DOCS === '1';
-const out = updateDocs ? resolve(import.meta.dirname, '../../docs') : resolve(import.meta.dirname, 'out');
 const manyUrl = inject('manyUrl');
-const figures: string[] = [];
-let browser: Browser;
-
-function record(line: string): void {
-  console.log(line);
-  figures.push(line);
-}
-
-beforeAll(async () => {
-  mkdirSync(out, { recursive: true });
-  browser = await launch(inject('chromium'));
-});
-
-afterAll(async () => {
-  await browser?.close();
-  if (figures.length) writeFileSync(join(out, 'scale_figures.txt'), `# The tab on many layers (frontend/e2e/scale.e2e.ts), ${new Date().toISOString()}\n${figures.join('\n')}\n`);
-});
+const session = e2eSession('scale_figures.txt', () => [`# The tab on many layers (frontend/e2e/scale.e2e.ts), ${new Date().toISOString()}`]);
+const record = session.record;
 
 async function open(page: Page, run: string): Promise<Frame> {
   await page.goto(`${manyUrl}/data/plugin_entry.html?name=${TAB}`);
@@ -68,7 +50,7 @@ describe('the tab on 200 and 54 layers', () => {
   it('time from clicking the tab to the first heatmap, 200 layers', async () => {
     const clicks: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const { clickMs, frame, ctx } = await clickToFirstHeatmap(browser, manyUrl);
+      const { clickMs, frame, ctx } = await clickToFirstHeatmap(session.browser, manyUrl);
       clicks.push(clickMs);
       await frame.waitForSelector('[data-heatmap="wherewhen"]', { timeout: 30_000 });
       expect(await frame.locator('[data-heatmap="wherewhen"]').getAttribute('data-rows')).toBe('200');
@@ -84,7 +66,7 @@ describe('the tab on 200 and 54 layers', () => {
   });
 
   it('reaches every one of 200 layers: expanded groups, the filter; the alerted layer is marked', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const w = watch(page);
     const frame = await open(page, 'dense200');
     const ov = await route<OverviewResponse>(frame, './overview?run=dense200&role=forward');
@@ -120,7 +102,7 @@ describe('the tab on 200 and 54 layers', () => {
   });
 
   it('moves through every layer with the keyboard, and saves the ResNet50-shaped overview', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const w = watch(page);
     const frame = await open(page, 'resnet50');
     const names = (await route<OverviewResponse>(frame, './overview?run=resnet50&role=forward')).layers.map((l) => l.name);

@@ -17,8 +17,9 @@ def main():
     logdir = sys.argv[1]
     tb = program.TensorBoard(plugins=default.get_plugins(), assets_zip_provider=None)
     # The plugin registers through its `tensorboard_plugins` entry point, as for any pip-installed plugin.
-    tb.configure(argv=[None, "--logdir", logdir, "--host", "127.0.0.1", "--port", "0", "--reload_interval", "2",
-                       *sys.argv[2:]])
+    tb.configure(
+        argv=[None, "--logdir", logdir, "--host", "127.0.0.1", "--port", "0", "--reload_interval", "2", *sys.argv[2:]]
+    )
     url = tb.launch()
     print(json.dumps({"url": url.rstrip("/")}), flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -4,49 +4,25 @@
  * git); with UPDATE_DOCS=1 to docs/ instead, refreshing the committed ones. Timing figures are printed and
  * recorded, never asserted.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import type { Browser, Frame, Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Frame, Page } from 'playwright-core';
+import { describe, expect, inject, it } from 'vitest';
 import type { AlertsResponse as Alerts, DiagnosisResponse as Diagnosis, HeatmapResponse, RunsResponse, UnitsResponse } from '../src/types';
-import { TAB, XSS_RUN, cellPoint, clickToFirstHeatmap, hoverTooltip, launch, median, route, samplePixels, tabFrame, watch } from './browser';
+import { TAB, XSS_RUN, cellPoint, clickToFirstHeatmap, e2eSession, hoverTooltip, median, out, route, samplePixels, tabFrame, watch } from './browser';
 
-/** Where screenshots and figures go: e2e/out/ (git-ignored) unless UPDATE_DOCS=1 asks to refresh docs/. */
-const updateDocs = process.env.UPDATE_DOCS === '1';
-const out = updateDocs ? resolve(import.meta.dirname, '../../docs') : resolve(import.meta.dirname, 'out');
 const demoUrl = inject('demoUrl');
 const bigUrl = inject('bigUrl');
 const kerasUrl = inject('kerasUrl');
-const figures: string[] = [];
-let browser: Browser;
+const session = e2eSession('browser_figures.txt', (browser) => [
+  '# Browser figures of the Matmul Explainer tab (frontend/e2e/tab.e2e.ts, `make browser-test`; UPDATE_DOCS=1 writes them here).',
+  `# ${new Date().toISOString()} · headless Chromium ${browser?.version() ?? ''} · logs written by tb_matmul_explainer.summary`,
+]);
+const info = session.record;
 
 function figure(what: string, value: number, bound: number, unit = 'ms', note = ''): void {
-  const line = `target ${what}: ${value.toFixed(1)} ${unit} (bound ${bound} ${unit}): ${value <= bound ? 'met' : 'missed'}${note ? ` [${note}]` : ''}`;
-  console.log(line);
-  figures.push(line);
+  info(`target ${what}: ${value.toFixed(1)} ${unit} (bound ${bound} ${unit}): ${value <= bound ? 'met' : 'missed'}${note ? ` [${note}]` : ''}`);
 }
-
-function info(line: string): void {
-  console.log(line);
-  figures.push(line);
-}
-
-beforeAll(async () => {
-  mkdirSync(out, { recursive: true });
-  browser = await launch(inject('chromium'));
-});
-
-afterAll(async () => {
-  await browser?.close();
-  if (figures.length) {
-    const head = [
-      '# Browser figures of the Matmul Explainer tab (frontend/e2e/tab.e2e.ts, `make browser-test`; UPDATE_DOCS=1 writes them here).',
-      `# ${new Date().toISOString()} · headless Chromium ${browser?.version() ?? ''} · logs written by tb_matmul_explainer.summary`,
-    ];
-    writeFileSync(join(out, 'browser_figures.txt'), `${[...head, ...figures].join('\n')}\n`);
-    console.log(`e2e: screenshots and figures in ${out}${updateDocs ? '' : ' (UPDATE_DOCS=1 writes them to docs/)'}`);
-  }
-});
 
 async function openEntry(page: Page, base: string): Promise<Frame> {
   await page.goto(`${base}/data/plugin_entry.html?name=${TAB}`);
@@ -86,7 +62,7 @@ describe('the tab in TensorBoard', () => {
     expect(listing[TAB].tab_name).toBe('Matmul Explainer');
     expect(listing[TAB].loading_mechanism).toEqual({ type: 'IFRAME', module_path: `/data/plugin/${TAB}/index.js` });
 
-    const page = await browser.newPage({ viewport: { width: 1500, height: 1100 } });
+    const page = await session.browser.newPage({ viewport: { width: 1500, height: 1100 } });
     const w = watch(page);
     await page.goto(`${demoUrl}/#${TAB}`);
     const frame = await tabFrame(page);
@@ -107,7 +83,7 @@ describe('the tab in TensorBoard', () => {
   });
 
   it(`renders a run named ${XSS_RUN} as text (no dialog, no element)`, async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const w = watch(page);
     const frame = await openEntry(page, demoUrl);
     await selectRuns(frame, [XSS_RUN]);
@@ -125,7 +101,7 @@ describe('the tab in TensorBoard', () => {
   });
 
   it('draws every single-run view with non-blank pixels, and saves screenshots', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const frame = await openEntry(page, demoUrl);
     // Show the run with dying ReLUs alone.
     await selectRuns(frame, ['dying']);
@@ -149,7 +125,7 @@ describe('the tab in TensorBoard', () => {
   });
 
   it('tooltips show the exact values the backend sent', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const frame = await openEntry(page, demoUrl);
     await selectRuns(frame, ['healthy']);
     await frame.locator('.mmx-run', { hasText: XSS_RUN }).locator('input').uncheck();
@@ -175,7 +151,7 @@ describe('the tab in TensorBoard', () => {
   });
 
   it('clicking a where-and-when cell selects that layer and step', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const frame = await openEntry(page, demoUrl);
     await waitViews(frame);
     await waitDiagnosis(frame, XSS_RUN);
@@ -189,7 +165,7 @@ describe('the tab in TensorBoard', () => {
   });
 
   it('the layer detail shows /diagnosis\'s text, causes and alerts for the layer', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const w = watch(page);
     const frame = await openEntry(page, demoUrl);
     await waitViews(frame);
@@ -229,7 +205,7 @@ describe('the tab in TensorBoard', () => {
   });
 
   it('the alerts panel lists /alerts\'s alerts in order; a click selects the layer, role and first step', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const w = watch(page);
     const frame = await openEntry(page, demoUrl);
     const panel = async (run: string) => {
@@ -276,7 +252,7 @@ describe('the tab in TensorBoard', () => {
   });
 
   it('compares runs side by side and as a difference, missing layers shown as missing', async () => {
-    const page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1500, height: 1000 } });
     const frame = await openEntry(page, demoUrl);
     await selectRuns(frame, ['healthy', 'dying']);
     await frame.locator('.mmx-run', { hasText: XSS_RUN }).locator('input').uncheck();
@@ -311,7 +287,7 @@ describe('the tab in TensorBoard', () => {
   });
 
   it('exports the current heatmap as CSV and PNG', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const frame = await openEntry(page, demoUrl);
     const card = frame.locator('[data-heatmap="overview"]');
     const [csv] = await Promise.all([page.waitForEvent('download'), card.getByRole('button', { name: 'CSV' }).click()]);
@@ -326,7 +302,7 @@ describe('the tab in TensorBoard', () => {
   });
 
   it('shows a visible error state and an empty state', async () => {
-    const page = await browser.newPage();
+    const page = await session.browser.newPage();
     await page.route(`**/plugin/${TAB}/runs`, (r) => r.fulfill({ status: 500, contentType: 'text/plain', body: 'the data provider failed' }));
     await page.goto(`${demoUrl}/data/plugin_entry.html?name=${TAB}`);
     const err = page.locator('[data-state="error"]');
@@ -367,7 +343,7 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
   const q = encodeURIComponent;
 
   it('names the layer that was not recorded, with its reason, in each run', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const w = watch(page);
     const frame = await openEntry(page, kerasUrl);
     const runs = await route<RunsResponse>(frame, './runs');
@@ -392,7 +368,7 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
   });
 
   it('dying ReLUs: the alert leads to the dying layer, whose chain shows the activation step\'s dead units', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1100 } });
     const w = watch(page);
     const frame = await openEntry(page, kerasUrl);
     await showOnly(frame, DYING);
@@ -422,7 +398,7 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
   });
 
   it('batch size 1: every step is there, and the one-unit layer\'s heatmaps render', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const w = watch(page);
     const frame = await openEntry(page, kerasUrl);
     await showOnly(frame, BATCH1);
@@ -468,7 +444,7 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
   });
 
   it('a NaN in one batch: the alerts, the layer\'s non-finite steps, and the diagnosis at that step say so', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const w = watch(page);
     const frame = await openEntry(page, kerasUrl);
     await showOnly(frame, NONFINITE);
@@ -536,12 +512,12 @@ describe('figures', () => {
     const inFrame: number[] = [];
     for (let i = 0; i < 3; i++) {
       // Opening the tab from another TensorBoard dashboard (fresh browser context: nothing cached).
-      const { clickMs, inFrameMs, ctx } = await clickToFirstHeatmap(browser, demoUrl);
+      const { clickMs, inFrameMs, ctx } = await clickToFirstHeatmap(session.browser, demoUrl);
       clicks.push(clickMs);
       inFrame.push(inFrameMs);
       await ctx.close();
       // A cold page load of TensorBoard straight into the tab.
-      const ctx2 = await browser.newContext({ viewport: { width: 1500, height: 1000 } });
+      const ctx2 = await session.browser.newContext({ viewport: { width: 1500, height: 1000 } });
       const page2 = await ctx2.newPage();
       const t1 = Date.now();
       await page2.goto(`${demoUrl}/#${TAB}`);
@@ -557,7 +533,7 @@ describe('figures', () => {
   });
 
   it('time to render a 1024-unit x 200-step heatmap', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const frame = await openEntry(page, bigUrl);
     await frame.waitForSelector('[data-heatmap="unitsteps"][data-frame-ms]', { timeout: 60_000 });
     const attrs = () =>

@@ -102,11 +102,8 @@ export interface OverviewResponse {
   layers: LayerTotals[];
 }
 
-export interface TimelineResponse {
-  run: string;
-  role: Role;
-  layer: string;
-  steps: number[];
+/** Nine-pair totals per row (a step of `/timeline`, a unit of `/units`): counts and sums [row][pair]. */
+export interface PairRows {
   counts: number[][];
   sums: Num[][];
   near_zero_counts: number[][];
@@ -114,6 +111,13 @@ export interface TimelineResponse {
   cells: number[];
   near_zero_cells: number[];
   near_zero_fraction: Num[];
+}
+
+export interface TimelineResponse extends PairRows {
+  run: string;
+  role: Role;
+  layer: string;
+  steps: number[];
 }
 
 export interface HeatmapResponse {
@@ -124,20 +128,13 @@ export interface HeatmapResponse {
   values: (number | null)[][];
 }
 
-export interface UnitsResponse {
+export interface UnitsResponse extends PairRows {
   run: string;
   role: Role;
   layer: string;
   step: number;
   units: number;
   group_size: number;
-  counts: number[][];
-  sums: Num[][];
-  near_zero_counts: number[][];
-  near_zero_sums: Num[][];
-  cells: number[];
-  near_zero_cells: number[];
-  near_zero_fraction: Num[];
 }
 
 /** `/unit_heatmap` decoded: rows x steps, row-major, NaN where a value is missing. */

@@ -110,69 +110,47 @@ def _non_finite_alert(t, layer, role, step, history, info):
     return Alert("non_finite", layer, role, since, 1.0, f"non-finite values (NaN or inf) in the {', '.join(names)}.")
 
 
+def _dated(kind, layer, role, step, history, holds, strength, message):
+    """An Alert dated from the first step of the run from which `holds(summary)` has held; `message(since)` is
+    its text."""
+    since = held_since(step, history, holds)
+    return Alert(kind, layer, role, since, strength, message(since))
+
+
 def _matmul_alerts(t, layer, role, step, info, history):
     """Alerts of a forward / kernel_gradient / input_gradient record."""
     alerts = []
     nf = non_finite_results(t.nonfinite, t.cells)
-    rows = t.rows
-    if role == "forward" and rows and len(t.dead_rows) / rows - nf >= DEAD_UNITS and not _is_starved(t, role):
-        since = held_since(step, history, lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS)
+    rows, dead = t.rows, len(t.dead_rows)
+    if role == "forward" and rows and dead / rows - nf >= DEAD_UNITS and not _is_starved(t, role):
         units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
-        alerts.append(
-            Alert(
-                "dead_units",
-                layer,
-                role,
-                since,
-                len(t.dead_rows) / rows,
-                f"{len(t.dead_rows)} of {rows} {units} are dead (near zero in every cell) since step {since}.",
-            )
-        )
+        alerts.append(_dated(
+            "dead_units", layer, role, step, history,
+            lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / rows,
+            lambda since: f"{dead} of {rows} {units} are dead (near zero in every cell) since step {since}.",
+        ))  # fmt: skip
     expected = expected_near_zero_fraction(info)
     excess = _near_zero_share(t) - nf - expected if expected is not None else -1.0
     if excess >= EXCESS and not _is_starved(t, role):
-        since = held_since(
-            step, history, lambda h: _near_zero_share(h.totals) - h.non_finite_results - expected >= EXCESS
-        )
-        alerts.append(
-            Alert(
-                "excess_near_zero",
-                layer,
-                role,
-                since,
-                min(1.0, excess),
-                f"{_near_zero_share(t):.0%} of results are near zero where about {expected:.0%} is "
-                f"normal, since step {since}.",
-            )
-        )
+        alerts.append(_dated(
+            "excess_near_zero", layer, role, step, history,
+            lambda h: _near_zero_share(h.totals) - h.non_finite_results - expected >= EXCESS, min(1.0, excess),
+            lambda since: f"{_near_zero_share(t):.0%} of results are near zero where about {expected:.0%} is "
+            f"normal, since step {since}.",
+        ))  # fmt: skip
     if role in ("forward", "input_gradient") and _cancelled(t)[0]:
-        since = held_since(step, history, lambda h: _cancelled(h.totals)[0])
-        alerts.append(
-            Alert(
-                "cancellation",
-                layer,
-                role,
-                since,
-                1.0,
-                f"every result cancels: |results| add up to {_cancelled(t)[1]:.1e} of the magnitude of "
-                f"their products (large positive and negative products of equal size) since step "
-                f"{since}.",
-            )
-        )
+        alerts.append(_dated(
+            "cancellation", layer, role, step, history, lambda h: _cancelled(h.totals)[0], 1.0,
+            lambda since: f"every result cancels: |results| add up to {_cancelled(t)[1]:.1e} of the magnitude of "
+            f"their products (large positive and negative products of equal size) since step {since}.",
+        ))  # fmt: skip
     collapsed, kernel_zero = _collapsed(t)
     if role == "forward" and collapsed:
-        since = held_since(step, history, lambda h: _collapsed(h.totals)[0])
-        alerts.append(
-            Alert(
-                "collapsed_weights",
-                layer,
-                role,
-                since,
-                float(kernel_zero),
-                f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights have "
-                f"collapsed, since step {since}.",
-            )
-        )
+        alerts.append(_dated(
+            "collapsed_weights", layer, role, step, history, lambda h: _collapsed(h.totals)[0], float(kernel_zero),
+            lambda since: f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights have "
+            f"collapsed, since step {since}.",
+        ))  # fmt: skip
     return alerts
 
 
@@ -222,21 +200,15 @@ def _activation(t, layer, role, step, info, history):
     rows, dead = t.rows, len(t.dead_rows)
     alerts, found = [], {}
     if rows and dead / rows - non_finite_results(t.nonfinite, t.cells) >= DEAD_UNITS:
-        since = held_since(step, history, lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS)
         cause = causes_lib.activation_cause(t, name)
         units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
         kind = "dying ReLUs" if word == "off" else f"saturated {name}"
-        alerts.append(
-            Alert(
-                "dead_units",
-                layer,
-                role,
-                since,
-                dead / rows,
-                f"{dead} of {rows} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
-                f"inputs) since step {since}{': ' + cause if cause else ''}.",
-            )
-        )
+        alerts.append(_dated(
+            "dead_units", layer, role, step, history,
+            lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / rows,
+            lambda since: f"{dead} of {rows} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
+            f"inputs) since step {since}{': ' + cause if cause else ''}.",
+        ))  # fmt: skip
         found[cause] = dead / rows
         text = f"The {name} is {word} in {inactive:.0%} of cells{out_text}. " + sentence(alerts[-1].message)
     else:

@@ -20,8 +20,10 @@ Defaults: `threshold_method="sampled"` (a percentile of `sample_size` random val
 (near-zero totals from `DEFAULT_NEAR_ZERO_SAMPLE` batch rows of a Dense layer or batch positions of a
 convolution, rescaled; `near_zero_sample_size` sets both); all-cells totals and near-zero cell counts are exact.
 Supported layers: one adapter per layer kind in `tb_matmul_explainer.layers` says which layers it takes (today
-`Dense`, `EinsumDense` whose equation is a matmul over trailing input axes, and `Conv1D/2D/3D` with `channels_last`,
-`dilation_rate=1`, `groups=1`, that do not override `call`). Nothing is skipped silently: every layer with a kernel
+`Dense`, `EinsumDense` whose equation is a matmul over trailing input axes, `Conv1D/2D/3D` with `channels_last`,
+`dilation_rate=1`, `groups=1`, that do not override `call`; `SimpleRNN`, `LSTM`, `GRU`, whose two kernels are two
+explanations `<path>/kernel` and `<path>/recurrent_kernel` aggregated over time steps (`layers/recurrent.py`); and
+these inside `TimeDistributed` and `Bidirectional`). Nothing is skipped silently: every layer with a kernel
 that is not recorded, and every matmul inside a layer that is not a layer and is not recorded (MultiHeadAttention's
 score and value einsums), is warned about with an `UnsupportedLayerWarning` naming its path and the reason
 (`skipped` lists them), and recorded in the run, for TensorBoard and the report CLI: one standard text summary per

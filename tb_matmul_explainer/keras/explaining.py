@@ -97,12 +97,13 @@ class Explaining:
                 lambda: elementwise.input_feature_totals(target.adapter.features_last(target, xs), x_thr),
             )
         if "forward" in roles:
+            ms = tf.stop_gradient(m)
             thresholds = (
                 self._threshold(trace, state, "x", xs, 0),
                 self._threshold(trace, state, "kernel", ks, 1),
-                self.thresholds[2],
+                # m's threshold: shared with the activation record (not computed when near-zero totals are off).
+                self._threshold(trace, state, "m", ms, 2) if self.options.near_zero != "off" else self.thresholds[2],
             )
-            ms = tf.stop_gradient(m)
             self._record(
                 target,
                 "forward",
@@ -131,6 +132,7 @@ class Explaining:
         ms, zs, as_ = (target.adapter.units_last(target, tf.cast(tf.stop_gradient(t), tf.float32)) for t in (m, z, a))
         bs = None if bias is None else tf.cast(tf.stop_gradient(bias), tf.float32)
         if "activation" in target.roles:
+            m_threshold = self._threshold(trace, state, "m", ms, 2)
 
             def totals():
                 b = (
@@ -138,10 +140,7 @@ class Explaining:
                     if bs is None
                     else tf.reshape(tf.broadcast_to(bs, tf.shape(tf.stop_gradient(z))), tf.shape(zs))
                 )
-                thresholds = (
-                    self._operand_threshold(ms, 3),
-                    tf.constant(0.0) if bs is None else self._operand_threshold(bs, 4),
-                )
+                thresholds = (m_threshold, tf.constant(0.0) if bs is None else self._operand_threshold(bs, 4))
                 slope = activations.slope(act, zs)
                 return elementwise.activation_totals(
                     ms, b, zs, activations.inactive(act, slope), as_, thresholds, self._operand_threshold(as_, 5)
@@ -149,21 +148,25 @@ class Explaining:
 
             self._record(target, "activation", trace, totals)
         if "activation_gradient" in target.roles:
-            a = gradient_hook(
-                a,
-                lambda d_a: self._record(
-                    target, "activation_gradient", trace, lambda: self._activation_gradient_totals(target, zs, d_a)
-                ),
-            )
+            a = gradient_hook(a, lambda d_a: self._activation_gradient_record(target, trace, state, zs, d_a))
         return a
 
-    def _activation_gradient_totals(self, target, z, d_a):
+    def _activation_gradient_record(self, target, trace, state, z, d_a):
+        """For an elementwise activation dJ/dz = dJ/da * f'(z) is the matmul's output gradient d_out: its threshold
+        is the one the matmul's gradient records use (computed here first: a's gradient comes before m's)."""
         d_a = target.adapter.units_last(target, self._unscale(d_a))
         slope = activations.slope(target.activation, z)
-        thresholds = (self._operand_threshold(d_a, 6), self._operand_threshold(slope, 7))
-        return elementwise.activation_gradient_totals(d_a, slope, thresholds, self._operand_threshold(d_a * slope, 8))
+        shared = target.activation.elementwise
+        result_threshold = self._threshold(trace, state, "d_out", lambda: d_a * slope, 2) if shared else None
 
-    _SEED_INDEX = {"x": 0, "kernel": 1, "d_out": 2}
+        def totals():
+            thresholds = (self._operand_threshold(d_a, 6), self._operand_threshold(slope, 7))
+            result = result_threshold if shared else self._operand_threshold(d_a * slope, 8)
+            return elementwise.activation_gradient_totals(d_a, slope, thresholds, result)
+
+        self._record(target, "activation_gradient", trace, totals)
+
+    _SEED_INDEX = {"x": 0, "kernel": 1, "d_out": 2, "m": 3}
 
     def _seed(self, index):
         if self.seed is None:
@@ -181,15 +184,17 @@ class Explaining:
         )
 
     def _threshold(self, trace, state, operand, t, position):
-        """The threshold of an operand at `position` (0 first, 1 second) of a record: the explicit one if given,
-        else computed from the operand (only when recording) and shared by the records that use the operand, so
-        that it is classed the same way in each."""
+        """The threshold of an operand at `position` (0 first, 1 second, 2 result) of a record: the explicit one if
+        given, else computed from the operand `t` (a tensor, or a function returning it; only when recording) and
+        shared by the records that use the operand, so that it is classed the same way in each."""
         if self.thresholds[position] is not None:
             return self.thresholds[position]
         if operand not in state:
             index = self._SEED_INDEX[operand]
             state[operand] = when_recording(
-                trace, lambda: self._operand_threshold(t, index), lambda: tf.constant(0.0, tf.float32)
+                trace,
+                lambda: self._operand_threshold(t() if callable(t) else t, index),
+                lambda: tf.constant(0.0, tf.float32),
             )
         return state[operand]
 

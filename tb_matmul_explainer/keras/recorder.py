@@ -86,6 +86,7 @@ class LayerRecorder(Explaining):
         self.targets, self.skipped, self._entries = model_lib.resolve(
             model, layers, self.roles, self.confidence, self.thresholds
         )
+        self._wrappers = model_lib.wrappers(self._entries)
         self._writer = None
         self._local = threading.local()  # the active trace, per thread (replicas trace in their own threads)
         self._lock = threading.Lock()
@@ -140,16 +141,24 @@ class LayerRecorder(Explaining):
     def _patch(self):
         with self._lock:
             if self._patched == 0:
-                for target in self.targets:
+                for target in self._first_parts():
                     internals.patch_call(target.layer, target.adapter.patched_call(self, target))
+                for layer, call in self._wrappers:
+                    internals.patch_call(layer, call)
             self._patched += 1
 
     def _unpatch(self):
         with self._lock:
             self._patched -= 1
             if self._patched == 0:
-                for target in self.targets:
+                for target in self._first_parts():
                     internals.unpatch_call(target.layer)
+                for layer, _ in self._wrappers:
+                    internals.unpatch_call(layer)
+
+    def _first_parts(self):
+        """The first target of each recorded layer (a layer with several parts is patched once)."""
+        return [t for t in self.targets if t.parts is None or next(iter(t.parts.values())) is t]
 
 
 class _Recording:

@@ -8,6 +8,10 @@ roles (through `aggregates`), the multiply-adds of a call (for the coverage line
 not recorded (`not_recorded`). Adding a layer kind is one new module holding one `Adapter` subclass, listed in
 `layers/__init__.py`.
 
+A layer with several matmuls of its own (a recurrent layer's input and recurrent kernels) names them in `parts`:
+each part is one recorded `Target` named `<Keras path>/<part>`, with the part in `target.part`; the layer's call is
+patched once, with its first part's target, whose `parts` maps every part to its target.
+
 Tensors handed to the totals: x the layer input, kernel the kernel, z the matmul result (before bias), d_out =
 d(loss)/dz, all float32 or the layer's compute dtype; `geometry` whatever the adapter's patched call passed to
 `_explain` (None for dense kinds, strides/padding for convolutions).
@@ -49,11 +53,23 @@ class Adapter:
         """Per-layer data the adapter's methods need (`Target.plan`), computed once."""
         return None
 
+    def parts(self, layer):
+        """The names of the layer's explanations: (None,) for one named by the layer's path, else part names."""
+        return (None,)
+
+    def activation(self, layer):
+        """The layer's own activation, applied by `recorder._activate` (None: none recorded)."""
+        return getattr(layer, "activation", None)
+
+    def roles(self, layer, part, roles):
+        """The roles recorded for a part (all the asked-for ones by default)."""
+        return roles
+
     def op(self, layer):
         """The metadata `op` of the layer's records."""
         return self.kind
 
-    def units(self, layer, role):
+    def units(self, layer, role, part=None):
         """The number of units of the record of `role` (input features for input_gradient / input_features)."""
         shape = [int(d) for d in layer.kernel.shape]
         return shape[-2] if role in ("input_gradient", "input_features") else shape[-1]
@@ -61,6 +77,12 @@ class Adapter:
     def patched_call(self, recorder, target):
         """The `call` that replaces the layer's while a recording step is traced."""
         raise NotImplementedError
+
+    def recording_call(self, layer):
+        """For a wrapper that records nothing itself: the `call` that replaces its own while a recording step is
+        traced and in the coverage pass (the same values, its wrapped layer called as it is recorded); None: the
+        layer keeps its call."""
+        return None
 
     # -- totals of the three matmul roles ------------------------------------------------------------------------
 
