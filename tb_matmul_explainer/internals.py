@@ -9,6 +9,7 @@ recorder silently record less.
   own_variables    Layer._trainable_variables,            the variables a layer owns itself (not its sublayers')
                    Layer._non_trainable_variables
   patch_call       Layer.__call__ calling `self.call`     an instance-level `call` replaces the class's while tracing
+  instance_cache   Layer.__setattr__ (bypassed)           a list kept on a model, out of Keras' attribute tracking
   make_function    Model._make_function                   Keras' own train-function factory around a step
   causal_padding   Conv1D._compute_causal_padding         the left padding of a causal Conv1D
   first_inputs     Layer._inbound_nodes, Node.input_tensors, KerasTensor._keras_history
@@ -43,6 +44,13 @@ def patch_call(layer, call):
 def unpatch_call(layer):
     """Undoes `patch_call` (nothing if the layer has no instance-level `call`)."""
     vars(layer).pop("call", None)
+
+
+def instance_cache(layer, name):
+    """A list stored on `layer` under `_<name>` (created empty on first use), written into the instance's
+    `__dict__` directly so that Keras' attribute tracking neither wraps nor saves it; it lives as long as the
+    layer."""
+    return vars(layer).setdefault("_" + name, [])
 
 
 def make_function(model, step_function):
@@ -114,6 +122,7 @@ __all__ = [
     "causal_padding",
     "default_writer",
     "first_inputs",
+    "instance_cache",
     "make_function",
     "own_variables",
     "patch_call",

@@ -156,9 +156,14 @@ def _next_key(keys, key, mask):
 
 
 # One traced graph per dtype, shared by every shape and confidence (frac is a tensor argument): eager calls
-# run as a single graph call, and calls inside a caller's tf.function are inlined.
+# run as a single graph call, and calls inside a caller's tf.function are inlined. No autograph: the code has
+# no Python control flow on tensors, and converting it cost seconds at the first trace.
 _PERCENTILE_FNS = {
-    dtype: tf.function(_percentile_flat, input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.float64)])
+    dtype: tf.function(
+        _percentile_flat,
+        input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.float64)],
+        autograph=False,
+    )
     for dtype in _LAYOUT
 }
 

@@ -47,6 +47,15 @@ def test_an_instance_level_call_replaces_the_classes_call():
     assert not np.allclose(np.asarray(layer(x)), 7.0)
 
 
+def test_instance_cache_lives_on_the_model_outside_keras_tracking():
+    """Layer.__setattr__ bypassed: the cache is a plain list on the instance, not tracked (no weights, no config)."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    cache = internals.instance_cache(model, "test_cache")
+    cache.append(tf.Variable(1.0))
+    assert internals.instance_cache(model, "test_cache") is cache and type(cache) is list
+    assert len(model.weights) == 2, "Keras tracked the instance cache's contents"
+
+
 def test_make_function_is_keras_train_function_factory():
     """Model._make_function(step): the callback builds its instrumented train function with it."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])

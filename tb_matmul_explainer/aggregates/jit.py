@@ -28,7 +28,7 @@ def compile_mode(jit):
 
 def kernel(fn):
     """Runs `fn` as one XLA-compiled function when the current compile mode asks for it."""
-    compiled = tf.function(fn, jit_compile=True)
+    compiled = tf.function(fn, jit_compile=True, autograph=False)  # our kernels need no autograph
 
     @functools.wraps(fn)
     def call(*args):

@@ -74,6 +74,14 @@ and each replica's contributions to those cells are summed. Keras divides each r
 replicas, so d_out is d(global mean loss)/dz. With `steps_per_execution > 1` under a strategy, the all-reduce of
 the totals runs on every step of a recording execution (zeros on the steps that do not record).
 
+`MultiWorkerMirroredStrategy`: every worker computes the records (the totals are all-reduced over all replicas)
+and only the chief writes them; the others write to `<log_dir>/workertemp_<task id>`, removed at the end of
+training, as Keras' TensorBoard callback arranges (`workers`).
+
+The first recording step traces and optimises the instrumented function (seconds to minutes; the callback
+announces it when `verbose`); it is prepared once per model and settings and reused by a new callback
+(`prepared`). When every step of that function records (`steps_per_execution=1`) it has no conditionals.
+
 XLA: the instrumented function is compiled without XLA (summary writes cannot be compiled); the plain steps keep
 the model's `jit_compile` setting.
 
@@ -83,6 +91,8 @@ Modules, one job each:
   coverage    layers and multiply-adds per sample recorded (the start-of-training line)
   explaining  what a recording step computes at trace time (records, thresholds, gradient hooks, replicas)
   recorder    `LayerRecorder`: setup, writer, patching the targets' calls while a step is traced
+  prepared    the instrumented train function, prepared once per model and settings, its first call announced
+  workers     multi-worker training: the directory a worker writes to (only the chief keeps its records)
   callback    `ExplainerCallback` for `model.fit`
 Private Keras/TensorFlow APIs are read in `tb_matmul_explainer.internals` only.
 """

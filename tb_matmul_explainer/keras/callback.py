@@ -5,13 +5,16 @@ one (Keras' own factory around the model's `train_step`, inside `LayerRecorder.r
 that records; see the package docstring for cadence, `steps_per_execution` and distribution.
 """
 
+import functools
 import os
 
 import keras
 import tensorflow as tf
 from keras import ops as kops
 
-from tb_matmul_explainer import internals, metadata
+from tb_matmul_explainer import metadata
+from tb_matmul_explainer.keras import prepared as prepared_lib
+from tb_matmul_explainer.keras import workers
 from tb_matmul_explainer.keras.options import DEFAULT_ROLES, DEFAULT_RUN, check_options
 from tb_matmul_explainer.keras.recorder import LayerRecorder
 
@@ -91,10 +94,9 @@ class ExplainerCallback(keras.callbacks.Callback):
         self.skipped = {}
         self.recorded_steps = []
         self._not_recorded_written = False
-        self._plain = None
-        self._instrumented = None
+        self._prepared = None  # prepared.Prepared: the recorder and the instrumented function (shared per model)
+        self._write_dir = self.log_dir
         self._step = 0
-        self._step_variable = None
         self._steps_in_call = 0
         self._model_id = None
 
@@ -104,61 +106,55 @@ class ExplainerCallback(keras.callbacks.Callback):
         model = self.model
         if keras.backend.backend() != "tensorflow":
             raise RuntimeError("ExplainerCallback needs the TensorFlow backend")
-        if self.recorder is None or self._model_id != id(model):
-            self.recorder = LayerRecorder(model, self.log_dir, loss_scale=self._loss_scale, **self._recorder_args)
+        self._write_dir = workers.write_dir(self.log_dir, model.distribute_strategy)
+        settings = dict(self._recorder_args, log_dir=self._write_dir, update_freq=self.update_freq)
+        key = prepared_lib.settings_key(settings)
+        if self._prepared is None or self._model_id != id(model) or self._prepared.key != key:
+            self._prepared = prepared_lib.lookup(model, key) or self._prepare(model, key, settings)
+            self.recorder = self._prepared.recorder
             self.skipped = dict(self.recorder.skipped)
-            self.coverage = self.recorder.coverage()
+            self.coverage = self._prepared.coverage
             if self.verbose:
                 print(self.coverage.line())
             self._not_recorded_written = False
             self._model_id = id(model)
-            self._instrumented = None
-            self._step_variable = None  # (created in the model's strategy scope)
-        if self._instrumented is not None and model.train_function is self._instrumented:
-            model.train_function = self._plain  # a previous fit stopped by an exception left it swapped in
-        if model.train_function is not self._plain:  # new fit after compile(): rebuild the instrumented function
-            self._plain = model.train_function
-            self._instrumented = None
-        if self._step_variable is None:
-            with model.distribute_strategy.scope():
-                self._step_variable = tf.Variable(
-                    0,
-                    dtype=tf.int64,
-                    trainable=False,
-                    synchronization=tf.VariableSynchronization.ON_WRITE,
-                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-                    name="matmul_explainer_step",
-                )
+        prepared = self._prepared
+        if prepared.instrumented is not None and model.train_function is prepared.instrumented:
+            model.train_function = prepared.plain  # a previous fit stopped by an exception left it swapped in
+        if model.train_function is not prepared.plain:  # new fit after compile(): rebuild the instrumented function
+            prepared.plain = model.train_function
+            prepared.instrumented = None
+        if prepared.step_variable is None:
+            prepared.step_variable = prepared_lib.step_variable(model)
         self._steps_in_call = 0
         optimizer = getattr(model, "optimizer", None)
         if optimizer is not None and getattr(optimizer, "iterations", None) is not None:
             self._step = int(optimizer.iterations.numpy())
 
-    def _loss_scale(self):
-        optimizer = getattr(self.model, "optimizer", None)
-        if optimizer is None:
-            return tf.constant(1.0)
-        return kops.convert_to_tensor(optimizer.scale_loss(tf.constant(1.0, tf.float32)))
+    def _prepare(self, model, key, settings):
+        recorder = LayerRecorder(
+            model, self._write_dir, loss_scale=functools.partial(_loss_scale, model), **self._recorder_args
+        )
+        prepared = prepared_lib.Prepared(key, settings, recorder, recorder.coverage())
+        prepared_lib.store(model, prepared)
+        return prepared
 
-    def _instrumented_step(self, data):
-        step = self._step_variable.read_value()
-        if self.model.steps_per_execution > 1:
-            with tf.control_dependencies([step]):
-                self._step_variable.assign_add(1)
-        record = tf.equal(step % self.update_freq, 0)
-        with self.recorder.recording(step, record):
-            return self.model.train_step(data)
+    @property
+    def _plain(self):
+        return None if self._prepared is None else self._prepared.plain
+
+    @property
+    def _instrumented(self):
+        return None if self._prepared is None else self._prepared.instrumented
 
     def _instrumented_function(self):
-        if self._instrumented is None:
-            model = self.model
-            jit = model.jit_compile
-            try:
-                model.jit_compile = False  # summary writes cannot be XLA-compiled
-                self._instrumented = internals.make_function(model, self._instrumented_step)
-            finally:
-                model.jit_compile = jit
-        return self._instrumented
+        prepared = self._prepared
+        if prepared.instrumented is None:
+            function = prepared_lib.instrumented_function(
+                self.model, self.recorder, prepared.step_variable, self.update_freq
+            )
+            prepared.instrumented = prepared_lib.first_call_progress(function, len(self.recorder.targets), self.verbose)
+        return prepared.instrumented
 
     # -- per step --------------------------------------------------------------------------------------------
 
@@ -175,7 +171,7 @@ class ExplainerCallback(keras.callbacks.Callback):
         self._steps_in_call = k
         first = self._step
         if (-first) % self.update_freq < k:  # a multiple of N in [first, first + k)
-            self._step_variable.assign(first)
+            self._prepared.step_variable.assign(first)
             self.model.train_function = self._instrumented_function()
             recorded = [s for s in range(first, first + k) if s % self.update_freq == 0]
             if not self._not_recorded_written:
@@ -199,3 +195,14 @@ class ExplainerCallback(keras.callbacks.Callback):
             self.model.train_function = self._plain
         if self.recorder is not None:
             self.recorder.flush()
+            # A worker that is not the chief: its records are not kept (its writer, shared with the prepared
+            # step, stays open on the removed file).
+            workers.remove_temp_dir(self.log_dir, self._write_dir)
+
+
+def _loss_scale(model):
+    """The model's current loss scale (a tensor; 1 without an optimizer)."""
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return tf.constant(1.0)
+    return kops.convert_to_tensor(optimizer.scale_loss(tf.constant(1.0, tf.float32)))

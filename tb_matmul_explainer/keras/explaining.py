@@ -4,7 +4,8 @@
 geometry)` computes the layer's matmul with the forward and input-features records written and hooks on the
 gradients of its result and its kernel (which write the two gradient records), and `_activate(target, m, bias,
 activation)` applies bias and activation with the activation records. Records are computed only when the step
-records (`tf.cond`), summed across replicas under a distribution strategy, and written with the recorder's writer.
+records (`when_recording`), summed across replicas under a distribution strategy, and written with the
+recorder's writer.
 The per-unit totals come from the target's adapter (`layers/`).
 """
 
@@ -35,11 +36,20 @@ class Trace:
     """The recording step being traced (one per thread: replicas trace in their own threads)."""
 
     step: tf.Tensor
-    record: tf.Tensor
+    record: object  # a bool tensor, or a Python bool when known at trace time
     replicas: int
     context: object
     seen: set = dataclasses.field(default_factory=set)
     states: dict = dataclasses.field(default_factory=dict)  # id(target) -> its call's state (`_explain`)
+
+
+def when_recording(trace, compute, otherwise):
+    """`compute()` when the step records, else `otherwise()`: a `tf.cond`, or (when `trace.record` is a Python
+    bool, known at trace time) the branch itself. A graph without a conditional per record and per threshold is
+    faster to trace and to optimise on its first run, and computes the same values."""
+    if isinstance(trace.record, bool):
+        return compute() if trace.record else otherwise()
+    return tf.cond(trace.record, compute, otherwise)
 
 
 def gradient_hook(z, on_gradient):
@@ -181,8 +191,8 @@ class Explaining:
             return self.thresholds[position]
         if operand not in state:
             index = self._SEED_INDEX[operand]
-            state[operand] = tf.cond(
-                trace.record,
+            state[operand] = when_recording(
+                trace,
                 lambda: self._operand_threshold(t() if callable(t) else t, index),
                 lambda: tf.constant(0.0, tf.float32),
             )
@@ -227,8 +237,8 @@ class Explaining:
         if trace.replicas > 1:
             # The record's result is the global (all-reduced) kernel gradient, the one the optimizer applies.
             if result is None:
-                result = tf.cond(
-                    trace.record,
+                result = when_recording(
+                    trace,
                     lambda: target.adapter.kernel_gradient(target, x, d_out, kernel_shape, geometry),
                     lambda: tf.zeros(kernel_shape, tf.float32),
                 )
@@ -285,8 +295,8 @@ class Explaining:
             return [tf.cast(t, tf.float64) for t in (*totals, *extras)]
 
         if trace.replicas == 1:
-            tf.cond(
-                trace.record,
+            when_recording(
+                trace,
                 lambda: self._write(tag, summary_metadata, compute(), trace.step),
                 lambda: tf.constant(False),
             )
@@ -298,7 +308,7 @@ class Explaining:
             + [tf.zeros([units], tf.float64)] * 2
             + [tf.zeros([], tf.float64)] * 2
         )
-        fields = tf.cond(trace.record, compute, lambda: zeros)
+        fields = when_recording(trace, compute, lambda: zeros)
         fields = trace.context.all_reduce(tf.distribute.ReduceOp.SUM, fields)
         fields = dict(zip(_FIELDS + _EXTRA_FIELDS, fields))
         r = float(trace.replicas)
@@ -313,8 +323,8 @@ class Explaining:
             fields["result_magnitude"] = fields["result_magnitude"] / r
             fields["reference"] = fields["reference"] / r
         fields = [fields[f] for f in _FIELDS + _EXTRA_FIELDS]
-        tf.cond(
-            trace.record, lambda: self._write(tag, summary_metadata, fields, trace.step), lambda: tf.constant(False)
+        when_recording(
+            trace, lambda: self._write(tag, summary_metadata, fields, trace.step), lambda: tf.constant(False)
         )
 
     def _write(self, tag, summary_metadata, fields, step):

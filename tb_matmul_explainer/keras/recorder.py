@@ -176,7 +176,7 @@ class _Recording:
         _ = recorder.writer  # created now (in an init scope), outside the step's graph
         recorder._local.trace = Trace(
             step=tf.cast(self.step, tf.int64),
-            record=tf.convert_to_tensor(self.record, tf.bool),
+            record=self.record if isinstance(self.record, bool) else tf.convert_to_tensor(self.record, tf.bool),
             replicas=replicas,
             context=context,
         )
