@@ -76,18 +76,7 @@ class ExplainerCallback(keras.callbacks.Callback):
             run=run,
             jit=jit,
         )
-        check_options(
-            roles=roles,
-            confidence=confidence,
-            thresholds=thresholds,
-            threshold_method=threshold_method,
-            near_zero=near_zero,
-            sample_size=sample_size,
-            near_zero_sample_size=near_zero_sample_size,
-            seed=seed,
-            max_units=max_units,
-            jit=jit,
-        )
+        check_options(**{k: v for k, v in self._recorder_args.items() if k not in ("layers", "scalars", "run")})
         self.verbose = verbose
         self.recorder = None
         self.coverage = None
