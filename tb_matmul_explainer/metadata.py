@@ -76,7 +76,7 @@ READABLE_VERSIONS = (1, 2)
 TERMS = ("PP", "PZ", "PN", "ZP", "ZZ", "ZN", "NP", "NZ", "NN")
 ROLES = ("forward", "kernel_gradient", "input_gradient", "activation", "activation_gradient", "input_features")
 MATMUL_ROLES = ROLES[:3]
-OPS = ("dense", "einsum_dense", "conv1d", "conv2d", "conv3d")
+OPS = ("dense", "einsum_dense", "conv1d", "conv2d", "conv3d", "attention_scores", "attention_values")
 OPERANDS = {
     "forward": ("input", "kernel"),
     "kernel_gradient": ("input", "output_gradient"),
@@ -84,6 +84,19 @@ OPERANDS = {
     "activation": ("matmul", "bias"),
     "activation_gradient": ("activation_output_gradient", "activation_derivative"),
     "input_features": ("input", "none"),
+}
+# The matmuls between two activations name their operands (`layers/attention.py`): query = the scaled query.
+OP_OPERANDS = {
+    "attention_scores": {
+        "forward": ("query", "key"),
+        "kernel_gradient": ("query", "output_gradient"),
+        "input_gradient": ("output_gradient", "key"),
+    },
+    "attention_values": {
+        "forward": ("attention", "value"),
+        "kernel_gradient": ("attention", "output_gradient"),
+        "input_gradient": ("output_gradient", "value"),
+    },
 }
 
 DEFAULT_MAX_UNITS = 256
@@ -167,7 +180,7 @@ def create_summary_metadata(
         "v": CONTRACT_VERSION,
         "role": role,
         "op": op,
-        "operands": list(OPERANDS[role]),
+        "operands": list(OP_OPERANDS.get(op, OPERANDS).get(role, OPERANDS[role])),
         "layer": str(layer),
         "index": int(index),
         "units": int(units),

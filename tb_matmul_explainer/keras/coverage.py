@@ -120,7 +120,7 @@ def _layer_multiply_adds(layer, layer_calls):
 
 def measure(model, entries, targets, skipped, sample=None):
     """The `Coverage` of a recorder's targets (`model.resolve`'s entries, targets and skipped)."""
-    recorded = {id(t.layer) for t in targets}
+    recorded = {t.name for t in targets}
     layer_count = len(targets) + len(skipped)
     if sample is None:
         sample = _sample(model)
@@ -135,8 +135,9 @@ def measure(model, entries, targets, skipped, sample=None):
             macs = sum(counts)
             if not macs:
                 continue
-            is_recorded = not suffix and id(e.layer) in recorded
-            per_layer.append((f"{e.path}/{suffix}" if suffix else e.path, macs, is_recorded))
+            name = f"{e.path}/{suffix}" if suffix else e.path
+            is_recorded = name in recorded
+            per_layer.append((name, macs, is_recorded))
             total += macs
             done += counts[0] if is_recorded else 0
     return Coverage(len(targets), layer_count, done, total, per_layer)

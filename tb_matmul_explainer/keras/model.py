@@ -4,7 +4,8 @@
 with its Keras path: the names of its ancestors below the model and its own, joined by '/'
 (`block_2/multi_head_attention_1/query`). Paths are unique (a repeated one gets `_2`, `_3`, ... in model order)
 and stable across runs of the same model code: they hold no walk index. `resolve(...)` turns the walk into the
-recorded `Target`s, tagged `<path>/<role>`, and the not-recorded `{path: reason}` (each warned about with an
+recorded `Target`s, tagged `<path>/<role>` (a matmul inside a layer that is not a layer, an adapter's `parts`:
+`<path>/<suffix>/<role>`), and the not-recorded `{path: reason}` (each warned about with an
 `UnsupportedLayerWarning`): layers with a kernel that no adapter takes or that their adapter refuses, and the
 matmuls inside layers that are not layers (an adapter's `not_recorded`, as `<path>/<suffix>`).
 """
@@ -127,22 +128,23 @@ def roles_of(activation, roles):
     )
 
 
-def _target(entry, adapter, roles, confidence, thresholds):
+def _target(entry, suffix, adapter, roles, confidence, thresholds):
     layer = entry.layer
     if not layer.built:
         raise ValueError(f"layer {entry.path!r} is not built yet: build or call the model first")
-    act = activations.describe(getattr(layer, "activation", None))
+    # (a part, a matmul inside the layer, has no activation of its own and reads the layer's own results)
+    act = None if suffix else activations.describe(getattr(layer, "activation", None))
     target = Target(
         layer=layer,
         index=entry.index,
-        name=entry.path,
+        name=f"{entry.path}/{suffix}" if suffix else entry.path,
         adapter=adapter,
         op=adapter.op(layer),
         metadata={},
         plan=adapter.plan(layer),
         activation=act,
-        roles=roles_of(act, roles),
-        producer=graph.producer_of(layer),
+        roles=tuple(r for r in roles_of(act, roles) if r in adapter.roles_supported),
+        producer=(None, None) if suffix else graph.producer_of(layer),
     )
     target.units = {role: adapter.units(layer, role) for role in target.roles}
     for role in target.roles:
@@ -187,8 +189,9 @@ def resolve(model, wanted, roles, confidence, thresholds):
         if reason is not None:
             skipped[entry.path] = reason
             _warn(entry.path, entry.layer, reason)
-        elif adapter is not None and adapter.records:
-            targets.append(_target(entry, adapter, roles, confidence, thresholds))
+        elif adapter is not None:
+            for suffix, part in adapter.parts(entry.layer):
+                targets.append(_target(entry, suffix, part, roles, confidence, thresholds))
         for suffix, why in ({} if adapter is None else adapter.not_recorded(entry.layer)).items():
             skipped[f"{entry.path}/{suffix}"] = why
             _warn(f"{entry.path}/{suffix}", entry.layer, why)

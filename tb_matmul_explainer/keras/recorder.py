@@ -10,7 +10,8 @@ import threading
 
 import tensorflow as tf
 
-from tb_matmul_explainer import internals, metadata
+from tb_matmul_explainer import layers as layers_lib
+from tb_matmul_explainer import metadata
 from tb_matmul_explainer.keras import coverage as coverage_lib
 from tb_matmul_explainer.keras import model as model_lib
 from tb_matmul_explainer.keras.explaining import Explaining, Trace
@@ -137,19 +138,26 @@ class LayerRecorder(Explaining):
     def _trace(self):
         return getattr(self._local, "trace", None)
 
+    def _by_layer(self):
+        """[(the layer's adapter, its targets)] per instrumented layer (a layer's parts share one patch)."""
+        groups = {}
+        for target in self.targets:
+            groups.setdefault(id(target.layer), []).append(target)
+        return [(layers_lib.adapter_for(targets[0].layer), targets) for targets in groups.values()]
+
     def _patch(self):
         with self._lock:
             if self._patched == 0:
-                for target in self.targets:
-                    internals.patch_call(target.layer, target.adapter.patched_call(self, target))
+                for layer_adapter, targets in self._by_layer():
+                    layer_adapter.patch(self, targets)
             self._patched += 1
 
     def _unpatch(self):
         with self._lock:
             self._patched -= 1
             if self._patched == 0:
-                for target in self.targets:
-                    internals.unpatch_call(target.layer)
+                for layer_adapter, targets in self._by_layer():
+                    layer_adapter.unpatch(targets[0].layer)
 
 
 class _Recording:

@@ -4,7 +4,7 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
   dense          Dense
   einsum_dense   EinsumDense (matmuls over the input's trailing axes)
   conv           Conv1D/2D/3D (dilation 1, groups 1)
-  attention      MultiHeadAttention: its score and value einsums, listed as not recorded
+  attention      MultiHeadAttention: its score and value einsums (two explanations per layer, unit: head)
   recurrent      SimpleRNN/LSTM/GRU cells, listed as not recorded (their multiply-adds counted on the RNN layer)
   unsupported    depthwise, separable and transposed convolutions, listed as not recorded
 """
@@ -22,7 +22,7 @@ ADAPTERS = (
     *recurrent.ADAPTERS,
     *unsupported.ADAPTERS,
 )
-SUPPORTED = "Dense, EinsumDense, Conv1D, Conv2D, Conv3D"
+SUPPORTED = "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, MultiHeadAttention (its einsums)"
 
 
 def adapter_for(layer):

@@ -6,7 +6,9 @@ explicit through `recorder._explain(target, x, kernel, product, geometry)` and i
 `recorder._activate(target, m, bias, activation)`), the units of each role, the per-unit totals of the three matmul
 roles (through `aggregates`), the multiply-adds of a call (for the coverage line) and the matmuls inside it that are
 not recorded (`not_recorded`). Adding a layer kind is one new module holding one `Adapter` subclass, listed in
-`layers/__init__.py`.
+`layers/__init__.py`. A layer may hold several explained matmuls that are not layers (`parts`: attention's
+einsums), each explained by an adapter of its own under `<layer path>/<suffix>`; the layer's adapter then patches
+the layer once for all of them (`patch`).
 
 Tensors handed to the totals: x the layer input, kernel the kernel, z the matmul result (before bias), d_out =
 d(loss)/dz, all float32 or the layer's compute dtype; `geometry` whatever the adapter's patched call passed to
@@ -14,6 +16,8 @@ d(loss)/dz, all float32 or the layer's compute dtype; `geometry` whatever the ad
 """
 
 import math
+
+from tb_matmul_explainer import internals, metadata
 
 
 def kernel_of(layer):
@@ -27,7 +31,12 @@ class Adapter:
     kind = None  # metadata op family / name of the kind, e.g. "dense"
     layer_types = ()  # the Keras classes this adapter claims (subclasses included)
     near_zero_sample = "dense"  # which DEFAULT_NEAR_ZERO_SAMPLE entry applies ("dense" rows or "conv" positions)
-    records = True  # False: a kind whose matmuls are only listed as not recorded
+    records = True  # False: a kind whose matmuls are only listed as not recorded (or explained by its `parts`)
+    roles_supported = metadata.ROLES  # the record roles this kind can write
+    # True: the second operand is a weight (its gradient, the kernel gradient, is the same on every replica and
+    # TensorFlow computes it for trainable layers); False: an activation (attention's K and V: per replica, and
+    # the kernel-gradient record computes its result itself).
+    kernel_is_weight = True
 
     def claims(self, layer):
         """Whether `layer` is of this kind."""
@@ -58,9 +67,21 @@ class Adapter:
         shape = [int(d) for d in layer.kernel.shape]
         return shape[-2] if role in ("input_gradient", "input_features") else shape[-1]
 
+    def parts(self, layer):
+        """[(suffix, adapter)] of the explanations of `layer` ("" suffix: the layer itself, named by its path)."""
+        return [("", self)] if self.records else []
+
     def patched_call(self, recorder, target):
         """The `call` that replaces the layer's while a recording step is traced."""
         raise NotImplementedError
+
+    def patch(self, recorder, targets):
+        """Instruments the layer of `targets` (its explanations, `parts`) while a recording step is traced."""
+        internals.patch_call(targets[0].layer, self.patched_call(recorder, targets[0]))
+
+    def unpatch(self, layer):
+        """Undoes `patch`."""
+        internals.unpatch_call(layer)
 
     # -- totals of the three matmul roles ------------------------------------------------------------------------
 
@@ -84,6 +105,10 @@ class Adapter:
 
     def units_last(self, target, t):
         """z, a, their gradients or the kernel with the output units flattened into one last axis."""
+        return t
+
+    def kernel_units_last(self, target, t):
+        """The kernel (or a tensor shaped like it) with the units of the kernel-gradient record last."""
         return t
 
     def features_last(self, target, x):

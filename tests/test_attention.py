@@ -1,0 +1,104 @@
+"""MultiHeadAttention's score and value einsums (`layers/attention.py`): the records of the three roles against
+the per-cell classifiers on the same batch, for self- and cross-attention, key_dim != value_dim, a causal mask and
+an unknown batch size; the layer computes what it computes uninstrumented; a Transformer trains with the callback
+and its attention records read back through TensorBoard."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tb_matmul_explainer import keras as tk
+from tb_matmul_explainer import ops
+from tests.keras_helpers import ALL_ROLES, EXACT, UNCOMPILED, assert_record_equals, oracle, record_at, records
+
+HEADS, KEY_DIM, VALUE_DIM, BATCH = 2, 4, 3, 3
+
+
+def batched_oracle(first, second):
+    """Per-head totals of `first @ second` ([G, H, R, C] x [G, H, C, U]) from the per-cell classifier."""
+    counts, sums, thr = ops.matmul_classify(first, second, return_thresholds=True)
+    return oracle(counts, sums, tf.linalg.matmul(first, second), 1, thr)
+
+
+def heads_major(t):
+    return tf.transpose(t, [0, 2, 1, 3])
+
+
+def plain_attention(layer, query, value, causal, weights):
+    """The layer's computation in plain TensorFlow (heads-major matmuls, its projections), and the gradients of
+    sum(output * weights) with respect to the scores S, the probabilities A and the einsum output O."""
+    q = heads_major(layer.query_dense(query)) * (1.0 / math.sqrt(KEY_DIM))
+    k, v = heads_major(layer.key_dense(value)), heads_major(layer.value_dense(value))
+    with tf.GradientTape() as tape:
+        tape.watch([q, k, v])
+        scores = tf.linalg.matmul(q, k, transpose_b=True)
+        if causal:
+            allowed = tf.linalg.band_part(tf.ones(scores.shape[-2:], tf.bool), -1, 0)
+            probabilities = tf.nn.softmax(tf.where(allowed, scores, -1e9))
+        else:
+            probabilities = tf.nn.softmax(scores)
+        o = tf.linalg.matmul(probabilities, v)
+        out = layer.output_dense(heads_major(o))
+        loss = tf.reduce_sum(out * weights)
+    d_s, d_a, d_o = tape.gradient(loss, [scores, probabilities, o])
+    return dict(q=q, k=k, v=v, a=probabilities, d_s=d_s, d_a=d_a, d_o=d_o, out=out)
+
+
+def swap(t):
+    return tf.linalg.matrix_transpose(t)
+
+
+@pytest.mark.parametrize("case", ["self", "cross", "causal"])
+def test_the_einsums_records_equal_the_classifiers_on_the_same_batch(tmp_path, case):
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(0)
+    t_len, s_len, v_features = (5, 7, 6) if case == "cross" else (6, 6, 8)
+    query = rng.normal(size=(BATCH, t_len, 8)).astype(np.float32)
+    value = rng.normal(size=(BATCH, s_len, v_features)).astype(np.float32) if case == "cross" else query
+    weights = rng.normal(size=(BATCH, t_len, 8)).astype(np.float32)
+    causal = case == "causal"
+    layer = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, value_dim=VALUE_DIM, name="mha")
+    uninstrumented = layer(query, value, use_causal_mask=causal)
+    recorder = tk.LayerRecorder(layer, tmp_path, layers=[layer], roles=ALL_ROLES, **EXACT, **UNCOMPILED)
+    assert [t.name for t in recorder.targets] == ["mha/attention_scores", "mha/attention_values"]
+    assert recorder.skipped == {}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, t_len, 8]), tf.TensorSpec([None, s_len, v_features])])
+    def step(q, v):
+        with recorder.recording(0, True):
+            with tf.GradientTape() as tape:
+                out = layer(q, v, use_causal_mask=causal)
+                loss = tf.reduce_sum(out * weights)
+            return out, tape.gradient(loss, layer.trainable_weights)
+
+    out, _ = step(query, value)
+    recorder.flush()
+    np.testing.assert_allclose(out.numpy(), uninstrumented.numpy(), rtol=1e-5, atol=1e-6)
+    assert "_compute_attention" not in vars(layer)
+    p = plain_attention(layer, query, value, causal, weights)
+    np.testing.assert_allclose(p["out"].numpy(), out.numpy(), rtol=1e-5, atol=1e-6)
+    expected = {
+        "attention_scores/forward": batched_oracle(p["q"], swap(p["k"])),
+        "attention_scores/kernel_gradient": batched_oracle(swap(p["q"]), p["d_s"]),
+        "attention_scores/input_gradient": batched_oracle(p["d_s"], p["k"]),
+        "attention_values/forward": batched_oracle(p["a"], p["v"]),
+        "attention_values/kernel_gradient": batched_oracle(swap(p["a"]), p["d_o"]),
+        "attention_values/input_gradient": batched_oracle(p["d_o"], swap(p["v"])),
+    }
+    recs = records(tmp_path)
+    assert sorted(recs) == sorted(f"mha/{name}" for name in expected)
+    for name, want in expected.items():
+        md = recs[f"mha/{name}"][0]
+        assert (md.op, md.units, md.layer) == (name.split("/")[0], HEADS, "mha/" + name.split("/")[0])
+        assert_record_equals(record_at(recs, f"mha/{name}", 0), want)
+    assert recs["mha/attention_scores/forward"][0].operands == ("query", "key")
+    assert recs["mha/attention_values/kernel_gradient"][0].operands == ("attention", "output_gradient")
+    if causal:  # masked scores are counted; their probabilities and score gradients are exactly zero (class Z)
+        a = record_at(recs, "mha/attention_values/forward", 0)
+        assert a.cells.sum() == BATCH * HEADS * t_len * VALUE_DIM
+        assert a.counts.sum() == BATCH * HEADS * t_len * s_len * VALUE_DIM
+        masked = BATCH * HEADS * (t_len * (t_len - 1) // 2) * VALUE_DIM
+        assert a.counts[:, 3:6].sum() >= masked
