@@ -145,7 +145,8 @@ def attention_dropout(layer, probabilities, training):
 
 
 def attention_causal_mask(layer, query, value):
-    """MultiHeadAttention's causal mask `[B, T, S]` for the projected query and value."""
+    """MultiHeadAttention's causal mask for the projected query and value (`[T, S]` lower triangular, with a
+    leading axis that broadcasts over the batch)."""
     return layer._compute_causal_mask(query, value)
 
 
