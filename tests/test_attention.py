@@ -102,3 +102,52 @@ def test_the_einsums_records_equal_the_classifiers_on_the_same_batch(tmp_path, c
         assert a.counts.sum() == BATCH * HEADS * t_len * s_len * VALUE_DIM
         masked = BATCH * HEADS * (t_len * (t_len - 1) // 2) * VALUE_DIM
         assert a.counts[:, 3:6].sum() >= masked
+
+
+def transformer(t_len=12, causal=True):
+    """One Transformer encoder block over token embeddings, causal self-attention with key_dim != value_dim."""
+    inputs = keras.Input((t_len,), dtype="int32")
+    h = keras.layers.Embedding(50, 32, name="embed")(inputs)
+    attention = keras.layers.MultiHeadAttention(4, 8, value_dim=6, name="attention")
+    a = attention(h, h, use_causal_mask=causal)
+    h = keras.layers.LayerNormalization(name="norm_1")(h + a)
+    f = keras.layers.Dense(32, name="ffn")(keras.layers.Dense(64, activation="relu", name="ffn_1")(h))
+    h = keras.layers.GlobalAveragePooling1D(name="pool")(keras.layers.LayerNormalization(name="norm_2")(h + f))
+    return keras.Model(inputs, keras.layers.Dense(4, name="logits")(h), name="transformer")
+
+
+def test_a_transformer_trains_with_the_callback_and_its_einsums_read_back_through_tensorboard(tmp_path):
+    from tb_matmul_explainer import explain, loader
+
+    keras.utils.set_random_seed(6)
+    model = transformer()
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(6).integers(0, 50, (64, 12)).astype(np.int32)
+    callback = tk.ExplainerCallback(tmp_path, update_freq=2, roles=ALL_ROLES, verbose=0)
+    model.fit(x, x[:, 0] % 4, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+    assert callback.skipped == {} and callback.coverage.share == 1.0
+    recs = records(tmp_path)
+    cells = {  # a head's cells per role: batch x rows x columns of its result
+        "attention_scores/forward": 16 * 12 * 12,
+        "attention_scores/kernel_gradient": 16 * 8 * 12,
+        "attention_scores/input_gradient": 16 * 12 * 8,
+        "attention_values/forward": 16 * 12 * 6,
+        "attention_values/kernel_gradient": 16 * 12 * 6,
+        "attention_values/input_gradient": 16 * 12 * 12,
+    }
+    contracted = {"attention_scores": (8, 12, 12), "attention_values": (12, 12, 6)}  # per role: C of its matmul
+    for name, n in cells.items():
+        tag = f"attention/{name}"
+        assert [step for step, _ in recs[tag][1]] == [0, 2], tag
+        record = record_at(recs, tag, 2)
+        part, role = name.split("/")
+        np.testing.assert_array_equal(record.cells, np.full(4, n), err_msg=tag)
+        products = n * contracted[part][("forward", "kernel_gradient", "input_gradient").index(role)]
+        np.testing.assert_array_equal(record.counts.sum(1), np.full(4, products), err_msg=tag)
+        assert np.isfinite(record.sums).all() and 0 <= record.near_zero_cells.sum() <= record.cells.sum(), tag
+    # Causal: the masked probabilities are exactly zero, so at least the masked share of A's products is Z.
+    values = record_at(recs, "attention/attention_values/forward", 2)
+    assert values.counts[:, 3:6].sum() / values.counts.sum() >= (12 * 11 / 2) / (12 * 12)
+    diagnoses, alerts = explain.diagnose_run(loader.load(str(tmp_path)).runs["train"])
+    assert alerts == [], [(a.kind, a.layer, a.message) for a in alerts]
+    assert {d.layer for d in diagnoses} >= {"attention/attention_scores", "attention/attention_values"}
