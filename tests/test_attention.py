@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tb_matmul_explainer import keras as tk
-from tb_matmul_explainer import ops
+from tb_matmul_explainer import aggregates, ops
 from tests.keras_helpers import ALL_ROLES, EXACT, UNCOMPILED, assert_record_equals, oracle, record_at, records
 
 HEADS, KEY_DIM, VALUE_DIM, BATCH = 2, 4, 3, 3
@@ -49,6 +49,24 @@ def plain_attention(layer, query, value, causal, weights):
 
 def swap(t):
     return tf.linalg.matrix_transpose(t)
+
+
+def test_the_batched_kernels_equal_the_classifiers_compiled_and_sampled():
+    """`aggregates.batched_matmul` XLA-compiled, with exact zeros; near_zero="sampled" over all entries is exact,
+    over fewer it rescales to the batch (near-zero cells stay exact)."""
+    rng = np.random.default_rng(1)
+    first = rng.normal(size=(4, 3, 5, 6)).astype(np.float32)
+    first[first < -0.6] = 0.0
+    second = rng.normal(size=(4, 3, 6, 7)).astype(np.float32)
+    want = batched_oracle(first, second)
+    got = aggregates.batched_matmul(first, second, threshold_method="exact", near_zero="exact", jit=True)
+    assert_record_equals(got, want)
+    sampled = dict(threshold_method="exact", near_zero="sampled", seed=3, jit=False)
+    assert_record_equals(aggregates.batched_matmul(first, second, near_zero_sample_size=4, **sampled), want)
+    estimate = aggregates.batched_matmul(first, second, near_zero_sample_size=2, **sampled)
+    np.testing.assert_array_equal(estimate.counts, want["counts"])
+    np.testing.assert_array_equal(estimate.near_zero_cells, want["near_zero_cells"])
+    assert estimate.near_zero_counts.numpy().sum() % 2 == 0  # two of four entries, counted twice
 
 
 @pytest.mark.parametrize("case", ["self", "cross", "causal"])
@@ -123,7 +141,7 @@ def test_a_transformer_trains_with_the_callback_and_its_einsums_read_back_throug
     model = transformer()
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = np.random.default_rng(6).integers(0, 50, (64, 12)).astype(np.int32)
-    callback = tk.ExplainerCallback(tmp_path, update_freq=2, roles=ALL_ROLES, verbose=0)
+    callback = tk.ExplainerCallback(tmp_path, update_freq=2, roles=ALL_ROLES, verbose=0, **UNCOMPILED)
     model.fit(x, x[:, 0] % 4, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
     assert callback.skipped == {} and callback.coverage.share == 1.0
     recs = records(tmp_path)
