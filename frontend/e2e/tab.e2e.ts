@@ -369,7 +369,7 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
   });
 
   it('a Transformer: its attention einsums are found by their Keras paths, one unit per head', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
     const w = watch(page);
     const frame = await openEntry(page, kerasUrl);
     await showOnly(frame, TRANSFORMER);
