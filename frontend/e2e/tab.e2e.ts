@@ -398,6 +398,9 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
     expect(await units.getAttribute('data-rows')).toBe('4');
     const thresholds = Object.fromEntries(await facts(frame, SCORES))['thresholds'];
     expect(thresholds).toMatch(/^query .*, key .*, result /);
+    const chain = frame.locator(`.mmx-chain[data-layer="${SCORES}"] .mmx-chain-step`);
+    await expect.poll(() => chain.evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.step)), { timeout: 30_000 })
+      .toEqual(['scores Q·Kᵀ', 'dJ/dK', 'dJ/dQ']);
     await unstick(frame);
     await frame.locator('#mmx-layer').screenshot({ path: join(out, 'keras-transformer-attention.png') });
     expect(w.errors).toEqual([]);
