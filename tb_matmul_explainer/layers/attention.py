@@ -18,10 +18,13 @@ by the position of its operands, as for a dense layer with the second operand in
                       input_gradient   first dO, second V, result dA = dO.V^T
 
 Per-head totals are summed over the batch, the query and key positions and the head's feature axis (a head's
-cells: B x T x S for the scores and dA, B x key_dim x S for dK, B x T x value_dim for the output and dQ, B x S x
-value_dim for dV); `aggregates.batched` computes them. Masks (causal, padding, `attention_mask`) do not change
-what is counted: masked scores are computed anyway and are counted like any other; their probabilities are
-exactly 0 (class Z in the value einsum's A) and so are their score gradients (class Z in dS).
+cells: B x T x S for the scores and dA, B x key_dim x S for dK, B x T x key_dim for dQ, B x T x value_dim for the
+output, B x S x value_dim for dV); `aggregates.batched` computes them. The operands are named in the records'
+metadata (`metadata.OP_OPERANDS`: query, key, attention, value, output_gradient). K and V are activations: their
+gradients are computed by the kernel-gradient record itself, per replica (`Adapter.kernel_is_weight`). Masks
+(causal, padding, `attention_mask`) do not change what is counted: masked scores are computed anyway and are counted
+like any other; their probabilities are exactly 0 (class Z in the value einsum's A) and so are their score
+gradients (class Z in dS).
 
 While a recording step is traced the layer's `_compute_attention` is replaced by Keras' own explicit path (scale,
 score einsum, masked softmax, dropout, value einsum) with the two einsums made explicit through
