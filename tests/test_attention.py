@@ -4,14 +4,18 @@ an unknown batch size; the layer computes what it computes uninstrumented; a Tra
 and its attention records read back through TensorBoard."""
 
 import math
+import os
+import subprocess
+import sys
+import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tb_matmul_explainer import keras as tk
 from tb_matmul_explainer import aggregates, ops
+from tb_matmul_explainer import keras as tk
 from tests.keras_helpers import ALL_ROLES, EXACT, UNCOMPILED, assert_record_equals, oracle, record_at, records
 
 HEADS, KEY_DIM, VALUE_DIM, BATCH = 2, 4, 3, 3
@@ -169,3 +173,57 @@ def test_a_transformer_trains_with_the_callback_and_its_einsums_read_back_throug
     diagnoses, alerts = explain.diagnose_run(loader.load(str(tmp_path)).runs["train"])
     assert alerts == [], [(a.kind, a.layer, a.message) for a in alerts]
     assert {d.layer for d in diagnoses} >= {"attention/attention_scores", "attention/attention_values"}
+
+
+MIRRORED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tb_matmul_explainer import keras as tk
+
+    def build():
+        keras.utils.set_random_seed(2)
+        inputs = keras.Input((5, 6))
+        a = keras.layers.MultiHeadAttention(2, 3, value_dim=2, name="mha")(inputs, inputs, use_causal_mask=True)
+        model = keras.Model(inputs, keras.layers.Dense(1, name="out")(keras.layers.Flatten()(a)))
+        model.compile(keras.optimizers.SGD(0.01), "mse")
+        return model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 5, 6)).astype(np.float32), rng.normal(size=(8, 1)).astype(np.float32)
+    settings = dict(update_freq=1, roles=("forward", "kernel_gradient", "input_gradient"), threshold_method="exact",
+                    near_zero="exact", jit=False, verbose=0)
+    callback = tk.ExplainerCallback(sys.argv[1] + "/one", **settings)
+    build().fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    with tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]).scope():
+        model = build()
+    callback = tk.ExplainerCallback(sys.argv[1] + "/two", **settings)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+""")
+
+
+def test_replicas_sum_the_einsums_records_over_the_global_batch(tmp_path):
+    """Under MirroredStrategy (two logical CPUs, a subprocess) each replica explains its half of the batch; K and V
+    are activations, so their gradients are per replica and every role's cells and products add up to the
+    single-replica record's (sums too: the nine sums add up to the results, whatever the thresholds)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(tmp_path)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = records(tmp_path / "one"), records(tmp_path / "two")
+    tags = [f"mha/attention_{part}/{role}" for part in ("scores", "values") for role in ALL_ROLES]
+    for tag in tags:
+        single, summed = record_at(one, tag, 0), record_at(two, tag, 0)
+        np.testing.assert_array_equal(summed.cells, single.cells, err_msg=tag)
+        np.testing.assert_array_equal(summed.counts.sum(1), single.counts.sum(1), err_msg=tag)
+        np.testing.assert_allclose(summed.sums.sum(1), single.sums.sum(1), rtol=1e-4, atol=1e-5, err_msg=tag)
+        np.testing.assert_allclose(summed.result_magnitude, single.result_magnitude, rtol=1e-4, err_msg=tag)
