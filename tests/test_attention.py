@@ -4,9 +4,6 @@ an unknown batch size; the layer computes what it computes uninstrumented; a Tra
 and its attention records read back through TensorBoard."""
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -16,7 +13,16 @@ import tensorflow as tf
 
 from tb_matmul_explainer import aggregates, ops
 from tb_matmul_explainer import keras as tk
-from tests.keras_helpers import ALL_ROLES, EXACT, UNCOMPILED, assert_record_equals, oracle, record_at, records
+from tests.keras_helpers import (
+    ALL_ROLES,
+    EXACT,
+    UNCOMPILED,
+    assert_record_equals,
+    oracle,
+    record_at,
+    records,
+    run_script,
+)
 
 HEADS, KEY_DIM, VALUE_DIM, BATCH = 2, 4, 3, 3
 
@@ -209,16 +215,7 @@ def test_replicas_sum_the_einsums_records_over_the_global_batch(tmp_path):
     """Under MirroredStrategy (two logical CPUs, a subprocess) each replica explains its half of the batch; K and V
     are activations, so their gradients are per replica and every role's cells and products add up to the
     single-replica record's (sums too: the nine sums add up to the results, whatever the thresholds)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED, str(tmp_path)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_script(MIRRORED, tmp_path, timeout=600)
     one, two = records(tmp_path / "one"), records(tmp_path / "two")
     tags = [f"mha/attention_{part}/{role}" for part in ("scores", "values") for role in ALL_ROLES]
     for tag in tags:
