@@ -13,6 +13,8 @@ recorder silently record less.
   causal_padding   Conv1D._compute_causal_padding         the left padding of a causal Conv1D
   first_inputs     Layer._inbound_nodes, Node.input_tensors, KerasTensor._keras_history
                                                           the operations that produced a layer's first call's inputs
+  rnn_loop         keras.src.backend.rnn                  Keras' own RNN loop (masking, go_backwards, unroll), which the
+                                                          recurrent layers run their cells in
   default_writer   tensorflow.python.ops.summary_ops_v2._summary_state
                                                           the default summary writer, set without a flush on exit
   attention        MultiHeadAttention._compute_attention (called by `call` as `self._compute_attention`),
@@ -67,6 +69,16 @@ def first_inputs(layer):
     tensors = getattr(nodes[0], "input_tensors", None) or []
     history = [getattr(t, "_keras_history", None) for t in tensors]
     return [h.operation for h in history if h is not None]
+
+
+def rnn_loop(step_function, inputs, initial_states, **options):
+    """Keras' backend RNN loop (`keras.src.backend.rnn`, what `RNN.inner_loop` runs): (last output, outputs,
+    states) of `step_function(inputs_t, states) -> (output, new_states)` over the time axis of `inputs` (nested
+    [B, T, ...] tensors); options: go_backwards, mask, unroll, input_length, zero_output_for_mask,
+    return_all_outputs."""
+    from keras.src import backend
+
+    return backend.rnn(step_function, inputs, initial_states, **options)
 
 
 class default_writer:
@@ -165,6 +177,7 @@ __all__ = [
     "own_variables",
     "patch_call",
     "restore_compute_attention",
+    "rnn_loop",
     "sublayers",
     "summary_state",
     "unpatch_call",

@@ -79,7 +79,26 @@ READABLE_VERSIONS = (1, 2)
 TERMS = ("PP", "PZ", "PN", "ZP", "ZZ", "ZN", "NP", "NZ", "NN")
 ROLES = ("forward", "kernel_gradient", "input_gradient", "activation", "activation_gradient", "input_features")
 MATMUL_ROLES = ROLES[:3]
-OPS = ("dense", "einsum_dense", "conv1d", "conv2d", "conv3d", "attention_scores", "attention_values")
+OPS = (
+    "dense",
+    "einsum_dense",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "simple_rnn",
+    "lstm",
+    "gru",
+    "attention_scores",
+    "attention_values",
+)
+# Recurrent ops: a layer's records (`<path>/kernel`, `<path>/recurrent_kernel`) have the kernels' columns as units
+# (forward, kernel_gradient), gate k holding units k*U .. (k+1)*U - 1 in this (Keras') order. (GRU with
+# reset_after=False: `recurrent_kernel` holds update and reset, `recurrent_kernel_candidate` the candidate.)
+GATES = {
+    "simple_rnn": ("state",),
+    "lstm": ("input", "forget", "cell", "output"),
+    "gru": ("update", "reset", "candidate"),
+}
 OPERANDS = {
     "forward": ("input", "kernel"),
     "kernel_gradient": ("input", "output_gradient"),

@@ -179,3 +179,28 @@ def test_the_private_keras_graph_api_is_still_there():
     layer(inputs)
     node = layer._inbound_nodes[0]
     assert node.input_tensors[0]._keras_history.operation.name == inputs._keras_history.operation.name
+
+
+def _fit_mlp(log_dir, **options):
+    x, y = mlp_data()
+    model = mlp()
+    callback = tk.ExplainerCallback(log_dir, update_freq=2, roles=ROLES, **options)
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[callback])
+    return records(log_dir)
+
+
+def test_records_of_one_operand_share_its_threshold(tmp_path):
+    """m is the forward record's result and the activation record's first operand; dJ/dz (= d_out) is the
+    activation gradient's result and the kernel gradient's second operand: each is classed with one threshold."""
+    recs = _fit_mlp(tmp_path / "sampled")
+    for step in (0, 2):
+        forward, activation = record_at(recs, "hidden/forward", step), record_at(recs, "hidden/activation", step)
+        kernel_gradient = record_at(recs, "hidden/kernel_gradient", step)
+        activation_gradient = record_at(recs, "hidden/activation_gradient", step)
+        assert forward.thresholds[2] == activation.thresholds[0] > 0
+        assert activation_gradient.thresholds[2] == kernel_gradient.thresholds[1]
+        assert np.isfinite(kernel_gradient.thresholds[1])
+    # Near-zero totals off: the forward record computes no result threshold (NaN); the activation record's m has one.
+    recs = _fit_mlp(tmp_path / "off", near_zero="off")
+    assert np.isnan(record_at(recs, "hidden/forward", 0).thresholds[2])
+    assert record_at(recs, "hidden/activation", 0).thresholds[0] > 0

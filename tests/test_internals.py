@@ -156,3 +156,21 @@ def test_other_attention_axes_give_other_equations():
     x = np.zeros((1, 3, 3, 5), np.float32)
     layer(x, x)
     assert internals.attention_equations(layer) != ("aecd,abcd->acbe", "acbe,aecd->abcd")
+
+
+def test_rnn_loop_is_keras_backend_rnn():
+    """keras.src.backend.rnn: Keras' own RNN loop (what RNN.inner_loop runs), with masking and go_backwards; the
+    recurrent layers' recording calls run their cells in it."""
+    x = tf.constant(np.arange(12, dtype=np.float32).reshape(1, 4, 3))
+    mask = tf.constant([[True, True, False, True]])
+
+    def step(inputs, states):
+        total = states[0] + 2 * tf.reduce_sum(inputs, axis=-1, keepdims=True)
+        return total, [total]
+
+    last, outputs, states = internals.rnn_loop(
+        step, x, [tf.zeros((1, 1))], go_backwards=True, mask=mask, return_all_outputs=True
+    )
+    # Backwards over steps 3, 2 (masked: the state carried), 1, 0; each step adds 2 * its row's sum.
+    assert outputs[0, :, 0].numpy().tolist() == [60.0, 60.0, 84.0, 90.0]
+    assert float(last[0, 0]) == 90.0 and float(states[0][0, 0]) == 90.0

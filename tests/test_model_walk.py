@@ -71,7 +71,7 @@ def test_repeated_paths_are_made_unique_in_model_order(tmp_path):
     assert [t.name for t in recorder.targets] == ["twins/same", "twins/same_2"]
 
 
-def test_attention_einsums_and_recurrent_cells_are_warned_about_and_listed(tmp_path):
+def test_attention_einsums_are_warned_about_and_listed_and_recurrent_cells_are_not(tmp_path):
     recorder, messages = _recorder(_two_blocks(attention_axes=(1, 2)), tmp_path)
     assert sorted(recorder.skipped) == [
         f"block_{i}/attention/attention_{what}" for i in (1, 2) for what in ("scores", "values")
@@ -82,9 +82,8 @@ def test_attention_einsums_and_recurrent_cells_are_warned_about_and_listed(tmp_p
     inputs = keras.Input((5, 3))
     rnn = keras.Model(inputs, keras.layers.Dense(1, name="out")(keras.layers.LSTM(4, name="lstm")(inputs)))
     recorder, messages = _recorder(rnn, tmp_path)
-    assert list(recorder.skipped) == ["lstm/lstm_cell"]
-    assert "recurrent cells (LSTMCell) are not recorded yet" in recorder.skipped["lstm/lstm_cell"]
-    assert any("'lstm/lstm_cell'" in m for m in messages)
+    assert recorder.skipped == {} and messages == []  # (the cell's kernels are recorded on the LSTM)
+    assert [t.name for t in recorder.targets] == ["lstm/kernel", "lstm/recurrent_kernel", "out"]
 
 
 def test_coverage_counts_multiply_adds_per_sample_from_shapes(tmp_path):

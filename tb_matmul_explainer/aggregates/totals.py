@@ -95,7 +95,10 @@ def finish(opts, first, second, all_cells, units, result_fn, near_zero_fn):
     nonfinite = [count_nonfinite(first.values), count_nonfinite(second.values)]
     if opts.near_zero == "off":
         nan = tf.constant(math.nan, tf.float64)
-        thr_result = nan if opts.thresholds[2] is None else tf.constant(opts.thresholds[2], tf.float64)
+        given = opts.thresholds[2]
+        thr_result = (
+            nan if given is None else tf.constant(given, tf.float64) if isinstance(given, float) else f64(given)
+        )
         nonfinite.append(nan)
         near_zero = _zeros(units)
     else:

@@ -4,7 +4,7 @@ Multiply-adds are counted per sample from shapes: one eager forward pass of the 
 (batch 1, `training=False`, built from `model.inputs` or given) with every layer's call wrapped to note the shapes
 it sees; each call's multiply-adds come from its adapter (`Adapter.multiply_adds`, plus `extra_multiply_adds` for
 the matmuls inside a layer that are not layers, such as attention scores) or, for a layer no adapter claims,
-output positions x kernel entries. A layer called several times (a recurrent cell once per time step) counts
+output positions x kernel entries. A layer called several times (a layer shared by several calls) counts
 every call; a recorded layer is explained at its first call, so only that call counts as recorded. The pass is
 skipped (the share is then not known) when the input shape is not fully known and no sample is given, or when a
 stateful layer would see its state changed.
@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tb_matmul_explainer import internals, layers
+from tb_matmul_explainer.keras import model as model_lib
 
 
 @dataclasses.dataclass
@@ -24,11 +25,12 @@ class Coverage:
     """Layers and multiply-adds per sample, recorded and in all (`multiply_adds` None when not known)."""
 
     recorded_layers: int
-    matmuls: int  # recorded layers + the matmuls not recorded (`LayerRecorder.skipped`)
+    matmuls: int  # recorded matmuls + the matmuls not recorded (`LayerRecorder.skipped`)
     recorded_multiply_adds: int = None
     multiply_adds: int = None
     per_layer: list = dataclasses.field(default_factory=list)  # (path, multiply-adds, recorded) in model order
     not_known: str = None  # why the multiply-adds are not known
+    recorded_matmuls: int = None  # recorded explanations (a layer may have several parts); None: recorded_layers
 
     @property
     def share(self):
@@ -41,7 +43,8 @@ class Coverage:
         """One line for the start of training."""
         head = (
             f"tb_matmul_explainer: recording {self.recorded_layers} layers "
-            f"({self.recorded_layers} of {self.matmuls} matmuls)"
+            f"({self.recorded_layers if self.recorded_matmuls is None else self.recorded_matmuls} of {self.matmuls} "
+            "matmuls)"
         )
         if self.share is None:
             return f"{head}; share of multiply-adds not known ({self.not_known})"
@@ -77,7 +80,8 @@ def _tensors(structure):
 
 
 def call_shapes(model, entries, sample):
-    """{id(layer): [(input shapes, output shape)]} of one forward pass of `model` on `sample`."""
+    """{id(layer): [(input shapes, output shape)]} of one forward pass of `model` on `sample` (wrappers call their
+    layer as a recording step does, `Adapter.recording_call`)."""
     calls, patched = {}, []
 
     def wrap(layer, original):
@@ -92,9 +96,10 @@ def call_shapes(model, entries, sample):
         return call
 
     try:
+        recording = {id(layer): call for layer, call in model_lib.wrappers(entries)}
         for e in entries:
             if not isinstance(e.layer, keras.Model):
-                internals.patch_call(e.layer, wrap(e.layer, e.layer.call))
+                internals.patch_call(e.layer, wrap(e.layer, recording.get(id(e.layer), e.layer.call)))
                 patched.append(e.layer)
         model(sample, training=False)
     finally:
@@ -120,14 +125,15 @@ def _layer_multiply_adds(layer, layer_calls):
 
 def measure(model, entries, targets, skipped, sample=None):
     """The `Coverage` of a recorder's targets (`model.resolve`'s entries, targets and skipped)."""
-    recorded = {t.name for t in targets}
-    layer_count = len(targets) + len(skipped)
+    recorded = {id(t.layer) for t in targets}
+    tally = dict(recorded_layers=len(recorded), matmuls=len(targets) + len(skipped), recorded_matmuls=len(targets))
+    names = {t.name for t in targets}  # (a layer's parts that are not its own matmul: attention's einsums)
     if sample is None:
         sample = _sample(model)
     if isinstance(sample, str):
-        return Coverage(len(targets), layer_count, not_known=sample)
+        return Coverage(**tally, not_known=sample)
     if any(getattr(e.layer, "stateful", False) for e in entries):
-        return Coverage(len(targets), layer_count, not_known="a stateful layer would see its state changed")
+        return Coverage(**tally, not_known="a stateful layer would see its state changed")
     calls = call_shapes(model, entries, sample)
     per_layer, total, done = [], 0, 0
     for e in entries:
@@ -136,8 +142,8 @@ def measure(model, entries, targets, skipped, sample=None):
             if not macs:
                 continue
             name = f"{e.path}/{suffix}" if suffix else e.path
-            is_recorded = name in recorded
+            is_recorded = name in names or (not suffix and id(e.layer) in recorded)
             per_layer.append((name, macs, is_recorded))
             total += macs
             done += counts[0] if is_recorded else 0
-    return Coverage(len(targets), layer_count, done, total, per_layer)
+    return Coverage(**tally, recorded_multiply_adds=done, multiply_adds=total, per_layer=per_layer)

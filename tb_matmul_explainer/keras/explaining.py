@@ -93,7 +93,8 @@ class Explaining:
             thresholds = (
                 self._threshold(trace, state, "x", xs, 0),
                 self._threshold(trace, state, "kernel", ks, 1),
-                self._threshold(trace, state, "m", ms, 2),  # (shared with the activation record's m)
+                # m's threshold: shared with the activation record (not computed when near-zero totals are off).
+                self._threshold(trace, state, "m", ms, 2) if self.options.near_zero != "off" else self.thresholds[2],
             )
             self._record(
                 target,

@@ -4,8 +4,7 @@
 with its Keras path: the names of its ancestors below the model and its own, joined by '/'
 (`block_2/multi_head_attention_1/query`). Paths are unique (a repeated one gets `_2`, `_3`, ... in model order)
 and stable across runs of the same model code: they hold no walk index. `resolve(...)` turns the walk into the
-recorded `Target`s, tagged `<path>/<role>` (a matmul inside a layer that is not a layer, an adapter's `parts`:
-`<path>/<suffix>/<role>`), and the not-recorded `{path: reason}` (each warned about with an
+recorded `Target`s, tagged `<path>/<role>`, and the not-recorded `{path: reason}` (each warned about with an
 `UnsupportedLayerWarning`): layers with a kernel that no adapter takes or that their adapter refuses, and the
 matmuls inside layers that are not layers (an adapter's `not_recorded`, as `<path>/<suffix>`).
 """
@@ -35,7 +34,7 @@ class Target:
 
     layer: object
     index: int
-    name: str  # tag prefix: the layer's Keras path
+    name: str  # tag prefix: the layer's Keras path (`<path>/<part>` for one of a layer's several parts)
     adapter: object  # its `layers.base.Adapter`
     op: str  # metadata op
     metadata: dict  # role -> SummaryMetadata
@@ -44,6 +43,8 @@ class Target:
     roles: tuple = ()  # the roles recorded (`roles_of`)
     units: dict = None  # role -> units of its record
     producer: tuple = (None, None)  # (name, kind) of the layer that produced the input (`graph.producer_of`)
+    part: str = None  # which of the layer's explanations (`Adapter.parts`; None: its only one)
+    parts: dict = None  # part -> Target, for every part of the layer (shared by its targets)
 
     @property
     def kind(self):
@@ -128,25 +129,35 @@ def roles_of(activation, roles):
     )
 
 
-def _target(entry, suffix, adapter, roles, confidence, thresholds):
+def _targets(entry, adapter, roles, confidence, thresholds):
+    """The layer's `Target`s, one per part of the adapter (`Adapter.parts`), sharing their `parts` dict."""
     layer = entry.layer
     if not layer.built:
         raise ValueError(f"layer {entry.path!r} is not built yet: build or call the model first")
-    # (a part, a matmul inside the layer, has no activation of its own and reads the layer's own results)
-    act = None if suffix else activations.describe(getattr(layer, "activation", None))
+    parts = {}
+    for part in adapter.parts(layer):
+        parts[part] = _target(entry, adapter, part, adapter.roles(layer, part, roles), confidence, thresholds)
+        parts[part].parts = parts
+    return list(parts.values())
+
+
+def _target(entry, adapter, part, roles, confidence, thresholds):
+    layer = entry.layer
+    act = activations.describe(adapter.activation(layer))
     target = Target(
         layer=layer,
         index=entry.index,
-        name=f"{entry.path}/{suffix}" if suffix else entry.path,
+        name=entry.path if part is None else f"{entry.path}/{part}",
         adapter=adapter,
-        op=adapter.op(layer),
+        op=adapter.part_op(layer, part),
         metadata={},
         plan=adapter.plan(layer),
         activation=act,
-        roles=tuple(r for r in roles_of(act, roles) if r in adapter.roles_supported),
-        producer=(None, None) if suffix else graph.producer_of(layer),
+        roles=roles_of(act, roles),
+        producer=graph.producer_of(layer),
+        part=part,
     )
-    target.units = {role: adapter.units(layer, role) for role in target.roles}
+    target.units = {role: adapter.units(layer, role, part) for role in target.roles}
     for role in target.roles:
         target.metadata[role] = metadata.create_summary_metadata(
             f"{target.name}/{role}",
@@ -189,10 +200,20 @@ def resolve(model, wanted, roles, confidence, thresholds):
         if reason is not None:
             skipped[entry.path] = reason
             _warn(entry.path, entry.layer, reason)
-        elif adapter is not None:
-            for suffix, part in adapter.parts(entry.layer):
-                targets.append(_target(entry, suffix, part, roles, confidence, thresholds))
+        elif adapter is not None and adapter.records:
+            targets.extend(_targets(entry, adapter, roles, confidence, thresholds))
         for suffix, why in ({} if adapter is None else adapter.not_recorded(entry.layer)).items():
             skipped[f"{entry.path}/{suffix}"] = why
             _warn(f"{entry.path}/{suffix}", entry.layer, why)
     return targets, skipped, entries
+
+
+def wrappers(entries):
+    """[(layer, call)] of the wrappers whose adapter replaces their call while recording (`Adapter.recording_call`)."""
+    out = []
+    for entry in entries:
+        adapter = layers.adapter_for(entry.layer)
+        call = None if adapter is None else adapter.recording_call(entry.layer)
+        if call is not None:
+            out.append((entry.layer, call))
+    return out

@@ -10,8 +10,7 @@ import threading
 
 import tensorflow as tf
 
-from tb_matmul_explainer import layers as layers_lib
-from tb_matmul_explainer import metadata
+from tb_matmul_explainer import internals, metadata
 from tb_matmul_explainer.keras import coverage as coverage_lib
 from tb_matmul_explainer.keras import model as model_lib
 from tb_matmul_explainer.keras.explaining import Explaining, Trace
@@ -87,6 +86,7 @@ class LayerRecorder(Explaining):
         self.targets, self.skipped, self._entries = model_lib.resolve(
             model, layers, self.roles, self.confidence, self.thresholds
         )
+        self._wrappers = model_lib.wrappers(self._entries)
         self._writer = None
         self._local = threading.local()  # the active trace, per thread (replicas trace in their own threads)
         self._lock = threading.Lock()
@@ -138,26 +138,27 @@ class LayerRecorder(Explaining):
     def _trace(self):
         return getattr(self._local, "trace", None)
 
-    def _by_layer(self):
-        """[(the layer's adapter, its targets)] per instrumented layer (a layer's parts share one patch)."""
-        groups = {}
-        for target in self.targets:
-            groups.setdefault(id(target.layer), []).append(target)
-        return [(layers_lib.adapter_for(targets[0].layer), targets) for targets in groups.values()]
-
     def _patch(self):
         with self._lock:
             if self._patched == 0:
-                for layer_adapter, targets in self._by_layer():
-                    layer_adapter.patch(self, targets)
+                for target in self._first_parts():
+                    target.adapter.patch(self, target)
+                for layer, call in self._wrappers:
+                    internals.patch_call(layer, call)
             self._patched += 1
 
     def _unpatch(self):
         with self._lock:
             self._patched -= 1
             if self._patched == 0:
-                for layer_adapter, targets in self._by_layer():
-                    layer_adapter.unpatch(targets[0].layer)
+                for target in self._first_parts():
+                    target.adapter.unpatch(target.layer)
+                for layer, _ in self._wrappers:
+                    internals.unpatch_call(layer)
+
+    def _first_parts(self):
+        """The first target of each recorded layer (a layer with several parts is patched once)."""
+        return [t for t in self.targets if t.parts is None or next(iter(t.parts.values())) is t]
 
 
 class _Recording:

@@ -5,14 +5,15 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
   einsum_dense   EinsumDense (matmuls over the input's trailing axes)
   conv           Conv1D/2D/3D (dilation 1, groups 1)
   attention      MultiHeadAttention: its score and value einsums (two explanations per layer, unit: head)
-  recurrent      SimpleRNN/LSTM/GRU cells, listed as not recorded (their multiply-adds counted on the RNN layer)
+  recurrent      SimpleRNN, LSTM, GRU (and RNN around their cells): input and recurrent kernels, over time steps
+  wrappers       TimeDistributed around a row-wise kind: its layer called once on the (batch x time) rows
   unsupported    depthwise, separable and transposed convolutions, listed as not recorded
 """
 
 import math
 
 from tb_matmul_explainer import internals
-from tb_matmul_explainer.layers import attention, conv, dense, einsum_dense, recurrent, unsupported
+from tb_matmul_explainer.layers import attention, conv, dense, einsum_dense, recurrent, unsupported, wrappers
 
 ADAPTERS = (
     dense.ADAPTER,
@@ -20,9 +21,10 @@ ADAPTERS = (
     conv.ADAPTER,
     attention.ADAPTER,
     *recurrent.ADAPTERS,
+    *wrappers.ADAPTERS,
     *unsupported.ADAPTERS,
 )
-SUPPORTED = "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, MultiHeadAttention (its einsums)"
+SUPPORTED = "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, SimpleRNN, LSTM, GRU, MultiHeadAttention (its einsums)"
 
 
 def adapter_for(layer):

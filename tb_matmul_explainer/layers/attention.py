@@ -59,23 +59,13 @@ def _swap_last(t):
     return tf.linalg.matrix_transpose(t)
 
 
-class _Einsum(Adapter):
-    """One of the two einsums (`kind` = its suffix). The first operand, the kernel-position operand and the result
-    are put heads-major (`[B, N, rows, cols]`) so that the einsum is `first @ op(second)` per (sample, head), op =
-    transposition for the scores (K^T) and none for the values (V)."""
-
-    near_zero_sample = "attention"
-    roles_supported = metadata.MATMUL_ROLES
-    kernel_is_weight = False
+class _Einsum:
+    """One of the two einsums (`kind` = its part name). The first operand, the kernel-position operand and the
+    result are put heads-major (`[B, N, rows, cols]`) so that the einsum is `first @ op(second)` per (sample,
+    head), op = transposition for the scores (K^T) and none for the values (V)."""
 
     def __init__(self, kind, transposed):
         self.kind, self._transposed = kind, transposed
-
-    def units(self, layer, role):
-        return int(layer.num_heads)
-
-    def refusal(self, layer):
-        return None
 
     def _first(self, x):  # Q [B,T,N,H] -> [B,N,T,H]; A is heads-major already
         return _heads_major(x) if self.kind == "attention_scores" else x
@@ -84,36 +74,30 @@ class _Einsum(Adapter):
         k = _heads_major(kernel)
         return _swap_last(k) if self._transposed else k
 
-    def _result(self, z):  # scores [B,N,T,S] already; output [B,T,N,H] -> [B,N,T,H]
+    def result(self, z):  # scores [B,N,T,S] already; output [B,T,N,H] -> [B,N,T,H]
         return z if self.kind == "attention_scores" else _heads_major(z)
 
-    def forward_totals(self, target, x, kernel, z, geometry, options):
-        return aggregates.batched_matmul(self._first(x), self._second(kernel), result=self._result(z), options=options)
+    def forward_totals(self, x, kernel, z, options):
+        return aggregates.batched_matmul(self._first(x), self._second(kernel), result=self.result(z), options=options)
 
-    def kernel_gradient_totals(self, target, x, d_out, kernel_shape, geometry, result, options):
+    def kernel_gradient_totals(self, x, d_out, result, options):
         if result is not None:
             result = self._second(result)
-        return aggregates.batched_matmul(
-            _swap_last(self._first(x)), self._result(d_out), result=result, options=options
-        )
+        return aggregates.batched_matmul(_swap_last(self._first(x)), self.result(d_out), result=result, options=options)
 
-    def input_gradient_totals(self, target, x, d_out, kernel, geometry, options):
-        return aggregates.batched_matmul(self._result(d_out), _swap_last(self._second(kernel)), options=options)
+    def input_gradient_totals(self, d_out, kernel, options):
+        return aggregates.batched_matmul(self.result(d_out), _swap_last(self._second(kernel)), options=options)
 
-    def kernel_gradient(self, target, x, d_out, kernel_shape, geometry):
+    def kernel_gradient(self, x, d_out):
         """dK or dV in the layer's layout `[B, S, N, H]`."""
-        d_second = tf.linalg.matmul(self._first(tf.cast(x, tf.float32)), self._result(d_out), transpose_a=True)
+        d_second = tf.linalg.matmul(self._first(tf.cast(x, tf.float32)), self.result(d_out), transpose_a=True)
         return _heads_major(_swap_last(d_second) if self._transposed else d_second)
 
-    def units_last(self, target, t):
-        return tf.transpose(self._result(t), [0, 2, 3, 1])
 
-    def kernel_units_last(self, target, t):
-        return tf.transpose(t, [0, 1, 3, 2])  # K, V, dK, dV [B, S, N, H] -> [B, S, H, N]
-
-
-SCORES = _Einsum("attention_scores", transposed=True)
-VALUES = _Einsum("attention_values", transposed=False)
+_EINSUMS = {
+    "attention_scores": _Einsum("attention_scores", True),
+    "attention_values": _Einsum("attention_values", False),
+}
 
 
 def _compute_attention(recorder, layer, scores_target, values_target):
@@ -139,9 +123,12 @@ def _compute_attention(recorder, layer, scores_target, values_target):
 
 
 class AttentionAdapter(Adapter):
+    """MultiHeadAttention: two parts, its score and value einsums (none when refused: both are then listed)."""
+
     kind = "attention"
     layer_types = (keras_layers.MultiHeadAttention,)
-    records = False
+    near_zero_sample = "attention"
+    kernel_is_weight = False
 
     def _why_not(self, layer):
         """Why the einsums of `layer` cannot be recorded, or None."""
@@ -159,7 +146,19 @@ class AttentionAdapter(Adapter):
         return None  # (the layer itself has no matmul of its own; its einsums are its parts)
 
     def parts(self, layer):
-        return [] if self._why_not(layer) else [(SCORES.kind, SCORES), (VALUES.kind, VALUES)]
+        return () if self._why_not(layer) else _PARTS
+
+    def activation(self, layer):
+        return None
+
+    def roles(self, layer, part, roles):
+        return tuple(r for r in roles if r in metadata.MATMUL_ROLES)
+
+    def part_op(self, layer, part):
+        return part
+
+    def units(self, layer, role, part=None):
+        return int(layer.num_heads)
 
     def not_recorded(self, layer):
         why = self._why_not(layer)
@@ -171,15 +170,34 @@ class AttentionAdapter(Adapter):
             for part in _PARTS
         }
 
-    def patch(self, recorder, targets):
-        by_kind = {t.kind: t for t in targets}
-        layer = targets[0].layer
+    def patch(self, recorder, target):
         internals.override_compute_attention(
-            layer, _compute_attention(recorder, layer, by_kind["attention_scores"], by_kind["attention_values"])
+            target.layer,
+            _compute_attention(
+                recorder, target.layer, target.parts["attention_scores"], target.parts["attention_values"]
+            ),
         )
 
     def unpatch(self, layer):
         internals.restore_compute_attention(layer)
+
+    def forward_totals(self, target, x, kernel, z, geometry, options):
+        return _EINSUMS[target.part].forward_totals(x, kernel, z, options)
+
+    def kernel_gradient_totals(self, target, x, d_out, kernel_shape, geometry, result, options):
+        return _EINSUMS[target.part].kernel_gradient_totals(x, d_out, result, options)
+
+    def input_gradient_totals(self, target, x, d_out, kernel, geometry, options):
+        return _EINSUMS[target.part].input_gradient_totals(d_out, kernel, options)
+
+    def kernel_gradient(self, target, x, d_out, kernel_shape, geometry):
+        return _EINSUMS[target.part].kernel_gradient(x, d_out)
+
+    def units_last(self, target, t):
+        return tf.transpose(_EINSUMS[target.part].result(t), [0, 2, 3, 1])
+
+    def kernel_units_last(self, target, t):
+        return tf.transpose(t, [0, 1, 3, 2])  # K, V, dK, dV [B, S, N, H] -> [B, S, H, N]
 
     def multiply_adds(self, layer, inputs, output):
         return 0  # (its projections are sublayers, counted on their own)

@@ -6,9 +6,11 @@ explicit through `recorder._explain(target, x, kernel, product, geometry)` and i
 `recorder._activate(target, m, bias, activation)`), the units of each role, the per-unit totals of the three matmul
 roles (through `aggregates`), the multiply-adds of a call (for the coverage line) and the matmuls inside it that are
 not recorded (`not_recorded`). Adding a layer kind is one new module holding one `Adapter` subclass, listed in
-`layers/__init__.py`. A layer may hold several explained matmuls that are not layers (`parts`: attention's
-einsums), each explained by an adapter of its own under `<layer path>/<suffix>`; the layer's adapter then patches
-the layer once for all of them (`patch`).
+`layers/__init__.py`.
+
+A layer with several matmuls of its own (a recurrent layer's input and recurrent kernels) names them in `parts`:
+each part is one recorded `Target` named `<Keras path>/<part>`, with the part in `target.part`; the layer's call is
+patched once, with its first part's target, whose `parts` maps every part to its target.
 
 Tensors handed to the totals: x the layer input, kernel the kernel, z the matmul result (before bias), d_out =
 d(loss)/dz, all float32 or the layer's compute dtype; `geometry` whatever the adapter's patched call passed to
@@ -17,7 +19,7 @@ d(loss)/dz, all float32 or the layer's compute dtype; `geometry` whatever the ad
 
 import math
 
-from tb_matmul_explainer import internals, metadata
+from tb_matmul_explainer import internals
 
 
 def kernel_of(layer):
@@ -31,8 +33,7 @@ class Adapter:
     kind = None  # metadata op family / name of the kind, e.g. "dense"
     layer_types = ()  # the Keras classes this adapter claims (subclasses included)
     near_zero_sample = "dense"  # which DEFAULT_NEAR_ZERO_SAMPLE entry applies ("dense" rows or "conv" positions)
-    records = True  # False: a kind whose matmuls are only listed as not recorded (or explained by its `parts`)
-    roles_supported = metadata.ROLES  # the record roles this kind can write
+    records = True  # False: a kind whose matmuls are only listed as not recorded
     # True: the second operand is a weight (its gradient, the kernel gradient, is the same on every replica and
     # TensorFlow computes it for trainable layers); False: an activation (attention's K and V: per replica, and
     # the kernel-gradient record computes its result itself).
@@ -58,30 +59,49 @@ class Adapter:
         """Per-layer data the adapter's methods need (`Target.plan`), computed once."""
         return None
 
+    def parts(self, layer):
+        """The names of the layer's explanations: (None,) for one named by the layer's path, else part names."""
+        return (None,)
+
+    def activation(self, layer):
+        """The layer's own activation, applied by `recorder._activate` (None: none recorded)."""
+        return getattr(layer, "activation", None)
+
+    def roles(self, layer, part, roles):
+        """The roles recorded for a part (all the asked-for ones by default)."""
+        return roles
+
     def op(self, layer):
         """The metadata `op` of the layer's records."""
         return self.kind
 
-    def units(self, layer, role):
+    def part_op(self, layer, part):
+        """The metadata `op` of one part's records (the layer's `op` unless parts differ)."""
+        return self.op(layer)
+
+    def units(self, layer, role, part=None):
         """The number of units of the record of `role` (input features for input_gradient / input_features)."""
         shape = [int(d) for d in layer.kernel.shape]
         return shape[-2] if role in ("input_gradient", "input_features") else shape[-1]
-
-    def parts(self, layer):
-        """[(suffix, adapter)] of the explanations of `layer` ("" suffix: the layer itself, named by its path)."""
-        return [("", self)] if self.records else []
 
     def patched_call(self, recorder, target):
         """The `call` that replaces the layer's while a recording step is traced."""
         raise NotImplementedError
 
-    def patch(self, recorder, targets):
-        """Instruments the layer of `targets` (its explanations, `parts`) while a recording step is traced."""
-        internals.patch_call(targets[0].layer, self.patched_call(recorder, targets[0]))
+    def patch(self, recorder, target):
+        """Instruments the layer of `target` (its first part; `target.parts` holds every part's target) while a
+        recording step is traced: its `call` replaced by `patched_call` unless the adapter patches elsewhere."""
+        internals.patch_call(target.layer, self.patched_call(recorder, target))
 
     def unpatch(self, layer):
         """Undoes `patch`."""
         internals.unpatch_call(layer)
+
+    def recording_call(self, layer):
+        """For a wrapper that records nothing itself: the `call` that replaces its own while a recording step is
+        traced and in the coverage pass (the same values, its wrapped layer called as it is recorded); None: the
+        layer keeps its call."""
+        return None
 
     # -- totals of the three matmul roles ------------------------------------------------------------------------
 

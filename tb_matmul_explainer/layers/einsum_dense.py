@@ -65,7 +65,7 @@ class EinsumDenseAdapter(DenseAdapter):
     def plan(self, layer):
         return einsum_plan(layer.equation)
 
-    def units(self, layer, role):
+    def units(self, layer, role, part=None):
         shape = [int(d) for d in layer.kernel.shape]
         contracted = einsum_plan(layer.equation)
         in_units, out_units = math.prod(shape[:contracted]), math.prod(shape[contracted:])
