@@ -1,14 +1,17 @@
 """Coverage of real architectures: which layers are recorded and what share of each model's multiply-adds.
 
-    python bench/coverage.py
+    python bench/coverage.py [--model NAME ...]
 
 Builds (no training, nothing downloaded) keras.applications MobileNetV2, EfficientNetB0, ResNet50, DenseNet121
 (`weights=None`, 32x32x3, the smallest input each accepts), the 2-block Transformer classifier and the LSTM/GRU
 classifier of bench/real_models.py, and prints per model the recorded layers and matmuls and the share of the
 multiply-adds per sample that the recorder would record (`LayerRecorder.coverage`, counted from shapes), then the
-matmuls that are not recorded, grouped by reason. Ends with the target line; exits 0 either way.
+matmuls that are not recorded, grouped by reason. Ends with the target line (over the models measured); exits 0
+either way. `--model` measures only the models whose name contains NAME (case-insensitive), e.g. `--model
+transformer`.
 """
 
+import argparse
 import collections
 import os
 import sys
@@ -43,9 +46,15 @@ def measure(build):
         return recorder.coverage(), recorder.skipped
 
 
-def main():
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Share of each real model's multiply-adds that is recorded.")
+    parser.add_argument("--model", action="append", help="only the models whose name contains this (repeatable)")
+    wanted = parser.parse_args(argv).model
+    chosen = {n: b for n, b in MODELS.items() if not wanted or any(w.lower() in n.lower() for w in wanted)}
+    if not chosen:
+        parser.error(f"--model {wanted} matches none of {list(MODELS)}")
     worst = None
-    for name, build in MODELS.items():
+    for name, build in chosen.items():
         coverage, skipped = measure(build)
         print(f"== {name}: {coverage.line().split(': ', 1)[1]}")
         by_reason = collections.defaultdict(list)

@@ -48,6 +48,9 @@ Pairs are `PP PZ PN ZP ZZ ZN NP NZ NN`, first letter = first operand. Roles and 
                        axes flattened): units = input features; columns [0..35] are 0; [36] = values of the
                        feature seen (batch rows x positions), [37] = those in class Z (x's threshold, header [0],
                        the forward record's), [38] = sum |x|, [39] = those exactly zero. Header [1], [2] = 0.
+Ops `attention_scores` and `attention_values` (MultiHeadAttention's einsums, `layers/attention.py`) are matmuls
+between two activations with one unit per head, for the three matmul roles; their operands are named in
+`OP_OPERANDS` (the second operand, K or V, takes the kernel's place; [39] of kernel_gradient = sum |K| or |V|).
 
 The SummaryMetadata content (written with every event, so kept tiny) is compact UTF-8 JSON:
   {"v": 2, "role": ..., "op": ..., "operands": [first, second], "layer": name, "index": position in the model,
@@ -90,6 +93,8 @@ OPS = (
     "simple_rnn",
     "lstm",
     "gru",
+    "attention_scores",
+    "attention_values",
 )
 # Recurrent ops: a layer's records (`<path>/kernel`, `<path>/recurrent_kernel`) have the kernels' columns as units
 # (forward, kernel_gradient), gate k holding units k*U .. (k+1)*U - 1 in this (Keras') order. (GRU with
@@ -106,6 +111,19 @@ OPERANDS = {
     "activation": ("matmul", "bias"),
     "activation_gradient": ("activation_output_gradient", "activation_derivative"),
     "input_features": ("input", "none"),
+}
+# The matmuls between two activations name their operands (`layers/attention.py`): query = the scaled query.
+OP_OPERANDS = {
+    "attention_scores": {
+        "forward": ("query", "key"),
+        "kernel_gradient": ("query", "output_gradient"),
+        "input_gradient": ("output_gradient", "key"),
+    },
+    "attention_values": {
+        "forward": ("attention", "value"),
+        "kernel_gradient": ("attention", "output_gradient"),
+        "input_gradient": ("output_gradient", "value"),
+    },
 }
 
 DEFAULT_MAX_UNITS = 256
@@ -189,7 +207,7 @@ def create_summary_metadata(
         "v": CONTRACT_VERSION,
         "role": role,
         "op": op,
-        "operands": list(OPERANDS[role]),
+        "operands": list(OP_OPERANDS.get(op, OPERANDS).get(role, OPERANDS[role])),
         "layer": str(layer),
         "index": int(index),
         "units": int(units),

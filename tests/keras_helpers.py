@@ -1,6 +1,10 @@
 """Shared helpers of the Keras tests: option presets, the small MLP and its data, reading records back through
 TensorBoard's own data provider (`tb_reader`), and the per-cell oracle for per-unit totals."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -67,6 +71,22 @@ def assert_record_equals(record, expected, rtol=1e-4, atol=1e-5):
     np.testing.assert_array_equal(record.cells, expected["cells"])
     np.testing.assert_array_equal(record.near_zero_cells, expected["near_zero_cells"])
     np.testing.assert_allclose(record.thresholds, expected["thresholds"], rtol=1e-6)
+
+
+def run_script(script, log_dir, timeout):
+    """Runs the Python `script` (argv[1] = log_dir) in a fresh process from the repository root (to set up devices
+    before TensorFlow starts); returns its stdout, failing with its stderr's tail."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(log_dir)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def records(log_dir, run="train"):

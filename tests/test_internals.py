@@ -105,6 +105,68 @@ def test_default_writer_sets_tensorflows_private_summary_state(tmp_path):
     assert internals.summary_state().writer is before
 
 
+def _attention(**kwargs):
+    layer = keras.layers.MultiHeadAttention(2, 4, value_dim=3, **kwargs)
+    rng = np.random.default_rng(0)
+    query, value = (tf.constant(rng.normal(size=(2, n, 5)).astype(np.float32)) for n in (3, 4))
+    layer(query, value)
+    return layer, query, value
+
+
+def test_multi_head_attention_calls_compute_attention_on_the_instance():
+    """MultiHeadAttention.call runs `self._compute_attention(query, key, value, attention_mask, training,
+    return_attention_scores, [use_causal_mask=True])`: the recorder's replacement of it relies on that."""
+    layer, query, value = _attention()
+    assert not internals.overrides_compute_attention(layer)
+    seen = []
+
+    def compute(q, k, v, attention_mask=None, training=None, return_attention_scores=False, use_causal_mask=False):
+        seen.append((tuple(q.shape), tuple(k.shape), tuple(v.shape), attention_mask is not None or use_causal_mask))
+        return tf.zeros((2, 3, 2, 3)), None
+
+    internals.override_compute_attention(layer, compute)
+    try:
+        out = layer(query, query, use_causal_mask=True)
+    finally:
+        internals.restore_compute_attention(layer)
+    assert "_compute_attention" not in vars(layer)
+    assert seen == [((2, 3, 2, 4), (2, 3, 2, 4), (2, 3, 2, 3), True)], seen
+    np.testing.assert_allclose(np.asarray(out), np.asarray(layer.output_dense(tf.zeros((2, 3, 2, 3)))), atol=1e-6)
+
+
+def test_multi_head_attention_einsums_are_the_ones_the_recorder_reproduces():
+    """_dot_product_equation, _combine_equation, _inverse_sqrt_key_dim, _masked_softmax, _dropout_layer and
+    _compute_causal_mask: composed as `layers/attention.py` composes them, they give Keras' own explicit path."""
+    layer, query, value = _attention()
+    assert internals.attention_equations(layer) == ("aecd,abcd->acbe", "acbe,aecd->abcd")
+    assert internals.attention_scale(layer) == 1.0 / np.sqrt(4.0)
+    q, k, v = layer.query_dense(query), layer.key_dense(value), layer.value_dense(value)
+    mask = tf.constant(np.random.default_rng(1).random((2, 3, 4)) > 0.3)
+    want, want_probabilities = layer._compute_attention(q, k, v, mask, False, return_attention_scores=True)
+    score_equation, value_equation = internals.attention_equations(layer)
+    scores = tf.einsum(score_equation, k, q * internals.attention_scale(layer))
+    probabilities = internals.attention_softmax(layer, scores, mask)
+    got = tf.einsum(value_equation, internals.attention_dropout(layer, probabilities, False), v)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(probabilities), np.asarray(want_probabilities))
+    assert np.all(np.asarray(probabilities)[~np.broadcast_to(mask.numpy()[:, None], probabilities.shape)] == 0)
+    causal = internals.attention_causal_mask(layer, q, q)
+    causal = np.broadcast_to(np.asarray(causal), (2, 3, 3))  # ([1, T, S] broadcast over the batch)
+    np.testing.assert_array_equal(causal, np.tril(np.ones((3, 3), bool))[None].repeat(2, 0))
+    dropping, *_ = _attention(dropout=0.5)
+    ones = tf.ones((2, 2, 3, 4))
+    assert np.any(np.asarray(internals.attention_dropout(dropping, ones, True)) == 0)
+    assert internals.attention_dropout(layer, ones, True) is ones
+
+
+def test_other_attention_axes_give_other_equations():
+    """The equations name the attention axes: the adapter takes only the default ones (3-D inputs, axis 1)."""
+    layer = keras.layers.MultiHeadAttention(2, 4, attention_axes=(1, 2))
+    x = np.zeros((1, 3, 3, 5), np.float32)
+    layer(x, x)
+    assert internals.attention_equations(layer) != ("aecd,abcd->acbe", "acbe,aecd->abcd")
+
+
 def test_rnn_loop_is_keras_backend_rnn():
     """keras.src.backend.rnn: Keras' own RNN loop (what RNN.inner_loop runs), with masking and go_backwards; the
     recurrent layers' recording calls run their cells in it."""

@@ -1,9 +1,6 @@
 """ExplainerCallback: records of real `model.fit` runs, read back through TensorBoard's own multiplexer and data
 provider, equal a direct computation with the per-cell classifiers on the same batch and weights."""
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -28,6 +25,7 @@ from tests.keras_helpers import (
     oracle,
     record_at,
     records,
+    run_script,
     steps_of,
 )
 
@@ -412,17 +410,7 @@ MIRRORED = textwrap.dedent("""
 def test_mirrored_strategy_sums_replicas_into_one_record_of_the_global_batch(tmp_path):
     """Two logical CPUs (set before TensorFlow starts, hence a subprocess): each replica explains its half of
     the batch with its own thresholds, the totals are summed, and one writer writes one record per step."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run(
-        [sys.executable, "-c", MIRRORED, str(tmp_path)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "replicas 2" in done.stdout
+    assert "replicas 2" in run_script(MIRRORED, tmp_path, timeout=240)
     recs = records(tmp_path)
     assert steps_of(recs, "hidden/forward") == [0, 2]  # once per step, not once per replica
     x, y = mlp_data()

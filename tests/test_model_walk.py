@@ -16,29 +16,38 @@ def _recorder(model, tmp_path, **kwargs):
     return recorder, [str(w.message) for w in caught if issubclass(w.category, tk.UnsupportedLayerWarning)]
 
 
-def _block(name):
-    inputs = keras.Input((6, 8))
-    attended = keras.layers.MultiHeadAttention(2, 4, name="attention")(inputs, inputs)
+# 2-D attention (over two axes of a 4-D input): its einsums are not recorded (listed, with the reason).
+_SHAPES = {None: (6, 8), (1, 2): (3, 2, 8)}
+
+
+def _block(name, attention_axes=None):
+    inputs = keras.Input(_SHAPES[attention_axes])
+    attention = keras.layers.MultiHeadAttention(2, 4, attention_axes=attention_axes, name="attention")
+    attended = attention(inputs, inputs)
     return keras.Model(inputs, keras.layers.Dense(8, name="ffn")(attended), name=name)
 
 
-def _two_blocks():
-    inputs = keras.Input((6, 8))
-    x = _block("block_1")(inputs)
-    x = _block("block_2")(x)
+def _two_blocks(attention_axes=None):
+    inputs = keras.Input(_SHAPES[attention_axes])
+    x = _block("block_1", attention_axes)(inputs)
+    x = _block("block_2", attention_axes)(x)
     return keras.Model(inputs, keras.layers.Dense(3, name="head")(keras.layers.Flatten()(x)))
 
 
 def test_nested_layers_are_named_by_their_keras_path_and_stable_across_builds(tmp_path):
     recorder, _ = _recorder(_two_blocks(), tmp_path)
     names = [t.name for t in recorder.targets]
+    parts = ("attention/attention_scores", "attention/attention_values")
     assert names == [
         f"block_{i}/{part}"
         for i in (1, 2)
-        for part in ("attention/query", "attention/key", "attention/value", "attention/attention_output", "ffn")
+        for part in (*parts, "attention/query", "attention/key", "attention/value", "attention/attention_output")
+        + ("ffn",)
     ] + ["head"]
     assert {md.display_name for t in recorder.targets for md in t.metadata.values()} == {
-        f"{name}/{role}" for name in names for role in ("forward", "kernel_gradient", "input_features")
+        f"{name}/{role}"
+        for name in names
+        for role in ("forward", "kernel_gradient") + (() if name.endswith(parts) else ("input_features",))
     }
     again, _ = _recorder(_two_blocks(), tmp_path)  # a second build in the same process: the same names
     assert [t.name for t in again.targets] == names
@@ -63,11 +72,12 @@ def test_repeated_paths_are_made_unique_in_model_order(tmp_path):
 
 
 def test_attention_einsums_are_warned_about_and_listed_and_recurrent_cells_are_not(tmp_path):
-    recorder, messages = _recorder(_two_blocks(), tmp_path)
+    recorder, messages = _recorder(_two_blocks(attention_axes=(1, 2)), tmp_path)
     assert sorted(recorder.skipped) == [
         f"block_{i}/attention/attention_{what}" for i in (1, 2) for what in ("scores", "values")
     ]
-    assert all("not a layer and is not recorded yet" in r for r in recorder.skipped.values())
+    assert all("default attention_axes" in r for r in recorder.skipped.values())
+    assert "block_2/attention/query" in [t.name for t in recorder.targets]
     assert len(messages) == 4 and all("'block_" in m for m in messages)
     inputs = keras.Input((5, 3))
     rnn = keras.Model(inputs, keras.layers.Dense(1, name="out")(keras.layers.LSTM(4, name="lstm")(inputs)))
@@ -103,7 +113,9 @@ def test_coverage_counts_multiply_adds_per_sample_from_shapes(tmp_path):
 
 def test_coverage_of_attention_and_recurrent_layers(tmp_path):
     recorder, _ = _recorder(_block("block"), tmp_path)
-    per_layer = {path: macs for path, macs, _ in recorder.coverage().per_layer}
+    coverage = recorder.coverage()
+    per_layer = {path: macs for path, macs, _ in coverage.per_layer}
+    assert all(recorded for _, _, recorded in coverage.per_layer) and coverage.share == 1.0
     assert per_layer["attention/attention_scores"] == 2 * 6 * 6 * 4  # heads x T x S x key_dim
     assert per_layer["attention/attention_values"] == 2 * 6 * 6 * 4
     assert per_layer["attention/query"] == 6 * 8 * 2 * 4
@@ -139,14 +151,14 @@ def test_the_run_holds_the_not_recorded_list_and_the_report_prints_it_in_model_o
     from tb_matmul_explainer import __main__ as cli
     from tb_matmul_explainer import loader
 
-    model = _two_blocks()
+    model = _two_blocks(attention_axes=(1, 2))
     model.compile("sgd", "mse")
     rng = np.random.default_rng(0)
     callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward",), jit=False, verbose=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", tk.UnsupportedLayerWarning)
         model.fit(
-            rng.normal(size=(4, 6, 8)).astype(np.float32),
+            rng.normal(size=(4, 3, 2, 8)).astype(np.float32),
             np.zeros((4, 3), np.float32),
             epochs=1,
             verbose=0,

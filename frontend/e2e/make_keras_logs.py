@@ -11,6 +11,10 @@ dilation_rate=2) "dilated" -> Flatten -> Dense(8, relu) "hidden" -> Dense(1) "on
                    weight NaN, so step 3 is non-finite throughout; steps 0 and 1 are finite
   dying/train      `Input(8) -> Dense(16, relu) "hidden_1" -> Dense(16, relu, bias -8) "hidden_2" -> Dense(3) "logits"`,
                    4 steps of batch 16: hidden_2's ReLUs are dead from step 0 (the alert names hidden_2's activation)
+  transformer/train  `Input(8 tokens) -> Embedding -> block_1 (a nested model: MultiHeadAttention(4 heads, key_dim 4,
+                   value_dim 2, causal) "attention" + residual + LayerNormalization) -> pooling -> Dense(3) "logits"`,
+                   4 steps of batch 8, the three matmul roles: the attention einsums are recorded as
+                   `block_1/attention/attention_scores` and `block_1/attention/attention_values` (unit: head)
 In the first two, "dilated" is not recorded (a Conv1D subclass with a call() of its own, which the recorder cannot
 know to be the convolution it reproduces): the callback warns and writes the text summary
 `matmul_explainer/not_recorded/dilated` with the reason, which /runs lists as `notRecorded`. Prints a JSON line
@@ -93,6 +97,30 @@ def fit_dying(out, rng):
     return callback.recorded_steps
 
 
+def fit_transformer(out, rng):
+    """The Transformer run (forward, kernel_gradient, input_gradient); returns its recorded steps."""
+    keras.utils.set_random_seed(4)
+    tokens = keras.Input((8, 16))
+    attention = keras.layers.MultiHeadAttention(4, 4, value_dim=2, name="attention")
+    attended = attention(tokens, tokens, use_causal_mask=True)
+    block = keras.Model(tokens, keras.layers.LayerNormalization(name="norm")(tokens + attended), name="block_1")
+    inputs = keras.Input((8,), dtype="int32")
+    h = block(keras.layers.Embedding(20, 16, name="embed")(inputs))
+    outputs = keras.layers.Dense(3, name="logits")(keras.layers.GlobalAveragePooling1D(name="pool")(h))
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False
+    )
+    callback = tk.ExplainerCallback(
+        os.path.join(out, "transformer"), update_freq=1, jit=JIT, roles=("forward", "kernel_gradient", "input_gradient")
+    )
+    x = rng.integers(0, 20, (32, 8)).astype(np.int32)
+    model.fit(x, x[:, 0] % 3, batch_size=8, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+    assert not callback.skipped, callback.skipped
+    callback.recorder.close()
+    return callback.recorded_steps
+
+
 def main():
     out = os.path.join(sys.argv[1], "keras")
     rng = np.random.default_rng(11)
@@ -106,7 +134,9 @@ def main():
     nonfinite = fit(out, "nonfinite", x_nan, y, batch_size=4, seed=2)
     t2 = time.time()
     dying = fit_dying(out, rng)
+    transformer = fit_transformer(out, rng)
     assert batch1["steps"] == list(range(6)) and nonfinite["steps"] == list(range(4)) and dying == list(range(4))
+    assert transformer == list(range(4)), transformer
     print(
         json.dumps(
             {

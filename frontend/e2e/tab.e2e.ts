@@ -340,6 +340,7 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
   const BATCH1 = 'batch1/train';
   const NONFINITE = 'nonfinite/train';
   const DYING = 'dying/train';
+  const TRANSFORMER = 'transformer/train';
   const REASON = 'OwnCallConv1D overrides call(), so its computation is not known to be the one of the Keras layer it extends, which the recorder reproduces';
   const q = encodeURIComponent;
 
@@ -348,7 +349,7 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
     const w = watch(page);
     const frame = await openEntry(page, kerasUrl);
     const runs = await route<RunsResponse>(frame, './runs');
-    expect(runs.runs.filter((r) => r.run !== DYING).map((r) => [r.run, r.layers.map((l) => l.name), r.notRecorded])).toEqual([
+    expect(runs.runs.filter((r) => r.run !== DYING && r.run !== TRANSFORMER).map((r) => [r.run, r.layers.map((l) => l.name), r.notRecorded])).toEqual([
       [BATCH1, ['hidden', 'one_unit'], [{ layer: 'dilated', reason: REASON }]],
       [NONFINITE, ['hidden', 'one_unit'], [{ layer: 'dilated', reason: REASON }]],
     ]);
@@ -363,6 +364,46 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
     expect(await frame.locator('.mmx-layer-select option').allTextContents()).toEqual(['hidden', 'one_unit']);
     await unstick(frame);
     await frame.locator('#mmx-overview').screenshot({ path: join(out, 'keras-not-recorded.png') });
+    expect(w.errors).toEqual([]);
+    expect(w.failed).toEqual([]);
+    await page.close();
+  });
+
+  it('a Transformer: its attention einsums are found by their Keras paths, one unit per head', async () => {
+    const page = await session.browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const w = watch(page);
+    const frame = await openEntry(page, kerasUrl);
+    await showOnly(frame, TRANSFORMER);
+    const SCORES = 'block_1/attention/attention_scores';
+    const VALUES = 'block_1/attention/attention_values';
+    const runs = await route<RunsResponse>(frame, './runs');
+    const run = runs.runs.find((r) => r.run === TRANSFORMER)!;
+    expect(run.notRecorded ?? []).toEqual([]);
+    const attention = run.layers.filter((l) => l.name.startsWith('block_1/attention/'));
+    expect(attention.map((l) => [l.name, l.op, l.units])).toEqual(expect.arrayContaining([
+      [SCORES, 'attention_scores', 4], [VALUES, 'attention_values', 4]]));
+    expect(attention.find((l) => l.name === SCORES)!.roles.forward.operands).toEqual(['query', 'key']);
+    for (const role of ['forward', 'kernel_gradient', 'input_gradient']) {
+      const h = await route<HeatmapResponse>(frame, `./heatmap?run=${q(TRANSFORMER)}&role=${role}`);
+      expect(h.layers, role).toEqual(expect.arrayContaining([SCORES, VALUES]));
+      expect(h.steps, role).toEqual([0, 1, 2, 3]);
+      expect(h.values.flat().every((v) => v !== null), role).toBe(true);
+    }
+    // The tab lists them by their paths; the scores' card names its operands; one row per head.
+    await expect.poll(() => frame.locator('.mmx-layer-select option').allTextContents(), { timeout: 30_000 })
+      .toEqual(expect.arrayContaining([SCORES, VALUES]));
+    await frame.locator('.mmx-layer-select').selectOption(SCORES);
+    const units = frame.locator('[data-heatmap="units"]');
+    await expect.poll(() => units.locator('h3').textContent(), { timeout: 30_000 }).toBe(`${SCORES} · units × pairs at step 3`);
+    await frame.waitForSelector('[data-heatmap="units"] canvas.mmx-hm-cells', { timeout: 30_000 });
+    expect(await units.getAttribute('data-rows')).toBe('4');
+    const thresholds = Object.fromEntries(await facts(frame, SCORES))['thresholds'];
+    expect(thresholds).toMatch(/^query .*, key .*, result /);
+    const chain = frame.locator(`.mmx-chain[data-layer="${SCORES}"] .mmx-chain-step`);
+    await expect.poll(() => chain.evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.step)), { timeout: 30_000 })
+      .toEqual(['scores Q·Kᵀ', 'dJ/dK', 'dJ/dQ']);
+    await unstick(frame);
+    await frame.locator('#mmx-layer').screenshot({ path: join(out, 'keras-transformer-attention.png') });
     expect(w.errors).toEqual([]);
     expect(w.failed).toEqual([]);
     await page.close();

@@ -45,6 +45,17 @@ describe('chain steps', () => {
     expect(steps[2].figure).toBe('100% near zero · from f′ (100%)');
   });
 
+  it('names the operands of attention\'s einsums', () => {
+    const part = (op: string) => ({
+      layer: op,
+      totals: Object.fromEntries(['forward', 'kernel_gradient', 'input_gradient'].map((r) => [r, layer(op, 0, { op })])),
+    });
+    expect([...forwardSteps(part('attention_scores')), ...backwardSteps(part('attention_scores'))].map((s) => s.name)).toEqual(
+      ['scores Q·Kᵀ', 'dJ/dK', 'dJ/dQ']);
+    expect([...forwardSteps(part('attention_values')), ...backwardSteps(part('attention_values'))].map((s) => s.name)).toEqual(
+      ['output A·V', 'dJ/dV', 'dJ/dA']);
+  });
+
   it('leaves out the steps of roles a layer does not have', () => {
     const logits = { layer: 'logits', producer: 'relu_1', producerRecorded: false, totals: { forward: layer('logits', 2), input_features: layer('logits', 2, { dead_units: 16, units: 16, near_zero_fraction: 1 }) } };
     expect(forwardSteps(logits).map((s) => s.name)).toEqual(['input features', 'matmul x·W']);

@@ -12,6 +12,8 @@ They equal `ops`' per-cell classifiers reduced over those cells: counts exactly,
                    conv_kernel_gradient   x, d_out        bpf(x, d_out)      out ch. (taps x in)    conv(x_a, M)
   input_gradient   dense_input_gradient   d_out, kernel   d_out @ kernel^T   in feature (all rows)  d_a^T @ M
                    conv_input_gradient    d_out, kernel   backprop_input     in ch. (batch, pos.)   bpf(M, d_a)
+  (any of the three) batched_matmul         first, second   first @ second     head (G x R x U)       F_v^T @ M
+                     (per (batch, head) slice, both operands activations: attention's einsums, `batched`)
 
 Dense x/d_out: rank >= 2, leading axes aggregated. Convolutions: NHWC 1D/2D/3D, int or per-axis strides,
 VALID/SAME (padding is in no class). Classes as in `ops` (Z: v == 0, |v| < thr or NaN; P: v > 0; N: v < 0); a
@@ -55,6 +57,7 @@ ops and the Keras recorder take the same). Modules, one job each:
   conv_kernels   convolution totals over all cells and near-zero cells; the convolution driver
   conv_sampled   convolutions with sampled near-zero (batch, position) pairs
   conv_transpose a transposed convolution's kernel gradient (per cell; its other roles are conv's)
+  batched        batched matmuls between activations, one unit per head (attention's einsums)
   sampling       seeds and sampled rows
   jit            XLA compilation of the kernels (the compile mode of one call)
 Convolution geometry (shapes, padding, sampled patches) lives in `tb_matmul_explainer.conv`.
@@ -68,6 +71,7 @@ from tb_matmul_explainer.aggregates.api import (
     dense_input_gradient,
     dense_kernel_gradient,
 )
+from tb_matmul_explainer.aggregates.batched import batched_matmul
 from tb_matmul_explainer.aggregates.conv_transpose import conv_transpose_kernel_gradient
 from tb_matmul_explainer.aggregates.options import (
     NEAR_ZERO_MODES,
@@ -85,6 +89,7 @@ __all__ = [
     "THRESHOLD_METHODS",
     "Options",
     "UnitTotals",
+    "batched_matmul",
     "conv",
     "conv_input_gradient",
     "conv_kernel_gradient",

@@ -17,17 +17,20 @@ two plain scalars `<tag>/near_zero_fraction` and `<tag>/dead_unit_fraction` (unl
 An operand is classed the same way in every record of the step that uses it (x in forward and kernel_gradient,
 the kernel in forward and input_gradient, d_out in both gradients): its threshold is computed once.
 Defaults: `threshold_method="sampled"` (a percentile of `sample_size` random values) and `near_zero="sampled"`
-(near-zero totals from `DEFAULT_NEAR_ZERO_SAMPLE` batch rows of a Dense layer or batch positions of a
-convolution, rescaled; `near_zero_sample_size` sets both); all-cells totals and near-zero cell counts are exact.
+(near-zero totals from `DEFAULT_NEAR_ZERO_SAMPLE` batch rows of a Dense layer, batch positions of a
+convolution or batch entries of an attention einsum, rescaled; `near_zero_sample_size` sets them all); all-cells
+totals and near-zero cell counts are exact.
 Supported layers: one adapter per layer kind in `tb_matmul_explainer.layers` says which layers it takes (today
 `Dense`, `EinsumDense` whose equation is a matmul over trailing input axes, `Conv1D/2D/3D` with `channels_last`,
 any `dilation_rate` and `groups` (1D/2D), `DepthwiseConv1D/2D`, `SeparableConv1D/2D` (two targets,
 `<path>/depthwise` and `<path>/pointwise`) and `Conv1D/2D/3DTranspose`, that do not override `call`; `SimpleRNN`,
 `LSTM`, `GRU`, whose two kernels are two explanations `<path>/kernel` and `<path>/recurrent_kernel` aggregated over
-time steps (`layers/recurrent.py`); and these inside `TimeDistributed` and `Bidirectional`). Nothing is skipped
-silently: every layer with a kernel
-that is not recorded, and every matmul inside a layer that is not a layer and is not recorded (MultiHeadAttention's
-score and value einsums), is warned about with an `UnsupportedLayerWarning` naming its path and the reason
+time steps (`layers/recurrent.py`); these inside `TimeDistributed` and `Bidirectional`; and MultiHeadAttention's
+score and value einsums, tagged `<path>/attention_scores/<role>` and `<path>/attention_values/<role>`, one unit per
+head: `layers/attention.py` says which operand is which). Nothing is skipped silently: every layer with a kernel
+that is not recorded, and every matmul inside a layer that is not a layer and is not recorded (such as the einsums
+of a MultiHeadAttention with other attention axes), is warned about with an `UnsupportedLayerWarning` naming its
+path and the reason
 (`skipped` lists them), and recorded in the run, for TensorBoard and the report CLI: one standard text summary per
 entry, tag `matmul_explainer/not_recorded/<path>` (`NOT_RECORDED_TAG_PREFIX`), holding the reason, written once at
 the first recorded step (by the callback; in a custom loop, `LayerRecorder.write_not_recorded(step)`). At the start

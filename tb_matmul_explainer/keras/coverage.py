@@ -127,6 +127,7 @@ def measure(model, entries, targets, skipped, sample=None):
     """The `Coverage` of a recorder's targets (`model.resolve`'s entries, targets and skipped)."""
     recorded = {id(t.layer) for t in targets}
     tally = dict(recorded_layers=len(recorded), matmuls=len(targets) + len(skipped), recorded_matmuls=len(targets))
+    names = {t.name for t in targets}  # (a layer's parts that are not its own matmul: attention's einsums)
     if sample is None:
         sample = _sample(model)
     if isinstance(sample, str):
@@ -140,8 +141,9 @@ def measure(model, entries, targets, skipped, sample=None):
             macs = sum(counts)
             if not macs:
                 continue
-            is_recorded = not suffix and id(e.layer) in recorded
-            per_layer.append((f"{e.path}/{suffix}" if suffix else e.path, macs, is_recorded))
+            name = f"{e.path}/{suffix}" if suffix else e.path
+            is_recorded = name in names or (not suffix and id(e.layer) in recorded)
+            per_layer.append((name, macs, is_recorded))
             total += macs
             done += counts[0] if is_recorded else 0
     return Coverage(**tally, recorded_multiply_adds=done, multiply_adds=total, per_layer=per_layer)

@@ -5,8 +5,9 @@ geometry)` computes the layer's matmul with the forward and input-features recor
 gradients of its result and its kernel (which write the two gradient records), and `_activate(target, m, bias,
 activation)` applies bias and activation with the activation records. Records are computed only when the step
 records (`when_recording`), summed across replicas under a distribution strategy, and written with the
-recorder's writer.
-The per-unit totals come from the target's adapter (`layers/`).
+recorder's writer. The per-unit totals come from the target's adapter (`layers/`). Where the second operand is an
+activation, not a weight (`Adapter.kernel_is_weight` False: attention's K and V), its gradient is per replica and
+the kernel-gradient record computes it from the first operand and d_out when it records.
 """
 
 import dataclasses
@@ -82,7 +83,7 @@ class Explaining:
         kernel = tf.convert_to_tensor(kernel)  # (a variable's value, read once: eagerly it may be the variable)
         state = trace.states[id(target)] = {}  # this call's operands' thresholds, d_out, shared by its records
         xs, ks = tf.stop_gradient(x), tf.stop_gradient(kernel)
-        if "kernel_gradient" in roles and target.layer.trainable:
+        if "kernel_gradient" in roles and target.layer.trainable and target.adapter.kernel_is_weight:
             # The kernel gradient itself (computed by TensorFlow anyway) is the kernel-gradient record's result.
             kernel = gradient_hook(
                 kernel, lambda d_kernel: self._on_kernel_gradient(target, trace, state, xs, ks, d_kernel, geometry)
@@ -208,8 +209,9 @@ class Explaining:
     def _on_output_gradient(self, target, trace, state, x, kernel, d_out, geometry):
         d_out = self._unscale(d_out)
         state["d_out_value"] = d_out
-        if "kernel_gradient" in target.roles and not target.layer.trainable:
-            # TensorFlow computes no kernel gradient for a frozen layer: the record computes it.
+        if "kernel_gradient" in target.roles and not (target.layer.trainable and target.adapter.kernel_is_weight):
+            # TensorFlow computes no kernel gradient for a frozen layer (and none the record can reach for an
+            # activation in the kernel's place): the record computes it.
             self._kernel_gradient_record(target, trace, state, x, kernel, None, geometry)
         if "input_gradient" in target.roles:
             thresholds = (
@@ -234,7 +236,8 @@ class Explaining:
     def _kernel_gradient_record(self, target, trace, state, x, kernel, result, geometry):
         d_out = state["d_out_value"]
         kernel_shape = kernel.shape
-        if trace.replicas > 1:
+        shared = target.adapter.kernel_is_weight
+        if trace.replicas > 1 and shared:
             # The record's result is the global (all-reduced) kernel gradient, the one the optimizer applies.
             if result is None:
                 result = when_recording(
@@ -250,12 +253,19 @@ class Explaining:
         )
 
         def totals():
-            unit_totals = self._kernel_gradient_totals(target, x, d_out, kernel_shape, geometry, result, thresholds)
+            value = result
+            if value is None and not shared:
+                value = target.adapter.kernel_gradient(target, x, d_out, kernel_shape, geometry)
+            unit_totals = self._kernel_gradient_totals(target, x, d_out, kernel_shape, geometry, value, thresholds)
             units = target.units["kernel_gradient"]
-            weights = tf.reshape(tf.abs(tf.cast(kernel, tf.float32)), [-1, units])
+
+            def per_unit(t):
+                return tf.reshape(target.adapter.kernel_units_last(target, t), [-1, units])
+
+            weights = per_unit(tf.abs(tf.cast(kernel, tf.float32)))
             return unit_totals, elementwise.matmul_extras(
                 units,
-                None if result is None else tf.reshape(result, [-1, units]),
+                None if value is None else per_unit(value),
                 tf.reduce_sum(weights, 0),
                 target.adapter.padding_only(target, x, kernel_shape, geometry),
             )
@@ -316,7 +326,7 @@ class Explaining:
         fields["thresholds"] = fields["thresholds"] / r
         fields["output_threshold"] = fields["output_threshold"] / r
         fields["padding_only"] = fields["padding_only"] / r
-        if role == "kernel_gradient":
+        if role == "kernel_gradient" and target.adapter.kernel_is_weight:
             fields["cells"] = fields["cells"] / r
             fields["near_zero_cells"] = fields["near_zero_cells"] / r
             fields["nonfinite"] = fields["nonfinite"] * tf.constant([1.0, 1.0, 1.0 / r], tf.float64)

@@ -7,9 +7,10 @@ DEFAULT_RUN = "train"
 NOT_RECORDED_TAG_PREFIX = "matmul_explainer/not_recorded/"
 # The matmul roles plus the steps around them (metadata.py): what makes a layer's inputs and outputs near zero.
 DEFAULT_ROLES = ("forward", "kernel_gradient", "activation", "activation_gradient", "input_features")
-# near_zero="sampled" (the default): batch rows (dense) or batch positions (convolutions) whose near-zero cells are
-# explained, the totals rescaled to the whole batch (see `aggregates`); all-cells totals are always exact.
-DEFAULT_NEAR_ZERO_SAMPLE = {"dense": 32, "conv": 1024}
+# near_zero="sampled" (the default): batch rows (dense), batch positions (convolutions) or batch entries (attention's
+# einsums: each holds every query and key position of every head) whose near-zero cells are explained, the totals
+# rescaled to the whole batch (see `aggregates`); all-cells totals are always exact.
+DEFAULT_NEAR_ZERO_SAMPLE = {"dense": 32, "conv": 1024, "attention": 8}
 
 
 class UnsupportedLayerWarning(UserWarning):

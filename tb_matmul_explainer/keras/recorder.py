@@ -142,7 +142,7 @@ class LayerRecorder(Explaining):
         with self._lock:
             if self._patched == 0:
                 for target in self._first_parts():
-                    internals.patch_call(target.layer, target.adapter.patched_call(self, target))
+                    target.adapter.patch(self, target)
                 for layer, call in self._wrappers:
                     internals.patch_call(layer, call)
             self._patched += 1
@@ -152,7 +152,7 @@ class LayerRecorder(Explaining):
             self._patched -= 1
             if self._patched == 0:
                 for target in self._first_parts():
-                    internals.unpatch_call(target.layer)
+                    target.adapter.unpatch(target.layer)
                 for layer, _ in self._wrappers:
                     internals.unpatch_call(layer)
 

@@ -7,7 +7,7 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
   depthwise_conv DepthwiseConv1D/2D
   separable_conv SeparableConv1D/2D: two explanations, <path>/depthwise and <path>/pointwise
   conv_transpose Conv1D/2D/3DTranspose
-  attention      MultiHeadAttention: its score and value einsums, listed as not recorded
+  attention      MultiHeadAttention: its score and value einsums (two explanations per layer, unit: head)
   recurrent      SimpleRNN, LSTM, GRU (and RNN around their cells): input and recurrent kernels, over time steps
   wrappers       TimeDistributed around a row-wise kind: its layer called once on the (batch x time) rows
 """
@@ -40,7 +40,8 @@ ADAPTERS = (
 )
 SUPPORTED = (
     "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, "
-    "SeparableConv2D, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, SimpleRNN, LSTM, GRU"
+    "SeparableConv2D, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, SimpleRNN, LSTM, GRU, "
+    "MultiHeadAttention (its einsums)"
 )
 
 

@@ -20,6 +20,8 @@ d(loss)/dz, all float32 or the layer's compute dtype; `geometry` whatever the ad
 
 import math
 
+from tb_matmul_explainer import internals
+
 
 def kernel_of(layer):
     """The layer's `kernel` variable, or None."""
@@ -33,6 +35,10 @@ class Adapter:
     layer_types = ()  # the Keras classes this adapter claims (subclasses included)
     near_zero_sample = "dense"  # which DEFAULT_NEAR_ZERO_SAMPLE entry applies ("dense" rows or "conv" positions)
     records = True  # False: a kind whose matmuls are only listed as not recorded
+    # True: the second operand is a weight (its gradient, the kernel gradient, is the same on every replica and
+    # TensorFlow computes it for trainable layers); False: an activation (attention's K and V: per replica, and
+    # the kernel-gradient record computes its result itself).
+    kernel_is_weight = True
 
     def claims(self, layer):
         """Whether `layer` is of this kind."""
@@ -73,6 +79,10 @@ class Adapter:
         """The metadata `op` of the layer's records."""
         return self.kind
 
+    def part_op(self, layer, part):
+        """The metadata `op` of one part's records (the layer's `op` unless parts differ)."""
+        return self.op(layer)
+
     def units(self, layer, role, part=None):
         """The number of units of the record of `role` (input features for input_gradient / input_features)."""
         shape = [int(d) for d in layer.kernel.shape]
@@ -81,6 +91,15 @@ class Adapter:
     def patched_call(self, recorder, target):
         """The `call` that replaces the layer's while a recording step is traced."""
         raise NotImplementedError
+
+    def patch(self, recorder, target):
+        """Instruments the layer of `target` (its first part; `target.parts` holds every part's target) while a
+        recording step is traced: its `call` replaced by `patched_call` unless the adapter patches elsewhere."""
+        internals.patch_call(target.layer, self.patched_call(recorder, target))
+
+    def unpatch(self, layer):
+        """Undoes `patch`."""
+        internals.unpatch_call(layer)
 
     def recording_call(self, layer):
         """For a wrapper that records nothing itself: the `call` that replaces its own while a recording step is
@@ -110,6 +129,10 @@ class Adapter:
 
     def units_last(self, target, t):
         """z, a, their gradients or the kernel with the output units flattened into one last axis."""
+        return t
+
+    def kernel_units_last(self, target, t):
+        """The kernel (or a tensor shaped like it) with the units of the kernel-gradient record last."""
         return t
 
     def features_last(self, target, x):

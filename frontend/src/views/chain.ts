@@ -2,7 +2,8 @@
  * The layer as a chain: forward `input features -> matmul (x·W) -> bias -> activation`, backward
  * `dJ/da -> f′ -> dJ/dz -> dJ/dW and dJ/dx`, one compact card with each step's key figure (from the layer's totals
  * of each role at the step, as /overview gives them). Each step opens its role's detail; a step whose role the layer
- * does not have (no activation of its own, a role not recorded, no record at the step) is absent.
+ * does not have (no activation of its own, a role not recorded, no record at the step) is absent. A matmul between
+ * two activations (attention's einsums, by their op) names its operands instead of x, W.
  */
 import { el } from '../dom';
 import { pct } from '../format';
@@ -47,6 +48,17 @@ function share(values: readonly number[], picked: number[]): number | null {
   return total > 0 ? part / total : null;
 }
 
+/** The names of the forward, kernel-gradient and input-gradient steps of a matmul, by its op. */
+const MATMUL_STEPS: Record<string, [string, string, string]> = {
+  attention_scores: ['scores Q·Kᵀ', 'dJ/dK', 'dJ/dQ'],
+  attention_values: ['output A·V', 'dJ/dV', 'dJ/dA'],
+};
+const DEFAULT_STEPS: [string, string, string] = ['matmul x·W', 'dJ/dW', 'dJ/dx'];
+
+function stepName(t: LayerTotals, role: 0 | 1 | 2): string {
+  return (MATMUL_STEPS[t.op] ?? DEFAULT_STEPS)[role];
+}
+
 function dead(t: LayerTotals, what: string): string {
   return t.dead_units ? ` · ${t.dead_units} of ${t.units} ${what} dead` : '';
 }
@@ -64,7 +76,7 @@ export function forwardSteps(c: ChainInput): ChainStep[] {
     out.push({ role: 'input_features', name: 'input features', figure: `${pct(x.near_zero_fraction, 0)} near zero${dead(x, 'features')}${from}`, alarm: x.dead_units > 0 });
   }
   const m = c.totals.forward;
-  if (m) out.push(nearZero(m, 'matmul x·W', 'forward', 'results near zero'));
+  if (m) out.push(nearZero(m, stepName(m, 0), 'forward', 'results near zero'));
   const a = c.totals.activation;
   if (a) {
     const negative = share(a.near_zero_counts, SECOND_N);
@@ -88,8 +100,9 @@ export function backwardSteps(c: ChainInput): ChainStep[] {
     const why = fromF === null ? '' : fromF >= (fromDa ?? 0) ? ` · from f′ (${pct(fromF, 0)})` : ` · from dJ/da (${pct(fromDa, 0)})`;
     out.push({ ...nearZero(g, 'dJ/dz', 'activation_gradient'), figure: `${pct(g.near_zero_fraction, 0)} near zero${why}` });
   }
-  if (c.totals.kernel_gradient) out.push(nearZero(c.totals.kernel_gradient, 'dJ/dW', 'kernel_gradient'));
-  if (c.totals.input_gradient) out.push(nearZero(c.totals.input_gradient, 'dJ/dx', 'input_gradient'));
+  const { kernel_gradient: dw, input_gradient: dx } = c.totals;
+  if (dw) out.push(nearZero(dw, stepName(dw, 1), 'kernel_gradient'));
+  if (dx) out.push(nearZero(dx, stepName(dx, 2), 'input_gradient'));
   return out;
 }
 
