@@ -146,7 +146,7 @@ class AttentionAdapter(Adapter):
         return None  # (the layer itself has no matmul of its own; its einsums are its parts)
 
     def parts(self, layer):
-        return () if self._why_not(layer) else _PARTS
+        return () if self._why_not(layer) else tuple((part, self) for part in _PARTS)
 
     def activation(self, layer):
         return None
