@@ -176,3 +176,26 @@ def test_the_run_holds_the_not_recorded_list_and_the_report_prints_it_in_model_o
     assert out.index("block_1/attention/attention_scores: the attention score einsum") < out.index(
         "block_2/attention/attention_values: the attention value einsum"
     )
+
+
+def test_other_attention_layers_list_their_products_as_not_recorded(tmp_path):
+    query, value = keras.Input((6, 8)), keras.Input((5, 8))
+    dot = keras.layers.Attention(name="dot")([query, value])
+    additive = keras.layers.AdditiveAttention(name="additive")([query, value])
+    gqa = keras.layers.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2, name="gqa")(
+        query, value
+    )
+    out = keras.layers.Dense(2, name="head")(keras.layers.Concatenate()([dot, additive, gqa]))
+    recorder, messages = _recorder(keras.Model([query, value], out), tmp_path)
+    assert sorted(recorder.skipped) == [
+        "additive/attention_values",  # (its scores are additive: no matmul)
+        "dot/attention_scores",
+        "dot/attention_values",
+        "gqa/attention_scores",
+        "gqa/attention_values",
+    ]
+    assert all("is not recorded yet" in reason for reason in recorder.skipped.values()) and len(messages) == 5
+    assert "head" in [t.name for t in recorder.targets]
+    per_layer = {path: (macs, recorded) for path, macs, recorded in recorder.coverage().per_layer}
+    assert per_layer["dot/attention_scores"] == (6 * 5 * 8, False)  # T x S x d
+    assert per_layer["gqa/attention_values"] == (4 * 6 * 5 * 4, False)  # query heads x T x S x head_dim

@@ -8,6 +8,7 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
   separable_conv SeparableConv1D/2D: two explanations, <path>/depthwise and <path>/pointwise
   conv_transpose Conv1D/2D/3DTranspose
   attention      MultiHeadAttention: its score and value einsums (two explanations per layer, unit: head)
+  other_attention Attention, AdditiveAttention, GroupQueryAttention: their products, listed as not recorded
   recurrent      SimpleRNN, LSTM, GRU (and RNN around their cells): input and recurrent kernels, over time steps
   wrappers       TimeDistributed around a row-wise kind: its layer called once on the (batch x time) rows
 """
@@ -22,6 +23,7 @@ from tb_matmul_explainer.layers import (
     dense,
     depthwise_conv,
     einsum_dense,
+    other_attention,
     recurrent,
     separable_conv,
     wrappers,
@@ -35,6 +37,7 @@ ADAPTERS = (
     separable_conv.ADAPTER,
     conv_transpose.ADAPTER,
     attention.ADAPTER,
+    other_attention.ADAPTER,
     *recurrent.ADAPTERS,
     *wrappers.ADAPTERS,
 )

@@ -191,11 +191,7 @@ def _recording_call(recorder, layer, targets):
     columns = recurrent_parts(cell)
 
     def call(sequences, initial_state=None, mask=None, training=False):
-        if initial_state is None:
-            initial_state = layer.states if layer.stateful else layer.get_initial_state(kops.shape(sequences)[0])
-        if not tree.is_nested(initial_state):
-            initial_state = [initial_state]
-        initial_state = [kops.cast(kops.convert_to_tensor(s), cell.compute_dtype) for s in initial_state]
+        initial_state = _initial_state(layer, sequences, initial_state)
         if tree.is_nested(mask):
             mask = mask[0]
         rows = _Rows(None if mask is None else tf.cast(mask, tf.bool))
@@ -237,17 +233,33 @@ def _recording_call(recorder, layer, targets):
             return_all_outputs=layer.return_sequences,
             **loop,
         )
-        if training and 0.0 < cell.dropout < 1.0:
-            cell.reset_dropout_mask()
-        if layer.stateful:
-            for variable, state in zip(tree.flatten(layer.states), tree.flatten(states)):
-                variable.assign(kops.cast(state, variable.dtype))
-        output = kops.cast(outputs if layer.return_sequences else last, layer.compute_dtype)
-        if layer.return_state:
-            return output, *[kops.cast(s, layer.compute_dtype) for s in states]
-        return output
+        return _finish(layer, training, last, outputs, states)
 
     return call
+
+
+def _initial_state(layer, sequences, initial_state):
+    """The loop's initial states as Keras' RNN takes them: the given ones, the stateful layer's variables, or
+    zeros; a list, in the cell's compute dtype."""
+    if initial_state is None:
+        initial_state = layer.states if layer.stateful else layer.get_initial_state(kops.shape(sequences)[0])
+    if not tree.is_nested(initial_state):
+        initial_state = [initial_state]
+    return [kops.cast(kops.convert_to_tensor(s), layer.cell.compute_dtype) for s in initial_state]
+
+
+def _finish(layer, training, last, outputs, states):
+    """What Keras' RNN does after its loop: the dropout mask reset, a stateful layer's states kept, the output
+    (and states) returned in the layer's dtype."""
+    if training and 0.0 < layer.cell.dropout < 1.0:
+        layer.cell.reset_dropout_mask()
+    if layer.stateful:
+        for variable, state in zip(tree.flatten(layer.states), tree.flatten(states)):
+            variable.assign(kops.cast(state, variable.dtype))
+    output = kops.cast(outputs if layer.return_sequences else last, layer.compute_dtype)
+    if layer.return_state:
+        return output, *[kops.cast(s, layer.compute_dtype) for s in states]
+    return output
 
 
 def _recurrent_kernels(cell, columns):
