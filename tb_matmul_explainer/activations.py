@@ -98,10 +98,14 @@ def slope(activation, z):
     return tape.gradient(a, z, output_gradients=tf.ones_like(a))
 
 
-def inactive(activation, f_slope):
-    """Boolean mask of the cells where the activation is inactive, from its slope `f_slope` (= `slope(...)`)."""
-    magnitude = tf.abs(f_slope)
+def inactive_threshold(activation, f_slope):
+    """float32 scalar: the threshold below which |f'(z)| is inactive, just above INACTIVE_SLOPE x the largest
+    slope (`max_slope`, else the batch's largest |f_slope|), so that classing f'(z) with it (Z: |s| < threshold)
+    marks exactly the inactive cells. It is the activation-gradient record's threshold of its second operand."""
     reference = activation.max_slope
     if reference is None:
-        reference = tf.reduce_max(magnitude)
-    return magnitude <= INACTIVE_SLOPE * reference
+        reference = tf.reduce_max(tf.abs(tf.cast(f_slope, tf.float32)))
+    bound = tf.cast(INACTIVE_SLOPE * reference, tf.float32)
+    # The next float32 up turns "<= bound" into "< threshold"; never below the smallest normal float (CPUs
+    # flush subnormals to zero, and a zero slope must stay inactive when the bound is 0).
+    return tf.maximum(tf.math.nextafter(bound, float("inf")), tf.constant(1.1754944e-38, tf.float32))

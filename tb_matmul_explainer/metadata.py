@@ -43,7 +43,8 @@ Pairs are `PP PZ PN ZP ZZ ZN NP NZ NN`, first letter = first operand. Roles and 
                        header [9]). Header [2] = 0 (z has no threshold).
   activation_gradient  first = d(loss)/d(a), second = f'(z), result = d(loss)/dz = first * second, elementwise
                        (the semantics of `ops.multiply_classify`, one product per cell); units = output units;
-                       [39] = 0. Elementwise activations only (no softmax).
+                       [39] = 0. f'(z) is in class Z exactly where the activation is inactive (header [1]: the
+                       next float32 above 1% of its largest slope). Elementwise activations only (no softmax).
   input_features       the layer input x alone, per input feature (the last axis; EinsumDense: its contracted
                        axes flattened): units = input features; columns [0..35] are 0; [36] = values of the
                        feature seen (batch rows x positions), [37] = those in class Z (x's threshold, header [0],

@@ -249,4 +249,13 @@ def sampled_threshold(x, confidence, sample_size=DEFAULT_SAMPLE_SIZE, seed=None)
 def count_nonfinite(x):
     """int64 scalar tensor: the number of NaN, +inf and -inf values in `x`."""
     x = validation.as_float_tensor(x, "x")
-    return tf.math.count_nonzero(tf.logical_not(tf.math.is_finite(x)), dtype=tf.int64)
+
+    def count():
+        return tf.math.count_nonzero(tf.logical_not(tf.math.is_finite(x)), dtype=tf.int64)
+
+    size = x.shape.num_elements()
+    if size is not None and size <= _SMALL:
+        return count()
+    # A large tensor is read once when all is finite (the common case): a sum is finite only if every term is (one
+    # that overflows merely takes the counting branch).
+    return tf.cond(tf.math.is_finite(tf.reduce_sum(x)), lambda: tf.constant(0, tf.int64), count)

@@ -83,9 +83,12 @@ def test_activation_and_activation_gradient_records_match_the_classifiers(tmp_pa
     np.testing.assert_array_equal(record.reference, _classes(a, _threshold(a))[..., 1].sum(0))
     np.testing.assert_allclose(record.sums.sum(1), z.sum(0), rtol=1e-5, atol=1e-5)  # the split is exact
 
-    # Activation gradient: dJ/dz = dJ/da * relu'(z), as multiply_classify.
+    # Activation gradient: dJ/dz = dJ/da * relu'(z), as multiply_classify, with relu'(z) classed Z exactly where
+    # ReLU is off (its threshold: the next float32 above 1% of relu's largest slope, 1).
     slope = (z > 0).astype(np.float32)
-    counts, sums, thr = ops.multiply_classify(d_a, slope, return_thresholds=True)
+    slope_threshold = float(np.nextafter(np.float32(0.01), np.float32(1)))
+    counts, sums, thr = ops.multiply_classify(d_a, slope, thresholds=(None, slope_threshold), return_thresholds=True)
+    np.testing.assert_array_equal(counts.numpy()[..., 1::3].sum(-1), (z <= 0).astype(np.float32))  # f' Z = off
     assert_record_equals(record_at(recs, "hidden/activation_gradient", 0), oracle(counts, sums, d_a * slope, -1, thr))
 
 

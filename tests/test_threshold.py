@@ -300,6 +300,21 @@ def test_count_nonfinite():
     assert int(threshold.count_nonfinite(np.arange(5))) == 0
 
 
+@pytest.mark.parametrize("unknown_shape", [False, True])
+def test_count_nonfinite_of_a_large_tensor(unknown_shape):
+    """Above the small size the count first sums the tensor: all finite -> 0 from one read, else the exact count,
+    also when the finite values' sum overflows."""
+    count = threshold.count_nonfinite
+    if unknown_shape:
+        count = tf.function(count, input_signature=[tf.TensorSpec([None], tf.float32)])
+    x = np.random.default_rng(0).normal(size=100_000).astype(np.float32)
+    assert int(count(tf.constant(x))) == 0
+    x[[3, 50_000, 99_999]] = [np.nan, np.inf, -np.inf]
+    assert int(count(tf.constant(x))) == 3
+    huge = np.full(100_000, 3e38, np.float32)  # finite values whose sum is +inf
+    assert int(count(tf.constant(huge))) == 0
+
+
 @pytest.mark.parametrize("fn", [threshold.percentile_threshold, threshold.sampled_threshold])
 @pytest.mark.parametrize(
     "confidence, error",

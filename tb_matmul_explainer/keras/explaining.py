@@ -95,7 +95,9 @@ class Explaining:
                 target,
                 "input_features",
                 trace,
-                lambda: elementwise.input_feature_totals(target.adapter.features_last(target, xs), x_thr),
+                lambda: elementwise.input_feature_totals(
+                    target.adapter.features_last(target, xs), x_thr, seed=self._seed(11)
+                ),
             )
         if "forward" in roles:
             ms = tf.stop_gradient(m)
@@ -128,42 +130,59 @@ class Explaining:
         state = None if trace is None else trace.states.get(id(target))
         if state is None or target.activation is None or "activated" in state:
             return a
+        if "activation" not in target.roles and "activation_gradient" not in target.roles:
+            return a
         state["activated"] = True
         act = target.activation
         ms, zs, as_ = (target.adapter.units_last(target, tf.cast(tf.stop_gradient(t), tf.float32)) for t in (m, z, a))
         bs = None if bias is None else tf.cast(tf.stop_gradient(bias), tf.float32)
+        # f'(z), computed once (when recording) for both records.
+        state["slope"] = when_recording(trace, lambda: activations.slope(act, zs), lambda: tf.zeros_like(zs))
         if "activation" in target.roles:
             m_threshold = self._threshold(trace, state, "m", ms, 2)
 
             def totals():
-                b = (
-                    tf.zeros_like(zs)
-                    if bs is None
-                    else tf.reshape(tf.broadcast_to(bs, tf.shape(tf.stop_gradient(z))), tf.shape(zs))
-                )
-                thresholds = (m_threshold, tf.constant(0.0) if bs is None else self._operand_threshold(bs, 4))
-                slope = activations.slope(act, zs)
+                units = zs.shape[-1]
+                if bs is None:
+                    b_threshold, b_codes, b_nonfinite = tf.constant(0.0), tf.ones([units], tf.int32), 0
+                else:  # the bias classed once; its codes broadcast as the bias is (per unit: after sampling)
+                    b_threshold = self._operand_threshold(bs, 4)
+                    b_codes = elementwise.class_codes(bs, b_threshold)
+                    if bs.shape.rank != 1 or bs.shape[0] != units:
+                        b_codes = tf.reshape(tf.broadcast_to(b_codes, tf.shape(tf.stop_gradient(z))), tf.shape(zs))
+                    copies = tf.size(z, out_type=tf.int64) // tf.size(bs, out_type=tf.int64)
+                    b_nonfinite = threshold_lib.count_nonfinite(bs) * copies
+                slope = state["slope"]
                 return elementwise.activation_totals(
-                    ms, b, zs, activations.inactive(act, slope), as_, thresholds, self._operand_threshold(as_, 5)
+                    ms,
+                    zs,
+                    slope,
+                    as_,
+                    b_codes,
+                    b_nonfinite,
+                    (m_threshold, b_threshold, activations.inactive_threshold(act, slope)),
+                    self._operand_threshold(as_, 5),
+                    seed=self._seed(9),
                 )
 
             self._record(target, "activation", trace, totals)
         if "activation_gradient" in target.roles:
-            a = gradient_hook(a, lambda d_a: self._activation_gradient_record(target, trace, state, zs, d_a))
+            a = gradient_hook(a, lambda d_a: self._activation_gradient_record(target, trace, state, d_a))
         return a
 
-    def _activation_gradient_record(self, target, trace, state, z, d_a):
+    def _activation_gradient_record(self, target, trace, state, d_a):
         """For an elementwise activation dJ/dz = dJ/da * f'(z) is the matmul's output gradient d_out: its threshold
-        is the one the matmul's gradient records use (computed here first: a's gradient comes before m's)."""
+        is the one the matmul's gradient records use (computed here first: a's gradient comes before m's). f'(z)
+        is classed by the activation's own inactive bound (Z: inactive), not by a percentile."""
         d_a = target.adapter.units_last(target, self._unscale(d_a))
-        slope = activations.slope(target.activation, z)
+        slope = state["slope"]
         shared = target.activation.elementwise
         result_threshold = self._threshold(trace, state, "d_out", lambda: d_a * slope, 2) if shared else None
 
         def totals():
-            thresholds = (self._operand_threshold(d_a, 6), self._operand_threshold(slope, 7))
+            thresholds = (self._operand_threshold(d_a, 6), activations.inactive_threshold(target.activation, slope))
             result = result_threshold if shared else self._operand_threshold(d_a * slope, 8)
-            return elementwise.activation_gradient_totals(d_a, slope, thresholds, result)
+            return elementwise.activation_gradient_totals(d_a, slope, thresholds, result, seed=self._seed(10))
 
         self._record(target, "activation_gradient", trace, totals)
 
