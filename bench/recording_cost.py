@@ -1,7 +1,8 @@
 """What a recording step costs, feature by feature: `ExplainerCallback` recording every step under settings that
 switch its parts off one at a time, against plain `model.fit` steps, all in one process.
 
-Run: `.venv/bin/python bench/recording_cost.py [--problem mlp|cnn] [--repeats N]`.
+Run: `.venv/bin/python bench/recording_cost.py [--problem mlp|cnn] [--repeats N] [--growth-only]`
+(`--growth-only`: only the two configurations of issue 15's target, default and matmul roles only).
 
 The problems and the timing method are `bench/training_overhead.py`'s (its `build` and `measure`): every
 configuration records every Dense/Conv layer at update_freq=1; a configuration's figure is the median recording
@@ -62,12 +63,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", choices=("mlp", "cnn"), default="mlp")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--growth-only", action="store_true", help="only default and matmul roles only")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     print(f"machine: {training_overhead.machine()}")
     model, data = training_overhead.build(args.problem)
     configs = configurations(args.problem)
+    if args.growth_only:
+        configs = configs[:2]
     with tempfile.TemporaryDirectory() as log_root:
         callbacks = {}
         for i, (label, options) in enumerate(configs):

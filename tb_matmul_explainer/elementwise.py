@@ -9,8 +9,9 @@ positions); classes follow `ops`: Z is x == 0, |x| < threshold or NaN, P/N the r
 tensor's own float dtype (a float32 threshold compares the same in float32 as in float64). Every function
 returns `(aggregates.UnitTotals, metadata.RecordExtras)` in float64.
 
-Cost: a tensor of at most MAX_ROWS rows is counted whole (exact integer counts). A larger one (a convolution's
-batch x positions) is counted on MAX_ROWS rows drawn uniformly without replacement, and its per-unit counts, sums
+Cost: a tensor of at most `max_rows` (default MAX_ROWS; None: no limit) rows is counted whole (exact integer
+counts). A larger one (a convolution's batch x positions) is counted on `max_rows` rows drawn uniformly (with
+replacement), and its per-unit counts, sums
 and magnitudes are rescaled to all rows (x rows / MAX_ROWS), as the matmul records' sampled near-zero totals are;
 `cells` and the non-finite counts are always exact, over every cell. The sampled shares' standard error is at
 most 0.8 percentage points per unit; a unit inactive in every sampled cell reads as inactive in all of them.
@@ -18,9 +19,8 @@ most 0.8 percentage points per unit; a unit inactive in every sampled cell reads
 
 import tensorflow as tf
 
-from tb_matmul_explainer import aggregates, metadata
+from tb_matmul_explainer import activations, aggregates, metadata
 from tb_matmul_explainer import threshold as threshold_lib
-from tb_matmul_explainer.aggregates import sampling
 
 MAX_ROWS = 4096
 
@@ -53,29 +53,29 @@ def _rows(t):
     return tf.reshape(t, [-1, t.shape[-1]])
 
 
-def _nonfinite(*tensors):
-    return tf.stack([tf.cast(threshold_lib.count_nonfinite(t), tf.float64) for t in tensors])
-
-
 def _column_count(mask):
     """float64 `[U]`: the true cells of a bool `[R, U]` mask per column."""
     return tf.cast(tf.math.count_nonzero(mask, 0, dtype=tf.int64), tf.float64)
 
 
-def _sample(seed, *tensors):
+def _sample(seed, max_rows, *tensors):
     """`(rows, kept, tensors)`: the number of rows R of the `[R, ...]` tensors, the number kept, and the tensors
-    restricted to one uniform sample of MAX_ROWS of their rows (the same rows in each) when R > MAX_ROWS."""
+    restricted to `max_rows` rows drawn uniformly with replacement (the same rows in each) when R > max_rows
+    (None: every row)."""
     rows = tf.shape(tensors[0], out_type=tf.int64)[0]
+    static = tensors[0].shape[0]
+    if max_rows is None or (static is not None and static <= max_rows):
+        return rows, rows, list(tensors)
 
     def sampled():
-        kept = sampling.sample_rows(tf.cast(rows, tf.int32), MAX_ROWS, seed)
+        if seed is None:
+            kept = tf.random.uniform([max_rows], 0, rows, tf.int64)
+        else:
+            kept = tf.random.stateless_uniform([max_rows], seed, 0, rows, tf.int64)
         return [tf.gather(t, kept) for t in tensors]
 
-    static = tensors[0].shape[0]
-    if static is not None and static <= MAX_ROWS:
-        return rows, rows, list(tensors)
-    tensors = sampled() if static is not None else tf.cond(rows <= MAX_ROWS, lambda: list(tensors), sampled)
-    return rows, tf.minimum(rows, MAX_ROWS), tensors
+    tensors = sampled() if static is not None else tf.cond(rows <= max_rows, lambda: list(tensors), sampled)
+    return rows, tf.minimum(rows, max_rows), tensors
 
 
 def _rescale(t, rows, kept):
@@ -102,12 +102,15 @@ def _pair_totals(first_codes, second_codes, value, near_zero):
     return counts[0] + counts[1], sums[0] + sums[1], counts[1], sums[1]
 
 
-def activation_totals(m, z, slope, a, bias_codes, bias_nonfinite, thresholds, output_threshold, seed=None):
-    """The activation record: m, z, slope = f'(z), a `[..., U]`; bias_codes the bias's `class_codes` (classed
-    before broadcasting; all Z without a bias), `[U]` (one bias per unit) or `[..., U]` like z; `bias_nonfinite`
-    the non-finite bias values among z's cells; `thresholds` = (m's, the bias's, f'(z)'s inactive threshold: a
-    cell is inactive where |f'(z)| is below it); `output_threshold` the threshold of a."""
-    m, z, slope, a = _rows(m), _rows(z), _rows(slope), _rows(a)
+def activation_totals(
+    m, z, a, activation, bias_codes, bias_nonfinite, thresholds, output_threshold, seed=None, max_rows=MAX_ROWS
+):
+    """The activation record: m, z, a `[..., U]`; `activation` an `activations.Activation` (f'(z) is computed on
+    the counted rows: a cell is inactive where |f'(z)| is below `activations.inactive_threshold`); bias_codes the
+    bias's `class_codes` (classed before broadcasting; all Z without a bias), `[U]` (one bias per unit) or
+    `[..., U]` like z; `bias_nonfinite` the non-finite bias values among z's cells; `thresholds` = (m's, the
+    bias's); `output_threshold` the threshold of a."""
+    m, z, a = _rows(m), _rows(z), _rows(a)
     per_unit = bias_codes.shape.rank == 1
     bias_codes = bias_codes if per_unit else tf.reshape(bias_codes, tf.shape(z))
     nonfinite = tf.stack(
@@ -118,11 +121,12 @@ def activation_totals(m, z, slope, a, bias_codes, bias_nonfinite, thresholds, ou
         ]
     )
     if per_unit:
-        rows, kept, (m, z, slope, a) = _sample(seed, m, z, slope, a)
+        rows, kept, (m, z, a) = _sample(seed, max_rows, m, z, a)
         bias_codes = tf.broadcast_to(bias_codes, tf.shape(z))
     else:
-        rows, kept, (m, z, slope, a, bias_codes) = _sample(seed, m, z, slope, a, bias_codes)
-    inactive = tf.abs(slope) < tf.cast(thresholds[2], slope.dtype)
+        rows, kept, (m, z, a, bias_codes) = _sample(seed, max_rows, m, z, a, bias_codes)
+    slope = activations.slope(activation, z)
+    inactive = tf.abs(slope) < activations.inactive_threshold(activation, slope)
     counts, sums, near_zero_counts, near_zero_sums = _pair_totals(
         class_codes(m, thresholds[0]), bias_codes, z, inactive
     )
@@ -148,12 +152,21 @@ def activation_totals(m, z, slope, a, bias_codes, bias_nonfinite, thresholds, ou
     return totals, extras
 
 
-def activation_gradient_totals(d_a, slope, thresholds, result_threshold, seed=None):
-    """The activation-gradient record: d_a = dJ/da and slope = f'(z), `[..., U]`; `thresholds` = (d_a's,
-    slope's); the result dJ/dz = d_a * slope is classed with `result_threshold`."""
-    d_a, slope = _rows(d_a), _rows(slope)
-    nonfinite = _nonfinite(d_a, slope, d_a * slope)
-    rows, kept, (d_a, slope) = _sample(seed, d_a, slope)
+def activation_gradient_totals(d_a, z, d_z, activation, d_a_threshold, result_threshold, seed=None, max_rows=MAX_ROWS):
+    """The activation-gradient record of dJ/dz = dJ/da * f'(z): d_a = dJ/da, z and d_z = dJ/dz (TensorFlow's, for
+    its non-finite count) `[..., U]`; `activation` an `activations.Activation`, f'(z) computed on the counted
+    rows and classed by `activations.inactive_threshold`; the product is classed with `result_threshold`."""
+    d_a, z = _rows(d_a), _rows(z)
+    nonfinite = tf.stack(
+        [
+            tf.cast(threshold_lib.count_nonfinite(d_a), tf.float64),
+            tf.cast(_slope_nonfinite(activation, z), tf.float64),
+            tf.cast(threshold_lib.count_nonfinite(d_z), tf.float64),
+        ]
+    )
+    rows, kept, (d_a, z) = _sample(seed, max_rows, d_a, z)
+    slope = activations.slope(activation, z)
+    thresholds = (d_a_threshold, activations.inactive_threshold(activation, slope))
     result = d_a * slope
     near_zero = _near_zero(result, result_threshold)
     counts, sums, near_zero_counts, near_zero_sums = _pair_totals(
@@ -173,7 +186,16 @@ def activation_gradient_totals(d_a, slope, thresholds, result_threshold, seed=No
     return totals, _plain_extras(scaled(tf.reduce_sum(tf.abs(result), 0)))
 
 
-def input_feature_totals(x, threshold, seed=None):
+def _slope_nonfinite(activation, z):
+    """Non-finite f'(z) over all of z: none where z is finite and f's slope is bounded (`max_slope`), else
+    counted (f'(z) computed over all of z only then)."""
+    full = lambda: threshold_lib.count_nonfinite(activations.slope(activation, z))  # noqa: E731
+    if activation.max_slope is None:
+        return full()
+    return tf.cond(tf.equal(threshold_lib.count_nonfinite(z), 0), lambda: tf.constant(0, tf.int64), full)
+
+
+def input_feature_totals(x, threshold, seed=None, max_rows=MAX_ROWS):
     """The input-features record: x `[..., F]` (units = its last axis), classed with `threshold`."""
     x = _rows(x)
     units = tf.shape(x)[1]
@@ -184,7 +206,7 @@ def input_feature_totals(x, threshold, seed=None):
             tf.constant(0.0, tf.float64),
         ]
     )
-    rows, kept, (x,) = _sample(seed, x)
+    rows, kept, (x,) = _sample(seed, max_rows, x)
     scaled = lambda t: _rescale(t, rows, kept)  # noqa: E731
     zeros9 = tf.zeros(tf.stack([units, 9]), tf.float64)
     totals = aggregates.UnitTotals(

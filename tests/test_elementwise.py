@@ -1,11 +1,12 @@
 """The elementwise records' totals (`elementwise.py`) against plain NumPy: exact up to MAX_ROWS rows, a uniform row
 sample rescaled to every row above it, with `cells` and the non-finite counts always exact."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tb_matmul_explainer import elementwise
+from tb_matmul_explainer import activations, elementwise
 
 SEED = tf.constant([7, 0], tf.int64)
 
@@ -56,16 +57,38 @@ def test_activation_gradient_sample_matches_the_exact_shares():
     rng = np.random.default_rng(2)
     rows = 3 * elementwise.MAX_ROWS
     d_a = rng.normal(size=(rows, 3)).astype(np.float32)
-    slope = (rng.random((rows, 3)) < [[0.1, 0.5, 1.0]]).astype(np.float32)  # ReLU on in 10%, 50%, 100% of cells
-    thr = (np.float32(0.05), np.nextafter(np.float32(0.01), np.float32(1)))
+    on = rng.random((rows, 3)) < [[0.1, 0.5, 1.0]]  # ReLU on in 10%, 50%, 100% of cells
+    z = np.where(on, 1.0, -1.0).astype(np.float32) * rng.uniform(0.1, 2.0, size=(rows, 3)).astype(np.float32)
+    d_z = d_a * on
+    d_z[7, 1] = np.nan  # TensorFlow's dJ/dz: its non-finite values are counted over every cell
+    relu = activations.describe(keras.activations.relu)
     totals, _ = elementwise.activation_gradient_totals(
-        tf.constant(d_a), tf.constant(slope), thr, np.float32(0.05), seed=SEED
+        tf.constant(d_a), tf.constant(z), tf.constant(d_z), relu, np.float32(0.05), np.float32(0.05), seed=SEED
     )
+    np.testing.assert_array_equal(totals.nonfinite, [0, 0, 1])
     counts = totals.counts.numpy() / rows
     off = counts[:, 1::3].sum(1)  # f' in Z: the activation off
     np.testing.assert_allclose(off, [0.9, 0.5, 0.0], atol=0.03)
     assert counts[2, 1::3].sum() == 0  # never off: no sampled row can say otherwise
     np.testing.assert_allclose(totals.counts.numpy().sum(1), np.full(3, rows))  # the rescaled pairs add up
+    assert float(totals.thresholds[1]) == float(np.nextafter(np.float32(0.01), np.float32(1)))
+
+
+def test_slope_nonfinite_counted_only_where_it_can_occur():
+    z = np.zeros((3 * elementwise.MAX_ROWS, 2), np.float32)
+    z[0, 0] = np.nan
+    exponential = activations.describe(keras.activations.exponential)  # no bounded slope: always counted
+    z_big = np.full((10, 2), 100.0, np.float32)  # exp(100) overflows float32: an infinite slope
+    for activation, values, expected in (
+        (activations.describe(keras.activations.relu), z, 0),  # relu'(NaN) is 0 in TensorFlow
+        (activations.describe(keras.activations.sigmoid), z, 1),
+        (exponential, z_big, 20),
+    ):
+        t = tf.constant(values)
+        totals, _ = elementwise.activation_gradient_totals(
+            tf.ones_like(t), t, tf.ones_like(t), activation, 0.1, 0.1, seed=SEED
+        )
+        assert int(totals.nonfinite[1]) == expected, activation.name
 
 
 @pytest.mark.parametrize("rows", [100, 3 * elementwise.MAX_ROWS])
@@ -80,3 +103,12 @@ def test_unknown_row_count_takes_the_same_route(rows):
     known, _ = _input_features(x, 0.1)
     np.testing.assert_array_equal(unknown.near_zero_cells, known.near_zero_cells)
     np.testing.assert_array_equal(unknown.cells, np.full(2, rows))
+
+
+def test_max_rows_none_counts_every_row():
+    """near_zero="exact" passes max_rows=None: every row is counted, whatever their number."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2 * elementwise.MAX_ROWS + 1, 3)).astype(np.float32)
+    totals, extras = elementwise.input_feature_totals(tf.constant(x), 0.1, max_rows=None)
+    np.testing.assert_array_equal(totals.near_zero_cells, _classes(x, np.float32(0.1))[1].sum(0))
+    np.testing.assert_allclose(extras.result_magnitude, np.abs(x).sum(0), rtol=1e-5)

@@ -15,7 +15,7 @@ import dataclasses
 import tensorflow as tf
 from keras import ops as kops
 
-from tb_matmul_explainer import activations, aggregates, elementwise, internals, metadata, summary, validation
+from tb_matmul_explainer import aggregates, elementwise, internals, metadata, summary, validation
 from tb_matmul_explainer import threshold as threshold_lib
 from tb_matmul_explainer.keras.options import DEFAULT_NEAR_ZERO_SAMPLE
 
@@ -96,7 +96,10 @@ class Explaining:
                 "input_features",
                 trace,
                 lambda: elementwise.input_feature_totals(
-                    target.adapter.features_last(target, xs), x_thr, seed=self._seed(11)
+                    target.adapter.features_last(target, xs),
+                    x_thr,
+                    seed=self._seed(11),
+                    max_rows=self._elementwise_rows,
                 ),
             )
         if "forward" in roles:
@@ -116,7 +119,7 @@ class Explaining:
                     elementwise.matmul_extras(target.units["forward"], target.adapter.units_last(target, ms)),
                 ),
             )
-        if "kernel_gradient" in roles or "input_gradient" in roles:
+        if {"kernel_gradient", "input_gradient", "activation_gradient"} & set(roles):
             m = gradient_hook(m, lambda d_out: self._on_output_gradient(target, trace, state, xs, ks, d_out, geometry))
         return m
 
@@ -136,8 +139,6 @@ class Explaining:
         act = target.activation
         ms, zs, as_ = (target.adapter.units_last(target, tf.cast(tf.stop_gradient(t), tf.float32)) for t in (m, z, a))
         bs = None if bias is None else tf.cast(tf.stop_gradient(bias), tf.float32)
-        # f'(z), computed once (when recording) for both records.
-        state["slope"] = when_recording(trace, lambda: activations.slope(act, zs), lambda: tf.zeros_like(zs))
         if "activation" in target.roles:
             m_threshold = self._threshold(trace, state, "m", ms, 2)
 
@@ -152,41 +153,53 @@ class Explaining:
                         b_codes = tf.reshape(tf.broadcast_to(b_codes, tf.shape(tf.stop_gradient(z))), tf.shape(zs))
                     copies = tf.size(z, out_type=tf.int64) // tf.size(bs, out_type=tf.int64)
                     b_nonfinite = threshold_lib.count_nonfinite(bs) * copies
-                slope = state["slope"]
                 return elementwise.activation_totals(
                     ms,
                     zs,
-                    slope,
                     as_,
+                    act,
                     b_codes,
                     b_nonfinite,
-                    (m_threshold, b_threshold, activations.inactive_threshold(act, slope)),
+                    (m_threshold, b_threshold),
                     self._operand_threshold(as_, 5),
                     seed=self._seed(9),
+                    max_rows=self._elementwise_rows,
                 )
 
             self._record(target, "activation", trace, totals)
         if "activation_gradient" in target.roles:
-            a = gradient_hook(a, lambda d_a: self._activation_gradient_record(target, trace, state, d_a))
+            # dJ/da is kept for the record made when dJ/dz (the matmul's d_out) arrives, just after it.
+            state["z"] = zs
+            a = gradient_hook(a, lambda d_a: state.update(d_a=target.adapter.units_last(target, self._unscale(d_a))))
         return a
 
-    def _activation_gradient_record(self, target, trace, state, d_a):
-        """For an elementwise activation dJ/dz = dJ/da * f'(z) is the matmul's output gradient d_out: its threshold
-        is the one the matmul's gradient records use (computed here first: a's gradient comes before m's). f'(z)
-        is classed by the activation's own inactive bound (Z: inactive), not by a percentile."""
-        d_a = target.adapter.units_last(target, self._unscale(d_a))
-        slope = state["slope"]
-        shared = target.activation.elementwise
-        result_threshold = self._threshold(trace, state, "d_out", lambda: d_a * slope, 2) if shared else None
+    def _activation_gradient_record(self, target, trace, state, d_out):
+        """dJ/dz = dJ/da * f'(z), recorded from the matmul's output gradient hook: d_out is dJ/dz, so the record's
+        result threshold is the one the matmul's gradient records use. f'(z) is classed by the activation's own
+        inactive bound (Z: inactive), not by a percentile."""
+        d_a, z = state["d_a"], state["z"]
+        result_threshold = self._threshold(trace, state, "d_out", d_out, 2)
 
         def totals():
-            thresholds = (self._operand_threshold(d_a, 6), activations.inactive_threshold(target.activation, slope))
-            result = result_threshold if shared else self._operand_threshold(d_a * slope, 8)
-            return elementwise.activation_gradient_totals(d_a, slope, thresholds, result, seed=self._seed(10))
+            return elementwise.activation_gradient_totals(
+                d_a,
+                z,
+                target.adapter.units_last(target, d_out),
+                target.activation,
+                self._operand_threshold(d_a, 6),
+                result_threshold,
+                seed=self._seed(10),
+                max_rows=self._elementwise_rows,
+            )
 
         self._record(target, "activation_gradient", trace, totals)
 
     _SEED_INDEX = {"x": 0, "kernel": 1, "d_out": 2, "m": 3}
+
+    @property
+    def _elementwise_rows(self):
+        """Rows the elementwise records count (near_zero="exact": every row)."""
+        return None if self.options.near_zero == "exact" else elementwise.MAX_ROWS
 
     def _seed(self, index):
         if self.seed is None:
@@ -228,6 +241,8 @@ class Explaining:
     def _on_output_gradient(self, target, trace, state, x, kernel, d_out, geometry):
         d_out = self._unscale(d_out)
         state["d_out_value"] = d_out
+        if "d_a" in state:  # (the activation's gradient hook ran just before: dJ/da comes before dJ/dz)
+            self._activation_gradient_record(target, trace, state, d_out)
         if "kernel_gradient" in target.roles and not (target.layer.trainable and target.adapter.kernel_is_weight):
             # TensorFlow computes no kernel gradient for a frozen layer (and none the record can reach for an
             # activation in the kernel's place): the record computes it.
