@@ -1,10 +1,9 @@
-"""Keras' attention layers other than MultiHeadAttention: their products between activations, listed as not recorded.
+"""Keras' attention layers other than MultiHeadAttention and GroupQueryAttention (`attention`): their products
+between activations, listed as not recorded.
 
   Attention            scores = Q.K^T (score_mode "dot"; "concat" scores are a sum of tanh, no matmul) and
                        output = A.V; no kernels of its own.
   AdditiveAttention    output = A.V (its scores are additive, no matmul).
-  GroupQueryAttention  scores and output per query head; its query/key/value/output projections are EinsumDense
-                       sublayers, recorded by `einsum_dense`.
 
 These products are not layers and are not recorded yet: the adapter names them (`<layer path>/attention_scores`,
 `<layer path>/attention_values`) with the reason and counts their multiply-adds per sample from the call's query
@@ -17,7 +16,7 @@ from tb_matmul_explainer.layers.base import Adapter
 
 _REASON = (
     "the attention {what} product {formula} inside {kind} is not a layer and is not recorded yet (only "
-    "MultiHeadAttention's are)"
+    "MultiHeadAttention's and GroupQueryAttention's are)"
 )
 _FORMULAS = {"attention_scores": ("score", "Q.K^T"), "attention_values": ("value", "A.V")}
 
@@ -34,7 +33,7 @@ def _products(layer):
 
 class OtherAttentionAdapter(Adapter):
     kind = "other_attention"
-    layer_types = _types("Attention", "AdditiveAttention", "GroupQueryAttention")
+    layer_types = _types("Attention", "AdditiveAttention")
     records = False
 
     def refusal(self, layer):
@@ -53,10 +52,7 @@ class OtherAttentionAdapter(Adapter):
     def extra_multiply_adds(self, layer, inputs, output):
         query, value = inputs[0], inputs[1] if len(inputs) > 1 else inputs[0]
         t, s = query[1], value[1]
-        heads = int(getattr(layer, "num_query_heads", 1))
-        d = int(getattr(layer, "head_dim", 0) or query[-1])
-        dv = int(getattr(layer, "head_dim", 0) or value[-1])
-        macs = {"attention_scores": heads * t * s * d, "attention_values": heads * t * s * dv}
+        macs = {"attention_scores": t * s * query[-1], "attention_values": t * s * value[-1]}
         return {part: macs[part] for part in _products(layer)}
 
 
