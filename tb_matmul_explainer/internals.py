@@ -23,6 +23,8 @@ recorder silently record less.
                    ._dropout_layer, ._compute_causal_mask; MultiHeadAttention._inverse_sqrt_key_dim,
                    GroupedQueryAttention._inverse_sqrt_head_dim
                                                           the score and value einsums between the projections
+  scores           Attention/AdditiveAttention._calculate_scores, ._apply_scores (called by `call` on the instance)
+                                                          the score and value products of single-head attention
 """
 
 
@@ -180,21 +182,61 @@ def attention_causal_mask(layer, query, value):
     return layer._compute_causal_mask(query, value)
 
 
+def override_attention_scores(layer, calculate_scores=None, apply_scores=None):
+    """Makes `layer` (a Keras Attention or AdditiveAttention) run `calculate_scores(query, key) -> scores` and
+    `apply_scores(scores, value, scores_mask=None, training=False) -> (output, weights)` (those not None) instead
+    of its `_calculate_scores` and `_apply_scores` (its `call` looks them up on the instance, with keyword
+    arguments). Raises RuntimeError if the layer already has one."""
+    overrides = {"_calculate_scores": calculate_scores, "_apply_scores": apply_scores}
+    if any(name in vars(layer) for name in overrides):
+        raise RuntimeError(f"layer {layer.name!r} already has an instance-level `_calculate_scores`/`_apply_scores`")
+    vars(layer).update({name: f for name, f in overrides.items() if f is not None})
+
+
+def restore_attention_scores(layer):
+    """Undoes `override_attention_scores`."""
+    for name in ("_calculate_scores", "_apply_scores"):
+        vars(layer).pop(name, None)
+
+
+def overrides_attention_scores(layer):
+    """Whether `layer`'s class replaces the `_calculate_scores` or `_apply_scores` of the Keras class it extends
+    (Attention or AdditiveAttention): its products are then unknown."""
+    from keras.layers import AdditiveAttention, Attention
+
+    base = AdditiveAttention if isinstance(layer, AdditiveAttention) else Attention
+    return any(getattr(type(layer), name) is not getattr(base, name) for name in ("_calculate_scores", "_apply_scores"))
+
+
+def attention_weights(layer, scores, value, scores_mask, training):
+    """The attention weights (masked softmax of `scores`, after dropout when training) of a Keras Attention or
+    AdditiveAttention, from its class's own `_apply_scores` (whose product with `value`, unused, a traced graph
+    drops)."""
+    _, weights = type(layer)._apply_scores(
+        layer, scores=scores, value=value, scores_mask=scores_mask, training=training
+    )
+    return weights
+
+
 __all__ = [
     "attention_causal_mask",
     "attention_dropout",
     "attention_equations",
     "attention_scale",
     "attention_softmax",
+    "attention_weights",
     "causal_padding",
     "default_writer",
     "first_inputs",
     "instance_cache",
     "make_function",
+    "override_attention_scores",
     "override_compute_attention",
+    "overrides_attention_scores",
     "overrides_compute_attention",
     "own_variables",
     "patch_call",
+    "restore_attention_scores",
     "restore_compute_attention",
     "rnn_loop",
     "sublayers",

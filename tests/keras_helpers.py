@@ -131,6 +131,20 @@ def record_attention_step(layer, log_dir, query, value, causal, weights):
     return out
 
 
+def fit_on_tokens(model, log_dir, vocabulary, seed):
+    """Trains `model` (int32 token ids [B, T] -> 3 logits) for two steps of 16 random sequences with the callback
+    recording every step (all roles); checks that nothing is skipped and every multiply-add is recorded; returns
+    the coverage's {path: (multiply-adds per sample, recorded)}."""
+    from tb_matmul_explainer import keras as tk
+
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(seed).integers(0, vocabulary, (32, model.input.shape[1])).astype(np.int32)
+    callback = tk.ExplainerCallback(log_dir, update_freq=1, roles=ALL_ROLES, verbose=0, **UNCOMPILED)
+    model.fit(x, x[:, 0] % 3, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+    assert callback.skipped == {} and callback.coverage.share == 1.0
+    return {path: (macs, recorded) for path, macs, recorded in callback.coverage.per_layer}
+
+
 def assert_record_equals(record, expected, rtol=1e-4, atol=1e-5):
     np.testing.assert_array_equal(record.counts, expected["counts"])
     np.testing.assert_allclose(record.sums, expected["sums"], rtol=rtol, atol=atol)

@@ -18,6 +18,7 @@ from tests.keras_helpers import (
     UNCOMPILED,
     assert_record_equals,
     einsum_oracles,
+    fit_on_tokens,
     heads_major,
     plain_attention,
     record_at,
@@ -90,12 +91,7 @@ def decoder(t_len=10):
 def test_a_gqa_model_trains_with_the_callback_and_tensorboard_serves_its_einsums(tmp_path):
     keras.utils.set_random_seed(5)
     model = decoder()
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x = np.random.default_rng(5).integers(0, 40, (32, 10)).astype(np.int32)
-    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=ALL_ROLES, verbose=0, **UNCOMPILED)
-    model.fit(x, x[:, 0] % 3, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
-    assert callback.skipped == {} and callback.coverage.share == 1.0
-    per_layer = {path: (macs, recorded) for path, macs, recorded in callback.coverage.per_layer}
+    per_layer = fit_on_tokens(model, tmp_path, 40, 5)
     assert per_layer["gqa/attention_scores"] == (8 * 10 * 10 * 4, True)  # query heads x T x S x head_dim
     assert per_layer["gqa/attention_values"] == (8 * 10 * 10 * 4, True)
     recs = records(tmp_path)

@@ -223,6 +223,54 @@ def test_group_query_attention_einsums_are_the_ones_the_recorder_reproduces():
     assert internals.attention_dropout(layer, ones, True) is ones
 
 
+def test_attention_calls_calculate_and_apply_scores_on_the_instance():
+    """Attention.call runs `self._calculate_scores(query=, key=)` and `self._apply_scores(scores=, value=,
+    scores_mask=, training=)` -> (output, weights); AdditiveAttention inherits `call` and `_apply_scores`."""
+    rng = np.random.default_rng(0)
+    query, value = (tf.constant(rng.normal(size=(2, n, 4)).astype(np.float32)) for n in (3, 5))
+    for layer in (keras.layers.Attention(), keras.layers.AdditiveAttention()):
+        layer([query, value])
+        assert not internals.overrides_attention_scores(layer)
+        seen = []
+
+        def calculate(query, key, seen=seen):
+            seen.append(("scores", tuple(query.shape), tuple(key.shape)))
+            return tf.zeros((2, 3, 5))
+
+        def apply(scores, value, scores_mask=None, training=False, seen=seen):
+            seen.append(("apply", tuple(scores.shape), tuple(value.shape), scores_mask is not None))
+            return tf.ones((2, 3, 4)), tf.zeros((2, 3, 5))
+
+        internals.override_attention_scores(layer, calculate, apply)
+        try:
+            out = layer([query, value], use_causal_mask=True)
+        finally:
+            internals.restore_attention_scores(layer)
+        assert "_calculate_scores" not in vars(layer) and "_apply_scores" not in vars(layer)
+        assert seen == [("scores", (2, 3, 4), (2, 5, 4)), ("apply", (2, 3, 5), (2, 5, 4), True)], seen
+        np.testing.assert_array_equal(np.asarray(out), np.ones((2, 3, 4)))
+
+    class Custom(keras.layers.AdditiveAttention):
+        def _apply_scores(self, *args, **kwargs):
+            return super()._apply_scores(*args, **kwargs)
+
+    assert internals.overrides_attention_scores(Custom())
+
+
+def test_attention_weights_are_the_ones_keras_applies():
+    """`_apply_scores` of the layer's class returns (weights @ value, weights): the weights after the mask and
+    softmax are the attention scores Keras returns, and their product with V its output."""
+    rng = np.random.default_rng(1)
+    query, value = (tf.constant(rng.normal(size=(2, n, 4)).astype(np.float32)) for n in (3, 5))
+    layer = keras.layers.Attention()
+    want, want_weights = layer([query, value], use_causal_mask=True, return_attention_scores=True)
+    scores = tf.linalg.matmul(query, value, transpose_b=True)
+    causal = tf.constant(np.tril(np.ones((3, 5), bool))[None])
+    weights = internals.attention_weights(layer, scores, value, causal, False)
+    np.testing.assert_allclose(np.asarray(weights), np.asarray(want_weights), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(tf.linalg.matmul(weights, value)), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
 def test_other_attention_axes_give_other_equations():
     """The equations name the attention axes: the adapter takes only the default ones (3-D inputs, axis 1)."""
     layer = keras.layers.MultiHeadAttention(2, 4, attention_axes=(1, 2))

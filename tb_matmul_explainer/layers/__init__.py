@@ -9,7 +9,7 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
   conv_transpose Conv1D/2D/3DTranspose
   attention      MultiHeadAttention, GroupQueryAttention: their score and value einsums (two explanations per
                  layer, unit: head, GroupQueryAttention's query heads)
-  other_attention Attention, AdditiveAttention: their products, listed as not recorded
+  other_attention Attention, AdditiveAttention: their matmul products (dot scores, values; unit: the layer)
   recurrent      SimpleRNN, LSTM, GRU (and RNN around their cells): input and recurrent kernels, over time steps
   wrappers       TimeDistributed around a row-wise kind: its layer called once on the (batch x time) rows
 """
@@ -46,7 +46,7 @@ ADAPTERS = (
 SUPPORTED = (
     "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, "
     "SeparableConv2D, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, SimpleRNN, LSTM, GRU, "
-    "MultiHeadAttention and GroupQueryAttention (their einsums)"
+    "MultiHeadAttention, GroupQueryAttention, Attention and AdditiveAttention (their products between activations)"
 )
 
 

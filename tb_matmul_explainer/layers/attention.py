@@ -151,6 +151,10 @@ class AttentionAdapter(Adapter):
         """(key_dim, value_dim) of one head."""
         return int(layer.key_dim), int(layer.value_dim or layer.key_dim)
 
+    def products(self, layer):
+        """The layer's products that are matmuls (parts when recorded, listed when refused)."""
+        return _PARTS
+
     def _why_not(self, layer):
         """Why the einsums of `layer` cannot be recorded, or None."""
         reason = super().refusal(layer)
@@ -167,7 +171,7 @@ class AttentionAdapter(Adapter):
         return None  # (the layer itself has no matmul of its own; its einsums are its parts)
 
     def parts(self, layer):
-        return () if self._why_not(layer) else tuple((part, self) for part in _PARTS)
+        return () if self._why_not(layer) else tuple((part, self) for part in self.products(layer))
 
     def activation(self, layer):
         return None
@@ -188,7 +192,7 @@ class AttentionAdapter(Adapter):
         kind = type(layer).__name__
         return {
             part: _REASON.format(what=_FORMULAS[part][0], formula=_FORMULAS[part][1], kind=kind, why=why)
-            for part in _PARTS
+            for part in self.products(layer)
         }
 
     def patch(self, recorder, target):
