@@ -1,8 +1,8 @@
-"""GroupQueryAttention's score and value einsums (`layers/attention.py`, `GroupQueryAttentionAdapter`): the records
-of the three roles against the per-cell classifiers on the same batch (per query head, K and V repeated to the
-query heads), for self- and cross-attention, a causal mask, a causal sliding window and an unknown batch size; a
-model with GroupQueryAttention trains with the callback, counts its einsums as recorded and is served by the
-plugin under their Keras paths."""
+"""GroupQueryAttention's score and value einsums (`layers/attention.py`, `GroupQueryAttentionAdapter`): the records of
+the three roles against the per-cell classifiers on the same batch (per query head, K and V repeated to the query
+heads), for self- and cross-attention, a causal mask, a causal sliding window, a gate and an unknown batch size; a model
+with GroupQueryAttention trains with the callback, counts its einsums as recorded and is served by the plugin under
+their Keras paths."""
 
 import math
 
@@ -35,7 +35,8 @@ def plain_gqa(layer, query, value, allowed, weights):
     dense = {sub.name: sub for sub in internals.sublayers(layer)}
     q = heads_major(dense["query"](query)) * (1.0 / math.sqrt(HEAD_DIM))
     k, v = (heads_major(tf.repeat(dense[name](value), layer.num_repeats, axis=2)) for name in ("key", "value"))
-    return plain_attention(q, k, v, allowed, dense["attention_output"], weights)
+    gate = dense["gate"](query) if "gate" in dense else 1.0
+    return plain_attention(q, k, v, allowed, lambda o: dense["attention_output"](o * gate), weights)
 
 
 def mask_of(case, t_len, s_len):
@@ -48,7 +49,7 @@ def mask_of(case, t_len, s_len):
     return None
 
 
-@pytest.mark.parametrize("case", ["self", "cross", "causal", "window"])
+@pytest.mark.parametrize("case", ["self", "cross", "causal", "window", "gate"])
 def test_the_einsums_records_equal_the_classifiers_per_query_head(tmp_path, case):
     keras.utils.set_random_seed(3)
     rng = np.random.default_rng(0)
@@ -58,7 +59,7 @@ def test_the_einsums_records_equal_the_classifiers_per_query_head(tmp_path, case
     weights = rng.normal(size=(BATCH, t_len, 8)).astype(np.float32)
     causal = case in ("causal", "window")
     layer = keras.layers.GroupQueryAttention(
-        HEAD_DIM, Q_HEADS, KV_HEADS, sliding_window=3 if case == "window" else None, name="gqa"
+        HEAD_DIM, Q_HEADS, KV_HEADS, sliding_window=3 if case == "window" else None, use_gate=case == "gate", name="gqa"
     )
     out = record_attention_step(layer, tmp_path, query, value, causal, weights)
     p = plain_gqa(layer, query, value, mask_of(case, t_len, s_len), weights)
@@ -78,11 +79,11 @@ def test_the_einsums_records_equal_the_classifiers_per_query_head(tmp_path, case
 
 
 def decoder(t_len=10):
-    """A decoder block over token embeddings: causal GroupQueryAttention (8 query heads sharing 2 key/value heads)
-    and a feed-forward layer."""
+    """A decoder block over token embeddings: causal GroupQueryAttention (8 query heads sharing 2 key/value heads,
+    gated) and a feed-forward layer."""
     inputs = keras.Input((t_len,), dtype="int32")
     h = keras.layers.Embedding(40, 16, name="embed")(inputs)
-    a = keras.layers.GroupQueryAttention(4, 8, 2, name="gqa")(h, h, use_causal_mask=True)
+    a = keras.layers.GroupQueryAttention(4, 8, 2, use_gate=True, name="gqa")(h, h, use_causal_mask=True)
     h = keras.layers.LayerNormalization(name="norm")(h + a)
     h = keras.layers.GlobalAveragePooling1D(name="pool")(keras.layers.Dense(16, activation="relu", name="ffn")(h))
     return keras.Model(inputs, keras.layers.Dense(3, name="logits")(h), name="decoder")
@@ -108,7 +109,7 @@ def test_a_gqa_model_trains_with_the_callback_and_tensorboard_serves_its_einsums
         for role in ALL_ROLES:
             units = get_json(client, "/units", run="train", role=role, layer=f"gqa/{part}")
             assert (units["step"], len(units["cells"])) == (1, 8)
-    assert {"gqa/query", "gqa/key", "gqa/value", "gqa/attention_output"} <= set(layers)
+    assert {"gqa/query", "gqa/key", "gqa/value", "gqa/gate", "gqa/attention_output"} <= set(layers)
 
 
 def test_a_subclass_overriding_compute_attention_lists_both_einsums_as_not_recorded(tmp_path):
