@@ -18,10 +18,13 @@ recorder silently record less.
                                                           recurrent layers run their cells in
   default_writer   tensorflow.python.ops.summary_ops_v2._summary_state
                                                           the default summary writer, set without a flush on exit
-  attention        MultiHeadAttention._compute_attention (called by `call` as `self._compute_attention`),
-                   ._dot_product_equation, ._combine_equation, ._inverse_sqrt_key_dim, ._masked_softmax,
-                   ._dropout_layer, ._compute_causal_mask
+  attention        MultiHeadAttention and GroupedQueryAttention: ._compute_attention (called by `call` as
+                   `self._compute_attention`), ._dot_product_equation, ._combine_equation, ._masked_softmax,
+                   ._dropout_layer, ._compute_causal_mask; MultiHeadAttention._inverse_sqrt_key_dim,
+                   GroupedQueryAttention._inverse_sqrt_head_dim
                                                           the score and value einsums between the projections
+  scores           Attention/AdditiveAttention._calculate_scores, ._apply_scores (called by `call` on the instance)
+                                                          the score and value products of single-head attention
 """
 
 
@@ -123,9 +126,10 @@ def summary_state():
 
 
 def override_compute_attention(layer, compute):
-    """Makes `layer` (a MultiHeadAttention) run `compute(query, key, value, attention_mask=None, training=None,
-    return_attention_scores=False, use_causal_mask=False)` instead of its `_compute_attention` (its `call` looks it
-    up on the instance at each call). Raises RuntimeError if the layer already has one."""
+    """Makes `layer` (a MultiHeadAttention or GroupQueryAttention) run `compute(query, key, value,
+    attention_mask=None, training=None, return_attention_scores=False, use_causal_mask=False)` instead of its
+    `_compute_attention` (its `call` looks it up on the instance at each call). Raises RuntimeError if the layer
+    already has one."""
     if "_compute_attention" in vars(layer):
         raise RuntimeError(f"layer {layer.name!r} already has an instance-level `_compute_attention`")
     vars(layer)["_compute_attention"] = compute
@@ -136,38 +140,82 @@ def restore_compute_attention(layer):
     vars(layer).pop("_compute_attention", None)
 
 
-def overrides_compute_attention(layer):
-    """Whether `layer`'s class replaces MultiHeadAttention's `_compute_attention` (its einsums are then unknown)."""
-    from keras.layers import MultiHeadAttention
+def _attention_class(layer):
+    """The Keras attention class `layer` is an instance of: MultiHeadAttention or GroupQueryAttention."""
+    from keras.layers import GroupQueryAttention, MultiHeadAttention
 
-    return type(layer)._compute_attention is not MultiHeadAttention._compute_attention
+    return GroupQueryAttention if isinstance(layer, GroupQueryAttention) else MultiHeadAttention
+
+
+def overrides_compute_attention(layer):
+    """Whether `layer`'s class replaces its Keras class's `_compute_attention` (its einsums are then unknown)."""
+    return type(layer)._compute_attention is not _attention_class(layer)._compute_attention
 
 
 def attention_equations(layer):
-    """(score equation `key, query -> scores`, value equation `probabilities, value -> output`) of a built
-    MultiHeadAttention (`_dot_product_equation`, `_combine_equation`)."""
+    """(score equation, value equation `probabilities, value -> output`) of a built MultiHeadAttention (score
+    operands `key, query`) or GroupQueryAttention (`query, key`): `_dot_product_equation`, `_combine_equation`."""
     return layer._dot_product_equation, layer._combine_equation
 
 
 def attention_scale(layer):
-    """The factor MultiHeadAttention multiplies the projected query by before the score einsum (1/sqrt(key_dim))."""
-    return layer._inverse_sqrt_key_dim
+    """The factor the layer multiplies the projected query by before the score einsum: 1/sqrt(key_dim)
+    (MultiHeadAttention), 1/sqrt(head_dim) (GroupQueryAttention)."""
+    from keras.layers import GroupQueryAttention
+
+    return layer._inverse_sqrt_head_dim if isinstance(layer, GroupQueryAttention) else layer._inverse_sqrt_key_dim
 
 
 def attention_softmax(layer, scores, attention_mask):
-    """MultiHeadAttention's masked softmax of `scores` (masked positions get probability 0)."""
+    """The layer's masked softmax of `scores` (masked positions get probability 0)."""
     return layer._masked_softmax(scores, attention_mask)
 
 
 def attention_dropout(layer, probabilities, training):
-    """MultiHeadAttention's dropout of the attention probabilities (none at rate 0)."""
+    """The layer's dropout of the attention probabilities (none at rate 0)."""
     return layer._dropout_layer(probabilities, training=training) if layer.dropout > 0.0 else probabilities
 
 
 def attention_causal_mask(layer, query, value):
-    """MultiHeadAttention's causal mask for the projected query and value (`[T, S]` lower triangular, with a
+    """The layer's causal mask for the projected query and value (`[T, S]` lower triangular, with a
     leading axis that broadcasts over the batch)."""
     return layer._compute_causal_mask(query, value)
+
+
+def override_attention_scores(layer, calculate_scores=None, apply_scores=None):
+    """Makes `layer` (a Keras Attention or AdditiveAttention) run `calculate_scores(query, key) -> scores` and
+    `apply_scores(scores, value, scores_mask=None, training=False) -> (output, weights)` (those not None) instead
+    of its `_calculate_scores` and `_apply_scores` (its `call` looks them up on the instance, with keyword
+    arguments). Raises RuntimeError if the layer already has one."""
+    overrides = {"_calculate_scores": calculate_scores, "_apply_scores": apply_scores}
+    if any(name in vars(layer) for name in overrides):
+        raise RuntimeError(f"layer {layer.name!r} already has an instance-level `_calculate_scores`/`_apply_scores`")
+    vars(layer).update({name: f for name, f in overrides.items() if f is not None})
+
+
+def restore_attention_scores(layer):
+    """Undoes `override_attention_scores`."""
+    for name in ("_calculate_scores", "_apply_scores"):
+        vars(layer).pop(name, None)
+
+
+def overrides_attention_scores(layer):
+    """Whether `layer`'s class replaces the `_calculate_scores` or `_apply_scores` of the Keras class it extends
+    (Attention or AdditiveAttention): its products are then unknown."""
+    from keras.layers import AdditiveAttention, Attention
+
+    base = AdditiveAttention if isinstance(layer, AdditiveAttention) else Attention
+    return any(getattr(type(layer), name) is not getattr(base, name) for name in ("_calculate_scores", "_apply_scores"))
+
+
+def attention_weights(layer, scores, value, scores_mask, training):
+    """The attention weights (masked softmax of `scores`, after dropout when training) of a Keras Attention or
+    AdditiveAttention, from its class's own `_apply_scores` (whose product with `value`, unused, a traced graph
+    drops)."""
+    _, weights = type(layer)._apply_scores(
+        layer, scores=scores, value=value, scores_mask=scores_mask, training=training
+    )
+    return weights
 
 
 __all__ = [
@@ -176,15 +224,19 @@ __all__ = [
     "attention_equations",
     "attention_scale",
     "attention_softmax",
+    "attention_weights",
     "causal_padding",
     "default_writer",
     "first_inputs",
     "instance_cache",
     "make_function",
+    "override_attention_scores",
     "override_compute_attention",
+    "overrides_attention_scores",
     "overrides_compute_attention",
     "own_variables",
     "patch_call",
+    "restore_attention_scores",
     "restore_compute_attention",
     "rnn_loop",
     "sublayers",

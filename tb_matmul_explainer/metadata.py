@@ -49,9 +49,10 @@ Pairs are `PP PZ PN ZP ZZ ZN NP NZ NN`, first letter = first operand. Roles and 
                        axes flattened): units = input features; columns [0..35] are 0; [36] = values of the
                        feature seen (batch rows x positions), [37] = those in class Z (x's threshold, header [0],
                        the forward record's), [38] = sum |x|, [39] = those exactly zero. Header [1], [2] = 0.
-Ops `attention_scores` and `attention_values` (MultiHeadAttention's einsums, `layers/attention.py`) are matmuls
-between two activations with one unit per head, for the three matmul roles; their operands are named in
-`OP_OPERANDS` (the second operand, K or V, takes the kernel's place; [39] of kernel_gradient = sum |K| or |V|).
+Ops `attention_scores` and `attention_values` (the einsums of MultiHeadAttention, GroupQueryAttention, Attention and
+AdditiveAttention, `layers/attention.py`) are matmuls between two activations with one unit per (query) head (one for
+Attention and AdditiveAttention), for the three matmul roles; their operands are named in `OP_OPERANDS` (the second
+operand, K or V, takes the kernel's place; [39] of kernel_gradient = sum |K| or |V|).
 
 The SummaryMetadata content (written with every event, so kept tiny) is compact UTF-8 JSON:
   {"v": 2, "role": ..., "op": ..., "operands": [first, second], "layer": name, "index": position in the model,

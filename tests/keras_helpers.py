@@ -63,6 +63,88 @@ def dense_input_gradient_oracle(d_out, kernel, confidence=0.95):
     return oracle(counts, sums, tf.constant(d_out) @ tf.constant(kt), -1, thr, confidence)
 
 
+def batched_oracle(first, second):
+    """Per-head totals of `first @ second` ([B, N, R, C] x [B, N, C, U]) from the per-cell classifier."""
+    counts, sums, thr = ops.matmul_classify(first, second, return_thresholds=True)
+    return oracle(counts, sums, tf.linalg.matmul(first, second), 1, thr)
+
+
+def heads_major(t):
+    """[B, X, N, H] (projections, an einsum's output) -> [B, N, X, H], and back."""
+    return tf.transpose(t, [0, 2, 1, 3])
+
+
+def plain_attention(q, k, v, allowed, output_dense, weights):
+    """Attention in plain TensorFlow from heads-major projections q (scaled), k, v ([B, N, X, H]; `allowed` a
+    [T, S] bool mask or None): the output projected by `output_dense`, and the gradients of sum(output *
+    weights) with respect to the scores S, the probabilities A and the einsum output O, as `einsum_oracles`
+    takes them."""
+    with tf.GradientTape() as tape:
+        tape.watch([q, k, v])
+        scores = tf.linalg.matmul(q, k, transpose_b=True)
+        probabilities = tf.nn.softmax(scores if allowed is None else tf.where(allowed, scores, -1e9))
+        o = tf.linalg.matmul(probabilities, v)
+        out = output_dense(heads_major(o))
+        loss = tf.reduce_sum(out * weights)
+    d_s, d_a, d_o = tape.gradient(loss, [scores, probabilities, o])
+    return dict(q=q, k=k, v=v, a=probabilities, d_s=d_s, d_a=d_a, d_o=d_o, out=out)
+
+
+def einsum_oracles(p):
+    """{"<part>/<role>": oracle} of an attention layer's two einsums, from its heads-major operands and gradients
+    `p` (q, k, v [B, N, X, H], a, d_s [B, N, T, S], d_o [B, N, T, H]) as `layers/attention.py` names them."""
+    swap = tf.linalg.matrix_transpose
+    return {
+        "attention_scores/forward": batched_oracle(p["q"], swap(p["k"])),
+        "attention_scores/kernel_gradient": batched_oracle(swap(p["q"]), p["d_s"]),
+        "attention_scores/input_gradient": batched_oracle(p["d_s"], p["k"]),
+        "attention_values/forward": batched_oracle(p["a"], p["v"]),
+        "attention_values/kernel_gradient": batched_oracle(swap(p["a"]), p["d_o"]),
+        "attention_values/input_gradient": batched_oracle(p["d_o"], swap(p["v"])),
+    }
+
+
+def record_attention_step(layer, log_dir, query, value, causal, weights):
+    """Records one training step of an attention `layer` called on (query, value) (all roles, exact, the batch size
+    unknown when traced; loss sum(output * weights)) into `log_dir`. Checks that both einsums are targets, nothing
+    is skipped, the layer computes what it computes uninstrumented and is restored afterwards; returns the output."""
+    from tb_matmul_explainer import keras as tk
+
+    uninstrumented = layer(query, value, use_causal_mask=causal)
+    recorder = tk.LayerRecorder(layer, log_dir, layers=[layer], roles=ALL_ROLES, **EXACT, **UNCOMPILED)
+    assert [t.name for t in recorder.targets] == [f"{layer.name}/attention_scores", f"{layer.name}/attention_values"]
+    assert recorder.skipped == {}
+    signature = [tf.TensorSpec([None, *t.shape[1:]]) for t in (query, value)]
+
+    @tf.function(input_signature=signature)
+    def step(q, v):
+        with recorder.recording(0, True):
+            with tf.GradientTape() as tape:
+                out = layer(q, v, use_causal_mask=causal)
+                loss = tf.reduce_sum(out * weights)
+            return out, tape.gradient(loss, layer.trainable_weights)
+
+    out, _ = step(query, value)
+    recorder.flush()
+    np.testing.assert_allclose(out.numpy(), np.asarray(uninstrumented), rtol=1e-5, atol=1e-6)
+    assert "_compute_attention" not in vars(layer)
+    return out
+
+
+def fit_on_tokens(model, log_dir, vocabulary, seed):
+    """Trains `model` (int32 token ids [B, T] -> 3 logits) for two steps of 16 random sequences with the callback
+    recording every step (all roles); checks that nothing is skipped and every multiply-add is recorded; returns
+    the coverage's {path: (multiply-adds per sample, recorded)}."""
+    from tb_matmul_explainer import keras as tk
+
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(seed).integers(0, vocabulary, (32, model.input.shape[1])).astype(np.int32)
+    callback = tk.ExplainerCallback(log_dir, update_freq=1, roles=ALL_ROLES, verbose=0, **UNCOMPILED)
+    model.fit(x, x[:, 0] % 3, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+    assert callback.skipped == {} and callback.coverage.share == 1.0
+    return {path: (macs, recorded) for path, macs, recorded in callback.coverage.per_layer}
+
+
 def assert_record_equals(record, expected, rtol=1e-4, atol=1e-5):
     np.testing.assert_array_equal(record.counts, expected["counts"])
     np.testing.assert_allclose(record.sums, expected["sums"], rtol=rtol, atol=atol)

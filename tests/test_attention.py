@@ -11,15 +11,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tb_matmul_explainer import aggregates, ops
+from tb_matmul_explainer import aggregates
 from tb_matmul_explainer import keras as tk
 from tests.keras_helpers import (
     ALL_ROLES,
-    EXACT,
     UNCOMPILED,
     assert_record_equals,
-    oracle,
+    batched_oracle,
+    einsum_oracles,
+    heads_major,
+    plain_attention,
     record_at,
+    record_attention_step,
     records,
     run_script,
 )
@@ -27,38 +30,12 @@ from tests.keras_helpers import (
 HEADS, KEY_DIM, VALUE_DIM, BATCH = 2, 4, 3, 3
 
 
-def batched_oracle(first, second):
-    """Per-head totals of `first @ second` ([G, H, R, C] x [G, H, C, U]) from the per-cell classifier."""
-    counts, sums, thr = ops.matmul_classify(first, second, return_thresholds=True)
-    return oracle(counts, sums, tf.linalg.matmul(first, second), 1, thr)
-
-
-def heads_major(t):
-    return tf.transpose(t, [0, 2, 1, 3])
-
-
-def plain_attention(layer, query, value, causal, weights):
-    """The layer's computation in plain TensorFlow (heads-major matmuls, its projections), and the gradients of
-    sum(output * weights) with respect to the scores S, the probabilities A and the einsum output O."""
+def mha_attention(layer, query, value, causal, weights):
+    """`plain_attention` of the layer's projections (causal: a lower-triangular mask)."""
     q = heads_major(layer.query_dense(query)) * (1.0 / math.sqrt(KEY_DIM))
     k, v = heads_major(layer.key_dense(value)), heads_major(layer.value_dense(value))
-    with tf.GradientTape() as tape:
-        tape.watch([q, k, v])
-        scores = tf.linalg.matmul(q, k, transpose_b=True)
-        if causal:
-            allowed = tf.linalg.band_part(tf.ones(scores.shape[-2:], tf.bool), -1, 0)
-            probabilities = tf.nn.softmax(tf.where(allowed, scores, -1e9))
-        else:
-            probabilities = tf.nn.softmax(scores)
-        o = tf.linalg.matmul(probabilities, v)
-        out = layer.output_dense(heads_major(o))
-        loss = tf.reduce_sum(out * weights)
-    d_s, d_a, d_o = tape.gradient(loss, [scores, probabilities, o])
-    return dict(q=q, k=k, v=v, a=probabilities, d_s=d_s, d_a=d_a, d_o=d_o, out=out)
-
-
-def swap(t):
-    return tf.linalg.matrix_transpose(t)
+    allowed = tf.linalg.band_part(tf.ones((q.shape[2], k.shape[2]), tf.bool), -1, 0) if causal else None
+    return plain_attention(q, k, v, allowed, layer.output_dense, weights)
 
 
 def test_the_batched_kernels_equal_the_classifiers_compiled_and_sampled():
@@ -89,33 +66,10 @@ def test_the_einsums_records_equal_the_classifiers_on_the_same_batch(tmp_path, c
     weights = rng.normal(size=(BATCH, t_len, 8)).astype(np.float32)
     causal = case == "causal"
     layer = keras.layers.MultiHeadAttention(HEADS, KEY_DIM, value_dim=VALUE_DIM, name="mha")
-    uninstrumented = layer(query, value, use_causal_mask=causal)
-    recorder = tk.LayerRecorder(layer, tmp_path, layers=[layer], roles=ALL_ROLES, **EXACT, **UNCOMPILED)
-    assert [t.name for t in recorder.targets] == ["mha/attention_scores", "mha/attention_values"]
-    assert recorder.skipped == {}
-
-    @tf.function(input_signature=[tf.TensorSpec([None, t_len, 8]), tf.TensorSpec([None, s_len, v_features])])
-    def step(q, v):
-        with recorder.recording(0, True):
-            with tf.GradientTape() as tape:
-                out = layer(q, v, use_causal_mask=causal)
-                loss = tf.reduce_sum(out * weights)
-            return out, tape.gradient(loss, layer.trainable_weights)
-
-    out, _ = step(query, value)
-    recorder.flush()
-    np.testing.assert_allclose(out.numpy(), uninstrumented.numpy(), rtol=1e-5, atol=1e-6)
-    assert "_compute_attention" not in vars(layer)
-    p = plain_attention(layer, query, value, causal, weights)
+    out = record_attention_step(layer, tmp_path, query, value, causal, weights)
+    p = mha_attention(layer, query, value, causal, weights)
     np.testing.assert_allclose(p["out"].numpy(), out.numpy(), rtol=1e-5, atol=1e-6)
-    expected = {
-        "attention_scores/forward": batched_oracle(p["q"], swap(p["k"])),
-        "attention_scores/kernel_gradient": batched_oracle(swap(p["q"]), p["d_s"]),
-        "attention_scores/input_gradient": batched_oracle(p["d_s"], p["k"]),
-        "attention_values/forward": batched_oracle(p["a"], p["v"]),
-        "attention_values/kernel_gradient": batched_oracle(swap(p["a"]), p["d_o"]),
-        "attention_values/input_gradient": batched_oracle(p["d_o"], swap(p["v"])),
-    }
+    expected = einsum_oracles(p)
     recs = records(tmp_path)
     assert sorted(recs) == sorted(f"mha/{name}" for name in expected)
     for name, want in expected.items():

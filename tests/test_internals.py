@@ -159,6 +159,118 @@ def test_multi_head_attention_einsums_are_the_ones_the_recorder_reproduces():
     assert internals.attention_dropout(layer, ones, True) is ones
 
 
+def _group_query_attention(**kwargs):
+    layer = keras.layers.GroupQueryAttention(3, 4, 2, **kwargs)
+    rng = np.random.default_rng(0)
+    query, value = (tf.constant(rng.normal(size=(2, n, 5)).astype(np.float32)) for n in (3, 4))
+    layer(query, value)
+    return layer, {sub.name: sub for sub in internals.sublayers(layer)}, query, value
+
+
+def test_group_query_attention_calls_compute_attention_on_the_instance_with_repeated_heads():
+    """GroupedQueryAttention.call repeats K and V to the query heads, then runs `self._compute_attention(query,
+    key, value, attention_mask=..., training=..., [use_causal_mask=True])`: `use_causal_mask` when the causal mask
+    is its only mask, the mask built in `call` otherwise (here a sliding window)."""
+    layer, dense, query, _ = _group_query_attention()
+    assert not internals.overrides_compute_attention(layer)
+    seen = []
+
+    def compute(q, k, v, attention_mask=None, training=None, return_attention_scores=False, use_causal_mask=False):
+        seen.append((tuple(q.shape), tuple(k.shape), tuple(v.shape), attention_mask is not None, use_causal_mask))
+        return tf.zeros((2, 3, 4, 3)), None
+
+    internals.override_compute_attention(layer, compute)
+    try:
+        out = layer(query, query, use_causal_mask=True)
+        layer.sliding_window = 2
+        layer(query, query, use_causal_mask=True)
+    finally:
+        internals.restore_compute_attention(layer)
+    assert "_compute_attention" not in vars(layer)
+    assert seen == [((2, 3, 4, 3),) * 3 + (False, True), ((2, 3, 4, 3),) * 3 + (True, False)], seen
+    want = dense["attention_output"](tf.zeros((2, 3, 4, 3)))
+    np.testing.assert_allclose(np.asarray(out), np.asarray(want), atol=1e-6)
+
+    class Custom(keras.layers.GroupQueryAttention):
+        def _compute_attention(self, *args, **kwargs):
+            return super()._compute_attention(*args, **kwargs)
+
+    assert internals.overrides_compute_attention(Custom(3, 4, 2))
+
+
+def test_group_query_attention_einsums_are_the_ones_the_recorder_reproduces():
+    """_dot_product_equation (query first), _combine_equation, _inverse_sqrt_head_dim, _masked_softmax,
+    _dropout_layer and _compute_causal_mask of GroupedQueryAttention, composed as `layers/attention.py` composes
+    them, give Keras' own result."""
+    layer, dense, query, value = _group_query_attention()
+    assert internals.attention_equations(layer) == ("bquh,bkuh->buqk", "buqk,bkuh->bquh")
+    assert internals.attention_scale(layer) == 1.0 / np.sqrt(3.0)
+    q = dense["query"](query)
+    k, v = (tf.repeat(dense[name](value), 2, axis=2) for name in ("key", "value"))
+    mask = tf.constant(np.random.default_rng(1).random((2, 3, 4)) > 0.3)
+    want, _ = layer._compute_attention(q, k, v, attention_mask=mask, training=False)
+    score_equation, value_equation = internals.attention_equations(layer)
+    scores = tf.einsum(score_equation, q * internals.attention_scale(layer), k)
+    probabilities = internals.attention_softmax(layer, scores, mask)
+    got = tf.einsum(value_equation, internals.attention_dropout(layer, probabilities, False), v)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(probabilities)[~np.broadcast_to(mask.numpy()[:, None], probabilities.shape)] == 0)
+    causal = np.broadcast_to(np.asarray(internals.attention_causal_mask(layer, q, q)), (2, 3, 3))
+    np.testing.assert_array_equal(causal, np.tril(np.ones((3, 3), bool))[None].repeat(2, 0))
+    dropping, *_ = _group_query_attention(dropout=0.5)
+    ones = tf.ones((2, 4, 3, 4))
+    assert np.any(np.asarray(internals.attention_dropout(dropping, ones, True)) == 0)
+    assert internals.attention_dropout(layer, ones, True) is ones
+
+
+def test_attention_calls_calculate_and_apply_scores_on_the_instance():
+    """Attention.call runs `self._calculate_scores(query=, key=)` and `self._apply_scores(scores=, value=,
+    scores_mask=, training=)` -> (output, weights); AdditiveAttention inherits `call` and `_apply_scores`."""
+    rng = np.random.default_rng(0)
+    query, value = (tf.constant(rng.normal(size=(2, n, 4)).astype(np.float32)) for n in (3, 5))
+    for layer in (keras.layers.Attention(), keras.layers.AdditiveAttention()):
+        layer([query, value])
+        assert not internals.overrides_attention_scores(layer)
+        seen = []
+
+        def calculate(query, key, seen=seen):
+            seen.append(("scores", tuple(query.shape), tuple(key.shape)))
+            return tf.zeros((2, 3, 5))
+
+        def apply(scores, value, scores_mask=None, training=False, seen=seen):
+            seen.append(("apply", tuple(scores.shape), tuple(value.shape), scores_mask is not None))
+            return tf.ones((2, 3, 4)), tf.zeros((2, 3, 5))
+
+        internals.override_attention_scores(layer, calculate, apply)
+        try:
+            out = layer([query, value], use_causal_mask=True)
+        finally:
+            internals.restore_attention_scores(layer)
+        assert "_calculate_scores" not in vars(layer) and "_apply_scores" not in vars(layer)
+        assert seen == [("scores", (2, 3, 4), (2, 5, 4)), ("apply", (2, 3, 5), (2, 5, 4), True)], seen
+        np.testing.assert_array_equal(np.asarray(out), np.ones((2, 3, 4)))
+
+    class Custom(keras.layers.AdditiveAttention):
+        def _apply_scores(self, *args, **kwargs):
+            return super()._apply_scores(*args, **kwargs)
+
+    assert internals.overrides_attention_scores(Custom())
+
+
+def test_attention_weights_are_the_ones_keras_applies():
+    """`_apply_scores` of the layer's class returns (weights @ value, weights): the weights after the mask and
+    softmax are the attention scores Keras returns, and their product with V its output."""
+    rng = np.random.default_rng(1)
+    query, value = (tf.constant(rng.normal(size=(2, n, 4)).astype(np.float32)) for n in (3, 5))
+    layer = keras.layers.Attention()
+    want, want_weights = layer([query, value], use_causal_mask=True, return_attention_scores=True)
+    scores = tf.linalg.matmul(query, value, transpose_b=True)
+    causal = tf.constant(np.tril(np.ones((3, 5), bool))[None])
+    weights = internals.attention_weights(layer, scores, value, causal, False)
+    np.testing.assert_allclose(np.asarray(weights), np.asarray(want_weights), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.asarray(tf.linalg.matmul(weights, value)), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
 def test_other_attention_axes_give_other_equations():
     """The equations name the attention axes: the adapter takes only the default ones (3-D inputs, axis 1)."""
     layer = keras.layers.MultiHeadAttention(2, 4, attention_axes=(1, 2))

@@ -178,24 +178,39 @@ def test_the_run_holds_the_not_recorded_list_and_the_report_prints_it_in_model_o
     )
 
 
-def test_other_attention_layers_list_their_products_as_not_recorded(tmp_path):
+def test_other_attention_layers_record_their_matmul_products(tmp_path):
     query, value = keras.Input((6, 8)), keras.Input((5, 8))
     dot = keras.layers.Attention(name="dot")([query, value])
+    concat = keras.layers.Attention(score_mode="concat", name="concat")([query, value])
     additive = keras.layers.AdditiveAttention(name="additive")([query, value])
     gqa = keras.layers.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2, name="gqa")(
         query, value
     )
-    out = keras.layers.Dense(2, name="head")(keras.layers.Concatenate()([dot, additive, gqa]))
+    out = keras.layers.Dense(2, name="head")(keras.layers.Concatenate()([dot, concat, additive, gqa]))
     recorder, messages = _recorder(keras.Model([query, value], out), tmp_path)
-    assert sorted(recorder.skipped) == [
-        "additive/attention_values",  # (its scores are additive: no matmul)
+    assert recorder.skipped == {} and messages == []
+    assert [t.name for t in recorder.targets if t.kind == "attention"] == [
         "dot/attention_scores",
         "dot/attention_values",
+        "concat/attention_values",  # (concat and additive scores are sums of tanh: no matmul)
+        "additive/attention_values",
         "gqa/attention_scores",
         "gqa/attention_values",
     ]
-    assert all("is not recorded yet" in reason for reason in recorder.skipped.values()) and len(messages) == 5
-    assert "head" in [t.name for t in recorder.targets]
     per_layer = {path: (macs, recorded) for path, macs, recorded in recorder.coverage().per_layer}
-    assert per_layer["dot/attention_scores"] == (6 * 5 * 8, False)  # T x S x d
-    assert per_layer["gqa/attention_values"] == (4 * 6 * 5 * 4, False)  # query heads x T x S x head_dim
+    assert per_layer["dot/attention_scores"] == (6 * 5 * 8, True)  # T x S x d
+    assert per_layer["gqa/attention_values"] == (4 * 6 * 5 * 4, True)  # query heads x T x S x head_dim
+    assert recorder.coverage().share == 1.0
+
+
+class _OwnScores(keras.layers.Attention):
+    def _calculate_scores(self, query, key):
+        return super()._calculate_scores(query, key)
+
+
+def test_an_attention_that_overrides_its_scores_lists_its_products_as_not_recorded(tmp_path):
+    query, value = keras.Input((6, 8)), keras.Input((5, 8))
+    out = _OwnScores(name="own")([query, value])
+    recorder, messages = _recorder(keras.Model([query, value], out), tmp_path)
+    assert sorted(recorder.skipped) == ["own/attention_scores", "own/attention_values"] and len(messages) == 2
+    assert all("overrides _calculate_scores" in why for why in recorder.skipped.values())

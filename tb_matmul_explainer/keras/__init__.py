@@ -26,11 +26,12 @@ any `dilation_rate` and `groups` (1D/2D), `DepthwiseConv1D/2D`, `SeparableConv1D
 `<path>/depthwise` and `<path>/pointwise`) and `Conv1D/2D/3DTranspose`, that do not override `call`; `SimpleRNN`,
 `LSTM`, `GRU`, whose two kernels are two explanations `<path>/kernel` and `<path>/recurrent_kernel` aggregated over
 time steps (`layers/recurrent.py`); these inside `TimeDistributed` and `Bidirectional`; and MultiHeadAttention's
-score and value einsums, tagged `<path>/attention_scores/<role>` and `<path>/attention_values/<role>`, one unit per
-head: `layers/attention.py` says which operand is which). Nothing is skipped silently: every layer with a kernel
-that is not recorded, and every matmul inside a layer that is not a layer and is not recorded (such as the einsums
-of a MultiHeadAttention with other attention axes), is warned about with an `UnsupportedLayerWarning` naming its
-path and the reason
+and GroupQueryAttention's score and value einsums, tagged `<path>/attention_scores/<role>` and
+`<path>/attention_values/<role>`, one unit per (query) head: `layers/attention.py` says which operand is which;
+those of Attention and AdditiveAttention that are matmuls, one unit: `layers/other_attention.py`).
+Nothing is skipped silently: every layer with a kernel that is not recorded, and every matmul inside a layer that is not
+a layer and is not recorded (such as the einsums of a MultiHeadAttention with other attention axes), is warned about
+with an `UnsupportedLayerWarning` naming its path and the reason
 (`skipped` lists them), and recorded in the run, for TensorBoard and the report CLI: one standard text summary per
 entry, tag `matmul_explainer/not_recorded/<path>` (`NOT_RECORDED_TAG_PREFIX`), holding the reason, written once at
 the first recorded step (by the callback; in a custom loop, `LayerRecorder.write_not_recorded(step)`). At the start

@@ -7,8 +7,9 @@ their explanations (the contract: `base.Adapter`). Adding a kind is one module h
   depthwise_conv DepthwiseConv1D/2D
   separable_conv SeparableConv1D/2D: two explanations, <path>/depthwise and <path>/pointwise
   conv_transpose Conv1D/2D/3DTranspose
-  attention      MultiHeadAttention: its score and value einsums (two explanations per layer, unit: head)
-  other_attention Attention, AdditiveAttention, GroupQueryAttention: their products, listed as not recorded
+  attention      MultiHeadAttention, GroupQueryAttention: their score and value einsums (two explanations per
+                 layer, unit: head, GroupQueryAttention's query heads)
+  other_attention Attention, AdditiveAttention: their matmul products (dot scores, values; unit: the layer)
   recurrent      SimpleRNN, LSTM, GRU (and RNN around their cells): input and recurrent kernels, over time steps
   wrappers       TimeDistributed around a row-wise kind: its layer called once on the (batch x time) rows
 """
@@ -37,6 +38,7 @@ ADAPTERS = (
     separable_conv.ADAPTER,
     conv_transpose.ADAPTER,
     attention.ADAPTER,
+    attention.GQA_ADAPTER,
     other_attention.ADAPTER,
     *recurrent.ADAPTERS,
     *wrappers.ADAPTERS,
@@ -44,7 +46,7 @@ ADAPTERS = (
 SUPPORTED = (
     "Dense, EinsumDense, Conv1D, Conv2D, Conv3D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D, "
     "SeparableConv2D, Conv1DTranspose, Conv2DTranspose, Conv3DTranspose, SimpleRNN, LSTM, GRU, "
-    "MultiHeadAttention (its einsums)"
+    "MultiHeadAttention, GroupQueryAttention, Attention and AdditiveAttention (their products between activations)"
 )
 
 

@@ -1,9 +1,11 @@
-"""`keras.layers.MultiHeadAttention`: its two batched matmuls that are not layers, one explanation each.
+"""`keras.layers.MultiHeadAttention` and `GroupQueryAttention`: their two batched matmuls that are not layers, one
+explanation each.
 
-The query/key/value/output projections are EinsumDense sublayers (recorded by `einsum_dense`). Between them run
-two einsums between activations, recorded as `<layer path>/attention_scores` and `<layer path>/attention_values`,
-one unit per head, for the three matmul roles (an einsum of two activations has no weights; the roles are named
-by the position of its operands, as for a dense layer with the second operand in the kernel's place):
+The query/key/value/output projections (and GroupQueryAttention's gate) are EinsumDense sublayers (recorded by
+`einsum_dense`). Between them run two einsums between activations, recorded as `<layer path>/attention_scores` and
+`<layer path>/attention_values`, one unit per head, for the three matmul roles (an einsum of two activations has no
+weights; the roles are named by the position of its operands, as for a dense layer with the second operand in the
+kernel's place):
 
   attention_scores  scores = Q.K^T per (sample, head): [T, key_dim] x [key_dim, S]. Keras multiplies the projected
                     query by 1/sqrt(key_dim) first; the einsum explained is the one computed, so Q is the SCALED
@@ -31,6 +33,13 @@ score einsum, masked softmax, dropout, value einsum) with the two einsums made e
 `recorder._explain`; steps that do not record keep Keras' own (fused `dot_product_attention` where Keras uses
 it). Taken: 3-D query/value inputs attending over axis 1 (the default `attention_axes`), a class that does not
 override `call` or `_compute_attention`; otherwise both einsums are listed as not recorded, with the reason.
+
+GroupQueryAttention (`GroupQueryAttentionAdapter`) is the same computation with head_dim for key_dim and value_dim
+and Q scaled by 1/sqrt(head_dim), except that its N_kv key/value heads are repeated (`ops.repeat`, axis 2) to the
+N_q query heads before `_compute_attention`. Its einsums are recorded after that repeat, as Keras computes them:
+one unit per QUERY head, the repeated K and V as second operands. So the kernel-gradient records are those of the
+repeated K and V: the gradient of the projected K (or V) head g is the sum of the dK (dV) of the
+N_q / N_kv query heads of its group (`layer.num_repeats` consecutive units); the records do not add them up.
 """
 
 import math
@@ -42,9 +51,6 @@ from keras import ops as kops
 from tb_matmul_explainer import aggregates, internals, metadata
 from tb_matmul_explainer.layers.base import Adapter
 
-# Keras' equations for rank-4 projections attending over axis 1: K [B,S,N,H], Q [B,T,N,H] -> scores [B,N,T,S];
-# A [B,N,T,S], V [B,S,N,H] -> output [B,T,N,H].
-_EQUATIONS = ("aecd,abcd->acbe", "acbe,aecd->abcd")
 _PARTS = ("attention_scores", "attention_values")
 _REASON = "the attention {what} einsum {formula} inside {kind} is not recorded: {why}"
 _FORMULAS = {"attention_scores": ("score", "Q.K^T (unit: head)"), "attention_values": ("value", "A.V (unit: head)")}
@@ -100,7 +106,7 @@ _EINSUMS = {
 }
 
 
-def _compute_attention(recorder, layer, scores_target, values_target):
+def _compute_attention(recorder, adapter, layer, scores_target, values_target):
     """Keras' explicit `_compute_attention` path with both einsums explained (see the module docstring)."""
     score_equation, value_equation = internals.attention_equations(layer)
 
@@ -113,7 +119,7 @@ def _compute_attention(recorder, layer, scores_target, values_target):
                 causal if attention_mask is None else kops.logical_and(kops.cast(attention_mask, "bool"), causal)
             )
         query = kops.multiply(query, kops.cast(internals.attention_scale(layer), query.dtype))
-        scores = recorder._explain(scores_target, query, key, lambda q, k: kops.einsum(score_equation, k, q), None)
+        scores = recorder._explain(scores_target, query, key, lambda q, k: adapter.scores(score_equation, q, k), None)
         probabilities = internals.attention_softmax(layer, scores, attention_mask)
         dropped = internals.attention_dropout(layer, probabilities, training)
         output = recorder._explain(values_target, dropped, value, lambda a, v: kops.einsum(value_equation, a, v), None)
@@ -129,13 +135,32 @@ class AttentionAdapter(Adapter):
     layer_types = (keras_layers.MultiHeadAttention,)
     near_zero_sample = "attention"
     kernel_is_weight = False
+    # Keras' equations for rank-4 projections attending over axis 1: K [B,S,N,H], Q [B,T,N,H] -> scores
+    # [B,N,T,S]; A [B,N,T,S], V [B,S,N,H] -> output [B,T,N,H].
+    equations = ("aecd,abcd->acbe", "acbe,aecd->abcd")
+
+    def scores(self, equation, query, key):
+        """The score einsum as Keras calls it (MultiHeadAttention: key first)."""
+        return kops.einsum(equation, key, query)
+
+    def heads(self, layer):
+        """The units: its heads."""
+        return int(layer.num_heads)
+
+    def head_dims(self, layer):
+        """(key_dim, value_dim) of one head."""
+        return int(layer.key_dim), int(layer.value_dim or layer.key_dim)
+
+    def products(self, layer):
+        """The layer's products that are matmuls (parts when recorded, listed when refused)."""
+        return _PARTS
 
     def _why_not(self, layer):
         """Why the einsums of `layer` cannot be recorded, or None."""
         reason = super().refusal(layer)
         if reason is None and internals.overrides_compute_attention(layer):
             reason = f"{type(layer).__name__} overrides _compute_attention, so its einsums are not known"
-        if reason is None and tuple(internals.attention_equations(layer)) != _EQUATIONS:
+        if reason is None and tuple(internals.attention_equations(layer)) != self.equations:
             reason = (
                 f"its einsums {internals.attention_equations(layer)} are not those of 3-D inputs attending over "
                 "axis 1 (the default attention_axes), the only ones supported"
@@ -146,7 +171,7 @@ class AttentionAdapter(Adapter):
         return None  # (the layer itself has no matmul of its own; its einsums are its parts)
 
     def parts(self, layer):
-        return () if self._why_not(layer) else tuple((part, self) for part in _PARTS)
+        return () if self._why_not(layer) else tuple((part, self) for part in self.products(layer))
 
     def activation(self, layer):
         return None
@@ -158,7 +183,7 @@ class AttentionAdapter(Adapter):
         return part
 
     def units(self, layer, role, part=None):
-        return int(layer.num_heads)
+        return self.heads(layer)
 
     def not_recorded(self, layer):
         why = self._why_not(layer)
@@ -167,14 +192,14 @@ class AttentionAdapter(Adapter):
         kind = type(layer).__name__
         return {
             part: _REASON.format(what=_FORMULAS[part][0], formula=_FORMULAS[part][1], kind=kind, why=why)
-            for part in _PARTS
+            for part in self.products(layer)
         }
 
     def patch(self, recorder, target):
         internals.override_compute_attention(
             target.layer,
             _compute_attention(
-                recorder, target.layer, target.parts["attention_scores"], target.parts["attention_values"]
+                recorder, self, target.layer, target.parts["attention_scores"], target.parts["attention_values"]
             ),
         )
 
@@ -205,9 +230,27 @@ class AttentionAdapter(Adapter):
     def extra_multiply_adds(self, layer, inputs, output):
         query, value = inputs[0], inputs[1] if len(inputs) > 1 else inputs[0]
         t, s = math.prod(query[1:-1]), math.prod(value[1:-1])
-        heads, key_dim = int(layer.num_heads), int(layer.key_dim)
-        value_dim = int(layer.value_dim or key_dim)
+        heads, (key_dim, value_dim) = self.heads(layer), self.head_dims(layer)
         return {"attention_scores": heads * t * s * key_dim, "attention_values": heads * t * s * value_dim}
 
 
+class GroupQueryAttentionAdapter(AttentionAdapter):
+    """GroupQueryAttention: MultiHeadAttention's two parts per query head, after K and V are repeated to the query
+    heads (see the module docstring)."""
+
+    layer_types = (keras_layers.GroupQueryAttention,)
+    # Q [B,T,N,H], K [B,S,N,H] -> scores [B,N,T,S]; A [B,N,T,S], V [B,S,N,H] -> output [B,T,N,H].
+    equations = ("bquh,bkuh->buqk", "buqk,bkuh->bquh")
+
+    def scores(self, equation, query, key):
+        return kops.einsum(equation, query, key)
+
+    def heads(self, layer):
+        return int(layer.num_query_heads)
+
+    def head_dims(self, layer):
+        return int(layer.head_dim), int(layer.head_dim)
+
+
 ADAPTER = AttentionAdapter()
+GQA_ADAPTER = GroupQueryAttentionAdapter()
