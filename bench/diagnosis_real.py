@@ -6,8 +6,8 @@ Run: `.venv/bin/python bench/diagnosis_real.py [--models resnet50,mobilenet_v2,t
 Each model (`real_models.MODELS`: keras.applications ResNet50 and MobileNetV2 with weights=None on 32x32x3 images,
 a two-block Transformer classifier on token sequences of length 32, all Adam(1e-3); the deep sigmoid MLP with
 SGD(0.05), whose first layers' gradients vanish) trains normally with `model.fit` for --steps steps of batch 32 on
-locally made data, with `ExplainerCallback(<logdir>/<model>, update_freq=K)` (default roles: forward and
-kernel_gradient, every supported layer). Then `loader.load` reads the logs back and `explain.diagnose_run`
+locally made data, with `ExplainerCallback(<logdir>/<model>, update_freq=K)` (its default roles, every supported
+layer). Then `loader.load` reads the logs back and `explain.diagnose_run`
 diagnoses each run at its latest records; every alert is printed (kind, layer, role, first step, message).
 Progress lines with timings show each recording step (the first one traces the instrumented train function,
 which takes minutes on ResNet50).
