@@ -102,6 +102,27 @@ def _pair_totals(first_codes, second_codes, value, near_zero):
     return counts[0] + counts[1], sums[0] + sums[1], counts[1], sums[1]
 
 
+def _float64s(*values):
+    """`[len(values)]` float64: scalars (thresholds, counts) of any dtype, stacked."""
+    return tf.stack([tf.cast(v, tf.float64) for v in values])
+
+
+def _sampled_pair_totals(first_codes, second_codes, value, near_zero, rows, kept, thresholds, nonfinite):
+    """`aggregates.UnitTotals` of a pair record counted on `kept` of `rows` rows (`[kept, U]` codes, values,
+    near-zero mask), rescaled to every row; `thresholds` and `nonfinite` its three header scalars each."""
+    counts, sums, near_zero_counts, near_zero_sums = _pair_totals(first_codes, second_codes, value, near_zero)
+    return aggregates.UnitTotals(
+        counts=_rescale(counts, rows, kept),
+        sums=_rescale(sums, rows, kept),
+        near_zero_counts=_rescale(near_zero_counts, rows, kept),
+        near_zero_sums=_rescale(near_zero_sums, rows, kept),
+        cells=tf.cast(tf.fill([tf.shape(first_codes)[1]], rows), tf.float64),
+        near_zero_cells=_rescale(_column_count(near_zero), rows, kept),
+        thresholds=_float64s(*thresholds),
+        nonfinite=_float64s(*nonfinite),
+    )
+
+
 def activation_totals(
     m, z, a, activation, bias_codes, bias_nonfinite, thresholds, output_threshold, seed=None, max_rows=MAX_ROWS
 ):
@@ -113,13 +134,7 @@ def activation_totals(
     m, z, a = _rows(m), _rows(z), _rows(a)
     per_unit = bias_codes.shape.rank == 1
     bias_codes = bias_codes if per_unit else tf.reshape(bias_codes, tf.shape(z))
-    nonfinite = tf.stack(
-        [
-            tf.cast(threshold_lib.count_nonfinite(m), tf.float64),
-            tf.cast(bias_nonfinite, tf.float64),
-            tf.cast(threshold_lib.count_nonfinite(z), tf.float64),
-        ]
-    )
+    nonfinite = (threshold_lib.count_nonfinite(m), bias_nonfinite, threshold_lib.count_nonfinite(z))
     if per_unit:
         rows, kept, (m, z, a) = _sample(seed, max_rows, m, z, a)
         bias_codes = tf.broadcast_to(bias_codes, tf.shape(z))
@@ -127,22 +142,10 @@ def activation_totals(
         rows, kept, (m, z, a, bias_codes) = _sample(seed, max_rows, m, z, a, bias_codes)
     slope = activations.slope(activation, z)
     inactive = tf.abs(slope) < activations.inactive_threshold(activation, slope)
-    counts, sums, near_zero_counts, near_zero_sums = _pair_totals(
-        class_codes(m, thresholds[0]), bias_codes, z, inactive
+    totals = _sampled_pair_totals(
+        class_codes(m, thresholds[0]), bias_codes, z, inactive, rows, kept, (*thresholds, 0.0), nonfinite
     )
     scaled = lambda t: _rescale(t, rows, kept)  # noqa: E731
-    totals = aggregates.UnitTotals(
-        counts=scaled(counts),
-        sums=scaled(sums),
-        near_zero_counts=scaled(near_zero_counts),
-        near_zero_sums=scaled(near_zero_sums),
-        cells=tf.cast(tf.fill([tf.shape(m)[1]], rows), tf.float64),
-        near_zero_cells=scaled(_column_count(inactive)),
-        thresholds=tf.stack(
-            [tf.cast(thresholds[0], tf.float64), tf.cast(thresholds[1], tf.float64), tf.constant(0.0, tf.float64)]
-        ),
-        nonfinite=nonfinite,
-    )
     extras = metadata.RecordExtras(
         scaled(tf.reduce_sum(tf.abs(z), 0)),
         scaled(_column_count(_near_zero(a, output_threshold))),
@@ -157,33 +160,27 @@ def activation_gradient_totals(d_a, z, d_z, activation, d_a_threshold, result_th
     its non-finite count) `[..., U]`; `activation` an `activations.Activation`, f'(z) computed on the counted
     rows and classed by `activations.inactive_threshold`; the product is classed with `result_threshold`."""
     d_a, z = _rows(d_a), _rows(z)
-    nonfinite = tf.stack(
-        [
-            tf.cast(threshold_lib.count_nonfinite(d_a), tf.float64),
-            tf.cast(_slope_nonfinite(activation, z), tf.float64),
-            tf.cast(threshold_lib.count_nonfinite(d_z), tf.float64),
-        ]
+    nonfinite = (
+        threshold_lib.count_nonfinite(d_a),
+        _slope_nonfinite(activation, z),
+        threshold_lib.count_nonfinite(d_z),
     )
     rows, kept, (d_a, z) = _sample(seed, max_rows, d_a, z)
     slope = activations.slope(activation, z)
     thresholds = (d_a_threshold, activations.inactive_threshold(activation, slope))
     result = d_a * slope
     near_zero = _near_zero(result, result_threshold)
-    counts, sums, near_zero_counts, near_zero_sums = _pair_totals(
-        class_codes(d_a, thresholds[0]), class_codes(slope, thresholds[1]), result, near_zero
+    totals = _sampled_pair_totals(
+        class_codes(d_a, thresholds[0]),
+        class_codes(slope, thresholds[1]),
+        result,
+        near_zero,
+        rows,
+        kept,
+        (*thresholds, result_threshold),
+        nonfinite,
     )
-    scaled = lambda t: _rescale(t, rows, kept)  # noqa: E731
-    totals = aggregates.UnitTotals(
-        counts=scaled(counts),
-        sums=scaled(sums),
-        near_zero_counts=scaled(near_zero_counts),
-        near_zero_sums=scaled(near_zero_sums),
-        cells=tf.cast(tf.fill([tf.shape(d_a)[1]], rows), tf.float64),
-        near_zero_cells=scaled(_column_count(near_zero)),
-        thresholds=tf.cast(tf.stack([thresholds[0], thresholds[1], result_threshold]), tf.float64),
-        nonfinite=nonfinite,
-    )
-    return totals, _plain_extras(scaled(tf.reduce_sum(tf.abs(result), 0)))
+    return totals, _plain_extras(_rescale(tf.reduce_sum(tf.abs(result), 0), rows, kept))
 
 
 def _slope_nonfinite(activation, z):
