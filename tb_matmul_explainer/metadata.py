@@ -1,30 +1,43 @@
-"""The on-disk contract: plugin name, summary metadata and the record layout (contract version 2; 1 is read).
+"""The on-disk contract: plugin name, summary metadata and the record layout (contract version 3; 1 and 2 are read).
 
-One tag per (layer, role). Every recorded step writes one float64 tensor of shape `[rows + 1, 40]`:
+One tag per (layer, role). Every recorded step writes one float64 tensor. Its values are defined on the per-unit
+ROWS of 40 columns below (one row per group of g consecutive units; g = 1 up to `max_units` units):
 
-  row 0 (header):  [0] threshold of the first operand   [1] threshold of the second operand
+  [0..8]   counts of the nine pairs, all cells           (pair order = `TERMS`)
+  [9..17]  sums of the nine pairs, all cells
+  [18..26] counts of the nine pairs, near-zero result cells only
+  [27..35] sums of the nine pairs, near-zero result cells only
+  [36]     result cells of the row's units   [37] near-zero result cells
+  [38]     sum of |result| over the row's cells (NaN: not recorded)
+  [39]     role-specific reference (`REFERENCE` below; 0 where the role has none)
+
+Version 3 (compact) is one flat vector of `65 + 2 R` values (R = stored rows), `65 + 42 R` with unit detail:
+
+  [0..15]  header: [0] threshold of the first operand   [1] threshold of the second operand
                    [2] threshold of the result          [3..5] non-finite values in first, second, result
                    [6] units (the layer's true number)   [7] group size g (units summed per row)
                    [8] padding-only result cells (kernel_gradient of a SAME convolution: kernel entries whose
                        taps only ever meet padding, summed over units; 0 otherwise)
                    [9] activation: the threshold of the activation output a = f(z) (0 otherwise)
-                   [10..39] zero
-  rows 1..rows:    one row per group of g consecutive units (g = 1 up to `max_units` units):
-                   [0..8]   counts of the nine pairs, all cells           (pair order = `TERMS`)
-                   [9..17]  sums of the nine pairs, all cells
-                   [18..26] counts of the nine pairs, near-zero result cells only
-                   [27..35] sums of the nine pairs, near-zero result cells only
-                   [36]     result cells of the row's units   [37] near-zero result cells
-                   [38]     sum of |result| over the row's cells (NaN: not recorded)
-                   [39]     role-specific reference (`REFERENCE` below; 0 where the role has none)
+                   [10] R   [11] 1 if the record carries unit detail, else 0   [12..15] zero
+  [16..55] the layer totals: the 40 columns summed over all rows (exactly the per-unit rows' sum)
+  [56..64] near-zero counts of the nine pairs summed over the DEAD rows only (cells > 0 and near-zero cells
+           >= `DEAD_CELLS` x cells)
+  [65 .. 65+R)       cells per row (column 36)
+  [65+R .. 65+2R)    near-zero cells per row (column 37)
+  [65+2R .. 65+42R)  unit detail only: the R rows of 40 columns, row-major
 
-Version 1 records are `[rows + 1, 38]` (columns 0..37, header 0..7): they stay readable, their columns 38..39 and
-header 8..9 read as NaN (unknown), and the diagnosis treats them as before.
+Every record keeps what the diagnosis, the overview and the unit heatmap read at every step (layer totals, dead
+rows, per-row near-zero fractions); the full per-unit pair table (/units) is kept only in records with unit detail
+(`ExplainerCallback(unit_detail_every=N)`: every N-th recorded step and each fit's first; the `summary` ops
+always). About 4.6 kB per 256-unit record without detail, 87 kB with it.
+
+Versions 1 and 2 are 2-D, `[rows + 1, 38]` and `[rows + 1, 40]`: row 0 is the header ([0..9] as above, version 1:
+[0..7]), rows 1..R the per-unit rows (version 1: columns 0..37). They stay readable (every record with unit
+detail); version 1's columns 38..39 and header 8..9 read as NaN (unknown), and the diagnosis treats them as before.
 
 Beyond `max_units` units, consecutive units are summed in groups of `g = ceil(units / max_units)` (the last
-group may be smaller), so `rows = ceil(units / g) <= max_units` and a record is at most
-`(max_units + 1) * 40 * 8` bytes: 82,240 bytes at the default `max_units=256`. Counts are exact integers in
-float64 (up to 2**53).
+group may be smaller), so `R = ceil(units / g) <= max_units`. Counts are exact integers in float64 (up to 2**53).
 
 Pairs are `PP PZ PN ZP ZZ ZN NP NZ NN`, first letter = first operand. Roles and their operands:
   forward              first = layer input, second = kernel, result = input @ kernel (no bias); units = output
@@ -55,7 +68,7 @@ Attention and AdditiveAttention), for the three matmul roles; their operands are
 operand, K or V, takes the kernel's place; [39] of kernel_gradient = sum |K| or |V|).
 
 The SummaryMetadata content (written with every event, so kept tiny) is compact UTF-8 JSON:
-  {"v": 2, "role": ..., "op": ..., "operands": [first, second], "layer": name, "index": position in the model,
+  {"v": 3, "role": ..., "op": ..., "operands": [first, second], "layer": name, "index": position in the model,
    "units": int, "confidence": float, "thresholds": [first, second, result] (null = derived),
    "group": position of the outermost layer that is not a Model and holds this one (MultiHeadAttention for its
             query/key/value/output projections; the layer itself otherwise): layers of one group read the same
@@ -76,8 +89,8 @@ from typing import NamedTuple
 import numpy as np
 
 PLUGIN_NAME = "matmul_explainer"
-CONTRACT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+CONTRACT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 TERMS = ("PP", "PZ", "PN", "ZP", "ZZ", "ZN", "NP", "NZ", "NN")
 ROLES = ("forward", "kernel_gradient", "input_gradient", "activation", "activation_gradient", "input_features")
 MATMUL_ROLES = ROLES[:3]
@@ -145,6 +158,14 @@ HEADER_UNITS = 6
 HEADER_GROUP_SIZE = 7
 HEADER_PADDING_ONLY = 8
 HEADER_OUTPUT_THRESHOLD = 9
+HEADER_ROWS = 10
+HEADER_DETAIL = 11
+HEADER_SIZE = 16  # version 3: the header's length, then the layer totals and the dead rows' near-zero counts
+TOTALS = slice(HEADER_SIZE, HEADER_SIZE + COLUMNS)
+DEAD_NEAR_ZERO_COUNTS = slice(TOTALS.stop, TOTALS.stop + 9)
+PER_ROW = DEAD_NEAR_ZERO_COUNTS.stop  # version 3: cells per row start here
+#: A stored row is dead when its results are near zero in at least this share of its cells.
+DEAD_CELLS = 0.99
 
 
 class ContractError(ValueError):
@@ -177,9 +198,10 @@ def group_size(units, max_units=DEFAULT_MAX_UNITS):
     return max(1, math.ceil(units / max_units))
 
 
-def record_bytes(units, max_units=DEFAULT_MAX_UNITS):
-    """Bytes of one record's tensor values."""
-    return (math.ceil(units / group_size(units, max_units)) + 1) * COLUMNS * 8
+def record_bytes(units, max_units=DEFAULT_MAX_UNITS, detail=True):
+    """Bytes of one (version 3) record's tensor values, with or without unit detail."""
+    rows = math.ceil(units / group_size(units, max_units))
+    return (PER_ROW + (2 + COLUMNS if detail else 2) * rows) * 8
 
 
 def create_summary_metadata(
@@ -290,9 +312,9 @@ def no_extras(units):
     )
 
 
-def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None):
-    """Packs `aggregates.UnitTotals` (and `RecordExtras`, default `no_extras`) into the `[rows + 1, 40]` float64
-    record tensor (TensorFlow ops)."""
+def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
+    """Packs `aggregates.UnitTotals` (and `RecordExtras`, default `no_extras`) into the version-3 record vector
+    (TensorFlow ops); `detail` (a bool or bool tensor): keep the per-unit rows (unit detail)."""
     import tensorflow as tf
 
     units = totals.counts.shape[0]
@@ -317,25 +339,40 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None):
     )
     if g > 1:
         rows = tf.math.segment_sum(rows, tf.range(units) // g)
-    header = tf.concat(
-        [
-            f64(totals.thresholds),
-            f64(totals.nonfinite),
-            tf.constant([units, g], tf.float64),
-            tf.reshape(f64(extras.padding_only), [1]),
-            tf.reshape(f64(extras.output_threshold), [1]),
-            tf.zeros([COLUMNS - 10], tf.float64),
-        ],
-        axis=0,
-    )
-    return tf.concat([header[None, :], rows], axis=0)
+    stored = math.ceil(units / g)
+    cells, near_zero_cells = rows[:, CELLS], rows[:, NEAR_ZERO_CELLS]
+    dead = (cells > 0) & (near_zero_cells >= DEAD_CELLS * cells)
+    dead_counts = tf.reduce_sum(tf.where(dead[:, None], rows[:, NEAR_ZERO_COUNTS], tf.zeros_like(rows[:, :9])), 0)
+
+    def record(flag):
+        header = tf.concat(
+            [
+                f64(totals.thresholds),
+                f64(totals.nonfinite),
+                tf.constant([units, g], tf.float64),
+                tf.reshape(f64(extras.padding_only), [1]),
+                tf.reshape(f64(extras.output_threshold), [1]),
+                tf.constant([stored, flag, 0, 0, 0, 0], tf.float64),
+            ],
+            axis=0,
+        )
+        parts = [header, tf.reduce_sum(rows, 0), dead_counts, cells, near_zero_cells]
+        return tf.concat(parts + ([tf.reshape(rows, [-1])] if flag else []), axis=0)
+
+    if isinstance(detail, bool):
+        return record(int(detail))
+    return tf.cond(tf.convert_to_tensor(detail, tf.bool), lambda: record(1), lambda: record(0))
 
 
 @dataclasses.dataclass(frozen=True)
 class Record:
-    """One unpacked record (NumPy arrays; R = stored rows). Version-1 records have NaN in the version-2 fields."""
+    """One unpacked record (NumPy arrays; R = stored rows). Version-1 records have NaN in the version-2 fields.
+    A version-3 record without unit detail (`detail` False) has None in its per-unit pair fields (counts, sums,
+    near_zero_counts, near_zero_sums, result_magnitude, reference); `cells` and `near_zero_cells` are always
+    per row. `totals` is the layer totals row ([40] columns summed over the rows) and `dead_near_zero_counts` the
+    near-zero counts of the dead rows; both are derived from the rows when not given."""
 
-    counts: np.ndarray  # [R, 9]
+    counts: np.ndarray  # [R, 9] (None: no unit detail)
     sums: np.ndarray  # [R, 9]
     near_zero_counts: np.ndarray  # [R, 9]
     near_zero_sums: np.ndarray  # [R, 9]
@@ -349,43 +386,120 @@ class Record:
     reference: np.ndarray = None  # [R] the role's reference column
     padding_only: float = math.nan  # padding-only result cells (kernel_gradient)
     output_threshold: float = math.nan  # activation: threshold of a = f(z)
+    detail: bool = True  # the per-unit pair fields are present
+    totals: np.ndarray = None  # [COLUMNS] the rows summed over units
+    dead_near_zero_counts: np.ndarray = None  # [9] near-zero counts summed over the dead rows
 
     def __post_init__(self):
-        if self.result_magnitude is None:
+        if self.detail and self.result_magnitude is None:
             nan = np.full(len(self.cells), np.nan)
             object.__setattr__(self, "result_magnitude", nan)
             object.__setattr__(self, "reference", nan.copy())
+        if self.totals is None or self.dead_near_zero_counts is None:
+            if not self.detail:
+                raise ValueError("a record without unit detail needs its totals and dead_near_zero_counts")
+            rows = _rows_of(self)
+            if self.totals is None:
+                object.__setattr__(self, "totals", rows.sum(axis=0))
+            if self.dead_near_zero_counts is None:
+                object.__setattr__(self, "dead_near_zero_counts", rows[dead_rows(self), NEAR_ZERO_COUNTS].sum(axis=0))
+
+
+ROW_FIELDS = {
+    "counts": COUNTS,
+    "sums": SUMS,
+    "near_zero_counts": NEAR_ZERO_COUNTS,
+    "near_zero_sums": NEAR_ZERO_SUMS,
+    "cells": CELLS,
+    "near_zero_cells": NEAR_ZERO_CELLS,
+    "result_magnitude": RESULT_MAGNITUDE,
+    "reference": REFERENCE,
+}
+
+
+def _rows_of(record):
+    """A record's per-unit rows as a `[R, COLUMNS]` array (its unit detail)."""
+    rows = np.zeros((len(record.cells), COLUMNS))
+    for field, columns in ROW_FIELDS.items():
+        rows[:, columns] = getattr(record, field)
+    return rows
+
+
+def dead_rows(record):
+    """Indices of stored rows whose results are near zero in at least DEAD_CELLS of their cells."""
+    return np.flatnonzero(_dead(record.cells, record.near_zero_cells))
+
+
+def _dead(cells, near_zero_cells):
+    return (cells > 0) & (near_zero_cells >= DEAD_CELLS * cells)
 
 
 def unpack_record(array):
-    """Parses a record array of version 2 (`[rows + 1, 40]`) or 1 (`[rows + 1, 38]`, the version-2 fields NaN);
-    raises `ContractError` for any other layout."""
+    """Parses a record array of version 3 (a vector), 2 (`[rows + 1, 40]`) or 1 (`[rows + 1, 38]`, the version-2
+    fields NaN); raises `ContractError` for any other layout."""
     array = np.asarray(array, dtype=np.float64)
+    if array.ndim == 1:
+        return _unpack_compact(array)
     if array.ndim != 2 or array.shape[1] not in (COLUMNS, V1_COLUMNS) or array.shape[0] < 1:
         raise ContractError(
-            f"record must have shape [rows + 1, {COLUMNS}] (or [rows + 1, {V1_COLUMNS}] for "
-            f"version 1), got {list(array.shape)}"
+            f"record must be a vector (version 3) or have shape [rows + 1, {COLUMNS}] (or [rows + 1, "
+            f"{V1_COLUMNS}] for version 1), got {list(array.shape)}"
         )
     if array.shape[1] == V1_COLUMNS:
         array = np.concatenate([array, np.full((array.shape[0], COLUMNS - V1_COLUMNS), np.nan)], axis=1)
         array[0, HEADER_PADDING_ONLY : HEADER_OUTPUT_THRESHOLD + 1] = np.nan
     header, rows = array[0], array[1:]
+    _check_rows(header, rows.shape[0])
+    cells, near_zero_cells = rows[:, CELLS], rows[:, NEAR_ZERO_CELLS]
+    dead = _dead(cells, near_zero_cells)
+    return _record(header, cells, near_zero_cells, rows, rows.sum(axis=0), rows[dead, NEAR_ZERO_COUNTS].sum(axis=0))
+
+
+def has_unit_detail(array):
+    """Whether a readable record array carries unit detail (versions 1 and 2 always do)."""
+    array = np.asarray(array)
+    return array.ndim == 2 or bool(array[HEADER_DETAIL] == 1)
+
+
+def _check_rows(header, rows):
     units, g = header[HEADER_UNITS], header[HEADER_GROUP_SIZE]
-    if not (units >= 0 and g >= 1 and units == int(units) and g == int(g) and rows.shape[0] == math.ceil(units / g)):
-        raise ContractError(f"record header says {units} units in groups of {g}, but it has {rows.shape[0]} rows")
+    if not (units >= 0 and g >= 1 and units == int(units) and g == int(g) and rows == math.ceil(units / g)):
+        raise ContractError(f"record header says {units:g} units in groups of {g:g}, but it has {rows} rows")
+
+
+def _unpack_compact(array):
+    if array.shape[0] < PER_ROW:
+        raise ContractError(f"a version-3 record has at least {PER_ROW} values, got {array.shape[0]}")
+    header = array[:HEADER_SIZE]
+    rows, detail = header[HEADER_ROWS], header[HEADER_DETAIL]
+    if not (rows >= 0 and rows == int(rows) and detail in (0, 1)):
+        raise ContractError(f"record header says {rows} rows, unit detail {detail}: not a version-3 header")
+    rows, detail = int(rows), bool(detail)
+    _check_rows(header, rows)
+    size = PER_ROW + (42 if detail else 2) * rows
+    if array.shape[0] != size:
+        raise ContractError(f"a version-3 record of {rows} rows has {size} values, got {array.shape[0]}")
+    per_row = array[PER_ROW : PER_ROW + 2 * rows].reshape(2, rows)
+    detail_rows = array[PER_ROW + 2 * rows :].reshape(rows, COLUMNS) if detail else None
+    return _record(header, per_row[0], per_row[1], detail_rows, array[TOTALS], array[DEAD_NEAR_ZERO_COUNTS])
+
+
+def _record(header, cells, near_zero_cells, rows, totals, dead_counts):
+    """A `Record` from a header, the per-row cells, the unit-detail rows (None: none) and the totals."""
+    pairs = {}
+    if rows is not None:
+        pairs = {f: rows[:, c] for f, c in ROW_FIELDS.items() if f not in ("cells", "near_zero_cells")}
     return Record(
-        counts=rows[:, COUNTS],
-        sums=rows[:, SUMS],
-        near_zero_counts=rows[:, NEAR_ZERO_COUNTS],
-        near_zero_sums=rows[:, NEAR_ZERO_SUMS],
-        cells=rows[:, CELLS],
-        near_zero_cells=rows[:, NEAR_ZERO_CELLS],
+        cells=cells,
+        near_zero_cells=near_zero_cells,
         thresholds=header[HEADER_THRESHOLDS],
         nonfinite=header[HEADER_NONFINITE],
-        units=int(units),
-        group_size=int(g),
-        result_magnitude=rows[:, RESULT_MAGNITUDE],
-        reference=rows[:, REFERENCE],
+        units=int(header[HEADER_UNITS]),
+        group_size=int(header[HEADER_GROUP_SIZE]),
         padding_only=float(header[HEADER_PADDING_ONLY]),
         output_threshold=float(header[HEADER_OUTPUT_THRESHOLD]),
+        detail=rows is not None,
+        totals=totals,
+        dead_near_zero_counts=dead_counts,
+        **{"counts": None, "sums": None, "near_zero_counts": None, "near_zero_sums": None, **pairs},
     )

@@ -29,13 +29,13 @@ from tb_matmul_explainer import aggregates, metadata
 
 
 def write_totals(
-    tag, totals, step, summary_metadata, *, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, extras=None
+    tag, totals, step, summary_metadata, *, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, extras=None, detail=True
 ):
     """Writes one record and, unless `scalars=False`, its two scalars, to the default writer.
 
     Contract:
-      * the record: `metadata.pack_record(totals, max_units, extras)` (`totals` an `aggregates.UnitTotals`,
-        `extras` a `metadata.RecordExtras` or None) under exactly
+      * the record: `metadata.pack_record(totals, max_units, extras, detail)` (`totals` an `aggregates.UnitTotals`,
+        `extras` a `metadata.RecordExtras` or None, `detail` a bool or bool tensor: keep the unit detail) under exactly
         `tag` with `summary_metadata` (from `metadata.create_summary_metadata`);
       * the scalars: `<tag>/near_zero_fraction` (near-zero result cells / all result cells, 0 with no cells) and
         `<tag>/dead_unit_fraction` (share of the record's unit rows whose cells are all near zero, a row without
@@ -46,7 +46,8 @@ def write_totals(
     `tf.summary.should_record_summaries()`; it computes nothing lazily itself (the caller decides whether to compute
     the totals). Returns the record's `tf.summary.write` result (a bool tensor). Eager or inside `tf.function`.
     """
-    written = tf.summary.write(tag, metadata.pack_record(totals, max_units, extras), step, metadata=summary_metadata)
+    record = metadata.pack_record(totals, max_units, extras, detail)
+    written = tf.summary.write(tag, record, step, metadata=summary_metadata)
     if scalars:
         cells = tf.reduce_sum(totals.cells)
         near_zero = tf.math.divide_no_nan(tf.reduce_sum(totals.near_zero_cells), cells)

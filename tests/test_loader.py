@@ -36,7 +36,7 @@ def test_unreadable_tags_are_listed_not_dropped(tmp_path):
     md = metadata.create_summary_metadata(
         "d", None, role="forward", op="dense", layer="d", index=0, units=2, confidence=0.9
     )
-    md.plugin_data.content = md.plugin_data.content.replace(b'"v":2', b'"v":7')
+    md.plugin_data.content = md.plugin_data.content.replace(b'"v":%d' % metadata.CONTRACT_VERSION, b'"v":7')
     with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
         tf.summary.write("d/forward", tf.zeros([3, metadata.COLUMNS], tf.float64), 0, metadata=md)
     result = loader.load(str(tmp_path))

@@ -258,9 +258,9 @@ def test_metadata_is_tiny_tensor_class_and_versioned():
     assert md.plugin_data.plugin_name == "matmul_explainer"
     assert len(md.plugin_data.content) < 200
     newer = json.loads(md.plugin_data.content)
-    assert newer["v"] == metadata.CONTRACT_VERSION == 2
-    newer["v"] = 3
-    with pytest.raises(metadata.ContractError, match="contract version 3"):
+    assert newer["v"] == metadata.CONTRACT_VERSION == 3
+    newer["v"] = 4
+    with pytest.raises(metadata.ContractError, match="contract version 4"):
         metadata.parse_plugin_metadata(json.dumps(newer).encode())
     with pytest.raises(metadata.ContractError, match="JSON"):
         metadata.parse_plugin_metadata(b"\xff")
@@ -277,6 +277,20 @@ def test_unpack_rejects_malformed_records():
     bad[0, metadata.HEADER_UNITS], bad[0, metadata.HEADER_GROUP_SIZE] = 5, 1
     with pytest.raises(metadata.ContractError, match="rows"):
         metadata.unpack_record(bad)
+    with pytest.raises(metadata.ContractError, match="at least 65 values"):
+        metadata.unpack_record(np.zeros(10))
+    compact = np.zeros(metadata.PER_ROW + 2 * 3)
+    compact[metadata.HEADER_UNITS], compact[metadata.HEADER_GROUP_SIZE], compact[metadata.HEADER_ROWS] = 3, 1, 3
+    assert not metadata.unpack_record(compact).detail
+    compact[metadata.HEADER_DETAIL] = 1  # says unit detail, but has none
+    with pytest.raises(metadata.ContractError, match="has 191 values, got 71"):
+        metadata.unpack_record(compact)
+    compact[metadata.HEADER_DETAIL] = 0.5
+    with pytest.raises(metadata.ContractError, match="not a version-3 header"):
+        metadata.unpack_record(compact)
+    compact[metadata.HEADER_DETAIL], compact[metadata.HEADER_ROWS] = 0, 4
+    with pytest.raises(metadata.ContractError, match="3 units in groups of 1, but it has 4 rows"):
+        metadata.unpack_record(compact)
 
 
 def test_bad_arguments_are_named():

@@ -10,9 +10,9 @@ are dead. This module is the one place that computes them:
   * `near_zero_fraction`: near-zero result cells / result cells, elementwise;
   * `index_at`: the latest record at or before a step.
 
-Totals are one sum over each record's rows in its array (`metadata`'s layout; rebuilt from the `Record` when a
-caller has no array), so two readers holding the same records (the loader's, the plugin's digest) hold
-bit-identical totals and give identical diagnoses.
+Totals are each record's own layer totals (`metadata.Record.totals`: stored in version 3, one sum over the rows of
+versions 1 and 2), so two readers holding the same records (the loader's, the plugin's digest) hold bit-identical
+totals and give identical diagnoses.
 """
 
 import dataclasses
@@ -23,18 +23,9 @@ import numpy as np
 from tb_matmul_explainer import metadata
 
 #: A stored row is dead when its results are near zero in at least this share of its cells.
-DEAD_CELLS = 0.99
+DEAD_CELLS = metadata.DEAD_CELLS
 #: The Record fields a table sums over units (each [S, ...] in the table), and their columns in a record's rows.
-_COLUMNS = {
-    "counts": metadata.COUNTS,
-    "sums": metadata.SUMS,
-    "near_zero_counts": metadata.NEAR_ZERO_COUNTS,
-    "near_zero_sums": metadata.NEAR_ZERO_SUMS,
-    "cells": metadata.CELLS,
-    "near_zero_cells": metadata.NEAR_ZERO_CELLS,
-    "result_magnitude": metadata.RESULT_MAGNITUDE,
-    "reference": metadata.REFERENCE,
-}
+_COLUMNS = metadata.ROW_FIELDS
 SUMMED_FIELDS = tuple(_COLUMNS)
 
 
@@ -56,8 +47,7 @@ def index_at(steps, step):
 
 def dead_rows(record):
     """Indices of stored rows whose results are near zero in at least DEAD_CELLS of their cells."""
-    cells = record.cells
-    return [int(i) for i in np.flatnonzero((cells > 0) & (record.near_zero_cells >= DEAD_CELLS * cells))]
+    return [int(i) for i in metadata.dead_rows(record)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,19 +147,11 @@ class SeriesTable:
     dead_near_zero_counts: np.ndarray  # [S, 9] near-zero counts summed over the dead rows only
 
     @classmethod
-    def of_records(cls, steps, records, arrays=None):
-        """The table of `records` (`metadata.Record`s) recorded at `steps` (same length). `arrays`: the records'
-        `[rows + 1, COLUMNS]` arrays, when the caller has them (else they are rebuilt from the records)."""
+    def of_records(cls, steps, records):
+        """The table of `records` (`metadata.Record`s) recorded at `steps` (same length)."""
         if len(steps) != len(records):
             raise ValueError(f"steps and records must have the same length, got {len(steps)} and {len(records)}")
-        rows = (
-            [_as_current(np.ascontiguousarray(a, np.float64)[1:]) for a in arrays]
-            if arrays is not None
-            else [_rows_of(r) for r in records]
-        )
-        # One sum over each record's rows, in row order: the same values whether or not the caller had the arrays
-        # and whatever other records the table holds.
-        sums = np.array([r.sum(axis=0) for r in rows]).reshape(len(records), metadata.COLUMNS)
+        sums = np.array([r.totals for r in records], np.float64).reshape(len(records), metadata.COLUMNS)
         return cls(
             steps=np.asarray(steps, np.int64),
             **{f: sums[:, c] for f, c in _COLUMNS.items()},
@@ -180,9 +162,9 @@ class SeriesTable:
             dead_rows=tuple(tuple(dead_rows(r)) for r in records),
             padding_only=np.array([r.padding_only for r in records], np.float64),
             output_threshold=np.array([r.output_threshold for r in records], np.float64),
-            dead_near_zero_counts=np.array(
-                [r.near_zero_counts[dead_rows(r)].sum(axis=0) for r in records], np.float64
-            ).reshape(len(records), 9),
+            dead_near_zero_counts=np.array([r.dead_near_zero_counts for r in records], np.float64).reshape(
+                len(records), 9
+            ),
         )
 
     def __len__(self):
@@ -236,18 +218,3 @@ class SeriesTable:
     def history(self, step):
         """The `StepSummary`s of the records before `step`."""
         return list(self.summaries[: int(np.searchsorted(self.steps, step, side="left"))])
-
-
-def _as_current(rows):
-    """Version-1 rows (`V1_COLUMNS` wide) with the version-2 columns as NaN (unknown), as `unpack_record` reads them."""
-    if rows.shape[1] == metadata.V1_COLUMNS:
-        rows = np.concatenate([rows, np.full((rows.shape[0], metadata.COLUMNS - metadata.V1_COLUMNS), np.nan)], 1)
-    return rows
-
-
-def _rows_of(record):
-    """A record's per-unit rows as its array holds them (`[rows, COLUMNS]`; the inverse of `unpack_record`)."""
-    rows = np.zeros((len(record.cells), metadata.COLUMNS))
-    for field, columns in _COLUMNS.items():
-        rows[:, columns] = getattr(record, field)
-    return rows

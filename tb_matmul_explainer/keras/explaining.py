@@ -40,6 +40,7 @@ class Trace:
     record: object  # a bool tensor, or a Python bool when known at trace time
     replicas: int
     context: object
+    detail: object = True  # keep the records' unit detail: a bool tensor, or a Python bool
     seen: set = dataclasses.field(default_factory=set)
     states: dict = dataclasses.field(default_factory=dict)  # id(target) -> its call's state (`_explain`)
 
@@ -341,7 +342,7 @@ class Explaining:
         if trace.replicas == 1:
             when_recording(
                 trace,
-                lambda: self._write(tag, summary_metadata, compute(), trace.step),
+                lambda: self._write(tag, summary_metadata, compute(), trace),
                 lambda: tf.constant(False),
             )
             return
@@ -367,14 +368,19 @@ class Explaining:
             fields["result_magnitude"] = fields["result_magnitude"] / r
             fields["reference"] = fields["reference"] / r
         fields = [fields[f] for f in _FIELDS + _EXTRA_FIELDS]
-        when_recording(
-            trace, lambda: self._write(tag, summary_metadata, fields, trace.step), lambda: tf.constant(False)
-        )
+        when_recording(trace, lambda: self._write(tag, summary_metadata, fields, trace), lambda: tf.constant(False))
 
-    def _write(self, tag, summary_metadata, fields, step):
+    def _write(self, tag, summary_metadata, fields, trace):
         totals = aggregates.UnitTotals(*fields[: len(_FIELDS)])
         extras = metadata.RecordExtras(*fields[len(_FIELDS) :])
         with internals.default_writer(self.writer), tf.summary.record_if(True):
             return summary.write_totals(
-                tag, totals, step, summary_metadata, max_units=self.max_units, scalars=self.scalars, extras=extras
+                tag,
+                totals,
+                trace.step,
+                summary_metadata,
+                max_units=self.max_units,
+                scalars=self.scalars,
+                extras=extras,
+                detail=trace.detail,
             )

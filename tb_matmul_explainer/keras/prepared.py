@@ -29,6 +29,7 @@ class Prepared:
     coverage: object
     plain: object = None  # the model's train_function the instrumented one was made for
     step_variable: tf.Variable = None
+    detail_variable: tf.Variable = None
     instrumented: object = None
 
 
@@ -61,14 +62,23 @@ def store(model, prepared):
 def step_variable(model):
     """The step counter of an instrumented function (created in the model's strategy scope; one per replica set,
     read on every replica and written by the callback)."""
+    return _callback_variable(model, 0, tf.int64, "matmul_explainer_step")
+
+
+def detail_variable(model):
+    """Whether the instrumented function's records keep their unit detail (a bool, written by the callback)."""
+    return _callback_variable(model, True, tf.bool, "matmul_explainer_unit_detail")
+
+
+def _callback_variable(model, initial, dtype, name):
     with model.distribute_strategy.scope():
         return tf.Variable(
-            0,
-            dtype=tf.int64,
+            initial,
+            dtype=dtype,
             trainable=False,
             synchronization=tf.VariableSynchronization.ON_WRITE,
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            name="matmul_explainer_step",
+            name=name,
         )
 
 
@@ -82,10 +92,11 @@ def build_optimizer(model):
             optimizer.build(model.trainable_variables)
 
 
-def instrumented_function(model, recorder, step_var, update_freq):
+def instrumented_function(model, recorder, step_var, update_freq, detail_var):
     """Keras' own train function around the model's `train_step`, run inside `recorder.recording` at the step
-    that `step_var` holds (recording when it is a multiple of `update_freq`). Compiled without XLA (summary
-    writes cannot be compiled); the model's own `jit_compile` is left as it was."""
+    that `step_var` holds (recording when it is a multiple of `update_freq`; unit detail when `detail_var`
+    holds True). Compiled without XLA (summary writes cannot be compiled); the model's own `jit_compile` is left
+    as it was."""
 
     def step(data):
         current = step_var.read_value()
@@ -94,7 +105,7 @@ def instrumented_function(model, recorder, step_var, update_freq):
                 step_var.assign_add(1)
         # One step per call: the function runs only at steps that record (a Python True spares the conditionals).
         record = True if model.steps_per_execution == 1 else tf.equal(current % update_freq, 0)
-        with recorder.recording(current, record):
+        with recorder.recording(current, record, detail_var.read_value()):
             return model.train_step(data)
 
     build_optimizer(model)

@@ -33,9 +33,10 @@ class LayerRecorder(Explaining):
       loss_scale: None, or a callable returning the current loss scale (a tensor); d_out is divided by it.
       jit: run the aggregate kernels XLA-compiled (`aggregates.Options.jit`; the same values either way).
 
-    `recording(step, record=True)` is a context manager to enter inside a `tf.function` (or eagerly) around the
-    forward pass *and* `tape.gradient`: layers called in it are explained at `step` (an int or int tensor)
-    whenever `record` (a bool or bool tensor) is true. Outside it the model is untouched.
+    `recording(step, record=True, detail=True)` is a context manager to enter inside a `tf.function` (or eagerly)
+    around the forward pass *and* `tape.gradient`: layers called in it are explained at `step` (an int or int
+    tensor) whenever `record` (a bool or bool tensor) is true; their records keep the per-unit pair table (unit
+    detail, `metadata.py`) when `detail` (a bool or bool tensor) is true. Outside it the model is untouched.
 
     After construction, `targets` lists the recorded layers (tags `<Keras path>/<role>`) and `skipped` maps the
     path of each matmul that is not recorded to the reason (each was warned about with `UnsupportedLayerWarning`).
@@ -129,10 +130,11 @@ class LayerRecorder(Explaining):
 
     # -- the recording context -------------------------------------------------------------------------------
 
-    def recording(self, step, record=True):
+    def recording(self, step, record=True, detail=True):
         """A context manager to enter inside a `tf.function` (or eagerly) around the forward pass and
-        `tape.gradient`: the targets are explained at `step` whenever `record` is true."""
-        return _Recording(self, step, record)
+        `tape.gradient`: the targets are explained at `step` whenever `record` is true, with unit detail when
+        `detail` is true."""
+        return _Recording(self, step, record, detail)
 
     @property
     def _trace(self):
@@ -162,10 +164,11 @@ class LayerRecorder(Explaining):
 
 
 class _Recording:
-    """`LayerRecorder.recording(step, record)`: patches the layers while the step is traced (or run eagerly)."""
+    """`LayerRecorder.recording(step, record, detail)`: patches the layers while the step is traced (or run
+    eagerly)."""
 
-    def __init__(self, recorder, step, record):
-        self.recorder, self.step, self.record = recorder, step, record
+    def __init__(self, recorder, step, record, detail):
+        self.recorder, self.step, self.record, self.detail = recorder, step, record, detail
 
     def __enter__(self):
         recorder = self.recorder
@@ -179,6 +182,7 @@ class _Recording:
             record=self.record if isinstance(self.record, bool) else tf.convert_to_tensor(self.record, tf.bool),
             replicas=replicas,
             context=context,
+            detail=self.detail if isinstance(self.detail, bool) else tf.convert_to_tensor(self.detail, tf.bool),
         )
         recorder._patch()
         return recorder

@@ -44,16 +44,19 @@ class Records:
     def nbytes(self):
         return sum(a.nbytes for a in self.arrays) + 8 * len(self.steps) + 200
 
-    def at(self, step):
-        """(step, `metadata.Record`) of the latest record at or before `step` (the latest if None), or None."""
+    def at(self, step, detail=False):
+        """(step, `metadata.Record`) of the latest record at or before `step` (the latest if None), or None;
+        `detail`: the latest of those with unit detail."""
         i = explain.index_at(self.steps, step)
+        while detail and i >= 0 and not metadata.has_unit_detail(self.arrays[i]):
+            i -= 1
         return None if i < 0 else (int(self.steps[i]), metadata.unpack_record(self.arrays[i]))
 
 
 def digest(series, points):
     """The `Digest` of a tag's data points (`provider.TensorDatum`s); `series`: its `run_index.Series`."""
     steps, arrays, records, skipped = readable(series, points)
-    table = explain.SeriesTable.of_records(steps, records, arrays)
+    table = explain.SeriesTable.of_records(steps, records)
     rows = len(records[-1].cells) if records else 0
     fraction = np.full((rows, len(records)), np.nan, np.float32)
     same = [i for i, r in enumerate(records) if len(r.cells) == rows]

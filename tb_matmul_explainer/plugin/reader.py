@@ -58,20 +58,23 @@ class Reader:
         """The tag's digest if it is cached (the tag has been read), else None."""
         return self._caches.data.get(("digest",) + series.key(self._eid))
 
-    def record_at(self, series, step):
-        """(step, `metadata.Record`) of the latest record at or before `step` (the latest if None); 404 if none."""
+    def record_at(self, series, step, detail=False):
+        """(step, `metadata.Record`) of the latest record at or before `step` (the latest if None), `detail`: the
+        latest of those with unit detail; 404 if none."""
         records = self._caches.data.get(("records",) + series.key(self._eid))
         if records is None and (step is None or step >= series.max_step):
             found = self._latest_record(series, step)
-            if found is not None:
+            if found is not None and (found[1].detail or not detail):
                 return found
         if records is None:
             records = self._records(series)
-        found = records.at(step)
+        found = records.at(step, detail)
         if found is None:
+            what = "record with unit detail" if detail else "record"
             raise errors.NotFoundError(
-                "run %r, layer %r, role %r has no record at or before step %d (first: %d)"
-                % (series.run, series.meta.layer, series.meta.role, step, records.steps[0])
+                "run %r, layer %r, role %r has no %s at or before step %s (first record: step %d; unit detail is "
+                "kept every unit_detail_every-th recorded step)"
+                % (series.run, series.meta.layer, series.meta.role, what, step, records.steps[0])
             )
         return found
 

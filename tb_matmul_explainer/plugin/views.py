@@ -177,8 +177,8 @@ def _heatmap_rows(reader, index, role):
 
 
 def units(reader, run, role, layer, step):
-    """/units: one record's per-unit rows (the latest at or before `step`; the latest if None)."""
-    at, r = reader.record_at(reader.run(run).series(role, layer), step)
+    """/units: one record's per-unit rows (the latest with unit detail at or before `step`; the latest if None)."""
+    at, r = reader.record_at(reader.run(run).series(role, layer), step, detail=True)
     return {
         "run": run,
         "role": role,
