@@ -41,13 +41,16 @@ def write_layer(role, layer, index, first, second, step):
         assert bool(written)
 
 
+FUTURE_VERSION = metadata.CONTRACT_VERSION + 1
+
+
 def write_future_tag(tag, step):
-    """A tag whose metadata claims contract version 3 (built by hand: it tests the rejection)."""
+    """A tag whose metadata claims the next contract version (built by hand: it tests the rejection)."""
     md = metadata.create_summary_metadata(
         "future", None, role="forward", op="dense", layer="d9", index=9, units=2, confidence=0.9
     )
     content = json.loads(md.plugin_data.content)
-    content["v"] = 3
+    content["v"] = FUTURE_VERSION
     md.plugin_data.content = json.dumps(content).encode()
     tf.summary.write(tag, tf.zeros([3, metadata.COLUMNS], tf.float64), step, metadata=md)
 
@@ -73,8 +76,8 @@ def layer_data(rng, inputs, units, batch=8):
 
 
 def write_logdir(logdir, seed=0):
-    """Runs alpha (with a "not recorded" note for layer lstm), beta (without d2), gamma (with a contract-version-2
-    tag), nan (non-finite data), and scalars_only (not ours)."""
+    """Runs alpha (with a "not recorded" note for layer lstm), beta (without d2), gamma (with a tag of the next
+    contract version), nan (non-finite data), and scalars_only (not ours)."""
     rng = np.random.default_rng(seed)
     plan = {"alpha": ([0, 10, 20, 30], ["d0", "d1", "d2"]), "beta": ([5, 15, 25], ["d0", "d1"])}
     for run, (steps, layers) in plan.items():
@@ -101,6 +104,18 @@ def write_logdir(logdir, seed=0):
         tf.summary.scalar("loss", 1.0, step=0)
 
 
+def as_rows(array):
+    """A record with unit detail as a `[rows + 1, 40]` array: header row (version 3: its first 40 header values),
+    then the per-unit rows (version 1 and 2 arrays are returned as they are)."""
+    if array.ndim == 2:
+        return array
+    assert metadata.has_unit_detail(array), "the test logs are written with unit detail"
+    rows = int(array[metadata.HEADER_ROWS])
+    header = np.zeros(metadata.COLUMNS)
+    header[: metadata.HEADER_SIZE] = array[: metadata.HEADER_SIZE]
+    return np.vstack([header, array[metadata.PER_ROW + 2 * rows :].reshape(rows, metadata.COLUMNS)])
+
+
 def read_written(logdir):
     """{run: {tag: {"content": bytes, "records": {step: array}}}} read straight from the event files."""
     out = {}
@@ -112,7 +127,7 @@ def read_written(logdir):
                 if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
                     tags.setdefault(value.tag, {"content": value.metadata.plugin_data.content, "records": {}})
                 if value.tag in tags:
-                    tags[value.tag]["records"][event.step] = tf.make_ndarray(value.tensor)
+                    tags[value.tag]["records"][event.step] = as_rows(tf.make_ndarray(value.tensor))
         if tags:
             out.setdefault(run, {}).update(tags)
     return out

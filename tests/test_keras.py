@@ -277,7 +277,9 @@ def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, monkeyp
     model.compile(keras.optimizers.SGD(0.0), "mse", steps_per_execution=3)
     model.build((None, 8))
     kernel = model.get_layer("hidden").kernel.numpy()
-    callback = tk.ExplainerCallback(tmp_path, update_freq=4, roles=("forward",), **EXACT, **UNCOMPILED)
+    callback = tk.ExplainerCallback(
+        tmp_path, update_freq=4, roles=("forward",), unit_detail_every=1, **EXACT, **UNCOMPILED
+    )
     model.fit(x, y, batch_size=8, epochs=2, shuffle=False, callbacks=[callback], verbose=0)
     recs = records(tmp_path)
     assert steps_of(recs, "hidden/forward") == [0, 4, 8, 12]
@@ -430,3 +432,31 @@ def test_mirrored_strategy_sums_replicas_into_one_record_of_the_global_batch(tmp
     np.testing.assert_allclose(record.thresholds[2], whole["thresholds"][2], rtol=1e-5)
     np.testing.assert_array_equal(record.counts.sum(1), np.full(6, 8 * 16))  # every product of the global batch
     np.testing.assert_allclose(record.sums.sum(1), whole["sums"].sum(1), rtol=1e-4, atol=1e-6)
+
+
+def test_unit_detail_every_keeps_the_pair_table_every_nth_record_and_at_each_fits_first(tmp_path):
+    """unit_detail_every=3 over 7 recorded steps, then a second fit: unit detail at steps 0, 3, 6 and at the second
+    fit's first step; every other record holds the same layer totals and per-row near-zero cells as a run that keeps
+    unit detail in every record (SGD with a zero learning rate: both runs see the same weights and batches)."""
+    x, y = mlp_data(n=56)
+    runs = {}
+    for every in (3, 1):
+        model = mlp()
+        model.compile(keras.optimizers.SGD(0.0), "mse")
+        callback = tk.ExplainerCallback(
+            tmp_path / str(every), update_freq=1, unit_detail_every=every, verbose=0, **EXACT, **UNCOMPILED
+        )
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+        model.fit(x[:16], y[:16], batch_size=8, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+        runs[every] = records(tmp_path / str(every))
+    for tag in ("hidden/forward", "hidden/kernel_gradient", "hidden/activation", "out/input_features"):
+        sparse, full = runs[3][tag][1], runs[1][tag][1]
+        assert [s for s, _ in sparse] == [s for s, _ in full] == list(range(9))
+        assert [s for s, r in sparse if r.detail] == [0, 3, 6, 7] and all(r.detail for _, r in full)
+        for (_, compact), (_, detailed) in zip(sparse, full):
+            np.testing.assert_array_equal(compact.totals, detailed.totals)
+            np.testing.assert_array_equal(compact.dead_near_zero_counts, detailed.dead_near_zero_counts)
+            np.testing.assert_array_equal(compact.near_zero_cells, detailed.near_zero_cells)
+            assert compact.counts is None if not compact.detail else compact.counts.shape == detailed.counts.shape
+    with pytest.raises(ValueError, match="unit_detail_every must be an int >= 1"):
+        tk.ExplainerCallback(tmp_path, unit_detail_every=0)

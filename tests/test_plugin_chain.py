@@ -100,7 +100,9 @@ def test_every_route_answers_every_role(client, runs, run):
         heat = get_json(client, "/heatmap", run=run, role=role)
         assert heat["values"][heat["layers"].index(layer)][-1] == pytest.approx(entry["near_zero_fraction"])
         units = get_json(client, "/units", run=run, role=role, layer=layer)
-        assert (units["step"], len(units["cells"])) == (last, len(series.records[-1].cells))
+        detailed = [s for s, r in zip(series.steps, series.records) if r.detail]
+        assert detailed == [0] and last == 3  # unit_detail_every=10: only the fit's first of 4 recorded steps
+        assert (units["step"], len(units["cells"])) == (detailed[-1], len(series.records[-1].cells))
         assert None not in units["near_zero_fraction"]
         get_json(client, "/unit_heatmap", run=run, role=role, layer=layer)
         assert (

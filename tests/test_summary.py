@@ -322,3 +322,77 @@ def test_options_are_the_aggregates_options(tmp_path):
             summary.dense("a", x, kernel, step=0, **{name: value})  # no default writer: not recording
     with pytest.raises(TypeError, match="jit"):
         summary.dense("a", x, kernel, step=0, jit="no")
+
+
+def _random_totals(rng, units):
+    """`aggregates.UnitTotals` and `RecordExtras` of integer counts and real sums; some units dead (all cells near
+    zero), one with no cells."""
+    counts = rng.integers(0, 50, size=(units, 9)).astype(np.float64)
+    cells = np.full(units, 40.0)
+    cells[-1] = 0.0
+    near = np.minimum(cells, rng.integers(0, 40, size=units).astype(np.float64))
+    near[: units // 2] = cells[: units // 2]  # dead units (whole groups of them)
+    totals = aggregates.UnitTotals(
+        counts=counts,
+        sums=rng.normal(size=(units, 9)) * 10.0 ** rng.uniform(-4, 4, (units, 9)),
+        near_zero_counts=np.floor(counts / 2),
+        near_zero_sums=rng.normal(size=(units, 9)),
+        cells=cells,
+        near_zero_cells=near,
+        thresholds=np.array([0.1, 0.2, 0.3]),
+        nonfinite=np.array([1.0, 0.0, 2.0]),
+    )
+    extras = metadata.RecordExtras(rng.uniform(size=units), rng.uniform(size=units), 7.0, 0.5)
+    return totals, extras
+
+
+@pytest.mark.parametrize("units, max_units", [(10, 256), (10, 4), (300, 256)])
+def test_compact_records_keep_totals_dead_rows_and_per_row_shares(units, max_units):
+    """Version 3: a record without unit detail holds exactly the detailed record's layer totals, dead rows'
+    near-zero counts, per-row cells and header; its size is `record_bytes(..., detail=False)`."""
+    totals, extras = _random_totals(np.random.default_rng(units), units)
+    detailed = metadata.pack_record(totals, max_units, extras, detail=True).numpy()
+    compact = metadata.pack_record(totals, max_units, extras, detail=False).numpy()
+    assert detailed.nbytes == metadata.record_bytes(units, max_units)
+    assert compact.nbytes == metadata.record_bytes(units, max_units, detail=False) < detailed.nbytes
+    if units > 100:
+        assert compact.nbytes < detailed.nbytes / 10
+    full, small = metadata.unpack_record(detailed), metadata.unpack_record(compact)
+    assert full.detail and not small.detail and small.counts is None and small.result_magnitude is None
+    g = metadata.group_size(units, max_units)
+    groups = np.arange(units) // g
+    np.testing.assert_array_equal(
+        full.counts, np.stack([totals.counts[groups == i].sum(0) for i in range(groups[-1] + 1)])
+    )
+    for record in (full, small):
+        assert (record.units, record.group_size, record.padding_only, record.output_threshold) == (units, g, 7.0, 0.5)
+        np.testing.assert_array_equal(record.thresholds, totals.thresholds)
+        np.testing.assert_array_equal(record.nonfinite, totals.nonfinite)
+        np.testing.assert_array_equal(record.cells, full.cells)
+        np.testing.assert_array_equal(record.near_zero_cells, full.near_zero_cells)
+        dead = metadata.dead_rows(full)
+        assert len(dead) > 0
+        np.testing.assert_array_equal(record.dead_near_zero_counts, full.near_zero_counts[dead].sum(0))
+        np.testing.assert_array_equal(record.totals[metadata.COUNTS], totals.counts.sum(0))
+        np.testing.assert_allclose(record.totals[metadata.SUMS], totals.sums.sum(0), rtol=1e-12)
+        np.testing.assert_allclose(record.totals[metadata.REFERENCE], extras.reference.sum(), rtol=1e-12)
+    # The stored totals are the detailed rows' own sum (what a version-2 reader would have summed).
+    header = np.zeros(metadata.COLUMNS)
+    header[metadata.HEADER_UNITS], header[metadata.HEADER_GROUP_SIZE] = units, g
+    np.testing.assert_allclose(full.totals, metadata.unpack_record(np.vstack([header, _v2_rows(full)])).totals)
+
+
+def _v2_rows(record):
+    return np.concatenate(
+        [record.counts, record.sums, record.near_zero_counts, record.near_zero_sums]
+        + [v[:, None] for v in (record.cells, record.near_zero_cells, record.result_magnitude, record.reference)],
+        axis=1,
+    )
+
+
+def test_unit_detail_follows_a_bool_tensor_inside_tf_function():
+    totals, extras = _random_totals(np.random.default_rng(3), 6)
+    pack = tf.function(lambda detail: metadata.pack_record(totals, 256, extras, detail))
+    assert metadata.unpack_record(pack(tf.constant(True)).numpy()).detail
+    assert not metadata.unpack_record(pack(tf.constant(False)).numpy()).detail
+    assert metadata.has_unit_detail(pack(tf.constant(True)).numpy())

@@ -10,7 +10,9 @@ What is recorded. For each chosen layer and role, one tag `<Keras path>/<role>` 
 e.g. `block_2/multi_head_attention_1/query`: unique, and stable across runs of the same model code) in the run directory
 `<log_dir>/<run>` (`run="train"` by default, the directory Keras' own `TensorBoard` callback writes its training
 scalars to; `run=None` writes into `log_dir` itself), holding one `metadata.py` record per recorded step, plus the
-two plain scalars `<tag>/near_zero_fraction` and `<tag>/dead_unit_fraction` (unless `scalars=False`). Roles:
+two plain scalars `<tag>/near_zero_fraction` and `<tag>/dead_unit_fraction` (unless `scalars=False`). The
+callback keeps each record's per-unit pair table (unit detail) every `unit_detail_every`-th recorded step and at
+each fit's first; `LayerRecorder.recording(step, record, detail)` leaves it to the caller. Roles:
   forward          the layer's input x and kernel; result z = x @ kernel (the convolution), before bias/activation
   kernel_gradient  x and d_out = d(loss)/dz; result = the kernel gradient TensorFlow computes for the step
   input_gradient   d_out and the kernel; result = d(loss)/dx
