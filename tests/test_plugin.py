@@ -22,7 +22,7 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins import base_plugin
 from werkzeug import test as werkzeug_test
 
-from tb_matmul_explainer import explain, loader, metadata
+from tb_matmul_explainer import aggregates, explain, loader, metadata, summary
 from tb_matmul_explainer import plugin as plugin_lib
 from tb_matmul_explainer.plugin import cache as plugin_cache
 from tb_matmul_explainer.plugin import not_recorded
@@ -282,6 +282,45 @@ def test_units_group_beyond_max_units(client):
     body = get_json(client, "/units", run="alpha", role="forward", layer="d2")
     assert body["units"] == 300
     assert body["group_size"] == 2 and len(body["counts"]) == 150
+
+
+def write_compact_run(logdir, details):
+    """Run "compact": layer d0's forward record at each (step, detail) of `details`, with unit detail where
+    `detail` is True (the records `ExplainerCallback(unit_detail_every=N)` writes between its detailed steps)."""
+    rng = np.random.default_rng(3)
+    index, inputs, units = LAYERS["d0"]
+    md = metadata.create_summary_metadata(
+        "d0", None, role="forward", op="dense", layer="d0", index=index, units=units, confidence=0.9
+    )
+    with tf.summary.create_file_writer(os.path.join(logdir, "compact")).as_default():
+        for step, detail in details:
+            x, kernel, _ = layer_data(rng, inputs, units)
+            totals = aggregates.dense(tf.constant(x, tf.float32), tf.constant(kernel, tf.float32), confidence=0.9)
+            summary.write_totals("d0_forward", totals, step, md, detail=detail)
+
+
+@pytest.mark.parametrize("cache_mb", ["256", "0"])
+def test_units_from_the_latest_record_with_unit_detail(tmp_path, cache_mb):
+    """/units answers from the latest record with unit detail at or before the step (its `step` says which), 404
+    with a message before the first one; the other routes keep every step."""
+    write_compact_run(str(tmp_path), [(0, False), (10, True), (20, False), (30, False)])
+    client, _ = make_client(str(tmp_path), "--matmul_explainer_cache_mb=" + cache_mb)
+    q = {"run": "compact", "role": "forward", "layer": "d0"}
+    assert get_json(client, "/units", **q)["step"] == 10  # the latest record (30) has no unit detail
+    for step in (10, 15, 20, 30, 10**6):
+        body = get_json(client, "/units", **q, step=str(step))
+        assert body["step"] == 10
+        assert len(body["counts"]) == LAYERS["d0"][2]
+        (totals,) = get_json(client, "/overview", run="compact", role="forward", step="10")["layers"]
+        close(np.sum(body["counts"], axis=0), totals["counts"])
+        close(np.sum(body["near_zero_cells"]), totals["near_zero_cells"])
+    for step in (0, 5):
+        response = client.get(PREFIX + "/units", query_string={**q, "step": str(step)})
+        assert response.status_code == 404, response.get_data(as_text=True)
+        assert "no record with unit detail at or before step %d" % step in response.get_data(as_text=True)
+    # Every step keeps its layer totals and per-unit near-zero shares.
+    assert get_json(client, "/overview", run="compact", role="forward", step="20")["layers"][0]["step"] == 20
+    assert get_json(client, "/unit_heatmap", **q)["steps"] == [0, 10, 20, 30]
 
 
 # ----------------------------------------------------------------------------------------------- /unit_heatmap

@@ -73,8 +73,9 @@ export function watch(page: Page): Watch {
     if (/Content Security Policy/i.test(t)) w.csp.push(t);
   });
   page.on('response', (r) => {
-    // A 404 from /diagnosis is an answer (the layer has no record at or before the step); any other is a failure.
-    if (r.status() >= 400 && r.url().includes(`/plugin/${TAB}/`) && !(r.status() === 404 && /\/diagnosis\?/.test(r.url()))) w.failed.push(`${r.status()} ${r.url()}`);
+    // A 404 from /diagnosis or /units is an answer (no record, or none with unit detail, at or before the step);
+    // any other is a failure.
+    if (r.status() >= 400 && r.url().includes(`/plugin/${TAB}/`) && !(r.status() === 404 && /\/(diagnosis|units)\?/.test(r.url()))) w.failed.push(`${r.status()} ${r.url()}`);
   });
   return w;
 }

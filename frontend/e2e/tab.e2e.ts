@@ -393,8 +393,13 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
     await expect.poll(() => frame.locator('.mmx-layer-select option').allTextContents(), { timeout: 30_000 })
       .toEqual(expect.arrayContaining([SCORES, VALUES]));
     await frame.locator('.mmx-layer-select').selectOption(SCORES);
+    // Its per-unit pairs are from step 0, the fit's first recorded step (unit detail every 10th recorded step by
+    // default); a caption above them says so.
     const units = frame.locator('[data-heatmap="units"]');
-    await expect.poll(() => units.locator('h3').textContent(), { timeout: 30_000 }).toBe(`${SCORES} · units × pairs at step 3`);
+    await expect.poll(() => units.locator('h3').textContent(), { timeout: 30_000 }).toBe(`${SCORES} · units × pairs at step 0`);
+    const note = frame.locator('.mmx-unit-detail');
+    expect([await note.getAttribute('data-layer-step'), await note.getAttribute('data-units-step')]).toEqual(['3', '0']);
+    expect(await note.textContent()).toMatch(/^Per-unit pairs at step 0, the latest step with unit detail at or before step 3 /);
     await frame.waitForSelector('[data-heatmap="units"] canvas.mmx-hm-cells', { timeout: 30_000 });
     expect(await units.getAttribute('data-rows')).toBe('4');
     const thresholds = Object.fromEntries(await facts(frame, SCORES))['thresholds'];
@@ -457,11 +462,13 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
     // The one-unit layer, all result cells: with batch size 1 each record has a single result cell.
     await frame.locator('.mmx-layer-select').selectOption('one_unit');
     await frame.locator('select.mmx-scope').selectOption('all');
+    // The per-unit pairs: from step 0, the only step with unit detail (kept every 10th recorded step and at the
+    // fit's first); the other views have all six steps.
     const u = await route<UnitsResponse>(frame, `./units?run=${q(BATCH1)}&role=forward&layer=one_unit`);
-    expect([u.step, u.units, u.group_size, u.cells]).toEqual([5, 1, 1, [1]]);
+    expect([u.step, u.units, u.group_size, u.cells]).toEqual([0, 1, 1, [1]]);
     expect(u.counts[0].reduce((a, b) => a + b, 0)).toBe(8); // 8 products: hidden's 8 outputs x the unit's 8 weights
     const shapes: Record<string, [string, string, string]> = {
-      units: ['one_unit · units × pairs at step 5', '1', '10'],
+      units: ['one_unit · units × pairs at step 0', '1', '10'],
       unitsteps: ['one_unit · units × steps', '1', '6'],
       timeline: ['one_unit · pairs over steps', '9', '6'],
     };
@@ -474,6 +481,9 @@ describe('real Keras training with edge cases (model.fit + ExplainerCallback)', 
       expect(px.painted, `${id} painted pixels`).toBeGreaterThan(0.3 * px.width * px.height);
       expect(px.colours, `${id} distinct colours`).toBeGreaterThanOrEqual(id === 'unitsteps' ? 1 : 2);
     }
+    const note = frame.locator('.mmx-unit-detail');
+    expect([await note.getAttribute('data-layer-step'), await note.getAttribute('data-units-step')]).toEqual(['5', '0']);
+    expect(await note.isVisible()).toBe(true);
     // Its single row's tooltip carries the backend's exact values.
     const tip = await hoverTooltip(page, frame, 'units', 0, 9);
     expect(tip.title).toBe('one_unit · unit 0 · near-zero results');

@@ -163,7 +163,11 @@ export interface Api {
   overview(run: string, role: Role, step?: number | null): Promise<OverviewResponse>;
   timeline(run: string, role: Role, layer: string): Promise<TimelineResponse>;
   heatmap(run: string, role: Role): Promise<HeatmapResponse>;
-  units(run: string, role: Role, layer: string, step?: number | null): Promise<UnitsResponse>;
+  /**
+   * A layer's per-unit pairs from its latest record with unit detail at or before `step` (its `step` says which),
+   * or null where there is none (404).
+   */
+  units(run: string, role: Role, layer: string, step?: number | null): Promise<UnitsResponse | null>;
   unitHeatmap(run: string, role: Role, layer: string): Promise<UnitHeatmap>;
   compareOverview(runs: string[], role: Role, step?: number | null): Promise<CompareOverviewResponse>;
   compareHeatmap(runs: string[], role: Role): Promise<CompareHeatmapResponse>;
@@ -197,21 +201,25 @@ export function createApi(fetchFn: FetchFn = (u, i) => fetch(u, i)): Api {
     return p;
   }
 
-  const json = <T>(path: string, params?: Params): Promise<T> => {
+  /** The route's JSON, cached; with `orNull`, null for a 404 (nothing at or before the step). */
+  function json<T>(path: string, params?: Params): Promise<T>;
+  function json<T>(path: string, params: Params, orNull: true): Promise<T | null>;
+  function json<T>(path: string, params?: Params, orNull = false): Promise<T | null> {
     const url = buildUrl(path, params);
     return cached(url, async () => {
       const res = await fetchFn(url, { credentials: 'same-origin' });
+      if (orNull && res.status === 404) return null;
       if (!res.ok) throw await errorOf(res, url);
       return (await res.json()) as T;
     });
-  };
+  }
 
   return {
     runs: () => json<RunsResponse>('runs'),
     overview: (run, role, step) => json('overview', { run, role, step }),
     timeline: (run, role, layer) => json('timeline', { run, role, layer }),
     heatmap: (run, role) => json('heatmap', { run, role }),
-    units: (run, role, layer, step) => json('units', { run, role, layer, step }),
+    units: (run, role, layer, step) => json<UnitsResponse>('units', { run, role, layer, step }, true),
     unitHeatmap: (run, role, layer) => {
       const url = buildUrl('unit_heatmap', { run, role, layer, format: 'f32' });
       return cached(url, async () => {
@@ -222,15 +230,7 @@ export function createApi(fetchFn: FetchFn = (u, i) => fetch(u, i)): Api {
     },
     compareOverview: (runs, role, step) => json('compare', { view: 'overview', run: runs, role, step }),
     compareHeatmap: (runs, role) => json('compare', { view: 'heatmap', run: runs, role }),
-    diagnosis: (run, role, layer, step) => {
-      const url = buildUrl('diagnosis', { run, role, layer, step });
-      return cached(url, async () => {
-        const res = await fetchFn(url, { credentials: 'same-origin' });
-        if (res.status === 404) return null; // the layer has no record at or before the step
-        if (!res.ok) throw await errorOf(res, url);
-        return parseDiagnosis(await res.json());
-      });
-    },
+    diagnosis: (run, role, layer, step) => json<unknown>('diagnosis', { run, role, layer, step }, true).then((d) => (d === null ? null : parseDiagnosis(d))),
     alerts: (run, step) => json<unknown>('alerts', { run, step }).then(parseAlerts),
     clear: () => cache.clear(),
   };

@@ -77,6 +77,8 @@ body { margin: 0; background: #f5f5f5; }
 .mmx-error { border: 1px solid #ef9a9a; background: #ffebee; color: #b71c1c; border-radius: 4px; padding: 8px 10px; margin: 6px 0;
   display: flex; gap: 8px; align-items: center; flex-wrap: wrap; word-break: break-word; }
 .mmx-warning { border: 1px solid #ffcc80; background: #fff8e1; color: #6d4c41; border-radius: 4px; padding: 6px 10px; margin-bottom: 10px; }
+.mmx-note { border: 1px solid #90caf9; background: #e3f2fd; color: #0d47a1; border-radius: 4px; padding: 6px 10px; margin-bottom: 8px; max-width: 760px; }
+.mmx-unit-detail-empty { background: #fff; border-color: #e0e0e0; color: #424242; padding: 16px; }
 .mmx-empty { background: #fff; border: 1px solid #e0e0e0; border-radius: 6px; padding: 24px; max-width: 760px; margin-top: 12px; }
 .mmx-empty h2 { margin-bottom: 8px; }
 .mmx-app code { background: #f5f5f5; border-radius: 3px; padding: 1px 4px; font-family: "Roboto Mono", Menlo, monospace; font-size: 12px; }

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ApiError, ShapeError, buildUrl, createApi, parseAlerts, parseDiagnosis, parseF32, rankedCauses } from '../src/api';
-import { alert, alerts, diagnosis, runs } from './fixtures';
+import { alert, alerts, diagnosis, runs, units } from './fixtures';
 
 function headers(h: Record<string, string>) {
   const m = new Map(Object.entries(h).map(([k, v]) => [k.toLowerCase(), v]));
@@ -76,6 +76,20 @@ describe('createApi', () => {
     const h = await createApi(f).unitHeatmap('r', 'forward', 'dense');
     expect(f.mock.calls[0][0]).toBe('./unit_heatmap?run=r&role=forward&layer=dense&format=f32');
     expect(Array.from(h.values)).toEqual([0.5, 1]);
+  });
+
+  it('units: the latest record with unit detail (its step may be earlier), 404 = none at or before the step (cached)', async () => {
+    const f = vi.fn(async (_url: string) => respond({ ...units(), step: 40 }));
+    const u = await createApi(f).units('r', 'forward', 'dense', 47);
+    expect(f.mock.calls[0][0]).toBe('./units?run=r&role=forward&layer=dense&step=47');
+    expect(u?.step).toBe(40);
+    const none = vi.fn(async () => respond("Not found: run 'r', layer 'dense', role 'forward' has no record with unit detail at or before step 3", { status: 404, headers: { 'Content-Type': 'text/plain' } }));
+    const api404 = createApi(none);
+    expect(await api404.units('r', 'forward', 'dense', 3)).toBeNull();
+    expect(await api404.units('r', 'forward', 'dense', 3)).toBeNull();
+    expect(none).toHaveBeenCalledTimes(1);
+    const api500 = createApi(async () => respond('boom', { status: 500, headers: { 'Content-Type': 'text/plain' } }));
+    await expect(api500.units('r', 'forward', 'dense', 3)).rejects.toBeInstanceOf(ApiError);
   });
 
   it('diagnosis: the documented shape, 404 = no record at or before the step, other errors thrown', async () => {

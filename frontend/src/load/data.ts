@@ -95,11 +95,12 @@ export class DataSource {
     return { layer, totals, activation: roles.activation?.activation ?? null, producer, producerRecorded: producer ? layers.some((l) => l.name === producer) : undefined };
   }
 
-  units(s: State): Promise<UnitsResponse> {
+  /** The layer's per-unit pairs: its latest record with unit detail at or before the step; null if none. */
+  units(s: State): Promise<UnitsResponse | null> {
     return this.api.units(primary(s), s.role, layerOf(s), s.step);
   }
 
-  /** The layer's units x steps, with its units at the step when they load (they order the rows), else null. */
+  /** The layer's units x steps, with its per-unit pairs when they load (they order the rows), else null. */
   async unitSteps(s: State): Promise<{ uh: UnitHeatmap; u: UnitsResponse | null }> {
     const [uh, u] = await Promise.all([this.api.unitHeatmap(primary(s), s.role, layerOf(s)), this.units(s).catch(() => null)]);
     return { uh, u };

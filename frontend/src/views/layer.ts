@@ -1,6 +1,7 @@
 /**
- * Layer detail: the layer picker, the matrix and diagnosis cards (layercards.ts), units x pairs at the step
- * (sortable), units x steps of the near-zero share, and pairs x steps with the steps whose products were not finite.
+ * Layer detail: the layer picker, the matrix and diagnosis cards (layercards.ts), units x pairs at the latest step
+ * with unit detail (sortable; unitdetail.ts notes an earlier step or none), units x steps of the near-zero share, and
+ * pairs x steps with the steps whose products were not finite.
  * A change of step alone moves the outline of the two step views instead of redrawing them.
  */
 import { el, section } from '../dom';
@@ -15,6 +16,7 @@ import { diagnosisCard, matrixCard } from './layercards';
 import { fractionScale, measureScale, pairGroups, pairMissingLabel, pairValues } from './measure';
 import { pairRows } from './pairtext';
 import { Slot } from './slot';
+import { unitDetailBox } from './unitdetail';
 import type { View, ViewContext } from './view';
 
 const RELEVANT: (keyof State)[] = ['selected', 'role', 'measure', 'scope', 'step', 'layer', 'sequential', 'diverging', 'unitSort', 'runs'];
@@ -54,7 +56,7 @@ export class LayerView implements View {
         if (!totals) return names.length ? undefined : this.matrix.clear('No layers.');
         this.drawPicker(names, totals.name);
         this.matrix.el.appendChild(matrixCard(s, s.selected[0], totals));
-        this.loadRest(s, totals.name, changed);
+        this.loadRest(s, totals.name, totals.step, changed);
       },
     );
   }
@@ -72,8 +74,11 @@ export class LayerView implements View {
     this.picker.appendChild(lab);
   }
 
-  /** Diagnosis, units, units x steps and pairs x steps; a change of step alone only moves the step views' outline. */
-  private loadRest(s: State, layer: string, changed: Set<keyof State> | 'all'): void {
+  /**
+   * Diagnosis, units, units x steps and pairs x steps of the layer whose record at the selection is at `layerStep`;
+   * a change of step alone only moves the step views' outline.
+   */
+  private loadRest(s: State, layer: string, layerStep: number, changed: Set<keyof State> | 'all'): void {
     const data = this.ctx.data;
     void this.chain.load(
       () => data.chain(s),
@@ -86,10 +91,15 @@ export class LayerView implements View {
       () => data.diagnosis(s),
       (d) => this.diagnosis.el.appendChild(diagnosisCard(s, layer, d)),
     );
-    // Units x pairs at the step; its sort order also orders the units x steps view.
+    // Units x pairs at the latest step with unit detail (or a note saying there is none); its sort order also
+    // orders the units x steps view.
     void this.units.load(
       () => data.units(s),
-      (u) => this.drawUnits(s, s.selected[0], layer, u),
+      (u) => {
+        const note = unitDetailBox(layerStep, u?.step ?? null);
+        if (note) this.units.el.appendChild(note);
+        if (u) this.drawUnits(s, s.selected[0], layer, u);
+      },
     );
     const fresh = changed === 'all' || changed.has('runs');
     const base = [s.selected[0], s.role, layer, s.measure, s.scope, s.sequential];
