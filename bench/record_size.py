@@ -6,7 +6,7 @@ Trains `keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), class
 with two BatchNorm residual blocks) on random local data (batch 32, Adam, sparse categorical cross-entropy;
 nothing downloads) with `ExplainerCallback(logdir, update_freq=1)` (default roles, default `unit_detail_every`, so
 steps 0 and 10 carry unit detail, the others are compact) for `--steps` steps. The first recording step of ResNet50
-traces and compiles the instrumented step: about 5-6 minutes on a 2-core machine.
+traces and compiles the instrumented step: 5-11 minutes on a 2-core machine (11 with other work on it).
 
 Then it reads the event files of `<logdir>/train` and, per recorded step, sums the serialized size of each event
 with summary values (`len(event.SerializeToString())` plus the 16 bytes of TFRecord framing): the plugin's records
@@ -167,7 +167,7 @@ def main():
     logdir = args.logdir or tempfile.mkdtemp(prefix="mmx_record_size_")
     try:
         if not args.quick:
-            print("training ResNet50; its first recording step traces and compiles: ~5-6 min on 2 cores", flush=True)
+            print("training ResNet50; its first recording step traces and compiles: 5-11 min on 2 cores", flush=True)
         name, every = train(logdir, args.steps, args.quick)
         report(name, measure(os.path.join(logdir, "train")), every)
     finally:
