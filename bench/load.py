@@ -50,7 +50,8 @@ TIMEOUT_S = 60
 
 def request_plan(runs, layers, steps, rng, n, missing_share=0.05):
     """n (route name, path, expected status) requests cycling over the routes with varied parameters."""
-    per_route = plugin_latency.route_queries(runs, layers, steps, rng, max(1, n // 8))
+    layer_names = ["layer_%02d" % i for i in range(layers)]  # `plugin_latency.dense_shapes`
+    per_route = plugin_latency.route_queries(runs, layer_names, steps, rng, max(1, n // 8))
     # /diagnosis and /alerts are not in plugin_latency's list: add them
     q = urllib.parse.urlencode
     per_route["diagnosis"] = [
@@ -59,7 +60,7 @@ def request_plan(runs, layers, steps, rng, n, missing_share=0.05):
             {
                 "run": "run_%d" % rng.randrange(runs),
                 "role": rng.choice(["forward", "kernel_gradient"]),
-                "layer": "layer_%02d" % rng.randrange(layers),
+                "layer": rng.choice(layer_names),
                 "step": str(rng.randrange(steps)),
             }
         )
@@ -171,6 +172,7 @@ def main():
     print(
         "data: %d runs x %d layers x 2 roles x %d steps x %d units" % (args.runs, args.layers, args.steps, args.units)
     )
+    shapes = plugin_latency.dense_shapes(args.layers, args.units)
     keep = args.logdir is not None
     logdir = args.logdir or tempfile.mkdtemp(prefix="mmx_load_")
     try:
@@ -178,7 +180,7 @@ def main():
             os.makedirs(logdir, exist_ok=True)
             print("generating into %s" % logdir, flush=True)
             start = time.monotonic()
-            plugin_latency.generate(logdir, args.runs, args.layers, args.steps, args.units)
+            plugin_latency.generate(logdir, args.runs, shapes, args.steps)
             print(
                 "generated %.2f GB in %.0f s" % (plugin_latency.dir_bytes(logdir) / 1e9, time.monotonic() - start),
                 flush=True,
@@ -191,7 +193,7 @@ def main():
             if urllib.parse.urlparse(base).hostname not in ("127.0.0.1", "localhost"):
                 raise SystemExit("TensorBoard is not on loopback: %s" % base)
             print("tensorboard pid %d at %s (--load_fast=%s); loading..." % (tb.pid, base, args.load_fast), flush=True)
-            load_s = plugin_latency.wait_loaded(tb, args.runs, args.layers, args.steps, args.load_timeout)
+            load_s = plugin_latency.wait_loaded(tb, args.runs, shapes, args.steps, args.load_timeout)
             print("loaded in %.0f s" % load_s)
             start = time.monotonic()
             for run in range(args.runs):

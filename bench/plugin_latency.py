@@ -3,18 +3,26 @@
 Generates (by default through the writer's packing path: `metadata.pack_record` + `tf.summary.write` with our
 metadata; `--generator summary` uses the writer ops themselves, which take ~10 minutes to trace)
 a log directory of RUNS x LAYERS x 2 roles x STEPS records of UNITS units (default 3 x 30 x 2 x 200 x 256:
-36,000 records of 78 kB, 2.8 GB), starts `tensorboard` on it (default loader: the Rust data server), waits until
-everything is loaded, measures the first ("cold") request of each route, warms up, then sends REQUESTS requests
-per route with varied parameters and prints p50/p95 latency per route and the peak resident memory (VmHWM) of
-the TensorBoard process and its children (the data server).
+36,000 records, every one with unit detail), or with `--shapes resnet50` (`--generator pack` only) the records a
+recording of `keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)` has: per Conv2D and
+Dense layer, forward and kernel_gradient (units = output channels) and input_features (units = input channels),
+every 10th step with unit detail (`--detail_every`), the others compact. Then it starts `tensorboard` on it
+(default loader: the Rust data server), waits until everything is loaded, measures the first ("cold") request of
+each route, warms up, then sends REQUESTS requests per route with varied parameters and prints p50/p95 latency per
+route and the peak resident memory (VmHWM) of the TensorBoard process and its children (the data server).
 
     python bench/plugin_latency.py [--runs 3 --layers 30 --steps 200 --units 256 --requests 50]
+                                   [--shapes dense|resnet50] [--detail_every N]
                                    [--logdir DIR (reuse or keep)] [--load_fast true|false|auto]
 
-Ends with one `target p95 <= 150 ms (<route>): <ms> (bound 150 ms): met|missed` line per route; exits 0.
+Ends with one `target p95 <= 150 ms (<route>): <ms> (bound 150 ms): met|missed` line per route and
+`target TensorBoard memory, <runs> runs x <steps> recorded steps (<shapes>): X GiB (bound 2 GiB): met|missed`
+(the sum of the peaks of TensorBoard and its data server); exits 0.
 """
 
 import argparse
+import collections
+import functools
 import json
 import os
 import random
@@ -30,18 +38,47 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from tests import tensorboard_server  # noqa: E402  (starts TensorBoard and waits until it serves)
 
 TARGET_MS = 150.0
+MEMORY_BOUND_GIB = 2.0
 PREFIX = "/data/plugin/matmul_explainer"
 
 
 # ----------------------------------------------------------------------------------------------- generation
 
+#: One recorded layer of the generated runs: its name, op and {role: units}.
+Layer = collections.namedtuple("Layer", "name op roles")
 
-def generate(logdir, runs, layers, steps, units, generator="pack", inputs=64, batch=32):
-    """Writes the log directory; `generator` is "summary" (our writer ops) or "pack" (the writer's packing path)."""
+
+def dense_shapes(layers, units):
+    """`layers` Dense layers `layer_00`, ... of `units` units, roles forward and kernel_gradient."""
+    return [Layer("layer_%02d" % i, "dense", {"forward": units, "kernel_gradient": units}) for i in range(layers)]
+
+
+def resnet50_shapes():
+    """Per Conv2D / Dense layer of ResNet50 (32x32x3, 10 classes): forward and kernel_gradient (units = output
+    channels) and input_features (units = input channels)."""
+    import keras
+
+    model = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
+    return [
+        Layer(
+            layer.name,
+            "dense" if isinstance(layer, keras.layers.Dense) else "conv2d",
+            {"forward": layer.kernel.shape[-1], "kernel_gradient": layer.kernel.shape[-1]}
+            | {"input_features": layer.kernel.shape[-2]},
+        )
+        for layer in model.layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+    ]
+
+
+def generate(logdir, runs, shapes, steps, generator="pack", detail_every=1, inputs=64, batch=32):
+    """Writes the log directory; `generator` is "summary" (our writer ops, dense shapes only) or "pack" (the
+    writer's packing path, unit detail every `detail_every`-th step)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    (generate_with_summary_ops if generator == "summary" else generate_with_packing)(
-        logdir, runs, layers, steps, units, inputs, batch
-    )
+    if generator == "summary":
+        generate_with_summary_ops(logdir, runs, len(shapes), steps, shapes[0].roles["forward"], inputs, batch)
+    else:
+        generate_with_packing(logdir, runs, shapes, steps, detail_every, inputs, batch)
 
 
 def generate_with_summary_ops(logdir, runs, layers, steps, units, inputs, batch):
@@ -86,61 +123,73 @@ def generate_with_summary_ops(logdir, runs, layers, steps, units, inputs, batch)
         writer.close()
 
 
-def generate_with_packing(logdir, runs, layers, steps, units, inputs, batch):
-    """Per-unit totals drawn in NumPy (consistent: counts of each unit add up to cells x inputs, near-zero parts
-    scale with the near-zero cells), packed by `metadata.pack_record` and written by `tf.summary.write` with our
-    `create_summary_metadata`: the same records and metadata the writer ops produce, minutes faster."""
-    import collections
+#: The fields of `aggregates.UnitTotals` that `metadata.pack_record` reads (NumPy, then TensorFlow).
+Totals = collections.namedtuple(
+    "Totals", "counts sums near_zero_counts near_zero_sums cells near_zero_cells thresholds nonfinite"
+)
 
+
+def draw_totals(rng, role, units, near_zero_share, inputs, batch):
+    """`Totals` of `units` units drawn in NumPy: counts of each unit add up to cells x inputs (input_features: no
+    pairs), near-zero parts scale with the near-zero cells (about `near_zero_share` of them)."""
+    import numpy as np
+
+    cells = float(batch if role == "forward" else inputs)
+    products = cells * (inputs if role == "forward" else batch)
+    counts = np.floor(rng.dirichlet(np.ones(9), size=units) * products)
+    counts[:, 4] += products - counts.sum(axis=1)
+    if role == "input_features":
+        counts[:] = 0
+    sums = rng.normal(size=(units, 9)) * counts * 0.01
+    near = rng.binomial(int(cells), near_zero_share, size=units).astype(np.float64)
+    frac = (near / cells)[:, None]
+    return Totals(
+        counts,
+        sums,
+        np.floor(counts * frac),
+        sums * frac,
+        np.full(units, cells),
+        near,
+        rng.random(3) * 0.01,
+        np.zeros(3),
+    )
+
+
+def generate_with_packing(logdir, runs, shapes, steps, detail_every, inputs, batch):
+    """`draw_totals` packed by `metadata.pack_record` (unit detail at the steps 0, `detail_every`, ...) and
+    written by `tf.summary.write` with our `create_summary_metadata`: the same records and metadata the writer ops
+    produce, minutes faster."""
     import numpy as np
     import tensorflow as tf
 
     from tb_matmul_explainer import metadata
 
-    Totals = collections.namedtuple(
-        "Totals", "counts sums near_zero_counts near_zero_sums cells near_zero_cells thresholds nonfinite"
-    )
-    pack = tf.function(lambda t: metadata.pack_record(t), reduce_retracing=True)
+    @functools.cache
+    def packer(units, detail):  # one traced function per record shape
+        return tf.function(lambda t: metadata.pack_record(t, detail=detail))
+
     rng = np.random.default_rng(0)
     for run in range(runs):
         start = time.monotonic()
         writer = tf.summary.create_file_writer(os.path.join(logdir, "run_%d" % run), max_queue=500)
-        mds = {}
-        for layer in range(layers):
-            name = "layer_%02d" % layer
-            for role in ("forward", "kernel_gradient"):
-                mds[layer, role] = metadata.create_summary_metadata(
-                    name, None, role=role, op="dense", layer=name, index=layer, units=units, confidence=0.95
-                )
+        mds = {
+            (layer.name, role): metadata.create_summary_metadata(
+                layer.name, None, role=role, op=layer.op, layer=layer.name, index=i, units=units, confidence=0.95
+            )
+            for i, layer in enumerate(shapes)
+            for role, units in layer.roles.items()
+        }
         with writer.as_default():
             for step in range(steps):
-                for layer in range(layers):
-                    name = "layer_%02d" % layer
-                    for role in ("forward", "kernel_gradient"):
-                        cells = float(batch if role == "forward" else inputs)
-                        products = cells * (inputs if role == "forward" else batch)
-                        shares = rng.dirichlet(np.ones(9), size=units)
-                        counts = np.floor(shares * products)
-                        counts[:, 4] += products - counts.sum(axis=1)
-                        sums = rng.normal(size=(units, 9)) * counts * 0.01
-                        p = min(0.9, 0.05 + 0.02 * layer + 0.2 * step / steps)
-                        near = rng.binomial(int(cells), p, size=units).astype(np.float64)
-                        frac = (near / cells)[:, None]
-                        totals = Totals(
-                            counts,
-                            sums,
-                            np.floor(counts * frac),
-                            sums * frac,
-                            np.full(units, cells),
-                            near,
-                            rng.random(3) * 0.01,
-                            np.zeros(3),
-                        )
+                for i, layer in enumerate(shapes):
+                    for role, units in layer.roles.items():
+                        share = min(0.9, 0.05 + 0.02 * (i % 40) + 0.2 * step / steps)
+                        totals = draw_totals(rng, role, units, share, inputs, batch)
                         tf.summary.write(
-                            "%s/%s" % (name, role),
-                            pack(Totals(*map(tf.constant, totals))),
+                            "%s/%s" % (layer.name, role),
+                            packer(units, step % detail_every == 0)(Totals(*map(tf.constant, totals))),
                             step,
-                            metadata=mds[layer, role],
+                            metadata=mds[layer.name, role],
                         )
                 if (step + 1) % 50 == 0 or step + 1 == steps:
                     print(
@@ -169,7 +218,7 @@ def get(base, path):
     return response.status, response.body, response.ms
 
 
-def wait_loaded(tb, runs, layers, steps, timeout):
+def wait_loaded(tb, runs, shapes, steps, timeout):
     """Waits until TensorBoard `tb` serves every record of the generated runs; returns the seconds waited."""
     last, start = [], time.monotonic()
 
@@ -184,7 +233,7 @@ def wait_loaded(tb, runs, layers, steps, timeout):
             last.append(tags)
         done = (
             len(listing) == runs
-            and tags == runs * layers * 2
+            and tags == runs * sum(len(layer.roles) for layer in shapes)
             and all(
                 role["last_step"] == steps - 1 for r in listing for l in r["layers"] for role in l["roles"].values()
             )
@@ -192,7 +241,9 @@ def wait_loaded(tb, runs, layers, steps, timeout):
         if not done:
             return False
         # the last step is visible; wait until every record of the last-loaded tags is too
-        q = "/timeline?run=run_%d&role=kernel_gradient&layer=layer_%02d" % (runs - 1, layers - 1)
+        q = "/timeline?" + urllib.parse.urlencode(
+            {"run": "run_%d" % (runs - 1), "role": "kernel_gradient", "layer": shapes[-1].name}
+        )
         status, body, _ = get(tb.url, PREFIX + q)
         return status == 200 and len(json.loads(body)["steps"]) == steps
 
@@ -229,6 +280,9 @@ def peak_rss_kib(pid):
 
 
 def route_queries(runs, layers, steps, rng, n):
+    """`n` request paths per route, with random run, role (forward, kernel_gradient), layer (of the names
+    `layers`) and step."""
+
     def run():
         return "run_%d" % rng.randrange(runs)
 
@@ -236,7 +290,7 @@ def route_queries(runs, layers, steps, rng, n):
         return rng.choice(["forward", "kernel_gradient"])
 
     def layer():
-        return "layer_%02d" % rng.randrange(layers)
+        return rng.choice(layers)
 
     def step():
         return str(rng.randrange(steps))
@@ -288,7 +342,21 @@ def main():
         help="pack: the writer's packing path (fast); summary: our writer ops (slow to trace)",
     )
     parser.add_argument("--load_timeout", type=int, default=900)
+    parser.add_argument(
+        "--shapes",
+        default="dense",
+        choices=["dense", "resnet50"],
+        help="dense: --layers x 2 roles of --units units; resnet50: a ResNet50 (32x32) recording's tags",
+    )
+    parser.add_argument(
+        "--detail_every", type=int, help="unit detail every N-th step (default: 1 for dense, 10 for resnet50)"
+    )
     args = parser.parse_args()
+    detail_every = args.detail_every or (10 if args.shapes == "resnet50" else 1)
+    if detail_every < 1:
+        parser.error(f"--detail_every must be >= 1, got {detail_every}")
+    if args.shapes == "resnet50" and args.generator != "pack":
+        parser.error("--shapes resnet50 needs --generator pack")
 
     cpu = "?"
     try:
@@ -300,8 +368,22 @@ def main():
         "machine: %d CPUs (%s), python %s, load average %.1f"
         % (os.cpu_count(), cpu, sys.version.split()[0], os.getloadavg()[0])
     )
+    if args.shapes == "resnet50":
+        shapes, label = resnet50_shapes(), "resnet50"
+    else:
+        shapes, label = dense_shapes(args.layers, args.units), "%d dense layers x %d units" % (args.layers, args.units)
     print(
-        "data: %d runs x %d layers x 2 roles x %d steps x %d units" % (args.runs, args.layers, args.steps, args.units)
+        "data: %d runs x %d steps (unit detail every %d) of %s: %d layers, %d tags, %d-%d units per tag"
+        % (
+            args.runs,
+            args.steps,
+            detail_every,
+            label,
+            len(shapes),
+            sum(len(layer.roles) for layer in shapes),
+            min(u for layer in shapes for u in layer.roles.values()),
+            max(u for layer in shapes for u in layer.roles.values()),
+        )
     )
 
     keep = args.logdir is not None
@@ -311,7 +393,7 @@ def main():
             os.makedirs(logdir, exist_ok=True)
             print("generating into %s" % logdir, flush=True)
             start = time.monotonic()
-            generate(logdir, args.runs, args.layers, args.steps, args.units, args.generator)
+            generate(logdir, args.runs, shapes, args.steps, args.generator, detail_every)
             print("generated %.2f GB in %.0f s" % (dir_bytes(logdir) / 1e9, time.monotonic() - start), flush=True)
         else:
             print("reusing %s (%.2f GB)" % (logdir, dir_bytes(logdir) / 1e9))
@@ -320,10 +402,10 @@ def main():
         base = tb.url
         try:
             print("tensorboard pid %d at %s (--load_fast=%s); loading…" % (tb.pid, base, args.load_fast), flush=True)
-            load_s = wait_loaded(tb, args.runs, args.layers, args.steps, args.load_timeout)
+            load_s = wait_loaded(tb, args.runs, shapes, args.steps, args.load_timeout)
             print("loaded in %.0f s" % load_s)
             rng = random.Random(0)
-            queries = route_queries(args.runs, args.layers, args.steps, rng, args.requests)
+            queries = route_queries(args.runs, [layer.name for layer in shapes], args.steps, rng, args.requests)
             cold = {}
             for name, qs in queries.items():
                 status, body, ms = get(base, PREFIX + qs[0])
@@ -361,7 +443,7 @@ def main():
     print("first ms: the route's first request, in table order after TensorBoard loaded (the plugin reads a tag on")
     print(
         "first use: %d-tag heatmaps are seconds cold); then warm-up: every heatmap once (%.1f s), 3 requests per"
-        % (args.layers, warmup_s)
+        % (len(shapes), warmup_s)
     )
     print(
         "route; then p50/p95/max over %d requests per route with varied run/role/layer/step (gzip accepted)."
@@ -383,6 +465,11 @@ def main():
             "target p95 <= %.0f ms (%s): %.1f ms (bound %.0f ms): %s"
             % (TARGET_MS, name, p95, TARGET_MS, "met" if p95 <= TARGET_MS else "missed")
         )
+    gib = total / 1024**2
+    print(
+        "target TensorBoard memory, %d runs x %d recorded steps (%s): %.2f GiB (bound %g GiB): %s"
+        % (args.runs, args.steps, label, gib, MEMORY_BOUND_GIB, "met" if gib <= MEMORY_BOUND_GIB else "missed")
+    )
     return 0
 
 
