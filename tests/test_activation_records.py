@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tb_matmul_explainer import graph, ops
+from tb_matmul_explainer import graph, metadata, ops
 from tb_matmul_explainer import keras as tk
 from tests.keras_helpers import EXACT, assert_record_equals, mlp, mlp_data, oracle, record_at, records
 
@@ -54,7 +54,7 @@ def test_every_role_is_written_where_it_applies(tmp_path):
         "hidden",
         "activation",
     )
-    assert recs["hidden/forward"][0].version == 2
+    assert recs["hidden/forward"][0].version == metadata.CONTRACT_VERSION == 3
 
 
 def test_activation_and_activation_gradient_records_match_the_classifiers(tmp_path):
