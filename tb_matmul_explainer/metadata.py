@@ -11,7 +11,7 @@ ROWS of 40 columns below (one row per group of g consecutive units; g = 1 up to 
   [38]     sum of |result| over the row's cells (NaN: not recorded)
   [39]     role-specific reference (`REFERENCE` below; 0 where the role has none)
 
-Version 3 (compact) is one flat vector of `65 + 2 R` values (R = stored rows), `65 + 42 R` with unit detail:
+Version 3 is one flat vector of `65 + 2 R` values (R = stored rows), `65 + 40 R` with unit detail:
 
   [0..15]  header: [0] threshold of the first operand   [1] threshold of the second operand
                    [2] threshold of the result          [3..5] non-finite values in first, second, result
@@ -23,14 +23,13 @@ Version 3 (compact) is one flat vector of `65 + 2 R` values (R = stored rows), `
   [16..55] the layer totals: the 40 columns summed over all rows (exactly the per-unit rows' sum)
   [56..64] near-zero counts of the nine pairs summed over the DEAD rows only (cells > 0 and near-zero cells
            >= `DEAD_CELLS` x cells)
-  [65 .. 65+R)       cells per row (column 36)
-  [65+R .. 65+2R)    near-zero cells per row (column 37)
-  [65+2R .. 65+42R)  unit detail only: the R rows of 40 columns, row-major
+  without unit detail:  [65 .. 65+R) cells per row (column 36), [65+R .. 65+2R) near-zero cells per row (column 37)
+  with unit detail:     [65 .. 65+40R) the R rows of 40 columns, row-major (their cells among them)
 
 Every record keeps what the diagnosis, the overview and the unit heatmap read at every step (layer totals, dead
 rows, per-row near-zero fractions); the full per-unit pair table (/units) is kept only in records with unit detail
 (`ExplainerCallback(unit_detail_every=N)`: every N-th recorded step and each fit's first; the `summary` ops
-always). About 4.6 kB per 256-unit record without detail, 87 kB with it.
+always). 4.6 kB per 256-unit record without unit detail, 82.4 kB with it.
 
 Versions 1 and 2 are 2-D, `[rows + 1, 38]` and `[rows + 1, 40]`: row 0 is the header ([0..9] as above, version 1:
 [0..7]), rows 1..R the per-unit rows (version 1: columns 0..37). They stay readable (every record with unit
@@ -201,7 +200,7 @@ def group_size(units, max_units=DEFAULT_MAX_UNITS):
 def record_bytes(units, max_units=DEFAULT_MAX_UNITS, detail=True):
     """Bytes of one (version 3) record's tensor values, with or without unit detail."""
     rows = math.ceil(units / group_size(units, max_units))
-    return (PER_ROW + (2 + COLUMNS if detail else 2) * rows) * 8
+    return (PER_ROW + (COLUMNS if detail else 2) * rows) * 8
 
 
 def create_summary_metadata(
@@ -356,8 +355,8 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
             ],
             axis=0,
         )
-        parts = [header, tf.reduce_sum(rows, 0), dead_counts, cells, near_zero_cells]
-        return tf.concat(parts + ([tf.reshape(rows, [-1])] if flag else []), axis=0)
+        body = [tf.reshape(rows, [-1])] if flag else [cells, near_zero_cells]
+        return tf.concat([header, tf.reduce_sum(rows, 0), dead_counts] + body, axis=0)
 
     if isinstance(detail, bool):
         return record(int(detail))
@@ -476,12 +475,14 @@ def _unpack_compact(array):
         raise ContractError(f"record header says {rows} rows, unit detail {detail}: not a version-3 header")
     rows, detail = int(rows), bool(detail)
     _check_rows(header, rows)
-    size = PER_ROW + (42 if detail else 2) * rows
+    size = PER_ROW + (COLUMNS if detail else 2) * rows
     if array.shape[0] != size:
         raise ContractError(f"a version-3 record of {rows} rows has {size} values, got {array.shape[0]}")
-    per_row = array[PER_ROW : PER_ROW + 2 * rows].reshape(2, rows)
-    detail_rows = array[PER_ROW + 2 * rows :].reshape(rows, COLUMNS) if detail else None
-    return _record(header, per_row[0], per_row[1], detail_rows, array[TOTALS], array[DEAD_NEAR_ZERO_COUNTS])
+    body = array[PER_ROW:].reshape((rows, COLUMNS) if detail else (2, rows))
+    cells, near_zero_cells = (body[:, CELLS], body[:, NEAR_ZERO_CELLS]) if detail else body
+    return _record(
+        header, cells, near_zero_cells, body if detail else None, array[TOTALS], array[DEAD_NEAR_ZERO_COUNTS]
+    )
 
 
 def _record(header, cells, near_zero_cells, rows, totals, dead_counts):

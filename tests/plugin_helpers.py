@@ -113,7 +113,7 @@ def as_rows(array):
     rows = int(array[metadata.HEADER_ROWS])
     header = np.zeros(metadata.COLUMNS)
     header[: metadata.HEADER_SIZE] = array[: metadata.HEADER_SIZE]
-    return np.vstack([header, array[metadata.PER_ROW + 2 * rows :].reshape(rows, metadata.COLUMNS)])
+    return np.vstack([header, array[metadata.PER_ROW :].reshape(rows, metadata.COLUMNS)])
 
 
 def read_written(logdir):

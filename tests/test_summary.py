@@ -283,7 +283,7 @@ def test_unpack_rejects_malformed_records():
     compact[metadata.HEADER_UNITS], compact[metadata.HEADER_GROUP_SIZE], compact[metadata.HEADER_ROWS] = 3, 1, 3
     assert not metadata.unpack_record(compact).detail
     compact[metadata.HEADER_DETAIL] = 1  # says unit detail, but has none
-    with pytest.raises(metadata.ContractError, match="has 191 values, got 71"):
+    with pytest.raises(metadata.ContractError, match="has 185 values, got 71"):
         metadata.unpack_record(compact)
     compact[metadata.HEADER_DETAIL] = 0.5
     with pytest.raises(metadata.ContractError, match="not a version-3 header"):

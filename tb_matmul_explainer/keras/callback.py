@@ -31,7 +31,7 @@ class ExplainerCallback(keras.callbacks.Callback):
         scalars, run, jit: as for `LayerRecorder`.
       unit_detail_every: keep the per-unit pair table (unit detail, `metadata.py`) in every N-th recorded step's
         records and in each fit's first (an int >= 1; 1: every record). The other records keep the layer totals
-        and each unit's near-zero share (a 256-unit record: about 4.6 kB instead of 87 kB).
+        and each unit's near-zero share (a 256-unit record: 4.6 kB instead of 82.4 kB).
       verbose: 1 (print the coverage line at the start of training) or 0.
 
     At the start of training it prints one line (`coverage.Coverage.line`: how many layers and what share of the
