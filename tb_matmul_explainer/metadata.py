@@ -416,6 +416,9 @@ ROW_FIELDS = {
 }
 
 
+_PAIR_FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "result_magnitude", "reference")
+
+
 def _rows_of(record):
     """A record's per-unit rows as a `[R, COLUMNS]` array (its unit detail)."""
     rows = np.zeros((len(record.cells), COLUMNS))
@@ -460,9 +463,14 @@ def has_unit_detail(array):
     return array.ndim == 2 or bool(array[HEADER_DETAIL] == 1)
 
 
+def _whole(x):
+    """Whether x is a finite whole number >= 0."""
+    return bool(np.isfinite(x) and x >= 0 and x == int(x))
+
+
 def _check_rows(header, rows):
     units, g = header[HEADER_UNITS], header[HEADER_GROUP_SIZE]
-    if not (units >= 0 and g >= 1 and units == int(units) and g == int(g) and rows == math.ceil(units / g)):
+    if not (_whole(units) and _whole(g) and g >= 1 and rows == math.ceil(units / g)):
         raise ContractError(f"record header says {units:g} units in groups of {g:g}, but it has {rows} rows")
 
 
@@ -471,7 +479,7 @@ def _unpack_compact(array):
         raise ContractError(f"a version-3 record has at least {PER_ROW} values, got {array.shape[0]}")
     header = array[:HEADER_SIZE]
     rows, detail = header[HEADER_ROWS], header[HEADER_DETAIL]
-    if not (rows >= 0 and rows == int(rows) and detail in (0, 1)):
+    if not (_whole(rows) and detail in (0, 1)):
         raise ContractError(f"record header says {rows} rows, unit detail {detail}: not a version-3 header")
     rows, detail = int(rows), bool(detail)
     _check_rows(header, rows)
@@ -487,9 +495,7 @@ def _unpack_compact(array):
 
 def _record(header, cells, near_zero_cells, rows, totals, dead_counts):
     """A `Record` from a header, the per-row cells, the unit-detail rows (None: none) and the totals."""
-    pairs = {}
-    if rows is not None:
-        pairs = {f: rows[:, c] for f, c in ROW_FIELDS.items() if f not in ("cells", "near_zero_cells")}
+    pairs = {f: None if rows is None else rows[:, c] for f, c in ROW_FIELDS.items() if f in _PAIR_FIELDS}
     return Record(
         cells=cells,
         near_zero_cells=near_zero_cells,
@@ -502,5 +508,5 @@ def _record(header, cells, near_zero_cells, rows, totals, dead_counts):
         detail=rows is not None,
         totals=totals,
         dead_near_zero_counts=dead_counts,
-        **{"counts": None, "sums": None, "near_zero_counts": None, "near_zero_sums": None, **pairs},
+        **pairs,
     )

@@ -396,3 +396,22 @@ def test_unit_detail_follows_a_bool_tensor_inside_tf_function():
     assert metadata.unpack_record(pack(tf.constant(True)).numpy()).detail
     assert not metadata.unpack_record(pack(tf.constant(False)).numpy()).detail
     assert metadata.has_unit_detail(pack(tf.constant(True)).numpy())
+
+
+@pytest.mark.parametrize("value", [np.inf, np.nan, -1.0, 2.5])
+def test_unpack_rejects_non_whole_header_fields(value):
+    """Units, group size and rows that are not finite whole numbers are a ContractError, never a crash."""
+    compact = np.zeros(metadata.PER_ROW + 2)
+    compact[metadata.HEADER_UNITS], compact[metadata.HEADER_GROUP_SIZE], compact[metadata.HEADER_ROWS] = 1, 1, 1
+    assert metadata.unpack_record(compact).units == 1
+    for field in (metadata.HEADER_UNITS, metadata.HEADER_GROUP_SIZE, metadata.HEADER_ROWS):
+        bad = compact.copy()
+        bad[field] = value
+        with pytest.raises(metadata.ContractError, match="record header says"):
+            metadata.unpack_record(bad)
+        v2 = np.zeros((2, metadata.COLUMNS))
+        v2[0, metadata.HEADER_UNITS], v2[0, metadata.HEADER_GROUP_SIZE] = 1, 1
+        if field != metadata.HEADER_ROWS:
+            v2[0, field] = value
+            with pytest.raises(metadata.ContractError, match="record header says"):
+                metadata.unpack_record(v2)
