@@ -1,31 +1,37 @@
 """Training-time overhead of `ExplainerCallback`: plain `model.fit` vs `model.fit` with the callback.
 
-Run: `.venv/bin/python bench/training_overhead.py [--repeats N] [--problems mlp,cnn] [--quick]`.
+Run: `.venv/bin/python bench/training_overhead.py [--repeats N] [--problems mlp,cnn,resnet50] [--quick]`.
 
-Two problems shaped like Cockpit's (DeepOBS) benchmark problems, on synthetic data (8 distinct batches cycled):
+Problems (`--problems`, default mlp,cnn), on synthetic local data (8 distinct batches cycled; nothing downloads):
+two shaped like Cockpit's (DeepOBS) benchmark problems, and a larger one:
   mlp  784-1000-500-100-10, ReLU, batch 128
   cnn  "3c3d" on 32x32x3, batch 128: conv 64 5x5 valid, max-pool 3/2, conv 96 3x3 valid, max-pool 3/2,
        conv 128 3x3 same, max-pool 3/2, dense 512, dense 256, dense 10 (ReLU), like DeepOBS cifar10_3c3d
+  resnet50  `keras.applications.ResNet50(weights=None)` on 32x32x3, 10 classes (logits), batch 32: a recording
+       step takes seconds on 2 CPU cores at batch 32, and batch 128 would make every step about 4x longer, too
+       long for repeated windows in a run of ~25 minutes. Its first recording
+       step takes 5-10 minutes to prepare there (trace, graph optimisation, XLA; in the warm-up, not timed), so
+       it runs only the default settings at every step and a never-firing cadence (every 16 and exact settings
+       would each prepare their own recording function); its every-100 figure is composed from the every-step
+       fit's recording steps and the never fit's steps. Its targets: every step <= 4.0x, every 100 <= 1.03x.
 SGD, sparse categorical cross-entropy. The callback records every Dense/Conv layer with its default roles and
 settings (the matmul roles plus the activation step and input features; sampled thresholds, sampled near-zero
-totals), at `update_freq` 1, 16,
-100 and a cadence that never fires within the measurement (update_freq=10**9; its step 0 falls in the warm-up);
-then again with exact thresholds (threshold_method="exact", near_zero="exact").
+totals), at `update_freq` 1, 16, 100 and a cadence that never fires within the measurement (update_freq=10**9; its
+step 0 falls in the warm-up); then again with exact thresholds (threshold_method="exact", near_zero="exact").
 
-Method: one process, one model per problem, every configuration's callback made once (so each compiled function
-is traced once, in a warm-up fit). Each measurement is one `fit` of 3 warm-up steps + a window of W steps; a
-timing callback listed first takes the start of every step (so every callback's per-step hooks are inside a
-step's time) and notes which steps ran the recording function. W is a multiple of `update_freq` (plain 30,
-every step 10, every 16: 16, every 100: 100, never 30), so a window holds exactly W / update_freq recording
-steps. Time per step at cadence N = (median recording step + (N - 1) x median other step) / N within a window,
-which a burst of other load on the machine moves far less than the window's mean (also printed).
-The exact settings' every-100 figure is derived the same way from the exact every-16 fit's recording and other
-steps (it runs the same kind of function; this keeps the run under 10 minutes on 2 CPUs). Configurations are
-interleaved: each repeat runs the every-step and every-16 fits, then a plain fit, then the every-100 and never
-fits (a plain fit right after a recording-heavy one measured up to 10% slow here, which the finest comparisons
-must not see); a ratio is the median over repeats of (time per step / the same repeat's plain time per step).
-The never-firing cadence gets extra adjacent (plain, never) pairs, and the Python cost of the callback's per-step
-hook is timed on its own.
+Method: one process, one model per problem, every configuration's callback made once (so each compiled function is
+traced once, in a warm-up fit). Each measurement is one `fit` of 3 warm-up steps + a window of W steps; a timing
+callback listed first takes the start of every step (so every callback's per-step hooks are inside a step's time)
+and notes which steps ran the recording function. W is a multiple of `update_freq` (plain 30, every step 10, every
+16: 16, every 100: 100, never 30; resnet50: plain 12, every step 4, never 12), so a window holds exactly W /
+update_freq recording steps. Time per step at cadence N = (median recording step + (N - 1) x median other step) / N
+within a window, which a burst of other load on the machine moves far less than the window's mean (also printed).
+The exact settings' every-100 figure is derived the same way from the exact every-16 fit's recording and other steps
+(it runs the same kind of function; this keeps the run under 10 minutes on 2 CPUs). Configurations are interleaved:
+each repeat runs the every-step and every-16 fits, then a plain fit, then the every-100 and never fits (a plain fit
+right after a recording-heavy one measured up to 10% slow here, which the finest comparisons must not see); a ratio
+is the median over repeats of (time per step / the same repeat's plain time per step). The never-firing cadence gets
+extra adjacent (plain, never) pairs, and the Python cost of the callback's per-step hook is timed on its own.
 """
 
 import argparse
