@@ -7,13 +7,13 @@ two shaped like Cockpit's (DeepOBS) benchmark problems, and a larger one:
   mlp  784-1000-500-100-10, ReLU, batch 128
   cnn  "3c3d" on 32x32x3, batch 128: conv 64 5x5 valid, max-pool 3/2, conv 96 3x3 valid, max-pool 3/2,
        conv 128 3x3 same, max-pool 3/2, dense 512, dense 256, dense 10 (ReLU), like DeepOBS cifar10_3c3d
-  resnet50 `keras.applications.ResNet50(weights=None)` on 32x32x3, 10 classes (logits), batch 32: a recording step
-       takes seconds on 2 CPU cores at batch 32, and batch 128 would make every step about 4x longer, too long for
-       repeated windows in a run of ~25 minutes. Its first recording step takes 5-10 minutes to prepare there
-       (trace, graph optimisation, XLA; in the warm-up, not timed), so it runs only the default settings at every
-       step and a never-firing cadence (every 16 and exact settings would each prepare their own recording
-       function); its every-100 figure is composed from the every-step fit's recording steps and the never fit's
-       steps. Its targets: every step <= 4.0x, every 100 <= 1.03x.
+  resnet50 `keras.applications.ResNet50(weights=None)` on 32x32x3, 10 classes (logits), batch 32: on 2 shared CPU
+       cores a plain step took ~2.4 s and a recording step ~14 s at batch 32; batch 128 would make every step about
+       4x longer, too long for repeated windows in a run of ~25 minutes. Its first recording step takes 5-10 minutes
+       to prepare there (trace, graph optimisation, XLA; in the warm-up, not timed), so it runs only the default
+       settings at every step and a never-firing cadence (every 16 and exact settings would each prepare their own
+       recording function); its every-100 figure is composed from the every-step fit's recording steps and the never
+       fit's steps. Its targets: every step <= 4.0x, every 100 <= 1.03x.
 SGD, sparse categorical cross-entropy. The callback records every Dense/Conv layer with its default roles and
 settings (the matmul roles plus the activation step and input features; sampled thresholds, sampled near-zero
 totals), at `update_freq` 1, 16, 100 and a cadence that never fires within the measurement (update_freq=10**9; its
