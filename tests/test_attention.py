@@ -105,7 +105,9 @@ def test_a_transformer_trains_with_the_callback_and_its_einsums_read_back_throug
     model = transformer()
     model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = np.random.default_rng(6).integers(0, 50, (64, 12)).astype(np.int32)
-    callback = tk.ExplainerCallback(tmp_path, update_freq=2, roles=ALL_ROLES, verbose=0, **UNCOMPILED)
+    callback = tk.ExplainerCallback(
+        tmp_path, update_freq=2, roles=ALL_ROLES, unit_detail_every=1, verbose=0, **UNCOMPILED
+    )
     model.fit(x, x[:, 0] % 4, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
     assert callback.skipped == {} and callback.coverage.share == 1.0
     recs = records(tmp_path)

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from tb_matmul_explainer import metadata
 from tests.keras_helpers import records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,12 +91,18 @@ def test_the_chiefs_records_cover_the_global_batch_as_one_process(runs):
     assert sorted(got) == sorted(want)
     for tag in ("hidden/forward", "out/forward", "hidden/kernel_gradient", "out/kernel_gradient"):
         assert [s for s, _ in got[tag][1]] == [0, 2], tag  # every recorded step once
+        assert [r.detail for _, r in got[tag][1]] == [True, False], tag  # unit detail at each fit's first record
         for (_, g), (_, w) in zip(got[tag][1], want[tag][1]):
             # Counts are exact: the replicas' totals over their halves sum to the global batch's.
-            np.testing.assert_array_equal(g.counts, w.counts, err_msg=tag)
             np.testing.assert_array_equal(g.cells, w.cells, err_msg=tag)
-            np.testing.assert_array_equal(g.near_zero_counts, w.near_zero_counts, err_msg=tag)
-            np.testing.assert_allclose(g.sums, w.sums, rtol=1e-4, atol=1e-6, err_msg=tag)
+            np.testing.assert_array_equal(g.near_zero_cells, w.near_zero_cells, err_msg=tag)
+            counts = np.r_[metadata.COUNTS, metadata.NEAR_ZERO_COUNTS]
+            np.testing.assert_array_equal(g.totals[counts], w.totals[counts], err_msg=tag)
+            np.testing.assert_allclose(g.totals[metadata.SUMS], w.totals[metadata.SUMS], rtol=1e-4, atol=1e-6)
+            if g.detail:
+                np.testing.assert_array_equal(g.counts, w.counts, err_msg=tag)
+                np.testing.assert_array_equal(g.near_zero_counts, w.near_zero_counts, err_msg=tag)
+                np.testing.assert_allclose(g.sums, w.sums, rtol=1e-4, atol=1e-6, err_msg=tag)
     # A forward record's products per unit: the global batch x the layer's inputs.
     step0 = got["hidden/forward"][1][0][1]
     np.testing.assert_array_equal(np.asarray(step0.counts).sum(-1), 16 * 8)

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tb_matmul_explainer import keras as tk
+from tb_matmul_explainer import metadata
 from tb_matmul_explainer.layers.recurrent_cells import recurrent_parts, step
 from tests.keras_helpers import (
     ALL_ROLES,
@@ -259,8 +260,9 @@ def test_a_recurrent_classifier_trains_with_the_callback_and_is_read_back_throug
     # The wrapped Dense: one record of all (batch x time) rows of the step's batch.
     assert_record_equals(record_at(recs, "td/embed/forward", 0), dense_forward_oracle(x[:8].reshape(-1, C), embed))
     for name in parts:
-        record = record_at(recs, f"{name}/kernel_gradient", 2)
-        assert record.counts.sum() == 8 * T * (6 if name.endswith("/kernel") else U) * 4 * U
+        record = record_at(recs, f"{name}/kernel_gradient", 2)  # (no unit detail: step 2 is the fit's second record)
+        assert not record.detail
+        assert record.totals[metadata.COUNTS].sum() == 8 * T * (6 if name.endswith("/kernel") else U) * 4 * U
 
 
 def test_a_stateful_layer_carries_its_state_across_recording_steps_as_keras_does(tmp_path):
