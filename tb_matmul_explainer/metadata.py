@@ -343,24 +343,34 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
     dead = (cells > 0) & (near_zero_cells >= DEAD_CELLS * cells)
     dead_counts = tf.reduce_sum(tf.where(dead[:, None], rows[:, NEAR_ZERO_COUNTS], tf.zeros_like(rows[:, :9])), 0)
 
-    def record(flag):
-        header = tf.concat(
-            [
-                f64(totals.thresholds),
-                f64(totals.nonfinite),
-                tf.constant([units, g], tf.float64),
-                tf.reshape(f64(extras.padding_only), [1]),
-                tf.reshape(f64(extras.output_threshold), [1]),
-                tf.constant([stored, flag, 0, 0, 0, 0], tf.float64),
-            ],
-            axis=0,
+    static = isinstance(detail, bool)
+    flag = tf.constant(float(detail), tf.float64) if static else tf.cast(detail, tf.float64)
+    header = tf.concat(
+        [
+            f64(totals.thresholds),
+            f64(totals.nonfinite),
+            tf.constant([units, g], tf.float64),
+            tf.reshape(f64(extras.padding_only), [1]),
+            tf.reshape(f64(extras.output_threshold), [1]),
+            tf.constant([stored], tf.float64),
+            tf.reshape(flag, [1]),
+            tf.zeros([HEADER_SIZE - HEADER_DETAIL - 1], tf.float64),
+        ],
+        axis=0,
+    )
+    # Unit detail: the rows themselves; else each row's cells and near-zero cells. A bool tensor picks one by
+    # slicing both laid end to end (no conditional in the recording step's graph).
+    detailed, compact = tf.reshape(rows, [-1]), tf.concat([cells, near_zero_cells], 0)
+    if static:
+        body = detailed if detail else compact
+    else:
+        keep = tf.cast(detail, tf.int32)
+        body = tf.slice(
+            tf.concat([detailed, compact], 0),
+            [(1 - keep) * COLUMNS * stored],
+            [keep * (COLUMNS - 2) * stored + 2 * stored],
         )
-        body = [tf.reshape(rows, [-1])] if flag else [cells, near_zero_cells]
-        return tf.concat([header, tf.reduce_sum(rows, 0), dead_counts] + body, axis=0)
-
-    if isinstance(detail, bool):
-        return record(int(detail))
-    return tf.cond(tf.convert_to_tensor(detail, tf.bool), lambda: record(1), lambda: record(0))
+    return tf.concat([header, tf.reduce_sum(rows, 0), dead_counts, body], axis=0)
 
 
 @dataclasses.dataclass(frozen=True)
