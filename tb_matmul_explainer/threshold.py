@@ -156,13 +156,17 @@ def _next_key(keys, key, mask):
 
 
 # One traced graph per dtype, shared by every shape and confidence (frac is a tensor argument): eager calls
-# run as a single graph call, and calls inside a caller's tf.function are inlined. No autograph: the code has
-# no Python control flow on tensors, and converting it cost seconds at the first trace.
+# run as a single graph call. Calls inside a caller's tf.function stay calls (`_noinline`): a recording step
+# holds one per sampled threshold, in the fallback branch that runs only when every draw is NaN/inf, and
+# inlining the radix selection's ~300 nodes into each of them lengthened the step's first run (graph
+# optimisation, kernel creation) by about a quarter (bench/first_record.py). No autograph: the code has no
+# Python control flow on tensors, and converting it cost seconds at the first trace.
 _PERCENTILE_FNS = {
     dtype: tf.function(
         _percentile_flat,
         input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.float64)],
         autograph=False,
+        experimental_attributes={"_noinline": True},
     )
     for dtype in _LAYOUT
 }

@@ -277,11 +277,20 @@ def test_sampled_seeds():
         threshold.sampled_threshold(x, 0.95, seed=[1, 2, 3])
 
 
-def test_sampled_mostly_nonfinite_falls_back_to_exact():
+@pytest.mark.parametrize("mode", ["eager", "tf.function", "xla"])
+def test_sampled_mostly_nonfinite_falls_back_to_exact(mode):
+    """The fallback (an exact percentile, a call that is not inlined into the caller's graph) runs in graphs and
+    under XLA too."""
     x = np.full(100_000, np.nan, np.float32)
     x[[5, 77, 999]] = [0.25, -4.0, 1.0]
     for seed in (1, 2):
-        assert_bits_equal(threshold.sampled_threshold(x, 0.5, sample_size=64, seed=seed), oracle(x, 0.5))
+
+        def sampled(t, seed=seed):
+            return threshold.sampled_threshold(t, 0.5, sample_size=64, seed=seed)
+
+        if mode != "eager":
+            sampled = tf.function(sampled, jit_compile=mode == "xla", autograph=False)
+        assert_bits_equal(sampled(tf.constant(x)), oracle(x, 0.5))
 
 
 def test_sampled_ignores_nonfinite_draws():
