@@ -322,26 +322,30 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
     if extras is None:
         extras = no_extras(units)
     g = group_size(units, max_units)
+    stored = math.ceil(units / g)
     f64 = lambda t: tf.cast(t, tf.float64)  # noqa: E731
+    # Few ops per record (a recording step packs hundreds): one concat of the pair blocks and one stack of the
+    # per-unit columns, and the cells read back with one split.
     rows = tf.concat(
         [
             f64(totals.counts),
             f64(totals.sums),
             f64(totals.near_zero_counts),
             f64(totals.near_zero_sums),
-            f64(totals.cells)[:, None],
-            f64(totals.near_zero_cells)[:, None],
-            f64(extras.result_magnitude)[:, None],
-            f64(extras.reference)[:, None],
+            tf.stack(
+                [f64(t) for t in (totals.cells, totals.near_zero_cells, extras.result_magnitude, extras.reference)], 1
+            ),
         ],
         axis=1,
     )
     if g > 1:
         rows = tf.math.segment_sum(rows, tf.range(units) // g)
-    stored = math.ceil(units / g)
-    cells, near_zero_cells = rows[:, CELLS], rows[:, NEAR_ZERO_CELLS]
-    dead = (cells > 0) & (near_zero_cells >= DEAD_CELLS * cells)
-    dead_counts = tf.reduce_sum(tf.where(dead[:, None], rows[:, NEAR_ZERO_COUNTS], tf.zeros_like(rows[:, :9])), 0)
+    _, near_zero_counts, _, cells_and_near_zero, _ = tf.split(
+        rows, [NEAR_ZERO_COUNTS.start, 9, CELLS - NEAR_ZERO_COUNTS.stop, 2, COLUMNS - NEAR_ZERO_CELLS - 1], axis=1
+    )
+    cells, near_zero_cells = tf.unstack(cells_and_near_zero, axis=1)
+    dead = tf.cast((cells > 0) & (near_zero_cells >= DEAD_CELLS * cells), tf.float64)
+    dead_counts = tf.linalg.matvec(near_zero_counts, dead, transpose_a=True)
 
     static = isinstance(detail, bool)
     flag = tf.constant(float(detail), tf.float64) if static else tf.cast(detail, tf.float64)
@@ -349,27 +353,25 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
         [
             f64(totals.thresholds),
             f64(totals.nonfinite),
-            tf.constant([units, g], tf.float64),
-            tf.reshape(f64(extras.padding_only), [1]),
-            tf.reshape(f64(extras.output_threshold), [1]),
-            tf.constant([stored], tf.float64),
-            tf.reshape(flag, [1]),
-            tf.zeros([HEADER_SIZE - HEADER_DETAIL - 1], tf.float64),
+            tf.stack(
+                [float(units), float(g), f64(extras.padding_only), f64(extras.output_threshold), float(stored), flag]
+            ),
+            np.zeros(HEADER_SIZE - HEADER_DETAIL - 1),
         ],
         axis=0,
     )
     # Unit detail: the rows themselves; else each row's cells and near-zero cells. A bool tensor picks one by
     # slicing both laid end to end (no conditional in the recording step's graph).
-    detailed, compact = tf.reshape(rows, [-1]), tf.concat([cells, near_zero_cells], 0)
+    detailed, compact = tf.reshape(rows, [-1]), tf.reshape(tf.transpose(cells_and_near_zero), [-1])
     if static:
         body = detailed if detail else compact
     else:
-        keep = tf.cast(detail, tf.int32)
-        body = tf.slice(
-            tf.concat([detailed, compact], 0),
-            [(1 - keep) * COLUMNS * stored],
-            [keep * (COLUMNS - 2) * stored + 2 * stored],
+        # [begin, size] of the compact part, moved to the detailed part when `detail` holds.
+        begin_size = np.array([COLUMNS * stored, 2 * stored]) + tf.cast(detail, tf.int64) * np.array(
+            [-COLUMNS * stored, (COLUMNS - 2) * stored]
         )
+        begin, size = tf.split(begin_size, 2)
+        body = tf.slice(tf.concat([detailed, compact], 0), begin, size)
     return tf.concat([header, tf.reduce_sum(rows, 0), dead_counts, body], axis=0)
 
 
