@@ -1,9 +1,11 @@
-"""The first recording step: prepared once per model and settings, announced on the console, and traced once."""
+"""The first recording step: prepared once per model and settings, announced on the console, traced once; XLA
+compilation of its kernels (off by default) changes no record."""
 
+import keras
 import numpy as np
 
 from tb_matmul_explainer.keras import ExplainerCallback, recorder
-from tests.keras_helpers import UNCOMPILED, mlp, mlp_data, record_at, records, steps_of
+from tests.keras_helpers import ALL_ROLES, EXACT, UNCOMPILED, mlp, mlp_data, record_at, records, steps_of
 
 OPTIONS = dict(roles=("forward", "kernel_gradient"), **UNCOMPILED)
 
@@ -49,3 +51,27 @@ def test_a_new_callback_with_the_same_settings_reuses_the_prepared_step(tmp_path
     other = ExplainerCallback(tmp_path, update_freq=3, verbose=0, **OPTIONS)  # other settings: prepared anew
     _fit(model, other, steps=3)
     assert other._instrumented is not first._instrumented and len(traces) == 2
+
+
+def test_xla_compiled_records_equal_the_default_uncompiled_ones(tmp_path):
+    """`jit=True` (the aggregate kernels XLA-compiled) writes the same records as the default `jit=False`."""
+    logs = {}
+    for jit in (False, True):
+        keras.utils.set_random_seed(3)
+        logs[jit] = tmp_path / f"jit_{jit}"
+        kwargs = {} if not jit else {"jit": True}
+        _fit(
+            mlp(),
+            ExplainerCallback(
+                logs[jit], update_freq=2, verbose=0, roles=ALL_ROLES, seed=7, unit_detail_every=1, **EXACT, **kwargs
+            ),
+        )
+    default, compiled = records(logs[False]), records(logs[True])
+    assert sorted(default) == sorted(compiled) and len(default) >= 6
+    for tag in default:
+        assert steps_of(default, tag) == steps_of(compiled, tag) == [0, 2]
+        for step in (0, 2):
+            a, b = record_at(default, tag, step), record_at(compiled, tag, step)
+            np.testing.assert_array_equal(a.counts, b.counts, err_msg=tag)
+            np.testing.assert_array_equal(a.near_zero_counts, b.near_zero_counts, err_msg=tag)
+            np.testing.assert_allclose(a.sums, b.sums, rtol=1e-5, atol=1e-6, err_msg=tag)

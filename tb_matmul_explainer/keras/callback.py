@@ -56,7 +56,7 @@ class ExplainerCallback(keras.callbacks.Callback):
         max_units=metadata.DEFAULT_MAX_UNITS,
         scalars=True,
         run=DEFAULT_RUN,
-        jit=True,
+        jit=False,
         unit_detail_every=10,
         verbose=1,
     ):

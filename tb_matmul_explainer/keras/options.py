@@ -28,7 +28,7 @@ def check_options(
     near_zero_sample_size,
     seed,
     max_units,
-    jit=True,
+    jit=False,
 ):
     """Validates the recorder's options; returns the normalised roles and the `aggregates.Options` (its
     near_zero_sample_size None where the per-kind default applies)."""

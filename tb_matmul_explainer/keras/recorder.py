@@ -31,7 +31,9 @@ class LayerRecorder(Explaining):
       scalars: also write `<tag>/near_zero_fraction` and `<tag>/dead_unit_fraction`.
       run: the run subdirectory of `log_dir` ("train"), or None for `log_dir` itself.
       loss_scale: None, or a callable returning the current loss scale (a tensor); d_out is divided by it.
-      jit: run the aggregate kernels XLA-compiled (`aggregates.Options.jit`; the same values either way).
+      jit: run the aggregate kernels XLA-compiled (`aggregates.Options.jit`; the same values either way). Off by
+        default: on CPU, compiling lengthened the first recording step by half or more and made later ones 0-11%
+        faster (bench/first_record.py, bench/recording_cost.py --jit-only); measure before turning it on.
 
     `recording(step, record=True, detail=True)` is a context manager to enter inside a `tf.function` (or eagerly)
     around the forward pass *and* `tape.gradient`: layers called in it are explained at `step` (an int or int
@@ -60,7 +62,7 @@ class LayerRecorder(Explaining):
         scalars=True,
         run=DEFAULT_RUN,
         loss_scale=None,
-        jit=True,
+        jit=False,
     ):
         self.roles, self.options = check_options(
             roles=roles,
