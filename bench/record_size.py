@@ -167,7 +167,7 @@ def main():
     logdir = args.logdir or tempfile.mkdtemp(prefix="mmx_record_size_")
     try:
         if not args.quick:
-            print("training ResNet50; its first recording step traces and compiles: 5-11 min on 2 cores", flush=True)
+            print("training ResNet50; its first recording step traces and optimises: 2-5 min on 2 cores", flush=True)
         name, every = train(logdir, args.steps, args.quick)
         report(name, measure(os.path.join(logdir, "train")), every)
     finally:
