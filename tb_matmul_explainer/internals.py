@@ -18,6 +18,10 @@ recorder silently record less.
                                                           recurrent layers run their cells in
   default_writer   tensorflow.python.ops.summary_ops_v2._summary_state
                                                           the default summary writer, set without a flush on exit
+  write_summary    summary_ops_v2._summary_state (.writer, .is_recording, .is_recording_distribution_strategy),
+                   _ResourceSummaryWriter._resource, gen_summary_ops.write_summary
+                                                          a summary write without a conditional where the decision is
+                                                          known at trace time
   attention        MultiHeadAttention and GroupedQueryAttention: ._compute_attention (called by `call` as
                    `self._compute_attention`), ._dot_product_equation, ._combine_equation, ._masked_softmax,
                    ._dropout_layer, ._compute_causal_mask; MultiHeadAttention._inverse_sqrt_key_dim,
@@ -26,6 +30,8 @@ recorder silently record less.
   scores           Attention/AdditiveAttention._calculate_scores, ._apply_scores (called by `call` on the instance)
                                                           the score and value products of single-head attention
 """
+
+import tensorflow as tf
 
 
 def sublayers(layer):
@@ -123,6 +129,47 @@ def summary_state():
 
     state = getattr(summary_ops_v2, "_summary_state", None)
     return state if state is not None and hasattr(state, "writer") else None
+
+
+def write_summary(tag, tensor, step, metadata):
+    """`tf.summary.write(tag, tensor, step, metadata=metadata)` (a bool tensor: written), without its conditional
+    when whether to write is known at trace time (a default writer on a file, `record_if` and the distribution
+    strategy's recording flag plain values, as inside the recorder's `record_if(True)`): inside a traced step each
+    conditional adds a branch function to trace and optimise and ~10 ops to run per write. Falls back to
+    `tf.summary.write` otherwise."""
+    state = summary_state()
+    decided = None if state is None else _recording_decided(state)
+    if decided is None:
+        return tf.summary.write(tag, tensor, step, metadata=metadata)
+    if not decided:
+        return tf.constant(False)
+    from tensorflow.python.ops import gen_summary_ops
+
+    with tf.device("cpu:0"):
+        written = gen_summary_ops.write_summary(
+            state.writer._resource, step, tensor, tag, getattr(metadata, "SerializeToString", lambda: metadata)()
+        )
+    with tf.control_dependencies([written]):
+        return tf.constant(True)
+
+
+def _recording_decided(state):
+    """True/False when `tf.summary.should_record_summaries()` is a trace-time constant and the default writer is
+    a plain file writer (no DTensor mesh); None when only the graph can tell."""
+    writer = state.writer
+    if writer is None:
+        return False
+    if not hasattr(writer, "_resource") or getattr(writer, "_mesh", None) is not None:
+        return None
+    flags = []
+    for flag, default in ((state.is_recording, True), (state.is_recording_distribution_strategy, True)):
+        if callable(flag):
+            return None
+        value = default if flag is None else tf.get_static_value(flag)
+        if value is None:
+            return None
+        flags.append(bool(value))
+    return all(flags)
 
 
 def override_compute_attention(layer, compute):

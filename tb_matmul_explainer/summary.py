@@ -25,7 +25,7 @@ import dataclasses
 import tensorflow as tf
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
-from tb_matmul_explainer import aggregates, metadata
+from tb_matmul_explainer import aggregates, internals, metadata
 
 
 def write_totals(
@@ -44,17 +44,18 @@ def write_totals(
     Tags are used as given: no name scope is prepended (inside `tf.function` or `tf.cond`, TensorFlow's name scopes
     would otherwise leak into them). Like `tf.summary.write` it writes only with a default writer and when
     `tf.summary.should_record_summaries()`; it computes nothing lazily itself (the caller decides whether to compute
-    the totals). Returns the record's `tf.summary.write` result (a bool tensor). Eager or inside `tf.function`.
+    the totals). Returns the record's `tf.summary.write` result (a bool tensor). Eager or inside `tf.function`;
+    where whether to write is known at trace time, without a conditional per write (`internals.write_summary`).
     """
     record = metadata.pack_record(totals, max_units, extras, detail)
-    written = tf.summary.write(tag, record, step, metadata=summary_metadata)
+    written = internals.write_summary(tag, record, step, summary_metadata)
     if scalars:
         cells = tf.reduce_sum(totals.cells)
         near_zero = tf.math.divide_no_nan(tf.reduce_sum(totals.near_zero_cells), cells)
         dead = tf.reduce_mean(tf.cast((totals.cells > 0) & (totals.near_zero_cells >= totals.cells), tf.float64))
         md = scalar_metadata.create_summary_metadata(display_name=None, description=None)
-        tf.summary.write(f"{tag}/near_zero_fraction", tf.cast(near_zero, tf.float32), step, metadata=md)
-        tf.summary.write(f"{tag}/dead_unit_fraction", tf.cast(dead, tf.float32), step, metadata=md)
+        internals.write_summary(f"{tag}/near_zero_fraction", tf.cast(near_zero, tf.float32), step, md)
+        internals.write_summary(f"{tag}/dead_unit_fraction", tf.cast(dead, tf.float32), step, md)
     return written
 
 

@@ -295,3 +295,44 @@ def test_rnn_loop_is_keras_backend_rnn():
     # Backwards over steps 3, 2 (masked: the state carried), 1, 0; each step adds 2 * its row's sum.
     assert outputs[0, :, 0].numpy().tolist() == [60.0, 60.0, 84.0, 90.0]
     assert float(last[0, 0]) == 90.0 and float(states[0][0, 0]) == 90.0
+
+
+def _events(log_dir):
+    """(tag, step, float value) of every summary value in the event files under `log_dir`."""
+    from tensorflow.core.util import event_pb2
+
+    found = []
+    for path in sorted(log_dir.glob("events.out.tfevents.*")):
+        for raw in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(raw.numpy())
+            for value in event.summary.value:
+                found.append((value.tag, event.step, float(tf.make_ndarray(value.tensor))))
+    return found
+
+
+def test_write_summary_writes_without_a_conditional_when_known_at_trace_time(tmp_path):
+    """summary_ops_v2._summary_state (.writer, .is_recording, .is_recording_distribution_strategy) and the file
+    writer's ._resource: with `record_if(True)` the write is a bare WriteSummary op, and the event is the one
+    `tf.summary.write` writes; with a recording condition only the graph knows, the conditional stays."""
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    md = tf.compat.v1.SummaryMetadata(plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="p"))
+
+    @tf.function
+    def write(value, step, record):
+        with writer.as_default(), tf.summary.record_if(record):
+            return internals.write_summary("t", value, step, md)
+
+    decided = write.get_concrete_function(tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int64), True)
+    op_types = {op.type for op in decided.graph.get_operations()}
+    assert "WriteSummary" in op_types and not op_types & {"If", "StatelessIf"}, op_types
+    assert bool(write(tf.constant(1.5), tf.constant(3, tf.int64), True))
+    assert not bool(write(tf.constant(2.5), tf.constant(4, tf.int64), False))
+    graph_decides = write.get_concrete_function(
+        tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.bool)
+    )
+    assert {"If", "StatelessIf"} & {op.type for op in graph_decides.graph.get_operations()}
+    assert bool(write(tf.constant(4.5), tf.constant(5, tf.int64), tf.constant(True)))
+    assert not bool(write(tf.constant(5.5), tf.constant(6, tf.int64), tf.constant(False)))
+    writer.flush()
+    assert _events(tmp_path) == [("t", 3, 1.5), ("t", 5, 4.5)]
+    assert not bool(internals.write_summary("t", tf.constant(1.0), 7, md))  # no default writer: nothing written
