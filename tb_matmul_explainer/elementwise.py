@@ -59,27 +59,30 @@ def _column_count(mask):
 
 
 def _sample(seed, max_rows, *tensors):
-    """`(rows, kept, tensors)`: the number of rows R of the `[R, ...]` tensors, the number kept, and the tensors
-    restricted to `max_rows` rows drawn uniformly with replacement (the same rows in each) when R > max_rows
-    (None: every row)."""
+    """`(rows, kept, tensors)`: the number of rows R of the `[R, ...]` tensors, the number kept (None: every row,
+    known at trace time), and the tensors restricted to `max_rows` rows drawn uniformly with replacement (the same
+    rows in each) when R > max_rows (max_rows None: every row)."""
     rows = tf.shape(tensors[0], out_type=tf.int64)[0]
     static = tensors[0].shape[0]
     if max_rows is None or (static is not None and static <= max_rows):
-        return rows, rows, list(tensors)
+        return rows, None, list(tensors)
 
     def sampled():
         if seed is None:
-            kept = tf.random.uniform([max_rows], 0, rows, tf.int64)
+            drawn = tf.random.uniform([max_rows], 0, rows, tf.int64)
         else:
-            kept = tf.random.stateless_uniform([max_rows], seed, 0, rows, tf.int64)
-        return [tf.gather(t, kept) for t in tensors]
+            drawn = tf.random.stateless_uniform([max_rows], seed, 0, rows, tf.int64)
+        return [tf.gather(t, drawn) for t in tensors]
 
     tensors = sampled() if static is not None else tf.cond(rows <= max_rows, lambda: list(tensors), sampled)
     return rows, tf.minimum(rows, max_rows), tensors
 
 
 def _rescale(t, rows, kept):
-    """float64 t x rows / kept (multiplied first: a count of every kept row becomes exactly `rows`)."""
+    """float64 t x rows / kept (multiplied first: a count of every kept row becomes exactly `rows`); kept None
+    (every row counted): t itself."""
+    if kept is None:
+        return tf.cast(t, tf.float64)
     return tf.cast(t, tf.float64) * tf.cast(rows, tf.float64) / tf.cast(kept, tf.float64)
 
 
