@@ -17,6 +17,7 @@ from keras import ops as kops
 
 from tb_matmul_explainer import aggregates, elementwise, internals, metadata, summary, validation
 from tb_matmul_explainer import threshold as threshold_lib
+from tb_matmul_explainer.keras import shared
 from tb_matmul_explainer.keras.options import DEFAULT_NEAR_ZERO_SAMPLE
 
 _FIELDS = (
@@ -43,6 +44,7 @@ class Trace:
     detail: object = True  # keep the records' unit detail: a bool tensor, or a Python bool
     seen: set = dataclasses.field(default_factory=set)
     states: dict = dataclasses.field(default_factory=dict)  # id(target) -> its call's state (`_explain`)
+    shared_keys: set = dataclasses.field(default_factory=set)  # record keys met in this step (`shared.py`)
 
 
 def when_recording(trace, compute, otherwise):
@@ -96,12 +98,13 @@ class Explaining:
                 target,
                 "input_features",
                 trace,
-                lambda: elementwise.input_feature_totals(
+                lambda xs, x_thr: elementwise.input_feature_totals(
                     target.adapter.features_last(target, xs),
                     x_thr,
                     seed=self._seed(11),
                     max_rows=self._elementwise_rows,
                 ),
+                (xs, x_thr),
             )
         if "forward" in roles:
             ms = tf.stop_gradient(m)
@@ -115,10 +118,12 @@ class Explaining:
                 target,
                 "forward",
                 trace,
-                lambda: (
+                lambda xs, ks, ms, *thresholds: (
                     self._forward_totals(target, xs, ks, ms, geometry, thresholds),
                     elementwise.matmul_extras(target.units["forward"], target.adapter.units_last(target, ms)),
                 ),
+                (xs, ks, ms, *thresholds),
+                geometry,
             )
         if {"kernel_gradient", "input_gradient", "activation_gradient"} & set(roles):
             m = gradient_hook(m, lambda d_out: self._on_output_gradient(target, trace, state, xs, ks, d_out, geometry))
@@ -142,8 +147,9 @@ class Explaining:
         bs = None if bias is None else tf.cast(tf.stop_gradient(bias), tf.float32)
         if "activation" in target.roles:
             m_threshold = self._threshold(trace, state, "m", ms, 2)
+            z_shape = tf.shape(tf.stop_gradient(z))
 
-            def totals():
+            def totals(ms, zs, as_, bs, m_threshold, z_shape):
                 units = zs.shape[-1]
                 if bs is None:
                     b_threshold, b_codes, b_nonfinite = tf.constant(0.0), tf.ones([units], tf.int32), 0
@@ -151,8 +157,8 @@ class Explaining:
                     b_threshold = self._operand_threshold(bs, 4)
                     b_codes = elementwise.class_codes(bs, b_threshold)
                     if bs.shape.rank != 1 or bs.shape[0] != units:
-                        b_codes = tf.reshape(tf.broadcast_to(b_codes, tf.shape(tf.stop_gradient(z))), tf.shape(zs))
-                    copies = tf.size(z, out_type=tf.int64) // tf.size(bs, out_type=tf.int64)
+                        b_codes = tf.reshape(tf.broadcast_to(b_codes, z_shape), tf.shape(zs))
+                    copies = tf.reduce_prod(tf.cast(z_shape, tf.int64)) // tf.size(bs, out_type=tf.int64)
                     b_nonfinite = threshold_lib.count_nonfinite(bs) * copies
                 return elementwise.activation_totals(
                     ms,
@@ -167,7 +173,7 @@ class Explaining:
                     max_rows=self._elementwise_rows,
                 )
 
-            self._record(target, "activation", trace, totals)
+            self._record(target, "activation", trace, totals, (ms, zs, as_, bs, m_threshold, z_shape))
         if "activation_gradient" in target.roles:
             # dJ/da is kept for the record made when dJ/dz (the matmul's d_out) arrives, just after it.
             state["z"] = zs
@@ -181,7 +187,7 @@ class Explaining:
         d_a, z = state["d_a"], state["z"]
         result_threshold = self._threshold(trace, state, "d_out", d_out, 2)
 
-        def totals():
+        def totals(d_a, z, d_out, result_threshold):
             return elementwise.activation_gradient_totals(
                 d_a,
                 z,
@@ -193,7 +199,7 @@ class Explaining:
                 max_rows=self._elementwise_rows,
             )
 
-        self._record(target, "activation_gradient", trace, totals)
+        self._record(target, "activation_gradient", trace, totals, (d_a, z, d_out, result_threshold))
 
     _SEED_INDEX = {"x": 0, "kernel": 1, "d_out": 2, "m": 3}
 
@@ -258,10 +264,12 @@ class Explaining:
                 target,
                 "input_gradient",
                 trace,
-                lambda: (
+                lambda x, d_out, kernel, *thresholds: (
                     self._input_gradient_totals(target, x, d_out, kernel, geometry, thresholds),
                     elementwise.matmul_extras(target.units["input_gradient"]),
                 ),
+                (x, d_out, kernel, *thresholds),
+                geometry,
             )
 
     def _on_kernel_gradient(self, target, trace, state, x, kernel, d_kernel, geometry):
@@ -287,7 +295,7 @@ class Explaining:
             self.thresholds[2],
         )
 
-        def totals():
+        def totals(x, d_out, kernel, result, *thresholds):
             value = result
             if value is None and not shared:
                 value = target.adapter.kernel_gradient(target, x, d_out, kernel_shape, geometry)
@@ -305,7 +313,7 @@ class Explaining:
                 target.adapter.padding_only(target, x, kernel_shape, geometry),
             )
 
-        self._record(target, "kernel_gradient", trace, totals)
+        self._record(target, "kernel_gradient", trace, totals, (x, d_out, kernel, result, *thresholds), geometry)
 
     def _options(self, target, thresholds):
         """The aggregate kernels' options for one record: the recorder's, with its thresholds."""
@@ -325,15 +333,17 @@ class Explaining:
             target, x, d_out, kernel, geometry, self._options(target, thresholds)
         )
 
-    def _record(self, target, role, trace, totals_fn):
-        """Computes (only when recording), reduces across replicas, and writes one record. `totals_fn` returns
-        `aggregates.UnitTotals` or `(UnitTotals, metadata.RecordExtras)`."""
+    def _record(self, target, role, trace, totals_fn, inputs, geometry=None):
+        """Computes (only when recording), reduces across replicas, and writes one record. `totals_fn(*inputs)`
+        returns `aggregates.UnitTotals` or `(UnitTotals, metadata.RecordExtras)` and reads no other tensor of the
+        step (layers that compute alike share it: `shared.py`); `geometry` is the one of the patched call."""
         tag = f"{target.name}/{role}"
         summary_metadata = target.metadata[role]
         units = target.units[role]
 
         def compute():
-            totals = totals_fn()
+            key = shared.record_key(target, role, geometry, inputs)
+            totals = self._shared_records.compute(trace.shared_keys, key, totals_fn, inputs)
             totals, extras = (
                 totals if isinstance(totals, tuple) and len(totals) == 2 else (totals, metadata.no_extras(units))
             )

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tb_matmul_explainer import internals, metadata
 from tb_matmul_explainer.keras import coverage as coverage_lib
 from tb_matmul_explainer.keras import model as model_lib
+from tb_matmul_explainer.keras import shared
 from tb_matmul_explainer.keras.explaining import Explaining, Trace
 from tb_matmul_explainer.keras.options import DEFAULT_ROLES, DEFAULT_RUN, NOT_RECORDED_TAG_PREFIX, check_options
 
@@ -92,6 +93,7 @@ class LayerRecorder(Explaining):
         self._wrappers = model_lib.wrappers(self._entries)
         self._writer = None
         self._local = threading.local()  # the active trace, per thread (replicas trace in their own threads)
+        self._shared_records = shared.SharedRecords()
         self._lock = threading.Lock()
         self._patched = 0
 

@@ -39,6 +39,9 @@ class Adapter:
     # TensorFlow computes it for trainable layers); False: an activation (attention's K and V: per replica, and
     # the kernel-gradient record computes its result itself).
     kernel_is_weight = True
+    # True: a record depends only on the layer's configuration (without its name), its part, the geometry and the
+    # tensors handed to the totals, so layers that compute alike may share its traced computation (keras/shared.py).
+    shares_records = False
 
     def claims(self, layer):
         """Whether `layer` is of this kind."""

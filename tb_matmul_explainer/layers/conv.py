@@ -51,6 +51,7 @@ class ConvAdapter(Adapter):
     kind = "conv"
     layer_types = (keras_layers.Conv1D, keras_layers.Conv2D, keras_layers.Conv3D)
     near_zero_sample = "conv"
+    shares_records = True
 
     paddings = ("valid", "same", "causal")  # the `padding` settings taken
 

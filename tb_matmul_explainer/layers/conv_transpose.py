@@ -26,6 +26,7 @@ def _c_geometry(geometry):
 
 
 class ConvTransposeAdapter(ConvAdapter):
+    shares_records = False  # (its plan or parts: not shared, see keras/shared.py)
     kind = "conv_transpose"
     layer_types = tuple(getattr(keras_layers, f"Conv{r}DTranspose") for r in (1, 2, 3))
 

@@ -16,6 +16,7 @@ from tb_matmul_explainer.layers.base import Adapter
 class DenseAdapter(Adapter):
     kind = "dense"
     layer_types = (keras_layers.Dense,)
+    shares_records = True
 
     def patched_call(self, recorder, target):
         layer = target.layer

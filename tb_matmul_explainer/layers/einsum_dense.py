@@ -52,6 +52,7 @@ def _flatten_trailing(t, axes, size=-1):
 
 
 class EinsumDenseAdapter(DenseAdapter):
+    shares_records = False  # (its plan or parts: not shared, see keras/shared.py)
     kind = "einsum_dense"
     layer_types = (keras_layers.EinsumDense,)
 
