@@ -17,7 +17,7 @@ from keras import ops as kops
 
 from tb_matmul_explainer import aggregates, elementwise, internals, metadata, summary, validation
 from tb_matmul_explainer import threshold as threshold_lib
-from tb_matmul_explainer.keras import shared
+from tb_matmul_explainer.keras import shared as shared_lib
 from tb_matmul_explainer.keras.options import DEFAULT_NEAR_ZERO_SAMPLE
 
 _FIELDS = (
@@ -336,13 +336,13 @@ class Explaining:
     def _record(self, target, role, trace, totals_fn, inputs, geometry=None):
         """Computes (only when recording), reduces across replicas, and writes one record. `totals_fn(*inputs)`
         returns `aggregates.UnitTotals` or `(UnitTotals, metadata.RecordExtras)` and reads no other tensor of the
-        step (layers that compute alike share it: `shared.py`); `geometry` is the one of the patched call."""
+        step (layers that compute alike share it: `keras/shared.py`); `geometry` is the one of the patched call."""
         tag = f"{target.name}/{role}"
         summary_metadata = target.metadata[role]
         units = target.units[role]
 
         def compute():
-            key = shared.record_key(target, role, geometry, inputs)
+            key = shared_lib.record_key(target, role, geometry, inputs)
             totals = self._shared_records.compute(trace.shared_keys, key, totals_fn, inputs)
             totals, extras = (
                 totals if isinstance(totals, tuple) and len(totals) == 2 else (totals, metadata.no_extras(units))

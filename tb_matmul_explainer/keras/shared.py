@@ -51,6 +51,10 @@ class SharedRecords:
     def __init__(self):
         self._functions = {}
 
+    def __len__(self):
+        """The number of shared functions (keys met more than once in a step)."""
+        return len(self._functions)
+
     def compute(self, seen, key, fn, inputs):
         """`fn(*inputs)`: inlined the first time `key` is met in a step (`seen`: the keys met so far in the step
         being traced, updated here), when `key` is None or eagerly; else a call of the function traced for `key`."""
@@ -67,7 +71,7 @@ class SharedRecords:
         captured = function.get_concrete_function(*inputs).captured_inputs
         if captured:
             raise RuntimeError(
-                f"the shared record computation of {key[0]} ({key[1].__name__}) captured tensors outside its inputs "
+                f"a shared record computation ({key[0]}) captured tensors outside its inputs "
                 f"({[getattr(t, 'name', t) for t in captured]}): it would compute with another layer's values"
             )
         return outputs

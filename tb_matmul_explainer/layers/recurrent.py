@@ -118,6 +118,7 @@ class OtherRNNAdapter(Adapter):
 
 class RNNAdapter(DenseAdapter):
     """SimpleRNN, LSTM, GRU, or RNN around one of their cells: two parts, dense totals over (batch x time) rows."""
+
     shares_records = False  # (its plan or parts: not shared, see keras/shared.py)
 
     kind = "recurrent"

@@ -23,6 +23,7 @@ def _shape(variable):
 
 class DepthwisePart(DepthwiseConvAdapter):
     """The depthwise part; its patched call explains the layer's two parts."""
+
     shares_records = False  # (its plan or parts: not shared, see keras/shared.py)
 
     layer_types = tuple(getattr(keras_layers, n) for n in ("SeparableConv1D", "SeparableConv2D"))
@@ -65,6 +66,7 @@ class DepthwisePart(DepthwiseConvAdapter):
 
 class PointwisePart(ConvAdapter):
     """The pointwise part (explained by the depthwise part's patched call)."""
+
     shares_records = False  # (its plan or parts: not shared, see keras/shared.py)
 
     layer_types = DepthwisePart.layer_types
