@@ -2,6 +2,8 @@
 as when every layer inlines its own, keys tell layers apart by what they compute, and a computation that reaches
 outside its inputs is refused."""
 
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from tb_matmul_explainer.keras import ExplainerCallback
 from tb_matmul_explainer.keras import shared as shared_lib
 from tb_matmul_explainer.layers.conv import ConvAdapter
 from tb_matmul_explainer.layers.dense import DenseAdapter
-from tests.keras_helpers import record_at, records
+from tests.keras_helpers import record_at, records, run_script
 
 FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "cells", "near_zero_cells", "thresholds")
 
@@ -47,6 +49,22 @@ def _fit(log_dir):
     return callback, records(log_dir)
 
 
+def _assert_same_records(shared, inlined, steps):
+    tags = sorted(tag for tag in shared if not tag.endswith("_fraction"))
+    assert tags == sorted(tag for tag in inlined if not tag.endswith("_fraction"))
+    for tag in tags:
+        for step in steps:
+            a, b = record_at(shared, tag, step), record_at(inlined, tag, step)
+            for field in FIELDS + ("result_magnitude", "reference"):
+                if getattr(b, field) is None:
+                    assert getattr(a, field) is None, (tag, step, field)
+                    continue
+                np.testing.assert_allclose(
+                    getattr(a, field), getattr(b, field), rtol=1e-12, atol=0, equal_nan=True, err_msg=f"{tag} {field}"
+                )
+    return tags
+
+
 def test_shared_records_equal_inlined_ones(tmp_path, monkeypatch):
     shared_callback, shared = _fit(tmp_path / "shared")
     # block2_conv1 repeats block1_conv1 (3 roles: input features, forward, kernel gradient), block2_conv2 repeats
@@ -57,19 +75,42 @@ def test_shared_records_equal_inlined_ones(tmp_path, monkeypatch):
     monkeypatch.setattr(ConvAdapter, "shares_records", False)
     inlined_callback, inlined = _fit(tmp_path / "inlined")
     assert len(inlined_callback.recorder._shared_records) == 0
-    tags = sorted(tag for tag in shared if not tag.endswith("_fraction"))
-    assert tags == sorted(tag for tag in inlined if not tag.endswith("_fraction"))
+    tags = _assert_same_records(shared, inlined, (0, 1))
     assert "block2_conv1/kernel_gradient" in tags and "dense_c/activation_gradient" in tags
-    for tag in tags:
-        for step in (0, 1):
-            a, b = record_at(shared, tag, step), record_at(inlined, tag, step)
-            for field in FIELDS + ("result_magnitude", "reference"):
-                if getattr(b, field) is None:
-                    assert getattr(a, field) is None, (tag, step, field)
-                    continue
-                np.testing.assert_allclose(
-                    getattr(a, field), getattr(b, field), rtol=1e-12, atol=0, equal_nan=True, err_msg=f"{tag} {field}"
-                )
+
+
+MIRRORED = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from tb_matmul_explainer.keras import ExplainerCallback
+    from tb_matmul_explainer.layers.dense import DenseAdapter
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((32, 5)).astype(np.float32), rng.integers(0, 3, 32)
+    for share in (True, False):
+        DenseAdapter.shares_records = share
+        keras.utils.set_random_seed(0)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(6, activation="relu", name="a")]
+                                     + [keras.layers.Dense(6, activation="relu", name=n) for n in "bc"]
+                                     + [keras.layers.Dense(3, name="logits")])
+            model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        callback = ExplainerCallback(sys.argv[1] + ("/shared" if share else "/inlined"), update_freq=1, seed=5,
+                                     verbose=0)
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
+        print("shared functions", len(callback.recorder._shared_records))
+""")
+
+
+def test_shared_records_under_a_mirrored_strategy_equal_inlined_ones(tmp_path):
+    """Two replicas (logical CPUs, set before TensorFlow starts: a subprocess) call the shared functions."""
+    out = run_script(MIRRORED, tmp_path, timeout=300)
+    assert "shared functions 5" in out and "shared functions 0" in out, out
+    _assert_same_records(records(tmp_path / "shared"), records(tmp_path / "inlined"), (0, 1))
 
 
 class _Target:
