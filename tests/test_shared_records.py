@@ -12,7 +12,6 @@ import tensorflow as tf
 from tb_matmul_explainer.keras import ExplainerCallback
 from tb_matmul_explainer.keras import shared as shared_lib
 from tb_matmul_explainer.layers.conv import ConvAdapter
-from tb_matmul_explainer.layers.dense import DenseAdapter
 from tests.keras_helpers import record_at, records, run_script
 
 FIELDS = ("counts", "sums", "near_zero_counts", "near_zero_sums", "cells", "near_zero_cells", "thresholds")
@@ -40,11 +39,11 @@ def _repeated_shapes_net():
     return model
 
 
-def _fit(log_dir):
+def _fit(log_dir, **options):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((32, 6, 6, 4)).astype(np.float32)
     y = rng.integers(0, 3, 32)
-    callback = ExplainerCallback(log_dir, update_freq=1, seed=7, verbose=0)
+    callback = ExplainerCallback(log_dir, update_freq=1, seed=7, verbose=0, **options)
     _repeated_shapes_net().fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
     return callback, records(log_dir)
 
@@ -65,15 +64,13 @@ def _assert_same_records(shared, inlined, steps):
     return tags
 
 
-def test_shared_records_equal_inlined_ones(tmp_path, monkeypatch):
+def test_shared_records_equal_inlined_ones(tmp_path):
     shared_callback, shared = _fit(tmp_path / "shared")
     # block2_conv1 repeats block1_conv1 (3 roles: input features, forward, kernel gradient), block2_conv2 repeats
     # block1_conv2 (5: with its activation's two), dense_c repeats dense_b (5); block1_conv2 differs from
     # block1_conv1 by its activation, dense_b from dense_a by its input.
     assert len(shared_callback.recorder._shared_records) == 3 + 5 + 5
-    monkeypatch.setattr(DenseAdapter, "shares_records", False)
-    monkeypatch.setattr(ConvAdapter, "shares_records", False)
-    inlined_callback, inlined = _fit(tmp_path / "inlined")
+    inlined_callback, inlined = _fit(tmp_path / "inlined", share_records=False)
     assert len(inlined_callback.recorder._shared_records) == 0
     tags = _assert_same_records(shared, inlined, (0, 1))
     assert "block2_conv1/kernel_gradient" in tags and "dense_c/activation_gradient" in tags
@@ -87,11 +84,9 @@ MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from tb_matmul_explainer.keras import ExplainerCallback
-    from tb_matmul_explainer.layers.dense import DenseAdapter
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((32, 5)).astype(np.float32), rng.integers(0, 3, 32)
     for share in (True, False):
-        DenseAdapter.shares_records = share
         keras.utils.set_random_seed(0)
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
@@ -100,7 +95,7 @@ MIRRORED = textwrap.dedent("""
                                      + [keras.layers.Dense(3, name="logits")])
             model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         callback = ExplainerCallback(sys.argv[1] + ("/shared" if share else "/inlined"), update_freq=1, seed=5,
-                                     verbose=0)
+                                     verbose=0, share_records=share)
         model.fit(x, y, batch_size=16, epochs=1, shuffle=False, callbacks=[callback], verbose=0)
         print("shared functions", len(callback.recorder._shared_records))
 """)
@@ -155,3 +150,8 @@ def test_a_shared_computation_reaching_outside_its_inputs_is_refused():
     np.testing.assert_array_equal(first, [2.0, 3.0])
     np.testing.assert_array_equal(shared, [3.0, 5.0])
     assert len(records_) == 2
+
+
+def test_share_records_must_be_a_bool(tmp_path):
+    with pytest.raises(ValueError, match="share_records must be True or False, got 'no'"):
+        ExplainerCallback(tmp_path, share_records="no")

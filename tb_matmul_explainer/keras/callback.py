@@ -28,7 +28,7 @@ class ExplainerCallback(keras.callbacks.Callback):
       layers: None (every supported layer) or layer names, Keras paths or layer objects.
       roles: any of "forward", "kernel_gradient", "input_gradient".
       confidence, thresholds, threshold_method, near_zero, sample_size, near_zero_sample_size, seed, max_units,
-        scalars, run, jit: as for `LayerRecorder`.
+        scalars, run, jit, share_records: as for `LayerRecorder`.
       unit_detail_every: keep the per-unit pair table (unit detail, `metadata.py`) in every N-th recorded step's
         records and in each fit's first (an int >= 1; 1: every record). The other records keep the layer totals
         and each unit's near-zero share (a 256-unit record: 4.6 kB instead of 82.4 kB).
@@ -57,6 +57,7 @@ class ExplainerCallback(keras.callbacks.Callback):
         scalars=True,
         run=DEFAULT_RUN,
         jit=False,
+        share_records=True,
         unit_detail_every=10,
         verbose=1,
     ):
@@ -85,6 +86,7 @@ class ExplainerCallback(keras.callbacks.Callback):
             scalars=scalars,
             run=run,
             jit=jit,
+            share_records=share_records,
         )
         check_options(**{k: v for k, v in self._recorder_args.items() if k not in ("layers", "scalars", "run")})
         self.verbose = verbose

@@ -29,6 +29,7 @@ def check_options(
     seed,
     max_units,
     jit=False,
+    share_records=True,
 ):
     """Validates the recorder's options; returns the normalised roles and the `aggregates.Options` (its
     near_zero_sample_size None where the per-kind default applies)."""
@@ -38,6 +39,8 @@ def check_options(
     for role in roles:
         if role not in metadata.ROLES:
             raise ValueError(f"roles must be among {metadata.ROLES}, got {role!r}")
+    if not isinstance(share_records, bool):
+        raise ValueError(f"share_records must be True or False, got {share_records!r}")
     if max_units is not None and (isinstance(max_units, bool) or not isinstance(max_units, int) or max_units < 1):
         raise ValueError(f"max_units must be a positive int, got {max_units!r}")
     options = aggregates.Options(

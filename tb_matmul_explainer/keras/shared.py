@@ -48,7 +48,8 @@ def _spec(value):
 class SharedRecords:
     """The shared record functions of one recorder (kept across traces of its recording step)."""
 
-    def __init__(self):
+    def __init__(self, enabled=True):
+        self.enabled = enabled
         self._functions = {}
 
     def __len__(self):
@@ -57,8 +58,9 @@ class SharedRecords:
 
     def compute(self, seen, key, fn, inputs):
         """`fn(*inputs)`: inlined the first time `key` is met in a step (`seen`: the keys met so far in the step
-        being traced, updated here), when `key` is None or eagerly; else a call of the function traced for `key`."""
-        if key is None or key not in seen or not tf.inside_function():
+        being traced, updated here), when `key` is None, when sharing is off or eagerly; else a call of the
+        function traced for `key`."""
+        if key is None or not self.enabled or key not in seen or not tf.inside_function():
             if key is not None:
                 seen.add(key)
             return fn(*inputs)
