@@ -138,7 +138,8 @@ def activation_totals(
     m, z, a = _rows(m), _rows(z), _rows(a)
     per_unit = bias_codes.shape.rank == 1
     bias_codes = bias_codes if per_unit else tf.reshape(bias_codes, tf.shape(z))
-    nonfinite = (threshold_lib.count_nonfinite(m), bias_nonfinite, threshold_lib.count_nonfinite(z))
+    m_nonfinite, z_nonfinite = tf.unstack(threshold_lib.count_nonfinite_each([m, z]))
+    nonfinite = (m_nonfinite, bias_nonfinite, z_nonfinite)
     if per_unit:
         rows, kept, (m, z, a) = _sample(seed, max_rows, m, z, a)
         bias_codes = tf.broadcast_to(bias_codes, tf.shape(z))
@@ -164,11 +165,7 @@ def activation_gradient_totals(d_a, z, d_z, activation, d_a_threshold, result_th
     its non-finite count) `[..., U]`; `activation` an `activations.Activation`, f'(z) computed on the counted
     rows and classed by `activations.inactive_threshold`; the product is classed with `result_threshold`."""
     d_a, z = _rows(d_a), _rows(z)
-    nonfinite = (
-        threshold_lib.count_nonfinite(d_a),
-        _slope_nonfinite(activation, z),
-        threshold_lib.count_nonfinite(d_z),
-    )
+    nonfinite = _nonfinite_with_slope(d_a, d_z, z, activation)
     rows, kept, (d_a, z) = _sample(seed, max_rows, d_a, z)
     slope = activations.slope(activation, z)
     thresholds = (d_a_threshold, activations.inactive_threshold(activation, slope))
@@ -187,13 +184,19 @@ def activation_gradient_totals(d_a, z, d_z, activation, d_a_threshold, result_th
     return totals, _plain_extras(_rescale(tf.reduce_sum(tf.abs(result), 0), rows, kept))
 
 
-def _slope_nonfinite(activation, z):
-    """Non-finite f'(z) over all of z: none where z is finite and f's slope is bounded (`max_slope`), else
-    counted (f'(z) computed over all of z only then)."""
-    full = lambda: threshold_lib.count_nonfinite(activations.slope(activation, z))  # noqa: E731
+def _nonfinite_with_slope(d_a, d_z, z, activation):
+    """The non-finite values of (d_a, f'(z), d_z), f'(z) over all of z: computed and counted only where some
+    value is non-finite when f's slope is bounded (`max_slope`: finite where z is finite), else always."""
+    slope = lambda: activations.slope(activation, z)  # noqa: E731
     if activation.max_slope is None:
-        return full()
-    return tf.cond(tf.equal(threshold_lib.count_nonfinite(z), 0), lambda: tf.constant(0, tf.int64), full)
+        d_a_nonfinite, slope_nonfinite, d_z_nonfinite = tf.unstack(
+            threshold_lib.count_nonfinite_each([d_a, slope(), d_z])
+        )
+    else:
+        d_a_nonfinite, d_z_nonfinite, _, slope_nonfinite = tf.unstack(
+            threshold_lib.count_nonfinite_each([d_a, d_z, z], follow=[slope])
+        )
+    return d_a_nonfinite, slope_nonfinite, d_z_nonfinite
 
 
 def input_feature_totals(x, threshold, seed=None, max_rows=MAX_ROWS):

@@ -285,14 +285,26 @@ def sampled_threshold(x, confidence, sample_size=DEFAULT_SAMPLE_SIZE, seed=None)
 
 def count_nonfinite(x):
     """int64 scalar tensor: the number of NaN, +inf and -inf values in `x`."""
-    x = validation.as_float_tensor(x, "x")
+    return count_nonfinite_each([x])[0]
 
-    def count():
-        return tf.math.count_nonzero(tf.logical_not(tf.math.is_finite(x)), dtype=tf.int64)
 
-    size = x.shape.num_elements()
-    if size is not None and size <= _SMALL:
-        return count()
-    # A large tensor is read once when all is finite (the common case): a sum is finite only if every term is (one
-    # that overflows merely takes the counting branch).
-    return tf.cond(tf.math.is_finite(tf.reduce_sum(x)), lambda: tf.constant(0, tf.int64), count)
+def count_nonfinite_each(tensors, follow=()):
+    """int64 `[len(tensors) + len(follow)]`: the NaN, +inf and -inf values of each tensor, then of each tensor a
+    function in `follow` returns. A `follow` tensor must be finite wherever `tensors` are (a bounded activation
+    slope of a finite z): it is computed and counted only when some tensor holds a non-finite value. One
+    conditional for them all (a record's operands and result): a large tensor is read once when all is finite,
+    the common case, since a sum of sums is finite only if every value is (one that overflows merely takes the
+    counting branch)."""
+    tensors = [validation.as_float_tensor(t, "x") for t in tensors]
+
+    def count(with_follow):
+        counted = tensors + ([validation.as_float_tensor(f(), "x") for f in follow] if with_follow else [])
+        return tf.stack([tf.math.count_nonzero(tf.logical_not(tf.math.is_finite(t)), dtype=tf.int64) for t in counted])
+
+    sizes = [t.shape.num_elements() for t in tensors]
+    if not follow and None not in sizes and sum(sizes) <= _SMALL:
+        return count(False)
+    sums = [tf.reduce_sum(t) for t in tensors]
+    total = sums[0] if len(sums) == 1 else tf.add_n([tf.cast(s, tf.float64) for s in sums])
+    none = tf.zeros([len(tensors) + len(follow)], tf.int64)
+    return tf.cond(tf.math.is_finite(total), lambda: none, lambda: count(True))

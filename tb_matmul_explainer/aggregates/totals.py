@@ -69,15 +69,6 @@ def threshold(t, index, opts):
     )
 
 
-def count_nonfinite(t):
-    """Non-finite values in t; one cheap sum decides whether they need counting."""
-    return tf.cond(
-        tf.math.is_finite(tf.reduce_sum(t)),
-        lambda: tf.constant(0.0, tf.float64),
-        lambda: f64(threshold_lib.count_nonfinite(t)),
-    )
-
-
 def _to_units(t):
     """[3, 3, U] -> [U, 9] in TERMS order."""
     return tf.reshape(tf.transpose(t, [2, 0, 1]), [-1, 9])
@@ -92,19 +83,18 @@ def finish(opts, first, second, all_cells, units, result_fn, near_zero_fn):
     """The `UnitTotals` of a role: `first` and `second` its `classes.Operand`s, `all_cells` its `PairTotals` over
     all result cells; unless near_zero="off", the result (`result_fn()`), its threshold and the near-zero
     `PairTotals` (`near_zero_fn(result, result_threshold)`), else zeros and NaN for the result's figures."""
-    nonfinite = [count_nonfinite(first.values), count_nonfinite(second.values)]
     if opts.near_zero == "off":
         nan = tf.constant(math.nan, tf.float64)
         given = opts.thresholds[2]
         thr_result = (
             nan if given is None else tf.constant(given, tf.float64) if isinstance(given, float) else f64(given)
         )
-        nonfinite.append(nan)
+        nonfinite = tf.concat([f64(threshold_lib.count_nonfinite_each([first.values, second.values])), [nan]], 0)
         near_zero = _zeros(units)
     else:
         result = result_fn()
         thr_result = threshold(result, sampling.RESULT, opts)
-        nonfinite.append(count_nonfinite(result))
+        nonfinite = f64(threshold_lib.count_nonfinite_each([first.values, second.values, result]))
         near_zero = near_zero_fn(result, thr_result)
     thresholds = [first.threshold, second.threshold, thr_result]
     return UnitTotals(
@@ -115,5 +105,5 @@ def finish(opts, first, second, all_cells, units, result_fn, near_zero_fn):
         all_cells.cells,
         near_zero.cells,
         tf.stack([f64(t) for t in thresholds]),
-        tf.stack(nonfinite),
+        nonfinite,
     )
