@@ -29,8 +29,10 @@ class ClassStack(NamedTuple):
 
 
 def masks(t, thr):
-    """P and N masks (Z is neither; NaN falls in neither)."""
-    return (t >= thr) & (t > 0), (t <= -thr) & (t < 0)
+    """P and N masks (Z is neither; NaN falls in neither): `t >= thr & t > 0` and `t <= -thr & t < 0`, from one
+    magnitude comparison (negation is exact, so |t| >= thr decides both)."""
+    large = tf.abs(t) >= thr
+    return large & (t > 0), large & (t < 0)
 
 
 def values(t, pos, neg):
@@ -70,8 +72,8 @@ def by_class_products(left, S, s_p, s_z, s_t, cast=tf.identity):
 
 
 def near_zero_mask(result, thr):
-    pos, neg = masks(result, thr)
-    return ~(pos | neg)
+    """bool: `result` is in class Z at `thr` (neither P nor N)."""
+    return ~((tf.abs(result) >= thr) & tf.not_equal(result, 0))
 
 
 def variants(t, pos, neg, strategy):
@@ -99,12 +101,16 @@ def stacked_variants(t, thr, strategy, axis, ones_row=False):
 
 
 def leading_size(t):
-    """The number of rows of `t` flattened to `[rows, last axis]` (no -1 inference: the last axis may be 0)."""
-    return tf.reduce_prod(tf.shape(t)[:-1])
+    """The number of rows of `t` flattened to `[rows, last axis]` (no -1 inference: the last axis may be 0): a
+    Python int when t's leading shape is known at trace time, else an int32 scalar tensor."""
+    static = t.shape[:-1].num_elements()
+    return static if static is not None else tf.reduce_prod(tf.shape(t)[:-1])
 
 
 def as_rows(t):
     """`t` flattened to `[rows, last axis]`."""
+    if t.shape.is_fully_defined():
+        return tf.reshape(t, [leading_size(t), t.shape[-1]])
     return tf.reshape(t, tf.stack([leading_size(t), tf.shape(t)[-1]]))
 
 
