@@ -20,8 +20,8 @@ most 0.8 percentage points per unit; a unit inactive in every sampled cell reads
 import tensorflow as tf
 
 from tb_matmul_explainer import activations, aggregates, metadata
-from tb_matmul_explainer.aggregates import classes
 from tb_matmul_explainer import threshold as threshold_lib
+from tb_matmul_explainer.aggregates import classes
 
 MAX_ROWS = 4096
 

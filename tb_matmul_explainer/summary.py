@@ -47,15 +47,32 @@ def write_totals(
     the totals). Returns the record's `tf.summary.write` result (a bool tensor). Eager or inside `tf.function`;
     where whether to write is known at trace time, without a conditional per write (`internals.write_summary`).
     """
+    packed = pack_totals(totals, max_units=max_units, scalars=scalars, extras=extras, detail=detail)
+    return write_packed(tag, packed, step, summary_metadata)
+
+
+def pack_totals(totals, *, max_units=metadata.DEFAULT_MAX_UNITS, scalars=True, extras=None, detail=True):
+    """What `write_totals` writes, as tensors: `(record, scalar_values)`, the record vector and the two scalars'
+    float32 values (`()` when `scalars=False`). Computed apart from the writes so that layers computing alike can
+    share it (`keras/shared.py`)."""
     record = metadata.pack_record(totals, max_units, extras, detail)
+    if not scalars:
+        return record, ()
+    cells = tf.reduce_sum(totals.cells)
+    near_zero = tf.math.divide_no_nan(tf.reduce_sum(totals.near_zero_cells), cells)
+    dead = tf.reduce_mean(tf.cast((totals.cells > 0) & (totals.near_zero_cells >= totals.cells), tf.float64))
+    return record, (tf.cast(near_zero, tf.float32), tf.cast(dead, tf.float32))
+
+
+def write_packed(tag, packed, step, summary_metadata):
+    """Writes `pack_totals`'s `(record, scalar_values)` under `tag` (the scalars under `<tag>/near_zero_fraction`
+    and `<tag>/dead_unit_fraction`); returns the record's write result."""
+    record, scalar_values = packed
     written = internals.write_summary(tag, record, step, summary_metadata)
-    if scalars:
-        cells = tf.reduce_sum(totals.cells)
-        near_zero = tf.math.divide_no_nan(tf.reduce_sum(totals.near_zero_cells), cells)
-        dead = tf.reduce_mean(tf.cast((totals.cells > 0) & (totals.near_zero_cells >= totals.cells), tf.float64))
+    if scalar_values:
         md = scalar_metadata.create_summary_metadata(display_name=None, description=None)
-        internals.write_summary(f"{tag}/near_zero_fraction", tf.cast(near_zero, tf.float32), step, md)
-        internals.write_summary(f"{tag}/dead_unit_fraction", tf.cast(dead, tf.float32), step, md)
+        for name, value in zip(("near_zero_fraction", "dead_unit_fraction"), scalar_values):
+            internals.write_summary(f"{tag}/{name}", value, step, md)
     return written
 
 

@@ -341,20 +341,32 @@ class Explaining:
         summary_metadata = target.metadata[role]
         units = target.units[role]
 
-        def compute():
-            key = shared_lib.record_key(target, role, geometry, inputs)
-            totals = self._shared_records.compute(trace.shared_keys, key, totals_fn, inputs)
+        def record_fields(*inputs):
+            totals = totals_fn(*inputs)
             totals, extras = (
                 totals if isinstance(totals, tuple) and len(totals) == 2 else (totals, metadata.no_extras(units))
             )
             return [tf.cast(t, tf.float64) for t in (*totals, *extras)]
 
+        def shared(compute, inputs):
+            key = shared_lib.record_key(target, role, geometry, inputs)
+            return self._shared_records.compute(trace.shared_keys, key, compute, inputs)
+
         if trace.replicas == 1:
-            when_recording(
-                trace,
-                lambda: self._write(tag, summary_metadata, compute(), trace),
-                lambda: tf.constant(False),
-            )
+            # The record packed where it is computed: layers that compute alike share the packing too.
+            def packed(*inputs_and_detail):
+                *inputs, detail = inputs_and_detail
+                totals, extras = self._split_fields(record_fields(*inputs))
+                return summary.pack_totals(
+                    totals, max_units=self.max_units, scalars=self.scalars, extras=extras, detail=detail
+                )
+
+            def write():
+                with internals.default_writer(self.writer), tf.summary.record_if(True):
+                    record = shared(packed, (*inputs, trace.detail))
+                    return summary.write_packed(tag, record, trace.step, summary_metadata)
+
+            when_recording(trace, write, lambda: tf.constant(False))
             return
         zeros = (
             [tf.zeros([units, 9], tf.float64)] * 4
@@ -363,7 +375,7 @@ class Explaining:
             + [tf.zeros([units], tf.float64)] * 2
             + [tf.zeros([], tf.float64)] * 2
         )
-        fields = when_recording(trace, compute, lambda: zeros)
+        fields = when_recording(trace, lambda: shared(record_fields, inputs), lambda: zeros)
         fields = trace.context.all_reduce(tf.distribute.ReduceOp.SUM, fields)
         fields = dict(zip(_FIELDS + _EXTRA_FIELDS, fields))
         r = float(trace.replicas)
@@ -380,9 +392,13 @@ class Explaining:
         fields = [fields[f] for f in _FIELDS + _EXTRA_FIELDS]
         when_recording(trace, lambda: self._write(tag, summary_metadata, fields, trace), lambda: tf.constant(False))
 
+    @staticmethod
+    def _split_fields(fields):
+        """A record's float64 fields (`_FIELDS` then `_EXTRA_FIELDS`) as (UnitTotals, RecordExtras)."""
+        return aggregates.UnitTotals(*fields[: len(_FIELDS)]), metadata.RecordExtras(*fields[len(_FIELDS) :])
+
     def _write(self, tag, summary_metadata, fields, trace):
-        totals = aggregates.UnitTotals(*fields[: len(_FIELDS)])
-        extras = metadata.RecordExtras(*fields[len(_FIELDS) :])
+        totals, extras = self._split_fields(fields)
         with internals.default_writer(self.writer), tf.summary.record_if(True):
             return summary.write_totals(
                 tag,
