@@ -243,7 +243,12 @@ def _sampled_fn(dtype, sample_size, seeded):
 
 def _sorted_percentile(flat, frac):
     """`_percentile_flat` from the smallest magnitudes (top_k): the same value bit for bit, and cheaper for a few
-    thousand values."""
+    thousand values. One traced graph per dtype, which a caller's graph inlines (a recording step computes hundreds
+    of thresholds: a call node each instead of ~30 nodes to trace)."""
+    return _SORTED_FNS[flat.dtype](flat, tf.cast(frac, tf.float64))
+
+
+def _sorted_percentile_flat(flat, frac):
     magnitude = tf.abs(flat)
     finite = tf.math.is_finite(magnitude)
     n = tf.reduce_sum(tf.cast(finite, tf.int32))
@@ -258,6 +263,16 @@ def _sorted_percentile(flat, frac):
     smallest = tf.concat([smallest, tf.zeros([1], flat.dtype)], 0)  # so that an empty input gathers too
     thr = tf.constant(0.5, flat.dtype) * (tf.gather(smallest, first) + tf.gather(smallest, second))
     return tf.where(n > 0, thr, tf.zeros([], flat.dtype))
+
+
+_SORTED_FNS = {
+    dtype: tf.function(
+        _sorted_percentile_flat,
+        input_signature=[tf.TensorSpec([None], dtype), tf.TensorSpec([], tf.float64)],
+        autograph=False,
+    )
+    for dtype in _LAYOUT
+}
 
 
 def sampled_threshold(x, confidence, sample_size=DEFAULT_SAMPLE_SIZE, seed=None):
@@ -299,7 +314,7 @@ def count_nonfinite_each(tensors, follow=()):
 
     def count(with_follow):
         counted = tensors + ([validation.as_float_tensor(f(), "x") for f in follow] if with_follow else [])
-        return tf.stack([tf.math.count_nonzero(tf.logical_not(tf.math.is_finite(t)), dtype=tf.int64) for t in counted])
+        return tf.stack([tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(t)), tf.int64)) for t in counted])
 
     sizes = [t.shape.num_elements() for t in tensors]
     if not follow and None not in sizes and sum(sizes) <= _SMALL:

@@ -69,9 +69,10 @@ def threshold(t, index, opts):
     )
 
 
-def _to_units(t):
-    """[3, 3, U] -> [U, 9] in TERMS order."""
-    return tf.reshape(tf.transpose(t, [2, 0, 1]), [-1, 9])
+def _to_units(*blocks):
+    """`[3, 3, U]` blocks -> `[U, 9]` each, in TERMS order (one transpose for them all)."""
+    units = tf.reshape(tf.transpose(tf.stack(blocks), [0, 3, 1, 2]), [len(blocks), -1, 9])
+    return tf.unstack(units, len(blocks))
 
 
 def _zeros(units):
@@ -98,10 +99,7 @@ def finish(opts, first, second, all_cells, units, result_fn, near_zero_fn):
         near_zero = near_zero_fn(result, thr_result)
     thresholds = [first.threshold, second.threshold, thr_result]
     return UnitTotals(
-        _to_units(all_cells.counts),
-        _to_units(all_cells.sums),
-        _to_units(near_zero.counts),
-        _to_units(near_zero.sums),
+        *_to_units(all_cells.counts, all_cells.sums, near_zero.counts, near_zero.sums),
         all_cells.cells,
         near_zero.cells,
         tf.stack([f64(t) for t in thresholds]),
