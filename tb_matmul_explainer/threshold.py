@@ -298,6 +298,17 @@ def sampled_threshold(x, confidence, sample_size=DEFAULT_SAMPLE_SIZE, seed=None)
     return tf.cond(tf.size(flat, out_type=tf.int64) <= sample_size, exact, sampled)
 
 
+# One traced count per dtype, inlined by a caller's graph (a recording step counts hundreds of tensors).
+_COUNT_NONFINITE_FNS = {
+    dtype: tf.function(
+        lambda t: tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(t)), tf.int64)),
+        input_signature=[tf.TensorSpec(None, dtype)],
+        autograph=False,
+    )
+    for dtype in _LAYOUT
+}
+
+
 def count_nonfinite(x):
     """int64 scalar tensor: the number of NaN, +inf and -inf values in `x`."""
     return count_nonfinite_each([x])[0]
@@ -314,7 +325,7 @@ def count_nonfinite_each(tensors, follow=()):
 
     def count(with_follow):
         counted = tensors + ([validation.as_float_tensor(f(), "x") for f in follow] if with_follow else [])
-        return tf.stack([tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(t)), tf.int64)) for t in counted])
+        return tf.stack([_COUNT_NONFINITE_FNS[t.dtype](t) for t in counted])
 
     sizes = [t.shape.num_elements() for t in tensors]
     if not follow and None not in sizes and sum(sizes) <= _SMALL:
