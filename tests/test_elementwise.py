@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tb_matmul_explainer import activations, elementwise
+from tb_matmul_explainer.aggregates import classes
 
 SEED = tf.constant([7, 0], tf.int64)
 
@@ -112,3 +113,24 @@ def test_max_rows_none_counts_every_row():
     totals, extras = elementwise.input_feature_totals(tf.constant(x), 0.1, max_rows=None)
     np.testing.assert_array_equal(totals.near_zero_cells, _classes(x, np.float32(0.1))[1].sum(0))
     np.testing.assert_allclose(extras.result_magnitude, np.abs(x).sum(0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("thr", [0.0, -0.0, 0.5, 1e-45, np.inf, -1.0])
+def test_class_codes_and_near_zero_follow_the_class_definition(dtype, thr):
+    """P: t >= thr and t > 0; N: t <= -thr and t < 0; Z otherwise (zeros, small values, NaN), at edge values, the
+    definition evaluated by TensorFlow's own comparisons (which flush subnormals on CPU, as the codes do)."""
+    tiny = np.finfo(dtype).tiny
+    t = np.array([0.0, -0.0, 0.5, -0.5, 0.49, -0.51, tiny, -tiny / 4, np.inf, -np.inf, np.nan, 3.0, -3.0], dtype)
+    threshold_tensor = tf.constant(thr, tf.as_dtype(dtype))
+    tt = tf.constant(t)
+    pos = ((tt >= threshold_tensor) & (tt > 0)).numpy()
+    neg = ((tt <= -threshold_tensor) & (tt < 0)).numpy()
+    expected = np.where(pos, 0, np.where(neg, 2, 1))
+    assert set(expected) == {0, 1, 2}
+    np.testing.assert_array_equal(elementwise.class_codes(t, threshold_tensor).numpy(), expected)
+    np.testing.assert_array_equal(elementwise._near_zero(t, threshold_tensor).numpy(), expected == 1)
+    kernel_pos, kernel_neg = classes.masks(tt, threshold_tensor)  # the aggregate kernels' masks
+    np.testing.assert_array_equal(kernel_pos.numpy(), pos)
+    np.testing.assert_array_equal(kernel_neg.numpy(), neg)
+    np.testing.assert_array_equal(classes.near_zero_mask(tt, threshold_tensor).numpy(), expected == 1)

@@ -345,3 +345,36 @@ def test_bad_confidence(fn, confidence, error):
 def test_bad_sample_size(sample_size):
     with pytest.raises(ValueError, match="sample_size"):
         threshold.sampled_threshold(np.ones(3, np.float32), 0.5, sample_size=sample_size)
+
+
+@pytest.mark.parametrize("unknown_shape", [False, True])
+def test_count_nonfinite_each_counts_every_tensor_under_one_conditional(unknown_shape):
+    """Each tensor's own count, whichever holds the non-finite values, across dtypes; a `follow` tensor is counted
+    only when some tensor holds one (its contract: finite wherever they are)."""
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=30_000).astype(np.float32)
+    b = rng.normal(size=(100, 300))
+    follow_calls = []
+
+    def follow():
+        follow_calls.append(1)
+        return tf.constant([np.nan, 1.0, np.inf], tf.float32)
+
+    def count(a, b):
+        return threshold.count_nonfinite_each([a, b], follow=[follow])
+
+    if unknown_shape:
+        count = tf.function(
+            count, input_signature=[tf.TensorSpec([None], tf.float32), tf.TensorSpec([None, None], tf.float64)]
+        )
+    assert threshold.count_nonfinite_each([a, b]).numpy().tolist() == [0, 0]
+    assert count(a, b).numpy().tolist() == [0, 0, 0]
+    b[[3, 7], [5, 9]] = [np.nan, -np.inf]
+    assert count(a, b).numpy().tolist() == [0, 2, 2]
+    a[0] = np.inf
+    assert threshold.count_nonfinite_each([a, b]).numpy().tolist() == [1, 2]
+    huge = np.full(30_000, 3e38, np.float32)  # finite values whose sums overflow: the counting branch, still 0
+    assert threshold.count_nonfinite_each([huge, huge]).numpy().tolist() == [0, 0]
+    assert follow_calls  # traced into the counting branch
+    small = [np.float32([np.nan, 1.0]), np.zeros((2, 3))]  # small tensors: counted directly
+    assert threshold.count_nonfinite_each(small).numpy().tolist() == [1, 0]
