@@ -349,6 +349,8 @@ class Explaining:
             return [tf.cast(t, tf.float64) for t in (*totals, *extras)]
 
         def shared(compute, inputs):
+            if not self._shared_records.enabled:  # (no key to make: each record is inlined)
+                return compute(*inputs)
             key = shared_lib.record_key(target, role, geometry, inputs)
             return self._shared_records.compute(trace.shared_keys, key, compute, inputs)
 
