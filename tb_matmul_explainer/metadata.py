@@ -75,7 +75,11 @@ The SummaryMetadata content (written with every event, so kept tiny) is compact 
    "activation": Keras name of f (activation roles; else absent),
    "producer": name of the layer that produced the input (input_features; null if not resolved),
    "producer_kind": "input" (the model's input), "activation" (a layer that applies a non-linear activation,
-                    its own or as an Activation/ReLU/... layer) or "layer" (any other, e.g. Add, BatchNormalization)}
+                    its own or as an Activation/ReLU/... layer) or "layer" (any other, e.g. Add, BatchNormalization),
+   "loss_reads_logits": activation role: true when the loss differentiated the layer's pre-activation z
+                    directly, so that no gradient passed through f (Keras' cross-entropy reads the logits of a
+                    sigmoid or softmax output); false when dJ/da was seen; absent when not known (no gradient role
+                    recorded, or written before this field existed)}
 Layers that only move or pool values (Flatten, Reshape, Dropout, padding, pooling, ...) are looked through: the
 producer is the layer before them.
 """
@@ -188,6 +192,7 @@ class PluginMetadata:
     producer: str = None  # input_features: the layer that produced the input (None: not resolved)
     producer_kind: str = None  # "input", "activation" or "layer"
     group: int = None  # the outermost non-Model layer holding this one (None: the layer itself)
+    loss_reads_logits: bool = None  # activation: the loss differentiated z directly (None: not known)
 
 
 def group_size(units, max_units=DEFAULT_MAX_UNITS):
@@ -220,8 +225,6 @@ def create_summary_metadata(
     group=None,
 ):
     """A `SummaryMetadata` proto for one (layer, role) tag, with `data_class=DATA_CLASS_TENSOR`."""
-    from tensorboard.compat.proto import summary_pb2
-
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     if op not in OPS:
@@ -244,6 +247,20 @@ def create_summary_metadata(
     if role == "input_features":
         content["producer"] = None if producer is None else str(producer)
         content["producer_kind"] = None if producer_kind is None else str(producer_kind)
+    return _summary_metadata(display_name, description, content)
+
+
+def with_loss_reads_logits(summary_metadata, reads):
+    """A copy of an activation record's `SummaryMetadata` whose content says whether the loss differentiated the
+    layer's pre-activation directly (`loss_reads_logits`; known only when the step is traced)."""
+    content = json.loads(summary_metadata.plugin_data.content.decode("utf-8"))
+    content["loss_reads_logits"] = bool(reads)
+    return _summary_metadata(summary_metadata.display_name, summary_metadata.summary_description, content)
+
+
+def _summary_metadata(display_name, description, content):
+    from tensorboard.compat.proto import summary_pb2
+
     return summary_pb2.SummaryMetadata(
         display_name=display_name or "",
         summary_description=description or "",
@@ -285,6 +302,7 @@ def parse_plugin_metadata(content):
             producer=None if raw.get("producer") is None else str(raw["producer"]),
             producer_kind=None if raw.get("producer_kind") is None else str(raw["producer_kind"]),
             group=None if raw.get("group") is None else int(raw["group"]),
+            loss_reads_logits=None if raw.get("loss_reads_logits") is None else bool(raw["loss_reads_logits"]),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise ContractError(f"metadata content is missing or has a malformed field: {e!r}") from None

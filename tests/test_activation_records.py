@@ -4,6 +4,7 @@ features with their producer, and the per-unit magnitudes. Each is checked again
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tb_matmul_explainer import graph, metadata, ops
@@ -207,3 +208,48 @@ def test_records_of_one_operand_share_its_threshold(tmp_path):
     recs = _fit_mlp(tmp_path / "off", near_zero="off")
     assert np.isnan(record_at(recs, "hidden/forward", 0).thresholds[2])
     assert record_at(recs, "hidden/activation", 0).thresholds[0] > 0
+
+
+@pytest.mark.parametrize("case", ["sigmoid_bce", "softmax_ce", "sigmoid_mse"])
+def test_a_loss_that_reads_the_logits_trains_as_in_a_plain_step_and_is_marked(tmp_path, case):
+    """Keras' cross-entropy reads the logits of a sigmoid or softmax output (`_keras_logits`): a recording step
+    computes the same loss and gradients as a plain one, and the output's activation record says that the loss read
+    the logits (no dJ/da: no activation-gradient record). A loss on the probabilities (MSE) passes dJ/da."""
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    labels = np.random.default_rng(1).integers(0, 3, 16)
+    binary = (labels % 2)[:, None].astype(np.float32)
+    activation, units, loss_fn, y = {
+        "sigmoid_bce": ("sigmoid", 1, keras.losses.BinaryCrossentropy(), binary),
+        "softmax_ce": ("softmax", 3, keras.losses.SparseCategoricalCrossentropy(), labels),
+        "sigmoid_mse": ("sigmoid", 1, keras.losses.MeanSquaredError(), binary),
+    }[case]
+    keras.utils.set_random_seed(0)
+    big = keras.initializers.RandomNormal(stddev=5.0)  # saturating outputs: where the two losses differ most
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(6, activation="relu", name="hidden"),
+            keras.layers.Dense(units, activation=activation, kernel_initializer=big, name="out"),
+        ]
+    )
+    recorder = tk.LayerRecorder(model, tmp_path, roles=ROLES, **EXACT)
+
+    def step():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    def recording_step():
+        with recorder.recording(tf.constant(0, tf.int64)):  # (around the forward pass and the gradients)
+            return step()
+
+    (plain_loss, plain_grads), (loss, grads) = tf.function(step)(), tf.function(recording_step)()
+    recorder.close()
+    assert float(loss) == float(plain_loss)
+    for g, plain_g in zip(grads, plain_grads):
+        np.testing.assert_array_equal(g.numpy(), plain_g.numpy())
+    recs = records(tmp_path)
+    reads = case != "sigmoid_mse"
+    assert recs["out/activation"][0].loss_reads_logits is reads
+    assert recs["hidden/activation"][0].loss_reads_logits is False
+    assert ("out/activation_gradient" in recs) is (activation == "sigmoid" and not reads)

@@ -224,3 +224,36 @@ def test_healthy_controls_have_nothing_wrong(tmp_path, name):
     assert all(d.text.startswith("Nothing wrong") for d in diagnoses), [
         d.text for d in diagnoses if not d.text.startswith("Nothing wrong")
     ]
+
+
+@pytest.mark.parametrize("head", ["softmax", "sigmoid"])
+def test_a_confident_classifier_is_not_called_saturated(tmp_path, head):
+    """Trained to confidence, a classifier's softmax (sigmoid) output is saturated almost everywhere; Keras'
+    cross-entropy reads its logits, so no gradient is lost there and nothing is wrong."""
+    keras.utils.set_random_seed(7)
+    rng = np.random.default_rng(7)
+    classes = 10 if head == "softmax" else 2
+    centers = rng.normal(size=(classes, FEATURES)) * 4
+    y = rng.integers(0, classes, 32 * BATCH)
+    x = ((centers[y] + rng.normal(size=(len(y), FEATURES))) / 4).astype(np.float32)  # (unit scale)
+    if head == "sigmoid":
+        y = y[:, None].astype(np.float32)
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(32, activation="tanh", name="hidden"),
+            keras.layers.Dense(classes if head == "softmax" else 1, activation=head, name="out"),
+        ]
+    )
+    loss = keras.losses.SparseCategoricalCrossentropy() if head == "softmax" else keras.losses.BinaryCrossentropy()
+    model.compile(keras.optimizers.Adam(1e-2), loss)
+    callback = ExplainerCallback(tmp_path, update_freq=64)
+    model.fit(x, y, batch_size=BATCH, epochs=8, shuffle=False, verbose=0, callbacks=[callback])
+    # Independently: enough units are saturated (|f'(z)| <= 1% of its largest) in >= 99% of their cells that the
+    # dead-unit rule of a hidden activation would raise its alert.
+    p = model(x[-8 * BATCH :]).numpy()
+    assert np.mean(np.mean(p * (1 - p) <= 0.0025, axis=0) >= 0.99) >= explain.DEAD_UNITS
+    diagnoses, alerts = explain.diagnose_run(loader.load(str(tmp_path)).runs["train"])
+    assert alerts == [], [(a.kind, a.layer, a.message) for a in alerts]
+    activation = next(d for d in diagnoses if (d.layer, d.role) == ("out", "activation") and d.step > 0)
+    assert activation.text.startswith("Nothing wrong") and "logits" in activation.text

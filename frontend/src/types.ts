@@ -33,6 +33,7 @@ export interface RoleInfo {
   producer?: string | null;
   /** input_features: "input" (the model's input), "activation" or "layer". */
   producer_kind?: string | null;
+  loss_reads_logits?: boolean | null;
 }
 
 /** JSON has no NaN/inf: the backend sends null for a non-finite sum and for a fraction with no cells. */

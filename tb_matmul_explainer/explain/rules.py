@@ -199,6 +199,18 @@ def _activation(t, layer, role, step, info, history):
     out_text = f"; {outputs:.0%} of its outputs are near zero" if not math.isnan(outputs) else ""
     rows, dead = t.rows, len(t.dead_rows)
     alerts, found = [], {}
+    if info is not None and info.loss_reads_logits:
+        # Keras' cross-entropy differentiates z itself: dJ/dz = p - y whatever f'(z), so a saturated output is a
+        # confident prediction (a trained classifier's softmax saturates almost everywhere), not a dead unit.
+        return (
+            alerts,
+            found,
+            (
+                f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text} (confident outputs). The loss "
+                f"reads this layer's logits z directly, so its gradient does not pass through the {name}'s slope: "
+                f"saturation blocks no gradient here."
+            ),
+        )
     if rows and dead / rows - non_finite_results(t.nonfinite, t.cells) >= DEAD_UNITS:
         cause = causes_lib.activation_cause(t, name)
         units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
@@ -266,4 +278,6 @@ def diagnose(record, *, layer="", role="forward", step=0, info=None, history=())
     if role not in ("forward", "kernel_gradient", "input_gradient") and any(a.kind == "non_finite" for a in alerts):
         text = sentence(alerts[0].message) + " " + text
     dead = list(t.dead_rows) if role in ("forward", "activation", "input_features") else []
+    if role == "activation" and info is not None and info.loss_reads_logits:
+        dead = []  # (saturated, not dead: `_activation`)
     return Diagnosis(layer, role, step, fraction, found, dead, text, alerts, starved)

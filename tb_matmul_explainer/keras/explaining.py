@@ -10,6 +10,7 @@ activation, not a weight (`Adapter.kernel_is_weight` False: attention's K and V)
 the kernel-gradient record computes it from the first operand and d_out when it records.
 """
 
+import contextlib
 import dataclasses
 
 import tensorflow as tf
@@ -126,6 +127,7 @@ class Explaining:
                 geometry,
             )
         if {"kernel_gradient", "input_gradient", "activation_gradient"} & set(roles):
+            state["m_hooked"] = True
             m = gradient_hook(m, lambda d_out: self._on_output_gradient(target, trace, state, xs, ks, d_out, geometry))
         return m
 
@@ -173,12 +175,39 @@ class Explaining:
                     max_rows=self._elementwise_rows,
                 )
 
-            self._record(target, "activation", trace, totals, (ms, zs, as_, bs, m_threshold, z_shape))
-        if "activation_gradient" in target.roles:
-            # dJ/da is kept for the record made when dJ/dz (the matmul's d_out) arrives, just after it.
+            inputs = (ms, zs, as_, bs, m_threshold, z_shape)
+
+            def write(loss_reads_logits=None):
+                md = target.metadata["activation"]
+                if loss_reads_logits is not None:
+                    md = metadata.with_loss_reads_logits(md, loss_reads_logits)
+                self._record(target, "activation", trace, totals, inputs, summary_metadata=md)
+
+            if state.get("m_hooked"):  # written when dJ/dz arrives (or at the step's end): it says whether dJ/da did
+                state["write_activation"] = write
+            else:
+                write()
+        if state.get("m_hooked"):
+            # dJ/da is kept for the record made when dJ/dz (the matmul's d_out) arrives, just after it. When the loss
+            # reads the logits z itself (Keras' cross-entropy on a sigmoid or softmax output, through the
+            # `_keras_logits` Keras attaches to a), no dJ/da arrives: the hooked a keeps that attribute, so that the
+            # loss of a recording step is computed as in a plain step.
             state["z"] = zs
+            logits = getattr(a, "_keras_logits", None)
             a = gradient_hook(a, lambda d_a: state.update(d_a=target.adapter.units_last(target, self._unscale(d_a))))
+            if logits is not None:
+                with contextlib.suppress(AttributeError):  # (a tensor without attributes: the loss reads a)
+                    a._keras_logits = logits
         return a
+
+    @staticmethod
+    def _finish_step(trace):
+        """At the end of the traced step: the activation records of layers whose d_out never arrived (their
+        gradient was not computed), written without saying whether the loss reads their logits."""
+        for state in trace.states.values():
+            write = state.pop("write_activation", None)
+            if write is not None:
+                write()
 
     def _activation_gradient_record(self, target, trace, state, d_out):
         """dJ/dz = dJ/da * f'(z), recorded from the matmul's output gradient hook: d_out is dJ/dz, so the record's
@@ -248,7 +277,11 @@ class Explaining:
     def _on_output_gradient(self, target, trace, state, x, kernel, d_out, geometry):
         d_out = self._unscale(d_out)
         state["d_out_value"] = d_out
-        if "d_a" in state:  # (the activation's gradient hook ran just before: dJ/da comes before dJ/dz)
+        through_activation = "d_a" in state  # (the activation's gradient hook runs just before: dJ/da precedes dJ/dz)
+        write_activation = state.pop("write_activation", None)
+        if write_activation is not None:
+            write_activation(loss_reads_logits=not through_activation)
+        if through_activation and "activation_gradient" in target.roles:
             self._activation_gradient_record(target, trace, state, d_out)
         if "kernel_gradient" in target.roles and not (target.layer.trainable and target.adapter.kernel_is_weight):
             # TensorFlow computes no kernel gradient for a frozen layer (and none the record can reach for an
@@ -333,12 +366,13 @@ class Explaining:
             target, x, d_out, kernel, geometry, self._options(target, thresholds)
         )
 
-    def _record(self, target, role, trace, totals_fn, inputs, geometry=None):
+    def _record(self, target, role, trace, totals_fn, inputs, geometry=None, summary_metadata=None):
         """Computes (only when recording), reduces across replicas, and writes one record. `totals_fn(*inputs)`
         returns `aggregates.UnitTotals` or `(UnitTotals, metadata.RecordExtras)` and reads no other tensor of the
-        step (layers that compute alike share it: `keras/shared.py`); `geometry` is the one of the patched call."""
+        step (layers that compute alike share it: `keras/shared.py`); `geometry` is the one of the patched call;
+        `summary_metadata` defaults to the target's for `role`."""
         tag = f"{target.name}/{role}"
-        summary_metadata = target.metadata[role]
+        summary_metadata = summary_metadata or target.metadata[role]
         units = target.units[role]
 
         def record_fields(*inputs):

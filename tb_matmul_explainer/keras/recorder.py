@@ -197,6 +197,9 @@ class _Recording:
         return recorder
 
     def __exit__(self, *exc):
+        trace = self.recorder._local.trace
+        if exc[0] is None and trace is not None:
+            self.recorder._finish_step(trace)
         self.recorder._unpatch()
         self.recorder._local.trace = None
         return False

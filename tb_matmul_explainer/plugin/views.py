@@ -64,6 +64,7 @@ def _series_json(series):
         "producer": meta.producer,
         "producer_kind": meta.producer_kind,
         "group": meta.group,
+        "loss_reads_logits": meta.loss_reads_logits,
     }
 
 
