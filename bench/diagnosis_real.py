@@ -3,7 +3,8 @@
 Run: `.venv/bin/python bench/diagnosis_real.py [--models resnet50,mobilenet_v2,transformer,sigmoid_mlp]
       [--steps 30] [--update-freq 10] [--logdir DIR] [--keep-logs]`.
 
-Each model (`real_models.MODELS`: keras.applications ResNet50 and MobileNetV2 with weights=None on 32x32x3 images,
+Each model (`real_models.MODELS`: keras.applications ResNet50 and MobileNetV2 with weights=None on 32x32x3 images
+(also EfficientNetB0, DenseNet121 and ConvNeXtTiny, healthy too, not run by default: minutes each),
 a two-block Transformer classifier on token sequences of length 32, all Adam(1e-3); the deep sigmoid MLP with
 SGD(0.05), whose first layers' gradients vanish) trains normally with `model.fit` for --steps steps of batch 32 on
 locally made data, with `ExplainerCallback(<logdir>/<model>, update_freq=K)` (its default roles, every supported
@@ -153,7 +154,7 @@ def targets(results):
     lines = []
     if failed:
         lines.append(f"models that failed (their targets count as missed): {failed}")
-    if set(healthy) != {"resnet50", "mobilenet_v2", "transformer"} or "sigmoid_mlp" not in results:
+    if not {"resnet50", "mobilenet_v2", "transformer"} <= set(healthy) or "sigmoid_mlp" not in results:
         lines.append(f"note: the targets cover only the models run: {sorted(results)}")
     met = false_alerts == 0 and not any(m in failed for m in healthy)
     lines.append(f"target false alerts on healthy real models: {false_alerts} (bound 0): {'met' if met else 'missed'}")

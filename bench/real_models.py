@@ -9,13 +9,15 @@ model is healthy (False: a planted problem the diagnosis must find). Bench scrip
   mobilenet_v2      keras.applications.MobileNetV2(weights=None), 32x32x3 images, Adam(1e-3)     healthy
   transformer       token ids (length 32) -> Embedding -> 2 blocks of MultiHeadAttention + LayerNorm + FFN
                     -> average pooling -> Dense softmax, Adam(1e-3)                                   healthy
-Builders only (bench/coverage.py): efficientnet_b0, densenet121 (keras.applications, weights=None, 32x32x3) and
-  recurrent (token ids -> Embedding -> LSTM(64) -> GRU(64) -> Dense softmax).
+  efficientnet_b0, densenet121, convnext_tiny
+                    keras.applications EfficientNetB0, DenseNet121, ConvNeXtTiny (weights=None), 32x32x3
+                    images, Adam(1e-3)                                                                healthy
   sigmoid_mlp       8 x Dense(64, sigmoid), RandomNormal(0.1) init, SGD(0.05) (demo/train.py's): vanishing gradients
   relu_mlp          Dense(128, relu) x 2, He init, Adam(1e-3) (demo/train.py's healthy MLP)           healthy
 Small ones for tests (seconds, not minutes):
   small_resnet      two BatchNorm residual blocks on 16x16x3 images, Adam(1e-3)                      healthy
   tiny_transformer  one Transformer block, sequences of length 16, Adam(1e-3)                        healthy
+Builder only (bench/coverage.py): recurrent (token ids -> Embedding -> LSTM(64) -> GRU(64) -> Dense softmax).
 """
 
 import dataclasses
@@ -121,6 +123,10 @@ def densenet121():
     return keras.applications.DenseNet121(weights=None, input_shape=(32, 32, 3), classes=CLASSES)
 
 
+def convnext_tiny():
+    return keras.applications.ConvNeXtTiny(weights=None, input_shape=(32, 32, 3), classes=CLASSES)
+
+
 def recurrent(length=32, vocab=VOCAB, dim=32, units=64):
     """Token ids [batch, length] -> Embedding -> LSTM(units, sequences) -> GRU(units) -> Dense softmax."""
     tokens = keras.Input((length,), dtype="int32")
@@ -196,6 +202,9 @@ MODELS = {
     "mobilenet_v2": Spec(mobilenet_v2, _adam, image_data, True),
     "transformer": Spec(transformer, _adam, token_data, True),
     "sigmoid_mlp": Spec(sigmoid_mlp, lambda: keras.optimizers.SGD(0.05), tabular_data, False),
+    "efficientnet_b0": Spec(efficientnet_b0, _adam, image_data, True),
+    "densenet121": Spec(densenet121, _adam, image_data, True),
+    "convnext_tiny": Spec(convnext_tiny, _adam, image_data, True),
     "relu_mlp": Spec(relu_mlp, _adam, tabular_data, True),
     "small_resnet": Spec(small_resnet, _adam, lambda n, seed: image_data(n, seed, size=16), True),
     "tiny_transformer": Spec(tiny_transformer, _adam, lambda n, seed: token_data(n, seed, length=16, vocab=64), True),
