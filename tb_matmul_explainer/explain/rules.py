@@ -202,15 +202,12 @@ def _activation(t, layer, role, step, info, history):
     if info is not None and info.loss_reads_logits:
         # Keras' cross-entropy differentiates z itself: dJ/dz = p - y whatever f'(z), so a saturated output is a
         # confident prediction (a trained classifier's softmax saturates almost everywhere), not a dead unit.
-        return (
-            alerts,
-            found,
-            (
-                f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text} (confident outputs). The loss "
-                f"reads this layer's logits z directly, so its gradient does not pass through the {name}'s slope: "
-                f"saturation blocks no gradient here."
-            ),
+        text = (
+            f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text} (confident outputs). "
+            f"The loss reads this layer's logits z directly, so its gradient does not pass through the {name}'s "
+            f"slope: saturation blocks no gradient here."
         )
+        return alerts, found, text
     if rows and dead / rows - non_finite_results(t.nonfinite, t.cells) >= DEAD_UNITS:
         cause = causes_lib.activation_cause(t, name)
         units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
