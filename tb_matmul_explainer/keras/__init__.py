@@ -68,6 +68,11 @@ Mixed precision: float16/bfloat16 operands are explained in float32. Under loss 
 (`optimizer.scale_loss(1.0)` at that step), so gradient records are in the units of the unscaled loss. A step
 whose scaled gradients overflow is recorded too (its non-finite values counted in the record's header).
 
+Logits read by the loss: Keras' cross-entropy reads the logits of a sigmoid or softmax output (the `_keras_logits`
+Keras attaches to it); the recorder's identity on that output keeps them, so a recording step computes the loss
+and the gradients exactly as a plain step does. No dJ/da then reaches the activation: the layer has no
+activation-gradient record, and its activation record, written when dJ/dz arrives, says `loss_reads_logits`.
+
 NaN loss: the step is recorded (non-finite values are counted in the header; NaN is classed near-zero as the
 classifiers do); training is unaffected by the recorder.
 
