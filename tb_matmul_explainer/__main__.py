@@ -109,8 +109,9 @@ def _chain_step(info, role, label, what, record):
     share = float(explain.near_zero_fraction(t.near_zero_cells, t.cells, empty=0.0))
     name = f"{label} {info.activation}" if role == "activation" and info.activation else label
     text = f"{name} {share:.0%} {what}"
-    if t.dead_rows:
-        text += f" ({len(t.dead_rows)}/{t.rows} dead)"
+    dead, of, _ = explain.dead_count(t)
+    if dead:
+        text += f" ({dead}/{of} dead)"
     if role == "input_features" and info.producer:
         text += f" from {info.producer}"
     near = np.asarray(t.near_zero_counts, np.float64)

@@ -19,7 +19,10 @@ Version 3 is one flat vector of `65 + 2 R` values (R = stored rows), `65 + 40 R`
                    [8] padding-only result cells (kernel_gradient of a SAME convolution: kernel entries whose
                        taps only ever meet padding, summed over units; 0 otherwise)
                    [9] activation: the threshold of the activation output a = f(z) (0 otherwise)
-                   [10] R   [11] 1 if the record carries unit detail, else 0   [12..15] zero
+                   [10] R   [11] 1 if the record carries unit detail, else 0
+                   [12] 1 if [13] holds the dead units (0 in records written before it did)
+                   [13] dead units, counted unit by unit before grouping (cells > 0 and near-zero cells >=
+                        `DEAD_CELLS` x cells): a dead unit in a group of live ones still counts   [14..15] zero
   [16..55] the layer totals: the 40 columns summed over all rows (exactly the per-unit rows' sum)
   [56..64] near-zero counts of the nine pairs summed over the DEAD rows only (cells > 0 and near-zero cells
            >= `DEAD_CELLS` x cells)
@@ -163,6 +166,8 @@ HEADER_PADDING_ONLY = 8
 HEADER_OUTPUT_THRESHOLD = 9
 HEADER_ROWS = 10
 HEADER_DETAIL = 11
+HEADER_HAS_DEAD_UNITS = 12
+HEADER_DEAD_UNITS = 13
 HEADER_SIZE = 16  # version 3: the header's length, then the layer totals and the dead rows' near-zero counts
 TOTALS = slice(HEADER_SIZE, HEADER_SIZE + COLUMNS)
 DEAD_NEAR_ZERO_COUNTS = slice(TOTALS.stop, TOTALS.stop + 9)
@@ -364,6 +369,10 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
     cells, near_zero_cells = tf.unstack(cells_and_near_zero, axis=1)
     dead = tf.cast((cells > 0) & (near_zero_cells >= DEAD_CELLS * cells), tf.float64)
     dead_counts = tf.linalg.matvec(near_zero_counts, dead, transpose_a=True)
+    unit_cells = f64(totals.cells)
+    dead_units = tf.reduce_sum(
+        tf.cast((unit_cells > 0) & (f64(totals.near_zero_cells) >= DEAD_CELLS * unit_cells), tf.float64)
+    )
 
     static = isinstance(detail, bool)
     flag = tf.constant(float(detail), tf.float64) if static else tf.cast(detail, tf.float64)
@@ -372,9 +381,18 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
             f64(totals.thresholds),
             f64(totals.nonfinite),
             tf.stack(
-                [float(units), float(g), f64(extras.padding_only), f64(extras.output_threshold), float(stored), flag]
+                [
+                    float(units),
+                    float(g),
+                    f64(extras.padding_only),
+                    f64(extras.output_threshold),
+                    float(stored),
+                    flag,
+                    1.0,
+                    dead_units,
+                ]
             ),
-            np.zeros(HEADER_SIZE - HEADER_DETAIL - 1),
+            np.zeros(HEADER_SIZE - HEADER_DEAD_UNITS - 1),
         ],
         axis=0,
     )
@@ -418,6 +436,7 @@ class Record:
     detail: bool = True  # the per-unit pair fields are present
     totals: np.ndarray = None  # [COLUMNS] the rows summed over units
     dead_near_zero_counts: np.ndarray = None  # [9] near-zero counts summed over the dead rows
+    dead_units: float = math.nan  # dead units counted unit by unit (header [13]; NaN: not recorded)
 
     def __post_init__(self):
         if self.detail and self.result_magnitude is None:
@@ -480,7 +499,7 @@ def unpack_record(array):
     if array.shape[1] == V1_COLUMNS:
         array = np.concatenate([array, np.full((array.shape[0], COLUMNS - V1_COLUMNS), np.nan)], axis=1)
         array[0, HEADER_PADDING_ONLY : HEADER_OUTPUT_THRESHOLD + 1] = np.nan
-    header, rows = array[0], array[1:]
+    header, rows = array[0, :HEADER_HAS_DEAD_UNITS], array[1:]  # (versions 1 and 2 hold no dead-unit count)
     _check_rows(header, rows.shape[0])
     cells, near_zero_cells = rows[:, CELLS], rows[:, NEAR_ZERO_CELLS]
     dead = _dead(cells, near_zero_cells)
@@ -523,6 +542,13 @@ def _unpack_compact(array):
     )
 
 
+def _dead_units(header):
+    """Header [13] where [12] says it is recorded (a version-3 header of this code), else NaN."""
+    if len(header) > HEADER_DEAD_UNITS and header[HEADER_HAS_DEAD_UNITS] == 1:
+        return float(header[HEADER_DEAD_UNITS])
+    return math.nan
+
+
 def _record(header, cells, near_zero_cells, rows, totals, dead_counts):
     """A `Record` from a header, the per-row cells, the unit-detail rows (None: none) and the totals."""
     pairs = {f: None if rows is None else rows[:, c] for f, c in ROW_FIELDS.items() if f in _PAIR_FIELDS}
@@ -538,5 +564,6 @@ def _record(header, cells, near_zero_cells, rows, totals, dead_counts):
         detail=rows is not None,
         totals=totals,
         dead_near_zero_counts=dead_counts,
+        dead_units=_dead_units(header),
         **pairs,
     )

@@ -93,6 +93,32 @@ def test_dead_relus_after_batchnorm_are_named_at_the_activation_layer(tmp_path):
     assert "conv_2" not in alerts_by_layer(alerts)
 
 
+def test_dead_units_of_a_wide_layer_are_counted_unit_by_unit(tmp_path):
+    """600 units are stored in 200 groups of 3 (max_units 256); one unit of every group dies. No stored group is
+    dead, yet a third of the units are: the alert counts them."""
+    keras.utils.set_random_seed(8)
+    x, y = data()
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(600, activation="relu", name="wide"),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ]
+    )
+    model.build((None, FEATURES))
+    wide = model.get_layer("wide")
+    wide.bias.assign(np.where(np.arange(600) % 3 == 0, -50.0, 0.0).astype(np.float32))
+    # Independently: exactly the units with index % 3 == 0 are off for every input of the first batch.
+    z = (tf.constant(x[:BATCH]) @ wide.kernel + wide.bias).numpy()
+    assert np.array_equal(np.flatnonzero(np.all(z <= 0, axis=0)), np.arange(0, 600, 3))
+    diagnoses, alerts = train(model, tmp_path, x, y)
+    lead = alerts[0]
+    assert (lead.kind, lead.layer, lead.role, lead.first_step) == ("dead_units", "wide", "activation", 0)
+    assert lead.message.startswith("200 of 600 units are dead")
+    activation = next(d for d in diagnoses if (d.layer, d.role) == ("wide", "activation"))
+    assert activation.dead_rows == []  # (no stored group of 3 is dead)
+
+
 def test_a_frozen_zero_kernel_is_collapsed_since_the_first_step(tmp_path):
     keras.utils.set_random_seed(2)
     x, y = data()

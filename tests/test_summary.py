@@ -145,6 +145,19 @@ def test_dead_unit_fraction_counts_units_that_are_always_near_zero(tmp_path):
     assert scalars["layer/forward/dead_unit_fraction"] == [(0, pytest.approx(2 / 5))]
 
 
+def test_dead_units_are_counted_unit_by_unit_before_grouping(tmp_path):
+    x, kernel = operands(m=10)
+    kernel[:, [0, 4, 5]] = 0  # three dead units: none of the groups of 3 (0-2, 3-5, 6-8, 9) is dead
+    with tf.summary.create_file_writer(str(tmp_path / "run")).as_default():
+        summary.dense("layer/forward", x, kernel, step=0, max_units=4, thresholds=(None, None, 1e-6))
+    _, data = tb_reader.read_records(str(tmp_path))["run"]["layer/forward"]
+    record = metadata.unpack_record(data[0].numpy)
+    assert (record.group_size, list(metadata.dead_rows(record)), record.dead_units) == (3, [], 3.0)
+    older = data[0].numpy.copy()
+    older[metadata.HEADER_HAS_DEAD_UNITS : metadata.HEADER_DEAD_UNITS + 1] = 0  # as written before the count was
+    assert np.isnan(metadata.unpack_record(older).dead_units)
+
+
 class CountingAggregates:
     """Counts calls of the aggregate kernels (Python-side: eager calls or traces)."""
 

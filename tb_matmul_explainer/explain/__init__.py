@@ -85,6 +85,7 @@ from tb_matmul_explainer.explain.table import (  # noqa: F401  (the summary tabl
     SeriesTable,
     StepSummary,
     Totals,
+    dead_count,
     dead_rows,
     index_at,
     near_zero_fraction,

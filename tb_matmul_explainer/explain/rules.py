@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from tb_matmul_explainer.explain import causes as causes_lib
-from tb_matmul_explainer.explain.table import any_non_finite, non_finite_results, totals
+from tb_matmul_explainer.explain.table import any_non_finite, dead_count, dead_share, non_finite_results, totals
 
 DEAD_UNITS = 0.10
 EXCESS = 0.20
@@ -121,13 +121,12 @@ def _matmul_alerts(t, layer, role, step, info, history):
     """Alerts of a forward / kernel_gradient / input_gradient record."""
     alerts = []
     nf = non_finite_results(t.nonfinite, t.cells)
-    rows, dead = t.rows, len(t.dead_rows)
-    if role == "forward" and rows and dead / rows - nf >= DEAD_UNITS and not _is_starved(t, role):
-        units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
+    dead, of, units = dead_count(t)
+    if role == "forward" and of and dead / of - nf >= DEAD_UNITS and not _is_starved(t, role):
         alerts.append(_dated(
             "dead_units", layer, role, step, history,
-            lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / rows,
-            lambda since: f"{dead} of {rows} {units} are dead (near zero in every cell) since step {since}.",
+            lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,
+            lambda since: f"{dead} of {of} {units} are dead (near zero in every cell) since step {since}.",
         ))  # fmt: skip
     expected = expected_near_zero_fraction(info)
     excess = _near_zero_share(t) - nf - expected if expected is not None else -1.0
@@ -158,7 +157,7 @@ def _unusual(t, info):
     """More near-zero results than the threshold makes normal, or dead units: worth a sentence of its own."""
     expected = expected_near_zero_fraction(info)
     excess = expected is not None and _near_zero_share(t) - expected >= EXCESS
-    return excess or bool(t.rows and len(t.dead_rows) / t.rows >= DEAD_UNITS)
+    return excess or dead_share(t) >= DEAD_UNITS
 
 
 def _matmul_text(t, role, info, alerts, found):
@@ -197,7 +196,7 @@ def _activation(t, layer, role, step, info, history):
     inactive = float(t.near_zero_cells / t.cells) if t.cells > 0 else 0.0
     outputs = float(t.reference / t.cells) if t.cells > 0 and np.isfinite(t.reference) else math.nan
     out_text = f"; {outputs:.0%} of its outputs are near zero" if not math.isnan(outputs) else ""
-    rows, dead = t.rows, len(t.dead_rows)
+    dead, of, units = dead_count(t)
     alerts, found = [], {}
     if info is not None and info.loss_reads_logits:
         # Keras' cross-entropy differentiates z itself: dJ/dz = p - y whatever f'(z), so a saturated output is a
@@ -208,20 +207,19 @@ def _activation(t, layer, role, step, info, history):
             f"slope: saturation blocks no gradient here."
         )
         return alerts, found, text
-    if rows and dead / rows - non_finite_results(t.nonfinite, t.cells) >= DEAD_UNITS:
+    if of and dead / of - non_finite_results(t.nonfinite, t.cells) >= DEAD_UNITS:
         cause = causes_lib.activation_cause(t, name)
-        units = "units" if t.group_size == 1 else f"groups of {t.group_size} units"
         kind = "dying ReLUs" if word == "off" else f"saturated {name}"
         alerts.append(_dated(
             "dead_units", layer, role, step, history,
-            lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / rows,
-            lambda since: f"{dead} of {rows} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
+            lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,
+            lambda since: f"{dead} of {of} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
             f"inputs) since step {since}{': ' + cause if cause else ''}.",
         ))  # fmt: skip
-        found[cause] = dead / rows
+        found[cause] = dead / of
         text = f"The {name} is {word} in {inactive:.0%} of cells{out_text}. " + sentence(alerts[-1].message)
     else:
-        dead_text = f" ({dead} of {rows} units dead, below the {DEAD_UNITS:.0%} that raises an alert)" if dead else ""
+        dead_text = f" ({dead} of {of} {units} dead, below the {DEAD_UNITS:.0%} that raises an alert)" if dead else ""
         text = f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text}{dead_text}."
     return alerts, found, text
 
@@ -243,14 +241,19 @@ def _activation_gradient(t, info):
 
 
 def _input_features(t, info):
-    rows, dead = t.rows, len(t.dead_rows)
+    dead, of, units = dead_count(t)
+    features = units.replace("units", "input features")
     producer = f" (from {info.producer})" if info is not None and info.producer else ""
     zeros = float(t.reference / t.cells) if t.cells > 0 and np.isfinite(t.reference) else math.nan
     zero_text = f", {zeros:.0%} of its input values are exactly zero" if not math.isnan(zeros) else ""
-    if dead and dead / rows >= DEAD_UNITS:
-        return f"{dead} of {rows} input features are near zero in every row{producer}{zero_text}."
-    below = f" ({dead} of {rows}, below the {DEAD_UNITS:.0%} that raises an alert)" if dead else ""
-    return f"Nothing wrong: no input feature is near zero in every row{below}{producer}{zero_text}."
+    if dead and dead / of >= DEAD_UNITS:
+        return f"{dead} of {of} {features} are near zero in every row{producer}{zero_text}."
+    if dead:
+        return (
+            f"Nothing wrong: {dead} of {of} {features} are near zero in every row, below the {DEAD_UNITS:.0%} "
+            f"that raises an alert{producer}{zero_text}."
+        )
+    return f"Nothing wrong: no input feature is near zero in every row{producer}{zero_text}."
 
 
 def diagnose(record, *, layer="", role="forward", step=0, info=None, history=()):

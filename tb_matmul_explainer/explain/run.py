@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from tb_matmul_explainer.explain.rules import DEAD_UNITS, Alert, diagnose, held_since, sentence
-from tb_matmul_explainer.explain.table import totals
+from tb_matmul_explainer.explain.table import dead_count, totals
 
 VANISHING_RATIO = 100.0  # later layers' largest mean |dW| / mean |W| over this and earlier layers' largest
 V1_VANISHING_RATIO = 100.0  # on the version-1 measure, as version 1 of the diagnosis judged it
@@ -152,10 +152,13 @@ def _dead_inputs(views, diagnoses, alerts):
     by_producer = {}
     for (layer, role), d in diagnoses.items():
         info = views[(layer, role)].info
-        if role != "input_features" or not d.dead_rows or info is None:
+        if role != "input_features" or info is None:
             continue
-        t = views[(layer, role)].record_at(d.step)[1]
-        share = len(d.dead_rows) / totals(t).rows
+        t = totals(views[(layer, role)].record_at(d.step)[1])
+        dead, of, _ = dead_count(t)
+        if not dead:
+            continue
+        share = dead / of
         producer, kind = info.producer, info.producer_kind
         forward = diagnoses.get((layer, "forward"))
         if forward is not None and forward.starved and producer:
@@ -167,10 +170,10 @@ def _dead_inputs(views, diagnoses, alerts):
         origin = producer or layer
         since = held_since(d.step, views[(layer, role)].history(d.step), lambda h: h.dead_share >= DEAD_UNITS)
         what = (
-            f"{len(d.dead_rows)} of {totals(t).rows} of its output features are near zero for every input "
+            f"{dead} of {of} of its output features are near zero for every input "
             f"since step {since} (seen in the input of {layer})"
             if producer
-            else f"{len(d.dead_rows)} of {totals(t).rows} input features are near zero for every input since step "
+            else f"{dead} of {of} input features are near zero for every input since step "
             f"{since} (their producer is not known: the model is not a functional or Sequential graph)"
         )
         hint = (
@@ -229,7 +232,8 @@ def _starved_without_producer(views, diagnoses, alerts):
         if role != "forward" or not d.starved or (layer, "input_features") in diagnoses:
             continue
         t = totals(views[(layer, role)].record_at(d.step)[1])
-        if not t.rows or len(t.dead_rows) / t.rows < DEAD_UNITS:
+        dead, of, units = dead_count(t)
+        if not of or dead / of < DEAD_UNITS:
             continue
         since = held_since(d.step, views[(layer, role)].history(d.step), lambda h: h.dead_share >= DEAD_UNITS)
         alert = Alert(
@@ -237,8 +241,8 @@ def _starved_without_producer(views, diagnoses, alerts):
             layer,
             role,
             since,
-            len(t.dead_rows) / t.rows,
-            f"{len(t.dead_rows)} of {t.rows} units are dead (near zero in every cell) since step {since}, "
+            dead / of,
+            f"{dead} of {of} {units} are dead (near zero in every cell) since step {since}, "
             f"because their input is near zero: the layer before it is likely dead (record the "
             f"input_features and activation roles to name it).",
         )

@@ -70,6 +70,23 @@ class Totals:
     padding_only: np.float64 = np.nan  # padding-only result cells (kernel_gradient)
     output_threshold: np.float64 = np.nan  # activation: threshold of a = f(z)
     dead_near_zero_counts: np.ndarray = None  # [9] near-zero counts of the dead rows only
+    units: int = 0  # the layer's units (0: not known)
+    dead_units: np.float64 = np.nan  # dead units counted unit by unit (NaN: not recorded; `dead_count`)
+
+
+def dead_count(t):
+    """(dead, of, what) of a `Totals`: its dead units of its units, counted unit by unit where the record holds
+    that count (a dead unit among live ones in a stored group counts), else its dead stored rows of its rows
+    (`what`: "units", or "groups of g units")."""
+    if np.isfinite(t.dead_units) and t.units > 0:
+        return int(t.dead_units), t.units, "units"
+    return len(t.dead_rows), t.rows, "units" if t.group_size == 1 else f"groups of {t.group_size} units"
+
+
+def dead_share(t):
+    """Dead units (or rows, `dead_count`) / units (rows), 0 without any."""
+    dead, of, _ = dead_count(t)
+    return dead / of if of else 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +94,7 @@ class StepSummary:
     """What the "since which step" rules need of an earlier record."""
 
     step: int
-    dead_share: float  # dead stored rows / stored rows
+    dead_share: float  # `dead_share`: dead units / units (dead stored rows / rows where not recorded)
     near_zero_fraction: float  # near-zero result cells / result cells
     non_finite: bool = False  # any non-finite value in an operand or the result
     non_finite_results: float = 0.0  # non-finite result cells / result cells (`non_finite_results`)
@@ -95,9 +112,8 @@ def totals(record):
 def summarise(step, record):
     """The `StepSummary` of a record (or of its `Totals`)."""
     t = totals(record)
-    return dataclasses.replace(
-        step_summary(step, len(t.dead_rows), t.rows, t.cells, t.near_zero_cells, t.nonfinite), totals=t
-    )
+    dead, of, _ = dead_count(t)
+    return dataclasses.replace(step_summary(step, dead, of, t.cells, t.near_zero_cells, t.nonfinite), totals=t)
 
 
 def step_summary(step, dead, rows, cells, near_zero_cells, nonfinite=(0.0, 0.0, 0.0)):
@@ -145,6 +161,8 @@ class SeriesTable:
     padding_only: np.ndarray  # [S] padding-only result cells (NaN: version 1)
     output_threshold: np.ndarray  # [S] activation: threshold of a = f(z) (NaN: version 1)
     dead_near_zero_counts: np.ndarray  # [S, 9] near-zero counts summed over the dead rows only
+    units: np.ndarray  # [S] int64 the layer's units
+    dead_units: np.ndarray  # [S] dead units counted unit by unit (NaN: not recorded)
 
     @classmethod
     def of_records(cls, steps, records):
@@ -165,6 +183,8 @@ class SeriesTable:
             dead_near_zero_counts=np.array([r.dead_near_zero_counts for r in records], np.float64).reshape(
                 len(records), 9
             ),
+            units=np.array([r.units for r in records], np.int64),
+            dead_units=np.array([r.dead_units for r in records], np.float64),
         )
 
     def __len__(self):
@@ -203,6 +223,8 @@ class SeriesTable:
             padding_only=self.padding_only[i],
             output_threshold=self.output_threshold[i],
             dead_near_zero_counts=self.dead_near_zero_counts[i],
+            units=int(self.units[i]),
+            dead_units=self.dead_units[i],
         )
 
     def record_at(self, step):

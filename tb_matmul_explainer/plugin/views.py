@@ -107,7 +107,7 @@ def _overview_entry(layer, series, digest, i):
         "cells": json_float(t.cells[i]),
         "near_zero_cells": json_float(t.near_zero_cells[i]),
         "near_zero_fraction": json_float(t.near_zero_fraction[i]),
-        "dead_units": len(t.dead_rows[i]),
+        "dead_units": explain.dead_count(t.totals_at(i))[0],
         "thresholds": json_floats(t.thresholds[i]),
         "nonfinite": json_floats(t.nonfinite[i]),
     }
