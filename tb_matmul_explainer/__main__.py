@@ -110,7 +110,9 @@ def _chain_step(info, role, label, what, record):
     name = f"{label} {info.activation}" if role == "activation" and info.activation else label
     text = f"{name} {share:.0%} {what}"
     dead, of, _ = explain.dead_count(t)
-    if dead:
+    if role == "activation" and info.loss_reads_logits:
+        text += " (the loss reads its logits: not dead)"
+    elif dead:
         text += f" ({dead}/{of} dead)"
     if role == "input_features" and info.producer:
         text += f" from {info.producer}"

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tb_matmul_explainer import explain, loader
+from tb_matmul_explainer.__main__ import chain_lines
 from tb_matmul_explainer.keras import ExplainerCallback
 
 BATCH, FEATURES, CLASSES = 32, 16, 4
@@ -283,3 +284,5 @@ def test_a_confident_classifier_is_not_called_saturated(tmp_path, head):
     assert alerts == [], [(a.kind, a.layer, a.message) for a in alerts]
     activation = next(d for d in diagnoses if (d.layer, d.role) == ("out", "activation") and d.step > 0)
     assert activation.text.startswith("Nothing wrong") and "logits" in activation.text
+    chain = next(line for line in chain_lines(loader.load(str(tmp_path)).runs["train"]) if line.startswith("out:"))
+    assert "(the loss reads its logits: not dead)" in chain and "dead)" not in chain.replace("not dead)", "")
