@@ -286,15 +286,17 @@ def patches(t, positions, kernel_spatial, out_spatial, strides, padding, dilatio
     rest, spatial_coords = tf.cast(positions, tf.int64), []
     for size in reversed(out_spatial):
         spatial_coords.append(rest % size)
-        rest = rest // size
-    coords = tf.stack([rest] + spatial_coords[::-1], -1)  # [s, 1 + d]
+        rest = rest // size  # (at the end: the batch index)
+    # [s, 1, d]. Not a slice of one stack of batch and spatial coordinates: with one spatial axis, grappler's
+    # arithmetic optimizer rewrote that slice and dropped its new axis (a shape error at run time, TF 2.21).
+    spatial = tf.expand_dims(tf.stack(spatial_coords[::-1], -1), 1)
     taps = [range(0, k, r) for k, r in zip(window, dilations)]
     offsets = tf.constant(list(itertools.product(*taps)), tf.int64)  # [kp, d]
     pads = tf.constant([pad_before(n, k, st, padding) for n, k, st in zip(in_spatial, window, strides)], tf.int64)
-    where = coords[:, None, 1:] * tf.constant(strides, tf.int64) + offsets[None] - pads  # [s, kp, d]
+    where = spatial * tf.constant(strides, tf.int64) + offsets[None] - pads  # [s, kp, d]
     valid = tf.reduce_all((where >= 0) & (where < tf.constant(in_spatial, tf.int64)), -1)
     where = tf.clip_by_value(where, 0, tf.constant(in_spatial, tf.int64) - 1)
-    batch = tf.broadcast_to(tf.reshape(coords[:, 0], [-1, 1, 1]), tf.concat([tf.shape(where)[:2], [1]], 0))
+    batch = tf.broadcast_to(tf.reshape(rest, [-1, 1, 1]), tf.concat([tf.shape(where)[:2], [1]], 0))
     values = tf.gather_nd(t, tf.concat([batch, where], -1))  # [s, kp, C]
     values = tf.where(valid[..., None], values, tf.zeros_like(values))
     return values, valid

@@ -239,6 +239,46 @@ def test_dilated_conv_trains_and_reads_back(tmp_path):
     check_layer_records(recs, model, "dilated", x, y, ((1, 1), "SAME", (2, 3)), kernel)
 
 
+@pytest.mark.parametrize("spatial", [(130,), (13, 10), (5, 4, 6)])
+def test_sampled_patches_in_a_graph_equal_eager(spatial):
+    """The patches read at sampled positions are the same traced as run eagerly, for 1 to 3 spatial axes (with one,
+    grappler once rewrote the coordinates' shape: a Conv1D over more positions than the sample could not train)."""
+    t = tf.constant(normal(4, *spatial, 3))
+    kernel_spatial, strides = (3,) * len(spatial), (1,) + (2,) * (len(spatial) - 1)
+    out_spatial = conv_lib.output_shape([1, *spatial, 3], [*kernel_spatial, 3, 1], strides, "SAME")[1:-1]
+    positions = np.random.default_rng(0).integers(0, 4 * int(np.prod(out_spatial)), 300)
+    patches = lambda p: conv_lib.patches(t, p, kernel_spatial, out_spatial, strides, "SAME")  # noqa: E731
+    traced = tf.function(patches)(tf.constant(positions))
+    for got, want in zip(traced, patches(tf.constant(positions))):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_conv1d_over_more_positions_than_the_sample_trains_and_reads_back(tmp_path):
+    """A Conv1D over a timeseries (16 x 130 positions, more than the default near-zero sample of 1024) trains with
+    the callback and records every role: the all-cells totals and near-zero cells exact, the near-zero products'
+    split over the nine pairs estimated from the sample close to the exact one."""
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(16, 130, 2)).astype(np.float32), rng.normal(size=(16, 130, 2)).astype(np.float32)
+    keras.utils.set_random_seed(6)
+    layer = keras.layers.Conv1D(4, 3, padding="same", name="temporal")
+    model = keras.Sequential([keras.Input((130, 2)), layer, keras.layers.Dense(2, name="head")])
+    kernel = layer.kernel.numpy()
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=ALL_ROLES, threshold_method="exact", **UNCOMPILED)
+    model.fit(x, y, batch_size=len(x), epochs=1, callbacks=[callback], verbose=0)
+    recs = records(tmp_path)
+    inputs, d_out = layer_operands(model, "temporal", x, y)
+    for role in ALL_ROLES:
+        *_, want = reference(role, inputs, kernel, d_out, (1,), "SAME", (1,), thresholds=None)
+        got = record_at(recs, f"temporal/{role}", 0)
+        np.testing.assert_array_equal(got.counts, want["counts"])
+        np.testing.assert_allclose(got.sums, want["sums"], rtol=1e-3, atol=1e-6)
+        np.testing.assert_array_equal(got.cells, want["cells"])
+        np.testing.assert_array_equal(got.near_zero_cells, want["near_zero_cells"])
+        split = lambda counts: np.sum(counts, 0) / np.sum(counts)  # noqa: E731
+        np.testing.assert_allclose(split(got.near_zero_counts), split(want["near_zero_counts"]), atol=0.06)
+
+
 def check_layer_records(recs, model, name, x, y, geometry, kernel, groups=1):
     """The step-0 records of every role of a layer against the per-cell route on the same batch."""
     inputs, d_out = layer_operands(model, name, x, y)
