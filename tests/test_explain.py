@@ -285,3 +285,23 @@ def test_version_1_records_are_read_and_diagnosed_as_before(tmp_path):
         (a.kind, a.layer, a.first_step) for a in new_alerts
     ]
     assert "dead_units" in {a.kind for a in old_alerts}
+
+
+def test_dead_units_that_grow_in_number_say_how_many_were_dead_when_it_began(tmp_path):
+    x = np.maximum(rng_normal(0, (64, 16)), 0)
+    kernel = rng_normal(1, (16, 8))
+
+    def dying(n):  # the first n units' weights zeroed: n units dead
+        k = kernel.copy()
+        k[:, :n] = 0
+        return k
+
+    growing = write(
+        tmp_path, "growing", [("dense", "forward", [(0, x, dying(2)), (10, x, dying(4)), (20, x, dying(6))])]
+    )
+    steady = write(tmp_path, "steady", [("dense", "forward", [(0, x, dying(4)), (10, x, dying(4)), (20, x, dying(4))])])
+    (grew,) = [a for a in explain.diagnose_run(growing)[1] if a.kind == "dead_units"]
+    (held,) = [a for a in explain.diagnose_run(steady)[1] if a.kind == "dead_units"]
+    assert grew.first_step == 0 and "6 of 8 units are dead" in grew.message
+    assert "since step 0, up from 2 then (more die as training goes on" in grew.message
+    assert held.first_step == 0 and "since step 0." in held.message and "up from" not in held.message

@@ -63,6 +63,18 @@ def held_since(step, history, condition):
     return since
 
 
+def dead_since(dead, of, since, step, history):
+    """The words "since step S" of `dead` of `of` dead units held since S and, where fewer were dead at S, how many
+    then: units that die as training goes on point at the training (a learning rate too high), not at the start."""
+    then = [h.dead_share * of for h in history if h.step == since and since < step]
+    if then and round(then[0]) < dead:
+        return (
+            f"since step {since}, up from {round(then[0])} then (more die as training goes on: a learning rate "
+            f"that is too high is a common cause)"
+        )
+    return f"since step {since}"
+
+
 def expected_near_zero_fraction(info):
     """What the result threshold makes normal: 1 - confidence for a derived threshold, else unknown (None)."""
     if info is None or (len(info.thresholds) > 2 and info.thresholds[2] is not None):
@@ -126,7 +138,8 @@ def _matmul_alerts(t, layer, role, step, info, history):
         alerts.append(_dated(
             "dead_units", layer, role, step, history,
             lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,
-            lambda since: f"{dead} of {of} {units} are dead (near zero in every cell) since step {since}.",
+            lambda since: f"{dead} of {of} {units} are dead (near zero in every cell) "
+            f"{dead_since(dead, of, since, step, history)}.",
         ))  # fmt: skip
     expected = expected_near_zero_fraction(info)
     excess = _near_zero_share(t) - nf - expected if expected is not None else -1.0
@@ -214,7 +227,7 @@ def _activation(t, layer, role, step, info, history):
             "dead_units", layer, role, step, history,
             lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,
             lambda since: f"{dead} of {of} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
-            f"inputs) since step {since}{': ' + cause if cause else ''}.",
+            f"inputs) {dead_since(dead, of, since, step, history)}{': ' + cause if cause else ''}.",
         ))  # fmt: skip
         found[cause] = dead / of
         text = f"The {name} is {word} in {inactive:.0%} of cells{out_text}. " + sentence(alerts[-1].message)

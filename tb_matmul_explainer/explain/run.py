@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from tb_matmul_explainer.explain.rules import DEAD_UNITS, Alert, diagnose, held_since, sentence
+from tb_matmul_explainer.explain.rules import DEAD_UNITS, Alert, dead_since, diagnose, held_since, sentence
 from tb_matmul_explainer.explain.table import dead_count, totals
 
 VANISHING_RATIO = 100.0  # later layers' largest mean |dW| / mean |W| over this and earlier layers' largest
@@ -168,13 +168,14 @@ def _dead_inputs(views, diagnoses, alerts):
         if (producer, "activation") in diagnoses:
             continue  # the producer's own activation record raises (or not) its dead units
         origin = producer or layer
-        since = held_since(d.step, views[(layer, role)].history(d.step), lambda h: h.dead_share >= DEAD_UNITS)
+        history = views[(layer, role)].history(d.step)
+        since = held_since(d.step, history, lambda h: h.dead_share >= DEAD_UNITS)
+        when = dead_since(dead, of, since, d.step, history)
         what = (
-            f"{dead} of {of} of its output features are near zero for every input "
-            f"since step {since} (seen in the input of {layer})"
+            f"{dead} of {of} of its output features are near zero for every input {when} (seen in the input of {layer})"
             if producer
-            else f"{dead} of {of} input features are near zero for every input since step "
-            f"{since} (their producer is not known: the model is not a functional or Sequential graph)"
+            else f"{dead} of {of} input features are near zero for every input {when} (their producer is not "
+            f"known: the model is not a functional or Sequential graph)"
         )
         hint = (
             " — dead units: the activation is off for them; look at what feeds it (a BatchNormalization's "
@@ -235,14 +236,16 @@ def _starved_without_producer(views, diagnoses, alerts):
         dead, of, units = dead_count(t)
         if not of or dead / of < DEAD_UNITS:
             continue
-        since = held_since(d.step, views[(layer, role)].history(d.step), lambda h: h.dead_share >= DEAD_UNITS)
+        history = views[(layer, role)].history(d.step)
+        since = held_since(d.step, history, lambda h: h.dead_share >= DEAD_UNITS)
         alert = Alert(
             "dead_units",
             layer,
             role,
             since,
             dead / of,
-            f"{dead} of {of} {units} are dead (near zero in every cell) since step {since}, "
+            f"{dead} of {of} {units} are dead (near zero in every cell) "
+            f"{dead_since(dead, of, since, d.step, history)}, "
             f"because their input is near zero: the layer before it is likely dead (record the "
             f"input_features and activation roles to name it).",
         )
