@@ -4,7 +4,9 @@ Run: `.venv/bin/python bench/diagnosis_real.py [--models resnet50,mobilenet_v2,t
       [--steps 30] [--update-freq 10] [--logdir DIR] [--keep-logs]`.
 
 Each model (`real_models.MODELS`: keras.applications ResNet50 and MobileNetV2 with weights=None on 32x32x3 images
-(also EfficientNetB0, DenseNet121 and ConvNeXtTiny, healthy too, not run by default: minutes each),
+(also EfficientNetB0, DenseNet121 and ConvNeXtTiny, healthy too, not run by default: minutes each; and
+`resnet50_dead_block`, ResNet50 with one planted dead block, conv3_block2_2_relu off for every input: its
+line says whether the first alert names that layer),
 a two-block Transformer classifier on token sequences of length 32, all Adam(1e-3); the deep sigmoid MLP with
 SGD(0.05), whose first layers' gradients vanish) trains normally with `model.fit` for --steps steps of batch 32 on
 locally made data, with `ExplainerCallback(<logdir>/<model>, update_freq=K)` (its default roles, every supported
@@ -157,6 +159,14 @@ def targets(results):
     if not {"resnet50", "mobilenet_v2", "transformer"} <= set(healthy) or "sigmoid_mlp" not in results:
         lines.append(f"note: the targets cover only the models run: {sorted(results)}")
     met = false_alerts == 0 and not any(m in failed for m in healthy)
+    if "resnet50_dead_block" in results:
+        dead_block = results["resnet50_dead_block"] or []
+        origin = f"{real_models.DEAD_BLOCK}_relu"
+        named = bool(dead_block) and dead_block[0].kind == "dead_units" and dead_block[0].layer == origin
+        lines.append(
+            f"planted dead block in ResNet50: the first alert names {origin}: {'yes' if named else 'no'} "
+            f"({len(dead_block)} alerts)"
+        )
     lines.append(f"target false alerts on healthy real models: {false_alerts} (bound 0): {'met' if met else 'missed'}")
     lines.append(
         f"target deep sigmoid MLP raises its vanishing-gradient alert: {'yes' if vanishing else 'no'} "

@@ -77,6 +77,18 @@ def resnet50():
     return keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=CLASSES)
 
 
+DEAD_BLOCK = "conv3_block2_2"  # resnet50_dead_block: this block's BatchNorm beta is -10, so its ReLU is off
+
+
+def resnet50_dead_block():
+    """ResNet50 with one planted problem: `DEAD_BLOCK`_bn's beta set to -10, so every unit of `DEAD_BLOCK`_relu
+    is off (dead) for every input, and conv3_block2_3_conv reads zeros."""
+    model = resnet50()
+    bn = model.get_layer(f"{DEAD_BLOCK}_bn")
+    bn.beta.assign(np.full(bn.beta.shape, -10.0, np.float32))
+    return model
+
+
 def mobilenet_v2():
     # keras warns that 32x32 is not one of its pretrained sizes; irrelevant with weights=None.
     return keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=CLASSES)
@@ -202,6 +214,7 @@ MODELS = {
     "mobilenet_v2": Spec(mobilenet_v2, _adam, image_data, True),
     "transformer": Spec(transformer, _adam, token_data, True),
     "sigmoid_mlp": Spec(sigmoid_mlp, lambda: keras.optimizers.SGD(0.05), tabular_data, False),
+    "resnet50_dead_block": Spec(resnet50_dead_block, _adam, image_data, False),
     "efficientnet_b0": Spec(efficientnet_b0, _adam, image_data, True),
     "densenet121": Spec(densenet121, _adam, image_data, True),
     "convnext_tiny": Spec(convnext_tiny, _adam, image_data, True),

@@ -303,5 +303,20 @@ def test_dead_units_that_grow_in_number_say_how_many_were_dead_when_it_began(tmp
     (grew,) = [a for a in explain.diagnose_run(growing)[1] if a.kind == "dead_units"]
     (held,) = [a for a in explain.diagnose_run(steady)[1] if a.kind == "dead_units"]
     assert grew.first_step == 0 and "6 of 8 units are dead" in grew.message
-    assert "since step 0, up from 2 then (more die as training goes on" in grew.message
+    assert "since step 0, up from 2 then (most died during training" in grew.message
     assert held.first_step == 0 and "since step 0." in held.message and "up from" not in held.message
+
+
+def test_a_kernel_gradient_zeroed_by_dead_inputs_and_dead_units_is_starved_not_alerted(tmp_path):
+    # dW = x^T d_out: 6 of 16 input features dead (zero in x) and 3 of 8 units passing no gradient back (zero in
+    # d_out): 78 of 128 entries are zero, each because one operand or the other is, which other layers made.
+    x = np.abs(rng_normal(0, (64, 16))) + 0.1
+    x[:, :6] = 0
+    d_out = rng_normal(1, (64, 8))
+    d_out[:, :3] = 0
+    layers = write(tmp_path, "starved", [("dense", "kernel_gradient", [(0, x, d_out)])])
+    diagnoses, alerts = explain.diagnose_run(layers)
+    (d,) = diagnoses
+    assert d.near_zero_fraction == pytest.approx(78 / 128)
+    assert d.starved and alerts == []
+    assert "near-zero input" in d.text and "near-zero output gradient" in d.text

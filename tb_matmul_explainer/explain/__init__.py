@@ -28,13 +28,18 @@ a break; `layer` = where the problem starts):
   * dead units (forward, no activation involved): results near zero in >= 99% of a unit's cells for >= 10% of
     the units, unless the layer is starved (>= 90% of its near-zero cells' products have a near-zero input): a
     layer fed by dead units is not dead itself, and its text names the producer ("near-zero input from dense_2").
+  * every dead-unit alert: where fewer units were dead at its first step than now, the text says how many
+    ("since step 16, up from 6 then") and, when most died after that step, that a learning rate too high is a
+    common cause (units dying during training, not dead from the initialisation).
   * cancellation (forward, input gradient): sum |result| <= CANCELLED (1e-3) x sum |product| over the products with
     no near-zero operand (exact: within PP, PN, NP, NN every product has one sign). A healthy layer keeps about
     1/sqrt(k) of k random-signed products; a layer whose every result cancels keeps ~1e-8. Scale-free: a
     percentile threshold, relative to the layer's own results, cannot see it.
   * excess near-zero results (matmul roles): the near-zero share (less non-finite results, and less kernel-gradient
     entries that only meet SAME padding, which are zero by construction and said so) exceeds what the threshold
-    makes normal (1 - confidence) by EXCESS (20 points). Not raised for a starved layer.
+    makes normal (1 - confidence) by EXCESS (20 points). Not raised for a starved layer; a kernel gradient is
+    starved when >= 90% of its near-zero cells' products have either operand near zero (dead input features, or
+    units after it that pass no gradient back: both made by other layers, which raise their own alerts).
   * vanishing gradients (kernel_gradient, across layers): on mean |dW| / mean |W| (relative to the layer's own
     weights, because BatchNorm makes a layer's output invariant to its weights' scale, so raw gradient magnitudes
     are not comparable across layers), gradients vanish going backward: a layer is named when the largest relative

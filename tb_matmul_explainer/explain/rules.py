@@ -65,14 +65,16 @@ def held_since(step, history, condition):
 
 def dead_since(dead, of, since, step, history):
     """The words "since step S" of `dead` of `of` dead units held since S and, where fewer were dead at S, how many
-    then: units that die as training goes on point at the training (a learning rate too high), not at the start."""
-    then = [h.dead_share * of for h in history if h.step == since and since < step]
-    if then and round(then[0]) < dead:
-        return (
-            f"since step {since}, up from {round(then[0])} then (more die as training goes on: a learning rate "
-            f"that is too high is a common cause)"
-        )
-    return f"since step {since}"
+    then: when most died after S, that points at the training (a learning rate too high), not at the start."""
+    then = [round(h.dead_share * of) for h in history if h.step == since and since < step]
+    if not then or then[0] >= dead:
+        return f"since step {since}"
+    if then[0] > dead / 2:
+        return f"since step {since}, up from {then[0]} then"
+    return (
+        f"since step {since}, up from {then[0]} then (most died during training: a learning rate that is too high "
+        f"is a common cause)"
+    )
 
 
 def expected_near_zero_fraction(info):
@@ -102,18 +104,17 @@ def _cancelled(t):
     return (not math.isnan(share)) and share <= CANCELLED, share
 
 
-# The operands that come from other layers, per matmul role: the layer input (from its producer) and the output
-# gradient (from the layers after it).
-_FROM_OTHER_LAYERS = {"forward": ("first",), "kernel_gradient": ("first", "second"), "input_gradient": ("first",)}
+# The near-zero operands that other layers made, per matmul role (a `causes.z_shares` key): the layer input (from
+# its producer) and the output gradient (from the layers after it); the kernel-gradient's two operands both are.
+_FROM_OTHER_LAYERS = {"forward": "first", "kernel_gradient": "either", "input_gradient": "first"}
 
 
 def _is_starved(t, role):
     """Nearly all the near-zero cells' products have a near-zero operand that another layer made (a dead
     producer's output, or an output gradient that dead units after it do not pass back): the problem is theirs."""
-    if t.near_zero_cells <= 0:
+    if t.near_zero_cells <= 0 or role not in _FROM_OTHER_LAYERS:
         return False
-    shares = causes_lib.z_shares(t.near_zero_counts)
-    return any(shares[k] >= causes_lib.DOMINANT for k in _FROM_OTHER_LAYERS.get(role, ()))
+    return causes_lib.z_shares(t.near_zero_counts)[_FROM_OTHER_LAYERS[role]] >= causes_lib.DOMINANT
 
 
 def _non_finite_alert(t, layer, role, step, history, info):
