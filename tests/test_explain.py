@@ -305,6 +305,11 @@ def test_dead_units_that_grow_in_number_say_how_many_were_dead_when_it_began(tmp
     assert grew.first_step == 0 and "6 of 8 units are dead" in grew.message
     assert "since step 0, up from 2 then (most died during training" in grew.message
     assert held.first_step == 0 and "since step 0." in held.message and "up from" not in held.message
+    # Alerted from step 10 only (1 of 8 is below the 10% that raises it): the count at the first record says it.
+    late = write(tmp_path, "late", [("dense", "forward", [(0, x, kernel), (10, x, dying(4)), (20, x, dying(6))])])
+    (died,) = [a for a in explain.diagnose_run(late)[1] if a.kind == "dead_units"]
+    assert died.first_step == 10
+    assert "since step 10, up from 4 then (none at step 0; most died during training" in died.message
 
 
 def test_a_kernel_gradient_zeroed_by_dead_inputs_and_dead_units_is_starved_not_alerted(tmp_path):

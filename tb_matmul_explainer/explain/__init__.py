@@ -29,8 +29,8 @@ a break; `layer` = where the problem starts):
     the units, unless the layer is starved (>= 90% of its near-zero cells' products have a near-zero input): a
     layer fed by dead units is not dead itself, and its text names the producer ("near-zero input from dense_2").
   * every dead-unit alert: where fewer units were dead at its first step than now, the text says how many
-    ("since step 16, up from 6 then") and, when most died after that step, that a learning rate too high is a
-    common cause (units dying during training, not dead from the initialisation).
+    ("since step 16, up from 6 then") and, where at most half as many were dead at the first recorded step, that
+    most died during training, for which a learning rate too high is a common cause (not the initialisation).
   * cancellation (forward, input gradient): sum |result| <= CANCELLED (1e-3) x sum |product| over the products with
     no near-zero operand (exact: within PP, PN, NP, NN every product has one sign). A healthy layer keeps about
     1/sqrt(k) of k random-signed products; a layer whose every result cancels keeps ~1e-8. Scale-free: a

@@ -64,17 +64,18 @@ def held_since(step, history, condition):
 
 
 def dead_since(dead, of, since, step, history):
-    """The words "since step S" of `dead` of `of` dead units held since S and, where fewer were dead at S, how many
-    then: when most died after S, that points at the training (a learning rate too high), not at the start."""
-    then = [round(h.dead_share * of) for h in history if h.step == since and since < step]
-    if not then or then[0] >= dead:
-        return f"since step {since}"
-    if then[0] > dead / 2:
-        return f"since step {since}, up from {then[0]} then"
-    return (
-        f"since step {since}, up from {then[0]} then (most died during training: a learning rate that is too high "
-        f"is a common cause)"
-    )
+    """The words "since step S" of `dead` of `of` dead units held since S; where fewer were dead at S, how many then;
+    and where at most half as many were dead at the first recorded step, that most died during training, which
+    points at the training (a learning rate too high), not at the initialisation."""
+    count = {h.step: round(h.dead_share * of) for h in history if h.step < step}
+    words = f"since step {since}"
+    if since in count and count[since] < dead:
+        words += f", up from {count[since]} then"
+    first = min(count, default=None)
+    if first is not None and count[first] <= dead / 2:
+        at_first = "" if first == since else f"{count[first] or 'none'} at step {first}; "
+        words += f" ({at_first}most died during training: a learning rate that is too high is a common cause)"
+    return words
 
 
 def expected_near_zero_fraction(info):
