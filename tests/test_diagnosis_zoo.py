@@ -74,6 +74,30 @@ def test_dying_relus_from_a_negative_bias_are_named_where_they_die(tmp_path):
     assert "hidden_2" in logits.text
 
 
+def test_dead_units_of_a_layer_fed_only_by_dead_units_follow_from_their_producer(tmp_path):
+    keras.utils.set_random_seed(0)
+    x, y = data()
+    negative = keras.initializers.Constant
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(32, activation="relu", bias_initializer=negative(-8.0), name="hidden_1"),
+            keras.layers.Dense(32, activation="relu", bias_initializer=negative(-0.5), name="hidden_2"),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ]
+    )
+    model.build((None, FEATURES))
+    # Independently: hidden_1 is off for every input, so hidden_2's pre-activation is its bias alone, -0.5.
+    h1 = model.get_layer("hidden_1")(tf.constant(x[:BATCH]))
+    assert np.all(h1.numpy() == 0)
+    _, alerts = train(model, tmp_path, x, y)
+    dead = [a for a in alerts if a.kind == "dead_units"]
+    assert [(a.layer, a.first_step) for a in dead] == [("hidden_1", 0), ("hidden_2", 0)]
+    assert "x.W is near zero" in dead[1].message
+    assert "Its input from hidden_1 is dead (see hidden_1's alert): this follows from it." in dead[1].message
+    assert "Its input from" not in dead[0].message
+
+
 def test_dead_relus_after_batchnorm_are_named_at_the_activation_layer(tmp_path):
     keras.utils.set_random_seed(1)
     x, y = data(shape=(8, 8, 3))

@@ -53,7 +53,10 @@ a break; `layer` = where the problem starts):
   * collapsed weights (forward): >= COLLAPSED (50%) of the kernel's products involve zero weights (a zero
     threshold), no weight non-finite.
   * non-finite values in an operand or the result (severity 1, always first).
-Ranking: non-finite first, then severity, earliest step, model order (an origin comes before what it starves).
+Ranking: non-finite first, then origins before what follows from them, then severity, earliest step, model order
+(an origin comes before what it starves). Dead units follow from their producer when x.W is near zero in their
+inactive cells and their layer is starved by a producer that has a dead-unit alert itself (all of a ReLU layer's
+inputs dead, its bias alone decides): their alert says so and ranks after the producer's.
 
 Non-finite values: NaN is classed Z, so the rules that rest on Z discount the non-finite result fraction (dead
 units, excess near-zero results) and collapsed weights is not raised with a non-finite weight; the non-finite

@@ -128,13 +128,9 @@ def inactive_word(activation):
     )
 
 
-def activation_cause(t, activation):
-    """Why a layer's activation is inactive in its dead units, from the dead rows' inactive cells per (class of
-    the matmul part m = x.W, class of the bias b): on which side z is (the sign of their z sums), then
-      * the bias outweighs x.W: the bias is on that side and x.W is on the other in at least a quarter of the cells
-        (without the bias those cells would be active);
-      * x.W is near zero (a dead input, or zero weights) and the bias decides: m in Z in at least half the cells;
-      * else x.W itself is on that side."""
+def _inactive_shares(t):
+    """(sign of z, {sign: share of m = x.W}, {sign: share of b}) over the dead rows' inactive cells (all inactive
+    cells where the record names no dead rows), or None without any."""
     counts = (
         t.dead_near_zero_counts
         if t.dead_near_zero_counts is not None and t.dead_near_zero_counts.sum() > 0
@@ -142,13 +138,37 @@ def activation_cause(t, activation):
     )
     total = counts.sum()
     if total <= 0:
-        return ""
-    z_sign = -1 if t.near_zero_sums.sum() <= 0 else 1
-    side = "negative" if z_sign < 0 else "positive"
+        return None
     by_m = np.asarray(counts, np.float64).reshape(3, 3)  # [class of m, class of b]
     m_share = {sign: by_m[i].sum() / total for i, sign in enumerate(_SIGN)}
     b_share = {sign: by_m[:, j].sum() / total for j, sign in enumerate(_SIGN)}
-    if b_share[z_sign] >= 0.5 and m_share[-z_sign] >= 0.25:
+    return (-1 if t.near_zero_sums.sum() <= 0 else 1), m_share, b_share
+
+
+def inactive_because_input_is(t):
+    """Whether x.W is near zero in at least half of the dead units' inactive cells (their input is dead, or their
+    weights are zero): `activation_cause`'s "x.W is near zero ... and the bias decides"."""
+    shares = _inactive_shares(t)
+    return shares is not None and not _bias_outweighs(*shares) and shares[1][0] >= 0.5
+
+
+def _bias_outweighs(z_sign, m_share, b_share):
+    return b_share[z_sign] >= 0.5 and m_share[-z_sign] >= 0.25
+
+
+def activation_cause(t, activation):
+    """Why a layer's activation is inactive in its dead units, from the dead rows' inactive cells per (class of
+    the matmul part m = x.W, class of the bias b): on which side z is (the sign of their z sums), then
+      * the bias outweighs x.W: the bias is on that side and x.W is on the other in at least a quarter of the cells
+        (without the bias those cells would be active);
+      * x.W is near zero (a dead input, or zero weights) and the bias decides: m in Z in at least half the cells;
+      * else x.W itself is on that side."""
+    shares = _inactive_shares(t)
+    if shares is None:
+        return ""
+    z_sign, m_share, b_share = shares
+    side = "negative" if z_sign < 0 else "positive"
+    if _bias_outweighs(z_sign, m_share, b_share):
         return (
             f"pre-activations are {side} because the bias outweighs x.W (x.W alone is on the active side in "
             f"{m_share[-z_sign]:.0%} of the inactive cells)"

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from tb_matmul_explainer.explain import causes as causes_lib
 from tb_matmul_explainer.explain.rules import DEAD_UNITS, Alert, dead_since, diagnose, held_since, sentence
 from tb_matmul_explainer.explain.table import dead_count, totals
 
@@ -254,6 +255,30 @@ def _starved_without_producer(views, diagnoses, alerts):
         alerts.append(alert)
 
 
+def _dead_from_dead_inputs(views, diagnoses, alerts):
+    """Dead units that are off because x.W is near zero (the activation cause), in a layer starved by a producer
+    with a dead-unit alert of its own (its near-zero results come from that input), follow from the producer: their
+    alert and text say so. Returns the ids of those alerts, which rank after the origins."""
+    dead = {a.layer for a in alerts if a.kind == "dead_units"}
+    follows = set()
+    for a in alerts:
+        forward = diagnoses.get((a.layer, "forward"))
+        view = views.get((a.layer, "input_features"))
+        producer = view.info.producer if view is not None and view.info is not None else ""
+        if a.kind != "dead_units" or a.role != "activation" or forward is None or not forward.starved:
+            continue
+        if producer not in dead - {a.layer}:
+            continue
+        if not causes_lib.inactive_because_input_is(totals(views[(a.layer, a.role)].record_at(forward.step)[1])):
+            continue
+        note = f" Its input from {producer} is dead (see {producer}'s alert): this follows from it."
+        a.message += note
+        d = diagnoses[(a.layer, a.role)]
+        d.text += note
+        follows.add(id(a))
+    return follows
+
+
 def diagnose_run(layers, step=None):
     """Diagnoses every (layer, role) of a run at `step` (default: each layer's latest record).
 
@@ -274,6 +299,7 @@ def diagnose_run(layers, step=None):
         alerts.extend(d.alerts)
     _dead_inputs(layers, diagnoses, alerts)
     _starved_without_producer(layers, diagnoses, alerts)
+    follows = _dead_from_dead_inputs(layers, diagnoses, alerts)
     vanishing = _blocked(_vanishing_run(layers, diagnoses), alerts, layers, diagnoses)
     alerts.extend(vanishing)
     for a in vanishing:
@@ -284,5 +310,14 @@ def diagnose_run(layers, step=None):
     for a in alerts:
         if a.layer not in order:  # a producer without records of its own: just before the layer it feeds
             order[a.layer] = order.get(a.seen_in, 0) - 0.5
-    alerts.sort(key=lambda a: (a.kind != "non_finite", -round(a.severity, 2), a.first_step, order[a.layer], a.layer))
+    alerts.sort(
+        key=lambda a: (
+            a.kind != "non_finite",
+            id(a) in follows,
+            -round(a.severity, 2),
+            a.first_step,
+            order[a.layer],
+            a.layer,
+        )
+    )
     return list(diagnoses.values()), alerts
