@@ -267,13 +267,13 @@ def _dead_from_dead_inputs(views, diagnoses, alerts):
         producer = view.info.producer if view is not None and view.info is not None else ""
         if a.kind != "dead_units" or a.role != "activation" or forward is None or not forward.starved:
             continue
+        d = diagnoses[(a.layer, a.role)]
         if producer not in dead - {a.layer}:
             continue
-        if not causes_lib.inactive_because_input_is(totals(views[(a.layer, a.role)].record_at(forward.step)[1])):
+        if not causes_lib.inactive_because_input_is(totals(views[(a.layer, a.role)].record_at(d.step)[1])):
             continue
         note = f" Its input from {producer} is dead (see {producer}'s alert): this follows from it."
         a.message += note
-        d = diagnoses[(a.layer, a.role)]
         d.text += note
         follows.add(id(a))
     return follows
