@@ -336,10 +336,12 @@ def no_extras(units):
 
 def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
     """Packs `aggregates.UnitTotals` (and `RecordExtras`, default `no_extras`) into the version-3 record vector
-    (TensorFlow ops); `detail` (a bool or bool tensor): keep the per-unit rows (unit detail)."""
+    (TensorFlow ops); `detail` (a bool or bool tensor): keep the per-unit rows (unit detail). The pair blocks
+    (counts, sums, near-zero counts and sums) are per unit, `[U, 9]`, or already summed per stored row,
+    `[ceil(U / group_size), 9]` (the elementwise records count them so); the other fields are per unit."""
     import tensorflow as tf
 
-    units = totals.counts.shape[0]
+    units = totals.cells.shape[0]
     if units is None:
         raise ValueError("the number of units must be known when the summary is traced")
     if extras is None:
@@ -349,20 +351,17 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
     f64 = lambda t: tf.cast(t, tf.float64)  # noqa: E731
     # Few ops per record (a recording step packs hundreds): one concat of the pair blocks and one stack of the
     # per-unit columns, and the cells read back with one split.
-    rows = tf.concat(
-        [
-            f64(totals.counts),
-            f64(totals.sums),
-            f64(totals.near_zero_counts),
-            f64(totals.near_zero_sums),
-            tf.stack(
-                [f64(t) for t in (totals.cells, totals.near_zero_cells, extras.result_magnitude, extras.reference)], 1
-            ),
-        ],
-        axis=1,
+    pairs = [f64(t) for t in (totals.counts, totals.sums, totals.near_zero_counts, totals.near_zero_sums)]
+    columns = tf.stack(
+        [f64(t) for t in (totals.cells, totals.near_zero_cells, extras.result_magnitude, extras.reference)], 1
     )
-    if g > 1:
-        rows = tf.math.segment_sum(rows, tf.range(units) // g)
+    unit_rows = tf.range(units) // g
+    if g > 1 and totals.counts.shape[0] == stored:  # the pair blocks already summed per stored row
+        rows = tf.concat([*pairs, tf.math.segment_sum(columns, unit_rows)], axis=1)
+    else:
+        rows = tf.concat([*pairs, columns], axis=1)
+        if g > 1:
+            rows = tf.math.segment_sum(rows, unit_rows)
     _, near_zero_counts, _, cells_and_near_zero, _ = tf.split(
         rows, [NEAR_ZERO_COUNTS.start, 9, CELLS - NEAR_ZERO_COUNTS.stop, 2, COLUMNS - NEAR_ZERO_CELLS - 1], axis=1
     )

@@ -428,3 +428,28 @@ def test_unpack_rejects_non_whole_header_fields(value):
             v2[0, field] = value
             with pytest.raises(metadata.ContractError, match="record header says"):
                 metadata.unpack_record(v2)
+
+
+@pytest.mark.parametrize("units, max_units", [(10, 4), (300, 256), (7, 256)])
+def test_pair_blocks_summed_per_stored_row_pack_as_per_unit_ones(units, max_units):
+    """The elementwise records count their pair blocks per stored row (`[ceil(U / g), 9]`): packed, they read
+    back exactly as the same blocks given per unit."""
+    totals, extras = _random_totals(np.random.default_rng(units + 1), units)
+    g = metadata.group_size(units, max_units)
+    groups = np.arange(units) // g
+    summed = lambda t: np.stack([t[groups == i].sum(0) for i in range(groups[-1] + 1)])  # noqa: E731
+    grouped = totals._replace(
+        counts=summed(totals.counts),
+        sums=summed(totals.sums),
+        near_zero_counts=summed(totals.near_zero_counts),
+        near_zero_sums=summed(totals.near_zero_sums),
+    )
+    for detail in (True, False):
+        per_unit = metadata.unpack_record(metadata.pack_record(totals, max_units, extras, detail).numpy())
+        per_row = metadata.unpack_record(metadata.pack_record(grouped, max_units, extras, detail).numpy())
+        for field in ("cells", "near_zero_cells", "dead_near_zero_counts", "dead_units", "units", "group_size"):
+            np.testing.assert_array_equal(getattr(per_row, field), getattr(per_unit, field))
+        np.testing.assert_allclose(per_row.totals, per_unit.totals, rtol=1e-12)
+        if detail:
+            np.testing.assert_array_equal(per_row.counts, per_unit.counts)
+            np.testing.assert_allclose(per_row.sums, per_unit.sums, rtol=1e-12)

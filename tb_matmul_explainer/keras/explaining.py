@@ -32,6 +32,7 @@ _FIELDS = (
     "nonfinite",
 )
 _EXTRA_FIELDS = metadata.RecordExtras._fields
+_ELEMENTWISE_ROLES = ("activation", "activation_gradient", "input_features")
 
 
 @dataclasses.dataclass
@@ -104,6 +105,7 @@ class Explaining:
                     x_thr,
                     seed=self._seed(11),
                     max_rows=self._elementwise_rows,
+                    group_size=self._group_size(target, "input_features"),
                 ),
                 (xs, x_thr),
             )
@@ -173,6 +175,8 @@ class Explaining:
                     self._operand_threshold(as_, 5),
                     seed=self._seed(9),
                     max_rows=self._elementwise_rows,
+                    pair_rows=self._pair_rows(target),
+                    group_size=self._group_size(target, "activation"),
                 )
 
             inputs = (ms, zs, as_, bs, m_threshold, z_shape)
@@ -226,6 +230,8 @@ class Explaining:
                 result_threshold,
                 seed=self._seed(10),
                 max_rows=self._elementwise_rows,
+                pair_rows=self._pair_rows(target),
+                group_size=self._group_size(target, "activation_gradient"),
             )
 
         self._record(target, "activation_gradient", trace, totals, (d_a, z, d_out, result_threshold))
@@ -236,6 +242,19 @@ class Explaining:
     def _elementwise_rows(self):
         """Rows the elementwise records count (near_zero="exact": every row)."""
         return None if self.options.near_zero == "exact" else elementwise.MAX_ROWS
+
+    def _pair_rows(self, target):
+        """Rows the elementwise records' pair split counts: the matmul records' near-zero sample (near_zero="exact":
+        every row)."""
+        return None if self.options.near_zero == "exact" else self._near_zero_sample(target)
+
+    def _group_size(self, target, role):
+        """Units per stored row of the role's records (`metadata.group_size`)."""
+        return metadata.group_size(target.units[role], self.max_units)
+
+    def _near_zero_sample(self, target):
+        """The near-zero sample's size for the target's kind (rows, positions or entries)."""
+        return self.options.near_zero_sample_size or DEFAULT_NEAR_ZERO_SAMPLE[target.adapter.near_zero_sample]
 
     def _seed(self, index):
         if self.seed is None:
@@ -350,8 +369,9 @@ class Explaining:
 
     def _options(self, target, thresholds):
         """The aggregate kernels' options for one record: the recorder's, with its thresholds."""
-        rows = self.options.near_zero_sample_size or DEFAULT_NEAR_ZERO_SAMPLE[target.adapter.near_zero_sample]
-        return dataclasses.replace(self.options, thresholds=thresholds, near_zero_sample_size=rows)
+        return dataclasses.replace(
+            self.options, thresholds=thresholds, near_zero_sample_size=self._near_zero_sample(target)
+        )
 
     def _forward_totals(self, target, x, kernel, z, geometry, thresholds):
         return target.adapter.forward_totals(target, x, kernel, z, geometry, self._options(target, thresholds))
@@ -404,8 +424,10 @@ class Explaining:
 
             when_recording(trace, write, lambda: tf.constant(False))
             return
+        # (The elementwise records' pair blocks come summed per stored row: `elementwise._pair_totals`.)
+        pair_rows = -(-units // self._group_size(target, role)) if role in _ELEMENTWISE_ROLES else units
         zeros = (
-            [tf.zeros([units, 9], tf.float64)] * 4
+            [tf.zeros([pair_rows, 9], tf.float64)] * 4
             + [tf.zeros([units], tf.float64)] * 2
             + [tf.zeros([3], tf.float64)] * 2
             + [tf.zeros([units], tf.float64)] * 2
