@@ -325,3 +325,32 @@ def test_a_kernel_gradient_zeroed_by_dead_inputs_and_dead_units_is_starved_not_a
     assert d.near_zero_fraction == pytest.approx(78 / 128)
     assert d.starved and alerts == []
     assert "near-zero input" in d.text and "near-zero output gradient" in d.text
+
+
+def test_units_dying_during_training_in_many_layers_lead_with_one_alert_for_their_common_cause(tmp_path):
+    x = np.maximum(rng_normal(0, (64, 16)), 0)
+    kernel = rng_normal(1, (16, 8))
+
+    def dying(n):  # the first n units' weights zeroed: n units dead
+        k = kernel.copy()
+        k[:, :n] = 0
+        return k
+
+    def run(name, schedules):
+        layers = [(f"dense_{i}", "forward", list(zip((0, 10, 20), [x] * 3, map(dying, s)))) for i, s in schedules]
+        return explain.diagnose_run(write(tmp_path, name, layers))[1]
+
+    # dense_1 loses its units first (from step 10); dense_0 and dense_2 at step 20; none at step 0.
+    alerts = run("many", [(0, (0, 0, 6)), (1, (0, 4, 6)), (2, (0, 0, 5))])
+    summary, *rest = alerts
+    assert summary.kind == "dying_during_training" and (summary.layer, summary.first_step) == ("dense_1", 10)
+    assert summary.message.startswith("3 layers lost most of their units during training")
+    assert "The first to lose them: dense_1, since step 10. Lower the learning rate" in summary.message
+    assert sorted(a.layer for a in rest if a.kind == "dead_units") == ["dense_0", "dense_1", "dense_2"]
+    assert all(a.during_training for a in rest if a.kind == "dead_units")
+    # Two layers, or dead units that were dead from the start, make no such alert.
+    assert "dying_during_training" not in {a.kind for a in run("two", [(0, (0, 0, 6)), (1, (0, 4, 6))])}
+    steady = run("steady", [(0, (6, 6, 6)), (1, (4, 4, 4)), (2, (5, 5, 5))])
+    dead = [a for a in steady if a.kind == "dead_units"]
+    assert "dying_during_training" not in {a.kind for a in steady}
+    assert len(dead) == 3 and not any(a.during_training for a in dead)

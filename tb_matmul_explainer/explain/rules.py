@@ -31,6 +31,7 @@ class Alert:
     message: str
     run: str = ""
     seen_in: str = ""  # the layer whose record shows it, where that is not `layer` (a consumer's input)
+    during_training: bool = False  # dead units: most of them died after the first recorded step (`dead_since`)
 
 
 @dataclasses.dataclass
@@ -65,17 +66,28 @@ def held_since(step, history, condition):
 
 def dead_since(dead, of, since, step, history):
     """The words "since step S" of `dead` of `of` dead units held since S; where fewer were dead at S, how many then;
-    and where at most half as many were dead at the first recorded step, that most died during training, which
-    points at the training (a learning rate too high), not at the initialisation."""
-    count = {h.step: round(h.dead_share * of) for h in history if h.step < step}
+    and where most died during training (`died_during_training`), that they did, which points at the training (a
+    learning rate too high), not at the initialisation."""
+    count = _dead_counts(of, step, history)
     words = f"since step {since}"
     if since in count and count[since] < dead:
         words += f", up from {count[since]} then"
-    first = min(count, default=None)
-    if first is not None and count[first] <= dead / 2:
+    if died_during_training(dead, of, step, history):
+        first = min(count)
         at_first = "" if first == since else f"{count[first] or 'none'} at step {first}; "
         words += f" ({at_first}most died during training: a learning rate that is too high is a common cause)"
     return words
+
+
+def died_during_training(dead, of, step, history):
+    """Whether at most half as many of the `of` units were dead at the first recorded step as now (`dead`)."""
+    count = _dead_counts(of, step, history)
+    return bool(count) and count[min(count)] <= dead / 2
+
+
+def _dead_counts(of, step, history):
+    """{step: dead units} of the recorded steps before `step`."""
+    return {h.step: round(h.dead_share * of) for h in history if h.step < step}
 
 
 def expected_near_zero_fraction(info):
@@ -124,11 +136,11 @@ def _non_finite_alert(t, layer, role, step, history, info):
     return Alert("non_finite", layer, role, since, 1.0, f"non-finite values (NaN or inf) in the {', '.join(names)}.")
 
 
-def _dated(kind, layer, role, step, history, holds, strength, message):
+def _dated(kind, layer, role, step, history, holds, strength, message, **fields):
     """An Alert dated from the first step of the run from which `holds(summary)` has held; `message(since)` is
-    its text."""
+    its text; `fields` its other fields."""
     since = held_since(step, history, holds)
-    return Alert(kind, layer, role, since, strength, message(since))
+    return Alert(kind, layer, role, since, strength, message(since), **fields)
 
 
 def _matmul_alerts(t, layer, role, step, info, history):
@@ -142,6 +154,7 @@ def _matmul_alerts(t, layer, role, step, info, history):
             lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,
             lambda since: f"{dead} of {of} {units} are dead (near zero in every cell) "
             f"{dead_since(dead, of, since, step, history)}.",
+            during_training=died_during_training(dead, of, step, history),
         ))  # fmt: skip
     expected = expected_near_zero_fraction(info)
     excess = _near_zero_share(t) - nf - expected if expected is not None else -1.0
@@ -230,6 +243,7 @@ def _activation(t, layer, role, step, info, history):
             lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,
             lambda since: f"{dead} of {of} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
             f"inputs) {dead_since(dead, of, since, step, history)}{': ' + cause if cause else ''}.",
+            during_training=died_during_training(dead, of, step, history),
         ))  # fmt: skip
         found[cause] = dead / of
         text = f"The {name} is {word} in {inactive:.0%} of cells{out_text}. " + sentence(alerts[-1].message)

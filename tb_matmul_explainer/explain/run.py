@@ -1,14 +1,24 @@
-"""The rules across a run's layers (`diagnose_run`): dead inputs named where they start, vanishing gradients, and
-the ranking that puts the origin of a problem first."""
+"""The rules across a run's layers (`diagnose_run`): dead inputs named where they start, vanishing gradients, units
+dying during training in many layers (one cause, named once), and the ranking that puts the origin of a problem
+first."""
 
 import math
 
 import numpy as np
 
 from tb_matmul_explainer.explain import causes as causes_lib
-from tb_matmul_explainer.explain.rules import DEAD_UNITS, Alert, dead_since, diagnose, held_since, sentence
+from tb_matmul_explainer.explain.rules import (
+    DEAD_UNITS,
+    Alert,
+    dead_since,
+    diagnose,
+    died_during_training,
+    held_since,
+    sentence,
+)
 from tb_matmul_explainer.explain.table import dead_count, totals
 
+MANY_DYING = 3  # layers whose units died during training that make one run-level alert (a common cause)
 VANISHING_RATIO = 100.0  # later layers' largest mean |dW| / mean |W| over this and earlier layers' largest
 V1_VANISHING_RATIO = 100.0  # on the version-1 measure, as version 1 of the diagnosis judged it
 
@@ -186,7 +196,14 @@ def _dead_inputs(views, diagnoses, alerts):
         )
         if origin not in by_producer or share > by_producer[origin].severity:
             by_producer[origin] = Alert(
-                "dead_units", origin, "input_features", since, share, f"{what}{hint}.", seen_in=layer
+                "dead_units",
+                origin,
+                "input_features",
+                since,
+                share,
+                f"{what}{hint}.",
+                seen_in=layer,
+                during_training=died_during_training(dead, of, d.step, history),
             )
     alerts.extend(by_producer.values())
 
@@ -249,6 +266,7 @@ def _starved_without_producer(views, diagnoses, alerts):
             f"{dead_since(dead, of, since, d.step, history)}, "
             f"because their input is near zero: the layer before it is likely dead (record the "
             f"input_features and activation roles to name it).",
+            during_training=died_during_training(dead, of, d.step, history),
         )
         d.alerts.append(alert)
         d.text += " " + sentence(alert.message)
@@ -279,14 +297,37 @@ def _dead_from_dead_inputs(views, diagnoses, alerts):
     return follows
 
 
+def _dying_during_training(alerts, order):
+    """One alert for a run in which MANY_DYING or more layers' units died during training (`Alert.during_training`):
+    a cause common to them all (the learning rate, most often), named once and first, at the layer that lost its
+    units first; None for fewer. The layers' own alerts stay."""
+    dying = [a for a in alerts if a.kind == "dead_units" and a.during_training]
+    if len(dying) < MANY_DYING:
+        return None
+    first = min(dying, key=lambda a: (a.first_step, order[a.layer]))
+    return Alert(
+        "dying_during_training",
+        first.layer,
+        first.role,
+        first.first_step,
+        max(a.severity for a in dying),
+        f"{len(dying)} layers lost most of their units during training (most of their dead units were alive at "
+        f"the first recorded step): one cause behind them all, most often a learning rate that is too high. The "
+        f"first to lose them: {first.layer}, since step {first.first_step}. Lower the learning rate (or warm it "
+        f"up) before looking at single layers.",
+        seen_in=first.seen_in,
+    )
+
+
 def diagnose_run(layers, step=None):
     """Diagnoses every (layer, role) of a run at `step` (default: each layer's latest record).
 
     `layers`: {(layer, role): view} in model order, where a view has `info` (`metadata.PluginMetadata`),
     `record_at(step)` -> `(step, Record or Totals)` of the latest record at or before `step` (latest for None),
     or None, and `history(step)` -> `StepSummary`s of the records before `step` (`loader.LayerSeries` is one).
-    Returns (diagnoses, alerts), alerts ranked: non-finite values first, then by severity, earliest step, and
-    model order (so that where a problem starts leads the layers it starves).
+    Returns (diagnoses, alerts), alerts ranked: non-finite values first, then the run-level alert of units dying
+    during training in many layers (`_dying_during_training`), then by severity, earliest step, and model order
+    (so that where a problem starts leads the layers it starves).
     """
     diagnoses, alerts = {}, []
     for (layer, role), view in layers.items():
@@ -310,9 +351,13 @@ def diagnose_run(layers, step=None):
     for a in alerts:
         if a.layer not in order:  # a producer without records of its own: just before the layer it feeds
             order[a.layer] = order.get(a.seen_in, 0) - 0.5
+    dying = _dying_during_training(alerts, order)
+    if dying is not None:
+        alerts.append(dying)
     alerts.sort(
         key=lambda a: (
             a.kind != "non_finite",
+            a.kind != "dying_during_training",
             id(a) in follows,
             -round(a.severity, 2),
             a.first_step,
