@@ -204,3 +204,28 @@ def test_pair_split_per_stored_row_sums_the_units_of_each_row(group_size):
     gradient_grouped, _ = elementwise.activation_gradient_totals(*args, group_size=group_size)
     expected = np.stack([gradient.counts.numpy()[groups == i].sum(0) for i in range(groups[-1] + 1)])
     np.testing.assert_array_equal(gradient_grouped.counts, expected)
+
+
+def test_compiled_totals_equal_the_uncompiled_ones():
+    """`compiled` (the recorder's jit=True): the same counts, and sums equal up to float64 rounding."""
+    rng = np.random.default_rng(7)
+    m, bias, z, a = _relu_activation(rng, 300, 5)
+    d_a = rng.normal(size=z.shape).astype(np.float32)
+    relu = activations.describe(keras.activations.relu)
+    act_args = (tf.constant(m), tf.constant(z), tf.constant(a), relu, elementwise.class_codes(bias, 0.05), 0)
+    act_args += ((np.float32(0.1), np.float32(0.05)), np.float32(0.1))
+    grad_args = (tf.constant(d_a), tf.constant(z), tf.constant(d_a), relu, np.float32(0.1), np.float32(0.05))
+    for fn, args in (
+        (elementwise.activation_totals, act_args),
+        (elementwise.activation_gradient_totals, grad_args),
+        (elementwise.input_feature_totals, (tf.constant(a), np.float32(0.1))),
+    ):
+        kwargs = dict(seed=SEED, max_rows=256, pair_rows=64, group_size=2)
+        if fn is elementwise.input_feature_totals:
+            kwargs = dict(seed=SEED, max_rows=256, group_size=2)
+        plain = fn(*args, **kwargs)
+        fast = elementwise.compiled(fn)(*args, **kwargs)
+        for p, f in zip(tf.nest.flatten(plain), tf.nest.flatten(fast)):
+            np.testing.assert_allclose(f, p, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(fast[0].counts, plain[0].counts)
+        np.testing.assert_array_equal(fast[0].near_zero_cells, plain[0].near_zero_cells)

@@ -100,7 +100,7 @@ class Explaining:
                 target,
                 "input_features",
                 trace,
-                lambda xs, x_thr: elementwise.input_feature_totals(
+                lambda xs, x_thr: self._elementwise(elementwise.input_feature_totals)(
                     target.adapter.features_last(target, xs),
                     x_thr,
                     seed=self._seed(11),
@@ -164,7 +164,7 @@ class Explaining:
                         b_codes = tf.reshape(tf.broadcast_to(b_codes, z_shape), tf.shape(zs))
                     copies = tf.reduce_prod(tf.cast(z_shape, tf.int64)) // tf.size(bs, out_type=tf.int64)
                     b_nonfinite = threshold_lib.count_nonfinite(bs) * copies
-                return elementwise.activation_totals(
+                return self._elementwise(elementwise.activation_totals)(
                     ms,
                     zs,
                     as_,
@@ -221,7 +221,7 @@ class Explaining:
         result_threshold = self._threshold(trace, state, "d_out", d_out, 2)
 
         def totals(d_a, z, d_out, result_threshold):
-            return elementwise.activation_gradient_totals(
+            return self._elementwise(elementwise.activation_gradient_totals)(
                 d_a,
                 z,
                 target.adapter.units_last(target, d_out),
@@ -237,6 +237,10 @@ class Explaining:
         self._record(target, "activation_gradient", trace, totals, (d_a, z, d_out, result_threshold))
 
     _SEED_INDEX = {"x": 0, "kernel": 1, "d_out": 2, "m": 3}
+
+    def _elementwise(self, totals_fn):
+        """An `elementwise` totals function, XLA-compiled when the recorder's `jit` asks for it."""
+        return elementwise.compiled(totals_fn) if self.options.jit else totals_fn
 
     @property
     def _elementwise_rows(self):

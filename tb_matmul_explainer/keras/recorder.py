@@ -32,9 +32,10 @@ class LayerRecorder(Explaining):
       scalars: also write `<tag>/near_zero_fraction` and `<tag>/dead_unit_fraction`.
       run: the run subdirectory of `log_dir` ("train"), or None for `log_dir` itself.
       loss_scale: None, or a callable returning the current loss scale (a tensor); d_out is divided by it.
-      jit: run the aggregate kernels XLA-compiled (`aggregates.Options.jit`; the same values either way). Off by
-        default: on CPU, compiling lengthened the first recording step by half or more and made later ones 0-11%
-        faster (bench/first_record.py, bench/recording_cost.py --jit-only); measure before turning it on.
+      jit: run the aggregate kernels and the elementwise records XLA-compiled (`aggregates.Options.jit`,
+        `elementwise.compiled`; the same values either way). Off by default: on CPU, compiling lengthened the first
+        recording step by half or more (about half a second per distinct record) and made later ones faster
+        (bench/first_record.py, bench/recording_cost.py --jit-only); worth it when recording often.
       share_records: layers that compute alike share one traced computation of each record (`keras/shared.py`; the
         same records). On by default: ResNet50's first recording step took 30% less time and 0.8 GB less memory,
         and each later recording step about 10% more (2 CPU cores); `False` inlines every layer's records.
