@@ -134,12 +134,23 @@ def _pair_seed(seed):
     return None if seed is None else seed + tf.constant([0, 1], tf.int64)
 
 
-def _sampled_pair_totals(first_codes, second_codes, value, near_zero, rows, counted, group_size):
-    """`(counts, sums, near_zero_counts, near_zero_sums)` of a pair record, each `[ceil(U / group_size), 9]`
-    float64, counted on `[counted, U]` codes, values and near-zero mask and rescaled to `rows` rows (counted
-    None: every row)."""
-    totals = _pair_totals(first_codes, second_codes, value, near_zero, group_size)
-    return [_rescale(t, rows, counted) for t in totals]
+def _sampled_pair_totals(codes, value, near_zero, rows, counted, group_size, near_zero_cells, thresholds, nonfinite):
+    """`aggregates.UnitTotals` of a pair record whose pair split, `[ceil(U / group_size), 9]`, is counted on
+    `[counted, U]` codes of both operands (`codes`), values and near-zero mask and rescaled to `rows` rows (counted
+    None: every row); `near_zero_cells` per unit, `thresholds` and `nonfinite` its three header scalars each."""
+    counts, sums, near_zero_counts, near_zero_sums = [
+        _rescale(t, rows, counted) for t in _pair_totals(*codes, value, near_zero, group_size)
+    ]
+    return aggregates.UnitTotals(
+        counts=counts,
+        sums=sums,
+        near_zero_counts=near_zero_counts,
+        near_zero_sums=near_zero_sums,
+        cells=tf.cast(tf.fill([tf.shape(near_zero_cells)[0]], rows), tf.float64),
+        near_zero_cells=near_zero_cells,
+        thresholds=_float64s(*thresholds),
+        nonfinite=_float64s(*nonfinite),
+    )
 
 
 def _counted(kept, pair_kept):
@@ -179,25 +190,17 @@ def activation_totals(
         _pair_seed(seed), pair_rows, m, z, inactive, *cell_bias
     )
     pair_bias = tf.broadcast_to(bias_codes, tf.shape(pair_z)) if per_unit else cell_bias[0]
-    counts, sums, near_zero_counts, near_zero_sums = _sampled_pair_totals(
-        class_codes(pair_m, thresholds[0]),
-        pair_bias,
+    scaled = lambda t: _rescale(t, rows, kept)  # noqa: E731
+    totals = _sampled_pair_totals(
+        (class_codes(pair_m, thresholds[0]), pair_bias),
         pair_z,
         pair_inactive,
         rows,
         _counted(kept, pair_kept),
         group_size,
-    )
-    scaled = lambda t: _rescale(t, rows, kept)  # noqa: E731
-    totals = aggregates.UnitTotals(
-        counts=counts,
-        sums=sums,
-        near_zero_counts=near_zero_counts,
-        near_zero_sums=near_zero_sums,
-        cells=tf.cast(tf.fill([tf.shape(z)[1]], rows), tf.float64),
-        near_zero_cells=scaled(_column_count(inactive, max_rows)),
-        thresholds=_float64s(*thresholds, 0.0),
-        nonfinite=_float64s(*nonfinite),
+        scaled(_column_count(inactive, max_rows)),
+        (*thresholds, 0.0),
+        nonfinite,
     )
     extras = metadata.RecordExtras(
         scaled(tf.reduce_sum(tf.abs(z), 0)),
@@ -226,24 +229,16 @@ def activation_gradient_totals(
     _, pair_kept, (pair_d_a, pair_slope, pair_result, pair_near_zero) = _sample(
         _pair_seed(seed), pair_rows, d_a, slope, result, near_zero
     )
-    counts, sums, near_zero_counts, near_zero_sums = _sampled_pair_totals(
-        class_codes(pair_d_a, thresholds[0]),
-        class_codes(pair_slope, thresholds[1]),
+    totals = _sampled_pair_totals(
+        (class_codes(pair_d_a, thresholds[0]), class_codes(pair_slope, thresholds[1])),
         pair_result,
         pair_near_zero,
         rows,
         _counted(kept, pair_kept),
         group_size,
-    )
-    totals = aggregates.UnitTotals(
-        counts=counts,
-        sums=sums,
-        near_zero_counts=near_zero_counts,
-        near_zero_sums=near_zero_sums,
-        cells=tf.cast(tf.fill([tf.shape(z)[1]], rows), tf.float64),
-        near_zero_cells=_rescale(_column_count(near_zero, max_rows), rows, kept),
-        thresholds=_float64s(*thresholds, result_threshold),
-        nonfinite=_float64s(*nonfinite),
+        _rescale(_column_count(near_zero, max_rows), rows, kept),
+        (*thresholds, result_threshold),
+        nonfinite,
     )
     return totals, _plain_extras(_rescale(tf.reduce_sum(tf.abs(result), 0), rows, kept))
 

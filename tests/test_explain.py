@@ -287,14 +287,22 @@ def test_version_1_records_are_read_and_diagnosed_as_before(tmp_path):
     assert "dead_units" in {a.kind for a in old_alerts}
 
 
-def test_dead_units_that_grow_in_number_say_how_many_were_dead_when_it_began(tmp_path):
+def _dying_units():
+    """(x, kernel, dying): ReLU-like inputs [64, 16], a kernel [16, 8], and dying(n): the kernel with its first n
+    units' weights zeroed (n units dead)."""
     x = np.maximum(rng_normal(0, (64, 16)), 0)
     kernel = rng_normal(1, (16, 8))
 
-    def dying(n):  # the first n units' weights zeroed: n units dead
+    def dying(n):
         k = kernel.copy()
         k[:, :n] = 0
         return k
+
+    return x, kernel, dying
+
+
+def test_dead_units_that_grow_in_number_say_how_many_were_dead_when_it_began(tmp_path):
+    x, kernel, dying = _dying_units()
 
     growing = write(
         tmp_path, "growing", [("dense", "forward", [(0, x, dying(2)), (10, x, dying(4)), (20, x, dying(6))])]
@@ -328,13 +336,7 @@ def test_a_kernel_gradient_zeroed_by_dead_inputs_and_dead_units_is_starved_not_a
 
 
 def test_units_dying_during_training_in_many_layers_lead_with_one_alert_for_their_common_cause(tmp_path):
-    x = np.maximum(rng_normal(0, (64, 16)), 0)
-    kernel = rng_normal(1, (16, 8))
-
-    def dying(n):  # the first n units' weights zeroed: n units dead
-        k = kernel.copy()
-        k[:, :n] = 0
-        return k
+    x, kernel, dying = _dying_units()
 
     def run(name, schedules):
         layers = [(f"dense_{i}", "forward", list(zip((0, 10, 20), [x] * 3, map(dying, s)))) for i, s in schedules]
