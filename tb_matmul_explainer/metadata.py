@@ -355,13 +355,12 @@ def pack_record(totals, max_units=DEFAULT_MAX_UNITS, extras=None, detail=True):
     columns = tf.stack(
         [f64(t) for t in (totals.cells, totals.near_zero_cells, extras.result_magnitude, extras.reference)], 1
     )
-    unit_rows = tf.range(units) // g
-    if g > 1 and totals.counts.shape[0] == stored:  # the pair blocks already summed per stored row
-        rows = tf.concat([*pairs, tf.math.segment_sum(columns, unit_rows)], axis=1)
-    else:
+    if g == 1:
         rows = tf.concat([*pairs, columns], axis=1)
-        if g > 1:
-            rows = tf.math.segment_sum(rows, unit_rows)
+    elif totals.counts.shape[0] == stored:  # the pair blocks already summed per stored row
+        rows = tf.concat([*pairs, tf.math.segment_sum(columns, tf.range(units) // g)], axis=1)
+    else:
+        rows = tf.math.segment_sum(tf.concat([*pairs, columns], axis=1), tf.range(units) // g)
     _, near_zero_counts, _, cells_and_near_zero, _ = tf.split(
         rows, [NEAR_ZERO_COUNTS.start, 9, CELLS - NEAR_ZERO_COUNTS.stop, 2, COLUMNS - NEAR_ZERO_CELLS - 1], axis=1
     )
