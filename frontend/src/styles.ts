@@ -118,7 +118,8 @@ body { margin: 0; background: #f5f5f5; }
 .mmx-alerts.mmx-alerts-none { border-left-color: #009E73; }
 .mmx-alerts-head { display: flex; flex-wrap: wrap; gap: 4px 12px; align-items: baseline; }
 .mmx-alert-list { margin: 6px 0 0; padding: 0; list-style: none; max-height: 280px; overflow-y: auto;
-  display: grid; grid-template-columns: 48px max-content minmax(60px, max-content) max-content max-content minmax(200px, 1fr); gap: 0 10px; }
+  display: grid; grid-template-columns: 48px max-content minmax(60px, max-content) max-content max-content max-content minmax(200px, 1fr);
+  gap: 0 10px; }
 .mmx-alert-list li { grid-column: 1 / -1; display: grid; grid-template-columns: subgrid; align-items: baseline; padding: 3px 4px; border-radius: 4px; }
 .mmx-alert-list li:focus-visible { outline: 2px solid #0072B2; }
 .mmx-clickable { cursor: pointer; }

@@ -211,6 +211,17 @@ describe('tab DOM', () => {
     expect(alertSelection(app.store.get(), alert({ role: 'kernel_gradient', first_step: 900 }))).toEqual({ layer: 'dense_1', role: 'kernel_gradient', step: 900 });
   });
 
+  it('alerts panel: every alert fills one grid row, with or without the layer it was seen in', async () => {
+    const seen = alert({ layer: 'conv2_block1_1_relu', role: 'input_features', seen_in: 'conv2_block1_2_conv' });
+    await mount({ ...routes, alerts: (p) => ({ ...alerts(p.get('run')!), alerts: [seen, ...alerts().alerts] }) });
+    const items = [...document.querySelectorAll<HTMLElement>('[data-view="alerts"] li')];
+    const columns = getComputedStyle(document.querySelector('.mmx-alert-list')!).gridTemplateColumns.split(/ (?![^(]*\))/);
+    expect(columns).toHaveLength(7);
+    expect(items.map((li) => li.children.length)).toEqual([7, 7, 7]);
+    expect(items.map((li) => li.querySelector('.mmx-alert-seen')!.textContent)).toEqual(['seen in conv2_block1_2_conv', '', '']);
+    expect(items.map((li) => li.lastElementChild!.className)).toEqual(['mmx-alert-text', 'mmx-alert-text', 'mmx-alert-text']);
+  });
+
   it('alerts panel: none is said so, and an error is shown, not hidden', async () => {
     await mount({ ...routes, alerts: (p) => ({ ...alerts(p.get('run')!), alerts: [] }) });
     expect(document.querySelector('[data-view="alerts"] h2')!.textContent).toBe('No alerts for mlp: nothing looks wrong.');

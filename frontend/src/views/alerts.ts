@@ -87,7 +87,8 @@ export class AlertsView implements View {
       el('span', 'mmx-alert-sev', pct(a.severity, 0)),
       el('span', 'mmx-alert-layer', a.layer),
       el('span', 'mmx-alert-role', roleLabel(a.role)),
-      ...(a.seen_in ? [el('span', 'mmx-alert-seen', `seen in ${a.seen_in}`)] : []),
+      // (Always a cell, empty without seen_in: each item fills the list's grid row, column for column.)
+      el('span', 'mmx-alert-seen', a.seen_in ? `seen in ${a.seen_in}` : ''),
       el('span', 'mmx-alert-step', `since step ${a.first_step}`),
       el('span', 'mmx-alert-text', a.message),
     );
