@@ -210,6 +210,30 @@ def test_records_of_one_operand_share_its_threshold(tmp_path):
     assert record_at(recs, "hidden/activation", 0).thresholds[0] > 0
 
 
+@pytest.mark.parametrize("functional", [False, True])
+def test_a_layer_output_read_by_the_next_layer_has_one_threshold(tmp_path, functional):
+    """a = tanh(z) of "hidden" is "out"'s input x: the activation record's output threshold is the one "out"'s
+    forward and input-features records class x with (32 x 160 values: a sampled threshold, computed once; two
+    samples of it would differ)."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(64, 8)).astype(np.float32), rng.normal(size=(64, 3)).astype(np.float32)
+    layers = [keras.layers.Dense(160, "tanh", name="hidden"), keras.layers.Dense(3, name="out")]
+    if functional:
+        inputs = keras.Input((8,))
+        model = keras.Model(inputs, layers[1](layers[0](inputs)))
+    else:
+        model = keras.Sequential([keras.Input((8,)), *layers])
+    model.compile(optimizer="sgd", loss="mse")
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=ROLES)
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0, callbacks=[callback])
+    recs = records(tmp_path)
+    for step in (0, 1):
+        output_threshold = record_at(recs, "hidden/activation", step).output_threshold
+        assert output_threshold > 0
+        assert record_at(recs, "out/forward", step).thresholds[0] == output_threshold
+        assert record_at(recs, "out/input_features", step).thresholds[0] == output_threshold
+
+
 @pytest.mark.parametrize("case", ["sigmoid_bce", "softmax_ce", "sigmoid_mse"])
 def test_a_loss_that_reads_the_logits_trains_as_in_a_plain_step_and_is_marked(tmp_path, case):
     """Keras' cross-entropy reads the logits of a sigmoid or softmax output (`_keras_logits`): a recording step

@@ -47,6 +47,7 @@ class Trace:
     seen: set = dataclasses.field(default_factory=set)
     states: dict = dataclasses.field(default_factory=dict)  # id(target) -> its call's state (`_explain`)
     shared_keys: set = dataclasses.field(default_factory=set)  # record keys met in this step (`shared.py`)
+    thresholds: dict = dataclasses.field(default_factory=dict)  # source tensor's ref -> its threshold (`_source`)
 
 
 def when_recording(trace, compute, otherwise):
@@ -70,6 +71,20 @@ def gradient_hook(z, on_gradient):
         return tf.identity(value), grad
 
     return hook(z)
+
+
+_PASS_THROUGH = ("Identity", "IdentityN", "StopGradient", "Snapshot")
+
+
+def _source(t):
+    """The tensor `t` passes on unchanged through identities (a gradient hook, `stop_gradient`): a layer's output
+    `a` and the next layer's input `x` read directly from it have one source. None outside a graph."""
+    try:
+        while t.op.type in _PASS_THROUGH:
+            t = t.op.inputs[t.value_index]  # (IdentityN: the input at the output's position)
+    except AttributeError:  # (an eager tensor has no op)
+        return None
+    return t
 
 
 class Explaining:
@@ -151,9 +166,10 @@ class Explaining:
         bs = None if bias is None else tf.cast(tf.stop_gradient(bias), tf.float32)
         if "activation" in target.roles:
             m_threshold = self._threshold(trace, state, "m", ms, 2)
+            a_threshold = self._tensor_threshold(trace, as_, 5)
             z_shape = tf.shape(tf.stop_gradient(z))
 
-            def totals(ms, zs, as_, bs, m_threshold, z_shape):
+            def totals(ms, zs, as_, bs, m_threshold, a_threshold, z_shape):
                 units = zs.shape[-1]
                 if bs is None:
                     b_threshold, b_codes, b_nonfinite = tf.constant(0.0), tf.ones([units], tf.int32), 0
@@ -172,14 +188,14 @@ class Explaining:
                     b_codes,
                     b_nonfinite,
                     (m_threshold, b_threshold),
-                    self._operand_threshold(as_, 5),
+                    a_threshold,
                     seed=self._seed(9),
                     max_rows=self._elementwise_rows,
                     pair_rows=self._pair_rows(target),
                     group_size=self._group_size(target, "activation"),
                 )
 
-            inputs = (ms, zs, as_, bs, m_threshold, z_shape)
+            inputs = (ms, zs, as_, bs, m_threshold, a_threshold, z_shape)
 
             def write(loss_reads_logits=None):
                 md = target.metadata["activation"]
@@ -282,13 +298,25 @@ class Explaining:
         if self.thresholds[position] is not None:
             return self.thresholds[position]
         if operand not in state:
-            index = self._SEED_INDEX[operand]
-            state[operand] = when_recording(
+            state[operand] = self._tensor_threshold(trace, t, self._SEED_INDEX[operand])
+        return state[operand]
+
+    def _tensor_threshold(self, trace, t, index):
+        """The threshold of tensor `t` (or a function returning it) in this step, computed only when recording.
+        One tensor read by records of two layers (a layer's output `a`, read directly as the next layer's input
+        x) has one threshold: the same values are classed the same way in both, and it is computed once."""
+        source = None if callable(t) else _source(t)
+        key = None if source is None else source.ref()
+        if key is None or key not in trace.thresholds:
+            value = when_recording(
                 trace,
                 lambda: self._operand_threshold(t() if callable(t) else t, index),
                 lambda: tf.constant(0.0, tf.float32),
             )
-        return state[operand]
+            if key is None:
+                return value
+            trace.thresholds[key] = value
+        return trace.thresholds[key]
 
     def _unscale(self, gradient):
         """A gradient in float32, divided by the loss scale."""
