@@ -116,9 +116,11 @@ def _chain_step(info, role, label, what, record):
         text += f" ({dead}/{of} dead)"
     if role == "input_features" and info.producer:
         text += f" from {info.producer}"
+    if role == "input_features" and info.zeroed_by:
+        text += f" through {', '.join(info.zeroed_by)}"
     near = np.asarray(t.near_zero_counts, np.float64)
     if role == "activation_gradient" and near.sum() > 0:
-        text += f", f' off in {near[_DERIVATIVE_Z].sum() / near.sum():.0%}"
+        text += f" ({near[_DERIVATIVE_Z].sum() / near.sum():.0%} of them where f' is off)"
     return text
 
 

@@ -59,6 +59,19 @@ _PASS_THROUGH = tuple(
     )
     if hasattr(keras.layers, name)
 )
+_ZEROING = tuple(
+    getattr(keras.layers, name)
+    for name in (
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+    )
+    if hasattr(keras.layers, name)
+)
 _ACTIVATION_LAYERS = tuple(
     getattr(keras.layers, name)
     for name in ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax")
@@ -79,16 +92,30 @@ def kind_of(layer):
     return "layer"
 
 
-def producer_of(layer):
-    """(name, kind) of the layer that produced `layer`'s input (see the module docstring), or (None, None)."""
-    seen = set()
+def _walk(layer):
+    """(the producing layer or None, [the pass-through layers looked through, nearest first])."""
+    seen, passed = set(), []
     current = layer
     while True:
         inputs = internals.first_inputs(current)
         if len(inputs) != 1 or id(inputs[0]) in seen:
-            return (None, None) if current is layer else (current.name, kind_of(current))
+            return (None if current is layer else current), passed[:-1] if passed else passed
         producer = inputs[0]
         seen.add(id(producer))
         if not isinstance(producer, _PASS_THROUGH):
-            return producer.name, kind_of(producer)
+            return producer, passed
+        passed.append(producer)
         current = producer
+
+
+def producer_of(layer):
+    """(name, kind) of the layer that produced `layer`'s input (see the module docstring), or (None, None)."""
+    producer, _ = _walk(layer)
+    return (None, None) if producer is None else (producer.name, kind_of(producer))
+
+
+def zeroed_by(layer):
+    """Names of the layers between `layer` and its producer that set values to exactly zero (dropout while
+    training, zero padding), producer side first: exactly-zero inputs the producer did not make."""
+    _, passed = _walk(layer)
+    return tuple(p.name for p in reversed(passed) if isinstance(p, _ZEROING))

@@ -79,6 +79,8 @@ The SummaryMetadata content (written with every event, so kept tiny) is compact 
    "producer": name of the layer that produced the input (input_features; null if not resolved),
    "producer_kind": "input" (the model's input), "activation" (a layer that applies a non-linear activation,
                     its own or as an Activation/ReLU/... layer) or "layer" (any other, e.g. Add, BatchNormalization),
+   "zeroed_by": input_features: the layers between the producer and this layer that set values to exactly zero
+                (Dropout while training, SpatialDropout, ZeroPadding), producer side first; absent when none,
    "loss_reads_logits": activation role: true when the loss differentiated the layer's pre-activation z
                     directly, so that no gradient passed through f (Keras' cross-entropy reads the logits of a
                     sigmoid or softmax output); false when dJ/da was seen; absent when not known (no gradient role
@@ -196,6 +198,7 @@ class PluginMetadata:
     activation: str = None  # activation roles: the Keras name of f
     producer: str = None  # input_features: the layer that produced the input (None: not resolved)
     producer_kind: str = None  # "input", "activation" or "layer"
+    zeroed_by: tuple = ()  # input_features: layers between producer and layer that zero values (Dropout, ...)
     group: int = None  # the outermost non-Model layer holding this one (None: the layer itself)
     loss_reads_logits: bool = None  # activation: the loss differentiated z directly (None: not known)
 
@@ -227,6 +230,7 @@ def create_summary_metadata(
     activation=None,
     producer=None,
     producer_kind=None,
+    zeroed_by=(),
     group=None,
 ):
     """A `SummaryMetadata` proto for one (layer, role) tag, with `data_class=DATA_CLASS_TENSOR`."""
@@ -252,6 +256,8 @@ def create_summary_metadata(
     if role == "input_features":
         content["producer"] = None if producer is None else str(producer)
         content["producer_kind"] = None if producer_kind is None else str(producer_kind)
+        if zeroed_by:
+            content["zeroed_by"] = [str(name) for name in zeroed_by]
     return _summary_metadata(display_name, description, content)
 
 
@@ -306,6 +312,7 @@ def parse_plugin_metadata(content):
             activation=None if raw.get("activation") is None else str(raw["activation"]),
             producer=None if raw.get("producer") is None else str(raw["producer"]),
             producer_kind=None if raw.get("producer_kind") is None else str(raw["producer_kind"]),
+            zeroed_by=tuple(str(name) for name in raw.get("zeroed_by") or ()),
             group=None if raw.get("group") is None else int(raw["group"]),
             loss_reads_logits=None if raw.get("loss_reads_logits") is None else bool(raw["loss_reads_logits"]),
         )

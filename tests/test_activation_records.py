@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tb_matmul_explainer import graph, metadata, ops
+from tb_matmul_explainer import explain, graph, metadata, ops
 from tb_matmul_explainer import keras as tk
 from tests.keras_helpers import EXACT, assert_record_equals, mlp, mlp_data, oracle, record_at, records
 
@@ -157,6 +157,32 @@ def test_producers_are_found_through_the_keras_graph():
         ]
     )
     assert graph.producer_of(seq.get_layer("o")) == ("t", "activation")
+    assert graph.zeroed_by(seq.get_layer("o")) == (seq.layers[1].name,)  # the Dropout's zeros are not t's
+    assert graph.zeroed_by(model.get_layer("c2")) == () and graph.zeroed_by(model.get_layer("c1")) == ()
+
+
+def test_zeros_made_by_dropout_are_not_blamed_on_the_producer(tmp_path):
+    """Dropout(0.5) between "hidden" (tanh: no exact zeros) and "out" zeroes about half of out's inputs while
+    training: its input-features record and diagnosis name the Dropout beside the producer."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(64, 8)).astype(np.float32), rng.normal(size=(64, 3)).astype(np.float32)
+    model = keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(32, "tanh", name="hidden"),
+            keras.layers.Dropout(0.5, name="drop"),
+            keras.layers.Dense(3, name="out"),
+        ]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[tk.ExplainerCallback(tmp_path, update_freq=1)])
+    info, series = records(tmp_path)["out/input_features"]
+    assert (info.producer, info.zeroed_by) == ("hidden", ("drop",))
+    zeros = series[0][1].reference.sum() / series[0][1].cells.sum()  # exactly-zero input values
+    assert 0.35 < zeros < 0.65
+    text = explain.diagnose(series[0][1], layer="out", role="input_features", info=info).text
+    assert "(from hidden through drop, which sets values to exactly zero)" in text, text
+    assert records(tmp_path)["hidden/input_features"][0].zeroed_by == ()
 
 
 class _Subclassed(keras.Model):

@@ -67,11 +67,21 @@ def test_dying_relus_from_a_negative_bias_are_named_where_they_die(tmp_path):
     assert alerts, "no alert for a layer whose ReLUs are all dead"
     lead = alerts[0]
     assert (lead.kind, lead.layer, lead.first_step) == ("dead_units", "hidden_2", 0)
-    assert "bias" in lead.message
+    assert "bias outweighs x.W" in lead.message and "bias_initializer" in lead.message  # the cause, and a fix
     by_layer = alerts_by_layer(alerts)
     assert "logits" not in by_layer and "hidden_1" not in by_layer  # the consumer is starved, not dead
     logits = next(d for d in diagnoses if (d.layer, d.role) == ("logits", "forward"))
     assert "hidden_2" in logits.text
+    # Its gradient stops there: not "nothing wrong" beside the layer's own alert.
+    gradient = next(d for d in diagnoses if (d.layer, d.role) == ("hidden_2", "activation_gradient"))
+    assert not gradient.text.startswith("Nothing wrong")
+    assert "32 of 32 units get no gradient in any cell" in gradient.text
+    assert "later layer" not in gradient.text
+    # hidden_1 is healthy but learns nothing either: no gradient passes hidden_2's dead units back to it.
+    upstream = next(d for d in diagnoses if (d.layer, d.role) == ("hidden_1", "activation_gradient"))
+    assert "get no gradient in any cell" in upstream.text and "the gradient stops in a later layer" in upstream.text
+    chain = next(line for line in chain_lines(loader.load(str(tmp_path)).runs["train"]) if line.startswith("hidden_2:"))
+    assert "dJ/dz 100% near zero (32/32 dead) (100% of them where f' is off)" in chain, chain
 
 
 def test_dead_units_of_a_layer_fed_only_by_dead_units_follow_from_their_producer(tmp_path):
@@ -308,5 +318,19 @@ def test_a_confident_classifier_is_not_called_saturated(tmp_path, head):
     assert alerts == [], [(a.kind, a.layer, a.message) for a in alerts]
     activation = next(d for d in diagnoses if (d.layer, d.role) == ("out", "activation") and d.step > 0)
     assert activation.text.startswith("Nothing wrong") and "logits" in activation.text
+    run = loader.load(str(tmp_path)).runs["train"]
+    outputs = [
+        d
+        for step in (0, None)
+        for d in explain.diagnose_run(run, step)[0]
+        if (d.layer, d.role) == ("out", "activation")
+    ]
+    for d in outputs:  # "confident" only where the output is saturated in a tenth of its cells or more
+        assert ("(confident outputs)" in d.text) == (d.near_zero_fraction >= 0.10), (
+            d.step,
+            d.near_zero_fraction,
+            d.text,
+        )
+    assert {d.near_zero_fraction >= 0.10 for d in outputs} == {True, False}  # (untrained at step 0, confident later)
     chain = next(line for line in chain_lines(loader.load(str(tmp_path)).runs["train"]) if line.startswith("out:"))
     assert "(the loss reads its logits: not dead)" in chain and "dead)" not in chain.replace("not dead)", "")

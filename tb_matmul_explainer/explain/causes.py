@@ -171,7 +171,8 @@ def activation_cause(t, activation):
     if _bias_outweighs(z_sign, m_share, b_share):
         return (
             f"pre-activations are {side} because the bias outweighs x.W (x.W alone is on the active side in "
-            f"{m_share[-z_sign]:.0%} of the inactive cells)"
+            f"{m_share[-z_sign]:.0%} of the inactive cells); look at the bias: its initialiser "
+            f"(bias_initializer), or what pushed it there"
         )
     if m_share[0] >= 0.5:
         return (

@@ -18,6 +18,7 @@ DEAD_UNITS = 0.10
 EXCESS = 0.20
 COLLAPSED = 0.50
 CANCELLED = 1e-3
+CONFIDENT = 0.10  # a classifier output saturated in this share of cells is said to be confident
 
 
 @dataclasses.dataclass
@@ -229,8 +230,9 @@ def _activation(t, layer, role, step, info, history):
     if info is not None and info.loss_reads_logits:
         # Keras' cross-entropy differentiates z itself: dJ/dz = p - y whatever f'(z), so a saturated output is a
         # confident prediction (a trained classifier's softmax saturates almost everywhere), not a dead unit.
+        confident = " (confident outputs)" if inactive >= CONFIDENT else ""
         text = (
-            f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text} (confident outputs). "
+            f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text}{confident}. "
             f"The loss reads this layer's logits z directly, so its gradient does not pass through the {name}'s "
             f"slope: saturation blocks no gradient here."
         )
@@ -254,7 +256,9 @@ def _activation(t, layer, role, step, info, history):
 
 
 def _activation_gradient(t, info):
-    """dJ/dz = dJ/da * f'(z): whether near-zero dJ/dz comes from the activation being off or from a small dJ/da."""
+    """dJ/dz = dJ/da * f'(z): whether near-zero dJ/dz comes from the activation being off or from a small dJ/da.
+    No alert of its own (a dead activation is alerted in the activation record), but units that get no gradient
+    in any cell are said so, not called "nothing wrong"."""
     found = causes_lib.near_zero_causes(t, info, with_cancellation=False)
     fraction = float(t.near_zero_cells / t.cells) if t.cells > 0 else 0.0
     labels = {
@@ -263,16 +267,23 @@ def _activation_gradient(t, info):
     }
     named = {labels.get(k, k): v for k, v in found.items()}
     why = "; ".join(f"{k} ({v:.0%} of them)" for k, v in sorted(named.items(), key=lambda kv: -kv[1]))
-    return named, (
-        f"Nothing wrong here: {fraction:.0%} of the pre-activation gradients dJ/dz are near zero"
-        f"{': ' + why if why else ''}."
-    )
+    text = f"{fraction:.0%} of the pre-activation gradients dJ/dz are near zero{': ' + why if why else ''}."
+    dead, of, units = dead_count(t)
+    if of and dead / of >= DEAD_UNITS:
+        later = found and max(found, key=found.get) == "near-zero activation output gradient"
+        where = ", since the gradient stops in a later layer" if later else ""
+        return named, f"{text} {dead} of {of} {units} get no gradient in any cell: their weights do not learn{where}."
+    return named, "Nothing wrong here: " + text
 
 
 def _input_features(t, info):
     dead, of, units = dead_count(t)
     features = units.replace("units", "input features")
-    producer = f" (from {info.producer})" if info is not None and info.producer else ""
+    source = [f"from {info.producer}"] if info is not None and info.producer else []
+    if info is not None and info.zeroed_by:  # exactly-zero values that the producer did not make
+        verb = "sets" if len(info.zeroed_by) == 1 else "set"
+        source.append(f"through {', '.join(info.zeroed_by)}, which {verb} values to exactly zero")
+    producer = f" ({' '.join(source)})" if source else ""
     zeros = float(t.reference / t.cells) if t.cells > 0 and np.isfinite(t.reference) else math.nan
     zero_text = f", {zeros:.0%} of its input values are exactly zero" if not math.isnan(zeros) else ""
     if dead and dead / of >= DEAD_UNITS:

@@ -43,6 +43,7 @@ class Target:
     roles: tuple = ()  # the roles recorded (`roles_of`)
     units: dict = None  # role -> units of its record
     producer: tuple = (None, None)  # (name, kind) of the layer that produced the input (`graph.producer_of`)
+    zeroed_by: tuple = ()  # layers between the producer and this one that zero values (`graph.zeroed_by`)
     part: str = None  # which of the layer's explanations (`Adapter.parts`; None: its only one)
     parts: dict = None  # part -> Target, for every part of the layer in `Adapter.parts` order (shared by them)
 
@@ -158,6 +159,7 @@ def _target(entry, adapter, part, roles, confidence, thresholds, producer=None):
         activation=act,
         roles=roles_of(act, roles),
         producer=producer or graph.producer_of(layer),
+        zeroed_by=() if producer else graph.zeroed_by(layer),
         part=part,
     )
     target.units = {role: adapter.units(layer, role, part) for role in target.roles}
@@ -175,6 +177,7 @@ def _target(entry, adapter, part, roles, confidence, thresholds, producer=None):
             activation=act.name if role.startswith("activation") else None,
             producer=target.producer[0],
             producer_kind=target.producer[1],
+            zeroed_by=target.zeroed_by,
             group=entry.group,
         )
     return target

@@ -63,6 +63,7 @@ def _series_json(series):
         "activation": meta.activation,
         "producer": meta.producer,
         "producer_kind": meta.producer_kind,
+        "zeroed_by": list(meta.zeroed_by),
         "group": meta.group,
         "loss_reads_logits": meta.loss_reads_logits,
     }
