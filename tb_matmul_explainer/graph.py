@@ -12,6 +12,11 @@ cropping, pooling, up-sampling. It stops at a layer with more than one input (Ad
 or (None, None) where the graph does not say (a subclassed model's layers are called from Python code that Keras
 does not trace into a graph; a layer not yet called).
 
+Nested models (a backbone, or a Sequential block, used as a layer of another model) are looked through: a walk that
+reaches a nested model's input continues with what feeds the model where it is called, and a nested model that
+produced the input is entered at its output layer (`nested_inputs`). A nested model called from Python code (in
+a subclassed layer's `call`) is called in no graph: its layers' producer is not known.
+
 The functional graph is read through `internals.first_inputs` (private Keras API, tested in
 tests/test_internals.py).
 """
@@ -92,7 +97,54 @@ def kind_of(layer):
     return "layer"
 
 
-def _walk(layer):
+def nested_inputs(layers):
+    """{id(InputLayer): its model} for the nested models among `layers` (a model used as a layer of another: a
+    backbone, a Sequential block), so that a walk reaching a nested model's input continues where the model is
+    called (`_walk`)."""
+    owners = {}
+    for layer in layers:
+        if not isinstance(layer, keras.Model):
+            continue
+        for t in _symbolic(layer, "inputs"):
+            history = getattr(t, "_keras_history", None)
+            if history is not None and isinstance(history.operation, keras.layers.InputLayer):
+                owners[id(history.operation)] = layer
+    return owners
+
+
+def _resolved(producer, owners, seen):
+    """The layer that made `producer`'s output: through a nested model's input to where the model is called, and
+    into a nested model to its output layer. None where that is not known (a nested model called from Python code,
+    or with several inputs)."""
+    while id(producer) not in seen:
+        seen.add(id(producer))
+        if id(producer) in owners:  # a nested model's input: what feeds the model
+            inputs = internals.first_inputs(owners[id(producer)])
+            if len(inputs) != 1:
+                return None
+            producer = inputs[0]
+        elif isinstance(producer, keras.Model) and len(_symbolic(producer, "outputs")) == 1:
+            history = getattr(_symbolic(producer, "outputs")[0], "_keras_history", None)
+            if history is None:
+                return producer
+            producer = history.operation  # a nested model's output: the layer that made it
+        else:
+            return producer
+    return None
+
+
+def _symbolic(model, attribute):
+    """A model's symbolic `inputs` or `outputs` as a list ([] for a subclassed model, which has none)."""
+    try:
+        tensors = getattr(model, attribute)
+    except (AttributeError, ValueError):
+        return []
+    if tensors is None:
+        return []
+    return list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
+
+
+def _walk(layer, owners=None):
     """(the producing layer or None, [the pass-through layers looked through, nearest first])."""
     seen, passed = set(), []
     current = layer
@@ -100,22 +152,27 @@ def _walk(layer):
         inputs = internals.first_inputs(current)
         if len(inputs) != 1 or id(inputs[0]) in seen:
             return (None if current is layer else current), passed[:-1] if passed else passed
-        producer = inputs[0]
-        seen.add(id(producer))
+        producer = _resolved(inputs[0], owners or {}, seen)
+        if producer is None:
+            return None, passed
         if not isinstance(producer, _PASS_THROUGH):
             return producer, passed
         passed.append(producer)
         current = producer
 
 
-def producer_of(layer):
-    """(name, kind) of the layer that produced `layer`'s input (see the module docstring), or (None, None)."""
-    producer, _ = _walk(layer)
-    return (None, None) if producer is None else (producer.name, kind_of(producer))
+def producer_of(layer, owners=None, paths=None):
+    """(name, kind) of the layer that produced `layer`'s input (see the module docstring), or (None, None);
+    `owners` (`nested_inputs`) lets the walk leave and enter nested models; `paths` {id(layer): its Keras path}
+    names the producer by its path (a layer inside a nested model) where it has one."""
+    producer, _ = _walk(layer, owners)
+    if producer is None:
+        return None, None
+    return (paths or {}).get(id(producer), producer.name), kind_of(producer)
 
 
-def zeroed_by(layer):
+def zeroed_by(layer, owners=None):
     """Names of the layers between `layer` and its producer that set values to exactly zero (dropout while
     training, zero padding), producer side first: exactly-zero inputs the producer did not make."""
-    _, passed = _walk(layer)
+    _, passed = _walk(layer, owners)
     return tuple(p.name for p in reversed(passed) if isinstance(p, _ZEROING))

@@ -185,6 +185,40 @@ def test_zeros_made_by_dropout_are_not_blamed_on_the_producer(tmp_path):
     assert records(tmp_path)["hidden/input_features"][0].zeroed_by == ()
 
 
+class _Holder(keras.layers.Layer):
+    """A subclassed layer that calls a Sequential block from Python code (the Keras MLP-Mixer example's way)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = keras.Sequential([keras.layers.Dense(4, "relu", name="h_dense")], name="inner")
+
+    def call(self, x):
+        return self.inner(x)
+
+
+def test_producers_are_found_through_nested_models():
+    """A backbone model and a Sequential block used as layers: the walk leaves a nested model's input for what
+    feeds the model, and enters a nested model at its output layer (named by its Keras path); a block called from
+    a subclassed layer's Python code has no producer in any graph (not its internal InputLayer)."""
+    inner_in = keras.Input((8,), name="bb_in")
+    backbone = keras.Model(inner_in, keras.layers.Dense(4, "relu", name="bb_dense")(inner_in), name="backbone")
+    block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="s_dense")], name="block")
+    inputs = keras.Input((8,), name="data")
+    h = keras.layers.Dense(8, "tanh", name="pre")(inputs)
+    h = block(backbone(h))
+    out = keras.layers.Dense(2, name="head")(_Holder(name="holder")(h))
+    model = keras.Model(inputs, out)
+    targets, _, _ = tk.model.resolve(model, None, ("forward",), 0.95, (None, None, None))
+    producers = {t.name: t.producer for t in targets}
+    assert producers == {
+        "pre": ("data", "input"),
+        "backbone/bb_dense": ("pre", "activation"),  # (not "bb_in", the backbone's own input)
+        "block/s_dense": ("backbone/bb_dense", "activation"),
+        "holder/inner/h_dense": (None, None),
+        "head": ("holder", "layer"),
+    }
+
+
 class _Subclassed(keras.Model):
     def __init__(self):
         super().__init__()

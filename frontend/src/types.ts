@@ -33,6 +33,8 @@ export interface RoleInfo {
   producer?: string | null;
   /** input_features: "input" (the model's input), "activation" or "layer". */
   producer_kind?: string | null;
+  /** input_features: layers between the producer and this one that set values to exactly zero (Dropout, ...). */
+  zeroed_by?: string[];
   loss_reads_logits?: boolean | null;
 }
 

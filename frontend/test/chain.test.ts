@@ -37,6 +37,11 @@ describe('chain steps', () => {
     expect(steps[1].alarm).toBe(false);
   });
 
+  it('names the layers between the producer and the layer that zero values (a Dropout)', () => {
+    const steps = forwardSteps({ ...dying, zeroedBy: ['dropout'] });
+    expect(steps[0].figure).toBe('47% near zero · from hidden_1 through dropout (sets values to zero)');
+  });
+
   it('says dJ/dz is near zero because of f′, and lists dJ/dW; dJ/dx is absent when not recorded', () => {
     const steps = backwardSteps(dying);
     expect(steps.map((s) => s.name)).toEqual(['dJ/da', 'f′(z)', 'dJ/dz', 'dJ/dW']);

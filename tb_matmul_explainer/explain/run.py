@@ -186,7 +186,7 @@ def _dead_inputs(views, diagnoses, alerts):
             f"{dead} of {of} of its output features are near zero for every input {when} (seen in the input of {layer})"
             if producer
             else f"{dead} of {of} input features are near zero for every input {when} (their producer is not "
-            f"known: the model is not a functional or Sequential graph)"
+            f"known: they come from Python code, a subclassed model or layer, not a functional or Sequential graph)"
         )
         hint = (
             " — dead units: the activation is off for them; look at what feeds it (a BatchNormalization's "

@@ -130,7 +130,7 @@ def roles_of(activation, roles):
     )
 
 
-def _targets(entry, adapter, roles, confidence, thresholds):
+def _targets(entry, adapter, roles, confidence, thresholds, owners):
     """The layer's `Target`s, one per part (`Adapter.parts`: each part's own adapter), sharing their `parts` dict;
     a later part's input is the part before it (its producer)."""
     layer = entry.layer
@@ -139,13 +139,13 @@ def _targets(entry, adapter, roles, confidence, thresholds):
     parts, producer = {}, None
     for part, part_adapter in adapter.parts(layer):
         part_roles = part_adapter.roles(layer, part, roles)
-        parts[part] = _target(entry, part_adapter, part, part_roles, confidence, thresholds, producer)
+        parts[part] = _target(entry, part_adapter, part, part_roles, confidence, thresholds, owners, producer)
         parts[part].parts = parts
         producer = (parts[part].name, "layer")
     return list(parts.values())
 
 
-def _target(entry, adapter, part, roles, confidence, thresholds, producer=None):
+def _target(entry, adapter, part, roles, confidence, thresholds, owners, producer=None):
     layer = entry.layer
     act = activations.describe(adapter.activation(layer))
     target = Target(
@@ -158,8 +158,8 @@ def _target(entry, adapter, part, roles, confidence, thresholds, producer=None):
         plan=adapter.plan(layer),
         activation=act,
         roles=roles_of(act, roles),
-        producer=producer or graph.producer_of(layer),
-        zeroed_by=() if producer else graph.zeroed_by(layer),
+        producer=producer or graph.producer_of(layer, *owners),
+        zeroed_by=() if producer else graph.zeroed_by(layer, owners[0]),
         part=part,
     )
     target.units = {role: adapter.units(layer, role, part) for role in target.roles}
@@ -197,6 +197,8 @@ def resolve(model, wanted, roles, confidence, thresholds):
     (each warned about), and the walk."""
     entries = walk(model)
     chosen = _chosen(entries, wanted)
+    # (Where a walk to a producer may leave or enter a nested model, and the producers' paths.)
+    owners = (graph.nested_inputs(e.layer for e in entries), {id(e.layer): e.path for e in entries})
     targets, skipped = [], {}
     for entry in entries:
         if chosen is not None and id(entry.layer) not in chosen:
@@ -207,7 +209,7 @@ def resolve(model, wanted, roles, confidence, thresholds):
             skipped[entry.path] = reason
             _warn(entry.path, entry.layer, reason)
         elif adapter is not None and adapter.records:
-            targets.extend(_targets(entry, adapter, roles, confidence, thresholds))
+            targets.extend(_targets(entry, adapter, roles, confidence, thresholds, owners))
         for suffix, why in ({} if adapter is None else adapter.not_recorded(entry.layer)).items():
             skipped[f"{entry.path}/{suffix}"] = why
             _warn(f"{entry.path}/{suffix}", entry.layer, why)

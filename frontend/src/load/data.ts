@@ -92,7 +92,8 @@ export class DataSource {
       if (found[i]) totals[role] = found[i];
     });
     const producer = roles.input_features?.producer ?? null;
-    return { layer, totals, activation: roles.activation?.activation ?? null, producer, producerRecorded: producer ? layers.some((l) => l.name === producer) : undefined };
+    const zeroedBy = roles.input_features?.zeroed_by ?? [];
+    return { layer, totals, activation: roles.activation?.activation ?? null, producer, producerRecorded: producer ? layers.some((l) => l.name === producer) : undefined, zeroedBy };
   }
 
   /** The layer's per-unit pairs: its latest record with unit detail at or before the step; null if none. */

@@ -27,6 +27,8 @@ export interface ChainInput {
   /** The layer that produced its input, and whether the run holds records of that layer. */
   producer?: string | null;
   producerRecorded?: boolean;
+  /** Layers between the producer and the layer that set values to exactly zero (Dropout, ZeroPadding). */
+  zeroedBy?: string[];
 }
 
 /** A near-zero share at or above this is alarming in a step that is not the activation (ReLU makes ~half). */
@@ -73,7 +75,8 @@ export function forwardSteps(c: ChainInput): ChainStep[] {
   const x = c.totals.input_features;
   if (x) {
     const from = c.producer ? ` · from ${c.producer}${c.producerRecorded === false ? ' (no records of its own)' : ''}` : '';
-    out.push({ role: 'input_features', name: 'input features', figure: `${pct(x.near_zero_fraction, 0)} near zero${dead(x, 'features')}${from}`, alarm: x.dead_units > 0 });
+    const through = c.zeroedBy?.length ? ` through ${c.zeroedBy.join(', ')} (sets values to zero)` : '';
+    out.push({ role: 'input_features', name: 'input features', figure: `${pct(x.near_zero_fraction, 0)} near zero${dead(x, 'features')}${from}${through}`, alarm: x.dead_units > 0 });
   }
   const m = c.totals.forward;
   if (m) out.push(nearZero(m, stepName(m, 0), 'forward', 'results near zero'));
