@@ -267,6 +267,41 @@ def test_epochs_keep_counting_and_validation_batches_are_not_recorded(tmp_path):
     assert callback.recorded_steps == [0, 2, 4, 6, 8, 10]
 
 
+class OwnOptimizerModel(keras.Model):
+    """A model that trains with an optimizer of its own (as a GAN's custom `compile` and `train_step` do), so that
+    `model.optimizer.iterations` stays at 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(4, activation="relu", name="hidden")
+        self.out = keras.layers.Dense(3, name="out")
+        self.own = keras.optimizers.SGD(0.01)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+    def train_step(self, data):
+        x, y = data
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(self(x, training=True) - y))
+        self.own.apply_gradients(zip(tape.gradient(loss, self.trainable_variables), self.trainable_variables))
+        return {"loss": loss}
+
+
+def test_a_model_whose_optimizer_never_steps_keeps_counting_over_fits(tmp_path):
+    """`model.optimizer.iterations` stays 0 here: a second fit, with the same or a new callback, continues at step
+    4 instead of recording steps 0 and 2 again."""
+    x, y = mlp_data(n=16)
+    model = OwnOptimizerModel()
+    model(x[:1])  # (a subclassed model is built by a call)
+    model.compile(optimizer="sgd")
+    for _ in range(2):
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[tk.ExplainerCallback(tmp_path, update_freq=2, roles=("forward",))])  # fmt: skip
+    assert int(model.optimizer.iterations.numpy()) == 0
+    assert steps_of(records(tmp_path), "hidden/forward") == [0, 2, 4, 6]
+
+
 def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, monkeypatch):
     """With 3 steps per execution, steps 0, 4, 8, 12 are recorded, each explaining its own batch (SGD with a zero
     learning rate keeps the weights, so each record equals the classifiers on that step's batch); the other steps

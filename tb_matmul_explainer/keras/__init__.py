@@ -42,8 +42,9 @@ are recorded (`LayerRecorder.coverage()`). A layer called several times in one s
 
 Cadence (callback). Steps are 0-based global training steps: the number of optimizer steps taken before the step
 (`model.optimizer.iterations` at `on_train_begin`, then counted by the callback; it keeps counting over epochs
-and over later `fit` calls). `update_freq=N` records the steps 0, N, 2N, ...; validation batches are never
-recorded.
+and over later `fit` calls, also for a model that trains with optimizers of its own, such as a GAN's custom
+`compile` and `train_step`, whose `model.optimizer` never steps). `update_freq=N` records the steps 0, N, 2N,
+...; validation batches are never recorded.
 
 How it stays cheap. A recording step and a plain step are different compiled functions: the callback keeps the
 model's own `train_function` for the steps that do not record (they cost nothing extra, and keep TensorFlow's

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from keras import ops as kops
 
-from tb_matmul_explainer import metadata
+from tb_matmul_explainer import internals, metadata
 from tb_matmul_explainer.keras import prepared as prepared_lib
 from tb_matmul_explainer.keras import workers
 from tb_matmul_explainer.keras.options import DEFAULT_ROLES, DEFAULT_RUN, check_options
@@ -131,9 +131,13 @@ class ExplainerCallback(keras.callbacks.Callback):
             prepared.detail_variable = prepared_lib.detail_variable(model)
         self._records_in_fit = 0
         self._steps_in_call = 0
+        # The global step: the optimizer's step count, but never below the steps already trained with a callback
+        # (a model with its own optimizers, such as a GAN whose `compile` takes two, leaves `model.optimizer`'s
+        # count at 0, and a second fit would record steps 0, N, ... again).
         optimizer = getattr(model, "optimizer", None)
-        if optimizer is not None and getattr(optimizer, "iterations", None) is not None:
-            self._step = int(optimizer.iterations.numpy())
+        iterations = getattr(optimizer, "iterations", None) if optimizer is not None else None
+        counted = _steps_seen(model)
+        self._step = max(counted[0], 0 if iterations is None else int(iterations.numpy()))
 
     def _prepare(self, model, key, settings):
         recorder = LayerRecorder(
@@ -190,6 +194,7 @@ class ExplainerCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._step += self._steps_in_call
         self._steps_in_call = 0
+        self._note_steps()
         self.model.train_function = self._plain
         if self.recorder is not None:
             self.recorder.flush()
@@ -197,6 +202,7 @@ class ExplainerCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self._step += self._steps_in_call  # (a fit stopped inside an epoch)
         self._steps_in_call = 0
+        self._note_steps()
         if self._plain is not None:
             self.model.train_function = self._plain
         if self.recorder is not None:
@@ -204,6 +210,19 @@ class ExplainerCallback(keras.callbacks.Callback):
             # A worker that is not the chief: its records are not kept (its writer, shared with the prepared
             # step, stays open on the removed file).
             workers.remove_temp_dir(self.log_dir, self._write_dir)
+
+    def _note_steps(self):
+        if self.model is not None:
+            counted = _steps_seen(self.model)
+            counted[0] = max(counted[0], self._step)
+
+
+def _steps_seen(model):
+    """[n]: the steps trained so far with an ExplainerCallback on `model` (kept on the model)."""
+    counted = internals.instance_cache(model, "matmul_explainer_steps")
+    if not counted:
+        counted.append(0)
+    return counted
 
 
 def _loss_scale(model):
