@@ -84,6 +84,39 @@ def test_dying_relus_from_a_negative_bias_are_named_where_they_die(tmp_path):
     assert "dJ/dz 100% near zero (32/32 dead) (100% of them where f' is off)" in chain, chain
 
 
+class DyingSubclassed(keras.Model):
+    """The negative-bias case as a subclassed model: Keras has no graph of it, so no producer is known."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden_1 = keras.layers.Dense(32, activation="relu", name="hidden_1")
+        self.hidden_2 = keras.layers.Dense(
+            32, activation="relu", bias_initializer=keras.initializers.Constant(-8.0), name="hidden_2"
+        )
+        self.logits = keras.layers.Dense(CLASSES, name="logits")
+
+    def call(self, x):
+        return self.logits(self.hidden_2(self.hidden_1(x)))
+
+
+def test_dying_relus_in_a_subclassed_model_are_named_once_and_block_nothing_after_them(tmp_path):
+    """Without a graph, the dead input features of "logits" are matched to hidden_2's dead units (same count, same
+    step): no second alert at logits, and hidden_2's near-zero kernel gradient is its own dead units' doing, not
+    something after it."""
+    keras.utils.set_random_seed(0)
+    x, y = data()
+    model = DyingSubclassed()
+    model(x[:1])
+    z2 = model.hidden_1(tf.constant(x[:BATCH])) @ model.hidden_2.kernel + model.hidden_2.bias
+    assert np.all(z2.numpy() < 0)  # independently: every unit of hidden_2 is off for every input
+    diagnoses, alerts = train(model, tmp_path, x, y)
+    assert [(a.kind, a.layer, a.role) for a in alerts] == [("dead_units", "hidden_2", "activation")]
+    by_key = {(d.layer, d.role): d for d in diagnoses}
+    gradient = by_key[("hidden_2", "kernel_gradient")].text
+    assert "its own units are dead" in gradient and "after it" not in gradient, gradient
+    assert "near-zero input from hidden_2 (whose dead units match them" in by_key[("logits", "forward")].text
+
+
 def test_dead_units_of_a_layer_fed_only_by_dead_units_follow_from_their_producer(tmp_path):
     keras.utils.set_random_seed(0)
     x, y = data()

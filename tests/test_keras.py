@@ -302,6 +302,47 @@ def test_a_model_whose_optimizer_never_steps_keeps_counting_over_fits(tmp_path):
     assert steps_of(records(tmp_path), "hidden/forward") == [0, 2, 4, 6]
 
 
+class OutsideTheTapeModel(keras.Model):
+    """`pre` runs before the GradientTape (a GAN's generator in the Keras example's discriminator step); `shared` is
+    called twice per step."""
+
+    def __init__(self):
+        super().__init__()
+        self.pre = keras.layers.Dense(8, activation="relu", name="pre")
+        self.shared = keras.layers.Dense(3, name="shared")
+
+    def call(self, x):
+        return self.shared(x) + self.shared(2.0 * x)
+
+    def train_step(self, data):
+        x, y = data
+        x = self.pre(x)
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(self(x, training=True) - y))
+        variables = self.shared.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"loss": loss}
+
+
+def test_a_layer_recorded_only_in_part_is_warned_about_once(tmp_path):
+    """A layer called twice in a step (its records explain the first call), and one whose output no gradient
+    reaches (called outside the tape): a PartlyRecordedWarning each, naming the layer and what is missing."""
+    x, y = mlp_data(n=16)
+    model = OutsideTheTapeModel()
+    model(model.pre(x[:1]))
+    model.compile(optimizer="sgd")
+    with pytest.warns(tk.PartlyRecordedWarning) as caught:
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[tk.ExplainerCallback(tmp_path, update_freq=2)])
+    messages = sorted(str(w.message) for w in caught if issubclass(w.category, tk.PartlyRecordedWarning))
+    assert len(messages) == 2, messages
+    assert "'pre' is only partly recorded: no gradient reached its output" in messages[0]
+    assert "kernel_gradient, activation_gradient records are not written" in messages[0]
+    assert "'shared' is only partly recorded: it is called 2 times in a step" in messages[1]
+    recs = records(tmp_path)
+    assert "pre/forward" in recs and "pre/kernel_gradient" not in recs
+    assert steps_of(recs, "shared/kernel_gradient") == [0, 2]
+
+
 def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, monkeypatch):
     """With 3 steps per execution, steps 0, 4, 8, 12 are recorded, each explaining its own batch (SGD with a zero
     learning rate keeps the weights, so each record equals the classifiers on that step's batch); the other steps

@@ -279,12 +279,12 @@ def _activation_gradient(t, info):
 def _input_features(t, info):
     dead, of, units = dead_count(t)
     features = units.replace("units", "input features")
+    zeros = float(t.reference / t.cells) if t.cells > 0 and np.isfinite(t.reference) else math.nan
     source = [f"from {info.producer}"] if info is not None and info.producer else []
-    if info is not None and info.zeroed_by:  # exactly-zero values that the producer did not make
+    if info is not None and info.zeroed_by and zeros > 0:  # exactly-zero values that the producer did not make
         verb = "sets" if len(info.zeroed_by) == 1 else "set"
         source.append(f"through {', '.join(info.zeroed_by)}, which {verb} values to exactly zero")
     producer = f" ({' '.join(source)})" if source else ""
-    zeros = float(t.reference / t.cells) if t.cells > 0 and np.isfinite(t.reference) else math.nan
     zero_text = f", {zeros:.0%} of its input values are exactly zero" if not math.isnan(zeros) else ""
     if dead and dead / of >= DEAD_UNITS:
         return f"{dead} of {of} {features} are near zero in every row{producer}{zero_text}."

@@ -171,9 +171,13 @@ def _dead_inputs(views, diagnoses, alerts):
             continue
         share = dead / of
         producer, kind = info.producer, info.producer_kind
+        named = producer
+        if not producer:  # (a subclassed model: the layer whose dead units match these dead features, if one does)
+            producer, kind = _matching_producer(views, diagnoses, d.step, dead, of), "activation"
+            named = producer and f"{producer} (whose dead units match them: the model's graph does not say)"
         forward = diagnoses.get((layer, "forward"))
         if forward is not None and forward.starved and producer:
-            forward.text = forward.text.replace("near-zero input", f"near-zero input from {producer}", 1)
+            forward.text = forward.text.replace("near-zero input", f"near-zero input from {named}", 1)
         if share < DEAD_UNITS or kind == "input":
             continue
         if (producer, "activation") in diagnoses:
@@ -208,16 +212,44 @@ def _dead_inputs(views, diagnoses, alerts):
     alerts.extend(by_producer.values())
 
 
+def _matching_producer(views, diagnoses, step, dead, of):
+    """For input features whose producer the graph does not say: the one layer whose activation record at the same
+    step has as many units as there are features and as many dead units as dead features, else None."""
+    matches = []
+    for (layer, role), d in diagnoses.items():
+        if role != "activation" or d.step != step:
+            continue
+        if dead_count(totals(views[(layer, role)].record_at(step)[1]))[:2] == (dead, of):
+            matches.append(layer)
+    return matches[0] if len(matches) == 1 else None
+
+
 def _blocked(vanishing, alerts, views, diagnoses):
     """Vanishing-gradient alerts less those of starved layers and of layers before a layer with dead units or
     collapsed weights: no gradient passes back through those, which their own alert says (the earlier layer's
     text says so too)."""
     order = {layer: _order(view.info) for (layer, _), view in views.items()}
-    blockers = [a for a in alerts if a.kind in ("dead_units", "collapsed_weights") and a.severity >= 0.5]
+    # (Dead input features alerted at the layer that reads them, their producer unknown, block nothing there.)
+    blockers = [
+        a
+        for a in alerts
+        if a.kind in ("dead_units", "collapsed_weights")
+        and a.severity >= 0.5
+        and not (a.role == "input_features" and a.layer == a.seen_in)
+    ]
     for d in diagnoses.values():
         blocker = next(
             (b for b in blockers if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(d.layer, (0, 0))), None
         )
+        own = diagnoses.get((d.layer, "activation"))
+        if (
+            d.starved
+            and d.role == "kernel_gradient"
+            and own is not None
+            and any(a.kind == "dead_units" for a in own.alerts)
+        ):
+            d.text += " Its output gradient dJ/dz is near zero because its own units are dead (its activation's alert)."
+            continue
         if d.starved and d.role != "forward" and blocker is not None:
             d.text += (
                 f" Its output gradient is near zero because {blocker.layer}, after it, passes almost none "

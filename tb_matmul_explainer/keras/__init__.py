@@ -38,7 +38,9 @@ with an `UnsupportedLayerWarning` naming its path and the reason
 entry, tag `matmul_explainer/not_recorded/<path>` (`NOT_RECORDED_TAG_PREFIX`), holding the reason, written once at
 the first recorded step (by the callback; in a custom loop, `LayerRecorder.write_not_recorded(step)`). At the start
 of training the callback prints one line: how many layers and what share of the model's multiply-adds per sample
-are recorded (`LayerRecorder.coverage()`). A layer called several times in one step is explained at its first call.
+are recorded (`LayerRecorder.coverage()`). A layer called several times in one step is explained at its first call,
+and one whose output no gradient reaches in the step has no gradient records: each is warned about once
+(`PartlyRecordedWarning`).
 
 Cadence (callback). Steps are 0-based global training steps: the number of optimizer steps taken before the step
 (`model.optimizer.iterations` at `on_train_begin`, then counted by the callback; it keeps counting over epochs
@@ -116,6 +118,7 @@ from tb_matmul_explainer.keras.options import (
     DEFAULT_ROLES,
     DEFAULT_RUN,
     NOT_RECORDED_TAG_PREFIX,
+    PartlyRecordedWarning,
     UnsupportedLayerWarning,
 )
 from tb_matmul_explainer.keras.recorder import LayerRecorder
@@ -128,5 +131,6 @@ __all__ = [
     "Coverage",
     "ExplainerCallback",
     "LayerRecorder",
+    "PartlyRecordedWarning",
     "UnsupportedLayerWarning",
 ]

@@ -12,6 +12,7 @@ the kernel-gradient record computes it from the first operand and d_out when it 
 
 import contextlib
 import dataclasses
+import warnings
 
 import tensorflow as tf
 from keras import ops as kops
@@ -19,7 +20,7 @@ from keras import ops as kops
 from tb_matmul_explainer import aggregates, elementwise, internals, metadata, summary, validation
 from tb_matmul_explainer import threshold as threshold_lib
 from tb_matmul_explainer.keras import shared as shared_lib
-from tb_matmul_explainer.keras.options import DEFAULT_NEAR_ZERO_SAMPLE
+from tb_matmul_explainer.keras.options import DEFAULT_NEAR_ZERO_SAMPLE, PartlyRecordedWarning
 
 _FIELDS = (
     "counts",
@@ -33,6 +34,7 @@ _FIELDS = (
 )
 _EXTRA_FIELDS = metadata.RecordExtras._fields
 _ELEMENTWISE_ROLES = ("activation", "activation_gradient", "input_features")
+_GRADIENT_ROLES = ("kernel_gradient", "input_gradient", "activation_gradient")
 
 
 @dataclasses.dataclass
@@ -96,12 +98,16 @@ class Explaining:
         on the gradients of m and of the kernel. A layer called several times in one step is explained at its
         first call only (`_activate` then explains its activation step)."""
         trace = self._trace
-        if trace is None or id(target) in trace.seen:
+        if trace is None:
+            return product(x, kernel)
+        if id(target) in trace.seen:
+            trace.states[id(target)]["calls"] += 1
             return product(x, kernel)
         trace.seen.add(id(target))
         roles = target.roles
         kernel = tf.convert_to_tensor(kernel)  # (a variable's value, read once: eagerly it may be the variable)
-        state = trace.states[id(target)] = {}  # this call's operands' thresholds, d_out, shared by its records
+        # This call's operands' thresholds, d_out, ..., shared by its records; the target and its calls in the step.
+        state = trace.states[id(target)] = {"target": target, "calls": 1}
         xs, ks = tf.stop_gradient(x), tf.stop_gradient(kernel)
         if "kernel_gradient" in roles and target.layer.trainable and target.adapter.kernel_is_weight:
             # The kernel gradient itself (computed by TensorFlow anyway) is the kernel-gradient record's result.
@@ -220,14 +226,39 @@ class Explaining:
                     a._keras_logits = logits
         return a
 
-    @staticmethod
-    def _finish_step(trace):
+    def _finish_step(self, trace):
         """At the end of the traced step: the activation records of layers whose d_out never arrived (their
-        gradient was not computed), written without saying whether the loss reads their logits."""
+        gradient was not computed), written without saying whether the loss reads their logits; a warning, once
+        per layer, for a layer whose records miss part of the step (`_warn_partial`)."""
         for state in trace.states.values():
             write = state.pop("write_activation", None)
             if write is not None:
                 write()
+            target = state["target"]
+            gradient_roles = [r for r in target.roles if r in _GRADIENT_ROLES]
+            if state["calls"] > 1:
+                self._warn_partial(
+                    target,
+                    f"it is called {state['calls']} times in a step and its records explain the first call only "
+                    "(its kernel-gradient record holds that call's part of the gradient, not the sum the optimizer "
+                    "applies)",
+                )
+            if gradient_roles and "d_out_value" not in state:
+                self._warn_partial(
+                    target,
+                    f"no gradient reached its output in the recording step (is it called outside the GradientTape, "
+                    f"or is its output unused by the loss?): its {', '.join(gradient_roles)} records are not written",
+                )
+
+    def _warn_partial(self, target, why):
+        key = (target.name, why)
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(
+                f"tb_matmul_explainer: layer {target.name!r} is only partly recorded: {why}.",
+                PartlyRecordedWarning,
+                stacklevel=2,
+            )
 
     def _activation_gradient_record(self, target, trace, state, d_out):
         """dJ/dz = dJ/da * f'(z), recorded from the matmul's output gradient hook: d_out is dJ/dz, so the record's

@@ -17,6 +17,11 @@ class UnsupportedLayerWarning(UserWarning):
     """A layer (or a matmul inside one) that the recorder cannot explain; the message names it and the reason."""
 
 
+class PartlyRecordedWarning(UnsupportedLayerWarning):
+    """A recorded layer whose records miss part of a step (called several times, or no gradient reached it);
+    the message names it and what is missing."""
+
+
 def check_options(
     *,
     roles,

@@ -99,6 +99,7 @@ class LayerRecorder(Explaining):
         self._wrappers = model_lib.wrappers(self._entries)
         self._writer = None
         self._local = threading.local()  # the active trace, per thread (replicas trace in their own threads)
+        self._warned = set()  # (layer, reason) of the partly-recorded warnings given (`_warn_partial`)
         self._shared_records = shared.SharedRecords(enabled=share_records)
         self._lock = threading.Lock()
         self._patched = 0
