@@ -59,14 +59,17 @@ def percent(share):
     return f"{100 * share:.2g}%" if 0 < share < 0.01 else f"{100 * share:.1f}%"
 
 
+_MEASURE = "LayerRecorder(model, ...).coverage(sample) measures it from one input sample"
+
+
 def _sample(model):
     """One sample of zeros per model input (batch 1), or a reason string."""
     inputs = getattr(model, "inputs", None) if isinstance(model, keras.Model) else None
     if not inputs:
-        return "the model's input shape is not known; pass a sample"
+        return f"the model's input shape is not known (a subclassed model): {_MEASURE}"
     shapes = [tuple(t.shape)[1:] for t in inputs]
     if any(d is None for s in shapes for d in s):
-        return f"the model's input shape {shapes} has unknown sizes; pass a sample"
+        return f"the model's input shape {shapes} has unknown sizes: {_MEASURE}"
     arrays = [np.zeros((1,) + s, dtype=t.dtype) for s, t in zip(shapes, inputs)]
     return arrays[0] if len(arrays) == 1 else arrays
 
