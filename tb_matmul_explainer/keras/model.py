@@ -52,6 +52,15 @@ class Target:
         return self.adapter.kind
 
 
+@dataclasses.dataclass(frozen=True)
+class _WalkContext:
+    """What a walk to a layer's producer needs of the model: the nested models' inputs (`graph.nested_inputs`) and
+    every walked layer's Keras path, by id."""
+
+    owners: dict
+    paths: dict
+
+
 def walk(model):
     """[Entry] of every layer below `model` (InputLayers excluded); a layer that is not a Model comes first."""
     out, seen, paths = [], {id(model)}, set()
@@ -130,7 +139,7 @@ def roles_of(activation, roles):
     )
 
 
-def _targets(entry, adapter, roles, confidence, thresholds, owners):
+def _targets(entry, adapter, roles, confidence, thresholds, walk_context):
     """The layer's `Target`s, one per part (`Adapter.parts`: each part's own adapter), sharing their `parts` dict;
     a later part's input is the part before it (its producer)."""
     layer = entry.layer
@@ -139,13 +148,13 @@ def _targets(entry, adapter, roles, confidence, thresholds, owners):
     parts, producer = {}, None
     for part, part_adapter in adapter.parts(layer):
         part_roles = part_adapter.roles(layer, part, roles)
-        parts[part] = _target(entry, part_adapter, part, part_roles, confidence, thresholds, owners, producer)
+        parts[part] = _target(entry, part_adapter, part, part_roles, confidence, thresholds, walk_context, producer)
         parts[part].parts = parts
         producer = (parts[part].name, "layer")
     return list(parts.values())
 
 
-def _target(entry, adapter, part, roles, confidence, thresholds, owners, producer=None):
+def _target(entry, adapter, part, roles, confidence, thresholds, walk_context, producer=None):
     layer = entry.layer
     act = activations.describe(adapter.activation(layer))
     target = Target(
@@ -158,8 +167,8 @@ def _target(entry, adapter, part, roles, confidence, thresholds, owners, produce
         plan=adapter.plan(layer),
         activation=act,
         roles=roles_of(act, roles),
-        producer=producer or graph.producer_of(layer, *owners),
-        zeroed_by=() if producer else graph.zeroed_by(layer, owners[0]),
+        producer=producer or graph.producer_of(layer, walk_context.owners, walk_context.paths),
+        zeroed_by=() if producer else graph.zeroed_by(layer, walk_context.owners),
         part=part,
     )
     target.units = {role: adapter.units(layer, role, part) for role in target.roles}
@@ -197,8 +206,7 @@ def resolve(model, wanted, roles, confidence, thresholds):
     (each warned about), and the walk."""
     entries = walk(model)
     chosen = _chosen(entries, wanted)
-    # (Where a walk to a producer may leave or enter a nested model, and the producers' paths.)
-    owners = (graph.nested_inputs(e.layer for e in entries), {id(e.layer): e.path for e in entries})
+    walk_context = _WalkContext(graph.nested_inputs(e.layer for e in entries), {id(e.layer): e.path for e in entries})
     targets, skipped = [], {}
     for entry in entries:
         if chosen is not None and id(entry.layer) not in chosen:
@@ -209,7 +217,7 @@ def resolve(model, wanted, roles, confidence, thresholds):
             skipped[entry.path] = reason
             _warn(entry.path, entry.layer, reason)
         elif adapter is not None and adapter.records:
-            targets.extend(_targets(entry, adapter, roles, confidence, thresholds, owners))
+            targets.extend(_targets(entry, adapter, roles, confidence, thresholds, walk_context))
         for suffix, why in ({} if adapter is None else adapter.not_recorded(entry.layer)).items():
             skipped[f"{entry.path}/{suffix}"] = why
             _warn(f"{entry.path}/{suffix}", entry.layer, why)
