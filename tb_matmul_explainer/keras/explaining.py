@@ -246,7 +246,7 @@ class Explaining:
             if gradient_roles and "d_out_value" not in state:
                 self._warn_partial(
                     target,
-                    f"no gradient reached its output in the recording step (is it called outside the GradientTape, "
+                    "no gradient reached its output in the recording step (is it called outside the GradientTape, "
                     f"or is its output unused by the loss?): its {', '.join(gradient_roles)} records are not written",
                 )
 
