@@ -6,11 +6,15 @@ layer's diagnosis, then per layer its chain: what each recorded step of it has n
 """
 
 import argparse
+import os
 import sys
 
-import numpy as np
+# TensorFlow's start-up notices (CPU features, absl) are not the report's: quiet unless the user asked for them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tb_matmul_explainer import explain, loader
+import numpy as np  # noqa: E402
+
+from tb_matmul_explainer import explain, loader  # noqa: E402
 
 #: A layer's recorded steps in chain order: (role, label, what its near-zero cells are).
 CHAIN = (

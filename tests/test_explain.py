@@ -1,5 +1,9 @@
 """Diagnosis rules on records written by our own writer for situations whose cause we know."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -117,6 +121,24 @@ def test_report_command_prints_alerts_worst_first(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "== run dying" in out and "6 of 8 units are dead" in out and "Alerts, worst first" in out
+
+
+def test_report_command_prints_nothing_on_stderr(tmp_path):
+    """`python -m tb_matmul_explainer report` in a fresh process: the report on stdout, and no TensorFlow start-up
+    notices on stderr (unless TF_CPP_MIN_LOG_LEVEL says otherwise)."""
+    x = np.maximum(rng_normal(0, (64, 16)), 0)
+    write(tmp_path, "relu", [("dense", "forward", [(0, x, rng_normal(1, (16, 8)))])])
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tb_matmul_explainer", "report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "== run relu" in done.stdout and "dense (forward, step 0)" in done.stdout
+    assert done.stderr == ""
 
 
 def test_report_command_errors_are_clear(tmp_path, capsys):
