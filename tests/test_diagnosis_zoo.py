@@ -76,10 +76,12 @@ def test_dying_relus_from_a_negative_bias_are_named_where_they_die(tmp_path):
     gradient = next(d for d in diagnoses if (d.layer, d.role) == ("hidden_2", "activation_gradient"))
     assert not gradient.text.startswith("Nothing wrong")
     assert "32 of 32 units get no gradient in any cell" in gradient.text
-    assert "later layer" not in gradient.text
+    assert "their own activation is off there" in gradient.text and "after the layer" not in gradient.text
     # hidden_1 is healthy but learns nothing either: no gradient passes hidden_2's dead units back to it.
     upstream = next(d for d in diagnoses if (d.layer, d.role) == ("hidden_1", "activation_gradient"))
-    assert "get no gradient in any cell" in upstream.text and "the gradient stops in a later layer" in upstream.text
+    assert (
+        "get no gradient in any cell" in upstream.text and "no gradient arrives from after the layer" in upstream.text
+    )
     chain = next(line for line in chain_lines(loader.load(str(tmp_path)).runs["train"]) if line.startswith("hidden_2:"))
     assert "dJ/dz 100% near zero (32/32 dead) (100% of them where f' is off)" in chain, chain
 

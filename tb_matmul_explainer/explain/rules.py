@@ -270,10 +270,23 @@ def _activation_gradient(t, info):
     text = f"{fraction:.0%} of the pre-activation gradients dJ/dz are near zero{': ' + why if why else ''}."
     dead, of, units = dead_count(t)
     if of and dead / of >= DEAD_UNITS:
-        later = found and max(found, key=found.get) == "near-zero activation output gradient"
-        where = ", since the gradient stops in a later layer" if later else ""
-        return named, f"{text} {dead} of {of} {units} get no gradient in any cell: their weights do not learn{where}."
+        return named, f"{text} {dead} of {of} {units} get no gradient in any cell: {_why_no_gradient(t)}."
     return named, "Nothing wrong here: " + text
+
+
+def _why_no_gradient(t):
+    """Why the units with no dJ/dz in any cell get none, from their near-zero cells' pairs [class of dJ/da, class
+    of f'(z)]: where f'(z) alone is near zero (dJ/da is not) at least as often as dJ/da is, their own activation
+    is off; else no dJ/da arrives from after the layer."""
+    counts = t.dead_near_zero_counts if t.dead_near_zero_counts is not None else t.near_zero_counts
+    counts = np.asarray(counts, np.float64).reshape(3, 3)
+    off_alone, none_arrives = counts[0, 1] + counts[2, 1], counts[1].sum()
+    if off_alone > 0 and off_alone >= none_arrives:
+        return "their own activation is off there, so their weights do not learn"
+    return (
+        "no gradient arrives from after the layer (a later layer or the loss passes none back), so their weights "
+        "do not learn"
+    )
 
 
 def _input_features(t, info):
