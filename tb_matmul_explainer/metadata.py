@@ -292,6 +292,9 @@ def parse_plugin_metadata(content):
         raise ContractError(f"metadata content is not valid JSON: {e}") from None
     if not isinstance(raw, dict):
         raise ContractError("metadata content must be a JSON object")
+    zeroed_by = raw.get("zeroed_by") or []
+    if not isinstance(zeroed_by, list) or not all(isinstance(name, str) for name in zeroed_by):
+        raise ContractError(f"metadata field zeroed_by must be a list of layer names, got {zeroed_by!r}")
     version = raw.get("v")
     if version not in READABLE_VERSIONS:
         raise ContractError(
@@ -312,7 +315,7 @@ def parse_plugin_metadata(content):
             activation=None if raw.get("activation") is None else str(raw["activation"]),
             producer=None if raw.get("producer") is None else str(raw["producer"]),
             producer_kind=None if raw.get("producer_kind") is None else str(raw["producer_kind"]),
-            zeroed_by=tuple(str(name) for name in raw.get("zeroed_by") or ()),
+            zeroed_by=tuple(zeroed_by),
             group=None if raw.get("group") is None else int(raw["group"]),
             loss_reads_logits=None if raw.get("loss_reads_logits") is None else bool(raw["loss_reads_logits"]),
         )

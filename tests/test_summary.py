@@ -277,6 +277,12 @@ def test_metadata_is_tiny_tensor_class_and_versioned():
         metadata.parse_plugin_metadata(json.dumps(newer).encode())
     with pytest.raises(metadata.ContractError, match="JSON"):
         metadata.parse_plugin_metadata(b"\xff")
+    for bad in ("drop", [1], {"a": 1}):  # (a string would read as one layer per letter)
+        with pytest.raises(metadata.ContractError, match="zeroed_by must be a list of layer names"):
+            metadata.parse_plugin_metadata(json.dumps({**newer, "v": 3, "zeroed_by": bad}).encode())
+    assert metadata.parse_plugin_metadata(json.dumps({**newer, "v": 3, "zeroed_by": ["drop"]}).encode()).zeroed_by == (
+        "drop",
+    )
     with pytest.raises(ValueError, match="role"):
         metadata.create_summary_metadata(
             "d", None, role="sideways", op="dense", layer="d", index=0, units=1, confidence=0.9
