@@ -6,15 +6,13 @@ layer's diagnosis, then per layer its chain: what each recorded step of it has n
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
-# TensorFlow's start-up notices (CPU features, absl) are not the report's: quiet unless the user asked for them.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from tb_matmul_explainer import explain, loader  # noqa: E402
+from tb_matmul_explainer import explain, loader
 
 #: A layer's recorded steps in chain order: (role, label, what its near-zero cells are).
 CHAIN = (
@@ -137,8 +135,34 @@ def print_not_recorded(entries, out):
         print(f"  {path}: {reason}", file=out)
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """File descriptor 2 to /dev/null inside: TensorFlow's start-up notices (CPU features, oneDNN) come from absl
+    logging before it is initialised, which TF_CPP_MIN_LOG_LEVEL does not silence."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _import_tensorflow_quietly():
+    """Imports TensorFlow (TensorBoard's event reading loads it) without its start-up notices on stderr, unless
+    the user set TF_CPP_MIN_LOG_LEVEL (then its notices are theirs to see)."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    with _quiet_native_stderr(), contextlib.suppress(ImportError):  # (without TensorFlow, TensorBoard's stub)
+        import tensorflow  # noqa: F401
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
+    _import_tensorflow_quietly()
     try:
         report(args.logdir, args.run, args.step)
     except (ValueError, FileNotFoundError) as e:
