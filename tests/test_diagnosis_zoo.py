@@ -207,6 +207,41 @@ def test_a_frozen_zero_kernel_is_collapsed_since_the_first_step(tmp_path):
     assert alerts[0].layer == "frozen"
 
 
+def test_a_branch_that_the_loss_weighs_zero_gets_no_gradient_and_says_so(tmp_path):
+    """A second head trained with loss weight 0: no gradient reaches it or the layer before it in that branch. One
+    alert, at the head (nearest the loss), names both; the shared trunk, reached through the other head, is fine."""
+    keras.utils.set_random_seed(6)
+    x, y = data()
+    inputs = keras.Input((FEATURES,))
+    trunk = keras.layers.Dense(32, activation="relu", name="trunk")(inputs)
+    used = keras.layers.Dense(CLASSES, name="used")(keras.layers.Dense(16, activation="relu", name="used_h")(trunk))
+    unused = keras.layers.Dense(1, name="unused")(keras.layers.Dense(16, activation="relu", name="unused_h")(trunk))
+    model = keras.Model(inputs, {"used": used, "unused": unused})
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        loss={"used": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "unused": "mse"},
+        loss_weights={"used": 1.0, "unused": 0.0},
+    )
+    targets = {"used": y, "unused": x[:, :1]}
+    # Independently: the branch's kernel gradients are exactly zero, the trunk's and the used head's are not.
+    with tf.GradientTape() as tape:
+        out = model(x[:BATCH])
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y[:BATCH], out["used"])
+        loss += 0.0 * keras.losses.MeanSquaredError()(x[:BATCH, :1], out["unused"])
+    names = ("trunk", "used_h", "unused_h", "unused")
+    kernels = [model.get_layer(n).kernel for n in names]
+    grads = dict(zip(names, tape.gradient(loss, kernels)))
+    assert all(np.abs(grads[n].numpy()).sum() == 0 for n in ("unused_h", "unused"))
+    assert all(np.abs(grads[n].numpy()).sum() > 0 for n in ("trunk", "used_h"))
+    model.fit(x, targets, batch_size=BATCH, shuffle=False, verbose=0, callbacks=[ExplainerCallback(tmp_path, 2)])
+    diagnoses, alerts = explain.diagnose_run(loader.load(str(tmp_path)).runs["train"])
+    assert [(a.kind, a.layer, a.first_step) for a in alerts] == [("no_gradient", "unused", 0)]
+    assert "so do unused_h (2 layers)" in alerts[0].message and "loss_weights" in alerts[0].message
+    text = {(d.layer, d.role): d.text for d in diagnoses}
+    assert "see unused's alert" in text[("unused_h", "kernel_gradient")]
+    assert "reaches" not in text[("trunk", "kernel_gradient")]
+
+
 def test_exact_cancellation_is_named(tmp_path):
     keras.utils.set_random_seed(3)
     x, y = data()

@@ -50,6 +50,11 @@ a break; `layer` = where the problem starts):
     real models: ResNet50's smallest relative scales are 4000x below its largest, in its last stage. Version-1
     records (no |W|) keep the old rule: sum(|pair sums|) / cells at most 1/100 of the largest layer's. Severity =
     log10(ratio) / 4, at most 1.
+  * no gradient (kernel_gradient, across layers): dW exactly zero and >= NO_GRADIENT (99%) of the output gradient
+    dJ/dz near zero (`run.gets_no_gradient`: no gradient reaches the layer at all: a loss weight of 0, an output the
+    loss does not read), for layers without dead units of their own and without a dead or collapsed layer after
+    them (which say why): one alert, at the one latest in model order (nearest the loss), naming the others; no
+    vanishing-gradient alert for them (their scale is 0: not small, absent). Severity 1.
   * collapsed weights (forward): >= COLLAPSED (50%) of the kernel's products involve zero weights (a zero
     threshold), no weight non-finite.
   * non-finite values in an operand or the result (severity 1, always first).
@@ -81,6 +86,7 @@ from tb_matmul_explainer.explain.rules import (  # noqa: F401
     expected_near_zero_fraction,
 )
 from tb_matmul_explainer.explain.run import (  # noqa: F401
+    NO_GRADIENT,
     V1_VANISHING_RATIO,
     VANISHING_RATIO,
     diagnose_run,

@@ -24,7 +24,7 @@ CONFIDENT = 0.10  # a classifier output saturated in this share of cells is said
 @dataclasses.dataclass
 class Alert:
     kind: str  # dead_units | cancellation | excess_near_zero | vanishing_gradient | collapsed_weights
-    #                      | non_finite
+    #            | non_finite | no_gradient | dying_during_training (the last two: `run.py`, across layers)
     layer: str  # where the problem starts
     role: str
     first_step: int

@@ -329,6 +329,58 @@ def _dead_from_dead_inputs(views, diagnoses, alerts):
     return follows
 
 
+NO_GRADIENT = 0.99  # share of a layer's output gradients dJ/dz near zero for "no gradient reaches it"
+
+
+def gets_no_gradient(t):
+    """A kernel-gradient record (`table.Totals`) of a layer that no gradient reaches: dW is exactly zero and its
+    output gradient dJ/dz (the second operand) is near zero in at least NO_GRADIENT of its values (an all-zero
+    tensor's threshold is 0: it is all Z). A zero input (the first operand) zeroes dW too; that is not this."""
+    if t.cells <= 0 or not np.isfinite(t.result_magnitude) or any(c > 0 for c in t.nonfinite):
+        return False
+    return t.result_magnitude == 0 and causes_lib.z_shares(t.counts)["second"] >= NO_GRADIENT
+
+
+def _no_gradient(views, diagnoses, alerts, order):
+    """One alert for the layers that no gradient reaches at all (`gets_no_gradient`), unless their own dead units or
+    a dead or collapsed layer after them already says why (`_blocked` then names it): at the one nearest the loss
+    (latest in model order), naming the others. Returns the set of those layers."""
+    explained = {a.layer for a in alerts if a.kind == "dead_units" and a.role in ("activation", "forward")}
+    blockers = [order[a.layer] for a in alerts if a.kind in ("dead_units", "collapsed_weights") and a.severity >= 0.5]
+    starved = []
+    for (layer, role), d in diagnoses.items():
+        if role != "kernel_gradient" or layer in explained or any(b > order[layer] for b in blockers):
+            continue
+        if gets_no_gradient(totals(views[(layer, role)].record_at(d.step)[1])):
+            starved.append(layer)
+    if not starved:
+        return set()
+    starved.sort(key=lambda layer: order[layer], reverse=True)
+    nearest = starved[0]
+    d = diagnoses[(nearest, "kernel_gradient")]
+    history = views[(nearest, "kernel_gradient")].history(d.step)
+    since = held_since(d.step, history, lambda h: gets_no_gradient(h.totals))
+    others = f"; so do {', '.join(starved[1:])} ({len(starved)} layers)" if len(starved) > 1 else ""
+    alert = Alert(
+        "no_gradient",
+        nearest,
+        "kernel_gradient",
+        since,
+        1.0,
+        f"no gradient reaches this layer, since step {since}: every output gradient dJ/dz is zero, so dW = 0 and its "
+        f"weights do not learn{others}. Nothing after it passes a gradient back: its output does not reach the "
+        f"loss, or reaches it with weight 0 (loss_weights), or only through operations without a gradient.",
+    )
+    alerts.append(alert)
+    d.alerts.append(alert)
+    for layer in starved:
+        d = diagnoses[(layer, "kernel_gradient")]
+        d.text += " " + (
+            sentence(alert.message) if layer == nearest else f"No gradient reaches it at all: see {nearest}'s alert."
+        )
+    return set(starved)
+
+
 def _dying_during_training(alerts, order):
     """One alert for a run in which MANY_DYING or more layers' units died during training (`Alert.during_training`):
     a cause common to them all (the learning rate, most often), named once and first, at the layer that lost its
@@ -373,16 +425,18 @@ def diagnose_run(layers, step=None):
     _dead_inputs(layers, diagnoses, alerts)
     _starved_without_producer(layers, diagnoses, alerts)
     follows = _dead_from_dead_inputs(layers, diagnoses, alerts)
+    order = {layer: view.info.index if view.info is not None else 0 for (layer, _), view in layers.items()}
+    for a in alerts:
+        if a.layer not in order:  # a producer without records of its own: just before the layer it feeds
+            order[a.layer] = order.get(a.seen_in, 0) - 0.5
+    no_gradient = _no_gradient(layers, diagnoses, alerts, order)
     vanishing = _blocked(_vanishing_run(layers, diagnoses), alerts, layers, diagnoses)
+    vanishing = [a for a in vanishing if a.layer not in no_gradient]  # (its scale is 0: not small, none at all)
     alerts.extend(vanishing)
     for a in vanishing:
         d = diagnoses[(a.layer, a.role)]
         d.alerts.append(a)
         d.text = ("" if d.text.startswith("Nothing wrong") else d.text + " ") + sentence(a.message)
-    order = {layer: view.info.index if view.info is not None else 0 for (layer, _), view in layers.items()}
-    for a in alerts:
-        if a.layer not in order:  # a producer without records of its own: just before the layer it feeds
-            order[a.layer] = order.get(a.seen_in, 0) - 0.5
     dying = _dying_during_training(alerts, order)
     if dying is not None:
         alerts.append(dying)
