@@ -2,7 +2,8 @@
 
 Prints the ranked alerts (with the layer whose record showed an alert, where that is not its origin), then each
 layer's diagnosis, then per layer its chain: what each recorded step of it has near zero, in chain order
-(`CHAIN`), then the matmuls that were not recorded (with the reason), for every run (or one) in a log directory.
+(`CHAIN`), then the matmuls that were not recorded and the layers recorded only in part (with the reason), for
+every run (or one) in a log directory.
 """
 
 import argparse
@@ -79,7 +80,8 @@ def report(logdir, run=None, step=None, out=None):
         print("Chains (forward: input features -> x.W -> activation; backward: dJ/dz -> dJ/dW, dJ/dx):", file=out)
         for line in chain_lines(layers, step):
             print(f"  {line}", file=out)
-        print_not_recorded(result.not_recorded.get(name, []), out)
+        print_notes("Not recorded", result.not_recorded.get(name, []), out)
+        print_notes("Recorded in part", result.partly_recorded.get(name, []), out)
     for run_name, tag, reason in result.unreadable:
         print(f"Could not read {run_name}/{tag}: {reason}", file=out)
 
@@ -126,11 +128,12 @@ def _chain_step(info, role, label, what, record):
     return text
 
 
-def print_not_recorded(entries, out):
-    """Prints a run's not-recorded matmuls [(path, reason)] (`loader.LoadResult.not_recorded`), if any."""
+def print_notes(heading, entries, out):
+    """Prints a run's not-recorded matmuls or partly recorded layers [(path, reason)]
+    (`loader.LoadResult.not_recorded`, `partly_recorded`), if any, under `heading`."""
     if not entries:
         return
-    print(f"Not recorded ({len(entries)}):", file=out)
+    print(f"{heading} ({len(entries)}):", file=out)
     for path, reason in entries:
         print(f"  {path}: {reason}", file=out)
 

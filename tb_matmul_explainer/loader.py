@@ -5,7 +5,8 @@
 
 Uses TensorBoard's own event multiplexer, keeping every record. Tags written by an unknown contract version are
 not dropped silently: they are listed in `LoadResult.unreadable` with the reason. The matmuls the writer could not
-record (the text summaries `matmul_explainer/not_recorded/<path>`) are in `LoadResult.not_recorded`.
+record (the text summaries `matmul_explainer/not_recorded/<path>`) are in `LoadResult.not_recorded`, the layers it
+recorded only in part (`matmul_explainer/partly_recorded/<layer>`) in `LoadResult.partly_recorded`.
 """
 
 import dataclasses
@@ -50,6 +51,7 @@ class LayerSeries:
 
 
 NOT_RECORDED_PREFIX = "matmul_explainer/not_recorded/"  # (the keras recorder's NOT_RECORDED_TAG_PREFIX)
+PARTLY_RECORDED_PREFIX = "matmul_explainer/partly_recorded/"  # (its PARTLY_RECORDED_TAG_PREFIX)
 
 
 @dataclasses.dataclass
@@ -57,19 +59,20 @@ class LoadResult:
     runs: dict  # {run: {(layer, role): LayerSeries}}, layers in model order
     unreadable: list  # [(run, tag, reason)]
     not_recorded: dict = dataclasses.field(default_factory=dict)  # {run: [(path, reason)]}, in the order written
+    partly_recorded: dict = dataclasses.field(default_factory=dict)  # {run: [(layer, what is missing)]}, likewise
 
 
-def _not_recorded(mux, tensor_util):
-    """{run: [(path, reason)]} of the not-recorded text summaries, in the order the writer wrote them (model
-    order), each its latest value."""
+def _notes(mux, tensor_util, prefix):
+    """{run: [(path, reason)]} of the text summaries tagged `prefix` + path (the not-recorded and partly-recorded
+    notes), in the order the writer wrote them (model order), each its latest value."""
     out = {}
     for run, tags in sorted(mux.PluginRunToTagToContent("text").items()):
         for tag in tags:
-            if tag.startswith(NOT_RECORDED_PREFIX) and len(tag) > len(NOT_RECORDED_PREFIX):
+            if tag.startswith(prefix) and len(tag) > len(prefix):
                 events = mux.Tensors(run, tag)
                 value = tensor_util.make_ndarray(events[-1].tensor_proto).item() if events else b""
                 reason = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-                out.setdefault(run, []).append((tag[len(NOT_RECORDED_PREFIX) :], reason))
+                out.setdefault(run, []).append((tag[len(prefix) :], reason))
     return out
 
 
@@ -101,13 +104,14 @@ def load(logdir):
         if series:
             series.sort(key=lambda s: (s.info.index, s.info.layer, metadata.ROLES.index(s.info.role)))
             runs[run] = {(s.info.layer, s.info.role): s for s in series}
-    not_recorded = _not_recorded(mux, tensor_util)
+    not_recorded = _notes(mux, tensor_util, NOT_RECORDED_PREFIX)
+    partly_recorded = _notes(mux, tensor_util, PARTLY_RECORDED_PREFIX)
     if not runs and not unreadable:
         raise ValueError(
             f"logdir {logdir!r} holds no matmul-explainer summaries (record some with "
             f"tb_matmul_explainer.keras.ExplainerCallback or tb_matmul_explainer.summary)"
         )
-    return LoadResult(runs, unreadable, not_recorded)
+    return LoadResult(runs, unreadable, not_recorded, partly_recorded)
 
 
 def to_dataframe(result):

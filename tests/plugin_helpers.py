@@ -56,6 +56,7 @@ def write_future_tag(tag, step):
 
 
 NOT_RECORDED = "matmul_explainer/not_recorded/"  # tag prefix of the Keras callback's "not recorded" text notes
+PARTLY_RECORDED = "matmul_explainer/partly_recorded/"  # ... and of its "recorded only in part" notes
 
 
 def write_not_recorded(layer, reason, step):

@@ -1,6 +1,7 @@
 """ExplainerCallback: records of real `model.fit` runs, read back through TensorBoard's own multiplexer and data
 provider, equal a direct computation with the per-cell classifiers on the same batch and weights."""
 
+import io
 import textwrap
 
 import keras
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tb_matmul_explainer import aggregates, ops
+from tb_matmul_explainer import __main__ as cli
+from tb_matmul_explainer import aggregates, loader, ops
 from tb_matmul_explainer import keras as tk
 from tests import tb_reader
 from tests.keras_helpers import (
@@ -326,7 +328,8 @@ class OutsideTheTapeModel(keras.Model):
 
 def test_a_layer_recorded_only_in_part_is_warned_about_once(tmp_path):
     """A layer called twice in a step (its records explain the first call), and one whose output no gradient
-    reaches (called outside the tape): a PartlyRecordedWarning each, naming the layer and what is missing."""
+    reaches (called outside the tape): a PartlyRecordedWarning each, naming the layer and what is missing, and a
+    note in the run that the loader (so the report) and the tab read."""
     x, y = mlp_data(n=16)
     model = OutsideTheTapeModel()
     model(model.pre(x[:1]))
@@ -341,6 +344,12 @@ def test_a_layer_recorded_only_in_part_is_warned_about_once(tmp_path):
     recs = records(tmp_path)
     assert "pre/forward" in recs and "pre/kernel_gradient" not in recs
     assert steps_of(recs, "shared/kernel_gradient") == [0, 2]
+    notes = dict(loader.load(str(tmp_path)).partly_recorded["train"])
+    assert sorted(notes) == ["pre", "shared"]
+    assert notes["pre"].startswith("no gradient reached its output") and "called 2 times" in notes["shared"]
+    report = io.StringIO()
+    cli.report(str(tmp_path), out=report)
+    assert "Recorded in part (2):\n  pre: no gradient reached its output" in report.getvalue()
 
 
 def test_steps_per_execution_records_exactly_the_cadence_steps(tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ from tests.plugin_helpers import (
     FUTURE_VERSION,
     LAYERS,
     NOT_RECORDED,
+    PARTLY_RECORDED,
     PREFIX,
     get_json,
     layer_data,
@@ -109,6 +110,7 @@ def test_runs_list_the_layers_not_recorded(client):
         {"layer": "lstm", "reason": "LSTM is not supported: <no kernel matmul> & nothing to explain"}
     ]
     assert all(runs[r]["notRecorded"] == [] for r in ("beta", "gamma", "nan"))
+    assert all(runs[r]["partlyRecorded"] == [] for r in runs)
 
 
 def test_not_recorded_notes_next_to_records(tmp_path):
@@ -135,6 +137,7 @@ def test_not_recorded_notes_next_to_records(tmp_path):
         write_not_recorded("lstm", "LSTM is not supported", 5)  # written again (a resumed job): the latest wins
         tf.summary.text("notes/matmul_explainer/not_recorded/other", "not ours: another prefix", step=0)
         tf.summary.text(NOT_RECORDED, "no layer name", step=0)  # the bare prefix names no layer: left out
+        tf.summary.text(PARTLY_RECORDED + "dense", "it is called 2 times in a step", step=5)
     with tf.summary.create_file_writer(str(tmp_path / "plain")).as_default():
         write_layer("forward", "dense", 0, x, kernel, 0)
     with tf.summary.create_file_writer(str(tmp_path / "text_only")).as_default():
@@ -142,7 +145,8 @@ def test_not_recorded_notes_next_to_records(tmp_path):
     client, _ = make_client(str(tmp_path))
     runs = {r["run"]: r for r in get_json(client, "/runs")["runs"]}
     assert sorted(runs) == ["plain", "run"]
-    assert runs["plain"]["notRecorded"] == []
+    assert runs["plain"]["notRecorded"] == [] and runs["plain"]["partlyRecorded"] == []
+    assert runs["run"]["partlyRecorded"] == [{"layer": "dense", "reason": "it is called 2 times in a step"}]
     notes = runs["run"]["notRecorded"]
     assert [n["layer"] for n in notes] == ["lstm", "number", "vector", "zeta<script>alert(1)</script>"]
     by_layer = {n["layer"]: n["reason"] for n in notes}

@@ -137,6 +137,12 @@ export function createControls(store: Store, onReload: () => void): HTMLElement 
         note.title = skipped.map((n) => `${n.layer}: ${n.reason}`).join('\n');
         lab.appendChild(note);
       }
+      const partly = notRecordedOf(r, 'partlyRecorded');
+      if (partly.length) {
+        const note = el('span', 'mmx-badge mmx-badge-note', `${partly.length} recorded in part`);
+        note.title = partly.map((n) => `${n.layer}: ${n.reason}`).join('\n');
+        lab.appendChild(note);
+      }
       runsList.appendChild(lab);
     }
   };

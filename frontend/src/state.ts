@@ -107,12 +107,12 @@ export function runInfo(s: State, run: string | undefined): RunInfo | undefined 
 }
 
 /**
- * The layers of a run that were not recorded, with their reasons, as /runs lists them. A backend without the
- * `notRecorded` field (or a value that is not a list) means none; an entry without a string layer name is left
- * out, and one without a string reason gets a generic one.
+ * The layers of a run that were not recorded (or, with `field` 'partlyRecorded', recorded only in part), with their
+ * reasons, as /runs lists them. A backend without the field (or a value that is not a list) means none; an entry
+ * without a string layer name is left out, and one without a string reason gets a generic one.
  */
-export function notRecordedOf(info: RunInfo | undefined): NotRecorded[] {
-  const list: unknown = info?.notRecorded;
+export function notRecordedOf(info: RunInfo | undefined, field: 'notRecorded' | 'partlyRecorded' = 'notRecorded'): NotRecorded[] {
+  const list: unknown = info?.[field];
   if (!Array.isArray(list)) return [];
   const out: NotRecorded[] = [];
   for (const item of list) {

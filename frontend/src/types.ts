@@ -70,6 +70,8 @@ export interface RunInfo {
   unreadable?: Unreadable[];
   /** Absent from a backend older than the field: read it with `notRecordedOf` (absent = none). */
   notRecorded?: NotRecorded[];
+  /** Layers recorded only in part (called twice in a step, no gradient reached them): `notRecordedOf(r, 'partlyRecorded')`. */
+  partlyRecorded?: NotRecorded[];
 }
 
 export interface RunsResponse {

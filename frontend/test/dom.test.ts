@@ -295,25 +295,35 @@ describe('tab DOM', () => {
   it('layers that were not recorded are listed per run as text; a backend without the field shows nothing', async () => {
     const withNotes: RunsResponse = {
       ...runs,
-      runs: [{ ...runs.runs[0], notRecorded: [{ layer: 'dilated', reason: 'dilation_rate=(2,) is not supported (dilation 1 only)' }, { layer: '<b>x</b>', reason: '<img src=x onerror=alert(1)> overrides call()' }] }, runs.runs[1]],
+      runs: [
+        {
+          ...runs.runs[0],
+          notRecorded: [{ layer: 'dilated', reason: 'dilation_rate=(2,) is not supported (dilation 1 only)' }, { layer: '<b>x</b>', reason: '<img src=x onerror=alert(1)> overrides call()' }],
+          partlyRecorded: [{ layer: 'gen', reason: 'no gradient reached its output in the recording step' }],
+        },
+        runs.runs[1],
+      ],
     };
     const app = await mount({ ...routes, runs: () => withNotes });
     const items = [...document.querySelectorAll<HTMLElement>('.mmx-not-recorded li')];
     expect(items.map((li) => li.textContent)).toEqual([
       'Not recorded: dilated — dilation_rate=(2,) is not supported (dilation 1 only)',
       'Not recorded: <b>x</b> — <img src=x onerror=alert(1)> overrides call()',
+      'Recorded in part: gen — no gradient reached its output in the recording step',
     ]);
-    expect(items.map((li) => li.dataset.layer)).toEqual(['dilated', '<b>x</b>']);
+    expect(items.map((li) => li.dataset.layer)).toEqual(['dilated', '<b>x</b>', 'gen']);
     expect(document.querySelector('.mmx-not-recorded')!.getAttribute('role')).toBe('note');
     expect(document.querySelectorAll('img, b').length).toBe(0);
-    const badge = document.querySelector<HTMLElement>('.mmx-run .mmx-badge-note')!;
+    const [badge, partly] = [...document.querySelectorAll<HTMLElement>('.mmx-run .mmx-badge-note')];
+    expect(partly.textContent).toBe('1 recorded in part');
+    expect(partly.title).toBe('gen: no gradient reached its output in the recording step');
     expect(badge.textContent).toBe('2 not recorded');
     expect(badge.title).toBe('dilated: dilation_rate=(2,) is not supported (dilation 1 only)\n<b>x</b>: <img src=x onerror=alert(1)> overrides call()');
     // The other run has no `notRecorded` field (an older backend): no notice, no badge, no error.
     app.store.set({ selected: [EVIL] });
     await settle();
     expect(document.querySelector('.mmx-not-recorded')).toBeNull();
-    expect(document.querySelectorAll('.mmx-badge-note').length).toBe(1);
+    expect(document.querySelectorAll('.mmx-badge-note').length).toBe(2);
     expect(document.querySelector('.mmx-error')).toBeNull();
     // The default fixture has no `notRecorded` anywhere.
     document.body.textContent = '';

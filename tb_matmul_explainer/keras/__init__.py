@@ -40,7 +40,8 @@ the first recorded step (by the callback; in a custom loop, `LayerRecorder.write
 of training the callback prints one line: how many layers and what share of the model's multiply-adds per sample
 are recorded (`LayerRecorder.coverage()`). A layer called several times in one step is explained at its first call,
 and one whose output no gradient reaches in the step has no gradient records: each is warned about once
-(`PartlyRecordedWarning`).
+(`PartlyRecordedWarning`) and noted in the run like a matmul not recorded, tag
+`matmul_explainer/partly_recorded/<layer>` (`PARTLY_RECORDED_TAG_PREFIX`), written after the step that found it.
 
 Cadence (callback). Steps are 0-based global training steps: the number of optimizer steps taken before the step
 (`model.optimizer.iterations` at `on_train_begin`, then counted by the callback; it keeps counting over epochs
@@ -118,6 +119,7 @@ from tb_matmul_explainer.keras.options import (
     DEFAULT_ROLES,
     DEFAULT_RUN,
     NOT_RECORDED_TAG_PREFIX,
+    PARTLY_RECORDED_TAG_PREFIX,
     PartlyRecordedWarning,
     UnsupportedLayerWarning,
 )
@@ -128,6 +130,7 @@ __all__ = [
     "DEFAULT_ROLES",
     "DEFAULT_RUN",
     "NOT_RECORDED_TAG_PREFIX",
+    "PARTLY_RECORDED_TAG_PREFIX",
     "Coverage",
     "ExplainerCallback",
     "LayerRecorder",

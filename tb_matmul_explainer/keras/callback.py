@@ -94,7 +94,6 @@ class ExplainerCallback(keras.callbacks.Callback):
         self.coverage = None
         self.skipped = {}
         self.recorded_steps = []
-        self._not_recorded_written = False
         self._prepared = None  # prepared.Prepared: the recorder and the instrumented function (shared per model)
         self._write_dir = self.log_dir
         self._step = 0
@@ -118,7 +117,6 @@ class ExplainerCallback(keras.callbacks.Callback):
             self.coverage = self._prepared.coverage
             if self.verbose:
                 print(self.coverage.line())
-            self._not_recorded_written = False
             self._model_id = id(model)
         prepared = self._prepared
         if prepared.instrumented is not None and model.train_function is prepared.instrumented:
@@ -184,9 +182,8 @@ class ExplainerCallback(keras.callbacks.Callback):
             self._records_in_fit += 1
             self.model.train_function = self._instrumented_function()
             recorded = [s for s in range(first, first + k) if s % self.update_freq == 0]
-            if not self._not_recorded_written:
-                self._not_recorded_written = True
-                self.recorder.write_not_recorded(recorded[0])
+            self.recorder.write_not_recorded(recorded[0])  # (what is new: the skipped layers at first, then
+            # the layers that the last recording step found recorded only in part)
             self.recorded_steps.extend(recorded)
         elif self.model.train_function is not self._plain:
             self.model.train_function = self._plain
@@ -197,6 +194,8 @@ class ExplainerCallback(keras.callbacks.Callback):
         self._note_steps()
         self.model.train_function = self._plain
         if self.recorder is not None:
+            if self.recorded_steps:
+                self.recorder.write_not_recorded(self.recorded_steps[-1])
             self.recorder.flush()
 
     def on_train_end(self, logs=None):

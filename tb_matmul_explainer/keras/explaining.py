@@ -254,6 +254,8 @@ class Explaining:
         key = (target.name, why)
         if key not in self._warned:
             self._warned.add(key)
+            known = self.partly_recorded.get(target.name)
+            self.partly_recorded[target.name] = f"{known}; {why}" if known else why
             warnings.warn(
                 f"tb_matmul_explainer: layer {target.name!r} is only partly recorded: {why}.",
                 PartlyRecordedWarning,

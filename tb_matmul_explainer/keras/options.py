@@ -5,6 +5,8 @@ from tb_matmul_explainer import aggregates, metadata
 DEFAULT_RUN = "train"
 # Tag prefix of the text summaries naming the matmuls that are not recorded (one per layer path, the reason as text).
 NOT_RECORDED_TAG_PREFIX = "matmul_explainer/not_recorded/"
+# ... and the recorded layers whose records miss part of a step (`PartlyRecordedWarning`), one per layer.
+PARTLY_RECORDED_TAG_PREFIX = "matmul_explainer/partly_recorded/"
 # The matmul roles plus the steps around them (metadata.py): what makes a layer's inputs and outputs near zero.
 DEFAULT_ROLES = ("forward", "kernel_gradient", "activation", "activation_gradient", "input_features")
 # near_zero="sampled" (the default): batch rows (dense), batch positions (convolutions) or batch entries (attention's

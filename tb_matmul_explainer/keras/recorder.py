@@ -15,7 +15,13 @@ from tb_matmul_explainer.keras import coverage as coverage_lib
 from tb_matmul_explainer.keras import model as model_lib
 from tb_matmul_explainer.keras import shared
 from tb_matmul_explainer.keras.explaining import Explaining, Trace
-from tb_matmul_explainer.keras.options import DEFAULT_ROLES, DEFAULT_RUN, NOT_RECORDED_TAG_PREFIX, check_options
+from tb_matmul_explainer.keras.options import (
+    DEFAULT_ROLES,
+    DEFAULT_RUN,
+    NOT_RECORDED_TAG_PREFIX,
+    PARTLY_RECORDED_TAG_PREFIX,
+    check_options,
+)
 
 
 class LayerRecorder(Explaining):
@@ -100,6 +106,8 @@ class LayerRecorder(Explaining):
         self._writer = None
         self._local = threading.local()  # the active trace, per thread (replicas trace in their own threads)
         self._warned = set()  # (layer, reason) of the partly-recorded warnings given (`_warn_partial`)
+        self.partly_recorded = {}  # layer -> what its records miss ("; "-joined), from the traced steps
+        self._notes_written = {}  # tag -> text of the notes written (`write_not_recorded`)
         self._shared_records = shared.SharedRecords(enabled=share_records)
         self._lock = threading.Lock()
         self._patched = 0
@@ -119,16 +127,22 @@ class LayerRecorder(Explaining):
         return self._writer
 
     def write_not_recorded(self, step):
-        """Writes, with the recorder's writer, one standard text summary per matmul not recorded (`skipped`):
-        tag `NOT_RECORDED_TAG_PREFIX + its path`, the text the reason `UnsupportedLayerWarning` gave, at `step`.
-        Call it eagerly (outside `tf.function`), once: the callback does at its first recorded step. Returns the
+        """Writes, with the recorder's writer, the notes not written yet: one standard text summary per matmul not
+        recorded (`skipped`), tag `NOT_RECORDED_TAG_PREFIX + its path`, and one per layer recorded only in part
+        (`partly_recorded`: known once a recording step has been traced), tag `PARTLY_RECORDED_TAG_PREFIX + its
+        name`, each holding the reason its warning gave, at `step`. Call it eagerly (outside `tf.function`) before
+        and after recording steps: the callback does at each recording step and at each epoch's end. Returns the
         number of summaries written."""
-        if not self.skipped:
+        notes = {NOT_RECORDED_TAG_PREFIX + name: reason for name, reason in self.skipped.items()}
+        notes.update({PARTLY_RECORDED_TAG_PREFIX + name: why for name, why in self.partly_recorded.items()})
+        new = {tag: text for tag, text in notes.items() if self._notes_written.get(tag) != text}
+        if not new:
             return 0
         with self.writer.as_default(), tf.summary.record_if(True):
-            for name, reason in self.skipped.items():
-                tf.summary.text(NOT_RECORDED_TAG_PREFIX + name, tf.constant(reason), step=int(step))
-        return len(self.skipped)
+            for tag, text in new.items():
+                tf.summary.text(tag, tf.constant(text), step=int(step))
+        self._notes_written.update(new)
+        return len(new)
 
     def flush(self):
         if self._writer is not None:

@@ -22,4 +22,4 @@ from tb_matmul_explainer.plugin.matmul_explainer_plugin import (  # noqa: F401
     DEFAULT_SAMPLES_PER_TAG,
     MatmulExplainerPlugin,
 )
-from tb_matmul_explainer.plugin.not_recorded import NOT_RECORDED_PREFIX  # noqa: F401
+from tb_matmul_explainer.plugin.not_recorded import NOT_RECORDED_PREFIX, PARTLY_RECORDED_PREFIX  # noqa: F401

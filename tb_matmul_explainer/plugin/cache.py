@@ -85,5 +85,5 @@ class PluginCaches:
         self.data = Cache(cache_bytes, size=_nbytes)  # values with `nbytes`: digests, records
         self.metadata = Cache(50_000)  # metadata content -> PluginMetadata or error text
         self.listings = Cache(64, ttl_s=LISTING_TTL_S)  # experiment id -> {run: RunIndex}
-        self.notes = Cache(64, ttl_s=LISTING_TTL_S)  # experiment id -> {run: [{"layer", "reason"}]}
+        self.notes = Cache(64, ttl_s=LISTING_TTL_S)  # (experiment id, tag prefix) -> {run: [{"layer", "reason"}]}
         self.note_reasons = Cache(10_000)  # (eid, run, tag, max_step, max_wall_time) -> reason text

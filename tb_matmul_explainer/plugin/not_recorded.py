@@ -1,8 +1,10 @@
-"""Layers the writer could not record, as /runs lists them (`notRecorded`).
+"""Layers the writer could not record, or recorded only in part, as /runs lists them (`notRecorded`,
+`partlyRecorded`).
 
-The Keras callback writes, once per run, a standard TensorBoard text summary `NOT_RECORDED_PREFIX + layer name`
-holding the reason (a scalar string). They are read through the data provider's "text" plugin data: the latest
-value of each such tag, listed and read at most once per `cache.LISTING_TTL_S`, a value read once per tag version.
+The Keras callback writes, once per run and layer, a standard TensorBoard text summary `NOT_RECORDED_PREFIX + layer
+name` (or `PARTLY_RECORDED_PREFIX + layer name`) holding the reason (a scalar string). They are read through the
+data provider's "text" plugin data: the latest value of each such tag, listed and read at most once per
+`cache.LISTING_TTL_S`, a value read once per tag version.
 """
 
 import numpy as np
@@ -10,13 +12,15 @@ from tensorboard.data import provider
 
 #: Tag prefix of the text summaries naming a layer the writer could not record (the rest of the tag is its name).
 NOT_RECORDED_PREFIX = "matmul_explainer/not_recorded/"
+#: Tag prefix of the text summaries naming a layer whose records miss part of a step (called twice, no gradient).
+PARTLY_RECORDED_PREFIX = "matmul_explainer/partly_recorded/"
 TEXT_PLUGIN = "text"
 MAX_REASON_CHARS = 2000
 UNREADABLE_REASON = "not recorded (its reason could not be read: the text summary is not a single string)"
 
 
-def read(data_provider, ctx, eid, reasons):
-    """{run: [{"layer": name, "reason": text}]} (sorted by layer) from the not-recorded text summaries.
+def read(data_provider, ctx, eid, reasons, prefix=NOT_RECORDED_PREFIX):
+    """{run: [{"layer": name, "reason": text}]} (sorted by layer) from the text summaries tagged `prefix` + name.
 
     `reasons`: a `cache.Cache` of reason texts by (eid, run, tag, max_step, max_wall_time), read only when missing.
     """
@@ -24,7 +28,7 @@ def read(data_provider, ctx, eid, reasons):
     keys = {}  # (run, tag) -> reasons key
     for run, tags in mapping.items():
         for tag, ts in (tags or {}).items():
-            if tag.startswith(NOT_RECORDED_PREFIX) and len(tag) > len(NOT_RECORDED_PREFIX):
+            if tag.startswith(prefix) and len(tag) > len(prefix):
                 keys[run, tag] = (eid, run, tag, int(ts.max_step), float(ts.max_wall_time))
     values = {k: v for k, v in ((k, reasons.get(k)) for k in keys.values()) if v is not None}
     missing = [(run, tag) for (run, tag), k in keys.items() if k not in values]
@@ -46,7 +50,7 @@ def read(data_provider, ctx, eid, reasons):
     result = {}
     for (run, tag), k in sorted(keys.items()):
         if k in values:
-            result.setdefault(run, []).append({"layer": tag[len(NOT_RECORDED_PREFIX) :], "reason": values[k]})
+            result.setdefault(run, []).append({"layer": tag[len(prefix) :], "reason": values[k]})
     return result
 
 

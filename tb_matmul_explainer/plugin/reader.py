@@ -43,10 +43,12 @@ class Reader:
             raise errors.NotFoundError("no Matmul Explainer data for run %r" % name[:200])
         return index
 
-    def not_recorded(self):
-        """{run: [{"layer": name, "reason": text}]}: the layers the writer could not record."""
+    def not_recorded(self, prefix=not_recorded.NOT_RECORDED_PREFIX):
+        """{run: [{"layer": name, "reason": text}]}: the layers the writer could not record (or, with
+        `not_recorded.PARTLY_RECORDED_PREFIX`, recorded only in part)."""
         return self._caches.notes.get_or_compute(
-            self._eid, lambda: not_recorded.read(self._provider, self._ctx, self._eid, self._caches.note_reasons)
+            (self._eid, prefix),
+            lambda: not_recorded.read(self._provider, self._ctx, self._eid, self._caches.note_reasons, prefix),
         )
 
     def digest(self, series):

@@ -13,12 +13,14 @@ from tensorboard import errors
 
 from tb_matmul_explainer import explain, metadata
 from tb_matmul_explainer.plugin import digest as digest_lib
+from tb_matmul_explainer.plugin import not_recorded as not_recorded_lib
 
 
 def runs(reader):
     """/runs: every run holding our summaries, its layers and roles, and what cannot be read or was not recorded."""
     result = []
     not_recorded = reader.not_recorded()
+    partly_recorded = reader.not_recorded(not_recorded_lib.PARTLY_RECORDED_PREFIX)
     for run, index in reader.index().items():
         layers, unreadable = [], list(index.unreadable)
         for layer in index.ordered_layers():
@@ -46,6 +48,7 @@ def runs(reader):
                 "layers": layers,
                 "unreadable": unreadable,
                 "notRecorded": not_recorded.get(run, []),
+                "partlyRecorded": partly_recorded.get(run, []),
             }
         )
     return {"version": metadata.CONTRACT_VERSION, "runs": result}

@@ -72,7 +72,8 @@ export class OverviewView implements View {
       this.list.clear();
       return;
     }
-    const skipped = notRecordedNotice(notRecordedOf(runInfo(s, run)));
+    const info = runInfo(s, run);
+    const skipped = notRecordedNotice(notRecordedOf(info), notRecordedOf(info, 'partlyRecorded'));
     if (skipped) this.notRecorded.appendChild(skipped);
     const data = this.ctx.data;
     const key = JSON.stringify([run, s.role, s.step]);
@@ -336,19 +337,23 @@ function revealRow(hm: HeatmapHandle, row: number): void {
 }
 
 /**
- * The notice of the layers that were not recorded: one line per layer, "Not recorded: <layer> — <reason>" (text
- * only); null when there are none.
+ * The notice of the layers that were not recorded, then of those recorded only in part: one line per layer,
+ * "Not recorded: <layer> — <reason>" or "Recorded in part: <layer> — <what is missing>" (text only); null when
+ * there are none.
  */
-export function notRecordedNotice(items: NotRecorded[]): HTMLElement | null {
-  if (!items.length) return null;
+export function notRecordedNotice(items: NotRecorded[], partly: NotRecorded[] = []): HTMLElement | null {
+  if (!items.length && !partly.length) return null;
   const box = el('div', 'mmx-not-recorded');
   box.setAttribute('role', 'note');
   box.dataset.count = String(items.length);
+  box.dataset.partly = String(partly.length);
   const ul = el('ul');
-  for (const n of items) {
+  const lines: [string, NotRecorded, boolean][] = [...items.map((n) => ['Not recorded: ', n, false] as [string, NotRecorded, boolean]), ...partly.map((n) => ['Recorded in part: ', n, true] as [string, NotRecorded, boolean])];
+  for (const [label, n, inPart] of lines) {
     const li = el('li');
     li.dataset.layer = n.layer;
-    li.append(el('span', 'mmx-not-recorded-label', 'Not recorded: '), el('span', 'mmx-not-recorded-layer', n.layer), ' — ', el('span', 'mmx-not-recorded-reason', n.reason));
+    if (inPart) li.dataset.partly = 'true';
+    li.append(el('span', 'mmx-not-recorded-label', label), el('span', 'mmx-not-recorded-layer', n.layer), ' — ', el('span', 'mmx-not-recorded-reason', n.reason));
     ul.appendChild(li);
   }
   box.appendChild(ul);
