@@ -331,7 +331,9 @@ def test_a_loss_that_reads_the_logits_trains_as_in_a_plain_step_and_is_marked(tm
     recorder.close()
     assert float(loss) == float(plain_loss)
     for g, plain_g in zip(grads, plain_grads):
-        np.testing.assert_array_equal(g.numpy(), plain_g.numpy())
+        # Equal to float32 rounding: on CPUs where TensorFlow fuses MatMul + BiasAdd + activation (oneDNN), the
+        # recording step, which also reads z, is fused differently (seen: 5e-7 relative, sigmoid_mse on AVX-512).
+        np.testing.assert_allclose(g.numpy(), plain_g.numpy(), rtol=1e-5, atol=1e-8)
     recs = records(tmp_path)
     reads = case != "sigmoid_mse"
     assert recs["out/activation"][0].loss_reads_logits is reads
