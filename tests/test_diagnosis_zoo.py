@@ -2,6 +2,8 @@
 planted layer, its cause and its first step, and says nothing is wrong for the healthy controls. Each planted
 fact is first checked independently of the product, with plain TensorFlow on the same batch and weights."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -201,10 +203,11 @@ def test_a_frozen_zero_kernel_is_collapsed_since_the_first_step(tmp_path):
         ]
     )
     model.get_layer("frozen").trainable = False
-    _, alerts = train(model, tmp_path, x, y)
-    collapsed = [a for a in alerts if a.kind == "collapsed_weights"]
-    assert [(a.layer, a.first_step) for a in collapsed] == [("frozen", 0)]
-    assert alerts[0].layer == "frozen"
+    diagnoses, alerts = train(model, tmp_path, x, y)
+    # One alert for one cause: its dead units and near-zero results follow from the zero kernel.
+    assert [(a.kind, a.layer, a.first_step) for a in alerts] == [("collapsed_weights", "frozen", 0)]
+    assert alerts[0].message.endswith("Its dead units and near-zero results follow from it.")
+    assert "frozen" in next(d.text for d in diagnoses if (d.layer, d.role) == ("hidden", "kernel_gradient"))
 
 
 def test_a_branch_that_the_loss_weighs_zero_gets_no_gradient_and_says_so(tmp_path):
@@ -240,6 +243,69 @@ def test_a_branch_that_the_loss_weighs_zero_gets_no_gradient_and_says_so(tmp_pat
     text = {(d.layer, d.role): d.text for d in diagnoses}
     assert "see unused's alert" in text[("unused_h", "kernel_gradient")]
     assert "reaches" not in text[("trunk", "kernel_gradient")]
+
+
+def test_a_zero_kernel_does_not_make_a_layer_beside_it_vanish(tmp_path):
+    """A layer with an all-zero kernel has no |dW| / |W|: it is left out of the vanishing-gradient comparison (a
+    collapsed-weights alert says what is wrong), not a reason to judge every layer on raw gradient sizes, by which a
+    healthy layer whose gradient reaches the loss around it (a skip connection) read as vanishing."""
+    keras.utils.set_random_seed(7)
+    x, y = data()
+    inputs = keras.Input((FEATURES,))
+    h = keras.layers.Dense(32, activation="tanh", name="hidden")(inputs)
+    zero = keras.layers.Dense(32, kernel_initializer="zeros", name="zero")
+    zero.trainable = False
+    skip = keras.layers.Add(name="skip")([h, zero(h)])
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(skip))
+    # Independently: hidden's gradient reaches the loss around the zero layer, as large relative to its weights
+    # as the logits' (no 100x gap).
+    with tf.GradientTape() as tape:
+        logits = model(x[:BATCH])
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(y[:BATCH], logits)
+    kernels = [model.get_layer(n).kernel for n in ("hidden", "logits")]
+    relative = [
+        float(tf.reduce_mean(tf.abs(g)) / tf.reduce_mean(tf.abs(k)))
+        for g, k in zip(tape.gradient(loss, kernels), kernels)
+    ]
+    assert relative[1] < 100 * relative[0]
+    _, alerts = train(model, tmp_path, x, y)
+    assert [(a.kind, a.layer) for a in alerts] == [("collapsed_weights", "zero")]
+    # However large the zero layer's own gradient (the raw scale the version-1 rule would compare every layer
+    # with, direction-free), the layers with a |dW| / |W| are compared by it alone.
+    layers = loader.load(str(tmp_path)).runs["train"]
+    kernel_gradients = [
+        (layer, explain.totals(view.record_at(None)[1]))
+        for (layer, role), view in layers.items()
+        if role == "kernel_gradient"
+    ]
+    large = [
+        (layer, dataclasses.replace(t, sums=t.sums * 1e6) if layer == "zero" else t) for layer, t in kernel_gradients
+    ]
+    assert explain.vanishing_gradient_alerts(large, 0) == []
+
+
+def test_dead_units_before_a_max_pooling_are_off_on_their_own(tmp_path):
+    """Channels dead from a negative bias, before a 2x2 max-pooling that passes gradient to one position in four:
+    their missing gradient is their own activation being off, though dJ/da is zero in 3 of 4 cells anyway."""
+    keras.utils.set_random_seed(8)
+    x, y = data(shape=(8, 8, 3))
+    conv = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            conv,
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(CLASSES),
+        ]
+    )
+    model.build((None, 8, 8, 3))
+    conv.bias.assign(np.where(np.arange(16) < 8, -20.0, 0.0).astype(np.float32))
+    z = conv.convolution_op(tf.constant(x[:BATCH]), conv.kernel) + conv.bias
+    assert np.all(z.numpy()[..., :8] < 0)  # independently: channels 0-7 are off everywhere
+    diagnoses, _ = train(model, tmp_path, x, y)
+    gradient = next(d for d in diagnoses if (d.layer, d.role) == ("conv", "activation_gradient"))
+    assert "8 of 16 units get no gradient in any cell: their own activation is off there" in gradient.text
 
 
 def test_exact_cancellation_is_named(tmp_path):

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tb_matmul_explainer import __main__ as cli
 from tb_matmul_explainer import explain, loader, summary
+from tb_matmul_explainer.explain import rules
 
 
 def write(logdir, run, layers):
@@ -380,3 +381,12 @@ def test_units_dying_during_training_in_many_layers_lead_with_one_alert_for_thei
     dead = [a for a in steady if a.kind == "dead_units"]
     assert "dying_during_training" not in {a.kind for a in steady}
     assert len(dead) == 3 and not any(a.during_training for a in dead)
+
+
+def test_dying_during_training_names_the_learning_rate_only_for_a_layer_that_lost_most_of_its_units():
+    """A few units of a healthy layer die at any learning rate; half of a layer's units dying points at it."""
+    history = [explain.step_summary(0, 0, 32, 100, 5), explain.step_summary(10, 4, 32, 100, 5)]
+    few = rules.dead_since(4, 32, 10, 20, history)
+    assert "most died during training)" in few and "learning rate" not in few
+    many = rules.dead_since(20, 32, 10, 20, history)
+    assert "most died during training: a learning rate that is too high is a common cause" in many

@@ -56,7 +56,9 @@ a break; `layer` = where the problem starts):
     them (which say why): one alert, at the one latest in model order (nearest the loss), naming the others; no
     vanishing-gradient alert for them (their scale is 0: not small, absent). Severity 1.
   * collapsed weights (forward): >= COLLAPSED (50%) of the kernel's products involve zero weights (a zero
-    threshold), no weight non-finite.
+    threshold), no weight non-finite. Where >= 99% do (`run.WHOLLY_COLLAPSED`: an all-zero kernel), the layer's own
+    dead-unit and excess-near-zero alerts follow from it: they are folded into it ("Its dead units and near-zero
+    results follow from it"), one alert for one cause.
   * non-finite values in an operand or the result (severity 1, always first).
 Ranking: non-finite first, then origins before what follows from them, then severity, earliest step, model order
 (an origin comes before what it starves). Dead units follow from their producer when x.W is near zero in their

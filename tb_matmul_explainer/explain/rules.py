@@ -65,10 +65,14 @@ def held_since(step, history, condition):
     return since
 
 
+LOST_MOST = 0.5  # a layer that lost this share of its units during training points at the learning rate
+
+
 def dead_since(dead, of, since, step, history):
     """The words "since step S" of `dead` of `of` dead units held since S; where fewer were dead at S, how many then;
-    and where most died during training (`died_during_training`), that they did, which points at the training (a
-    learning rate too high), not at the initialisation."""
+    and where most died during training (`died_during_training`), that they did, which points at the training, not
+    at the initialisation; at a learning rate too high where they are at least LOST_MOST of the layer (a few
+    units of a healthy layer die at any learning rate: seen in a conv autoencoder at Adam 1e-3, 3e-4 and 1e-4)."""
     count = _dead_counts(of, step, history)
     words = f"since step {since}"
     if since in count and count[since] < dead:
@@ -76,7 +80,8 @@ def dead_since(dead, of, since, step, history):
     if died_during_training(dead, of, step, history):
         first = min(count)
         at_first = "" if first == since else f"{count[first] or 'none'} at step {first}; "
-        words += f" ({at_first}most died during training: a learning rate that is too high is a common cause)"
+        hint = ": a learning rate that is too high is a common cause" if dead >= LOST_MOST * of else ""
+        words += f" ({at_first}most died during training{hint})"
     return words
 
 
@@ -263,7 +268,7 @@ def _activation_gradient(t, info):
     fraction = float(t.near_zero_cells / t.cells) if t.cells > 0 else 0.0
     labels = {
         "near-zero activation derivative": "the activation is off or saturated",
-        "near-zero activation output gradient": "dJ/da, the gradient arriving from later layers, is small",
+        "near-zero activation output gradient": "dJ/da, the gradient arriving from later layers, is near zero",
     }
     named = {labels.get(k, k): v for k, v in found.items()}
     why = "; ".join(f"{k} ({v:.0%} of them)" for k, v in sorted(named.items(), key=lambda kv: -kv[1]))
@@ -274,18 +279,22 @@ def _activation_gradient(t, info):
     return named, "Nothing wrong here: " + text
 
 
+OWN_OFF = 0.99  # f'(z) near zero in this share of the units' cells: their own activation is off
+
+
 def _why_no_gradient(t):
     """Why the units with no dJ/dz in any cell get none, from their near-zero cells' pairs [class of dJ/da, class
-    of f'(z)]: where f'(z) alone is near zero (dJ/da is not) at least as often as dJ/da is, their own activation
-    is off; else no dJ/da arrives from after the layer."""
+    of f'(z)]: where f'(z) is near zero in at least OWN_OFF of them (whatever dJ/da is: a max-pooling after the
+    layer zeroes 3 in 4 of a unit's dJ/da anyway), or alone near zero at least as often as dJ/da is, their own
+    activation is off; else no dJ/da arrives from after the layer."""
     counts = t.dead_near_zero_counts if t.dead_near_zero_counts is not None else t.near_zero_counts
     counts = np.asarray(counts, np.float64).reshape(3, 3)
-    off_alone, none_arrives = counts[0, 1] + counts[2, 1], counts[1].sum()
-    if off_alone > 0 and off_alone >= none_arrives:
-        return "their own activation is off there, so their weights do not learn"
+    off, off_alone, none_arrives = counts[:, 1].sum(), counts[0, 1] + counts[2, 1], counts[1].sum()
+    if off > 0 and (off >= OWN_OFF * counts.sum() or off_alone >= none_arrives):
+        return "their own activation is off there, so their weights get no gradient"
     return (
         "no gradient arrives from after the layer (a later layer or the loss passes none back), so their weights "
-        "do not learn"
+        "get no gradient"
     )
 
 

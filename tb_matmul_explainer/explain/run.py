@@ -35,6 +35,12 @@ def relative_scale(record):
     return float((t.result_magnitude / live) / (t.reference / t.cells))
 
 
+def _has_relative_columns(record):
+    """Whether a kernel-gradient record holds |dW| and |W| (not version 1, not the summary ops' NaN columns)."""
+    t = totals(record)
+    return bool(np.isfinite(t.result_magnitude) and np.isfinite(t.reference))
+
+
 def gradient_scale(record):
     """How large a layer's kernel gradient is: `relative_scale` where recorded, else sum(|pair sums|) / cells, the
     version-1 bound on the mean |dW|. `record`: a `metadata.Record` or its `Totals`."""
@@ -55,8 +61,11 @@ def _vanishing(records, groups=None):
     before it (measured: 1e6 at the first layer of an 8-layer sigmoid MLP; at most 9 on healthy ResNet50,
     MobileNetV2, Transformer and ReLU MLPs, whose smallest relative scales sit in their *last* stages). Otherwise
     the version-1 rule: at most 1/V1_VANISHING_RATIO of the largest layer's scale."""
-    relative = {layer: relative_scale(r) for layer, r in records.items()}
-    if all(v is not None for v in relative.values()):
+    if all(_has_relative_columns(r) for r in records.values()):
+        # (a layer whose |W| is 0 has no relative scale: collapsed weights says so; the others are compared)
+        relative = {
+            layer: s for layer, s in ((layer, relative_scale(r)) for layer, r in records.items()) if s is not None
+        }
         groups = groups or {}
         by_group = {}
         for layer, _r in relative.items():
@@ -80,7 +89,7 @@ def _vanishing(records, groups=None):
 def vanishing_gradient_alerts(kernel_gradients, step):
     """Vanishing-gradient alerts at one step; `kernel_gradients`: [(layer, Record or Totals)] in model order."""
     return [
-        _vanishing_alert(layer, ratio, step, relative_scale(dict(kernel_gradients)[layer]) is not None)
+        _vanishing_alert(layer, ratio, step, _has_relative_columns(dict(kernel_gradients)[layer]))
         for layer, ratio in _vanishing(dict(kernel_gradients)).items()
     ]
 
@@ -143,7 +152,7 @@ def _vanishing_run(views, diagnoses):
         for s, layer_totals in earlier.items()
         if len(layer_totals) == len(series)
     ]
-    relative = relative_scale(next(iter(records.values()))) is not None
+    relative = all(_has_relative_columns(r) for r in records.values())
     return [
         _vanishing_alert(layer, ratio, held_since(step, history, lambda h, l=layer: l in h.vanishing), relative)
         for layer, ratio in vanishing.items()
@@ -381,6 +390,29 @@ def _no_gradient(views, diagnoses, alerts, order):
     return set(starved)
 
 
+WHOLLY_COLLAPSED = 0.99  # share of a kernel's products with a zero weight from which nothing else is news
+
+
+def _fold_into_collapsed(diagnoses, alerts):
+    """A layer whose kernel is all but entirely zero (collapsed-weights severity, the zero share, at least
+    WHOLLY_COLLAPSED) has dead units and near-zero results because of it: its own dead-unit and excess-near-zero
+    alerts, and the dead output features a consumer's input shows, are left out of the list (the records' texts keep
+    them), and its collapsed-weights alert says that they follow from it. (Where only some columns are zero, which
+    units are dead, and since when, is news.)"""
+    collapsed = {a.layer: a for a in alerts if a.kind == "collapsed_weights" and a.severity >= WHOLLY_COLLAPSED}
+    folded = [a for a in alerts if a.layer in collapsed and a.kind in ("dead_units", "excess_near_zero")]
+    for a in folded:
+        alerts.remove(a)
+        d = diagnoses.get((a.layer, a.role))
+        if d is not None and a in d.alerts:
+            d.alerts.remove(a)
+    words = {"dead_units": "dead units", "excess_near_zero": "near-zero results"}
+    for layer, alert in collapsed.items():
+        named = [w for kind, w in words.items() if any(a.kind == kind and a.layer == layer for a in folded)]
+        if named:
+            alert.message += f" Its {' and '.join(named)} follow from it."
+
+
 def _dying_during_training(alerts, order):
     """One alert for a run in which MANY_DYING or more layers' units died during training (`Alert.during_training`):
     a cause common to them all (the learning rate, most often), named once and first, at the layer that lost its
@@ -423,6 +455,7 @@ def diagnose_run(layers, step=None):
         diagnoses[(layer, role)] = d
         alerts.extend(d.alerts)
     _dead_inputs(layers, diagnoses, alerts)
+    _fold_into_collapsed(diagnoses, alerts)
     _starved_without_producer(layers, diagnoses, alerts)
     follows = _dead_from_dead_inputs(layers, diagnoses, alerts)
     order = {layer: view.info.index if view.info is not None else 0 for (layer, _), view in layers.items()}

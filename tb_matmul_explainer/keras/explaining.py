@@ -414,7 +414,7 @@ class Explaining:
 
         def totals(x, d_out, kernel, result, *thresholds):
             value = result
-            if value is None and not shared:
+            if value is None:  # (a frozen layer: computed here, for its |dW| too)
                 value = target.adapter.kernel_gradient(target, x, d_out, kernel_shape, geometry)
             unit_totals = self._kernel_gradient_totals(target, x, d_out, kernel_shape, geometry, value, thresholds)
             units = target.units["kernel_gradient"]
