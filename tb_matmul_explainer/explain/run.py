@@ -251,6 +251,8 @@ def _blocked(vanishing, alerts, views, diagnoses):
             (b for b in blockers if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(d.layer, (0, 0))), None
         )
         own = diagnoses.get((d.layer, "activation"))
+        if d.text.startswith("Nothing wrong"):
+            continue  # (as many near-zero results as the threshold makes normal: nothing to explain)
         if (
             d.starved
             and d.role == "kernel_gradient"
