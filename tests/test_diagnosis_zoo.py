@@ -284,6 +284,33 @@ def test_a_zero_kernel_does_not_make_a_layer_beside_it_vanish(tmp_path):
     assert explain.vanishing_gradient_alerts(large, 0) == []
 
 
+def test_zeros_carried_on_from_an_all_zero_layer_follow_from_it(tmp_path):
+    """An all-zero frozen kernel before BatchNormalization and a swish Activation (an EfficientNet block's
+    project conv): the BN and activation outputs are exactly zero too (swish(0) = 0 with slope 0.5: not "off").
+    The collapsed kernel leads; the zero features after it say they may be its zeros carried on, and rank after."""
+    keras.utils.set_random_seed(9)
+    x, y = data()
+    zero = keras.layers.Dense(16, kernel_initializer="zeros", use_bias=False, name="zero")
+    zero.trainable = False
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(32, activation="tanh", name="hidden"),
+            zero,
+            keras.layers.BatchNormalization(center=False, scale=False, name="bn"),
+            keras.layers.Activation("swish", name="act"),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ]
+    )
+    model.build((None, FEATURES))
+    a = model.layers[3](model.layers[2](zero(model.layers[0](tf.constant(x[:BATCH]))), training=True))
+    assert np.all(a.numpy() == 0)  # independently: exactly zero after BN and swish
+    _, alerts = train(model, tmp_path, x, y)
+    assert (alerts[0].kind, alerts[0].layer) == ("collapsed_weights", "zero")
+    carried = [a for a in alerts[1:] if a.role == "input_features"]
+    assert carried and all("They may be zero's zero outputs carried on" in a.message for a in carried)
+
+
 def test_dead_units_before_a_max_pooling_are_off_on_their_own(tmp_path):
     """Channels dead from a negative bias, before a 2x2 max-pooling that passes gradient to one position in four:
     their missing gradient is their own activation being off, though dJ/da is zero in 3 of 4 cells anyway."""

@@ -390,3 +390,36 @@ def test_dying_during_training_names_the_learning_rate_only_for_a_layer_that_los
     assert "most died during training)" in few and "learning rate" not in few
     many = rules.dead_since(20, 32, 10, 20, history)
     assert "most died during training: a learning rate that is too high is a common cause" in many
+
+
+def test_a_diverged_training_leads_with_one_alert_that_names_the_last_finite_step(tmp_path):
+    """Every weight NaN from step 20 in four layers (one update with a NaN gradient does that): one non-finite
+    alert for the run, not one per layer and role, naming the last recorded step without them (10), and no alert
+    that only NaN-filled records raise; an alert that began before (a layer whose kernel is zero from the start)
+    stays, after it."""
+    x, kernel = rng_normal(0, (32, 6)), rng_normal(1, (6, 6))
+    nan_kernel, zero_kernel = np.full_like(kernel, np.nan), np.zeros_like(kernel)
+    healthy_then_nan = [(0, x, kernel), (10, x, kernel), (20, x, nan_kernel), (30, x, nan_kernel)]
+    layers = write(
+        tmp_path,
+        "diverged",
+        [(f"dense_{i}", "forward", healthy_then_nan) for i in range(4)]
+        + [
+            ("zero", "forward", [(0, x, zero_kernel), (10, x, zero_kernel), (20, x, zero_kernel), (30, x, zero_kernel)])
+        ],
+    )
+    _, alerts = explain.diagnose_run(layers)
+    assert [(a.kind, a.layer, a.first_step) for a in alerts] == [
+        ("non_finite", "dense_0", 20),
+        ("collapsed_weights", "zero", 0),
+    ]
+    assert "in 4 layers, since step 20" in alerts[0].message
+    assert "The last recorded step without them is 10: diagnose that step (report --step 10" in alerts[0].message
+    # At step 10 nothing is NaN: the run's alerts are what led up to it.
+    assert [a.kind for a in explain.diagnose_run(layers, 10)[1]] == ["collapsed_weights"]
+    # Two layers: their own alerts, as before.
+    two = write(tmp_path / "two", "diverged", [(f"dense_{i}", "forward", healthy_then_nan) for i in range(2)])
+    assert [(a.kind, a.layer) for a in explain.diagnose_run(two)[1]] == [
+        ("non_finite", "dense_0"),
+        ("non_finite", "dense_1"),
+    ]

@@ -59,7 +59,13 @@ a break; `layer` = where the problem starts):
     threshold), no weight non-finite. Where >= 99% do (`run.WHOLLY_COLLAPSED`: an all-zero kernel), the layer's own
     dead-unit and excess-near-zero alerts follow from it: they are folded into it ("Its dead units and near-zero
     results follow from it"), one alert for one cause.
-  * non-finite values in an operand or the result (severity 1, always first).
+  * non-finite values in an operand or the result (severity 1, always first). In MANY_NON_FINITE (3) or more layers
+    (a diverged training: one NaN update makes every weight NaN) the run's list holds one alert for them all, at the
+    first layer in model order, naming the last recorded step without them (diagnose it for what led up to them);
+    the run's other alerts that began at or after their first step read NaN-filled records and are left out.
+  * dead output features at a producer without records, after a layer whose outputs are all zero (an all-zero
+    kernel or every unit dead) in model order: "They may be <layer>'s zero outputs carried on" (BatchNormalization
+    and an activation pass a zero input on as zero, whatever the slope), ranked after it.
 Ranking: non-finite first, then origins before what follows from them, then severity, earliest step, model order
 (an origin comes before what it starves). Dead units follow from their producer when x.W is near zero in their
 inactive cells and their layer is starved by a producer that has a dead-unit alert itself (all of a ReLU layer's

@@ -19,6 +19,7 @@ from tb_matmul_explainer.explain.rules import (
 from tb_matmul_explainer.explain.table import dead_count, totals
 
 MANY_DYING = 3  # layers whose units died during training that make one run-level alert (a common cause)
+MANY_NON_FINITE = 3  # layers with non-finite values that make one run-level alert (a diverged training)
 VANISHING_RATIO = 100.0  # later layers' largest mean |dW| / mean |W| over this and earlier layers' largest
 V1_VANISHING_RATIO = 100.0  # on the version-1 measure, as version 1 of the diagnosis judged it
 
@@ -178,7 +179,7 @@ def _dead_inputs(views, diagnoses, alerts):
         dead, of, _ = dead_count(t)
         if not dead:
             continue
-        share = dead / of
+        share = dead / of - (t.nonfinite[0] / t.cells if t.cells > 0 else 0.0)  # (NaN is Z: not a dead feature)
         producer, kind = info.producer, info.producer_kind
         named = producer
         if not producer:  # (a subclassed model: the layer whose dead units match these dead features, if one does)
@@ -395,6 +396,31 @@ def _no_gradient(views, diagnoses, alerts, order):
 WHOLLY_COLLAPSED = 0.99  # share of a kernel's products with a zero weight from which nothing else is news
 
 
+def _downstream_of_zero_layer(alerts, order):
+    """Dead output features alerted at a producer without records (`_dead_inputs`) that comes after a layer whose
+    outputs are all zero (an all-zero kernel, or every unit dead): they may be that layer's zeros carried on (an
+    activation layer passes a zero input on as a zero whatever its slope), so their alert says so and ranks after
+    it. Returns the ids of those alerts."""
+    zero_layers = [
+        a
+        for a in alerts
+        if (a.kind == "collapsed_weights" and a.severity >= WHOLLY_COLLAPSED)
+        or (a.kind == "dead_units" and a.severity >= WHOLLY_COLLAPSED and a.role in ("activation", "forward"))
+    ]
+    follows = set()
+    for a in alerts:
+        if a.kind != "dead_units" or a.role != "input_features" or not a.seen_in:
+            continue
+        before = [z for z in zero_layers if z.layer != a.layer and order[z.layer] < order[a.seen_in]]
+        if before:
+            origin = max(before, key=lambda z: order[z.layer]).layer
+            a.message += (
+                f" They may be {origin}'s zero outputs carried on (see {origin}'s alert, before it): look there first."
+            )
+            follows.add(id(a))
+    return follows
+
+
 def _fold_into_collapsed(diagnoses, alerts):
     """A layer whose kernel is all but entirely zero (collapsed-weights severity, the zero share, at least
     WHOLLY_COLLAPSED) has dead units and near-zero results because of it: its own dead-unit and excess-near-zero
@@ -437,6 +463,38 @@ def _dying_during_training(alerts, order):
     )
 
 
+def _non_finite_in_many(alerts, order, views, diagnoses):
+    """One alert for non-finite values in MANY_NON_FINITE or more layers (a training that diverged: every weight is
+    NaN once one update was), in the place of theirs in the run's list (each layer's diagnosis keeps its own): at
+    the first layer in model order of those with the earliest first step, naming the last recorded step without
+    them, where what led up to them shows. The run's other alerts that began at or after that step read NaN-filled
+    records (NaN is classed near zero): they are left out of the list; those that began before stay (a cause, it
+    may be). Returns the alerts, changed or not."""
+    non_finite = [a for a in alerts if a.kind == "non_finite"]
+    layers = {a.layer for a in non_finite}
+    if len(layers) < MANY_NON_FINITE:
+        return alerts
+    first = min(non_finite, key=lambda a: (a.first_step, order[a.layer]))
+    d = diagnoses[(first.layer, first.role)]
+    before = [h.step for h in views[(first.layer, first.role)].history(d.step) if h.step < first.first_step]
+    where = (
+        f"The last recorded step without them is {max(before)}: diagnose that step (report --step {max(before)}, or "
+        f"that step in the tab) for what led up to them; the records since read NaN."
+        if before
+        else "No recorded step is without them."
+    )
+    merged = Alert(
+        "non_finite",
+        first.layer,
+        first.role,
+        first.first_step,
+        1.0,
+        f"non-finite values (NaN or inf) in {len(layers)} layers, since step {first.first_step} (the first in model "
+        f"order: {first.layer}): the training diverged, or one layer made them and the others took them in. {where}",
+    )
+    return [merged] + [a for a in alerts if a.kind != "non_finite" and a.first_step < first.first_step]
+
+
 def diagnose_run(layers, step=None):
     """Diagnoses every (layer, role) of a run at `step` (default: each layer's latest record).
 
@@ -472,9 +530,11 @@ def diagnose_run(layers, step=None):
         d = diagnoses[(a.layer, a.role)]
         d.alerts.append(a)
         d.text = ("" if d.text.startswith("Nothing wrong") else d.text + " ") + sentence(a.message)
+    follows |= _downstream_of_zero_layer(alerts, order)
     dying = _dying_during_training(alerts, order)
     if dying is not None:
         alerts.append(dying)
+    alerts = _non_finite_in_many(alerts, order, layers, diagnoses)
     alerts.sort(
         key=lambda a: (
             a.kind != "non_finite",
