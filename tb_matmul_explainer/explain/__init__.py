@@ -16,10 +16,10 @@ Causes of near-zero results (matmul roles), from the products inside near-zero r
 Alerts (severity in [0, 1]; `first_step` = the first recorded step from which the alert's condition held without
 a break; `layer` = where the problem starts):
   * dead units (activation role): units whose activation is inactive (`activations.py`: |f'(z)| <= 1% of its
-    largest slope: ReLU off, sigmoid/tanh saturated) in >= 99% of their cells, for >= DEAD_UNITS (10%) of the
-    units. The cause says which sets the sign of z in those cells: the bias outweighing x.W, x.W near zero (a dead
-    input) with the bias deciding, or x.W itself. Severity = dead share. Not raised where the loss reads the
-    layer's logits (metadata `loss_reads_logits`: Keras' cross-entropy on a sigmoid or softmax output): there
+    largest slope: ReLU off, sigmoid/tanh saturated, silu/gelu "flat") in >= 99% of their cells, for >= DEAD_UNITS
+    (10%) of the units. The cause says which sets the sign of z in those cells: the bias outweighing x.W, x.W near
+    zero (a dead input) with the bias deciding, or x.W itself. Severity = dead share. Not raised where the loss reads
+    the layer's logits (metadata `loss_reads_logits`: Keras' cross-entropy on a sigmoid or softmax output): there
     dJ/dz = p - y whatever f'(z), and a confident classifier's output is saturated almost everywhere.
   * dead units (input features, across layers): >= 10% of a layer's input features near zero in every row. Named at
     the layer that produced them (from the Keras graph, through Flatten/pooling/Dropout/padding): an Activation,

@@ -104,28 +104,14 @@ def because(causes):
 
 
 def inactive_word(activation):
-    """How an inactive activation is called: "off" for the ReLU family, "saturated" for the others."""
-    return (
-        "off"
-        if activation
-        in (
-            "relu",
-            "relu6",
-            "leaky_relu",
-            "elu",
-            "selu",
-            "celu",
-            "softplus",
-            "gelu",
-            "silu",
-            "swish",
-            "mish",
-            "hard_silu",
-            "hard_swish",
-            "threshold",
-        )
-        else "saturated"
-    )
+    """How an inactive activation is called: "off" for the ReLU family, "flat" for the smooth ones whose slope is
+    also near zero around their minimum (silu's at z = -1.28: inactive there is not the negative tail alone),
+    "saturated" for the others."""
+    if activation in ("gelu", "silu", "swish", "mish", "hard_silu", "hard_swish"):
+        return "flat"
+    if activation in ("relu", "relu6", "leaky_relu", "elu", "selu", "celu", "softplus", "threshold"):
+        return "off"
+    return "saturated"
 
 
 def _inactive_shares(t):

@@ -244,7 +244,7 @@ def _activation(t, layer, role, step, info, history):
         return alerts, found, text
     if of and dead / of - non_finite_results(t.nonfinite, t.cells) >= DEAD_UNITS:
         cause = causes_lib.activation_cause(t, name)
-        kind = "dying ReLUs" if word == "off" else f"saturated {name}"
+        kind = "dying ReLUs" if word == "off" else f"{word} {name}"
         alerts.append(_dated(
             "dead_units", layer, role, step, history,
             lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,

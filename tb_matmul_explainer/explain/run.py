@@ -441,6 +441,25 @@ def _fold_into_collapsed(diagnoses, alerts):
             alert.message += f" Its {' and '.join(named)} follow from it."
 
 
+def _gradient_of_dead_activation(views, diagnoses):
+    """The activation-gradient line of a layer whose activation record has a dead-unit alert is not "nothing wrong"
+    where its percentile threshold, relative to dJ/dz's own (tiny) values, calls few of them near zero (a sigmoid
+    saturated by its bias scales every dJ/dz by ~1e-8): it says how often f'(z) is near zero."""
+    for (layer, role), d in diagnoses.items():
+        own = diagnoses.get((layer, "activation"))
+        if role != "activation_gradient" or own is None or not any(a.kind == "dead_units" for a in own.alerts):
+            continue
+        if not d.text.startswith("Nothing wrong here: "):
+            continue
+        t = totals(views[(layer, role)].record_at(d.step)[1])
+        flat = causes_lib.z_shares(t.counts)["second"]
+        d.text = (
+            f"{sentence(d.text[len('Nothing wrong here: ') :])} But its units are dead (its activation's alert): f'(z) "
+            f"is near zero in {flat:.0%} of cells and scales dJ/dz down there, which a threshold relative to dJ/dz's "
+            f"own values does not call near zero."
+        )
+
+
 def _dying_during_training(alerts, order):
     """One alert for a run in which MANY_DYING or more layers' units died during training (`Alert.during_training`):
     a cause common to them all (the learning rate, most often), named once and first, at the layer that lost its
@@ -531,6 +550,7 @@ def diagnose_run(layers, step=None):
         d.alerts.append(a)
         d.text = ("" if d.text.startswith("Nothing wrong") else d.text + " ") + sentence(a.message)
     follows |= _downstream_of_zero_layer(alerts, order)
+    _gradient_of_dead_activation(layers, diagnoses)
     dying = _dying_during_training(alerts, order)
     if dying is not None:
         alerts.append(dying)
