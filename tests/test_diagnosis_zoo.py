@@ -311,6 +311,26 @@ def test_zeros_carried_on_from_an_all_zero_layer_follow_from_it(tmp_path):
     assert carried and all("They may be zero's zero outputs carried on" in a.message for a in carried)
 
 
+def test_kernel_entries_that_meet_only_explicit_padding_are_zero_by_construction(tmp_path):
+    """A ZeroPadding2D layer before a valid 5x5 stride-2 convolution of a 2x2 map (EfficientNet's block6a_dwconv
+    and its _pad): 21 of 25 kernel taps only meet padding, so most of dW is exactly zero. Its text says so."""
+    keras.utils.set_random_seed(10)
+    x, y = data(shape=(2, 2, 4))
+    model = keras.Sequential(
+        [
+            keras.Input((2, 2, 4)),
+            keras.layers.ZeroPadding2D(2, name="zero_pad"),
+            keras.layers.Conv2D(8, 5, strides=2, activation="relu", name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ]
+    )
+    diagnoses, alerts = train(model, tmp_path, x, y)
+    assert alerts == []
+    text = next(d.text for d in diagnoses if (d.layer, d.role) == ("conv", "kernel_gradient"))
+    assert "Its input's exact zeros come from zero_pad" in text and "zero by construction, nothing to fix" in text
+
+
 def test_dead_units_before_a_max_pooling_are_off_on_their_own(tmp_path):
     """Channels dead from a negative bias, before a 2x2 max-pooling that passes gradient to one position in four:
     their missing gradient is their own activation being off, though dJ/da is zero in 3 of 4 cells anyway."""

@@ -175,6 +175,7 @@ def _dead_inputs(views, diagnoses, alerts):
         info = views[(layer, role)].info
         if role != "input_features" or info is None:
             continue
+        _zeros_by_construction(diagnoses.get((layer, "kernel_gradient")), info)
         t = totals(views[(layer, role)].record_at(d.step)[1])
         dead, of, _ = dead_count(t)
         if not dead:
@@ -220,6 +221,22 @@ def _dead_inputs(views, diagnoses, alerts):
                 during_training=died_during_training(dead, of, d.step, history),
             )
     alerts.extend(by_producer.values())
+
+
+def _zeros_by_construction(kernel_gradient, info):
+    """A kernel gradient whose near-zero entries come from its input's zeros, where a ZeroPadding or Dropout layer
+    between the producer and the layer made exact zeros (`info.zeroed_by`, of its input-features record): its text
+    says they are zero by construction (an EfficientNet's explicitly padded stride-2 convolutions read 84% near
+    zero for it)."""
+    if kernel_gradient is None or not kernel_gradient.starved or not info.zeroed_by:
+        return
+    if kernel_gradient.text.startswith("Nothing wrong") or "near-zero input" not in kernel_gradient.text:
+        return
+    verb = "sets" if len(info.zeroed_by) == 1 else "set"
+    kernel_gradient.text += (
+        f" Its input's exact zeros come from {', '.join(info.zeroed_by)}, which {verb} values to exactly zero "
+        f"(padding or dropout): zero by construction, nothing to fix there."
+    )
 
 
 def _matching_producer(views, diagnoses, step, dead, of):
