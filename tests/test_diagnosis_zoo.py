@@ -282,6 +282,9 @@ def test_a_zero_kernel_does_not_make_a_layer_beside_it_vanish(tmp_path):
         (layer, dataclasses.replace(t, sums=t.sums * 1e6) if layer == "zero" else t) for layer, t in kernel_gradients
     ]
     assert explain.vanishing_gradient_alerts(large, 0) == []
+    # ... as when its record has no |dW| at all (a frozen layer's, before the record computed it).
+    unknown = [(layer, dataclasses.replace(t, result_magnitude=np.nan) if layer == "zero" else t) for layer, t in large]
+    assert explain.vanishing_gradient_alerts(unknown, 0) == []
 
 
 def test_zeros_carried_on_from_an_all_zero_layer_follow_from_it(tmp_path):

@@ -57,13 +57,14 @@ def _vanishing(records, groups=None):
     (`metadata.PluginMetadata.group`: layers of one group, such as an attention layer's projections, read the same
     input at the same depth and are judged together; default: each layer its own).
 
-    Relative scales (every record has them): gradients vanish going backward, so a layer is vanishing when the
-    largest relative scale of the layers after it is at least VANISHING_RATIO x the largest of it and every layer
-    before it (measured: 1e6 at the first layer of an 8-layer sigmoid MLP; at most 9 on healthy ResNet50,
-    MobileNetV2, Transformer and ReLU MLPs, whose smallest relative scales sit in their *last* stages). Otherwise
-    the version-1 rule: at most 1/V1_VANISHING_RATIO of the largest layer's scale."""
-    if all(_has_relative_columns(r) for r in records.values()):
-        # (a layer whose |W| is 0 has no relative scale: collapsed weights says so; the others are compared)
+    Relative scales (where records have them: not version 1): gradients vanish going backward, so a layer is
+    vanishing when the largest relative scale of the layers after it is at least VANISHING_RATIO x the largest of
+    it and every layer before it (measured: 1e6 at the first layer of an 8-layer sigmoid MLP; at most 9 on healthy
+    ResNet50, MobileNetV2, Transformer and ReLU MLPs, whose smallest relative scales sit in their *last* stages).
+    Otherwise the version-1 rule: at most 1/V1_VANISHING_RATIO of the largest layer's scale."""
+    if any(_has_relative_columns(r) for r in records.values()):
+        # (a layer whose |W| is 0 has no relative scale: collapsed weights says so; a record without the columns,
+        # such as a frozen layer's before this version computed its |dW|, is left out too; the others are compared)
         relative = {
             layer: s for layer, s in ((layer, relative_scale(r)) for layer, r in records.items()) if s is not None
         }
@@ -153,7 +154,7 @@ def _vanishing_run(views, diagnoses):
         for s, layer_totals in earlier.items()
         if len(layer_totals) == len(series)
     ]
-    relative = all(_has_relative_columns(r) for r in records.values())
+    relative = any(_has_relative_columns(r) for r in records.values())
     return [
         _vanishing_alert(layer, ratio, held_since(step, history, lambda h, l=layer: l in h.vanishing), relative)
         for layer, ratio in vanishing.items()
