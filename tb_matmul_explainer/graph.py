@@ -15,7 +15,8 @@ does not trace into a graph; a layer not yet called).
 Nested models (a backbone, or a Sequential block, used as a layer of another model) are looked through: a walk that
 reaches a nested model's input continues with what feeds the model where it is called, and a nested model that
 produced the input is entered at its output layer (`nested_inputs`). A nested model called from Python code (in
-a subclassed layer's `call`) is called in no graph: its layers' producer is not known.
+a subclassed layer's `call`) is called in no graph: its layers' producer is not known. (A Bidirectional or
+TimeDistributed layer's inner layer is not either: `keras/model.py` asks for the wrapper's.)
 
 The functional graph is read through `internals.first_inputs` (private Keras API, tested in
 tests/test_internals.py).

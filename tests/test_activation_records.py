@@ -219,6 +219,24 @@ def test_producers_are_found_through_nested_models():
     }
 
 
+def test_a_wrapped_layer_reads_the_wrappers_input():
+    """Bidirectional and TimeDistributed call their inner layer in no graph of its own: its producer (and the
+    zero-making layers before it) are the wrapper's."""
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    h = keras.layers.Embedding(20, 8, name="emb")(tokens)
+    h = keras.layers.Dropout(0.5, name="drop")(h)
+    h = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi")(h)
+    model = keras.Model(tokens, keras.layers.TimeDistributed(keras.layers.Dense(3), name="td")(h))
+    targets, _, _ = tk.model.resolve(model, None, ("forward",), 0.95, (None, None, None))
+    assert {t.name: (t.producer, t.zeroed_by) for t in targets} == {
+        "bi/forward_lstm/kernel": (("emb", "layer"), ("drop",)),
+        "bi/forward_lstm/recurrent_kernel": (("bi/forward_lstm/kernel", "layer"), ()),
+        "bi/backward_lstm/kernel": (("emb", "layer"), ("drop",)),
+        "bi/backward_lstm/recurrent_kernel": (("bi/backward_lstm/kernel", "layer"), ()),
+        "td/dense": (("bi", "layer"), ()),
+    }
+
+
 class _Subclassed(keras.Model):
     def __init__(self):
         super().__init__()

@@ -54,11 +54,17 @@ class Target:
 
 @dataclasses.dataclass(frozen=True)
 class _WalkContext:
-    """What a walk to a layer's producer needs of the model: the nested models' inputs (`graph.nested_inputs`) and
-    every walked layer's Keras path, by id."""
+    """What a walk to a layer's producer needs of the model: the nested models' inputs (`graph.nested_inputs`),
+    every walked layer's Keras path, by id, and the walked layers by index (an entry's `group`)."""
 
     owners: dict
     paths: dict
+    by_index: dict
+
+
+# Wrappers whose inner layer reads the wrapper's one input (time step by time step, or in both directions): the
+# inner layer is called in no graph of its own, so its producer is the wrapper's.
+_SAME_INPUT_WRAPPERS = (keras.layers.Bidirectional, keras.layers.TimeDistributed)
 
 
 def walk(model):
@@ -157,6 +163,8 @@ def _targets(entry, adapter, roles, confidence, thresholds, walk_context):
 def _target(entry, adapter, part, roles, confidence, thresholds, walk_context, producer=None):
     layer = entry.layer
     act = activations.describe(adapter.activation(layer))
+    holder = walk_context.by_index.get(entry.group)
+    read_from = holder if isinstance(holder, _SAME_INPUT_WRAPPERS) and holder is not layer else layer
     target = Target(
         layer=layer,
         index=entry.index,
@@ -167,8 +175,8 @@ def _target(entry, adapter, part, roles, confidence, thresholds, walk_context, p
         plan=adapter.plan(layer),
         activation=act,
         roles=roles_of(act, roles),
-        producer=producer or graph.producer_of(layer, walk_context.owners, walk_context.paths),
-        zeroed_by=() if producer else graph.zeroed_by(layer, walk_context.owners),
+        producer=producer or graph.producer_of(read_from, walk_context.owners, walk_context.paths),
+        zeroed_by=() if producer else graph.zeroed_by(read_from, walk_context.owners),
         part=part,
     )
     target.units = {role: adapter.units(layer, role, part) for role in target.roles}
@@ -206,7 +214,11 @@ def resolve(model, wanted, roles, confidence, thresholds):
     (each warned about), and the walk."""
     entries = walk(model)
     chosen = _chosen(entries, wanted)
-    walk_context = _WalkContext(graph.nested_inputs(e.layer for e in entries), {id(e.layer): e.path for e in entries})
+    walk_context = _WalkContext(
+        graph.nested_inputs(e.layer for e in entries),
+        {id(e.layer): e.path for e in entries},
+        {e.index: e.layer for e in entries},
+    )
     targets, skipped = [], {}
     for entry in entries:
         if chosen is not None and id(entry.layer) not in chosen:
