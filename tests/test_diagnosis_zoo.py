@@ -334,6 +334,43 @@ def test_kernel_entries_that_meet_only_explicit_padding_are_zero_by_construction
     assert "Its input's exact zeros come from zero_pad" in text and "zero by construction, nothing to fix" in text
 
 
+def test_a_zero_key_projection_is_collapsed_and_the_scores_that_read_it_are_not(tmp_path):
+    """Attention with a frozen all-zero key projection: the key tensor is exactly zero, so query x key (whose
+    second operand is an activation, not a kernel) is zero too. The collapsed weights are the projection's, alone;
+    the scores' einsum is starved by its operand, not "collapsed"."""
+    keras.utils.set_random_seed(11)
+    x, y = data(shape=(6, FEATURES))
+    inputs = keras.Input((6, FEATURES))
+    mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")
+    h = keras.layers.GlobalAveragePooling1D()(mha(inputs, inputs))
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(h))
+    key = mha._key_dense
+    key.kernel.assign(np.zeros(key.kernel.shape, np.float32))
+    key.trainable = False
+    _, alerts = train(model, tmp_path, x, y)
+    collapsed = [a.layer for a in alerts if a.kind == "collapsed_weights"]
+    assert collapsed == ["mha/key"]
+    assert not [a for a in alerts if a.layer == "mha/attention_scores" and a.kind == "collapsed_weights"]
+
+
+def test_a_starved_gradient_is_blamed_on_the_layer_after_it_that_passes_least_back(tmp_path):
+    """Half of `half`'s units dead, with a residual path around it; every unit of `shut` after it dead: `first`
+    gets no gradient because of `shut`, not `half` (the first dead layer after it in model order)."""
+    keras.utils.set_random_seed(12)
+    x, y = data()
+    inputs = keras.Input((FEATURES,))
+    h = keras.layers.Dense(32, activation="relu", name="first")(inputs)
+    half = keras.layers.Dense(32, activation="relu", name="half")
+    h = keras.layers.Add()([h, half(h)])
+    shut = keras.layers.Dense(32, activation="relu", bias_initializer=keras.initializers.Constant(-50.0), name="shut")
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(shut(h)))
+    half.bias.assign(np.where(np.arange(32) < 16, -50.0, 0.0).astype(np.float32))
+    diagnoses, alerts = train(model, tmp_path, x, y, optimizer=keras.optimizers.SGD(0.0))
+    assert {(a.layer, round(a.severity, 2)) for a in alerts if a.kind == "dead_units"} >= {("half", 0.5), ("shut", 1.0)}
+    first = next(d.text for d in diagnoses if (d.layer, d.role) == ("first", "kernel_gradient"))
+    assert "because shut, after it, passes almost none back" in first
+
+
 def test_dead_units_before_a_max_pooling_are_off_on_their_own(tmp_path):
     """Channels dead from a negative bias, before a 2x2 max-pooling that passes gradient to one position in four:
     their missing gradient is their own activation being off, though dJ/da is zero in 3 of 4 cells anyway."""

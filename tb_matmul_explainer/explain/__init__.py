@@ -56,7 +56,9 @@ a break; `layer` = where the problem starts):
     them (which say why): one alert, at the one latest in model order (nearest the loss), naming the others; no
     vanishing-gradient alert for them (their scale is 0: not small, absent). Severity 1.
   * collapsed weights (forward): >= COLLAPSED (50%) of the kernel's products involve zero weights (a zero
-    threshold), no weight non-finite. Where >= 99% do (`run.WHOLLY_COLLAPSED`: an all-zero kernel), the layer's own
+    threshold), no weight non-finite; only where the second operand is a kernel (attention's query x key and
+    attention x value einsums multiply two activations: a zero key is its projection's doing, and such an einsum
+    is starved by either operand). Where >= 99% do (`run.WHOLLY_COLLAPSED`: an all-zero kernel), the layer's own
     dead-unit and excess-near-zero alerts follow from it: they are folded into it ("Its dead units and near-zero
     results follow from it"), one alert for one cause.
   * non-finite values in an operand or the result (severity 1, always first). In MANY_NON_FINITE (3) or more layers

@@ -128,12 +128,20 @@ def _cancelled(t):
 _FROM_OTHER_LAYERS = {"forward": "first", "kernel_gradient": "either", "input_gradient": "first"}
 
 
-def _is_starved(t, role):
+def _has_kernel(info):
+    """Whether the record's second matmul operand is the layer's kernel (not an activation, as in attention's
+    query x key and attention x value einsums: `metadata.OP_OPERANDS`); unknown (no metadata): assumed."""
+    return info is None or "kernel" in info.operands
+
+
+def _is_starved(t, role, info=None):
     """Nearly all the near-zero cells' products have a near-zero operand that another layer made (a dead
-    producer's output, or an output gradient that dead units after it do not pass back): the problem is theirs."""
+    producer's output, or an output gradient that dead units after it do not pass back): the problem is theirs.
+    Both operands of a product of two activations (attention's einsums) are made by other layers."""
     if t.near_zero_cells <= 0 or role not in _FROM_OTHER_LAYERS:
         return False
-    return causes_lib.z_shares(t.near_zero_counts)[_FROM_OTHER_LAYERS[role]] >= causes_lib.DOMINANT
+    made_elsewhere = _FROM_OTHER_LAYERS[role] if _has_kernel(info) else "either"
+    return causes_lib.z_shares(t.near_zero_counts)[made_elsewhere] >= causes_lib.DOMINANT
 
 
 def _non_finite_alert(t, layer, role, step, history, info):
@@ -154,7 +162,7 @@ def _matmul_alerts(t, layer, role, step, info, history):
     alerts = []
     nf = non_finite_results(t.nonfinite, t.cells)
     dead, of, units = dead_count(t)
-    if role == "forward" and of and dead / of - nf >= DEAD_UNITS and not _is_starved(t, role):
+    if role == "forward" and of and dead / of - nf >= DEAD_UNITS and not _is_starved(t, role, info):
         alerts.append(_dated(
             "dead_units", layer, role, step, history,
             lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,
@@ -164,7 +172,7 @@ def _matmul_alerts(t, layer, role, step, info, history):
         ))  # fmt: skip
     expected = expected_near_zero_fraction(info)
     excess = _near_zero_share(t) - nf - expected if expected is not None else -1.0
-    if excess >= EXCESS and not _is_starved(t, role):
+    if excess >= EXCESS and not _is_starved(t, role, info):
         alerts.append(_dated(
             "excess_near_zero", layer, role, step, history,
             lambda h: _near_zero_share(h.totals) - h.non_finite_results - expected >= EXCESS, min(1.0, excess),
@@ -178,7 +186,7 @@ def _matmul_alerts(t, layer, role, step, info, history):
             f"their products (large positive and negative products of equal size) since step {since}.",
         ))  # fmt: skip
     collapsed, kernel_zero = _collapsed(t)
-    if role == "forward" and collapsed:
+    if role == "forward" and collapsed and _has_kernel(info):  # (a zero key or value is an input's doing)
         alerts.append(_dated(
             "collapsed_weights", layer, role, step, history, lambda h: _collapsed(h.totals)[0], float(kernel_zero),
             lambda since: f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights have "
@@ -215,7 +223,7 @@ def _matmul_text(t, role, info, alerts, found):
             + [f"{fraction:.0%} of results are near zero{counted}{padded}{', ' + why if why else ''}{normal}."]
             + rest
         )
-    if _is_starved(t, role) and _unusual(t, info):
+    if _is_starved(t, role, info) and _unusual(t, info):
         return f"{fraction:.0%} of results are near zero, {why or 'because its input is near zero'}."
     if t.near_zero_cells:
         text = f"Nothing wrong: {fraction:.0%} of results are near zero{padded}, as expected for this layer."
@@ -334,7 +342,7 @@ def diagnose(record, *, layer="", role="forward", step=0, info=None, history=())
         text = _input_features(t, info)
     else:
         alerts += _matmul_alerts(t, layer, role, step, info, history)
-        starved = _is_starved(t, role)
+        starved = _is_starved(t, role, info)
         found = causes_lib.near_zero_causes(t, info, with_cancellation=bool(alerts))
         text = _matmul_text(t, role, info, alerts, found)
     if role not in ("forward", "kernel_gradient", "input_gradient") and any(a.kind == "non_finite" for a in alerts):

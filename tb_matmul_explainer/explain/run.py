@@ -252,6 +252,17 @@ def _matching_producer(views, diagnoses, step, dead, of):
     return matches[0] if len(matches) == 1 else None
 
 
+def _blocker_after(layer, blockers, order):
+    """The blocker (a dead-unit or collapsed-weights alert) after `layer` in model order that passes the least
+    gradient back: the most severe, the nearest of equals (a layer with half its units dead, which a residual path
+    goes around, does not explain what a wholly dead one after it does), or None."""
+    at = order.get(layer, (0, 0))
+    after = [b for b in blockers if order.get(b.layer, order.get(b.seen_in, (0, 0))) > at]
+    return min(
+        after, key=lambda b: (-round(b.severity, 2), order.get(b.layer, order.get(b.seen_in, (0, 0)))), default=None
+    )
+
+
 def _blocked(vanishing, alerts, views, diagnoses):
     """Vanishing-gradient alerts less those of starved layers and of layers before a layer with dead units or
     collapsed weights: no gradient passes back through those, which their own alert says (the earlier layer's
@@ -266,9 +277,7 @@ def _blocked(vanishing, alerts, views, diagnoses):
         and not (a.role == "input_features" and a.layer == a.seen_in)
     ]
     for d in diagnoses.values():
-        blocker = next(
-            (b for b in blockers if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(d.layer, (0, 0))), None
-        )
+        blocker = _blocker_after(d.layer, blockers, order)
         own = diagnoses.get((d.layer, "activation"))
         if d.text.startswith("Nothing wrong"):
             continue  # (as many near-zero results as the threshold makes normal: nothing to explain)
@@ -290,9 +299,7 @@ def _blocked(vanishing, alerts, views, diagnoses):
         d = diagnoses.get((a.layer, a.role))
         if d is not None and d.starved:
             continue  # its kernel gradient is near zero because an operand from another layer is: said there
-        blocker = next(
-            (b for b in blockers if order.get(b.layer, order.get(b.seen_in, (0, 0))) > order.get(a.layer, (0, 0))), None
-        )
+        blocker = _blocker_after(a.layer, blockers, order)
         if blocker is None:
             kept.append(a)
             continue
@@ -309,6 +316,7 @@ def _starved_without_producer(views, diagnoses, alerts):
     """A starved forward layer with dead units whose run has no input_features record for it (the summary ops,
     version 1, or roles chosen without it) cannot name where its zeros start: its dead units are alerted at the
     layer itself, as before, saying that their input is what is near zero."""
+    recorded_inputs = any(role == "input_features" for _, role in diagnoses)
     for (layer, role), d in diagnoses.items():
         if role != "forward" or not d.starved or (layer, "input_features") in diagnoses:
             continue
@@ -318,6 +326,19 @@ def _starved_without_producer(views, diagnoses, alerts):
             continue
         history = views[(layer, role)].history(d.step)
         since = held_since(d.step, history, lambda h: h.dead_share >= DEAD_UNITS)
+        info = views[(layer, role)].info
+        if info is not None and "kernel" not in info.operands:
+            why = (
+                f"because their operands ({', '.join(info.operands)}) are near zero: look at the layers that make "
+                f"them (the attention's projections and what feeds them)"
+            )
+        elif recorded_inputs:
+            why = "because their input is near zero: the layer before it is likely dead (it is not recorded)"
+        else:
+            why = (
+                "because their input is near zero: the layer before it is likely dead (record the input_features "
+                "and activation roles to name it)"
+            )
         alert = Alert(
             "dead_units",
             layer,
@@ -325,9 +346,7 @@ def _starved_without_producer(views, diagnoses, alerts):
             since,
             dead / of,
             f"{dead} of {of} {units} are dead (near zero in every cell) "
-            f"{dead_since(dead, of, since, d.step, history)}, "
-            f"because their input is near zero: the layer before it is likely dead (record the "
-            f"input_features and activation roles to name it).",
+            f"{dead_since(dead, of, since, d.step, history)}, {why}.",
             during_training=died_during_training(dead, of, d.step, history),
         )
         d.alerts.append(alert)
@@ -419,11 +438,11 @@ def _downstream_of_zero_layer(alerts, order):
     outputs are all zero (an all-zero kernel, or every unit dead): they may be that layer's zeros carried on (an
     activation layer passes a zero input on as a zero whatever its slope), so their alert says so and ranks after
     it. Returns the ids of those alerts."""
-    zero_layers = [
+    zero_layers = [  # (not a forward record's dead units: those of a layer that is itself fed zeros, as often)
         a
         for a in alerts
         if (a.kind == "collapsed_weights" and a.severity >= WHOLLY_COLLAPSED)
-        or (a.kind == "dead_units" and a.severity >= WHOLLY_COLLAPSED and a.role in ("activation", "forward"))
+        or (a.kind == "dead_units" and a.severity >= WHOLLY_COLLAPSED and a.role == "activation")
     ]
     follows = set()
     for a in alerts:
