@@ -252,6 +252,19 @@ def _matching_producer(views, diagnoses, step, dead, of):
     return matches[0] if len(matches) == 1 else None
 
 
+def _blockers(alerts):
+    """The alerts of layers that pass (almost) no gradient back: dead units or collapsed weights in at least half
+    of a layer. (Dead input features alerted at the layer that reads them, their producer unknown, block nothing
+    there.)"""
+    return [
+        a
+        for a in alerts
+        if a.kind in ("dead_units", "collapsed_weights")
+        and a.severity >= 0.5
+        and not (a.role == "input_features" and a.layer == a.seen_in)
+    ]
+
+
 def _blocker_after(layer, blockers, order):
     """The blocker (a dead-unit or collapsed-weights alert) after `layer` in model order that passes the least
     gradient back: the most severe, the nearest of equals (a layer with half its units dead, which a residual path
@@ -268,19 +281,12 @@ def _blocked(vanishing, alerts, views, diagnoses):
     collapsed weights: no gradient passes back through those, which their own alert says (the earlier layer's
     text says so too)."""
     order = {layer: _order(view.info) for (layer, _), view in views.items()}
-    # (Dead input features alerted at the layer that reads them, their producer unknown, block nothing there.)
-    blockers = [
-        a
-        for a in alerts
-        if a.kind in ("dead_units", "collapsed_weights")
-        and a.severity >= 0.5
-        and not (a.role == "input_features" and a.layer == a.seen_in)
-    ]
+    blockers = _blockers(alerts)
     for d in diagnoses.values():
-        blocker = _blocker_after(d.layer, blockers, order)
-        own = diagnoses.get((d.layer, "activation"))
         if d.text.startswith("Nothing wrong"):
             continue  # (as many near-zero results as the threshold makes normal: nothing to explain)
+        blocker = _blocker_after(d.layer, blockers, order)
+        own = diagnoses.get((d.layer, "activation"))
         if (
             d.starved
             and d.role == "kernel_gradient"
@@ -395,7 +401,7 @@ def _no_gradient(views, diagnoses, alerts, order):
     a dead or collapsed layer after them already says why (`_blocked` then names it): at the one nearest the loss
     (latest in model order), naming the others. Returns the set of those layers."""
     explained = {a.layer for a in alerts if a.kind == "dead_units" and a.role in ("activation", "forward")}
-    blockers = [order[a.layer] for a in alerts if a.kind in ("dead_units", "collapsed_weights") and a.severity >= 0.5]
+    blockers = [order[a.layer] for a in _blockers(alerts)]
     starved = []
     for (layer, role), d in diagnoses.items():
         if role != "kernel_gradient" or layer in explained or any(b > order[layer] for b in blockers):
