@@ -51,10 +51,11 @@ a break; `layer` = where the problem starts):
     records (no |W|) keep the old rule: sum(|pair sums|) / cells at most 1/100 of the largest layer's. Severity =
     log10(ratio) / 4, at most 1.
   * no gradient (kernel_gradient, across layers): dW exactly zero and >= NO_GRADIENT (99%) of the output gradient
-    dJ/dz near zero (`run.gets_no_gradient`: no gradient reaches the layer at all: a loss weight of 0, an output the
-    loss does not read), for layers without dead units of their own and without a dead or collapsed layer after
-    them (which say why): one alert, at the one latest in model order (nearest the loss), naming the others; no
-    vanishing-gradient alert for them (their scale is 0: not small, absent). Severity 1.
+    dJ/dz near zero, its input not (`run.gets_no_gradient`: no gradient reaches the layer at all: a loss weight of
+    0, an output the loss does not read; a layer fed zeros is starved by what makes them), for layers without dead
+    units of their own and without a dead or collapsed layer after them (which say why): one alert, at the one
+    latest in model order (nearest the loss), naming the others; no vanishing-gradient alert for them (their scale
+    is 0: not small, absent). Severity 1.
   * collapsed weights (forward): >= COLLAPSED (50%) of the kernel's products involve zero weights (a zero
     threshold), no weight non-finite; only where the second operand is a kernel (attention's query x key and
     attention x value einsums multiply two activations: a zero key is its projection's doing, and such an einsum

@@ -390,10 +390,12 @@ NO_GRADIENT = 0.99  # share of a layer's output gradients dJ/dz near zero for "n
 def gets_no_gradient(t):
     """A kernel-gradient record (`table.Totals`) of a layer that no gradient reaches: dW is exactly zero and its
     output gradient dJ/dz (the second operand) is near zero in at least NO_GRADIENT of its values (an all-zero
-    tensor's threshold is 0: it is all Z). A zero input (the first operand) zeroes dW too; that is not this."""
+    tensor's threshold is 0: it is all Z). A zero input (the first operand) zeroes dW too; that is not this: a layer
+    whose input is near zero as well is starved by what makes it."""
     if t.cells <= 0 or not np.isfinite(t.result_magnitude) or any(c > 0 for c in t.nonfinite):
         return False
-    return t.result_magnitude == 0 and causes_lib.z_shares(t.counts)["second"] >= NO_GRADIENT
+    shares = causes_lib.z_shares(t.counts)
+    return t.result_magnitude == 0 and shares["second"] >= NO_GRADIENT and shares["first"] < NO_GRADIENT
 
 
 def _no_gradient(views, diagnoses, alerts, order):
