@@ -1,10 +1,10 @@
 """The Keras model graph: which layer produced a layer's input.
 
-`producer_of(layer)` follows the layer's first call back through the functional graph (Sequential models build
-one too) to the layer that made its input's values, looking through layers that only move, drop or pool values
-(a channel that is zero everywhere stays zero through them): Flatten, Reshape, Permute, Dropout, padding,
-cropping, pooling, up-sampling. It stops at a layer with more than one input (Add, Concatenate) and answers
-(name, kind), kind one of:
+`producer_of(layer)` follows the layer's first call (the one Keras runs first: `call_ranks`) back through the
+functional graph (Sequential models build one too) to the layer that made its input's values, looking through
+layers that only move, drop or pool values (a channel that is zero everywhere stays zero through them): Flatten,
+Reshape, Permute, Dropout, padding, cropping, pooling, up-sampling. It stops at a layer with more than one input
+(Add, Concatenate) and answers (name, kind), kind one of:
   "input"       the model's input (data, not a layer's doing)
   "activation"  a layer that applies a non-linear activation: Activation, ReLU, LeakyReLU, ELU, PReLU, Softmax,
                 or a layer with `activation=` of its own
@@ -113,14 +113,25 @@ def nested_inputs(layers):
     return owners
 
 
-def _resolved(producer, owners, seen):
+def call_ranks(models):
+    """{id(node): position} of the calls in the functional graphs of `models` (the model and its nested models),
+    in the order Keras runs them: a shared layer's records explain the call run first, so its producer is that
+    call's (`internals.call_ranks`)."""
+    ranks = {}
+    for model in models:
+        if isinstance(model, keras.Model):
+            ranks.update(internals.call_ranks(model))
+    return ranks
+
+
+def _resolved(producer, owners, seen, ranks):
     """The layer that made `producer`'s output: through a nested model's input to where the model is called, and
     into a nested model to its output layer. None where that is not known (a nested model called from Python code,
     or with several inputs)."""
     while id(producer) not in seen:
         seen.add(id(producer))
         if id(producer) in owners:  # a nested model's input: what feeds the model
-            inputs = internals.first_inputs(owners[id(producer)])
+            inputs = internals.first_inputs(owners[id(producer)], ranks)
             if len(inputs) != 1:
                 return None
             producer = inputs[0]
@@ -145,15 +156,15 @@ def _symbolic(model, attribute):
     return list(tensors) if isinstance(tensors, (list, tuple)) else [tensors]
 
 
-def _walk(layer, owners=None):
+def _walk(layer, owners=None, ranks=None):
     """(the producing layer or None, [the pass-through layers looked through, nearest first])."""
     seen, passed = set(), []
     current = layer
     while True:
-        inputs = internals.first_inputs(current)
+        inputs = internals.first_inputs(current, ranks)
         if len(inputs) != 1 or id(inputs[0]) in seen:
             return (None if current is layer else current), passed[:-1] if passed else passed
-        producer = _resolved(inputs[0], owners or {}, seen)
+        producer = _resolved(inputs[0], owners or {}, seen, ranks)
         if producer is None:
             return None, passed
         if not isinstance(producer, _PASS_THROUGH):
@@ -162,18 +173,19 @@ def _walk(layer, owners=None):
         current = producer
 
 
-def producer_of(layer, owners=None, paths=None):
+def producer_of(layer, owners=None, paths=None, ranks=None):
     """(name, kind) of the layer that produced `layer`'s input (see the module docstring), or (None, None);
     `owners` (`nested_inputs`) lets the walk leave and enter nested models; `paths` {id(layer): its Keras path}
-    names the producer by its path (a layer inside a nested model) where it has one."""
-    producer, _ = _walk(layer, owners)
+    names the producer by its path (a layer inside a nested model) where it has one; `ranks` (`call_ranks`) picks
+    the call Keras runs first."""
+    producer, _ = _walk(layer, owners, ranks)
     if producer is None:
         return None, None
     return (paths or {}).get(id(producer), producer.name), kind_of(producer)
 
 
-def zeroed_by(layer, owners=None):
+def zeroed_by(layer, owners=None, ranks=None):
     """Names of the layers between `layer` and its producer that set values to exactly zero (dropout while
     training, zero padding), producer side first: exactly-zero inputs the producer did not make."""
-    _, passed = _walk(layer, owners)
+    _, passed = _walk(layer, owners, ranks)
     return tuple(p.name for p in reversed(passed) if isinstance(p, _ZEROING))

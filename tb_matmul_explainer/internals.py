@@ -14,6 +14,8 @@ recorder silently record less.
   causal_padding   Conv1D._compute_causal_padding         the left padding of a causal Conv1D
   first_inputs     Layer._inbound_nodes, Node.input_tensors, KerasTensor._keras_history
                                                           the operations that produced a layer's first call's inputs
+  call_ranks       Functional._nodes_by_depth, the order of Function._run_through_graph
+                                                          which call of a shared layer Keras runs first
   rnn_loop         keras.src.backend.rnn                  Keras' own RNN loop (masking, go_backwards, unroll), which the
                                                           recurrent layers run their cells in
   default_writer   tensorflow.python.ops.summary_ops_v2._summary_state
@@ -77,15 +79,27 @@ def causal_padding(layer):
     return layer._compute_causal_padding()
 
 
-def first_inputs(layer):
+def first_inputs(layer, ranks=None):
     """The operations (layers) that produced the inputs of `layer`'s first call in a functional graph ([] if
-    unknown: a subclassed model's layers, a layer never called symbolically)."""
+    unknown: a subclassed model's layers, a layer never called symbolically). "First" is the call Keras runs first
+    where `ranks` ({id(node): position}, `call_ranks`) places the layer's calls, else the first one made."""
     nodes = getattr(layer, "_inbound_nodes", None) or []
     if not nodes:
         return []
-    tensors = getattr(nodes[0], "input_tensors", None) or []
+    ranked = [n for n in nodes if id(n) in (ranks or {})]
+    node = min(ranked, key=lambda n: ranks[id(n)]) if ranked else nodes[0]
+    tensors = getattr(node, "input_tensors", None) or []
     history = [getattr(t, "_keras_history", None) for t in tensors]
     return [h.operation for h in history if h is not None]
+
+
+def call_ranks(model):
+    """{id(node): position} of the calls in `model`'s functional graph in the order Keras runs them (deepest
+    first, as `Function._run_through_graph`): a layer shared by two branches is run on the later-made branch first
+    where that branch is deeper in Keras' ordering. {} for a model without a graph (subclassed)."""
+    by_depth = getattr(model, "_nodes_by_depth", None) or {}
+    nodes = [node for depth in sorted(by_depth, reverse=True) for node in by_depth[depth]]
+    return {id(node): i for i, node in enumerate(nodes)}
 
 
 def rnn_loop(step_function, inputs, initial_states, **options):
@@ -274,6 +288,7 @@ __all__ = [
     "attention_weights",
     "causal_padding",
     "default_writer",
+    "call_ranks",
     "first_inputs",
     "instance_cache",
     "make_function",

@@ -237,6 +237,47 @@ def test_a_wrapped_layer_reads_the_wrappers_input():
     }
 
 
+def test_a_shared_layer_is_explained_and_named_at_the_call_keras_runs_first(tmp_path):
+    """A conv shared by two branches (a Siamese model): Keras runs its calls deepest-first, here the img_b branch's
+    before img_a's; the records explain the call run first, and its producer, the partly-recorded note and the
+    records agree on which one (the records' forward sums are that call's x.W)."""
+    keras.utils.set_random_seed(3)
+    img_a, img_b = keras.Input((8, 8, 2), name="img_a"), keras.Input((8, 8, 2), name="img_b")
+    conv = keras.layers.Conv2D(4, 3, activation="relu", name="shared_conv")
+    pool, flat = keras.layers.MaxPooling2D(2, name="pool"), keras.layers.Flatten(name="flat")
+    dense = keras.layers.Dense(4, activation="relu", name="shared_dense")
+    a, b = dense(flat(pool(conv(img_a)))), dense(flat(pool(conv(img_b))))
+    out = keras.layers.Dense(1, name="out")(keras.layers.Concatenate(name="concat")([a, b]))
+    model = keras.Model([img_a, img_b], out)
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    xa = rng.normal(size=(16, 8, 8, 2)).astype(np.float32)
+    xb = xa[::-1] - 3.0  # another batch, shifted: the two calls' products differ
+    kernel = conv.kernel.numpy() if conv.built else None
+    with pytest.warns(tk.PartlyRecordedWarning) as caught:
+        model.fit(
+            [xa, xb],
+            np.zeros((16, 1), np.float32),
+            batch_size=16,
+            epochs=1,
+            verbose=0,
+            callbacks=[tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward", "input_features"), **EXACT)],
+        )
+    recs = records(tmp_path)
+    series, info = recs["shared_conv/forward"][1], recs["shared_conv/input_features"][0]
+    kernel = conv.kernel.numpy() if kernel is None else kernel
+    products = {
+        name: float(tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "VALID"))) for name, x in (("img_a", xa), ("img_b", xb))
+    }
+    explained = float(series[0][1].sums.sum())
+    matching = min(products, key=lambda name: abs(products[name] - explained))
+    assert abs(products["img_a"] - products["img_b"]) > 100 * abs(products[matching] - explained)
+    assert info.producer == matching, (info.producer, products, explained)
+    note = next(str(w.message) for w in caught if "'shared_conv'" in str(w.message))
+    assert f"the first call it runs only, the one on the input from {matching}" in note, note
+    assert matching == "img_b"  # Keras' order here (deepest first); the old walk named img_a, its first-made call
+
+
 class _Subclassed(keras.Model):
     def __init__(self):
         super().__init__()

@@ -92,6 +92,26 @@ def test_first_inputs_follows_the_functional_graph():
     assert [op.name for op in internals.first_inputs(hidden)] == ["features"]
 
 
+def test_call_ranks_order_the_calls_as_keras_runs_them():
+    """Functional._nodes_by_depth: in this Siamese model Keras runs the shared conv's later-made call (on b)
+    first, and `first_inputs` with the ranks names its input (the calls are counted as Keras makes them)."""
+    a, b = keras.Input((6, 6, 1), name="a"), keras.Input((6, 6, 1), name="b")
+    conv, flat, dense = keras.layers.Conv2D(2, 3), keras.layers.Flatten(), keras.layers.Dense(2)
+    model = keras.Model([a, b], keras.layers.Concatenate()([dense(flat(conv(a))), dense(flat(conv(b)))]))
+    ran = []
+    call = conv.call
+    conv.call = lambda x, *args, **kwargs: (ran.append(float(np.asarray(x).max())), call(x, *args, **kwargs))[1]
+    model([np.zeros((1, 6, 6, 1), np.float32), np.ones((1, 6, 6, 1), np.float32)])
+    assert ran == [1.0, 0.0], "Keras no longer runs the b branch first here: choose another model for this test"
+    ranks = internals.call_ranks(model)
+    assert [op.name for op in internals.first_inputs(conv)] == ["a"]
+    assert [op.name for op in internals.first_inputs(conv, ranks)] == ["b"], (
+        "Keras changed Functional._nodes_by_depth or its order: a shared layer's producer would not be the call "
+        "its records explain"
+    )
+    assert internals.call_ranks(keras.layers.Dense(2)) == {}
+
+
 def test_default_writer_sets_tensorflows_private_summary_state(tmp_path):
     """tensorflow.python.ops.summary_ops_v2._summary_state.writer: set without the flush of as_default()."""
     assert internals.summary_state() is not None, (

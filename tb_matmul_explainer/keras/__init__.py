@@ -38,9 +38,9 @@ with an `UnsupportedLayerWarning` naming its path and the reason
 entry, tag `matmul_explainer/not_recorded/<path>` (`NOT_RECORDED_TAG_PREFIX`), holding the reason, written once at
 the first recorded step (by the callback; in a custom loop, `LayerRecorder.write_not_recorded(step)`). At the start
 of training the callback prints one line: how many layers and what share of the model's multiply-adds per sample
-are recorded (`LayerRecorder.coverage()`). A layer called several times in one step is explained at its first call,
-and one whose output no gradient reaches in the step has no gradient records: each is warned about once
-(`PartlyRecordedWarning`) and noted in the run like a matmul not recorded, tag
+are recorded (`LayerRecorder.coverage()`). A layer called several times in one step is explained at the call
+Keras runs first, and one whose output no gradient reaches in the step has no gradient records: each is warned
+about once (`PartlyRecordedWarning`) and noted in the run like a matmul not recorded, tag
 `matmul_explainer/partly_recorded/<layer>` (`PARTLY_RECORDED_TAG_PREFIX`), written after the step that found it.
 
 Cadence (callback). Steps are 0-based global training steps: the number of optimizer steps taken before the step

@@ -237,11 +237,12 @@ class Explaining:
             target = state["target"]
             gradient_roles = [r for r in target.roles if r in _GRADIENT_ROLES]
             if state["calls"] > 1:
+                source = f", the one on the input from {target.producer[0]}" if target.producer[0] else ""
                 self._warn_partial(
                     target,
-                    f"it is called {state['calls']} times in a step and its records explain the first call only "
-                    "(its kernel-gradient record holds that call's part of the gradient, not the sum the optimizer "
-                    "applies)",
+                    f"it is called {state['calls']} times in a step and its records explain the first call it runs "
+                    f"only{source} (its kernel-gradient record holds that call's part of the gradient, not the sum "
+                    "the optimizer applies)",
                 )
             if gradient_roles and "d_out_value" not in state:
                 self._warn_partial(

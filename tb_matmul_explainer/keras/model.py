@@ -55,11 +55,13 @@ class Target:
 @dataclasses.dataclass(frozen=True)
 class _WalkContext:
     """What a walk to a layer's producer needs of the model: the nested models' inputs (`graph.nested_inputs`),
-    every walked layer's Keras path, by id, and the walked layers by index (an entry's `group`)."""
+    every walked layer's Keras path, by id, the walked layers by index (an entry's `group`) and the order Keras
+    runs the calls in (`graph.call_ranks`)."""
 
     owners: dict
     paths: dict
     by_index: dict
+    ranks: dict
 
 
 # Wrappers whose inner layer reads the wrapper's one input (time step by time step, or in both directions): the
@@ -175,8 +177,8 @@ def _target(entry, adapter, part, roles, confidence, thresholds, walk_context, p
         plan=adapter.plan(layer),
         activation=act,
         roles=roles_of(act, roles),
-        producer=producer or graph.producer_of(read_from, walk_context.owners, walk_context.paths),
-        zeroed_by=() if producer else graph.zeroed_by(read_from, walk_context.owners),
+        producer=producer or graph.producer_of(read_from, walk_context.owners, walk_context.paths, walk_context.ranks),
+        zeroed_by=() if producer else graph.zeroed_by(read_from, walk_context.owners, walk_context.ranks),
         part=part,
     )
     target.units = {role: adapter.units(layer, role, part) for role in target.roles}
@@ -218,6 +220,7 @@ def resolve(model, wanted, roles, confidence, thresholds):
         graph.nested_inputs(e.layer for e in entries),
         {id(e.layer): e.path for e in entries},
         {e.index: e.layer for e in entries},
+        graph.call_ranks([model] + [e.layer for e in entries]),
     )
     targets, skipped = [], {}
     for entry in entries:
