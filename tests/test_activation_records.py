@@ -226,14 +226,14 @@ def test_a_wrapped_layer_reads_the_wrappers_input():
     h = keras.layers.Embedding(20, 8, name="emb")(tokens)
     h = keras.layers.Dropout(0.5, name="drop")(h)
     h = keras.layers.Bidirectional(keras.layers.LSTM(4, return_sequences=True), name="bi")(h)
-    model = keras.Model(tokens, keras.layers.TimeDistributed(keras.layers.Dense(3), name="td")(h))
+    model = keras.Model(tokens, keras.layers.TimeDistributed(keras.layers.Dense(3, name="proj"), name="td")(h))
     targets, _, _ = tk.model.resolve(model, None, ("forward",), 0.95, (None, None, None))
     assert {t.name: (t.producer, t.zeroed_by) for t in targets} == {
         "bi/forward_lstm/kernel": (("emb", "layer"), ("drop",)),
         "bi/forward_lstm/recurrent_kernel": (("bi/forward_lstm/kernel", "layer"), ()),
         "bi/backward_lstm/kernel": (("emb", "layer"), ("drop",)),
         "bi/backward_lstm/recurrent_kernel": (("bi/backward_lstm/kernel", "layer"), ()),
-        "td/dense": (("bi", "layer"), ()),
+        "td/proj": (("bi", "layer"), ()),
     }
 
 

@@ -121,7 +121,8 @@ def test_dying_relus_in_a_subclassed_model_are_named_once_and_block_nothing_afte
     assert "near-zero input from hidden_2 (whose dead units match them" in by_key[("logits", "forward")].text
 
 
-def test_dead_units_of_a_layer_fed_only_by_dead_units_follow_from_their_producer(tmp_path):
+@pytest.mark.parametrize("bias_2", [-0.5, 0.0])
+def test_dead_units_of_a_layer_fed_only_by_dead_units_follow_from_their_producer(tmp_path, bias_2):
     keras.utils.set_random_seed(0)
     x, y = data()
     negative = keras.initializers.Constant
@@ -129,18 +130,30 @@ def test_dead_units_of_a_layer_fed_only_by_dead_units_follow_from_their_producer
         [
             keras.Input((FEATURES,)),
             keras.layers.Dense(32, activation="relu", bias_initializer=negative(-8.0), name="hidden_1"),
-            keras.layers.Dense(32, activation="relu", bias_initializer=negative(-0.5), name="hidden_2"),
+            keras.layers.Dense(32, activation="relu", bias_initializer=negative(bias_2), name="hidden_2"),
             keras.layers.Dense(CLASSES, name="logits"),
         ]
     )
     model.build((None, FEATURES))
-    # Independently: hidden_1 is off for every input, so hidden_2's pre-activation is its bias alone, -0.5.
+    # Independently: hidden_1 is off for every input, so hidden_2's pre-activation is its bias alone (-0.5, or 0:
+    # where ReLU's gradient is 0 too).
     h1 = model.get_layer("hidden_1")(tf.constant(x[:BATCH]))
     assert np.all(h1.numpy() == 0)
+    with tf.GradientTape() as tape:
+        z2 = model.get_layer("hidden_2").bias + 0.0 * h1[:, :1]
+        tape.watch(z2)
+        a2 = tf.nn.relu(z2)
+    assert np.all(tape.gradient(a2, z2).numpy() == 0)
     _, alerts = train(model, tmp_path, x, y)
     dead = [a for a in alerts if a.kind == "dead_units"]
     assert [(a.layer, a.first_step) for a in dead] == [("hidden_1", 0), ("hidden_2", 0)]
     assert "x.W is near zero" in dead[1].message
+    side = (
+        "and so is the bias: pre-activations are near zero"
+        if bias_2 == 0
+        else "the bias makes pre-activations negative"
+    )
+    assert side in dead[1].message, dead[1].message
     assert "Its input from hidden_1 is dead (see hidden_1's alert): this follows from it." in dead[1].message
     assert "Its input from" not in dead[0].message
 
@@ -353,6 +366,34 @@ def test_a_zero_key_projection_is_collapsed_and_the_scores_that_read_it_are_not(
     assert not [a for a in alerts if a.layer == "mha/attention_scores" and a.kind == "collapsed_weights"]
 
 
+def test_a_zero_value_projection_leads_and_the_attention_it_starves_follows_from_it(tmp_path):
+    """A frozen all-zero value projection (a ViT trial): V is exactly zero, so A x V and the output projection's
+    input are too. One alert, at the projection, saying that the einsum's dead units follow from it; the einsum
+    names the value, not both operands; the output projection's input is the einsum's output (no unknown producer,
+    no activation advice)."""
+    keras.utils.set_random_seed(13)
+    x, y = data(shape=(6, FEATURES))
+    inputs = keras.Input((6, FEATURES))
+    mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")
+    h = keras.layers.Add()([inputs, mha(inputs, inputs)])
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(keras.layers.GlobalAveragePooling1D()(h)))
+    value = mha._value_dense
+    value.kernel.assign(np.zeros(value.kernel.shape, np.float32))
+    value.bias.assign(np.zeros(value.bias.shape, np.float32))
+    value.trainable = False
+    out, scores = mha(x[:BATCH], x[:BATCH], return_attention_scores=True)
+    assert float(tf.reduce_max(tf.abs(value(x[:BATCH])))) == 0.0 and float(tf.reduce_min(scores)) > 0.0
+    diagnoses, alerts = train(model, tmp_path, x, y)
+    assert [(a.layer, a.kind) for a in alerts] == [("mha/value", "collapsed_weights")], [a.message for a in alerts]
+    assert "mha/attention_values's dead units (it reads its output) follow from it too" in alerts[0].message
+    einsum = next(d.text for d in diagnoses if (d.layer, d.role) == ("mha/attention_values", "forward"))
+    assert (
+        "near-zero value (100% of their products)" in einsum and "because mha/value's weights have collapsed" in einsum
+    )
+    info = loader.load(str(tmp_path)).runs["train"][("mha/attention_output", "input_features")].info
+    assert (info.producer, info.producer_kind) == ("mha/attention_values", "layer")
+
+
 def test_a_starved_gradient_is_blamed_on_the_layer_after_it_that_passes_least_back(tmp_path):
     """Half of `half`'s units dead, with a residual path around it; every unit of `shut` after it dead: `first`
     gets no gradient because of `shut`, not `half` (the first dead layer after it in model order)."""
@@ -437,6 +478,13 @@ def test_saturated_sigmoids_are_named(tmp_path):
     # Its gradient line: not "nothing wrong", though dJ/dz's own percentile threshold calls few of them near zero.
     gradient = next(d.text for d in diagnoses if (d.layer, d.role) == ("saturated", "activation_gradient"))
     assert not gradient.startswith("Nothing wrong") and "f'(z) is near zero in 100% of cells" in gradient
+    # Nor its kernel gradient's (its weights learn nothing), nor the lines of logits, whose input is ~1e-6 everywhere.
+    assert s.max() < 1e-3
+    kernel = next(d.text for d in diagnoses if (d.layer, d.role) == ("saturated", "kernel_gradient"))
+    assert "But 100% of its units are dead (its activation's alert): their weights get almost no gradient" in kernel
+    for role in ("input_features", "forward", "kernel_gradient"):
+        text = next(d.text for d in diagnoses if (d.layer, d.role) == ("logits", role))
+        assert not text.startswith("Nothing wrong"), (role, text)
 
 
 def test_vanishing_gradients_in_a_deep_sigmoid_mlp(tmp_path):

@@ -147,7 +147,8 @@ def activation_cause(t, activation):
     the matmul part m = x.W, class of the bias b): on which side z is (the sign of their z sums), then
       * the bias outweighs x.W: the bias is on that side and x.W is on the other in at least a quarter of the cells
         (without the bias those cells would be active);
-      * x.W is near zero (a dead input, or zero weights) and the bias decides: m in Z in at least half the cells;
+      * x.W is near zero (a dead input, or zero weights) and the bias decides: m in Z in at least half the cells
+        (where the bias is too, z is near zero: ReLU's slope at 0 is 0);
       * else x.W itself is on that side."""
     shares = _inactive_shares(t)
     if shares is None:
@@ -159,6 +160,11 @@ def activation_cause(t, activation):
             f"pre-activations are {side} because the bias outweighs x.W (x.W alone is on the active side in "
             f"{m_share[-z_sign]:.0%} of the inactive cells); look at the bias: its initialiser "
             f"(bias_initializer), or what pushed it there"
+        )
+    if m_share[0] >= 0.5 and b_share[0] >= 0.5:
+        return (
+            f"x.W is near zero in {m_share[0]:.0%} of the inactive cells (its input or weights are) and so is the "
+            "bias: pre-activations are near zero, where the activation is off"
         )
     if m_share[0] >= 0.5:
         return (

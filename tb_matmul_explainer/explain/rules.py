@@ -128,7 +128,7 @@ def _cancelled(t):
 _FROM_OTHER_LAYERS = {"forward": "first", "kernel_gradient": "either", "input_gradient": "first"}
 
 
-def _has_kernel(info):
+def has_kernel(info):
     """Whether the record's second matmul operand is the layer's kernel (not an activation, as in attention's
     query x key and attention x value einsums: `metadata.OP_OPERANDS`); unknown (no metadata): assumed."""
     return info is None or "kernel" in info.operands
@@ -140,7 +140,7 @@ def _is_starved(t, role, info=None):
     Both operands of a product of two activations (attention's einsums) are made by other layers."""
     if t.near_zero_cells <= 0 or role not in _FROM_OTHER_LAYERS:
         return False
-    made_elsewhere = _FROM_OTHER_LAYERS[role] if _has_kernel(info) else "either"
+    made_elsewhere = _FROM_OTHER_LAYERS[role] if has_kernel(info) else "either"
     return causes_lib.z_shares(t.near_zero_counts)[made_elsewhere] >= causes_lib.DOMINANT
 
 
@@ -186,7 +186,7 @@ def _matmul_alerts(t, layer, role, step, info, history):
             f"their products (large positive and negative products of equal size) since step {since}.",
         ))  # fmt: skip
     collapsed, kernel_zero = _collapsed(t)
-    if role == "forward" and collapsed and _has_kernel(info):  # (a zero key or value is an input's doing)
+    if role == "forward" and collapsed and has_kernel(info):  # (a zero key or value is an input's doing)
         alerts.append(_dated(
             "collapsed_weights", layer, role, step, history, lambda h: _collapsed(h.totals)[0], float(kernel_zero),
             lambda since: f"{kernel_zero:.0%} of the kernel's products involve zero weights: the weights have "

@@ -13,6 +13,7 @@ from tb_matmul_explainer.explain.rules import (
     dead_since,
     diagnose,
     died_during_training,
+    has_kernel,
     held_since,
     sentence,
 )
@@ -185,7 +186,8 @@ def _dead_inputs(views, diagnoses, alerts):
         producer, kind = info.producer, info.producer_kind
         named = producer
         if not producer:  # (a subclassed model: the layer whose dead units match these dead features, if one does)
-            producer, kind = _matching_producer(views, diagnoses, d.step, dead, of), "activation"
+            producer = _matching_producer(views, diagnoses, d.step, dead, of)
+            kind = producer and "activation"
             named = producer and f"{producer} (whose dead units match them: the model's graph does not say)"
         forward = diagnoses.get((layer, "forward"))
         if forward is not None and forward.starved and producer:
@@ -194,6 +196,9 @@ def _dead_inputs(views, diagnoses, alerts):
             continue
         if (producer, "activation") in diagnoses:
             continue  # the producer's own activation record raises (or not) its dead units
+        made_by = views.get((producer, "forward"))
+        if made_by is not None and not has_kernel(made_by.info):
+            continue  # an einsum of two activations (attention's): its output is its forward record's results
         origin = producer or layer
         history = views[(layer, role)].history(d.step)
         since = held_since(d.step, history, lambda h: h.dead_share >= DEAD_UNITS)
@@ -318,6 +323,35 @@ def _blocked(vanishing, alerts, views, diagnoses):
     return kept
 
 
+# An attention einsum's operands and the layers under the attention's path that make them (`metadata.OP_OPERANDS`).
+_EINSUM_OPERAND_MAKERS = {"query": "query", "key": "key", "value": "value", "attention": "attention_scores"}
+
+
+def _einsum_starved_by(t, info, d, alerts, recorded):
+    """Why an attention einsum's units are dead: the operand(s) near zero in its near-zero cells' products, named
+    with the projection that makes each. None where that projection's kernel is all zero: its collapsed-weights
+    alert then says that this einsum's dead units follow from it, and the einsum raises none of its own (its
+    diagnosis `d` says so)."""
+    layer = d.layer
+    shares = causes_lib.z_shares(t.near_zero_counts)
+    near_zero = [n for n, key in zip(info.operands, ("first", "second")) if shares[key] >= causes_lib.DOMINANT]
+    near_zero = near_zero or list(info.operands)
+    base = layer.rsplit("/", 1)[0]
+    makers = [f"{base}/{_EINSUM_OPERAND_MAKERS.get(n)}" for n in near_zero]
+    makers = [m for m in makers if m in recorded]  # (Keras' Attention layers have no projections of their own)
+    collapsed = [a for a in alerts if a.kind == "collapsed_weights" and a.severity >= WHOLLY_COLLAPSED]
+    collapsed = [a for a in collapsed if a.layer in makers]
+    if collapsed and len(collapsed) == len(makers):
+        for a in collapsed:
+            a.message += f" {layer}'s dead units (it reads its output) follow from it too."
+        d.text += f" Its units are dead because {' and '.join(makers)}'s weights have collapsed (its alert)."
+        return None
+    operands = " and ".join(near_zero)
+    verb = "is" if len(near_zero) == 1 else "are"
+    made_by = f" (made by {', '.join(makers)})" if makers else ""
+    return f"because {operands}{made_by} {verb} near zero: look at the layers that make it and what feeds them"
+
+
 def _starved_without_producer(views, diagnoses, alerts):
     """A starved forward layer with dead units whose run has no input_features record for it (the summary ops,
     version 1, or roles chosen without it) cannot name where its zeros start: its dead units are alerted at the
@@ -333,11 +367,10 @@ def _starved_without_producer(views, diagnoses, alerts):
         history = views[(layer, role)].history(d.step)
         since = held_since(d.step, history, lambda h: h.dead_share >= DEAD_UNITS)
         info = views[(layer, role)].info
-        if info is not None and "kernel" not in info.operands:
-            why = (
-                f"because their operands ({', '.join(info.operands)}) are near zero: look at the layers that make "
-                f"them (the attention's projections and what feeds them)"
-            )
+        if info is not None and not has_kernel(info):
+            why = _einsum_starved_by(t, info, d, alerts, {name for name, _ in views})
+            if why is None:
+                continue  # (folded into the collapsed projection that makes its operand)
         elif recorded_inputs:
             why = "because their input is near zero: the layer before it is likely dead (it is not recorded)"
         else:
@@ -486,23 +519,54 @@ def _fold_into_collapsed(diagnoses, alerts):
             alert.message += f" Its {' and '.join(named)} follow from it."
 
 
-def _gradient_of_dead_activation(views, diagnoses):
-    """The activation-gradient line of a layer whose activation record has a dead-unit alert is not "nothing wrong"
-    where its percentile threshold, relative to dJ/dz's own (tiny) values, calls few of them near zero (a sigmoid
-    saturated by its bias scales every dJ/dz by ~1e-8): it says how often f'(z) is near zero."""
+def _dead_alert(diagnoses, layer):
+    """The dead-unit alert of `layer`'s activation record, or None."""
+    own = diagnoses.get((layer, "activation"))
+    return next((a for a in own.alerts if a.kind == "dead_units"), None) if own is not None else None
+
+
+def _nothing_wrong(d):
+    """The text of a "Nothing wrong" line after that verdict (capitalised), or None for any other line."""
+    for verdict in ("Nothing wrong here: ", "Nothing wrong: "):
+        if d.text.startswith(verdict):
+            return sentence(d.text[len(verdict) :])
+    return None
+
+
+def _around_dead_activation(views, diagnoses):
+    """Lines that a threshold relative to a tensor's own values calls "nothing wrong" next to dead units whose
+    activation scales everything down without making it exactly zero (a saturated sigmoid, a flat gelu: ~1e-8 of
+    normal): the layer's activation-gradient and kernel-gradient lines, and the input-features, forward and
+    kernel-gradient lines of a layer whose input comes from a layer with every unit dead (its activation's alert),
+    say so instead."""
     for (layer, role), d in diagnoses.items():
-        own = diagnoses.get((layer, "activation"))
-        if role != "activation_gradient" or own is None or not any(a.kind == "dead_units" for a in own.alerts):
+        rest = _nothing_wrong(d)
+        if rest is None:
             continue
-        if not d.text.startswith("Nothing wrong here: "):
-            continue
-        t = totals(views[(layer, role)].record_at(d.step)[1])
-        flat = causes_lib.z_shares(t.counts)["second"]
-        d.text = (
-            f"{sentence(d.text[len('Nothing wrong here: ') :])} But its units are dead (its activation's alert): f'(z) "
-            f"is near zero in {flat:.0%} of cells and scales dJ/dz down there, which a threshold relative to dJ/dz's "
-            f"own values does not call near zero."
-        )
+        own = _dead_alert(diagnoses, layer)
+        if own is not None and role == "activation_gradient":
+            t = totals(views[(layer, role)].record_at(d.step)[1])
+            flat = causes_lib.z_shares(t.counts)["second"]
+            d.text = (
+                f"{rest} But its units are dead (its activation's alert): f'(z) is near zero in {flat:.0%} of cells "
+                f"and scales dJ/dz down there, which a threshold relative to dJ/dz's own values does not call near "
+                f"zero."
+            )
+        elif own is not None and role == "kernel_gradient":
+            d.text = (
+                f"{rest} But {own.severity:.0%} of its units are dead (its activation's alert): their weights get "
+                f"almost no gradient, since f'(z) scales their dJ/dz down."
+            )
+        elif role in ("input_features", "forward", "kernel_gradient"):
+            info = views[(layer, "input_features")].info if (layer, "input_features") in views else None
+            producer = info.producer if info is not None else None
+            dead = _dead_alert(diagnoses, producer) if producer else None
+            if dead is not None and dead.severity >= WHOLLY_COLLAPSED:
+                d.text = (
+                    f"{rest} But its input comes from {producer}, whose units are all dead (its alert): their "
+                    f"outputs are tiny everywhere, which a threshold relative to the input's own values does not call "
+                    f"near zero."
+                )
 
 
 def _dying_during_training(alerts, order):
@@ -595,7 +659,7 @@ def diagnose_run(layers, step=None):
         d.alerts.append(a)
         d.text = ("" if d.text.startswith("Nothing wrong") else d.text + " ") + sentence(a.message)
     follows |= _downstream_of_zero_layer(alerts, order)
-    _gradient_of_dead_activation(layers, diagnoses)
+    _around_dead_activation(layers, diagnoses)
     dying = _dying_during_training(alerts, order)
     if dying is not None:
         alerts.append(dying)

@@ -162,11 +162,23 @@ def _targets(entry, adapter, roles, confidence, thresholds, walk_context):
     return list(parts.values())
 
 
+def _attention_output_producer(entry, holder, walk_context):
+    """(`<attention path>/attention_values`, "layer") for an attention layer's output projection, which reads that
+    einsum's output (called from the attention's Python code: no graph says so); None for any other layer."""
+    if holder is None or holder is entry.layer or not entry.path.endswith("/attention_output"):
+        return None
+    adapter = layers.adapter_for(holder)
+    if adapter is None or "attention_values" not in [part for part, _ in adapter.parts(holder)]:
+        return None
+    return (f"{walk_context.paths[id(holder)]}/attention_values", "layer")
+
+
 def _target(entry, adapter, part, roles, confidence, thresholds, walk_context, producer=None):
     layer = entry.layer
     act = activations.describe(adapter.activation(layer))
     holder = walk_context.by_index.get(entry.group)
     read_from = holder if isinstance(holder, _SAME_INPUT_WRAPPERS) and holder is not layer else layer
+    producer = producer or _attention_output_producer(entry, holder, walk_context)
     target = Target(
         layer=layer,
         index=entry.index,
