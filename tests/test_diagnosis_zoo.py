@@ -88,6 +88,27 @@ def test_dying_relus_from_a_negative_bias_are_named_where_they_die(tmp_path):
     assert "dJ/dz 100% near zero (32/32 dead) (100% of them where f' is off)" in chain, chain
 
 
+def test_a_bias_that_turns_units_off_is_named_though_x_w_is_mostly_negative_too(tmp_path):
+    """A VGG16 trial (block3_conv2 at bias -5; here -8): x.W of the dead units is negative in most of their cells
+    too, and active in about a fifth; without the bias those units would be alive, so the bias is the cause."""
+    keras.utils.set_random_seed(9)
+    rng = np.random.default_rng(9)
+    x = np.abs(rng.normal(size=(8 * BATCH, FEATURES))).astype(np.float32)  # post-ReLU-like: positive inputs
+    y = rng.integers(0, CLASSES, 8 * BATCH)
+    layer = keras.layers.Dense(32, activation="relu", bias_initializer=keras.initializers.Constant(-8.0), name="conv")
+    model = keras.Sequential([keras.Input((FEATURES,)), layer, keras.layers.Dense(CLASSES, name="logits")])
+    model.build((None, FEATURES))
+    layer.kernel.assign((rng.normal(size=(FEATURES, 32)) * 0.5 - 0.15).astype(np.float32))
+    m = (tf.constant(x[:BATCH]) @ layer.kernel).numpy()
+    assert np.all(m - 8.0 <= 0)  # every unit dead with the bias ...
+    assert 0.05 < np.mean(m > 0) < 0.25  # ... x.W alone active in some of the cells ...
+    assert np.mean(np.mean(m > 0, axis=0) >= 0.01) > 0.5  # ... and most units alive without the bias
+    _, alerts = train(model, tmp_path, x, y, optimizer=keras.optimizers.SGD(0.0))
+    lead = alerts[0]
+    assert (lead.kind, lead.layer) == ("dead_units", "conv")
+    assert "the bias outweighs x.W" in lead.message and "look at the bias" in lead.message, lead.message
+
+
 class DyingSubclassed(keras.Model):
     """The negative-bias case as a subclassed model: Keras has no graph of it, so no producer is known."""
 
@@ -202,6 +223,14 @@ def test_dead_units_of_a_wide_layer_are_counted_unit_by_unit(tmp_path):
     assert lead.message.startswith("200 of 600 units are dead")
     activation = next(d for d in diagnoses if (d.layer, d.role) == ("wide", "activation"))
     assert activation.dead_rows == []  # (no stored group of 3 is dead)
+    # Their dJ/dz is zero because their own ReLU is off (a VGG16 fc layer read "no gradient arrives from after the
+    # layer"): in plain TF, dJ/da reaches every dead unit, f'(z) = 0 stops it.
+    with tf.GradientTape() as tape:
+        a = tf.nn.relu(tf.constant(x[:BATCH]) @ wide.kernel + wide.bias)
+        loss = tf.reduce_sum(a @ model.get_layer("logits").kernel)
+    assert np.all(np.abs(tape.gradient(loss, a).numpy()[:, ::3]).max(axis=0) > 0)
+    gradient = next(d.text for d in diagnoses if (d.layer, d.role) == ("wide", "activation_gradient"))
+    assert "their own activation is off there" in gradient and "arrives from after" not in gradient, gradient
 
 
 def test_a_frozen_zero_kernel_is_collapsed_since_the_first_step(tmp_path):
@@ -221,6 +250,60 @@ def test_a_frozen_zero_kernel_is_collapsed_since_the_first_step(tmp_path):
     assert [(a.kind, a.layer, a.first_step) for a in alerts] == [("collapsed_weights", "frozen", 0)]
     assert alerts[0].message.endswith("Its dead units and near-zero results follow from it.")
     assert "frozen" in next(d.text for d in diagnoses if (d.layer, d.role) == ("hidden", "kernel_gradient"))
+
+
+def test_dead_units_after_a_layer_that_cuts_the_data_off_follow_from_it(tmp_path):
+    """A frozen all-zero kernel with bias 1 (a VGG16 trial: a conv at bias -20 left the layers after it computing
+    from biases alone): the next layer's input is the same for every sample, so about half its units are dead for
+    every input, whatever its weights. They follow from the zero layer: its alert leads, theirs says so."""
+    keras.utils.set_random_seed(14)
+    x, y = data()
+    cut = keras.layers.Dense(16, activation="relu", name="cut")
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(16, activation="relu", name="first"),
+            cut,
+            keras.layers.Dense(32, activation="relu", name="after"),
+            keras.layers.Dense(CLASSES, name="logits"),
+        ]
+    )
+    model.build((None, FEATURES))
+    cut.kernel.assign(np.zeros(cut.kernel.shape, np.float32))
+    cut.bias.assign(np.ones(cut.bias.shape, np.float32))
+    cut.trainable = False
+    h = model.get_layer("first")(tf.constant(x[:BATCH]))
+    z = (cut(h) @ model.get_layer("after").kernel + model.get_layer("after").bias).numpy()
+    assert np.all(z == z[:1])  # the same pre-activations for every sample ...
+    assert np.mean(np.all(z <= 0, axis=0)) >= 0.25  # ... and a quarter or more of the units off for all of them
+    _, alerts = train(model, tmp_path, x, y, optimizer=keras.optimizers.SGD(0.0))
+    assert [(a.layer, a.kind) for a in alerts][:2] == [("cut", "collapsed_weights"), ("after", "dead_units")]
+    assert "Its input does not depend on the data: cut, before it, has an all-zero kernel since step 0" in (
+        alerts[1].message
+    ), alerts[1].message
+    assert "weights point" not in alerts[1].message  # (its own cause, x.W of a constant input, is no cause)
+
+
+def test_zeros_that_a_layer_carries_on_are_nothing_wrong(tmp_path):
+    """A 1x1 depthwise conv after a ReLU conv (NASNetMobile's depthwise convs on 1x1 maps are elementwise scales):
+    its results are zero exactly where its input is, about half of them, with no dead channel. Its forward line
+    says "Nothing wrong here" and why, rather than a bare "51% of results are near zero"."""
+    keras.utils.set_random_seed(15)
+    x, y = data(shape=(4, 4, 3))
+    inputs = keras.Input((4, 4, 3))
+    h = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inputs)
+    scale = keras.layers.DepthwiseConv2D(1, name="scale")
+    h = keras.layers.GlobalAveragePooling2D()(scale(h))
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(h))
+    a = model.get_layer("conv")(tf.constant(x[:BATCH])).numpy()
+    out = scale(a).numpy() - scale.bias.numpy()
+    assert np.array_equal(out == 0, a == 0) and 0.3 < np.mean(a == 0) < 0.7  # zero where its input is, about half
+    assert not np.any(np.all(a == 0, axis=(0, 1, 2)))  # no channel zero everywhere
+    diagnoses, alerts = train(model, tmp_path, x, y)
+    assert alerts == []
+    text = next(d.text for d in diagnoses if (d.layer, d.role) == ("scale", "forward"))
+    assert text.startswith("Nothing wrong here: ") and "Its input from conv is exactly zero in" in text, text
+    assert "the layer carries those zeros on" in text
 
 
 def test_a_branch_that_the_loss_weighs_zero_gets_no_gradient_and_says_so(tmp_path):

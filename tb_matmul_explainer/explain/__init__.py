@@ -17,8 +17,10 @@ Alerts (severity in [0, 1]; `first_step` = the first recorded step from which th
 a break; `layer` = where the problem starts):
   * dead units (activation role): units whose activation is inactive (`activations.py`: |f'(z)| <= 1% of its
     largest slope: ReLU off, sigmoid/tanh saturated, silu/gelu "flat") in >= 99% of their cells, for >= DEAD_UNITS
-    (10%) of the units. The cause says which sets the sign of z in those cells: the bias outweighing x.W, x.W near
-    zero (a dead input) with the bias deciding, or x.W itself. Severity = dead share. Not raised where the loss reads
+    (10%) of the units. The cause says which sets the sign of z in those cells: the bias outweighing x.W (the bias
+    on the inactive side, x.W alone active in >= `causes.BIAS_TURNS` (5%) of the dead units' inactive cells: a unit
+    active in a few percent of its cells is alive), x.W near zero (a dead input) with the bias deciding, or x.W
+    itself. Severity = dead share. Not raised where the loss reads
     the layer's logits (metadata `loss_reads_logits`: Keras' cross-entropy on a sigmoid or softmax output): there
     dJ/dz = p - y whatever f'(z), and a confident classifier's output is saturated almost everywhere.
   * dead units (input features, across layers): >= 10% of a layer's input features near zero in every row. Named at
@@ -69,6 +71,13 @@ a break; `layer` = where the problem starts):
   * dead output features at a producer without records, after a layer whose outputs are all zero (an all-zero
     kernel or every unit dead) in model order: "They may be <layer>'s zero outputs carried on" (BatchNormalization
     and an activation pass a zero input on as zero, whatever the slope), ranked after it.
+  * dead units (activation) of a layer whose input comes, through recorded producers that each read one input,
+    from a layer with every unit dead since its first record or an all-zero kernel: the input is made from biases
+    alone, the same for every sample; "Its input does not depend on the data: <layer> ...; this follows from it"
+    replaces their own cause, they rank after it and count for no learning-rate alert (`run._cut_off_from_data`).
+  * attention einsums: dead units of an einsum whose near-zero operand comes from an all-zero query, key or value
+    projection are folded into the projection's collapsed-weights alert; otherwise its alert names the near-zero
+    operand and the projection that makes it.
 Ranking: non-finite first, then origins before what follows from them, then severity, earliest step, model order
 (an origin comes before what it starves). Dead units follow from their producer when x.W is near zero in their
 inactive cells and their layer is starved by a producer that has a dead-unit alert itself (all of a ReLU layer's

@@ -295,7 +295,8 @@ def _why_no_gradient(t):
     of f'(z)]: where f'(z) is near zero in at least OWN_OFF of them (whatever dJ/da is: a max-pooling after the
     layer zeroes 3 in 4 of a unit's dJ/da anyway), or alone near zero at least as often as dJ/da is, their own
     activation is off; else no dJ/da arrives from after the layer."""
-    counts = t.dead_near_zero_counts if t.dead_near_zero_counts is not None else t.near_zero_counts
+    dead_rows = t.dead_near_zero_counts  # (none where the stored rows group several units: a 4096-unit layer's)
+    counts = dead_rows if dead_rows is not None and np.sum(dead_rows) > 0 else t.near_zero_counts
     counts = np.asarray(counts, np.float64).reshape(3, 3)
     off, off_alone, none_arrives = counts[:, 1].sum(), counts[0, 1] + counts[2, 1], counts[1].sum()
     if off > 0 and (off >= OWN_OFF * counts.sum() or off_alone >= none_arrives):

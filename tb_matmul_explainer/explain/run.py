@@ -3,6 +3,7 @@ dying during training in many layers (one cause, named once), and the ranking th
 first."""
 
 import math
+import re
 
 import numpy as np
 
@@ -169,6 +170,20 @@ class _Held:
         self.step, self.vanishing = step, vanishing
 
 
+def _passed_on(forward, t, producer):
+    """A starved forward line without an alert, whose input has no dead feature (its zeros are spread over the
+    features: a ReLU's off cells), is "nothing wrong": the layer carries its input's zeros on (a depthwise conv on a
+    1x1 map is an elementwise scale: NASNetMobile's read "51% of results are near zero" with no verdict)."""
+    if forward is None or not forward.starved or forward.alerts or t.cells <= 0 or not np.isfinite(t.reference):
+        return
+    source = f" from {producer}" if producer else ""
+    forward.text = (
+        f"Nothing wrong here: {forward.text[0].lower()}{forward.text[1:]} Its input{source} is exactly zero in "
+        f"{t.reference / t.cells:.0%} of its values, spread over its features (none is near zero in every row), and "
+        f"the layer carries those zeros on."
+    )
+
+
 def _dead_inputs(views, diagnoses, alerts):
     """Input features near zero in every row: named at the layer that made them. A recorded producer with an
     activation record says so itself; an Activation / BatchNormalization / Add producer gets the alert, once."""
@@ -181,6 +196,7 @@ def _dead_inputs(views, diagnoses, alerts):
         t = totals(views[(layer, role)].record_at(d.step)[1])
         dead, of, _ = dead_count(t)
         if not dead:
+            _passed_on(diagnoses.get((layer, "forward")), t, info.producer)
             continue
         share = dead / of - (t.nonfinite[0] / t.cells if t.cells > 0 else 0.0)  # (NaN is Z: not a dead feature)
         producer, kind = info.producer, info.producer_kind
@@ -499,6 +515,51 @@ def _downstream_of_zero_layer(alerts, order):
     return follows
 
 
+def _cut_off_from_data(views, alerts):
+    """Dead-unit alerts of layers whose input, through recorded producers that each read one input (a straight
+    chain: the graph's producers stop at Add and Concatenate), comes from a layer with every unit dead since its
+    first record, or an all-zero kernel: their inputs are made from biases alone, the same for every sample, so
+    whatever their own records say (a VGG16 at bias -20 in block3_conv2: five layers after it "lost their units
+    during training" under Adam, "because the bias outweighs x.W"), their dead units follow from that layer. Their
+    alerts say so in the place of their own cause and rank after it; returns {id(alert)}."""
+    wholly = {
+        a.layer: a
+        for a in alerts
+        if a.severity >= WHOLLY_COLLAPSED
+        and ((a.kind == "collapsed_weights") or (a.kind == "dead_units" and a.role == "activation"))
+        and not a.during_training
+    }
+    producers = {
+        layer: view.info.producer
+        for (layer, role), view in views.items()
+        if role == "input_features" and view.info is not None and view.info.producer_kind == "activation"
+    }
+
+    def origin(layer, seen=()):
+        producer = producers.get(layer)
+        if producer is None or producer in seen:
+            return None
+        return wholly.get(producer) or origin(producer, (*seen, layer))
+
+    follows = set()
+    for a in alerts:
+        if a.kind != "dead_units" or a.role != "activation" or a.layer in wholly or "this follows from it" in a.message:
+            continue
+        cause = origin(a.layer)
+        if cause is not None:
+            a.message = a.message.replace(": a learning rate that is too high is a common cause)", ")")
+            own = re.match(r"(.*? since step \d+(?:, up from \d+ then)?(?: \([^)]*\))?)", a.message)
+            a.message = (own.group(1) + "." if own else a.message) + (
+                f" Its input does not depend on the data: {cause.layer}, before it, has "
+                f"{'an all-zero kernel' if cause.kind == 'collapsed_weights' else 'all its units dead'} since step "
+                f"{cause.first_step} (see its alert), and the layers between compute from their biases alone; this "
+                f"follows from it."
+            )
+            a.during_training = False
+            follows.add(id(a))
+    return follows
+
+
 def _fold_into_collapsed(diagnoses, alerts):
     """A layer whose kernel is all but entirely zero (collapsed-weights severity, the zero share, at least
     WHOLLY_COLLAPSED) has dead units and near-zero results because of it: its own dead-unit and excess-near-zero
@@ -658,7 +719,7 @@ def diagnose_run(layers, step=None):
         d = diagnoses[(a.layer, a.role)]
         d.alerts.append(a)
         d.text = ("" if d.text.startswith("Nothing wrong") else d.text + " ") + sentence(a.message)
-    follows |= _downstream_of_zero_layer(alerts, order)
+    follows |= _downstream_of_zero_layer(alerts, order) | _cut_off_from_data(layers, alerts)
     _around_dead_activation(layers, diagnoses)
     dying = _dying_during_training(alerts, order)
     if dying is not None:
