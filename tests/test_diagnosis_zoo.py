@@ -245,10 +245,20 @@ def test_a_frozen_zero_kernel_is_collapsed_since_the_first_step(tmp_path):
         ]
     )
     model.get_layer("frozen").trainable = False
+    # Independently: its kernel would get a gradient (frozen, it does not move).
+    frozen, kernel = model.get_layer("frozen"), tf.constant(model.get_layer("frozen").kernel.numpy())
+    with tf.GradientTape() as tape:
+        tape.watch(kernel)
+        h = model.get_layer("hidden")(tf.constant(x[:BATCH])) @ kernel + frozen.bias
+        logits = model.get_layer("logits")(h)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y[:BATCH], logits, from_logits=True))
+    assert float(tf.reduce_mean(tf.abs(tape.gradient(loss, kernel)))) > 0
     diagnoses, alerts = train(model, tmp_path, x, y)
-    # One alert for one cause: its dead units and near-zero results follow from the zero kernel.
+    # One alert for one cause: its dead units and near-zero results follow from the zero kernel; and the fix.
     assert [(a.kind, a.layer, a.first_step) for a in alerts] == [("collapsed_weights", "frozen", 0)]
-    assert alerts[0].message.endswith("Its dead units and near-zero results follow from it.")
+    assert "Its dead units and near-zero results follow from it." in alerts[0].message
+    assert "It has stayed all zero since step 0 although its gradient dW is not zero" in alerts[0].message
+    assert alerts[0].message.endswith("Let it train, or give it a non-zero kernel_initializer.")
     assert "frozen" in next(d.text for d in diagnoses if (d.layer, d.role) == ("hidden", "kernel_gradient"))
 
 
@@ -304,6 +314,28 @@ def test_zeros_that_a_layer_carries_on_are_nothing_wrong(tmp_path):
     text = next(d.text for d in diagnoses if (d.layer, d.role) == ("scale", "forward"))
     assert text.startswith("Nothing wrong here: ") and "Its input from conv is exactly zero in" in text, text
     assert "the layer carries those zeros on" in text
+
+
+def test_saturated_lstm_gates_are_the_layers_own_doing(tmp_path):
+    """An LSTM whose first half of units has every gate saturated by its bias (a learning rate of 0.5 left 22-27 of
+    32 units per gate saturated in a trial): their kernel columns get no gradient. That is the cell's own sigmoid
+    and tanh, not a later layer: an alert on its kernel gradients, naming the gates and the common causes."""
+    keras.utils.set_random_seed(16)
+    x, y = data(shape=(6, 4))
+    lstm = keras.layers.LSTM(8, name="lstm")
+    model = keras.Sequential([keras.Input((6, 4)), lstm, keras.layers.Dense(CLASSES, name="logits")])
+    model.build((None, 6, 4))
+    half = np.tile(np.arange(8) < 4, 4)  # units 0-3 of each gate (i, f, c, o)
+    lstm.cell.bias.assign(np.where(half, 30.0, lstm.cell.bias.numpy()).astype(np.float32))
+    with tf.GradientTape() as tape:
+        logits = model(tf.constant(x[:BATCH]))
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(y[:BATCH], logits, from_logits=True))
+    dw = np.abs(tape.gradient(loss, lstm.cell.kernel).numpy()).mean(axis=0)
+    assert dw[half].max() < 1e-6 * dw[~half].mean()  # the saturated columns' gradient is gone
+    diagnoses, alerts = train(model, tmp_path, x, y, optimizer=keras.optimizers.SGD(0.0))
+    gates = [a for a in alerts if a.layer.startswith("lstm/") and a.role == "kernel_gradient"]
+    assert gates and all(a.kind == "excess_near_zero" for a in gates), [a.message for a in alerts]
+    assert "near zero where the gates saturate" in gates[0].message and "normalise them" in gates[0].message
 
 
 def test_a_branch_that_the_loss_weighs_zero_gets_no_gradient_and_says_so(tmp_path):

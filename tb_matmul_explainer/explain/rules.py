@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from tb_matmul_explainer import metadata
 from tb_matmul_explainer.explain import causes as causes_lib
 from tb_matmul_explainer.explain.table import any_non_finite, dead_count, dead_share, non_finite_results, totals
 
@@ -134,6 +135,12 @@ def has_kernel(info):
     return info is None or "kernel" in info.operands
 
 
+def _recurrent(info):
+    """Whether the record is a recurrent layer's (`metadata.GATES`): its output gradient is that of the gates'
+    pre-activations, through the cell's own sigmoid/tanh."""
+    return info is not None and info.op in metadata.GATES
+
+
 def _is_starved(t, role, info=None):
     """Nearly all the near-zero cells' products have a near-zero operand that another layer made (a dead
     producer's output, or an output gradient that dead units after it do not pass back): the problem is theirs.
@@ -141,6 +148,8 @@ def _is_starved(t, role, info=None):
     if t.near_zero_cells <= 0 or role not in _FROM_OTHER_LAYERS:
         return False
     made_elsewhere = _FROM_OTHER_LAYERS[role] if has_kernel(info) else "either"
+    if _recurrent(info) and role == "kernel_gradient":
+        made_elsewhere = "first"  # (its output gradient is its gates' own: saturated gates are the layer's doing)
     return causes_lib.z_shares(t.near_zero_counts)[made_elsewhere] >= causes_lib.DOMINANT
 
 
@@ -173,11 +182,20 @@ def _matmul_alerts(t, layer, role, step, info, history):
     expected = expected_near_zero_fraction(info)
     excess = _near_zero_share(t) - nf - expected if expected is not None else -1.0
     if excess >= EXCESS and not _is_starved(t, role, info):
+        gates = (
+            " Its output gradient is that of its gates' pre-activations: near zero where the gates saturate (their "
+            "sigmoid or tanh is flat): inputs on too large a scale (normalise them) or a learning rate too high are "
+            "common causes."
+            if _recurrent(info)
+            and role == "kernel_gradient"
+            and causes_lib.z_shares(t.near_zero_counts)["second"] >= causes_lib.DOMINANT
+            else ""
+        )
         alerts.append(_dated(
             "excess_near_zero", layer, role, step, history,
             lambda h: _near_zero_share(h.totals) - h.non_finite_results - expected >= EXCESS, min(1.0, excess),
             lambda since: f"{_near_zero_share(t):.0%} of results are near zero where about {expected:.0%} is "
-            f"normal, since step {since}.",
+            f"normal, since step {since}.{gates}",
         ))  # fmt: skip
     if role in ("forward", "input_gradient") and _cancelled(t)[0]:
         alerts.append(_dated(
@@ -226,7 +244,13 @@ def _matmul_text(t, role, info, alerts, found):
     if _is_starved(t, role, info) and _unusual(t, info):
         return f"{fraction:.0%} of results are near zero, {why or 'because its input is near zero'}."
     if t.near_zero_cells:
-        text = f"Nothing wrong: {fraction:.0%} of results are near zero{padded}, as expected for this layer."
+        expected = expected_near_zero_fraction(info)
+        usual = (
+            f"above the {expected:.0%} this threshold makes normal, less than {EXCESS:.0%} more (which alerts)"
+            if expected is not None and fraction - padding > 2 * expected + 0.02
+            else "as expected for this layer"
+        )
+        text = f"Nothing wrong: {fraction:.0%} of results are near zero{padded}, {usual}."
         return text + (f" They are near zero {why}." if why else "")
     return "Nothing wrong: no result is near zero."
 

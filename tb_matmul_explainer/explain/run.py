@@ -560,7 +560,7 @@ def _cut_off_from_data(views, alerts):
     return follows
 
 
-def _fold_into_collapsed(diagnoses, alerts):
+def _fold_into_collapsed(views, diagnoses, alerts):
     """A layer whose kernel is all but entirely zero (collapsed-weights severity, the zero share, at least
     WHOLLY_COLLAPSED) has dead units and near-zero results because of it: its own dead-unit and excess-near-zero
     alerts, and the dead output features a consumer's input shows, are left out of the list (the records' texts keep
@@ -578,6 +578,28 @@ def _fold_into_collapsed(diagnoses, alerts):
         named = [w for kind, w in words.items() if any(a.kind == kind and a.layer == layer for a in folded)]
         if named:
             alert.message += f" Its {' and '.join(named)} follow from it."
+        step = diagnoses[(layer, alert.role)].step
+        alert.message += " " + _why_all_zero(views.get((layer, "kernel_gradient")), alert.first_step, step)
+
+
+def _why_all_zero(kernel_gradient, since, step):
+    """What keeps a kernel all zero, and the fix: where it was all zero at every recorded step from `since` to
+    `step` (a later one) while its gradient dW is not zero, it does not train; else where it comes from."""
+    picked = kernel_gradient.record_at(step) if kernel_gradient is not None else None
+    if picked is not None and picked[0] > since:
+        t = totals(picked[1])
+        live = t.cells - (t.padding_only if np.isfinite(t.padding_only) else 0.0)
+        mean_dw = t.result_magnitude / live if live > 0 and np.isfinite(t.result_magnitude) else 0.0
+        if mean_dw > 0:
+            return (
+                f"It has stayed all zero since step {since} although its gradient dW is not zero (mean |dW| "
+                f"{mean_dw:.1e} at step {picked[0]}): the layer does not train (trainable=False, or its weights "
+                f"left out of the optimizer). Let it train, or give it a non-zero kernel_initializer."
+            )
+    return (
+        "An all-zero kernel: a zeros kernel_initializer, weights that were never loaded, or a layer frozen at zero "
+        "(trainable=False)."
+    )
 
 
 def _dead_alert(diagnoses, layer):
@@ -704,7 +726,7 @@ def diagnose_run(layers, step=None):
         diagnoses[(layer, role)] = d
         alerts.extend(d.alerts)
     _dead_inputs(layers, diagnoses, alerts)
-    _fold_into_collapsed(diagnoses, alerts)
+    _fold_into_collapsed(layers, diagnoses, alerts)
     _starved_without_producer(layers, diagnoses, alerts)
     follows = _dead_from_dead_inputs(layers, diagnoses, alerts)
     order = {layer: view.info.index if view.info is not None else 0 for (layer, _), view in layers.items()}

@@ -241,8 +241,8 @@ class Explaining:
                 self._warn_partial(
                     target,
                     f"it is called {state['calls']} times in a step and its records explain the first call it runs "
-                    f"only{source} (its kernel-gradient record holds that call's part of the gradient, not the sum "
-                    "the optimizer applies)",
+                    f"only{source} (its kernel-gradient record holds that call's part of the gradient: where the "
+                    "other calls' results are differentiated too, the optimizer applies the sum)",
                 )
             if gradient_roles and "d_out_value" not in state:
                 self._warn_partial(
