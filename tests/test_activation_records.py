@@ -278,6 +278,22 @@ def test_a_shared_layer_is_explained_and_named_at_the_call_keras_runs_first(tmp_
     assert matching == "img_b"  # Keras' order here (deepest first); the old walk named img_a, its first-made call
 
 
+def test_a_causal_conv1ds_input_features_are_the_data_without_its_padding(tmp_path):
+    """Causal Conv1D is explained as the VALID conv of its left-padded input; its input features are the data's
+    (a trial read "8% of its input values are exactly zero (from input_layer)": 2 padded steps of 26)."""
+    rng = np.random.default_rng(6)
+    x = (rng.uniform(0.5, 1.5, size=(32, 24, 3)) * rng.choice([-1, 1], size=(32, 24, 3))).astype(np.float32)
+    assert not np.any(x == 0)
+    model = keras.Sequential(
+        [keras.Input((24, 3)), keras.layers.Conv1D(4, 3, padding="causal", name="causal"), keras.layers.Flatten()]
+    )
+    model.compile(optimizer="sgd", loss="mse")
+    callback = tk.ExplainerCallback(tmp_path, update_freq=1, roles=("forward", "input_features"), **EXACT)
+    model.fit(x, np.zeros((32, 96), np.float32), batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+    record = records(tmp_path)["causal/input_features"][1][0][1]
+    assert record.cells.sum() == 32 * 24 * 3 and record.reference.sum() == 0
+
+
 class _Subclassed(keras.Model):
     def __init__(self):
         super().__init__()

@@ -392,6 +392,15 @@ def test_dying_during_training_names_the_learning_rate_only_for_a_layer_that_los
     assert "most died during training: a learning rate that is too high is a common cause" in many
 
 
+def test_dead_units_coming_back_to_life_are_said_to():
+    """VGG16's fc1 had 1647 of 4096 units off for a whole batch at initialisation and 991 at step 30: a healthy
+    layer recovering, which the alert says (not only "since step 0")."""
+    history = [explain.step_summary(0, 1647, 4096, 100, 5), explain.step_summary(10, 1300, 4096, 100, 5)]
+    recovering = rules.dead_since(991, 4096, 0, 30, history)
+    assert recovering == "since step 0, down from 1647 at step 0 (units coming back to life)"
+    assert "down from" not in rules.dead_since(1500, 4096, 0, 30, history)  # (fewer than 1.5x: not said)
+
+
 def test_a_diverged_training_leads_with_one_alert_that_names_the_last_finite_step(tmp_path):
     """Every weight NaN from step 20 in four layers (one update with a NaN gradient does that): one non-finite
     alert for the run, not one per layer and role, naming the last recorded step without them (10), and no alert

@@ -67,10 +67,12 @@ def held_since(step, history, condition):
 
 
 LOST_MOST = 0.5  # a layer that lost this share of its units during training points at the learning rate
+RECOVERING = 1.5  # dead units at the first recorded step over now: the layer is recovering (VGG16's fc layers)
 
 
 def dead_since(dead, of, since, step, history):
-    """The words "since step S" of `dead` of `of` dead units held since S; where fewer were dead at S, how many then;
+    """The words "since step S" of `dead` of `of` dead units held since S; where fewer were dead at S, how many then
+    (where RECOVERING times as many were dead at the first recorded step, that they are coming back);
     and where most died during training (`died_during_training`), that they did, which points at the training, not
     at the initialisation; at a learning rate too high where they are at least LOST_MOST of the layer (a few
     units of a healthy layer die at any learning rate: seen in a conv autoencoder at Adam 1e-3, 3e-4 and 1e-4)."""
@@ -78,6 +80,8 @@ def dead_since(dead, of, since, step, history):
     words = f"since step {since}"
     if since in count and count[since] < dead:
         words += f", up from {count[since]} then"
+    elif count and count[min(count)] >= RECOVERING * dead and count[min(count)] - dead >= 2:
+        words += f", down from {count[min(count)]} at step {min(count)} (units coming back to life)"
     if died_during_training(dead, of, step, history):
         first = min(count)
         at_first = "" if first == since else f"{count[first] or 'none'} at step {first}; "
