@@ -8,7 +8,8 @@ Reshape, Permute, Dropout, padding, cropping, pooling, up-sampling. It stops at 
   "input"       the model's input (data, not a layer's doing)
   "activation"  a layer that applies a non-linear activation: Activation, ReLU, LeakyReLU, ELU, PReLU, Softmax,
                 or a layer with `activation=` of its own
-  "layer"       anything else (BatchNormalization, Add, Embedding, ...)
+  "join"        a layer with several inputs (Concatenate, Add, Multiply, ...): its zeros are those of its inputs
+  "layer"       anything else (BatchNormalization, Embedding, ...)
 or (None, None) where the graph does not say (a subclassed model's layers are called from Python code that Keras
 does not trace into a graph; a layer not yet called).
 
@@ -86,7 +87,7 @@ _ACTIVATION_LAYERS = tuple(
 
 
 def kind_of(layer):
-    """ "input", "activation" or "layer" for a producing layer."""
+    """ "input", "activation", "join" or "layer" for a producing layer."""
     if isinstance(layer, keras.layers.InputLayer):
         return "input"
     if isinstance(layer, _ACTIVATION_LAYERS):
@@ -95,6 +96,8 @@ def kind_of(layer):
         return "activation"
     if activations.describe(getattr(layer, "activation", None)) is not None:
         return "activation"
+    if len(internals.first_inputs(layer)) > 1:
+        return "join"
     return "layer"
 
 

@@ -14,6 +14,7 @@ recorder silently record less.
   causal_padding   Conv1D._compute_causal_padding         the left padding of a causal Conv1D
   first_inputs     Layer._inbound_nodes, Node.input_tensors, KerasTensor._keras_history
                                                           the operations that produced a layer's first call's inputs
+  built_input_shape Layer._build_shapes_dict             the input shape a subclassed model was built with
   call_ranks       Functional._nodes_by_depth, the order of Function._run_through_graph
                                                           which call of a shared layer Keras runs first
   rnn_loop         keras.src.backend.rnn                  Keras' own RNN loop (masking, go_backwards, unroll), which the
@@ -91,6 +92,18 @@ def first_inputs(layer, ranks=None):
     tensors = getattr(node, "input_tensors", None) or []
     history = [getattr(t, "_keras_history", None) for t in tensors]
     return [h.operation for h in history if h is not None]
+
+
+def built_input_shape(model):
+    """The input shape a built model without symbolic inputs (a subclassed model) was built or first called with
+    (`Layer._build_shapes_dict`), where it had one input; None otherwise."""
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    if len(shapes) != 1:
+        return None
+    shape = next(iter(shapes.values()))
+    if not isinstance(shape, (tuple, list)) or not all(d is None or isinstance(d, int) for d in shape):
+        return None
+    return tuple(shape)
 
 
 def call_ranks(model):
@@ -286,6 +299,7 @@ __all__ = [
     "attention_scale",
     "attention_softmax",
     "attention_weights",
+    "built_input_shape",
     "causal_padding",
     "default_writer",
     "call_ranks",

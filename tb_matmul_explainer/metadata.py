@@ -78,7 +78,8 @@ The SummaryMetadata content (written with every event, so kept tiny) is compact 
    "activation": Keras name of f (activation roles; else absent),
    "producer": name of the layer that produced the input (input_features; null if not resolved),
    "producer_kind": "input" (the model's input), "activation" (a layer that applies a non-linear activation,
-                    its own or as an Activation/ReLU/... layer) or "layer" (any other, e.g. Add, BatchNormalization),
+                    its own or as an Activation/ReLU/... layer), "join" (several inputs: Concatenate, Add, ...)
+                    or "layer" (any other, e.g. BatchNormalization),
    "zeroed_by": input_features: the layers between the producer and this layer that set values to exactly zero
                 (Dropout while training, SpatialDropout, ZeroPadding), producer side first; absent when none,
    "loss_reads_logits": activation role: true when the loss differentiated the layer's pre-activation z
@@ -197,7 +198,7 @@ class PluginMetadata:
     version: int = CONTRACT_VERSION
     activation: str = None  # activation roles: the Keras name of f
     producer: str = None  # input_features: the layer that produced the input (None: not resolved)
-    producer_kind: str = None  # "input", "activation" or "layer"
+    producer_kind: str = None  # "input", "activation", "join" or "layer"
     zeroed_by: tuple = ()  # input_features: layers between producer and layer that zero values (Dropout, ...)
     group: int = None  # the outermost non-Model layer holding this one (None: the layer itself)
     loss_reads_logits: bool = None  # activation: the loss differentiated z directly (None: not known)

@@ -145,7 +145,7 @@ def test_producers_are_found_through_the_keras_graph():
     model = keras.Model(inputs, out)
     assert graph.producer_of(model.get_layer("c1")) == ("image", "input")
     assert graph.producer_of(model.get_layer("c2")) == ("c1_relu", "activation")  # through the pooling
-    assert graph.producer_of(model.get_layer("head")) == ("add", "layer")  # through Flatten, stops at Add
+    assert graph.producer_of(model.get_layer("head")) == ("add", "join")  # through Flatten, stops at Add
     assert graph.producer_of(model.get_layer("c1_relu")) == ("bn", "layer")
     assert graph.kind_of(keras.layers.Activation("linear")) == "layer"
     seq = keras.Sequential(

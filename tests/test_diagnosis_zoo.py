@@ -338,6 +338,29 @@ def test_saturated_lstm_gates_are_the_layers_own_doing(tmp_path):
     assert "near zero where the gates saturate" in gates[0].message and "normalise them" in gates[0].message
 
 
+def test_dead_features_of_a_concatenation_follow_from_the_layers_it_joins(tmp_path):
+    """Two branches with dead ReLUs (7 of 16 and 8 of 16), concatenated, read by a Dense (a Siamese trial ranked
+    "concat: 27 of 64 output features are near zero" above the branch layer whose units died): the branches lead,
+    and the Concatenate's alert says that it makes no zeros of its own."""
+    keras.utils.set_random_seed(17)
+    x, y = data()
+    inputs = keras.Input((FEATURES,))
+    a = keras.layers.Dense(16, activation="relu", name="branch_a")
+    b = keras.layers.Dense(16, activation="relu", name="branch_b")
+    joined = keras.layers.Concatenate(name="concat")([a(inputs), b(inputs)])
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(joined))
+    a.bias.assign(np.where(np.arange(16) < 7, -50.0, 0.0).astype(np.float32))
+    b.bias.assign(np.where(np.arange(16) < 8, -50.0, 0.0).astype(np.float32))
+    h = model.get_layer("concat")([a(x[:BATCH]), b(x[:BATCH])]).numpy()
+    assert np.all(h == 0, axis=0).sum() == 15  # 7 + 8 of 32 features zero for every input
+    _, alerts = train(model, tmp_path, x, y, optimizer=keras.optimizers.SGD(0.0))
+    dead = [(a.layer, a.role) for a in alerts if a.kind == "dead_units"]
+    assert dead == [("branch_b", "activation"), ("branch_a", "activation"), ("concat", "input_features")], dead
+    assert "concat joins several layers' outputs" in alerts[2].message and "makes no zeros of its own" in (
+        alerts[2].message
+    )
+
+
 def test_a_branch_that_the_loss_weighs_zero_gets_no_gradient_and_says_so(tmp_path):
     """A second head trained with loss weight 0: no gradient reaches it or the layer before it in that branch. One
     alert, at the head (nearest the loss), names both; the shared trunk, reached through the other head, is fine."""

@@ -92,6 +92,25 @@ def test_first_inputs_follows_the_functional_graph():
     assert [op.name for op in internals.first_inputs(hidden)] == ["features"]
 
 
+def test_built_input_shape_is_the_shape_a_subclassed_model_was_called_with():
+    """Layer._build_shapes_dict: a subclassed model's input shape once called (None before)."""
+
+    class Model(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Model()
+    assert internals.built_input_shape(model) is None
+    model(np.zeros((3, 5), np.float32))
+    assert internals.built_input_shape(model) == (3, 5), (
+        "Keras changed Layer._build_shapes_dict: a subclassed model's coverage would say its input shape is not known"
+    )
+
+
 def test_call_ranks_order_the_calls_as_keras_runs_them():
     """Functional._nodes_by_depth: in this Siamese model Keras runs the shared conv's later-made call (on b)
     first, and `first_inputs` with the ranks names its input (the calls are counted as Keras makes them)."""

@@ -136,6 +136,27 @@ def test_coverage_is_not_known_without_an_input_shape(tmp_path):
     assert coverage.per_layer == [("d", 7 * 3 * 2, True)] and coverage.share == 1.0
 
 
+class _Residual(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.c1 = keras.layers.Dense(6, activation="relu")
+        self.c2 = keras.layers.Dense(6)
+        self.head = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.head(x + self.c2(self.c1(x)))
+
+
+def test_coverage_of_a_subclassed_model_is_measured_on_the_shape_it_was_called_with(tmp_path):
+    """A subclassed model has no symbolic inputs; once called (or built) its input shape is known (a trial's start
+    line said "not known (a subclassed model)" for a model called before fit)."""
+    model = _Residual()
+    model(np.zeros((4, 6), np.float32))
+    recorder, _ = _recorder(model, tmp_path)
+    coverage = recorder.coverage()
+    assert coverage.share == 1.0 and coverage.multiply_adds == 6 * 6 + 6 * 6 + 6 * 2, coverage.line()
+
+
 def test_the_callback_prints_the_coverage_line_at_the_start_of_training(tmp_path, capsys):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
     model.compile("sgd", "mse")

@@ -186,8 +186,10 @@ def _passed_on(forward, t, producer):
 
 def _dead_inputs(views, diagnoses, alerts):
     """Input features near zero in every row: named at the layer that made them. A recorded producer with an
-    activation record says so itself; an Activation / BatchNormalization / Add producer gets the alert, once."""
-    by_producer = {}
+    activation record says so itself; an Activation / BatchNormalization / Concatenate producer gets the alert,
+    once. Returns the ids of the alerts at a layer that joins several inputs (producer kind "join"): their zeros
+    are those of the layers it joins."""
+    by_producer, joins = {}, set()
     for (layer, role), d in diagnoses.items():
         info = views[(layer, role)].info
         if role != "input_features" or info is None:
@@ -225,12 +227,13 @@ def _dead_inputs(views, diagnoses, alerts):
             else f"{dead} of {of} input features are near zero for every input {when} (their producer is not "
             f"known: they come from Python code, a subclassed model or layer, not a functional or Sequential graph)"
         )
-        hint = (
-            " — dead units: the activation is off for them; look at what feeds it (a BatchNormalization's "
-            "beta and gamma, the previous layer's bias)"
-            if kind == "activation"
-            else ""
-        )
+        hints = {
+            "activation": " — dead units: the activation is off for them; look at what feeds it (a "
+            "BatchNormalization's beta and gamma, the previous layer's bias)",
+            "join": f" — {producer} joins several layers' outputs (Concatenate, Add, ...) and makes no zeros of its "
+            f"own: they come from the layers it joins (see their alerts first)",
+        }
+        hint = hints.get(kind, "")
         if origin not in by_producer or share > by_producer[origin].severity:
             by_producer[origin] = Alert(
                 "dead_units",
@@ -242,7 +245,10 @@ def _dead_inputs(views, diagnoses, alerts):
                 seen_in=layer,
                 during_training=died_during_training(dead, of, d.step, history),
             )
+            if kind == "join":
+                joins.add(origin)
     alerts.extend(by_producer.values())
+    return {id(a) for origin, a in by_producer.items() if origin in joins}
 
 
 def _zeros_by_construction(kernel_gradient, info):
@@ -725,10 +731,12 @@ def diagnose_run(layers, step=None):
         d = diagnose(record, layer=layer, role=role, step=at_step, info=view.info, history=view.history(at_step))
         diagnoses[(layer, role)] = d
         alerts.extend(d.alerts)
-    _dead_inputs(layers, diagnoses, alerts)
+    joined = _dead_inputs(layers, diagnoses, alerts)
     _fold_into_collapsed(layers, diagnoses, alerts)
     _starved_without_producer(layers, diagnoses, alerts)
     follows = _dead_from_dead_inputs(layers, diagnoses, alerts)
+    if any(a.kind == "dead_units" and id(a) not in joined for a in alerts):
+        follows |= joined  # (a join's zeros come from what it joins: their alerts lead)
     order = {layer: view.info.index if view.info is not None else 0 for (layer, _), view in layers.items()}
     for a in alerts:
         if a.layer not in order:  # a producer without records of its own: just before the layer it feeds

@@ -66,7 +66,10 @@ def _sample(model):
     """One sample of zeros per model input (batch 1), or a reason string."""
     inputs = getattr(model, "inputs", None) if isinstance(model, keras.Model) else None
     if not inputs:
-        return f"the model's input shape is not known (a subclassed model): {_MEASURE}"
+        built = internals.built_input_shape(model)
+        if built is None or any(d is None for d in built[1:]):
+            return f"the model's input shape is not known (a subclassed model): {_MEASURE}"
+        return np.zeros((1,) + built[1:], np.float32)  # (a subclassed model built or called on this shape)
     shapes = [tuple(t.shape)[1:] for t in inputs]
     if any(d is None for s in shapes for d in s):
         return f"the model's input shape {shapes} has unknown sizes: {_MEASURE}"
