@@ -107,6 +107,9 @@ def chain_lines(layers, step=None):
     return lines
 
 
+_GRADIENT_ROLES = ("kernel_gradient", "input_gradient", "activation_gradient")
+
+
 def _chain_step(info, role, label, what, record):
     """One step of a chain line, e.g. "activation relu 100% inactive (16/16 dead)"."""
     t = explain.totals(record)
@@ -116,6 +119,8 @@ def _chain_step(info, role, label, what, record):
     dead, of, _ = explain.dead_count(t)
     if role == "activation" and info.loss_reads_logits:
         text += " (the loss reads its logits: not dead)"
+    elif dead and role in _GRADIENT_ROLES:
+        text += f" ({dead}/{of} units without gradient)"  # (a gradient near zero everywhere is none, not "dead")
     elif dead:
         text += f" ({dead}/{of} dead)"
     if role == "input_features" and info.producer:

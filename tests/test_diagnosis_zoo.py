@@ -85,7 +85,7 @@ def test_dying_relus_from_a_negative_bias_are_named_where_they_die(tmp_path):
         "get no gradient in any cell" in upstream.text and "no gradient arrives from after the layer" in upstream.text
     )
     chain = next(line for line in chain_lines(loader.load(str(tmp_path)).runs["train"]) if line.startswith("hidden_2:"))
-    assert "dJ/dz 100% near zero (32/32 dead) (100% of them where f' is off)" in chain, chain
+    assert "dJ/dz 100% near zero (32/32 units without gradient) (100% of them where f' is off)" in chain, chain
 
 
 def test_a_bias_that_turns_units_off_is_named_though_x_w_is_mostly_negative_too(tmp_path):

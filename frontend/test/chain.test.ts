@@ -48,6 +48,7 @@ describe('chain steps', () => {
     expect(steps[0].figure).toBe('0% near zero');
     expect(steps[1].figure).toBe('100% near zero');
     expect(steps[2].figure).toBe('100% near zero · from f′ (100%)');
+    expect(steps[3].figure).toBe('100% near zero · 16 of 16 units without gradient'); // (not "dead": none arrives)
   });
 
   it('names the operands of attention\'s einsums', () => {

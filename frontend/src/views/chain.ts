@@ -61,12 +61,14 @@ function stepName(t: LayerTotals, role: 0 | 1 | 2): string {
   return (MATMUL_STEPS[t.op] ?? DEFAULT_STEPS)[role];
 }
 
-function dead(t: LayerTotals, what: string): string {
-  return t.dead_units ? ` · ${t.dead_units} of ${t.units} ${what} dead` : '';
+function dead(t: LayerTotals, what: string, state = 'dead'): string {
+  return t.dead_units ? ` · ${t.dead_units} of ${t.units} ${what} ${state}` : '';
 }
 
+/** A gradient near zero in every cell of a unit is none, not a "dead" unit. */
 function nearZero(t: LayerTotals, name: string, role: string, what = 'near zero'): ChainStep {
-  return { role, name, figure: `${pct(t.near_zero_fraction, 0)} ${what}${dead(t, 'units')}`, alarm: t.dead_units > 0 || (t.near_zero_fraction ?? 0) >= ALARM };
+  const state = role === 'forward' ? 'dead' : 'without gradient';
+  return { role, name, figure: `${pct(t.near_zero_fraction, 0)} ${what}${dead(t, 'units', state)}`, alarm: t.dead_units > 0 || (t.near_zero_fraction ?? 0) >= ALARM };
 }
 
 /** The forward steps present for the layer, in chain order. */
