@@ -5,6 +5,7 @@ import warnings
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tb_matmul_explainer import keras as tk
 
@@ -134,6 +135,37 @@ def test_coverage_is_not_known_without_an_input_shape(tmp_path):
     assert coverage.share is None and "unknown sizes" in coverage.line()
     coverage = recorder.coverage(np.zeros((1, 7, 3), np.float32))
     assert coverage.per_layer == [("d", 7 * 3 * 2, True)] and coverage.share == 1.0
+
+
+def test_coverage_of_named_inputs_of_several_dtypes_measures_and_training_goes_on(tmp_path):
+    """The Keras structured-data examples' way: a dict of named inputs, not in sorted order, one of them strings
+    through a StringLookup. The coverage pass feeds the model its own structure (a trial's fit stopped with "data
+    type 'string' not understood" and "The structure of `inputs` doesn't match"); a pass that fails anyway is a
+    line saying why, never an exception in `fit`."""
+    age, income = keras.Input((1,), name="age"), keras.Input((1,), name="income")
+    city = keras.Input((1,), name="city", dtype="string")
+    lookup = keras.layers.StringLookup(vocabulary=["a", "b"], output_mode="one_hot", name="lookup")(city)
+    joined = keras.layers.Concatenate()([age, income, keras.layers.Reshape((3,))(lookup)])
+    model = keras.Model({"age": age, "income": income, "city": city}, keras.layers.Dense(1, name="out")(joined))
+    model.compile(optimizer="sgd", loss="mse")
+    recorder, _ = _recorder(model, tmp_path)
+    assert recorder.coverage().share == 1.0 and recorder.coverage().multiply_adds == 5
+    x = {"age": tf.ones((8, 1)), "city": tf.constant([["a"]] * 8), "income": tf.ones((8, 1))}
+    callback = tk.ExplainerCallback(tmp_path / "fit", update_freq=1)
+    data = tf.data.Dataset.from_tensors((x, tf.zeros((8, 1))))
+    model.fit(data, epochs=1, verbose=0, callbacks=[callback])
+    assert callback.recorded_steps == [0] and callback.coverage.share == 1.0
+
+    class Failing(keras.layers.Layer):
+        def call(self, x):
+            if x.shape[0] == 1:  # (only the coverage pass's batch of one)
+                raise ValueError("not on a batch of one")
+            return x
+
+    inputs = keras.Input((4,))
+    failing = keras.Model(inputs, keras.layers.Dense(2, name="d")(Failing()(inputs)))
+    coverage = _recorder(failing, tmp_path / "failing")[0].coverage()
+    assert coverage.share is None and "a forward pass on one sample failed: ValueError" in coverage.line()
 
 
 class _Residual(keras.Model):

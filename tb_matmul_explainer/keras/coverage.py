@@ -62,8 +62,15 @@ def percent(share):
 _MEASURE = "LayerRecorder(model, ...).coverage(sample) measures it from one input sample"
 
 
+def _zeros(t):
+    """One sample (batch 1) of zeros, or of empty strings, shaped and typed as the symbolic input `t`."""
+    shape = (1,) + tuple(t.shape)[1:]
+    return np.full(shape, "", dtype=object) if t.dtype == "string" else np.zeros(shape, dtype=t.dtype)
+
+
 def _sample(model):
-    """One sample of zeros per model input (batch 1), or a reason string."""
+    """One sample of zeros per model input (batch 1), in the structure the model takes (a dict of named inputs,
+    a list, one array), or a reason string."""
     inputs = getattr(model, "inputs", None) if isinstance(model, keras.Model) else None
     if not inputs:
         built = internals.built_input_shape(model)
@@ -73,8 +80,7 @@ def _sample(model):
     shapes = [tuple(t.shape)[1:] for t in inputs]
     if any(d is None for s in shapes for d in s):
         return f"the model's input shape {shapes} has unknown sizes: {_MEASURE}"
-    arrays = [np.zeros((1,) + s, dtype=t.dtype) for s, t in zip(shapes, inputs)]
-    return arrays[0] if len(arrays) == 1 else arrays
+    return tf.nest.map_structure(_zeros, model.input)
 
 
 def _shape(t):
@@ -140,7 +146,11 @@ def measure(model, entries, targets, skipped, sample=None):
         return Coverage(**tally, not_known=sample)
     if any(getattr(e.layer, "stateful", False) for e in entries):
         return Coverage(**tally, not_known="a stateful layer would see its state changed")
-    calls = call_shapes(model, entries, sample)
+    try:
+        calls = call_shapes(model, entries, sample)
+    except Exception as e:  # (a line printed at the start of training must never stop it)
+        why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return Coverage(**tally, not_known=f"a forward pass on one sample failed: {type(e).__name__}: {why}")
     per_layer, total, done = [], 0, 0
     for e in entries:
         for suffix, counts in _layer_multiply_adds(e.layer, calls.get(id(e.layer), [])):
