@@ -233,6 +233,26 @@ def test_dead_units_of_a_wide_layer_are_counted_unit_by_unit(tmp_path):
     assert "their own activation is off there" in gradient and "arrives from after" not in gradient, gradient
 
 
+@pytest.mark.parametrize("dead", [1, 2])
+def test_one_dead_unit_of_a_narrow_layer_raises_no_alert(tmp_path, dead):
+    """One unit of 8 dead (12.5%: a healthy U-Net's narrow decoder conv loses one now and then) is said, not
+    alerted; two are alerted."""
+    keras.utils.set_random_seed(19)
+    x, y = data()
+    narrow = keras.layers.Dense(8, activation="relu", name="narrow")
+    model = keras.Sequential([keras.Input((FEATURES,)), narrow, keras.layers.Dense(CLASSES, name="logits")])
+    model.build((None, FEATURES))
+    narrow.bias.assign(np.where(np.arange(8) < dead, -50.0, 0.0).astype(np.float32))
+    z = (tf.constant(x[:BATCH]) @ narrow.kernel + narrow.bias).numpy()
+    assert np.all(z <= 0, axis=0).sum() == dead
+    diagnoses, alerts = train(model, tmp_path, x, y, optimizer=keras.optimizers.SGD(0.0))
+    text = next(d.text for d in diagnoses if (d.layer, d.role) == ("narrow", "activation"))
+    if dead == 1:
+        assert alerts == [] and "(1 of 8 units dead, fewer than the 2 that raise an alert)" in text, text
+    else:
+        assert [(a.kind, a.layer) for a in alerts] == [("dead_units", "narrow")]
+
+
 def test_a_frozen_zero_kernel_is_collapsed_since_the_first_step(tmp_path):
     keras.utils.set_random_seed(2)
     x, y = data()
@@ -394,6 +414,27 @@ def test_a_branch_that_the_loss_weighs_zero_gets_no_gradient_and_says_so(tmp_pat
     text = {(d.layer, d.role): d.text for d in diagnoses}
     assert "see unused's alert" in text[("unused_h", "kernel_gradient")]
     assert "reaches" not in text[("trunk", "kernel_gradient")]
+
+
+def test_a_zero_init_residual_blocks_gradient_and_the_alert_names_that_cause(tmp_path):
+    """A residual branch whose last BatchNormalization has gamma zero (zero-init residual, on purpose): its layer
+    gets no gradient until gamma trains. The alert's causes include it (a trial read only "does not reach the loss,
+    or loss_weights" and went hunting for a graph bug)."""
+    keras.utils.set_random_seed(18)
+    x, y = data()
+    inputs = keras.Input((FEATURES,))
+    pre = keras.layers.Dense(16, activation="relu", name="pre")(inputs)
+    branch = keras.layers.Dense(16, name="branch")(pre)
+    branch = keras.layers.BatchNormalization(gamma_initializer="zeros", name="bn")(branch)
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(keras.layers.Add()([pre, branch])))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(y[:BATCH], model(x[:BATCH], training=True), from_logits=True)
+        )
+    assert float(tf.reduce_sum(tf.abs(tape.gradient(loss, model.get_layer("branch").kernel)))) == 0.0
+    _, alerts = train(model, tmp_path, x, y, optimizer=keras.optimizers.SGD(0.0))
+    assert [(a.kind, a.layer) for a in alerts] == [("no_gradient", "branch")], [a.message for a in alerts]
+    assert "a BatchNormalization or LayerNormalization whose gamma is zero" in alerts[0].message
 
 
 def test_a_zero_kernel_does_not_make_a_layer_beside_it_vanish(tmp_path):

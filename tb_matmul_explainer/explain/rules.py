@@ -16,6 +16,14 @@ from tb_matmul_explainer.explain import causes as causes_lib
 from tb_matmul_explainer.explain.table import any_non_finite, dead_count, dead_share, non_finite_results, totals
 
 DEAD_UNITS = 0.10
+MIN_DEAD = 2  # dead units that alert, unless all of the layer's are: one unit of 8 dies in healthy U-Nets
+
+
+def many_dead(dead, of, non_finite=0.0):
+    """Whether `dead` of `of` units (less the non-finite share) make a dead-unit alert."""
+    return bool(of) and dead / of - non_finite >= DEAD_UNITS and (dead >= MIN_DEAD or dead == of)
+
+
 EXCESS = 0.20
 COLLAPSED = 0.50
 CANCELLED = 1e-3
@@ -175,10 +183,10 @@ def _matmul_alerts(t, layer, role, step, info, history):
     alerts = []
     nf = non_finite_results(t.nonfinite, t.cells)
     dead, of, units = dead_count(t)
-    if role == "forward" and of and dead / of - nf >= DEAD_UNITS and not _is_starved(t, role, info):
+    if role == "forward" and many_dead(dead, of, nf) and not _is_starved(t, role, info):
         alerts.append(_dated(
             "dead_units", layer, role, step, history,
-            lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,
+            lambda h: many_dead(round(h.dead_share * of), of, h.non_finite_results), dead / of,
             lambda since: f"{dead} of {of} {units} are dead (near zero in every cell) "
             f"{dead_since(dead, of, since, step, history)}.",
             during_training=died_during_training(dead, of, step, history),
@@ -278,12 +286,12 @@ def _activation(t, layer, role, step, info, history):
             f"slope: saturation blocks no gradient here."
         )
         return alerts, found, text
-    if of and dead / of - non_finite_results(t.nonfinite, t.cells) >= DEAD_UNITS:
+    if many_dead(dead, of, non_finite_results(t.nonfinite, t.cells)):
         cause = causes_lib.activation_cause(t, name)
         kind = "dying ReLUs" if word == "off" else f"{word} {name}"
         alerts.append(_dated(
             "dead_units", layer, role, step, history,
-            lambda h: h.dead_share - h.non_finite_results >= DEAD_UNITS, dead / of,
+            lambda h: many_dead(round(h.dead_share * of), of, h.non_finite_results), dead / of,
             lambda since: f"{dead} of {of} {units} are dead ({kind}: the {name} is {word} for at least 99% of "
             f"inputs) {dead_since(dead, of, since, step, history)}{': ' + cause if cause else ''}.",
             during_training=died_during_training(dead, of, step, history),
@@ -291,7 +299,12 @@ def _activation(t, layer, role, step, info, history):
         found[cause] = dead / of
         text = f"The {name} is {word} in {inactive:.0%} of cells{out_text}. " + sentence(alerts[-1].message)
     else:
-        dead_text = f" ({dead} of {of} {units} dead, below the {DEAD_UNITS:.0%} that raises an alert)" if dead else ""
+        below = (
+            f"below the {DEAD_UNITS:.0%} that raises an alert"
+            if dead / max(of, 1) < DEAD_UNITS
+            else f"fewer than the {MIN_DEAD} that raise an alert"
+        )
+        dead_text = f" ({dead} of {of} {units} dead, {below})" if dead else ""
         text = f"Nothing wrong: the {name} is {word} in {inactive:.0%} of cells{out_text}{dead_text}."
     return alerts, found, text
 

@@ -481,7 +481,10 @@ def _no_gradient(views, diagnoses, alerts, order):
         1.0,
         f"no gradient reaches this layer, since step {since}: every output gradient dJ/dz is zero, so dW = 0 and its "
         f"weights do not learn{others}. Nothing after it passes a gradient back: its output does not reach the "
-        f"loss, or reaches it with weight 0 (loss_weights), or only through operations without a gradient.",
+        f"loss, or reaches it with weight 0 (loss_weights), or only through operations without a gradient, or "
+        f"through a BatchNormalization or LayerNormalization whose gamma is zero (a residual block's last one, "
+        f"zero-initialised on purpose, blocks it until gamma has trained: harmless if it is gone at the next "
+        f"recorded step).",
     )
     alerts.append(alert)
     d.alerts.append(alert)

@@ -80,7 +80,11 @@ def _sample(model):
     shapes = [tuple(t.shape)[1:] for t in inputs]
     if any(d is None for s in shapes for d in s):
         return f"the model's input shape {shapes} has unknown sizes: {_MEASURE}"
-    return tf.nest.map_structure(_zeros, model.input)
+    try:
+        structure = model.input  # (a dict of named inputs, a list, one input)
+    except (AttributeError, ValueError):  # (a Sequential model never called has `inputs` only)
+        structure = inputs if len(inputs) > 1 else inputs[0]
+    return tf.nest.map_structure(_zeros, structure)
 
 
 def _shape(t):
