@@ -15,6 +15,8 @@ recorder silently record less.
   first_inputs     Layer._inbound_nodes, Node.input_tensors, KerasTensor._keras_history
                                                           the operations that produced a layer's first call's inputs
   built_input_shape Layer._build_shapes_dict             the input shape a subclassed model was built with
+  first_call_sources  Layer._inbound_nodes, KerasHistory.node_index
+                                                          the model inputs a shared layer's first call reads
   call_ranks       Functional._nodes_by_depth, the order of Function._run_through_graph
                                                           which call of a shared layer Keras runs first
   rnn_loop         keras.src.backend.rnn                  Keras' own RNN loop (masking, go_backwards, unroll), which the
@@ -104,6 +106,38 @@ def built_input_shape(model):
     if not isinstance(shape, (tuple, list)) or not all(d is None or isinstance(d, int) for d in shape):
         return None
     return tuple(shape)
+
+
+def first_call_sources(layer, ranks=None):
+    """For a layer called several times in the graph (shared): the names of the model inputs (InputLayers) that
+    the inputs of its first call (`first_inputs`) are computed from, following each tensor to the call that made it
+    (`KerasTensor._keras_history.node_index`), sorted; () for a layer called once, or where the graph does not
+    say."""
+    import keras
+
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    if len(nodes) < 2:
+        return ()
+    ranked = [n for n in nodes if id(n) in (ranks or {})]
+    start = min(ranked, key=lambda n: ranks[id(n)]) if ranked else (nodes[0] if nodes else None)
+    sources, seen, todo = set(), set(), [start] if start is not None else []
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for t in getattr(node, "input_tensors", None) or []:
+            history = getattr(t, "_keras_history", None)
+            if history is None:
+                continue
+            made_by = history.operation
+            if isinstance(made_by, keras.layers.InputLayer):
+                sources.add(made_by.name)
+            else:
+                made = getattr(made_by, "_inbound_nodes", None) or []
+                if history.node_index < len(made):
+                    todo.append(made[history.node_index])
+    return tuple(sorted(sources))
 
 
 def call_ranks(model):
@@ -303,6 +337,7 @@ __all__ = [
     "causal_padding",
     "default_writer",
     "call_ranks",
+    "first_call_sources",
     "first_inputs",
     "instance_cache",
     "make_function",

@@ -253,7 +253,7 @@ def test_a_shared_layer_is_explained_and_named_at_the_call_keras_runs_first(tmp_
     rng = np.random.default_rng(0)
     xa = rng.normal(size=(16, 8, 8, 2)).astype(np.float32)
     xb = xa[::-1] - 3.0  # another batch, shifted: the two calls' products differ
-    kernel = conv.kernel.numpy() if conv.built else None
+    kernel, bias, dense_kernel = conv.kernel.numpy(), conv.bias.numpy(), dense.kernel.numpy()
     with pytest.warns(tk.PartlyRecordedWarning) as caught:
         model.fit(
             [xa, xb],
@@ -265,7 +265,6 @@ def test_a_shared_layer_is_explained_and_named_at_the_call_keras_runs_first(tmp_
         )
     recs = records(tmp_path)
     series, info = recs["shared_conv/forward"][1], recs["shared_conv/input_features"][0]
-    kernel = conv.kernel.numpy() if kernel is None else kernel
     products = {
         name: float(tf.reduce_sum(tf.nn.conv2d(x, kernel, 1, "VALID"))) for name, x in (("img_a", xa), ("img_b", xb))
     }
@@ -275,6 +274,18 @@ def test_a_shared_layer_is_explained_and_named_at_the_call_keras_runs_first(tmp_
     assert info.producer == matching, (info.producer, products, explained)
     note = next(str(w.message) for w in caught if "'shared_conv'" in str(w.message))
     assert f"the first call it runs only, the one on the input from {matching}" in note, note
+
+    # shared_dense's first-run call may be on the other branch: its note says which model input that call reads.
+    def dense_products(x):
+        h = tf.nn.max_pool2d(tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "VALID") + bias), 2, 2, "VALID")
+        return float(tf.reduce_sum(tf.reshape(h, (16, -1)) @ dense_kernel))
+
+    dense_explained = float(recs["shared_dense/forward"][1][0][1].sums.sum())
+    candidates = {"img_a": dense_products(xa), "img_b": dense_products(xb)}
+    reads = min(candidates, key=lambda n: abs(candidates[n] - dense_explained))
+    assert abs(candidates["img_a"] - candidates["img_b"]) > 100 * abs(candidates[reads] - dense_explained)
+    dense_note = next(str(w.message) for w in caught if "'shared_dense'" in str(w.message))
+    assert f"the one on the input from shared_conv, which reads {reads} " in dense_note, dense_note
     assert matching == "img_b"  # Keras' order here (deepest first); the old walk named img_a, its first-made call
 
 

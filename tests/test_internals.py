@@ -129,6 +129,10 @@ def test_call_ranks_order_the_calls_as_keras_runs_them():
         "its records explain"
     )
     assert internals.call_ranks(keras.layers.Dense(2)) == {}
+    # KerasHistory.node_index: the model inputs that call reads, through the layers called before it.
+    assert internals.first_call_sources(dense, ranks) in {("a",), ("b",)}
+    assert internals.first_call_sources(conv, ranks) == ("b",) and internals.first_call_sources(conv) == ("a",)
+    assert internals.first_call_sources(model.layers[-1]) == ()  # (called once)
 
 
 def test_default_writer_sets_tensorflows_private_summary_state(tmp_path):

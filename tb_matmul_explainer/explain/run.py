@@ -501,14 +501,15 @@ WHOLLY_COLLAPSED = 0.99  # share of a kernel's products with a zero weight from 
 
 def _downstream_of_zero_layer(alerts, order):
     """Dead output features alerted at a producer without records (`_dead_inputs`) that comes after a layer whose
-    outputs are all zero (an all-zero kernel, or every unit dead): they may be that layer's zeros carried on (an
+    outputs are all zero (an all-zero kernel, every unit dead, or every output feature of a producer without
+    records: a ReLU layer after a BatchNormalization at beta -10): they may be that layer's zeros carried on (an
     activation layer passes a zero input on as a zero whatever its slope), so their alert says so and ranks after
     it. Returns the ids of those alerts."""
     zero_layers = [  # (not a forward record's dead units: those of a layer that is itself fed zeros, as often)
         a
         for a in alerts
         if (a.kind == "collapsed_weights" and a.severity >= WHOLLY_COLLAPSED)
-        or (a.kind == "dead_units" and a.severity >= WHOLLY_COLLAPSED and a.role == "activation")
+        or (a.kind == "dead_units" and a.severity >= WHOLLY_COLLAPSED and a.role in ("activation", "input_features"))
     ]
     follows = set()
     for a in alerts:

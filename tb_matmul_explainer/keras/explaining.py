@@ -238,6 +238,8 @@ class Explaining:
             gradient_roles = [r for r in target.roles if r in _GRADIENT_ROLES]
             if state["calls"] > 1:
                 source = f", the one on the input from {target.producer[0]}" if target.producer[0] else ""
+                if target.sources:  # (several shared layers in a row may each explain a different branch)
+                    source += f"{',' if source else ', the one'} which reads {' and '.join(target.sources)}"
                 self._warn_partial(
                     target,
                     f"it is called {state['calls']} times in a step and its records explain the first call it runs "

@@ -45,6 +45,7 @@ class Target:
     producer: tuple = (None, None)  # (name, kind) of the layer that produced the input (`graph.producer_of`)
     zeroed_by: tuple = ()  # layers between the producer and this one that zero values (`graph.zeroed_by`)
     part: str = None  # which of the layer's explanations (`Adapter.parts`; None: its only one)
+    sources: tuple = ()  # a layer called several times: the model inputs its first-run call reads
     parts: dict = None  # part -> Target, for every part of the layer in `Adapter.parts` order (shared by them)
 
     @property
@@ -191,6 +192,7 @@ def _target(entry, adapter, part, roles, confidence, thresholds, walk_context, p
         roles=roles_of(act, roles),
         producer=producer or graph.producer_of(read_from, walk_context.owners, walk_context.paths, walk_context.ranks),
         zeroed_by=() if producer else graph.zeroed_by(read_from, walk_context.owners, walk_context.ranks),
+        sources=internals.first_call_sources(layer, walk_context.ranks),
         part=part,
     )
     target.units = {role: adapter.units(layer, role, part) for role in target.roles}
