@@ -64,7 +64,7 @@ def report(logdir, run=None, step=None, out=None):
         diagnoses, alerts = explain.diagnose_run(layers, step)
         print(f"== run {name}", file=out)
         if alerts:
-            print("Alerts, worst first:", file=out)
+            print("Alerts, where problems start first, then worst first:", file=out)
             for a in alerts:
                 seen = f", seen in {a.seen_in}" if a.seen_in else ""
                 print(

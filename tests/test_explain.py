@@ -123,7 +123,11 @@ def test_report_command_prints_alerts_worst_first(tmp_path, capsys):
     write(tmp_path, "dying", [("dense", "forward", [(0, x, kernel)])])
     assert cli.main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "== run dying" in out and "6 of 8 units are dead" in out and "Alerts, worst first" in out
+    assert (
+        "== run dying" in out
+        and "6 of 8 units are dead" in out
+        and "Alerts, where problems start first, then worst first" in out
+    )
 
 
 def test_report_command_prints_nothing_on_stderr(tmp_path):

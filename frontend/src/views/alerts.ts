@@ -63,7 +63,7 @@ export class AlertsView implements View {
     box.dataset.count = String(r.alerts.length);
     const head = el('div', 'mmx-alerts-head');
     head.appendChild(
-      el('h2', undefined, r.alerts.length ? `${r.alerts.length} alert${r.alerts.length > 1 ? 's' : ''} for ${r.run}, worst first` : `No alerts for ${r.run}: nothing looks wrong.`),
+      el('h2', undefined, r.alerts.length ? `${r.alerts.length} alert${r.alerts.length > 1 ? 's' : ''} for ${r.run}, where problems start first, then worst first` : `No alerts for ${r.run}: nothing looks wrong.`),
     );
     head.appendChild(el('span', 'mmx-sub', 'at each layer’s latest record · click an alert to show its layer from the step it began'));
     box.appendChild(head);
