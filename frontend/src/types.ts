@@ -171,7 +171,7 @@ export interface CompareHeatmapResponse {
 }
 
 /** Kinds of alert the backend raises (rules in explain.py); an unknown kind is shown as it is. */
-export const ALERT_KINDS = ['dead_units', 'cancellation', 'excess_near_zero', 'vanishing_gradient', 'collapsed_weights', 'non_finite', 'no_gradient', 'dying_during_training'] as const;
+export const ALERT_KINDS = ['dead_units', 'cancellation', 'excess_near_zero', 'vanishing_gradient', 'collapsed_weights', 'non_finite', 'no_gradient', 'dying_during_training', 'unscaled_input'] as const;
 
 /** One alert: `/diagnosis` lists a layer's, `/alerts` a run's (ranked worst first). */
 export interface Alert {

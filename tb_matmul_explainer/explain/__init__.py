@@ -64,6 +64,10 @@ a break; `layer` = where the problem starts):
     is starved by either operand). Where >= 99% do (`run.WHOLLY_COLLAPSED`: an all-zero kernel), the layer's own
     dead-unit and excess-near-zero alerts follow from it: they are folded into it ("Its dead units and near-zero
     results follow from it"), one alert for one cause.
+  * unscaled input (input_features, from the latest record with unit detail): a feature of the data (producer: the
+    model's input, or a join of inputs) whose mean |x| is `run.UNSCALED` (1000x) the median feature's or more,
+    among the features not near zero in most rows; the dead units of the layer reading it say so. Severity =
+    log10(ratio) / 5, at most 1.
   * non-finite values in an operand or the result (severity 1, always first). In MANY_NON_FINITE (3) or more layers
     (a diverged training: one NaN update makes every weight NaN) the run's list holds one alert for them all, at the
     first layer in model order, naming the last recorded step without them (diagnose it for what led up to them);
