@@ -595,6 +595,8 @@ def test_a_zero_value_projection_leads_and_the_attention_it_starves_follows_from
     assert (
         "near-zero value (100% of their products)" in einsum and "because mha/value's weights have collapsed" in einsum
     )
+    query = next(d.text for d in diagnoses if (d.layer, d.role) == ("mha/query", "kernel_gradient"))
+    assert "because mha/value, beside it in the same layer, passes almost none back" in query, query
     info = loader.load(str(tmp_path)).runs["train"][("mha/attention_output", "input_features")].info
     assert (info.producer, info.producer_kind) == ("mha/attention_values", "layer")
 

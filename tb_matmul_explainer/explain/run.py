@@ -362,6 +362,13 @@ def _blocker_after(layer, blockers, order):
     )
 
 
+def _after(layer, blocker, order):
+    """Where `blocker` is from `layer`: "after it", or "beside it in the same layer" for two parts of one layer
+    (an attention's value projection, whose zero V stops the gradient of its query and key)."""
+    same = layer in order and blocker in order and order[layer][0] == order[blocker][0]
+    return "beside it in the same layer" if same else "after it"
+
+
 def _blocked(vanishing, alerts, views, diagnoses):
     """Vanishing-gradient alerts less those of starved layers and of layers before a layer with dead units or
     collapsed weights: no gradient passes back through those, which their own alert says (the earlier layer's
@@ -383,8 +390,8 @@ def _blocked(vanishing, alerts, views, diagnoses):
             continue
         if d.starved and d.role != "forward" and blocker is not None:
             d.text += (
-                f" Its output gradient is near zero because {blocker.layer}, after it, passes almost none "
-                f"back ({blocker.kind.replace('_', ' ')})."
+                f" Its output gradient is near zero because {blocker.layer}, {_after(d.layer, blocker.layer, order)}, "
+                f"passes almost none back ({blocker.kind.replace('_', ' ')})."
             )
     kept = []
     for a in vanishing:
@@ -398,8 +405,8 @@ def _blocked(vanishing, alerts, views, diagnoses):
         d = diagnoses.get((a.layer, a.role))
         if d is not None:
             d.text += (
-                f" Its gradients are tiny because {blocker.layer}, after it, passes almost none back "
-                f"({blocker.kind.replace('_', ' ')})."
+                f" Its gradients are tiny because {blocker.layer}, {_after(a.layer, blocker.layer, order)}, passes "
+                f"almost none back ({blocker.kind.replace('_', ' ')})."
             )
     return kept
 
