@@ -404,7 +404,30 @@ def test_an_input_feature_left_unnormalised_is_named(tmp_path, scale):
         assert unscaled == []
     else:
         assert [(a.layer, a.role) for a in unscaled] == [("dense", "input_features")]
-        assert f"input feature 2 of {FEATURES}" in unscaled[0].message and "Normalise it" in unscaled[0].message
+        assert f"input feature 2 (counting from 0) of {FEATURES}" in unscaled[0].message
+        assert "Normalise it" in unscaled[0].message
+
+
+def test_zero_features_of_the_data_joined_by_a_concatenate_raise_nothing(tmp_path):
+    """The Keras structured-data examples: numeric features concatenated with a lookup's one-hot, whose
+    out-of-vocabulary slot is zero for every input (a trial read "concatenate: 3 of 16 of its output features are
+    near zero ... see their alerts first" with no alert to see). Nothing it joins is dead: no alert, and the
+    input-features line says why."""
+    keras.utils.set_random_seed(21)
+    rng = np.random.default_rng(21)
+    numbers = keras.Input((4,), name="numbers")
+    city = keras.Input((1,), name="city", dtype="int64")
+    one_hot = keras.layers.IntegerLookup(vocabulary=[1, 2, 3], output_mode="one_hot", name="lookup")(city)
+    joined = keras.layers.Concatenate(name="concat")([numbers, one_hot])
+    hidden = keras.layers.Dense(16, activation="relu", name="hidden")(joined)
+    model = keras.Model({"numbers": numbers, "city": city}, keras.layers.Dense(CLASSES, name="logits")(hidden))
+    x = {"numbers": rng.normal(size=(8 * BATCH, 4)).astype(np.float32), "city": rng.integers(1, 4, (8 * BATCH, 1))}
+    features = model.get_layer("concat")([x["numbers"][:BATCH], model.get_layer("lookup")(x["city"][:BATCH])])
+    assert np.all(features.numpy()[:, 4] == 0) and np.all(features.numpy().any(axis=0)[[0, 1, 2, 3, 5, 6, 7]])
+    diagnoses, alerts = train(model, tmp_path, x, rng.integers(0, CLASSES, 8 * BATCH))
+    assert alerts == [], [a.message for a in alerts]
+    text = next(d.text for d in diagnoses if (d.layer, d.role) == ("hidden", "input_features"))
+    assert text.startswith("Nothing wrong here: 1 of 8 input features") and "out-of-vocabulary" in text, text
 
 
 def test_a_branch_that_the_loss_weighs_zero_gets_no_gradient_and_says_so(tmp_path):

@@ -189,7 +189,8 @@ def _dead_inputs(views, diagnoses, alerts):
     """Input features near zero in every row: named at the layer that made them. A recorded producer with an
     activation record says so itself; an Activation / BatchNormalization / Concatenate producer gets the alert,
     once. Returns the ids of the alerts at a layer that joins several inputs (producer kind "join"): their zeros
-    are those of the layers it joins."""
+    are those of the layers it joins; where none of them has dead units, the zeros are the data's own (a
+    structured-data model's one-hot out-of-vocabulary slots) and raise no alert."""
     by_producer, joins = {}, set()
     for (layer, role), d in diagnoses.items():
         info = views[(layer, role)].info
@@ -248,6 +249,14 @@ def _dead_inputs(views, diagnoses, alerts):
             )
             if kind == "join":
                 joins.add(origin)
+    others = any(a.kind == "dead_units" for a in alerts) or any(o not in joins for o in by_producer)
+    for origin in joins if not others else ():  # (nothing it joins is dead: the data's own zero features)
+        alert = by_producer.pop(origin)
+        d = diagnoses[(alert.seen_in, "input_features")]
+        d.text = (
+            f"Nothing wrong here: {d.text[0].lower()}{d.text[1:]} Nothing it joins has dead units: these are zero for "
+            "every input in the data itself (a one-hot's out-of-vocabulary or unused slots are, by construction)."
+        )
     alerts.extend(by_producer.values())
     return {id(a) for origin, a in by_producer.items() if origin in joins}
 
@@ -291,7 +300,11 @@ def _unscaled_inputs(views, diagnoses, alerts):
         if median <= 0 or means[row] < UNSCALED * median:
             continue
         ratio, g = means[row] / median, record.group_size
-        which = f"input feature {row}" if g == 1 else f"input features {row * g}-{row * g + g - 1} (a group)"
+        which = (
+            f"input feature {row} (counting from 0)"
+            if g == 1
+            else f"input features {row * g}-{row * g + g - 1} (counting from 0: a group)"
+        )
         source = f" (from {view.info.producer})" if view.info is not None and view.info.producer else ""
         alert = Alert(
             "unscaled_input",
