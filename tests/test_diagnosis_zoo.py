@@ -553,6 +553,7 @@ def test_zeros_carried_on_from_an_all_zero_layer_follow_from_it(tmp_path):
     assert (alerts[0].kind, alerts[0].layer) == ("collapsed_weights", "zero")
     carried = [a for a in alerts[1:] if a.role == "input_features"]
     assert carried and all("They may be zero's zero outputs carried on" in a.message for a in carried)
+    assert not any("beta and gamma" in a.message for a in carried)  # (what feeds them is zero: not their cause)
 
 
 def test_kernel_entries_that_meet_only_explicit_padding_are_zero_by_construction(tmp_path):

@@ -185,6 +185,12 @@ def _passed_on(forward, t, producer):
     )
 
 
+_OFF_HINT = (
+    " — dead units: the activation is off for them; look at what feeds it (a BatchNormalization's beta and gamma, "
+    "the previous layer's bias)"
+)
+
+
 def _dead_inputs(views, diagnoses, alerts):
     """Input features near zero in every row: named at the layer that made them. A recorded producer with an
     activation record says so itself; an Activation / BatchNormalization / Concatenate producer gets the alert,
@@ -230,8 +236,7 @@ def _dead_inputs(views, diagnoses, alerts):
             f"known: they come from Python code, a subclassed model or layer, not a functional or Sequential graph)"
         )
         hints = {
-            "activation": " — dead units: the activation is off for them; look at what feeds it (a "
-            "BatchNormalization's beta and gamma, the previous layer's bias)",
+            "activation": _OFF_HINT,
             "join": f" — {producer} joins several layers' outputs (Concatenate, Add, ...) and makes no zeros of its "
             f"own: they come from the layers it joins (see their alerts first)",
         }
@@ -597,6 +602,7 @@ def _downstream_of_zero_layer(alerts, order):
         before = [z for z in zero_layers if z.layer != a.layer and order[z.layer] < order[a.seen_in]]
         if before:
             origin = max(before, key=lambda z: order[z.layer]).layer
+            a.message = a.message.replace(_OFF_HINT, "")  # (what feeds it is zero: its beta is not the cause)
             a.message += (
                 f" They may be {origin}'s zero outputs carried on (see {origin}'s alert, before it): look there first."
             )
