@@ -82,15 +82,21 @@ def causal_padding(layer):
     return layer._compute_causal_padding()
 
 
+def _first_call(layer, ranks=None):
+    """The node of `layer`'s first call: the one Keras runs first where `ranks` places its calls, else the first
+    made; None for a layer never called symbolically."""
+    nodes = getattr(layer, "_inbound_nodes", None) or []
+    ranked = [n for n in nodes if id(n) in (ranks or {})]
+    return min(ranked, key=lambda n: ranks[id(n)]) if ranked else (nodes[0] if nodes else None)
+
+
 def first_inputs(layer, ranks=None):
     """The operations (layers) that produced the inputs of `layer`'s first call in a functional graph ([] if
     unknown: a subclassed model's layers, a layer never called symbolically). "First" is the call Keras runs first
     where `ranks` ({id(node): position}, `call_ranks`) places the layer's calls, else the first one made."""
-    nodes = getattr(layer, "_inbound_nodes", None) or []
-    if not nodes:
+    node = _first_call(layer, ranks)
+    if node is None:
         return []
-    ranked = [n for n in nodes if id(n) in (ranks or {})]
-    node = min(ranked, key=lambda n: ranks[id(n)]) if ranked else nodes[0]
     tensors = getattr(node, "input_tensors", None) or []
     history = [getattr(t, "_keras_history", None) for t in tensors]
     return [h.operation for h in history if h is not None]
@@ -115,12 +121,9 @@ def first_call_sources(layer, ranks=None):
     say."""
     import keras
 
-    nodes = getattr(layer, "_inbound_nodes", None) or []
-    if len(nodes) < 2:
+    if len(getattr(layer, "_inbound_nodes", None) or []) < 2:
         return ()
-    ranked = [n for n in nodes if id(n) in (ranks or {})]
-    start = min(ranked, key=lambda n: ranks[id(n)]) if ranked else (nodes[0] if nodes else None)
-    sources, seen, todo = set(), set(), [start] if start is not None else []
+    sources, seen, todo = set(), set(), [_first_call(layer, ranks)]
     while todo:
         node = todo.pop()
         if id(node) in seen:

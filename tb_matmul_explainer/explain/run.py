@@ -31,12 +31,19 @@ def relative_scale(record):
     """mean |dW| / mean |W| of a kernel-gradient record (kernel entries that only meet padding left out of the
     mean), or None where the record lacks |dW| or |W| (version 1, the summary ops)."""
     t = totals(record)
-    if t.cells <= 0 or not (np.isfinite(t.result_magnitude) and np.isfinite(t.reference)):
-        return None
-    live = t.cells - (t.padding_only if np.isfinite(t.padding_only) else 0.0)
-    if live <= 0 or t.reference <= 0:
+    mean_dw = mean_abs_gradient(t)
+    if mean_dw is None or not np.isfinite(t.reference) or t.reference <= 0:
         return None  # all-zero weights: collapsed weights says so; nothing to compare the gradient with
-    return float((t.result_magnitude / live) / (t.reference / t.cells))
+    return float(mean_dw / (t.reference / t.cells))
+
+
+def mean_abs_gradient(t):
+    """mean |dW| of a kernel-gradient record's `Totals` over the kernel entries that meet data (not only
+    padding), or None where it has no |dW| (version 1, the summary ops) or no such entry."""
+    live = t.cells - (t.padding_only if np.isfinite(t.padding_only) else 0.0)
+    if t.cells <= 0 or live <= 0 or not np.isfinite(t.result_magnitude):
+        return None
+    return float(t.result_magnitude / live)
 
 
 def _has_relative_columns(record):
@@ -178,11 +185,15 @@ def _passed_on(forward, t, producer):
     if forward is None or not forward.starved or forward.alerts or t.cells <= 0 or not np.isfinite(t.reference):
         return
     source = f" from {producer}" if producer else ""
-    forward.text = (
-        f"Nothing wrong here: {forward.text[0].lower()}{forward.text[1:]} Its input{source} is exactly zero in "
-        f"{t.reference / t.cells:.0%} of its values, spread over its features (none is near zero in every row), and "
-        f"the layer carries those zeros on."
+    forward.text = _nothing_wrong_here(
+        f"{forward.text} Its input{source} is exactly zero in {t.reference / t.cells:.0%} of its values, spread over "
+        f"its features (none is near zero in every row), and the layer carries those zeros on."
     )
+
+
+def _nothing_wrong_here(text):
+    """`text` as a "Nothing wrong here" line (the tab folds those)."""
+    return f"Nothing wrong here: {text[0].lower()}{text[1:]}"
 
 
 _OFF_HINT = (
@@ -258,9 +269,9 @@ def _dead_inputs(views, diagnoses, alerts):
     for origin in joins if not others else ():  # (nothing it joins is dead: the data's own zero features)
         alert = by_producer.pop(origin)
         d = diagnoses[(alert.seen_in, "input_features")]
-        d.text = (
-            f"Nothing wrong here: {d.text[0].lower()}{d.text[1:]} Nothing it joins has dead units: these are zero for "
-            "every input in the data itself (a one-hot's out-of-vocabulary or unused slots are, by construction)."
+        d.text = _nothing_wrong_here(
+            f"{d.text} Nothing it joins has dead units: these are zero for every input in the data itself (a "
+            "one-hot's out-of-vocabulary or unused slots are, by construction)."
         )
     alerts.extend(by_producer.values())
     return {id(a) for origin, a in by_producer.items() if origin in joins}
@@ -310,7 +321,7 @@ def _unscaled_inputs(views, diagnoses, alerts):
             if g == 1
             else f"input features {row * g}-{row * g + g - 1} (counting from 0: a group)"
         )
-        source = f" (from {view.info.producer})" if view.info is not None and view.info.producer else ""
+        source = f" (from {view.info.producer})" if view.info.producer else ""
         alert = Alert(
             "unscaled_input",
             layer,
@@ -682,9 +693,7 @@ def _why_all_zero(kernel_gradient, since, step):
     `step` (a later one) while its gradient dW is not zero, it does not train; else where it comes from."""
     picked = kernel_gradient.record_at(step) if kernel_gradient is not None else None
     if picked is not None and picked[0] > since:
-        t = totals(picked[1])
-        live = t.cells - (t.padding_only if np.isfinite(t.padding_only) else 0.0)
-        mean_dw = t.result_magnitude / live if live > 0 and np.isfinite(t.result_magnitude) else 0.0
+        mean_dw = mean_abs_gradient(totals(picked[1])) or 0.0
         if mean_dw > 0:
             return (
                 f"It has stayed all zero since step {since} although its gradient dW is not zero (mean |dW| "
