@@ -5,7 +5,9 @@ functional graph (Sequential models build one too) to the layer that made its in
 layers that only move, drop or pool values (a channel that is zero everywhere stays zero through them): Flatten,
 Reshape, Permute, Dropout, padding, cropping, pooling, up-sampling. It stops at a layer with more than one input
 (Add, Concatenate) and answers (name, kind), kind one of:
-  "input"       the model's input (data, not a layer's doing)
+  "input"       the model's input, or a preprocessing layer that encodes it (StringLookup, IntegerLookup,
+                CategoryEncoding, Hashing, Discretization): data, not a layer's doing (a one-hot's out-of-vocabulary
+                slot is zero for every input by construction)
   "activation"  a layer that applies a non-linear activation: Activation, ReLU, LeakyReLU, ELU, PReLU, Softmax,
                 or a layer with `activation=` of its own
   "join"        a layer with several inputs (Concatenate, Add, Multiply, ...): its zeros are those of its inputs
@@ -86,9 +88,16 @@ _ACTIVATION_LAYERS = tuple(
 )
 
 
+_ENCODING_LAYERS = tuple(
+    getattr(keras.layers, name)
+    for name in ("StringLookup", "IntegerLookup", "CategoryEncoding", "Hashing", "Discretization")
+    if hasattr(keras.layers, name)
+)
+
+
 def kind_of(layer):
     """ "input", "activation", "join" or "layer" for a producing layer."""
-    if isinstance(layer, keras.layers.InputLayer):
+    if isinstance(layer, (keras.layers.InputLayer, *_ENCODING_LAYERS)):
         return "input"
     if isinstance(layer, _ACTIVATION_LAYERS):
         if isinstance(layer, keras.layers.Activation) and activations.describe(layer.activation) is None:

@@ -77,9 +77,9 @@ The SummaryMetadata content (written with every event, so kept tiny) is compact 
             input at the same depth,
    "activation": Keras name of f (activation roles; else absent),
    "producer": name of the layer that produced the input (input_features; null if not resolved),
-   "producer_kind": "input" (the model's input), "activation" (a layer that applies a non-linear activation,
-                    its own or as an Activation/ReLU/... layer), "join" (several inputs: Concatenate, Add, ...)
-                    or "layer" (any other, e.g. BatchNormalization),
+   "producer_kind": "input" (the model's input, or a lookup/encoding layer of it), "activation" (a layer that
+                    applies a non-linear activation, its own or as an Activation/ReLU/... layer), "join" (several
+                    inputs: Concatenate, Add, ...) or "layer" (any other, e.g. BatchNormalization),
    "zeroed_by": input_features: the layers between the producer and this layer that set values to exactly zero
                 (Dropout while training, SpatialDropout, ZeroPadding), producer side first; absent when none,
    "loss_reads_logits": activation role: true when the loss differentiated the layer's pre-activation z
